@@ -1,0 +1,397 @@
+"""The run store: one SQLite database (WAL mode) per run folder.
+
+A run folder holds ``config.yaml`` (the resolved config), ``store.sqlite`` and
+``adapters/iter_<i>/`` (peft adapters). The database is the single source of
+truth: the CLI summary and the dashboard read only from it.
+
+Writes happen in short transactions (one sampling batch, one training run, one
+evaluation batch), so that a reader never sees half a batch, and a killed run
+resumes from the last committed batch. Samples carry a UNIQUE key, so a
+resumed batch can never be stored twice. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+DB_NAME = "store.sqlite"
+CONFIG_NAME = "config.yaml"
+ADAPTERS_DIR = "adapters"
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  task TEXT NOT NULL,
+  model TEXT NOT NULL,
+  config_json TEXT NOT NULL,
+  status TEXT NOT NULL,            -- running | finished | crashed | stopped
+  created_at REAL NOT NULL,
+  updated_at REAL NOT NULL,
+  heartbeat_at REAL,
+  pid INTEGER,
+  host TEXT,
+  device TEXT,                     -- e.g. "cpu (no quantization)", "cuda 4-bit nf4"
+  iterations_planned INTEGER NOT NULL,
+  error TEXT
+);
+CREATE TABLE IF NOT EXISTS iterations (
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  iteration INTEGER NOT NULL,      -- 0 = few-shot baseline (evaluation only)
+  stage TEXT NOT NULL,             -- pending | sampled | rationalized | trained | done
+  started_at REAL NOT NULL,
+  finished_at REAL,
+  train_steps INTEGER,             -- planned optimizer steps for this iteration
+  n_train_examples INTEGER,
+  adapter_path TEXT,               -- relative to the run folder
+  PRIMARY KEY (run_id, iteration)
+);
+CREATE TABLE IF NOT EXISTS exemplars (
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  task TEXT NOT NULL,
+  position INTEGER NOT NULL,
+  question_id TEXT NOT NULL,
+  question TEXT NOT NULL,
+  rationale TEXT NOT NULL,
+  answer TEXT NOT NULL,
+  source TEXT NOT NULL,            -- "train split (seed 0)", "file ...", "built-in"
+  PRIMARY KEY (run_id, task, position)
+);
+CREATE TABLE IF NOT EXISTS samples (
+  id INTEGER PRIMARY KEY,
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  iteration INTEGER NOT NULL,
+  task TEXT NOT NULL,
+  split TEXT NOT NULL,             -- train | eval
+  phase TEXT NOT NULL,             -- sample | rationalize | eval
+  question_id TEXT NOT NULL,
+  k INTEGER NOT NULL DEFAULT 0,    -- sample index when k>1 samples per question
+  grp TEXT NOT NULL DEFAULT 'all', -- arithmetic: digit count
+  question TEXT NOT NULL,
+  prompt TEXT NOT NULL,            -- full prompt, few-shot prefix included
+  hint TEXT,                       -- the hint shown (rationalize phase only)
+  raw_output TEXT NOT NULL,
+  rationale TEXT,
+  answer TEXT,
+  gold TEXT NOT NULL,
+  correct INTEGER NOT NULL,        -- parsed answer == gold
+  decision TEXT NOT NULL,          -- correct | wrong | unparsable | truncated | hint_leak
+                                   -- | unfaithful | rationalized | eval_correct ...
+  kept INTEGER NOT NULL,           -- became a training example
+  reason TEXT NOT NULL,
+  audit_faithful INTEGER,          -- 1 / 0 / NULL (nothing checkable)
+  audit_json TEXT,
+  prompt_tokens INTEGER,
+  output_tokens INTEGER,
+  seconds REAL,
+  created_at REAL NOT NULL,
+  UNIQUE (run_id, iteration, task, phase, question_id, k)
+);
+CREATE INDEX IF NOT EXISTS samples_browse
+  ON samples (run_id, iteration, task, split, phase, decision);
+CREATE INDEX IF NOT EXISTS samples_question ON samples (run_id, question_id);
+CREATE INDEX IF NOT EXISTS samples_grp ON samples (run_id, task, grp);
+CREATE TABLE IF NOT EXISTS train_examples (
+  id INTEGER PRIMARY KEY,
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  iteration INTEGER NOT NULL,      -- the iteration whose model is trained on it
+  sample_id INTEGER NOT NULL REFERENCES samples(id),
+  task TEXT NOT NULL,
+  question_id TEXT NOT NULL,
+  source TEXT NOT NULL,            -- correct | rationalized
+  prompt TEXT NOT NULL,            -- training prompt (no hint; prefix only if configured)
+  completion TEXT NOT NULL,        -- rationale + answer, the tokens the loss is on
+  UNIQUE (run_id, iteration, sample_id)
+);
+CREATE TABLE IF NOT EXISTS train_losses (
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  iteration INTEGER NOT NULL,
+  step INTEGER NOT NULL,
+  loss REAL NOT NULL,
+  lr REAL NOT NULL,
+  seconds REAL,
+  PRIMARY KEY (run_id, iteration, step)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  iteration INTEGER NOT NULL,
+  task TEXT NOT NULL,
+  split TEXT NOT NULL,
+  grp TEXT NOT NULL,               -- 'all' or a digit count for arithmetic
+  n INTEGER NOT NULL,
+  n_correct INTEGER NOT NULL,
+  accuracy REAL NOT NULL,
+  PRIMARY KEY (run_id, iteration, task, split, grp)
+);
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY,
+  run_id INTEGER NOT NULL,
+  at REAL NOT NULL,
+  kind TEXT NOT NULL,              -- started | resumed | stage | progress | finished | crashed
+  message TEXT NOT NULL
+);
+"""
+
+#: Decisions that make a sample a training example.
+KEPT_DECISIONS = ("correct", "rationalized")
+
+
+class StoreError(RuntimeError):
+    """The store is missing, unreadable or from an unknown schema."""
+
+
+def connect(db_path: str | os.PathLike, readonly: bool = False) -> sqlite3.Connection:
+    """Open the database. Readers use ``readonly=True`` and never write."""
+    p = Path(db_path)
+    if readonly:
+        if not p.exists():
+            raise StoreError(f"{p}: no run store here")
+        con = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=10, check_same_thread=False)
+    else:
+        con = sqlite3.connect(p, timeout=30, isolation_level=None, check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")
+        con.execute("PRAGMA foreign_keys=ON")
+    con.row_factory = sqlite3.Row
+    con.execute("PRAGMA busy_timeout=10000")
+    return con
+
+
+@dataclass
+class SampleRecord:
+    """One row of ``samples``: a single model completion and its decision."""
+
+    iteration: int
+    task: str
+    split: str
+    phase: str
+    question_id: str
+    question: str
+    prompt: str
+    raw_output: str
+    gold: str
+    decision: str
+    reason: str
+    correct: bool
+    kept: bool = False
+    k: int = 0
+    grp: str = "all"
+    hint: str | None = None
+    rationale: str | None = None
+    answer: str | None = None
+    audit: dict[str, Any] | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    seconds: float | None = None
+    # Training example derived from this sample (when kept).
+    train_prompt: str | None = None
+    train_completion: str | None = None
+    train_iteration: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RunStore:
+    """Writer (and simple reader) of one run's database."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.run_dir / DB_NAME
+        self.con = connect(self.db_path)
+        self.con.executescript(SCHEMA)
+        self.con.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        self.run_id = 1
+
+    # ---- plumbing --------------------------------------------------------
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; rolled back whole on any error."""
+        self.con.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        else:
+            self.con.execute("COMMIT")
+
+    def close(self) -> None:
+        self.con.close()
+
+    # ---- runs ------------------------------------------------------------
+    def has_run(self) -> bool:
+        return self.con.execute("SELECT 1 FROM runs WHERE id=?", (self.run_id,)).fetchone() is not None
+
+    def create_run(self, name: str, task: str, model: str, config: dict[str, Any],
+                   iterations_planned: int, device: str) -> None:
+        now = time.time()
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO runs(id, name, task, model, config_json, status, created_at, updated_at,"
+                " heartbeat_at, pid, host, device, iterations_planned) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (self.run_id, name, task, model, json.dumps(config, sort_keys=True), "running", now, now,
+                 now, os.getpid(), os.uname().nodename, device, iterations_planned),
+            )
+            self._event(c, "started", f"run started on {device}")
+
+    def set_status(self, status: str, error: str | None = None, message: str | None = None) -> None:
+        now = time.time()
+        with self.tx() as c:
+            c.execute(
+                "UPDATE runs SET status=?, error=?, updated_at=?, heartbeat_at=?, pid=? WHERE id=?",
+                (status, error, now, now, os.getpid(), self.run_id),
+            )
+            self._event(c, status, message or status)
+
+    def heartbeat(self) -> None:
+        now = time.time()
+        with self.tx() as c:
+            c.execute("UPDATE runs SET heartbeat_at=?, updated_at=? WHERE id=?", (now, now, self.run_id))
+
+    def event(self, kind: str, message: str) -> None:
+        with self.tx() as c:
+            self._event(c, kind, message)
+
+    def _event(self, c: sqlite3.Connection, kind: str, message: str) -> None:
+        c.execute("INSERT INTO events(run_id, at, kind, message) VALUES (?,?,?,?)",
+                  (self.run_id, time.time(), kind, message))
+
+    # ---- iterations ----------------------------------------------------------
+    def iteration_stage(self, iteration: int) -> str | None:
+        row = self.con.execute("SELECT stage FROM iterations WHERE run_id=? AND iteration=?",
+                               (self.run_id, iteration)).fetchone()
+        return row["stage"] if row else None
+
+    def begin_iteration(self, iteration: int, train_steps: int | None) -> None:
+        with self.tx() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO iterations(run_id, iteration, stage, started_at, train_steps)"
+                " VALUES (?,?,?,?,?)",
+                (self.run_id, iteration, "pending", time.time(), train_steps),
+            )
+
+    def set_stage(self, iteration: int, stage: str, **fields: Any) -> None:
+        allowed = {"n_train_examples", "adapter_path", "finished_at", "train_steps"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"unknown iteration fields {sorted(bad)}")
+        sets = ", ".join(["stage=?"] + [f"{k}=?" for k in fields])
+        with self.tx() as c:
+            c.execute(f"UPDATE iterations SET {sets} WHERE run_id=? AND iteration=?",
+                      (stage, *fields.values(), self.run_id, iteration))
+            self._event(c, "stage", f"iteration {iteration}: {stage}")
+
+    # ---- exemplars -------------------------------------------------------------
+    def save_exemplars(self, task: str, rows: list[dict[str, Any]]) -> None:
+        with self.tx() as c:
+            c.execute("DELETE FROM exemplars WHERE run_id=? AND task=?", (self.run_id, task))
+            c.executemany(
+                "INSERT INTO exemplars(run_id, task, position, question_id, question, rationale, answer, source)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                [(self.run_id, task, i, r["question_id"], r["question"], r["rationale"], r["answer"], r["source"])
+                 for i, r in enumerate(rows)],
+            )
+
+    # ---- samples ---------------------------------------------------------------
+    def done_question_ids(self, iteration: int, task: str, phase: str) -> set[tuple[str, int]]:
+        rows = self.con.execute(
+            "SELECT question_id, k FROM samples WHERE run_id=? AND iteration=? AND task=? AND phase=?",
+            (self.run_id, iteration, task, phase),
+        ).fetchall()
+        return {(r["question_id"], r["k"]) for r in rows}
+
+    def add_samples(self, records: list[SampleRecord]) -> int:
+        """Store a batch of samples (and their training examples) in one transaction.
+
+        Returns how many were new; a sample already stored is left untouched.
+        """
+        new = 0
+        now = time.time()
+        with self.tx() as c:
+            for r in records:
+                cur = c.execute(
+                    "INSERT OR IGNORE INTO samples(run_id, iteration, task, split, phase, question_id, k, grp,"
+                    " question, prompt, hint, raw_output, rationale, answer, gold, correct, decision, kept,"
+                    " reason, audit_faithful, audit_json, prompt_tokens, output_tokens, seconds, created_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (self.run_id, r.iteration, r.task, r.split, r.phase, r.question_id, r.k, r.grp,
+                     r.question, r.prompt, r.hint, r.raw_output, r.rationale, r.answer, r.gold,
+                     int(r.correct), r.decision, int(r.kept), r.reason,
+                     None if not r.audit or r.audit.get("faithful") is None else int(r.audit["faithful"]),
+                     json.dumps(r.audit) if r.audit is not None else None,
+                     r.prompt_tokens, r.output_tokens, r.seconds, now),
+                )
+                if cur.rowcount == 0:
+                    continue
+                new += 1
+                if r.kept:
+                    if r.train_prompt is None or r.train_completion is None:
+                        raise ValueError("a kept sample needs train_prompt and train_completion")
+                    c.execute(
+                        "INSERT INTO train_examples(run_id, iteration, sample_id, task, question_id, source,"
+                        " prompt, completion) VALUES (?,?,?,?,?,?,?,?)",
+                        (self.run_id, r.train_iteration if r.train_iteration is not None else r.iteration,
+                         cur.lastrowid, r.task, r.question_id,
+                         "rationalized" if r.phase == "rationalize" else "correct",
+                         r.train_prompt, r.train_completion),
+                    )
+            c.execute("UPDATE runs SET heartbeat_at=?, updated_at=? WHERE id=?", (now, now, self.run_id))
+        return new
+
+    def train_examples(self, iteration: int) -> list[sqlite3.Row]:
+        return self.con.execute(
+            "SELECT * FROM train_examples WHERE run_id=? AND iteration=? ORDER BY id",
+            (self.run_id, iteration),
+        ).fetchall()
+
+    def samples(self, iteration: int, task: str, phase: str) -> list[sqlite3.Row]:
+        return self.con.execute(
+            "SELECT * FROM samples WHERE run_id=? AND iteration=? AND task=? AND phase=? ORDER BY id",
+            (self.run_id, iteration, task, phase),
+        ).fetchall()
+
+    # ---- training --------------------------------------------------------------
+    def finish_training(self, iteration: int, losses: list[tuple[int, float, float, float]],
+                        adapter_path: str, n_examples: int) -> None:
+        """Record a finished training run atomically: losses + iteration stage."""
+        with self.tx() as c:
+            c.execute("DELETE FROM train_losses WHERE run_id=? AND iteration=?", (self.run_id, iteration))
+            c.executemany(
+                "INSERT INTO train_losses(run_id, iteration, step, loss, lr, seconds) VALUES (?,?,?,?,?,?)",
+                [(self.run_id, iteration, s, l, lr, sec) for s, l, lr, sec in losses],
+            )
+            c.execute(
+                "UPDATE iterations SET stage='trained', adapter_path=?, n_train_examples=? "
+                "WHERE run_id=? AND iteration=?",
+                (adapter_path, n_examples, self.run_id, iteration),
+            )
+            self._event(c, "stage", f"iteration {iteration}: trained on {n_examples} examples")
+
+    # ---- metrics ---------------------------------------------------------------
+    def finish_iteration(self, iteration: int, metrics: list[dict[str, Any]]) -> None:
+        """Write an iteration's metrics and mark it done, in one transaction."""
+        with self.tx() as c:
+            c.execute("DELETE FROM metrics WHERE run_id=? AND iteration=?", (self.run_id, iteration))
+            c.executemany(
+                "INSERT INTO metrics(run_id, iteration, task, split, grp, n, n_correct, accuracy)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                [(self.run_id, iteration, m["task"], m["split"], m["grp"], m["n"], m["n_correct"],
+                  m["accuracy"]) for m in metrics],
+            )
+            c.execute("UPDATE iterations SET stage='done', finished_at=? WHERE run_id=? AND iteration=?",
+                      (time.time(), self.run_id, iteration))
+            self._event(c, "stage", f"iteration {iteration}: done")
