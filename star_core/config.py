@@ -1,0 +1,307 @@
+"""Typed run configuration.
+
+Every field has a docstring (the attribute docstring under it); ``star run
+--help-config`` prints them. Values come from, in order: the defaults below, a
+YAML/JSON config file, the CLI flags, then ``--set key=value`` pairs.
+Validation errors name the field and the bad value.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from .tasks import TASKS
+
+DEFAULT_MODEL = "bundled:smollm2-135m"
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message names the field (and file when known)."""
+
+
+class ModelError(ValueError):
+    """The model could not be found or loaded; the message names the flag."""
+
+
+@dataclass
+class StarConfig:
+    # ---- what to run ------------------------------------------------------
+    task: str = "arithmetic"
+    """Task: arithmetic | commonsenseqa | gsm8k."""
+    model: str = DEFAULT_MODEL
+    """Hugging Face model id, local model folder, a .gguf file, or 'bundled:smollm2-135m' (offline default)."""
+    iterations: int = 2
+    """Number of STaR outer iterations (iteration 0, the few-shot baseline, is extra)."""
+    seed: int = 0
+    """Seed for data generation/shuffling, exemplar choice, sampling and LoRA init."""
+    name: str = ""
+    """Run name shown in the dashboard; defaults to the run folder's name."""
+
+    # ---- data -------------------------------------------------------------
+    train_file: str | None = None
+    """Training questions (JSONL or a datasets folder/id). Default: generated (arithmetic) or sample_data slices."""
+    eval_file: str | None = None
+    """Evaluation questions (JSONL or a datasets folder/id). Default as for train_file."""
+    n_train: int = 240
+    """Training questions sampled per iteration (first N after a seeded shuffle; arithmetic: generated)."""
+    n_eval: int = 150
+    """Evaluation questions (arithmetic: spread evenly over eval_digits)."""
+    n_exemplars: int = 0
+    """Few-shot exemplars in the prompt; 0 means the task's default (arithmetic 4, CQA 7, GSM8K 6)."""
+    exemplars_file: str | None = None
+    """JSON/JSONL file of few-shot exemplars that replaces the task's default choice."""
+    arith_format: str = "decomposition"
+    """Arithmetic rationale format: decomposition (default, works for small models) | columns | scratchpad (paper)."""
+    train_digits: tuple[int, int] = (1, 3)
+    """Arithmetic: inclusive range of digit counts for training problems (paper: 1-5)."""
+    eval_digits: tuple[int, int] = (1, 5)
+    """Arithmetic: inclusive range of digit counts for evaluation problems."""
+
+    # ---- sampling -----------------------------------------------------------
+    max_new_tokens: int = 96
+    """Generation budget per rationale; hitting it marks the sample `truncated`."""
+    temperature: float = 0.0
+    """0 = greedy (the paper's effective setting); >0 samples."""
+    top_p: float = 1.0
+    """Nucleus sampling cutoff when temperature > 0."""
+    samples_per_question: int = 1
+    """k samples per training question (needs temperature > 0 to differ)."""
+    batch_size: int = 16
+    """Generation batch size."""
+    share_prefix_cache: bool = True
+    """Compute the few-shot prefix's KV cache once and share it across each batch."""
+
+    # ---- filtering ------------------------------------------------------------
+    rationalize: bool = True
+    """Retry wrong answers with the gold answer as a hint (the paper's rationalization)."""
+    reject_unfaithful: bool = False
+    """Reject correct answers whose audited steps are wrong. Paper: False (only the final answer decides)."""
+
+    # ---- training ---------------------------------------------------------------
+    restart_from_base: bool = True
+    """Paper: train each iteration's adapter from the base model. False continues from the last adapter."""
+    train_steps: int = 40
+    """Optimizer steps in iteration 1 (paper: 40)."""
+    steps_growth: float = 1.2
+    """Steps multiply by this each iteration (paper: 1.2)."""
+    learning_rate: float = 3e-4
+    """AdamW learning rate for LoRA (paper's 1e-6 was full fine-tuning of a 6B model)."""
+    warmup_steps: int = 5
+    """Linear warm-up steps, then constant (paper: constant after warm-up)."""
+    train_batch_size: int = 8
+    """Examples per micro-batch."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping (paper: 1.0)."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA alpha (scale = alpha / r)."""
+    lora_dropout: float = 0.0
+    """LoRA dropout."""
+    lora_targets: list[str] = field(default_factory=lambda: [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    """Module names that get LoRA adapters (or ['all-linear'])."""
+    mask_prompt: bool = True
+    """Compute the loss only on rationale + answer tokens."""
+    keep_prefix_in_training: bool = False
+    """Keep the few-shot prefix in the training text (helped CQA in the paper)."""
+    max_seq_len: int = 768
+    """Training sequences are cut to this many tokens (from the left, keeping the completion)."""
+
+    # ---- model / hardware -----------------------------------------------------
+    quantization: str = "auto"
+    """auto (4-bit NF4 on CUDA, none on CPU) | 4bit | none."""
+    device: str = "auto"
+    """auto | cpu | cuda."""
+    threads: int = 0
+    """torch CPU threads; 0 leaves torch's default."""
+    eval_adapter: str | None = None
+    """A peft adapter attached for the iteration-0 evaluation (set by `star eval --adapter`)."""
+
+    def validate(self, source: str = "config") -> "StarConfig":
+        def bad(name: str, why: str) -> ConfigError:
+            return ConfigError(f"{source}: field '{name}' = {getattr(self, name)!r}: {why}")
+
+        if self.task not in TASKS:
+            raise bad("task", f"unknown task; choose one of {', '.join(TASKS)}")
+        for name in ("iterations",):
+            if getattr(self, name) < 0:
+                raise bad(name, "must be >= 0")
+        for name in ("n_train", "n_eval", "max_new_tokens", "samples_per_question", "batch_size",
+                     "train_steps", "train_batch_size", "grad_accum", "lora_r", "lora_alpha", "max_seq_len"):
+            if getattr(self, name) < 1:
+                raise bad(name, "must be >= 1")
+        if self.n_exemplars < 0:
+            raise bad("n_exemplars", "must be >= 0")
+        if self.temperature < 0:
+            raise bad("temperature", "must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise bad("top_p", "must be in (0, 1]")
+        if self.samples_per_question > 1 and self.temperature == 0:
+            raise bad("samples_per_question", "k > 1 needs temperature > 0 (greedy gives k identical samples)")
+        if self.learning_rate <= 0:
+            raise bad("learning_rate", "must be > 0")
+        if self.steps_growth <= 0:
+            raise bad("steps_growth", "must be > 0")
+        if self.arith_format not in ("decomposition", "columns", "scratchpad"):
+            raise bad("arith_format", "choose decomposition, columns or scratchpad")
+        for name in ("train_digits", "eval_digits"):
+            lo, hi = getattr(self, name)
+            if not (1 <= lo <= hi <= 30):
+                raise bad(name, "must be [lo, hi] with 1 <= lo <= hi <= 30")
+        if self.quantization not in ("auto", "4bit", "none"):
+            raise bad("quantization", "choose auto, 4bit or none")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise bad("device", "choose auto, cpu or cuda")
+        if not 0 <= self.lora_dropout < 1:
+            raise bad("lora_dropout", "must be in [0, 1)")
+        return self
+
+    def steps_for(self, iteration: int) -> int:
+        """Training steps for iteration i >= 1: train_steps * growth**(i-1)."""
+        return max(1, round(self.train_steps * self.steps_growth ** (iteration - 1)))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["train_digits"] = list(self.train_digits)
+        d["eval_digits"] = list(self.eval_digits)
+        return d
+
+
+FIELD_NAMES = {f.name for f in fields(StarConfig)}
+
+
+def field_docs() -> dict[str, str]:
+    """Per-field docstrings, read from this module's source."""
+    import inspect
+
+    src = inspect.getsource(StarConfig)
+    tree = ast.parse(src)
+    docs: dict[str, str] = {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for a, b in zip(body, body[1:]):
+        if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant):
+            docs[a.target.id] = str(b.value.value)  # type: ignore[union-attr]
+    return docs
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """Convert a raw value (from YAML or a --set string) to the field's type."""
+    hint = get_type_hints(StarConfig)[name]
+    origin = get_origin(hint)
+    args = get_args(hint)
+
+    def fail(why: str) -> ConfigError:
+        return ConfigError(f"{source}: field '{name}' = {value!r}: {why}")
+
+    if isinstance(value, str) and hint is not str and not (origin is not None and str in args):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise fail(f"cannot parse ({e.__class__.__name__})") from None
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise fail("expected true or false")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail("expected an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail("expected a number")
+        return float(value)
+    if hint is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str):
+            raise fail("expected a string")
+        return value
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [int(v) for v in value.replace("-", ",").split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise fail("expected two integers, e.g. [1, 5]")
+        return (int(value[0]), int(value[1]))
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise fail("expected a list of strings")
+        return value
+    # Optional[str]
+    if value is None or isinstance(value, str):
+        return value
+    raise fail("expected a string or null")
+
+
+def _suggest(name: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(FIELD_NAMES), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def apply(cfg: StarConfig, values: dict[str, Any], source: str) -> StarConfig:
+    for k, v in values.items():
+        if k not in FIELD_NAMES:
+            raise ConfigError(f"{source}: unknown field '{k}'{_suggest(k)}")
+        setattr(cfg, k, _coerce(k, v, source))
+    return cfg
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        line = getattr(e, "lineno", None) or getattr(getattr(e, "problem_mark", None), "line", -1) + 1
+        raise ConfigError(f"{p}, line {line}: cannot parse config: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: config must be a mapping of field: value")
+    return data
+
+
+def parse_set(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ConfigError(f"--set {p!r}: expected key=value")
+        k, v = p.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+def build(file: str | None = None, flags: dict[str, Any] | None = None,
+          sets: list[str] | None = None) -> StarConfig:
+    cfg = StarConfig()
+    if file:
+        apply(cfg, load_file(file), str(file))
+    apply(cfg, {k: v for k, v in (flags or {}).items() if v is not None}, "command line")
+    apply(cfg, parse_set(sets or []), "--set")
+    return cfg.validate()
+
+
+def save(cfg: StarConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def from_saved(path: Path) -> StarConfig:
+    cfg = StarConfig()
+    apply(cfg, load_file(path), str(path))
+    return cfg.validate(str(path))

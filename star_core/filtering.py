@@ -1,0 +1,74 @@
+"""The STaR filter: every completion gets a decision and a reason in words.
+
+Decisions
+- sample phase:      correct (kept) | wrong | unparsable | truncated | unfaithful
+- rationalize phase: rationalized (kept) | wrong | unparsable | truncated | hint_leak | unfaithful
+- eval phase:        correct | wrong | unparsable | truncated (never kept)
+
+By default only the final answer decides (the paper's rule); the rationale
+audit is recorded either way, and ``reject_unfaithful`` turns a failed audit
+into a rejection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .tasks.base import Audit, Parsed, Problem, Task
+
+PHASES = ("sample", "rationalize", "eval")
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision: str
+    kept: bool
+    reason: str
+    correct: bool
+    text: str
+    """The completion cut at the task's stop string."""
+    parsed: Parsed
+    audit: Audit
+
+
+def _short(s: str | None, n: int = 40) -> str:
+    s = "" if s is None else s
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def judge(task: Task, problem: Problem, completion: str, truncated: bool, phase: str,
+          max_new_tokens: int, reject_unfaithful: bool = False) -> Decision:
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}")
+    text = task.trim(completion)
+    parsed = task.parse(text)
+    audit = task.audit(problem, parsed) if parsed.answer is not None else Audit()
+    correct = task.is_correct(parsed.answer, problem.gold)
+    kept_name = {"sample": "correct", "rationalize": "rationalized", "eval": "correct"}[phase]
+
+    def out(decision: str, reason: str, kept: bool = False) -> Decision:
+        return Decision(decision, kept and phase != "eval", reason, correct, text, parsed, audit)
+
+    if truncated:
+        got = f"; the cut text reads answer {_short(parsed.answer)!s}" if parsed.answer is not None else ""
+        return out("truncated", f"hit max_new_tokens ({max_new_tokens}) before finishing{got}")
+    if parsed.answer is None:
+        return out("unparsable", "no final answer found in the output")
+    if not correct:
+        return out("wrong", f"answered {_short(parsed.answer)}, gold is {_short(problem.gold)}")
+    if phase == "rationalize":
+        leak = task.hint_leak(problem, text)
+        if leak:
+            return out("hint_leak", leak)
+    audit_note = ""
+    if audit.faithful is False:
+        first = audit.errors[0]
+        more = f" (+{len(audit.errors) - 1} more)" if len(audit.errors) > 1 else ""
+        if reject_unfaithful and phase != "eval":
+            return out("unfaithful", f"right answer {parsed.answer} but a step is wrong: {first}{more}")
+        audit_note = f"; audit: {len(audit.errors)} of {audit.checked} steps wrong, e.g. {first}"
+    elif audit.faithful is True:
+        audit_note = f"; audit: all {audit.checked} steps hold"
+    if phase == "rationalize":
+        return out(kept_name, f"with the hint, reached the gold answer {problem.gold}{audit_note}", kept=True)
+    return out(kept_name, f"answer {parsed.answer} matches gold{audit_note}", kept=True)

