@@ -14,6 +14,7 @@ cache with per-row padding between prefix and suffix and row pruning.
 from __future__ import annotations
 
 import copy
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -42,6 +43,12 @@ def _common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
         if any(s[i] != t for s in seqs):
             return i
     return n
+
+
+def _cache_kw(model) -> str:
+    """Name of the forward() cache argument ("cache" in newer transformers, else "past_key_values")."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
 
 
 def _pick(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator | None) -> torch.Tensor:
@@ -76,7 +83,8 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
         P = max(0, min(_common_prefix_len(ids), min(len(s) for s in ids) - 1))
     if P > 0:
         prefix_cache = DynamicCache()
-        model(input_ids=torch.tensor([ids[0][:P]], device=device), past_key_values=prefix_cache, use_cache=True)
+        model(input_ids=torch.tensor([ids[0][:P]], device=device), use_cache=True, logits_to_keep=1,
+              **{_cache_kw(model): prefix_cache})
 
     # Longest suffixes first: less padding per batch.
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
@@ -113,7 +121,9 @@ def _generate_batch(model, tokenizer, seqs, P, prefix_cache, device, pad_id, eos
     else:
         cache = DynamicCache()
     inp, attn, pos = inp.to(device), attn.to(device), pos.to(device)
-    out = model(input_ids=inp, attention_mask=attn, position_ids=pos[:, P:], past_key_values=cache, use_cache=True)
+    ckw = _cache_kw(model)
+    out = model(input_ids=inp, attention_mask=attn, position_ids=pos[:, P:], use_cache=True, logits_to_keep=1,
+                **{ckw: cache})
     logits = out.logits[:, -1, :]
     next_pos = pos[:, -1] + 1
 
@@ -149,7 +159,7 @@ def _generate_batch(model, tokenizer, seqs, P, prefix_cache, device, pad_id, eos
             active = [active[j] for j in keep]
         attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=-1)
         out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None],
-                    past_key_values=cache, use_cache=True)
+                    use_cache=True, **{ckw: cache})
         logits = out.logits[:, -1, :]
         next_pos = next_pos + 1
     return [(texts[r], len(generated[r]), truncated[r]) for r in range(B)]
