@@ -217,6 +217,11 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             raise fail("expected an integer")
         return value
     if hint is float:
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise fail("expected a number")
         return float(value)

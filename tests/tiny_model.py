@@ -35,7 +35,7 @@ def build_tiny_model(folder: Path, layers: int = 2, hidden: int = 64) -> Path:
                       num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=1,
                       max_position_embeddings=2048, bos_token_id=fast.bos_token_id,
                       eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
-                      tie_word_embeddings=True)
+                      tie_word_embeddings=True, initializer_range=0.1)
     torch.manual_seed(0)
     LlamaForCausalLM(cfg).save_pretrained(folder)
     return folder
