@@ -41,7 +41,7 @@ def judge(task: Task, problem: Problem, completion: str, truncated: bool, phase:
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}")
     text = task.trim(completion)
-    parsed = task.parse(text)
+    parsed = task.parse(text, problem)
     audit = task.audit(problem, parsed) if parsed.answer is not None else Audit()
     correct = task.is_correct(parsed.answer, problem.gold)
     kept_name = {"sample": "correct", "rationalize": "rationalized", "eval": "correct"}[phase]

@@ -36,7 +36,6 @@ from .tasks import Problem, Task, get_task
 
 log = logging.getLogger("star")
 
-DEFAULT_EXEMPLARS = {"arithmetic": 4, "commonsenseqa": 7, "gsm8k": 6}
 STAGES = ["pending", "sampled", "rationalized", "trained", "done"]
 
 
@@ -66,7 +65,7 @@ class Data:
 
 def load_data(cfg: StarConfig) -> Data:
     task = make_task(cfg)
-    n_ex = cfg.n_exemplars or DEFAULT_EXEMPLARS[cfg.task]
+    n_ex = cfg.n_exemplars or task.default_exemplars
     exemplars = task.exemplars(n_ex, seed=cfg.seed, path=cfg.exemplars_file)
     source = f"file {cfg.exemplars_file}" if cfg.exemplars_file else f"task default (seed {cfg.seed})"
     train = task.load("train", path=cfg.train_file, limit=cfg.n_train, seed=cfg.seed)
