@@ -1,0 +1,137 @@
+"""End-to-end runs of the STaR loop on a tiny random model, for all three tasks."""
+
+import sqlite3
+
+import pytest
+
+pytest.importorskip("torch")
+
+from star_core import config as C  # noqa: E402
+from star_core import loop  # noqa: E402
+from star_core.store import DB_NAME  # noqa: E402
+
+
+def tiny_cfg(model_dir, task, **kw):
+    sets = {"n_train": 6, "n_eval": 4, "max_new_tokens": 8, "batch_size": 4, "train_steps": 2,
+            "train_batch_size": 2, "lora_r": 4, "lora_alpha": 8, "iterations": 2, "warmup_steps": 1,
+            "threads": 1}
+    sets.update(kw)
+    cfg = C.StarConfig(task=task, model=str(model_dir))
+    C.apply(cfg, sets, "test")
+    return cfg.validate()
+
+
+def rows(run_dir, sql, *args):
+    con = sqlite3.connect(run_dir / DB_NAME)
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute(sql, args)]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("task", ["arithmetic", "commonsenseqa", "gsm8k"])
+def test_tiny_run_all_tasks(tiny_model_dir, tmp_path, task):
+    cfg = tiny_cfg(tiny_model_dir, task)
+    run = loop.start(cfg, tmp_path / "run", progress=False)
+    (status,) = rows(run, "SELECT status FROM runs")
+    assert status["status"] == "finished"
+    its = rows(run, "SELECT iteration, stage, n_train_examples, adapter_path FROM iterations ORDER BY iteration")
+    assert [i["iteration"] for i in its] == [0, 1, 2] and all(i["stage"] == "done" for i in its)
+    for i in its[1:]:
+        assert (run / i["adapter_path"] / "adapter_config.json").is_file()
+    per = rows(run, "SELECT iteration, phase, COUNT(*) n FROM samples GROUP BY iteration, phase")
+    counts = {(r["iteration"], r["phase"]): r["n"] for r in per}
+    assert counts[(0, "eval")] == counts[(1, "eval")] == counts[(2, "eval")] == 4
+    assert counts[(1, "sample")] == counts[(2, "sample")] == 6 - 0  # exemplars never among train questions
+    for s in rows(run, "SELECT * FROM samples"):
+        assert s["decision"] and s["reason"]
+        if s["kept"]:
+            assert s["answer"] == s["gold"]
+        if s["phase"] == "rationalize":
+            assert s["hint"]
+    m = rows(run, "SELECT * FROM metrics WHERE grp='all'")
+    assert sorted(r["iteration"] for r in m) == [0, 1, 2]
+    ex = rows(run, "SELECT * FROM exemplars")
+    assert ex and all(e["rationale"] for e in ex)
+    saved = C.from_saved(run / "config.yaml")
+    assert saved == cfg
+
+
+def _fake_generate(task, solve):
+    """A sampler double: writes the reference rationale for questions ``solve`` picks, garbage otherwise."""
+    from star_core.sampling import Generation
+
+    def generate(model, tokenizer, prompts, *, max_new_tokens, is_complete, on_batch=None, **kw):
+        gens = []
+        for p in prompts:
+            q = p.rsplit("Q: What is ", 1)[1].split("?")[0]
+            a, b = (int(x) for x in q.split(" + "))
+            problem = task.make_problem(a, b, "x")
+            hinted = "Hint" in p.rsplit("Q:", 1)[1] or "hint" in p.rsplit("Q:", 1)[1]
+            if solve(a, b) or hinted:
+                text = task.format_target(task.reference_rationale(problem), problem.gold) + "\n"
+            else:
+                text = " I do not know.\n"
+            gens.append(Generation(text, 10, 5, False, 0.01))
+        if on_batch:
+            on_batch(list(range(len(prompts))), gens)
+        return gens
+
+    return generate
+
+
+def test_loop_keeps_rationalizes_and_trains(tiny_model_dir, tmp_path, monkeypatch):
+    import star_core.sampling as sampling
+
+    cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=1)
+    task = loop.make_task(cfg)
+    monkeypatch.setattr(sampling, "generate", _fake_generate(task, lambda a, b: (a + b) % 2 == 0))
+    run = loop.start(cfg, tmp_path / "run", progress=False)
+    samples = rows(run, "SELECT * FROM samples WHERE iteration=1 AND phase='sample'")
+    solved = [s for s in samples if s["decision"] == "correct"]
+    wrong = [s for s in samples if s["decision"] != "correct"]
+    assert solved and wrong
+    rat = rows(run, "SELECT * FROM samples WHERE iteration=1 AND phase='rationalize'")
+    assert sorted(r["question_id"] for r in rat) == sorted(s["question_id"] for s in wrong)
+    assert all(r["decision"] == "rationalized" and r["kept"] for r in rat)
+    ex = rows(run, "SELECT * FROM train_examples WHERE iteration=1")
+    assert len(ex) == len(samples)
+    for e in ex:  # stored without the hint
+        assert "hint" not in e["prompt"].lower() and e["prompt"].startswith("Q:")
+    assert {e["source"] for e in ex} == {"correct", "rationalized"}
+    losses = rows(run, "SELECT * FROM train_losses WHERE iteration=1")
+    assert len(losses) == cfg.steps_for(1)
+    (it,) = rows(run, "SELECT * FROM iterations WHERE iteration=1")
+    assert it["n_train_examples"] == len(ex)
+
+
+def test_no_rationalization_switch(tiny_model_dir, tmp_path, monkeypatch):
+    import star_core.sampling as sampling
+
+    cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=1, rationalize=False)
+    task = loop.make_task(cfg)
+    monkeypatch.setattr(sampling, "generate", _fake_generate(task, lambda a, b: (a + b) % 2 == 0))
+    run = loop.start(cfg, tmp_path / "run", progress=False)
+    assert rows(run, "SELECT COUNT(*) n FROM samples WHERE phase='rationalize'")[0]["n"] == 0
+    ex = rows(run, "SELECT source FROM train_examples")
+    assert ex and {e["source"] for e in ex} == {"correct"}
+
+
+def test_start_refuses_existing_run_and_bad_input_writes_nothing(tiny_model_dir, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "x", "answer": "no hashes"}\n')
+    cfg = tiny_cfg(tiny_model_dir, "gsm8k", train_file=str(bad))
+    from star_core.tasks import DataError
+
+    with pytest.raises(DataError) as e:
+        loop.start(cfg, tmp_path / "run", progress=False)
+    assert "bad.jsonl" in str(e.value) and "line 1" in str(e.value)
+    assert not (tmp_path / "run").exists()
+
+    cfg = tiny_cfg(tiny_model_dir, "arithmetic", iterations=0)
+    run = loop.start(cfg, tmp_path / "run2", progress=False)
+    before = rows(run, "SELECT COUNT(*) n FROM samples"), rows(run, "SELECT status FROM runs")
+    with pytest.raises(loop.RunError):
+        loop.start(cfg, run, progress=False)
+    assert (rows(run, "SELECT COUNT(*) n FROM samples"), rows(run, "SELECT status FROM runs")) == before
