@@ -7,9 +7,12 @@ rationale's intermediate steps. Nothing here imports torch.
 
 from __future__ import annotations
 
+import json
+import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator, Sequence, TypeVar
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class Task(ABC):
     name: str = ""
     #: Completion stops once any of these strings appears after some answer text.
     stop_strings: tuple[str, ...] = ("\n\n",)
+    #: How many few-shot exemplars the task uses when the caller does not say.
+    default_exemplars: int = 4
 
     # ---- data -----------------------------------------------------------
     @abstractmethod
@@ -115,8 +120,12 @@ class Task(ABC):
 
     # ---- reading and grading -------------------------------------------
     @abstractmethod
-    def parse(self, completion: str) -> Parsed:
-        """Split a completion into rationale and normalised answer."""
+    def parse(self, completion: str, problem: Problem | None = None) -> Parsed:
+        """Split a completion into rationale and normalised answer.
+
+        ``problem`` is optional context: CommonsenseQA uses it to accept an
+        answer given only as the text of one choice. Every task parses without it.
+        """
 
     def is_correct(self, answer: str | None, gold: str) -> bool:
         return answer is not None and answer == gold
@@ -128,6 +137,14 @@ class Task(ABC):
     def hint_leak(self, problem: Problem, completion: str) -> str | None:
         """Return a reason when a hinted completion leaks the hint, else None."""
         return None
+
+    def reference_rationale(self, problem: Problem) -> str | None:
+        """A known-good rationale for ``problem`` (for ``format_target``), or None."""
+        return None
+
+    def hint_text(self, problem: Problem) -> str:
+        """The hint shown in the hinted prompt, in words (for reports and the dashboard)."""
+        return f"the answer is {problem.gold}"
 
     def is_complete(self, completion: str) -> bool:
         """True once the completion holds a full answer and decoding can stop."""
@@ -154,3 +171,142 @@ class DataError(ValueError):
             where += f", field '{field}'"
         super().__init__(f"{where}: {message}")
         self.path, self.line, self.field = path, line, field
+
+
+# ---- helpers shared by the task modules ------------------------------------
+T = TypeVar("T")
+
+DATA_SUFFIXES = (".jsonl", ".json")
+
+
+def sample_data_dir() -> Path:
+    """The repository's bundled ``sample_data`` folder (may not exist in an installed copy)."""
+    import star_core
+
+    return Path(star_core.__file__).resolve().parent.parent / "sample_data"
+
+
+def bundled_file(task: str, name: str) -> Path:
+    """``sample_data/<task>/<name>``; a clear DataError when the folder is missing."""
+    folder = sample_data_dir() / task
+    path = folder / name
+    if not path.is_file():
+        raise DataError(str(path), None, None,
+                        f"bundled sample data for {task} not found; pass --train-file/--eval-file "
+                        f"(a JSONL file or a Hugging Face dataset) instead")
+    return path
+
+
+def is_data_file(path: str | Path) -> bool:
+    """True for a path we parse ourselves (``.jsonl`` / ``.json``)."""
+    return str(path).lower().endswith(DATA_SUFFIXES)
+
+
+def read_records(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_no, obj)`` from a JSONL file (or a ``.json`` file).
+
+    Blank lines are skipped. A ``.json`` file that holds one JSON array (or an
+    object with an ``"exemplars"`` / ``"rows"`` list) yields its items with
+    their 1-based position as the line number. Malformed JSON raises DataError.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(str(path), None, None, "file not found")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(str(path), None, None, f"not UTF-8 text: {e}") from e
+    if p.suffix.lower() == ".json" and text.lstrip()[:1] in ("[", "{"):
+        try:
+            whole = json.loads(text)
+        except json.JSONDecodeError:
+            whole = None  # maybe JSON Lines in a .json file: fall through
+        if isinstance(whole, dict):
+            for key in ("exemplars", "rows", "data"):
+                if isinstance(whole.get(key), list):
+                    whole = whole[key]
+                    break
+            else:
+                whole = [whole]
+        if isinstance(whole, list):
+            yield from enumerate(whole, start=1)
+            return
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(str(path), line_no, None, f"malformed JSON: {e.msg} (column {e.colno})") from e
+        yield line_no, obj
+
+
+def hf_rows(path: str, split: str, name: str | None = None) -> Iterator[tuple[int, dict]]:
+    """Rows of a Hugging Face dataset (hub name or local folder) as ``(row_index + 1, row)``.
+
+    ``.parquet`` / ``.csv`` files are read with the matching packaged builder.
+    """
+    import datasets  # lazy: heavy, and not needed for JSONL input
+
+    low = str(path).lower()
+    try:
+        if Path(path).is_file() and low.endswith((".parquet", ".csv")):
+            ds = datasets.load_dataset(low.rsplit(".", 1)[1], data_files=str(path), split="train")
+        else:
+            try:
+                ds = datasets.load_dataset(path, name=name, split=split)
+            except ValueError as e:
+                if name is None or "config" not in str(e).lower():
+                    raise
+                ds = datasets.load_dataset(path, split=split)
+    except DataError:
+        raise
+    except Exception as e:  # noqa: BLE001 - report any loader failure as a data error
+        raise DataError(str(path), None, None,
+                        f"datasets.load_dataset could not read split {split!r}: {type(e).__name__}: {e}") from e
+    for i, row in enumerate(ds):
+        yield i + 1, dict(row)
+
+
+def require(row: Any, key: str, typ: type | tuple[type, ...], path: str, line: int | None,
+            prefix: str = "") -> Any:
+    """``row[key]`` checked for presence and type; DataError naming the field otherwise."""
+    fname = f"{prefix}{key}"
+    if not isinstance(row, dict):
+        raise DataError(str(path), line, prefix.rstrip(".") or None,
+                        f"expected a JSON object, got {type(row).__name__}")
+    if key not in row or row[key] is None:
+        raise DataError(str(path), line, fname, "missing field")
+    value = row[key]
+    bad_bool = isinstance(value, bool) and bool not in (typ if isinstance(typ, tuple) else (typ,))
+    if not isinstance(value, typ) or bad_bool:
+        want = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise DataError(str(path), line, fname, f"expected {want}, got {type(value).__name__}")
+    return value
+
+
+def seeded_limit(items: Sequence[T], limit: int | None, seed: int) -> list[T]:
+    """All items in order when ``limit`` is None, else the first ``limit`` after a seeded shuffle.
+
+    The shuffle depends only on ``seed`` and the number of items, so a smaller
+    limit gives a prefix of a larger one.
+    """
+    items = list(items)
+    if limit is None:
+        return items
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    return [items[i] for i in order[:limit]]
+
+
+def pick_exemplars(items: Sequence[T], n: int, seed: int, source: str) -> list[T]:
+    """The first ``n`` items for seed 0, else a seeded sample of ``n``; error if too few."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if n > len(items):
+        raise ValueError(f"{source} holds {len(items)} exemplars, {n} requested")
+    if seed == 0:
+        return list(items[:n])
+    return random.Random(seed).sample(list(items), n)
