@@ -271,6 +271,9 @@ def start(cfg: StarConfig, run_dir: str | Path, progress: bool = True) -> Path:
     if (run_dir / DB_NAME).exists():
         raise RunError(f"{run_dir} already holds a run; use `star run --resume {run_dir}` or another --out")
     data = load_data(cfg)  # validate all input before anything is written
+    from .models import resolve_model_path
+
+    resolve_model_path(cfg.model, convert=False)
     run_dir.mkdir(parents=True, exist_ok=True)
     config_mod.save(cfg, run_dir / CONFIG_NAME)
     store = RunStore(run_dir)

@@ -60,12 +60,19 @@ def _convert_gguf(gguf: Path, out: Path) -> Path:
     return out
 
 
-def resolve_model_path(model: str) -> str:
-    """Turn the --model value into what ``from_pretrained`` receives."""
+def resolve_model_path(model: str, convert: bool = True) -> str:
+    """Turn the --model value into what ``from_pretrained`` receives.
+
+    With ``convert=False`` it only checks that the model can be found (no loading).
+    """
+    if model.startswith("bundled:") and model not in BUNDLED:
+        raise ModelError(f"--model {model}: unknown bundled model; choose one of {', '.join(BUNDLED)}")
     if model in BUNDLED:
         target = cache_dir() / model.split(":", 1)[1]
         if (target / "config.json").is_file():
             return str(target)
+        if not convert:
+            return str(bundled_gguf(model))
         target.parent.mkdir(parents=True, exist_ok=True)
         return str(_convert_gguf(bundled_gguf(model), target))
     p = Path(model).expanduser()
@@ -73,7 +80,7 @@ def resolve_model_path(model: str) -> str:
         if not p.is_file():
             raise ModelError(f"--model {model}: GGUF file does not exist")
         target = cache_dir() / f"gguf-{p.stem}-{p.stat().st_size}"
-        if (target / "config.json").is_file():
+        if (target / "config.json").is_file() or not convert:
             return str(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         return str(_convert_gguf(p, target))

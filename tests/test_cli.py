@@ -1,0 +1,61 @@
+"""The `star` command line: bad input gives a clear error (exit 2) and writes no run."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from star_core.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["run", "--task", "chess"], "field 'task' = 'chess'"),
+    (["run", "--model", "./no/such/model"], "--model ./no/such/model: path does not exist"),
+    (["run", "--model", "missing.gguf"], "GGUF file does not exist"),
+    (["run", "--model", "bundled:gpt5"], "unknown bundled model"),
+    (["run", "--set", "learing_rate=1"], "unknown field 'learing_rate'"),
+    (["run", "--set", "n_train=0"], "field 'n_train' = 0"),
+    (["run", "--config", "nope.yaml"], "nope.yaml: config file not found"),
+])
+def test_bad_run_arguments(argv, needle, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main([*argv, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_data_file_names_file_line_field(tmp_path, capsys):
+    f = tmp_path / "cqa.jsonl"
+    good = {"id": "a", "answerKey": "A", "question": {"stem": "s", "choices": [
+        {"label": L, "text": L.lower()} for L in "ABCDE"]}}
+    bad = json.loads(json.dumps(good))
+    bad["question"]["choices"] = bad["question"]["choices"][:4]
+    f.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    code = main(["run", "--task", "commonsenseqa", "--train-file", str(f), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and "cqa.jsonl" in err and "line 2" in err and "choices" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_rejects_settings_and_non_runs(tmp_path, capsys):
+    assert main(["run", "--resume", str(tmp_path), "--set", "iterations=3"]) == 2
+    assert "--resume takes no other settings" in capsys.readouterr().err
+    assert main(["run", "--resume", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+def test_config_lists_every_field(capsys):
+    assert main(["config"]) == 0
+    out = capsys.readouterr().out
+    assert "learning_rate = 0.0003" in out and "rationalize = True" in out
+
+
+def test_console_script_help_runs_without_torch_import():
+    code = ("import sys; from star_core import cli, queries, store, tasks, config; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
