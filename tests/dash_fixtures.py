@@ -1,0 +1,331 @@
+"""Synthetic run stores for the dashboard tests and the dashboard benchmark.
+
+``build_run`` writes a small, realistic run through the public ``RunStore`` API
+(create_run, begin_iteration, add_samples, finish_training, finish_iteration,
+set_status). ``build_bulk`` writes a large one (100k samples) with executemany.
+Both draw from the same deterministic generator, so the numbers are reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from star_core.store import RunStore, SampleRecord
+
+#: Text that must display literally (never as HTML, markdown, LaTeX or a link).
+PAYLOAD = ("<script>alert(1)</script> <img src=x onerror=alert(1)> **bold** $x$ "
+           "[link](javascript:alert(1)) :red[red]")
+PAYLOAD_QID = "q-payload"
+
+_NAMES = ["Ava", "Ben", "Cleo", "Dev", "Ema", "Finn", "Gus", "Hana"]
+_THINGS = ["apples", "marbles", "stamps", "books", "shells", "coins"]
+_CQA = [
+    ("Where would you put a cup after washing it?", ["cupboard", "garden", "ocean", "desk", "shoe"], 0,
+     "A clean cup is stored where dishes are kept"),
+    ("What do people use to cut paper?", ["spoon", "scissors", "pillow", "cloud", "river"], 1,
+     "Scissors have blades made for cutting paper"),
+    ("Where is a good place to read quietly?", ["stadium", "concert", "library", "highway", "market"], 2,
+     "A library is kept quiet for reading"),
+    ("What would you wear on your feet?", ["hat", "gloves", "scarf", "shoes", "belt"], 3,
+     "Shoes are worn on the feet"),
+    ("What falls from clouds when it rains?", ["sand", "leaves", "snowmen", "bricks", "water"], 4,
+     "Rain is water falling from clouds"),
+]
+_LETTERS = "abcde"
+
+
+def _spaced(n: int) -> str:
+    return " ".join(str(n))
+
+
+def _arith_scratch(a: int, b: int) -> str:
+    lines, carry = [], 0
+    da, db = str(a)[::-1], str(b)[::-1]
+    acc = ""
+    for i in range(max(len(da), len(db))):
+        x = int(da[i]) if i < len(da) else 0
+        y = int(db[i]) if i < len(db) else 0
+        s = x + y + carry
+        acc = str(s % 10) + acc
+        carry = s // 10
+        lines.append(f"{_spaced(int(str(a)[-i - 1:] or 0))} + {_spaced(int(str(b)[-i - 1:] or 0))} , {' '.join(acc)} C: {carry}")
+    return "<scratch>\n" + "\n".join(lines) + "\n</scratch>"
+
+
+def _question(task: str, qi: int, split: str, rng: random.Random) -> dict[str, Any]:
+    """A question with its gold answer, prompt, hinted prompt, hint and a correct rationale."""
+    if task == "arithmetic":
+        d = 1 + qi % 5 if split == "train" else 1 + qi % 6
+        lo = 10 ** (d - 1) if d > 1 else 0
+        a, b = rng.randint(lo, 10 ** d - 1), rng.randint(lo, 10 ** d - 1)
+        gold = str(a + b)
+        block = f"Input:\n{_spaced(a)} + {_spaced(b)}\nTarget:\n"
+        hint = _spaced(a + b)
+        hblock = f"Input:\n{_spaced(a)} + {_spaced(b)}\nAnswer: {hint}\nTarget:\n"
+        rat = _arith_scratch(a, b)
+        return dict(qid=f"add-{d}d-{split}-{qi:05d}", grp=str(d), question=f"{a} + {b}", gold=gold, block=block,
+                    hblock=hblock, hint=hint, rationale=rat, out=lambda ans, r=rat: f"{r}\n{_spaced(int(ans))}",
+                    wrong=lambda: str(a + b + rng.choice([1, 10, -1, 100])))
+    if task == "commonsenseqa":
+        stem, choices, ci, why = _CQA[qi % len(_CQA)]
+        gold = _LETTERS[ci].upper()
+        ch = "\n".join(f"({_LETTERS[i]}) {c}" for i, c in enumerate(choices))
+        hch = "\n".join(f"({_LETTERS[i]}) {c}{' (CORRECT)' if i == ci else ''}" for i, c in enumerate(choices))
+        q = f"Q: {stem} [#{qi}]\nAnswer Choices:\n{ch}"
+        return dict(qid=f"cqa-{split}-{qi:05d}", grp="all", question=q, gold=gold, block=q + "\nA:",
+                    hblock=f"Q: {stem} [#{qi}]\nAnswer Choices:\n{hch}\nA:", hint=" (CORRECT)", rationale=why + ".",
+                    out=lambda ans, why=why, ch=choices: (
+                        f"{why}. So the answer is {ch[_LETTERS.index(ans.lower())]} ({ans.lower()})."),
+                    wrong=lambda: rng.choice([L.upper() for L in _LETTERS if L.upper() != gold]))
+    name, thing = _NAMES[qi % len(_NAMES)], _THINGS[qi % len(_THINGS)]
+    x, y = rng.randint(2, 60), rng.randint(2, 60)
+    gold = str(x + y)
+    q = f"{name} has {x} {thing} and finds {y} more. How many {thing} does {name} have now? [#{qi}]"
+    rat = f"{name} starts with {x} {thing}. After finding {y} more: {x} + {y} = <<{x}+{y}={x + y}>>{x + y}."
+    return dict(qid=f"gsm-{split}-{qi:05d}", grp="all", question=q, gold=gold, block=f"Q: {q}\nA:",
+                hblock=f"Q: {q} (Answer: {gold})\nA:", hint=f" (Answer: {gold})", rationale=rat,
+                out=lambda ans, rat=rat: f"{rat}\n#### {ans}", wrong=lambda: str(x + y + rng.choice([1, 2, -3, 10])))
+
+
+def _prefix(task: str, hinted: bool) -> str:
+    """A two-exemplar few-shot prefix (the hinted one carries the hint markers, as in the paper)."""
+    rng = random.Random(99)
+    parts = []
+    for i in (900, 901):
+        q = _question(task, i, "train", rng)
+        parts.append((q["hblock"] if hinted else q["block"]) + " " + q["out"](q["gold"]))
+    return "\n\n".join(parts) + "\n\n"
+
+
+def _skill(task: str, grp: str, iteration: int) -> float:
+    base = {"arithmetic": 0.55, "commonsenseqa": 0.4, "gsm8k": 0.15}[task]
+    if task == "arithmetic":
+        base -= 0.09 * (int(grp) - 1)
+    return max(0.02, min(0.95, base + 0.07 * iteration))
+
+
+def synth_records(tasks=("arithmetic",), iterations: int = 2, n_train: int = 12, n_eval: int = 6,
+                  rationalize: bool = True, seed: int = 0, payload: bool = True,
+                  ) -> Iterator[tuple[int, str, list[SampleRecord]]]:
+    """Yield (iteration, phase, records) batches, in the order the engine writes them."""
+    questions: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for t in tasks:
+        qr = random.Random(f"{seed}-{t}")
+        questions[(t, "train")] = [_question(t, i, "train", qr) for i in range(n_train)]
+        questions[(t, "eval")] = [_question(t, i, "eval", qr) for i in range(n_eval)]
+    prefixes = {(t, h): _prefix(t, h) for t in tasks for h in (False, True)}
+
+    def attempt(rng, t, q, it, split, phase, hinted=False):
+        p = _skill(t, q["grp"], it)
+        if hinted:
+            p = min(0.97, p + 0.45)
+        ok = rng.random() < p
+        audit = None
+        ans = q["gold"] if ok else q["wrong"]()
+        raw = q["out"](ans)
+        rationale = raw.rsplit("\n", 1)[0] if t != "commonsenseqa" else raw.split(" So the answer")[0]
+        if t != "commonsenseqa":
+            errors = [] if ok or rng.random() < 0.5 else [f"step 1: {q['question']} does not equal {ans}"]
+            audit = {"checked": 1 + len(q["question"]) % 3, "errors": errors, "faithful": not errors}
+        if ok:
+            decision = "rationalized" if phase == "rationalize" else "correct"
+            reason = ("the hinted retry reached the gold answer; stored without the hint" if phase == "rationalize"
+                      else f"parsed answer {ans} equals gold {q['gold']}")
+        else:
+            roll = rng.random()
+            if roll < 0.7:
+                decision, reason = "wrong", f"parsed answer {ans} differs from gold {q['gold']}"
+            elif roll < 0.85:
+                decision, reason, ans = "unparsable", "no final answer line found", None
+                raw = raw.rsplit("\n", 1)[0] + "\nI think the answer is"
+            else:
+                decision, reason, ans = "truncated", "output hit max_new_tokens before an answer", None
+                raw = raw[: max(5, len(raw) // 2)]
+            if phase == "rationalize" and decision == "wrong" and t == "commonsenseqa" and rng.random() < 0.5:
+                decision, reason = "hint_leak", "the rationale mentions the (CORRECT) marker"
+                ans = q["gold"]
+                raw = f"The choice marked (CORRECT) is right. So the answer is ({q['gold'].lower()})."
+                rationale = "The choice marked (CORRECT) is right."
+        if phase == "eval":
+            decision = "correct" if ok else decision
+        kept = phase != "eval" and decision in ("correct", "rationalized")
+        hinted_prompt = prefixes[(t, True)] + q["hblock"]
+        rec = SampleRecord(
+            iteration=it, task=t, split=split, phase=phase, question_id=q["qid"], question=q["question"],
+            prompt=hinted_prompt if hinted else prefixes[(t, False)] + q["block"], raw_output=raw, gold=q["gold"],
+            decision=decision, reason=reason, correct=ans == q["gold"], kept=kept, grp=q["grp"],
+            hint=q["hint"] if hinted else None, rationale=rationale if ans is not None else raw,
+            answer=ans, audit=audit, prompt_tokens=len(q["block"]) // 3, output_tokens=len(raw) // 3,
+            seconds=0.01 * len(raw),
+            train_prompt=q["block"] if kept else None,
+            train_completion=(" " + q["out"](q["gold"])) if kept else None, train_iteration=it if kept else None,
+        )
+        return rec
+
+    for it in range(iterations + 1):
+        rng = random.Random(f"{seed}-{it}")
+        if it >= 1:
+            batch = [attempt(rng, t, q, it - 1, "train", "sample") for t in tasks for q in questions[(t, "train")]]
+            for r in batch:
+                r.iteration = it
+                r.train_iteration = it if r.kept else None
+            yield it, "sample", batch
+            if rationalize:
+                failed = {(r.task, r.question_id) for r in batch if not r.kept}
+                rb = [attempt(rng, t, q, it - 1, "train", "rationalize", hinted=True)
+                      for t in tasks for q in questions[(t, "train")] if (t, q["qid"]) in failed]
+                for r in rb:
+                    r.iteration = it
+                    r.train_iteration = it if r.kept else None
+                yield it, "rationalize", rb
+        ev = [attempt(rng, t, q, it, "eval", "eval") for t in tasks for q in questions[(t, "eval")]]
+        if payload and it == 0:
+            t = tasks[0]
+            ev.append(SampleRecord(
+                iteration=0, task=t, split="eval", phase="eval", question_id=PAYLOAD_QID,
+                question="Payload question " + PAYLOAD, prompt="Q: payload\nA:", raw_output="RAW " + PAYLOAD,
+                gold="7", decision="wrong", reason="parsed answer <b>x</b> differs from gold 7", correct=False,
+                grp="1" if t == "arithmetic" else "all", rationale="RATIONALE " + PAYLOAD, answer="<b>x</b>",
+                audit={"checked": 2, "errors": ["step <i>2</i>: **3+4** != 8 $x$"], "faithful": False}))
+        yield it, "eval", ev
+
+
+def _metrics(records: list[SampleRecord]) -> list[dict[str, Any]]:
+    acc: dict[tuple[str, str], list[int]] = {}
+    for r in records:
+        for g in {"all", r.grp}:
+            a = acc.setdefault((r.task, g), [0, 0])
+            a[0] += 1
+            a[1] += int(r.correct)
+    return [{"task": t, "split": "eval", "grp": g, "n": n, "n_correct": c, "accuracy": c / n}
+            for (t, g), (n, c) in sorted(acc.items())]
+
+
+def build_run(run_dir: str | os.PathLike, *, tasks=("arithmetic",), iterations: int = 2, n_train: int = 12,
+              n_eval: int = 6, rationalize: bool = True, status: str = "finished", seed: int = 0,
+              name: str | None = None, payload: bool = True, model: str = "tiny-test-model",
+              stop_after: tuple[int, str] | None = None) -> Path:
+    """Write a small synthetic run through RunStore; returns the run folder.
+
+    ``status``: the final runs.status ("running" keeps this process's pid, so it reads as live).
+    ``stop_after=(iteration, phase)`` stops writing after that batch (a run caught mid-way).
+    """
+    run_dir = Path(run_dir)
+    st = RunStore(run_dir)
+    cfg = {"task": ",".join(tasks), "model": model, "iterations": iterations, "rationalize": rationalize,
+           "n_train": n_train, "n_eval": n_eval, "max_new_tokens": 128, "temperature": 0.0,
+           "samples_per_question": 1, "seed": seed}
+    (run_dir / "config.yaml").write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in cfg.items()))
+    st.create_run(name or run_dir.name, ",".join(tasks), model, cfg, iterations, "cpu (test)")
+    steps = 40
+    for it, phase, recs in synth_records(tasks, iterations, n_train, n_eval, rationalize, seed, payload):
+        if st.iteration_stage(it) is None:
+            st.begin_iteration(it, steps if it else None)
+        st.add_samples(recs)
+        if phase == "sample":
+            st.set_stage(it, "sampled")
+        elif phase == "rationalize":
+            st.set_stage(it, "rationalized")
+        if stop_after == (it, phase):
+            break
+        if phase == "eval":
+            st.finish_iteration(it, _metrics(recs))
+        elif phase == ("rationalize" if rationalize else "sample"):
+            n = len(st.train_examples(it))
+            losses = [(s, 2.0 / (1 + 0.05 * s + 0.3 * it), 3e-4, 0.1) for s in range(1, steps + 1)]
+            st.finish_training(it, losses, f"adapters/iter_{it}", n)
+            steps = int(steps * 1.2)
+    if status != "running":
+        st.set_status(status, error="RuntimeError: synthetic crash" if status == "crashed" else None)
+    st.close()
+    return run_dir
+
+
+def build_bulk(run_dir: str | os.PathLike, *, n_samples: int = 100_000, iterations: int = 10,
+               tasks=("arithmetic", "commonsenseqa", "gsm8k"), seed: int = 0) -> Path:
+    """A large finished run (about ``n_samples`` samples), written with executemany."""
+    run_dir = Path(run_dir)
+    st = RunStore(run_dir)
+    st.create_run(run_dir.name, ",".join(tasks), "bulk-model", {"task": ",".join(tasks), "iterations": iterations},
+                  iterations, "cpu (bench)")
+    st.close()
+    # per iteration and task: n_train samples + ~0.5 n_train retries + n_eval evals
+    per = n_samples / (len(tasks) * (iterations * 1.5 + (iterations + 1) * 0.25))
+    n_train, n_eval = int(per), int(per * 0.25)
+    con = sqlite3.connect(run_dir / "store.sqlite")
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=OFF")
+    now = time.time()
+    sid = 0
+    for it, phase, recs in synth_records(tasks, iterations, n_train, n_eval, True, seed, payload=False):
+        rows, tex = [], []
+        for r in recs:
+            sid += 1
+            rows.append((sid, 1, r.iteration, r.task, r.split, r.phase, r.question_id, r.k, r.grp, r.question,
+                         r.prompt, r.hint, r.raw_output, r.rationale, r.answer, r.gold, int(r.correct), r.decision,
+                         int(r.kept), r.reason,
+                         None if not r.audit else int(r.audit["faithful"]), json.dumps(r.audit) if r.audit else None,
+                         r.prompt_tokens, r.output_tokens, r.seconds, now))
+            if r.kept:
+                tex.append((1, it, sid, r.task, r.question_id, "rationalized" if r.phase == "rationalize" else "correct",
+                            r.train_prompt, r.train_completion))
+        with con:
+            con.executemany("INSERT INTO samples VALUES (" + ",".join("?" * 26) + ")", rows)
+            con.executemany("INSERT INTO train_examples(run_id, iteration, sample_id, task, question_id, source,"
+                            " prompt, completion) VALUES (?,?,?,?,?,?,?,?)", tex)
+            if phase == "eval":
+                con.executemany("INSERT OR REPLACE INTO metrics VALUES (1,?,?,?,?,?,?,?)",
+                                [(it, m["task"], m["split"], m["grp"], m["n"], m["n_correct"], m["accuracy"])
+                                 for m in _metrics(recs)])
+                con.execute("INSERT OR REPLACE INTO iterations(run_id, iteration, stage, started_at, finished_at,"
+                            " train_steps, n_train_examples, adapter_path) VALUES (1,?,?,?,?,?,?,?)",
+                            (it, "done", now, now, 40 if it else None,
+                             con.execute("SELECT count(*) FROM train_examples WHERE iteration=?", (it,)).fetchone()[0],
+                             f"adapters/iter_{it}" if it else None))
+                if it:
+                    con.executemany("INSERT INTO train_losses VALUES (1,?,?,?,?,?)",
+                                    [(it, s, 2.0 / (1 + 0.05 * s + 0.3 * it), 3e-4, 0.1) for s in range(1, 41)])
+    with con:
+        con.execute("UPDATE runs SET status='finished'")
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    return run_dir
+
+
+def write_corrupt(run_dir: str | os.PathLike) -> Path:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "store.sqlite").write_bytes(b"\x00garbage, not sqlite\xff" * 64)
+    return run_dir
+
+
+def write_half(run_dir: str | os.PathLike) -> Path:
+    """Tables exist but no run row (a run that died while starting)."""
+    st = RunStore(run_dir)
+    st.close()
+    return Path(run_dir)
+
+
+def dead_pid() -> int:
+    """A pid that is not alive on this host."""
+    import subprocess
+    import sys
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def set_running(run_dir: str | os.PathLike, pid: int | None = None, heartbeat_age: float = 0.0) -> None:
+    """Mark a stored run as running with ``pid`` and a heartbeat ``heartbeat_age`` seconds old."""
+    con = sqlite3.connect(Path(run_dir) / "store.sqlite")
+    with con:
+        con.execute("UPDATE runs SET status='running', pid=?, heartbeat_at=?, updated_at=?",
+                    (pid if pid is not None else os.getpid(), time.time() - heartbeat_age,
+                     time.time() - heartbeat_age))
+    con.close()
