@@ -1,0 +1,455 @@
+"""n-digit addition, generated from a seed, in three rationale formats.
+
+* ``decomposition`` (default): ``Q: What is 47 + 38?\\nA:`` then
+  `` 47 + 38 = (40 + 30) + (7 + 8) = 70 + 15 = 85. The answer is 85.``
+* ``columns``: `` Add the ones: 7 + 8 = 15, write 5 carry 1. Add the tens: 4 + 3 + 1 = 8, write 8.
+  The answer is 85.``
+* ``scratchpad`` (the paper's shape): ``Input:`` with the operands' digits, ``Target:``, a
+  ``<scratch>`` block with one line per column and its carry ``C: 0``/``C: 1``, ``</scratch>``,
+  then the answer's digits.
+
+The audit re-does the addition and names every step of the rationale that is wrong.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from . import audit as eq
+from .base import (Audit, DataError, Exemplar, Parsed, Problem, Task, is_data_file, read_records,
+                   require)
+
+FORMATS = ("decomposition", "columns", "scratchpad")
+PLACES = ("ones", "tens", "hundreds", "thousands", "ten-thousands", "hundred-thousands", "millions",
+          "ten-millions", "hundred-millions", "billions")
+
+#: Exemplars are excluded from training problems; this many per seed are reserved.
+RESERVED_EXEMPLARS = 16
+
+_ANSWER_RE = re.compile(r"the answer is\s*:?\s*(-?\d(?:[\d,]|\s(?=\d))*)", re.I)
+_SCRATCH_ANSWER_RE = re.compile(r"</scratch>[ \t]*\n?[ \t]*(-?\d(?:[\d,]|[ \t](?=\d))*)")
+_COLUMN_RE = re.compile(
+    r"add the ([\w-]+)\s*:\s*([^=:]*?)\s*=\s*(-?\d+)\s*,?\s*write\s+(\d+)"
+    r"(?:\s*(?:,|and)?\s*carry\s+(\d+))?", re.I)
+_FINAL_CARRY_RE = re.compile(r"write the (?:last |final )?carry\s+(\d+)", re.I)
+
+
+def _digits(n: int) -> int:
+    return len(str(abs(n)))
+
+
+def _spaced(s: str) -> str:
+    return " ".join(s)
+
+
+def _place(i: int) -> str:
+    return PLACES[i] if i < len(PLACES) else f"10^{i}"
+
+
+def _norm_int(s: str) -> str | None:
+    s = s.replace(",", "").replace(" ", "").replace("\t", "").rstrip(".")
+    if not re.fullmatch(r"-?\d+", s):
+        return None
+    return str(int(s))
+
+
+def _columns(a: int, b: int) -> list[tuple[int, int, int, int, int]]:
+    """Per column from the ones: (digit of a, digit of b, carry in, digit written, carry out)."""
+    n = max(_digits(a), _digits(b))
+    out, c = [], 0
+    for i in range(n):
+        da, db = (a // 10**i) % 10, (b // 10**i) % 10
+        s = da + db + c
+        out.append((da, db, c, s % 10, s // 10))
+        c = s // 10
+    return out
+
+
+def _parse_range(value, name: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        lo = hi = value
+    else:
+        lo, hi = (int(v) for v in value)
+    if not 1 <= lo <= hi:
+        raise ValueError(f"{name} must be 1 <= low <= high, got {value!r}")
+    return lo, hi
+
+
+class ArithmeticTask(Task):
+    """Generated addition. Options: ``format``, ``train_digits``, ``eval_digits``, ``train_size``,
+    ``eval_size`` (problems generated when ``load`` gets no ``limit``)."""
+
+    name = "arithmetic"
+    default_exemplars = 4
+
+    def __init__(self, format: str = "decomposition", train_digits=(1, 5), eval_digits=(1, 6),
+                 train_size: int = 1000, eval_size: int = 300):
+        if format not in FORMATS:
+            raise ValueError(f"unknown arithmetic format {format!r}; choose one of {', '.join(FORMATS)}")
+        self.format = format
+        self.train_digits = _parse_range(train_digits, "train_digits")
+        self.eval_digits = _parse_range(eval_digits, "eval_digits")
+        self.train_size, self.eval_size = int(train_size), int(eval_size)
+        self._handed_out: set[tuple[int, int]] = set()
+        if format == "scratchpad":
+            self.stop_strings = ("\n\n", "\nInput:")
+        else:
+            self.stop_strings = ("\n", "Q:")
+
+    # ---- problems -------------------------------------------------------
+    @staticmethod
+    def make_problem(a: int, b: int, pid: str) -> Problem:
+        d = max(_digits(a), _digits(b))
+        return Problem(id=pid, question=f"{a} + {b}", gold=str(a + b), group=str(d),
+                       meta={"a": a, "b": b, "digits": d})
+
+    @staticmethod
+    def _draw(rng: random.Random, d: int) -> tuple[int, int]:
+        lo = 0 if d == 1 else 10 ** (d - 1)
+        hi = 10**d - 1
+        return rng.randint(lo, hi), rng.randint(lo, hi)
+
+    def _generate(self, n: int, digits: tuple[int, int], rng_seed: int, prefix: str,
+                  exclude: set[tuple[int, int]]) -> list[Problem]:
+        """``n`` problems, digit counts round-robin over ``digits``; a prefix of a longer list."""
+        rng = random.Random(rng_seed)
+        ds = list(range(digits[0], digits[1] + 1))
+        seen: set[tuple[int, int]] = set()
+        out = []
+        for i in range(n):
+            d = ds[i % len(ds)]
+            for _ in range(50):  # avoid repeats while the digit count has room
+                a, b = self._draw(rng, d)
+                if (a, b) not in exclude and (a, b) not in seen:
+                    break
+            else:
+                while (a, b) in exclude:
+                    a, b = self._draw(rng, d)
+            seen.add((a, b))
+            out.append(self.make_problem(a, b, f"{prefix}-{d}d-{i:04d}-{a}+{b}"))
+        return out
+
+    def _exemplar_pairs(self, seed: int) -> set[tuple[int, int]]:
+        pairs = {(e.problem.meta["a"], e.problem.meta["b"])
+                 for e in self._generated_exemplars(RESERVED_EXEMPLARS, seed)}
+        return pairs | self._handed_out
+
+    @property
+    def exemplar_ids(self) -> frozenset[str]:
+        """Operand pairs (``"a+b"``) kept out of training: seed-0 exemplars and any handed out."""
+        return frozenset(f"{a}+{b}" for a, b in self._exemplar_pairs(0))
+
+    def load(self, split: str, path: str | None = None, limit: int | None = None,
+             seed: int = 0) -> list[Problem]:
+        if split not in ("train", "eval"):
+            raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+        if path is not None:
+            from .base import seeded_limit
+
+            rows = self._read_pairs(path)
+            if split == "train":
+                excl = self._exemplar_pairs(seed)
+                rows = [p for p in rows if (p.meta["a"], p.meta["b"]) not in excl]
+            return seeded_limit(rows, limit, seed)
+        n = limit if limit is not None else (self.train_size if split == "train" else self.eval_size)
+        if split == "train":
+            return self._generate(n, self.train_digits, seed * 1000, "add",
+                                  self._exemplar_pairs(seed))
+        return self._generate(n, self.eval_digits, seed * 1000 + 1, "add-eval", set())
+
+    def _read_pairs(self, path: str) -> list[Problem]:
+        if not is_data_file(path):
+            raise DataError(str(path), None, None,
+                            "arithmetic reads a .jsonl/.json file of {\"a\": int, \"b\": int} rows")
+        out = []
+        for line, row in read_records(path):
+            a = require(row, "a", int, path, line)
+            b = require(row, "b", int, path, line)
+            for key, v in (("a", a), ("b", b)):
+                if v < 0:
+                    raise DataError(str(path), line, key, f"expected a non-negative integer, got {v}")
+            pid = row.get("id")
+            if pid is not None and not isinstance(pid, str):
+                raise DataError(str(path), line, "id", f"expected str, got {type(pid).__name__}")
+            out.append(self.make_problem(a, b, pid or f"add-row{line:04d}-{a}+{b}"))
+        return out
+
+    # ---- exemplars ------------------------------------------------------
+    def _generated_exemplars(self, n: int, seed: int) -> list[Exemplar]:
+        probs = self._generate(n, self.train_digits, seed * 1000 + 2, "add-ex", set())
+        return [Exemplar(p, self.reference_rationale(p), p.gold) for p in probs]
+
+    def exemplars(self, n: int | None = None, seed: int = 0, path: str | None = None) -> list[Exemplar]:
+        """``n`` generated exemplars (digit counts round-robin over ``train_digits``), or the
+        ``{"a", "b"}`` rows of ``path`` with their correct rationales."""
+        n = self.default_exemplars if n is None else n
+        if path is not None:
+            probs = self._read_pairs(path)
+            if n > len(probs):
+                raise ValueError(f"{path} holds {len(probs)} exemplars, {n} requested")
+            exs = [Exemplar(p, self.reference_rationale(p), p.gold) for p in probs[:n]]
+        else:
+            exs = self._generated_exemplars(n, seed)
+        self._handed_out |= {(e.problem.meta["a"], e.problem.meta["b"]) for e in exs}
+        return exs
+
+    # ---- prompts --------------------------------------------------------
+    def format_question(self, problem: Problem, hint: bool = False) -> str:
+        a, b = problem.meta["a"], problem.meta["b"]
+        if self.format == "scratchpad":
+            line = f"{_spaced(str(a))} + {_spaced(str(b))}"
+            if hint:
+                line += f" (Hint: the answer is {_spaced(problem.gold)})"
+            return f"Input:\n{line}\nTarget:"
+        q = f"Q: What is {a} + {b}?"
+        if hint:
+            q += f" (Hint: the answer is {problem.gold}.)"
+        return q + "\nA:"
+
+    def format_target(self, rationale: str, answer: str) -> str:
+        if self.format == "scratchpad":
+            return f"\n{rationale.strip()}\n{_spaced(answer)}"
+        return f" {rationale.strip()} The answer is {answer}."
+
+    def reference_rationale(self, problem: Problem) -> str:
+        a, b = problem.meta["a"], problem.meta["b"]
+        if self.format == "decomposition":
+            return self._decomposition(a, b)
+        if self.format == "columns":
+            return self._columns_text(a, b)
+        return self._scratch_text(a, b)
+
+    def hint_text(self, problem: Problem) -> str:
+        if self.format == "scratchpad":
+            return f"the answer is {_spaced(problem.gold)}"
+        return f"the answer is {problem.gold}"
+
+    @staticmethod
+    def _decomposition(a: int, b: int) -> str:
+        if a < 10 and b < 10:
+            return f"{a} + {b} = {a + b}."
+        n = max(_digits(a), _digits(b))
+        places = [10**p for p in range(n - 1, -1, -1)]
+        groups = [((a // p) % 10 * p, (b // p) % 10 * p) for p in places]
+        split = " + ".join(f"({x} + {y})" for x, y in groups)
+        sums = " + ".join(str(x + y) for x, y in groups)
+        return f"{a} + {b} = {split} = {sums} = {a + b}."
+
+    @staticmethod
+    def _columns_text(a: int, b: int) -> str:
+        steps = []
+        cols = _columns(a, b)
+        for i, (da, db, cin, d, cout) in enumerate(cols):
+            expr = f"{da} + {db}" + (" + 1" if cin else "")
+            steps.append(f"Add the {_place(i)}: {expr} = {da + db + cin}, write {d}"
+                         + (" carry 1." if cout else "."))
+        if cols[-1][4]:
+            steps.append("Write the last carry 1.")
+        return " ".join(steps)
+
+    @staticmethod
+    def _scratch_lines(a: int, b: int) -> list[str]:
+        n = max(_digits(a), _digits(b))
+        sa, sb = str(a).zfill(n), str(b).zfill(n)
+        lines = [f"{_spaced(sa)} + {_spaced(sb)} , C: 0"]
+        res = ""
+        for i, (_, _, _, d, cout) in enumerate(_columns(a, b)):
+            res = str(d) + res
+            ra, rb = sa[: n - 1 - i], sb[: n - 1 - i]
+            head = f"{_spaced(ra)} + {_spaced(rb)} " if ra else ""
+            lines.append(f"{head}, {_spaced(res)} C: {cout}")
+        return lines
+
+    def _scratch_text(self, a: int, b: int) -> str:
+        return "<scratch>\n" + "\n".join(self._scratch_lines(a, b)) + "\n</scratch>"
+
+    # ---- decoding -------------------------------------------------------
+    def is_complete(self, completion: str) -> bool:
+        if super().is_complete(completion):
+            return True
+        if self.format == "scratchpad":
+            return re.search(r"</scratch>[ \t]*\n?[ \t]*\d[\d ]*\n", completion) is not None
+        return re.search(r"the answer is\s*-?[\d,]*\d\.", completion, re.I) is not None
+
+    def trim(self, completion: str) -> str:
+        text = super().trim(completion)
+        if self.format == "scratchpad":
+            m = _SCRATCH_ANSWER_RE.search(text)
+        else:
+            m = re.search(r"the answer is\s*-?[\d,]*\d\.?", text, re.I)
+        return text[: m.end()] if m else text
+
+    # ---- reading and grading -------------------------------------------
+    def parse(self, completion: str, problem: Problem | None = None) -> Parsed:
+        if self.format == "scratchpad":
+            ms = list(_SCRATCH_ANSWER_RE.finditer(completion))
+            if ms:
+                m = ms[-1]
+                end_tag = completion.rfind("</scratch>", 0, m.end()) + len("</scratch>")
+                return Parsed(completion[:end_tag].strip(), _norm_int(m.group(1)))
+        ms = list(_ANSWER_RE.finditer(completion))
+        if not ms:
+            return Parsed(completion.strip(), None)
+        m = ms[-1]
+        return Parsed(completion[: m.start()].strip(), _norm_int(m.group(1)))
+
+    def is_correct(self, answer: str | None, gold: str) -> bool:
+        return answer is not None and _norm_int(answer) == _norm_int(gold)
+
+    def hint_leak(self, problem: Problem, completion: str) -> str | None:
+        return eq.hint_phrase_leak(completion)
+
+    # ---- audit ----------------------------------------------------------
+    def audit(self, problem: Problem, parsed: Parsed) -> Audit:
+        """Re-check the rationale against the true addition.
+
+        A rationale with no readable steps at all counts as one failed step: every
+        format writes its steps out, so a bare answer is not a faithful rationale.
+        """
+        a, b = problem.meta["a"], problem.meta["b"]
+        if self.format == "columns":
+            steps = self._audit_columns(a, b, parsed)
+        elif self.format == "scratchpad":
+            steps = self._audit_scratch(a, b, parsed)
+        else:
+            steps = self._audit_decomposition(a, b, parsed)
+        return Audit(checked=len(steps), errors=tuple(s.message for s in steps if not s.ok))
+
+    @staticmethod
+    def _audit_decomposition(a: int, b: int, parsed: Parsed) -> list[eq.Step]:
+        chains = eq.find_chains(parsed.rationale)
+        if not chains:
+            return [eq.Step(False, "no arithmetic steps in the rationale")]
+        steps: list[eq.Step] = []
+        first = chains[0].parts[0]
+        operands = sorted(p.value() for _, p in first.terms()) if all(
+            s == 1 and p.is_number for s, p in first.terms()) else None
+        if operands == sorted([a, b]):
+            steps.append(eq.Step(True))
+        else:
+            steps.append(eq.Step(False, f"the steps start from {first.text}, not the problem's {a} + {b}"))
+        for c in chains:
+            steps.extend(eq.check_chain(c))
+        last = chains[-1].parts[-1]
+        if parsed.answer is not None:
+            try:
+                end = last.value()
+            except ZeroDivisionError:
+                end = None
+            if end is not None and end == int(parsed.answer):
+                steps.append(eq.Step(True))
+            else:
+                steps.append(eq.Step(False, f"the steps end at {last.text} but the answer says {parsed.answer}"))
+        return steps
+
+    @staticmethod
+    def _audit_columns(a: int, b: int, parsed: Parsed) -> list[eq.Step]:
+        found = list(_COLUMN_RE.finditer(parsed.rationale))
+        if not found:
+            return [eq.Step(False, "no column steps in the rationale")]
+        cols = _columns(a, b)
+        steps: list[eq.Step] = []
+        written: list[int] = []
+        for i, (da, db, cin, d, cout) in enumerate(cols):
+            label = f"column {i + 1} ({_place(i)})"
+            if i >= len(found):
+                steps.append(eq.Step(False, f"{label} is missing"))
+                continue
+            m = found[i]
+            expr, s_txt, w_txt, c_txt = m.group(2).strip(), m.group(3), m.group(4), m.group(5)
+            nums = [int(x) for x in re.findall(r"\d+", expr)]
+            want = [da, db] + ([cin] if cin else [])
+            if sorted(x for x in nums if x) == sorted(x for x in want if x):
+                steps.append(eq.Step(True))
+            else:
+                steps.append(eq.Step(False, f"{label}: added {expr}, expected " + " + ".join(map(str, want))))
+            try:
+                val = eq.evaluate(expr)
+            except (ValueError, ZeroDivisionError):
+                val = None
+            if val is not None and val == int(s_txt):
+                steps.append(eq.Step(True))
+            elif val is None:
+                steps.append(eq.Step(False, f"{label}: cannot read the sum {expr!r}"))
+            else:
+                steps.append(eq.Step(False, f"{expr} = {s_txt} is wrong: {expr} = {eq.fmt_num(val)}"))
+            w, c = int(w_txt), int(c_txt) if c_txt is not None else 0
+            written.append(w)
+            if (w, c) == (d, cout):
+                steps.append(eq.Step(True))
+            else:
+                steps.append(eq.Step(False, f"{label}: wrote {w} carry {c}, expected {d} carry {cout}"))
+        for m in found[len(cols):]:
+            steps.append(eq.Step(False, f"extra column step: {m.group(0)!r}"))
+        fc = _FINAL_CARRY_RE.search(parsed.rationale)
+        final_carry = int(fc.group(1)) if fc else 0
+        if cols[-1][4]:
+            steps.append(eq.Step(True) if final_carry == 1 else
+                         eq.Step(False, "the final carry 1 is not written"))
+        elif fc is not None:
+            steps.append(eq.Step(final_carry == 0, f"wrote a final carry {final_carry} but there is none"))
+        if parsed.answer is not None and len(written) == len(cols):
+            digits = "".join(str(w) for w in reversed(written))
+            total = int((str(final_carry) if final_carry else "") + digits)
+            steps.append(eq.Step(True) if str(total) == parsed.answer else
+                         eq.Step(False, f"the written digits give {total} but the answer says {parsed.answer}"))
+        return steps
+
+    def _audit_scratch(self, a: int, b: int, parsed: Parsed) -> list[eq.Step]:
+        text = parsed.rationale
+        start = text.find("<scratch>")
+        if start == -1:
+            return [eq.Step(False, "no <scratch> block in the rationale")]
+        end = text.find("</scratch>", start)
+        block = text[start + len("<scratch>"): end if end != -1 else len(text)]
+        lines = [ln.strip() for ln in block.splitlines() if ln.strip()]
+        expected = self._scratch_lines(a, b)
+        cols = _columns(a, b)
+        steps: list[eq.Step] = []
+        if not lines:
+            return [eq.Step(False, "empty <scratch> block")]
+        first = _read_scratch_line(lines[0])
+        if first and first[0] and first[1] and (int("".join(first[0])), int("".join(first[1]))) == (a, b):
+            steps.append(eq.Step(True))
+        else:
+            steps.append(eq.Step(False, f"first line {lines[0]!r} should read {expected[0]!r}"))
+        last_res: list[str] | None = None
+        last_carry = 0
+        for i, (_, _, _, d, cout) in enumerate(cols):
+            label = f"column {i + 1}"
+            if i + 1 >= len(lines):
+                steps.append(eq.Step(False, f"{label} is missing"))
+                last_res = None
+                continue
+            got = _read_scratch_line(lines[i + 1])
+            if got is None or not got[2]:
+                steps.append(eq.Step(False, f"{label}: cannot read line {lines[i + 1]!r}"))
+                last_res = None
+                continue
+            _, _, res, carry = got
+            last_res, last_carry = res, carry
+            if (int(res[0]), carry) != (d, cout):
+                steps.append(eq.Step(False, f"{label}: wrote {res[0]} carry {carry}, expected {d} carry {cout}"))
+            elif " ".join(lines[i + 1].split()) != expected[i + 1]:
+                steps.append(eq.Step(False, f"{label}: line {lines[i + 1]!r} should read {expected[i + 1]!r}"))
+            else:
+                steps.append(eq.Step(True))
+        for extra in lines[len(cols) + 1:]:
+            steps.append(eq.Step(False, f"extra line {extra!r}"))
+        if parsed.answer is not None and last_res is not None:
+            total = int(("1" if last_carry else "") + "".join(last_res))
+            steps.append(eq.Step(True) if str(total) == parsed.answer else
+                         eq.Step(False, f"the scratchpad gives {_spaced(str(total))} "
+                                        f"but the answer says {_spaced(parsed.answer)}"))
+        return steps
+
+
+def _read_scratch_line(line: str) -> tuple[list[str], list[str], list[str], int] | None:
+    """``4 + 3 , 5 C: 1`` -> (['4'], ['3'], ['5'], 1); None when the line has no ``C:``."""
+    m = re.fullmatch(r"(.*?),(.*?)C\s*:\s*(\d)", line.strip())
+    if not m:
+        return None
+    ops, res, carry = m.group(1), m.group(2), int(m.group(3))
+    a_part, _, b_part = ops.partition("+")
+    return re.findall(r"\d", a_part), re.findall(r"\d", b_part), re.findall(r"\d", res), carry
