@@ -249,6 +249,7 @@ def test_hint_leak(completion, leaks):
     ("decomposition", " 3 + 5 = 8. The answer is 8.\nQ: What", True, " 3 + 5 = 8. The answer is 8."),
     ("decomposition", " 3 + 5 = 8. The answer is 8. Q: What is", True, " 3 + 5 = 8. The answer is 8."),
     ("decomposition", " 3 + 5 = 8", False, " 3 + 5 = 8"),
+    ("decomposition", "\n 3 + 5 = 8. The answer is 8.\nQ:", True, "\n 3 + 5 = 8. The answer is 8."),
     ("scratchpad", "\n<scratch>\n, 8 C: 0\n</scratch>\n8\n", True, "\n<scratch>\n, 8 C: 0\n</scratch>\n8"),
     ("scratchpad", "\n<scratch>\n, 8 C: 0\n</scratch>\n8\n\nInput:\n1 + 1", True,
      "\n<scratch>\n, 8 C: 0\n</scratch>\n8"),

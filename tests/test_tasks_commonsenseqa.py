@@ -155,6 +155,8 @@ def test_hint_leak(problem, completion, leaks):
     (" So the answer is bank (b).\n\nQ: Where", True, " So the answer is bank (b)."),
     (" Savings go in a", False, " Savings go in a"),
     (" Savings go in a bank.\nQ:", True, " Savings go in a bank."),
+    ("\n So the answer is bank (b).\nQ:", True, "\n So the answer is bank (b)."),  # a leading newline is kept
+    ("\n", False, "\n"),
 ])
 def test_stop_and_trim(completion, complete, trimmed):
     t = task()

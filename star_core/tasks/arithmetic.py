@@ -18,7 +18,7 @@ import re
 
 from . import audit as eq
 from .base import (Audit, DataError, Exemplar, Parsed, Problem, Task, is_data_file, read_records,
-                   require)
+                   require, seeded_limit, split_lead)
 
 FORMATS = ("decomposition", "columns", "scratchpad")
 PLACES = ("ones", "tens", "hundreds", "thousands", "ten-thousands", "hundred-thousands", "millions",
@@ -145,8 +145,6 @@ class ArithmeticTask(Task):
         if split not in ("train", "eval"):
             raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
         if path is not None:
-            from .base import seeded_limit
-
             rows = self._read_pairs(path)
             if split == "train":
                 excl = self._exemplar_pairs(seed)
@@ -266,14 +264,15 @@ class ArithmeticTask(Task):
 
     # ---- decoding -------------------------------------------------------
     def is_complete(self, completion: str) -> bool:
-        if super().is_complete(completion):
+        if super().is_complete(split_lead(completion)[1]):
             return True
         if self.format == "scratchpad":
             return re.search(r"</scratch>[ \t]*\n?[ \t]*\d[\d ]*\n", completion) is not None
         return re.search(r"the answer is\s*-?[\d,]*\d\.", completion, re.I) is not None
 
     def trim(self, completion: str) -> str:
-        text = super().trim(completion)
+        lead, body = split_lead(completion)
+        text = lead + super().trim(body)
         if self.format == "scratchpad":
             m = _SCRATCH_ANSWER_RE.search(text)
         else:

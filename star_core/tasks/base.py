@@ -179,6 +179,13 @@ T = TypeVar("T")
 DATA_SUFFIXES = (".jsonl", ".json")
 
 
+def split_lead(text: str) -> tuple[str, str]:
+    """``(leading whitespace, rest)``: the tasks look for stop strings only after the answer
+    has started, so a completion opening with a newline is not cut to nothing."""
+    rest = text.lstrip()
+    return text[: len(text) - len(rest)], rest
+
+
 def sample_data_dir() -> Path:
     """The repository's bundled ``sample_data`` folder (may not exist in an installed copy)."""
     import star_core

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import (DataError, Exemplar, Parsed, Problem, Task, bundled_file, hf_rows, is_data_file,
-                   pick_exemplars, read_records, require, seeded_limit)
+                   pick_exemplars, read_records, require, seeded_limit, split_lead)
 
 LABELS = ("A", "B", "C", "D", "E")
 BUILTIN_EXEMPLARS = Path(__file__).resolve().parent / "exemplars" / "commonsenseqa.json"
@@ -166,11 +166,12 @@ class CommonsenseQATask(Task):
 
     # ---- decoding -------------------------------------------------------
     def is_complete(self, completion: str) -> bool:
-        return super().is_complete(completion) or re.search(
+        return super().is_complete(split_lead(completion)[1]) or re.search(
             r"answer is[^\n]*?\([a-eA-E]\)", completion, re.I) is not None
 
     def trim(self, completion: str) -> str:
-        text = super().trim(completion)
+        lead, body = split_lead(completion)
+        text = lead + super().trim(body)
         m = re.search(r"answer is[^\n]*?\([a-eA-E]\)\.?", text, re.I)
         return text[: m.end()] if m else text
 
