@@ -22,12 +22,14 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 
-from .store import CONFIG_NAME, DB_NAME, KEPT_DECISIONS, SCHEMA_VERSION, StoreError, connect
+from .store import CONFIG_NAME, DB_NAME, SCHEMA_VERSION, StoreError, connect
 
 #: A run whose heartbeat is older than this (seconds) is taken for crashed.
 HEARTBEAT_STALE_S = 600.0
 #: Environment variable overriding the user's runs root (``os.pathsep``-separated list allowed).
 RUNS_ROOT_ENV = "STAR_RUNS_ROOT"
+#: Set to "0" to hide the bundled demo runs (sample_data/runs).
+DEMO_RUNS_ENV = "STAR_DEMO_RUNS"
 
 PHASES = ("sample", "rationalize", "eval")
 STAGES = ("pending", "sampled", "rationalized", "trained", "done")
@@ -54,10 +56,11 @@ class RunUnavailable(StoreError):
 # roots and the path guard
 # --------------------------------------------------------------------------
 def runs_roots(app_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The folders that hold runs: ``$STAR_RUNS_ROOT`` (or ``./runs``), then ``<app_dir>/sample_data/runs``."""
+    """The folders that hold runs: ``$STAR_RUNS_ROOT`` (or ``./runs``), then ``<app_dir>/sample_data/runs``
+    (the bundled demo runs, unless ``$STAR_DEMO_RUNS`` is "0")."""
     env = os.environ.get(RUNS_ROOT_ENV, "").strip()
     roots = [Path(p) for p in env.split(os.pathsep) if p.strip()] if env else [Path("runs")]
-    if app_dir is not None:
+    if app_dir is not None and os.environ.get(DEMO_RUNS_ENV, "1") != "0":
         roots.append(Path(app_dir) / "sample_data" / "runs")
     out: list[Path] = []
     for r in roots:

@@ -183,6 +183,15 @@ def synth_records(tasks=("arithmetic",), iterations: int = 2, n_train: int = 12,
                 for r in rb:
                     r.iteration = it
                     r.train_iteration = it if r.kept else None
+                if payload and it == 1:
+                    t = tasks[0]
+                    rb.append(SampleRecord(
+                        iteration=1, task=t, split="train", phase="rationalize", question_id=PAYLOAD_QID,
+                        question="Payload question " + PAYLOAD,
+                        prompt="Q: ex <b>(CORRECT)</b>\nA: fine\n\nQ: payload " + PAYLOAD + " <b>(CORRECT)</b>\nA:",
+                        hint=" <b>(CORRECT)</b>", raw_output="I saw <b>(CORRECT)</b> " + PAYLOAD, gold="7",
+                        decision="hint_leak", reason="the rationale repeats the hint <b>(CORRECT)</b>", correct=True,
+                        grp="1" if t == "arithmetic" else "all", rationale="I saw <b>(CORRECT)</b>", answer="7"))
                 yield it, "rationalize", rb
         ev = [attempt(rng, t, q, it, "eval", "eval") for t in tasks for q in questions[(t, "eval")]]
         if payload and it == 0:

@@ -72,8 +72,11 @@ def test_funnel_numbers_add_up(runs):
         assert fn["sampled"] == sample_n and fn["correct"] == correct
         assert fn["failed"] == sample_n - correct == sum(v for k, v in fn["sample_decisions"].items()
                                                          if k != "correct")
-        # rationalization on: every failed question is retried once
-        assert fn["retried"] == fn["failed"] == sum(fn["retry_from"].values())
+        # rationalization on: every failed question is retried once (iteration 1 also holds the payload retry,
+        # which has no first attempt)
+        extra = 1 if it == 1 else 0
+        assert fn["retried"] == fn["failed"] + extra == sum(fn["retry_from"].values())
+        assert fn["retry_from"].get(("unknown", "hint_leak"), 0) == extra
         assert fn["rationalized"] == fn["retry_decisions"].get("rationalized", 0)
         assert fn["retry_rejected"] == fn["retried"] - fn["rationalized"]
         assert fn["kept"] == fn["correct"] + fn["rationalized"] == fn["train_examples_total"] == fn["trained"]
@@ -160,9 +163,9 @@ def test_filters_correct_grp_and_search(runs):
     # search is literal: LIKE wildcards in the search text match only themselves
     assert Q.count_samples(run, Q.SampleFilter(search="%")) == 0
     assert Q.count_samples(run, Q.SampleFilter(search="_")) == 0
-    assert Q.count_samples(run, Q.SampleFilter(search="<script>alert(1)</script>")) == 1
+    assert Q.count_samples(run, Q.SampleFilter(search="<script>alert(1)</script>")) == 2  # eval + retry payloads
     assert Q.count_samples(run, Q.SampleFilter(search="cupboard")) > 0
-    sid = sql(run, "SELECT id FROM samples WHERE question_id=?", F.PAYLOAD_QID)[0][0]
+    sid = sql(run, "SELECT id FROM samples WHERE question_id=? AND phase='eval'", F.PAYLOAD_QID)[0][0]
     s = Q.get_sample(run, sid)
     assert s["audit"]["errors"] == ["step <i>2</i>: **3+4** != 8 $x$"] and s["audit"]["faithful"] is False
     assert s["train_example"] is None

@@ -1,0 +1,47 @@
+"""STaR workbench dashboard: `streamlit run app.py`.
+
+Runs are read from $STAR_RUNS_ROOT (default ./runs) and the bundled demo runs in
+sample_data/runs. The page modules live in app_pages/, not pages/: a folder named
+pages/ next to the entry script switches Streamlit to its legacy multipage mode,
+which runs a deep-linked page without this script on a fresh session. Each page is a short module in app_pages/; the logic lives in
+star_core/queries.py and star_core/ui.py. To add a page (e.g. the teaching
+tour), add a file in app_pages/ and one st.Page line to PAGES below.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+APP_DIR = Path(__file__).resolve().parent
+if str(APP_DIR) not in sys.path:  # works from a checkout without `pip install -e .`
+    sys.path.insert(0, str(APP_DIR))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import streamlit as st  # noqa: E402
+
+from star_core import ui  # noqa: E402
+
+ui.init(__file__)
+st.set_page_config(page_title="STaR workbench", page_icon="⭐", layout="wide")
+
+P = APP_DIR / "app_pages"
+PAGES = {
+    "Runs": [
+        st.Page(P / "runs.py", title="Runs", icon="🗂️", url_path="runs", default=True),
+        st.Page(P / "launch.py", title="Launch", icon="🚀", url_path="launch"),
+    ],
+    "Inspect": [
+        st.Page(P / "rationales.py", title="Rationales", icon="🧠", url_path="rationales"),
+        st.Page(P / "rationalizations.py", title="Rationalizations", icon="💡", url_path="rationalizations"),
+        st.Page(P / "decisions.py", title="Filter decisions", icon="🚦", url_path="decisions"),
+    ],
+    "Results": [
+        st.Page(P / "accuracy.py", title="Accuracy", icon="📈", url_path="accuracy"),
+    ],
+}
+
+page = st.navigation(PAGES)
+ui.sidebar_run_picker()
+page.run()

@@ -1,0 +1,114 @@
+"""Launch: start a STaR run as a separate process, follow it live, stop or resume it."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from pathlib import Path
+
+import streamlit as st
+
+from star_core import queries as Q
+from star_core import ui
+
+try:
+    from star_core.tasks import TASKS
+except Exception:  # noqa: BLE001  (the dashboard must open even if the task package is mid-edit)
+    TASKS = ("arithmetic", "commonsenseqa", "gsm8k")
+DEFAULT_MODEL = "bundled:smollm2-135m"
+
+ui.page_header("Launch", "Start a STaR run in its own process (`star run ...`), follow its progress and log, "
+               "and stop or resume it. The dashboard only reads the run's store; closing it does not stop the run.")
+ui.plain_url()
+ss = st.session_state
+ui.reap()
+user_root = ui.roots()[0]
+task_default = "star"
+
+with st.form("launch_form"):
+    c1, c2, c3 = st.columns(3)
+    if not ss.get("launch_name"):
+        ss["launch_name"] = f"{task_default}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = c1.text_input("Run name", key="launch_name", max_chars=64,
+                         help=f"The run folder is {user_root}/<name>")
+    task = c2.selectbox("Task", list(TASKS))
+    model = c3.text_input("Model", value=DEFAULT_MODEL,
+                          help="Hugging Face id, local folder, .gguf file, or bundled:smollm2-135m (offline)")
+    c1, c2, c3, c4 = st.columns(4)
+    iterations = c1.number_input("Iterations", min_value=0, max_value=100, value=2, step=1,
+                                 help="STaR outer iterations; iteration 0 (few-shot baseline) is extra")
+    n_train = c2.number_input("Train questions (n_train)", min_value=1, max_value=100_000, value=64, step=16)
+    n_eval = c3.number_input("Eval questions (n_eval)", min_value=1, max_value=100_000, value=50, step=10)
+    max_new_tokens = c4.number_input("max_new_tokens", min_value=8, max_value=4096, value=96, step=8)
+    c1, c2, c3, c4 = st.columns(4)
+    rationalize = c1.toggle("Rationalization", value=True,
+                            help="Retry wrong answers with the gold answer as a hint (the paper's rationalization)")
+    temperature = c2.number_input("Temperature", min_value=0.0, max_value=2.0, value=0.0, step=0.1,
+                                  help="0 = greedy (the paper found sampling at 0.5-0.7 worse)")
+    spq = c3.number_input("Samples per question", min_value=1, max_value=16, value=1, step=1)
+    seed = c4.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1)
+    submitted = st.form_submit_button("🚀 Start run", type="primary")
+
+if submitted:
+    name = name.strip()
+    out = user_root / name
+    if not ui.NAME_RE.fullmatch(name):
+        st.error("Run name: use letters, digits, '.', '_' or '-' (up to 64 characters, not starting with a dot).")
+    elif out.exists() and any(out.iterdir()):
+        st.error(f"{out} already exists; pick another name (or resume that run below).")
+    elif not model.strip():
+        st.error("Model: give a model id or path.")
+    else:
+        cmd = ui.run_command(out, task, model.strip(), iterations, rationalize, n_train, n_eval, max_new_tokens,
+                             temperature, spq, seed)
+        pid = ui.spawn(cmd, out)
+        ss["launch_dir"] = str(out)
+        ss["_pending_pick"] = name
+        ss["launch_msg"] = f"Started pid {pid}: {shlex.join(cmd)}"
+
+target: Path | None = Path(ss["launch_dir"]) if ss.get("launch_dir") else None
+if target is None and ss.get("_runs") and not ss.get("_bad_run"):
+    try:
+        target = Q.resolve_run(ui.run_key() or "", ui.roots())
+    except Q.RunUnavailable:
+        target = None
+live = target is not None and (ui.launched_alive(target) is not None or Q.run_status(target) == "running")
+
+
+@st.fragment(run_every=2 if live else None)
+def monitor(run_dir: Path) -> None:
+    st.subheader(f"Run: {ui.md_escape(run_dir.name)}")
+    if ss.get("launch_msg") and ss.get("launch_dir") == str(run_dir):
+        st.caption(ui.md_escape(ss["launch_msg"]))
+    alive = ui.launched_alive(run_dir)
+    status = Q.run_status(run_dir) if Q.is_run_dir(run_dir) else "empty"
+    if status == "empty":
+        st.info("Starting: the engine is loading the data and the model; the run's store appears shortly."
+                if alive else "No run store in this folder yet.", icon="⏳")
+    else:
+        brief = Q.run_brief(run_dir)
+        st.progress(brief["progress"], text=f"{ui.STATUS_ICON.get(status, '')} {status} · "
+                    + (f"iteration {brief['current_iteration']}: {brief['current_stage']}"
+                       if brief["current_stage"] else "starting") + f" · updated {ui.ago(brief['updated_at'])}")
+        if status == "corrupt":
+            st.error(brief.get("problem") or "unreadable store")
+        elif status in Q.RESUMABLE:
+            st.warning(f"This run is {status}. Resume continues from the last stored batch.", icon="⏸️")
+    ui.run_controls(run_dir, status, "launch")
+    tail = ui.log_tail(run_dir)
+    if tail is not None:
+        st.caption(f"Last lines of {ui.LOG_NAME}")
+        ui.show_text(tail, height=320)
+    if (alive or status == "running") and not live:
+        st.rerun()  # it came alive: switch the view to live refreshing
+    if live and not alive and status != "running":
+        st.rerun()  # it ended: one last full refresh, then no more polling
+
+
+if target is not None:
+    st.divider()
+    monitor(target)
+    if ss.get("launch_dir"):
+        if st.button("Show the run picked in the sidebar instead", key="launch_forget"):
+            ss.pop("launch_dir", None)
+            st.rerun()

@@ -1,0 +1,145 @@
+"""Rationales: one sample at a time, with filters, position and a compact table."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from star_core import queries as Q
+from star_core import ui
+
+PAGE = "rat"
+KEYS = ("task", "phase", "it", "decision", "correct", "digits", "q", "sid")
+PHASE_LABEL = {ui.ALL: ui.ALL, "sample": "train · first attempt (sample)",
+               "rationalize": "train · hinted retry (rationalize)", "eval": "eval split"}
+TABLE_ROWS = 25
+
+ui.page_header("Rationales", "One model completion at a time: the question, the rationale the model wrote, its "
+               "answer against the gold answer, and why the filter kept or rejected it.")
+run_dir = ui.current_run()
+ui.run_heading(run_dir)
+fac = ui.guard(ui.q, "facets", run_dir)
+if not fac["tasks"]:
+    st.info("This run has no samples yet. They appear here as soon as the first batch is stored.", icon="⏳")
+    st.stop()
+
+state = ui.url_state(PAGE, KEYS)
+with st.sidebar:
+    st.subheader("Filters")
+    task = ui.state_select(PAGE, state, "task", "Task", [ui.ALL] + fac["tasks"])
+    phase = ui.state_select(PAGE, state, "phase", "Split / phase", [ui.ALL] + fac["phases"],
+                            format_func=lambda p: PHASE_LABEL.get(p, p))
+    it = ui.state_select(PAGE, state, "it", "Iteration", [ui.ALL] + [str(i) for i in fac["iterations"]],
+                         help="0 = few-shot baseline. Iteration i samples with model i-1, then trains adapter i.")
+    decision = ui.state_select(PAGE, state, "decision", "Decision", [ui.ALL] + fac["decisions"])
+    correct = ui.state_select(PAGE, state, "correct", "Answer equals gold", [ui.ALL, "yes", "no"])
+    grps = fac["grps"].get("arithmetic", []) if task in (ui.ALL, "arithmetic") else []
+    digits = ui.state_select(PAGE, state, "digits", "Digits (arithmetic)", [ui.ALL] + grps) if grps else ui.ALL
+    search = ui.state_text(PAGE, state, "q", "Search text", placeholder="question, rationale or id")
+
+f = Q.SampleFilter(
+    task=None if task == ui.ALL else task, phase=None if phase == ui.ALL else phase,
+    iteration=None if it == ui.ALL else int(it), decision=None if decision == ui.ALL else decision,
+    correct=None if correct == ui.ALL else correct == "yes", grp=None if digits == ui.ALL else digits,
+    search=search or None)
+b = ui.browse_current(PAGE, run_dir, f, state)
+ui.write_url(PAGE, {"task": task, "phase": phase, "it": it, "decision": decision, "correct": correct,
+                    "digits": digits, "q": search, "sid": state.get("sid")})
+
+if b["sample_id"] is None:
+    st.info("No sample matches these filters.", icon="🔍")
+    st.stop()
+
+s = ui.guard(ui.q, "get_sample", run_dir, b["sample_id"])
+left, right = st.columns([3, 2], gap="large")
+with left:
+    ui.navigator(PAGE, state, b)
+    if not b["in_filter"]:
+        st.warning("This sample was opened by id and lies outside the current filters; Prev/Next move through "
+                   "the filtered list.", icon="↪️")
+    with st.container(border=True):
+        c1, c2, c3 = st.columns([2, 2, 1.2], vertical_alignment="center")
+        c1.markdown(f"**Iteration {s['iteration']}** · {ui.md_escape(s['task'])} · "
+                    f"{PHASE_LABEL.get(s['phase'], ui.md_escape(s['phase']))}")
+        c2.caption(ui.md_escape(f"question id {s['question_id']} · sample #{s['id']}"
+                                + (f" · k={s['k']}" if s["k"] else "")
+                                + (f" · {s['grp']} digits" if s["grp"] != "all" else "")))
+        ui.decision_badge(s["decision"], c3)
+        st.text(s["reason"])
+
+        st.markdown("**Question**")
+        ui.show_text(s["question"])
+        if s.get("hint"):
+            st.markdown("**Hint given** (rationalization; the gold answer as a hint)")
+            ui.show_text(s["hint"])
+            st.page_link("app_pages/rationalizations.py", label="Compare with the first attempt",
+                         icon="💡", query_params={"run": ui.run_key(), "sid": s["id"]})
+        st.markdown("**Model rationale**")
+        ui.show_text(s["rationale"] if s["rationale"] is not None else s["raw_output"])
+
+        a1, a2, a3 = st.columns(3)
+        with a1:
+            st.caption("Parsed answer")
+            ui.show_text(s["answer"] if s["answer"] is not None else "(none)")
+        with a2:
+            st.caption("Gold answer")
+            ui.show_text(s["gold"])
+        with a3:
+            st.caption("Verdict")
+            st.markdown(("✅ **matches gold**" if s["correct"] else "❌ **does not match**")
+                        + (" · kept for training" if s["kept"] else ""))
+
+        audit = s.get("audit")
+        if audit:
+            faithful = audit.get("faithful")
+            verdict = {True: "✅ every checked step holds", False: "⚠️ some steps are wrong",
+                       None: "nothing checkable"}.get(faithful, "unknown")
+            checked = audit.get("checked")
+            checked = int(checked) if isinstance(checked, (int, float)) else 0
+            st.markdown(f"**Rationale audit** — {checked} step(s) checked: {ui.md_escape(verdict)}")
+            if audit["errors"]:
+                ui.show_text("\n".join(f"• {e}" for e in audit["errors"]))
+            if faithful is False and s["correct"]:
+                st.caption("A right answer from a wrong rationale: the paper's filter keeps it unless "
+                           "`reject_unfaithful` is on.")
+        else:
+            st.caption("No rationale audit stored for this sample.")
+
+    with st.expander("Raw model output"):
+        ui.show_text(s["raw_output"])
+    with st.expander("Full prompt (few-shot prefix included)"):
+        ui.show_text(s["prompt"], height=400)
+    if s.get("train_example"):
+        with st.expander("Training example as stored"):
+            te = s["train_example"]
+            st.caption(ui.md_escape(f"trains adapter {te['iteration']} · source {te['source']}"))
+            ui.show_text(te["prompt"], "prompt")
+            ui.show_text(te["completion"], "completion (the loss is on these tokens)")
+    with st.expander("This question across iterations"):
+        hist = ui.guard(ui.q, "question_history", run_dir, s["task"], s["question_id"])
+        st.dataframe(hist, hide_index=True, width="stretch")
+        others = [int(x) for x in hist["id"] if int(x) != s["id"]]
+        if others:
+            def _open(key: str = f"{PAGE}_hist") -> None:
+                state["sid"] = str(st.session_state[key])
+
+            st.selectbox("Open sample #", others, index=None, key=f"{PAGE}_hist", on_change=_open,
+                         placeholder="pick a sample id")
+
+with right:
+    pos = b["position"] or 1
+    offset = (pos - 1) // TABLE_ROWS * TABLE_ROWS
+    df = ui.guard(ui.q, "samples_page", run_dir, f, offset, TABLE_ROWS)
+    st.caption(f"Rows {offset + 1:,}–{offset + len(df):,} of {b['total']:,} (click a row to open it)")
+    ids = [int(x) for x in df["id"]]
+
+    def _pick(key: str = f"{PAGE}_table_{offset}") -> None:
+        rows = st.session_state[key].selection.rows
+        if rows and rows[0] < len(ids):
+            state["sid"] = str(ids[rows[0]])
+
+    df = df.assign(correct=df["correct"].astype(bool), kept=df["kept"].astype(bool))
+    st.dataframe(df[["id", "iteration", "task", "phase", "grp", "decision", "correct", "kept", "answer", "gold",
+                     "question"]], hide_index=True, width="stretch", height=36 * (len(df) + 1) + 4,
+                 on_select=_pick, selection_mode="single-row", key=f"{PAGE}_table_{offset}",
+                 column_config={"question": st.column_config.TextColumn(width="large"),
+                                "id": st.column_config.NumberColumn(format="%d")})

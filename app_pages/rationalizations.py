@@ -1,0 +1,127 @@
+"""Rationalizations: a wrong first attempt, the hinted retry, and the training example stored from it."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from star_core import queries as Q
+from star_core import ui
+
+PAGE = "rz"
+KEYS = ("task", "it", "decision", "sid")
+HINT_BG = "#ffe066"
+LEAK_BG = "#ffa8a8"
+
+ui.page_header("Rationalizations", "For a question the model got wrong: its first attempt, the prompt retried "
+               "with the gold answer as a hint (highlighted), the hinted output, and the training example stored "
+               "from it with the hint removed. Hint leaks are marked.")
+run_dir = ui.current_run()
+ui.run_heading(run_dir)
+fac = ui.guard(ui.q, "facets", run_dir)
+if "rationalize" not in fac["phases"]:
+    info = ui.guard(Q.run_info, run_dir)
+    if info.get("config", {}).get("rationalize") is False:
+        st.info("Rationalization is off in this run's config: wrong answers are not retried with a hint.",
+                icon="🚫")
+    else:
+        st.info("No hinted retries stored yet. They appear once an iteration has sampled the training split "
+                "and retried its wrong answers.", icon="⏳")
+    st.stop()
+
+state = ui.url_state(PAGE, KEYS)
+rz_decisions = ui.guard(ui.q, "decision_counts", run_dir)
+rz_decisions = sorted(rz_decisions.loc[rz_decisions["phase"] == "rationalize", "decision"].unique().tolist())
+with st.sidebar:
+    st.subheader("Filters")
+    task = ui.state_select(PAGE, state, "task", "Task", [ui.ALL] + fac["tasks"])
+    it = ui.state_select(PAGE, state, "it", "Iteration", [ui.ALL] + [str(i) for i in fac["iterations"] if i > 0])
+    decision = ui.state_select(PAGE, state, "decision", "Retry outcome", [ui.ALL] + rz_decisions,
+                               help="rationalized = kept; hint_leak = the rationale leans on the hint")
+
+f = Q.SampleFilter(phase="rationalize", task=None if task == ui.ALL else task,
+                   iteration=None if it == ui.ALL else int(it), decision=None if decision == ui.ALL else decision)
+b = ui.browse_current(PAGE, run_dir, f, state)
+ui.write_url(PAGE, {"task": task, "it": it, "decision": decision, "sid": state.get("sid")})
+if b["sample_id"] is None:
+    st.info("No hinted retry matches these filters.", icon="🔍")
+    st.stop()
+
+rz = ui.guard(ui.q, "rationalization", run_dir, b["sample_id"])
+retry, first, te = rz["retry"], rz["first"], rz["train_example"]
+if retry["phase"] != "rationalize":
+    st.warning("This sample is not a hinted retry; opening it on the Rationales page instead is more useful.")
+ui.navigator(PAGE, state, b, noun="retry")
+
+leak = Q.hint_leak(retry)
+hint = retry.get("hint") or ""
+with st.container(border=True):
+    c1, c2, c3 = st.columns([2, 2, 1.2], vertical_alignment="center")
+    c1.markdown(f"**Iteration {retry['iteration']}** · {ui.md_escape(retry['task'])} · gold answer:")
+    c1.code(retry["gold"], language="text")
+    c2.caption(ui.md_escape(f"question id {retry['question_id']} · retry #{retry['id']}"))
+    c2.caption("Hint shown to the model:")
+    c2.code(hint if hint else "(no hint stored)", language="text")
+    ui.decision_badge(retry["decision"], c3)
+    st.text(retry["reason"])
+    if leak["flagged"] or leak["spans"]:
+        st.error("⚠️ Hint leak: " + ("the filter rejected this retry as hint_leak. " if leak["flagged"] else "")
+                 + (f"The hint text appears {len(leak['spans'])} time(s) in the output (marked in red below)."
+                    if leak["spans"] else ""), icon="🚨")
+    elif not leak["checkable"]:
+        st.caption("The hint is the bare answer, so finding it in the output proves nothing; only the "
+                   "filter's decision can flag a leak here.")
+
+row1 = st.columns(2, gap="large")
+with row1[0]:
+    st.markdown("#### 1 · First attempt (plain prompt)")
+    if first is None:
+        st.info("The first attempt of this question is not stored.")
+    else:
+        ui.decision_badge(first["decision"])
+        ui.show_text(first["question"], "question")
+        ui.show_text(first["raw_output"], "model output")
+        st.caption(ui.md_escape(f"parsed answer: {first['answer'] if first['answer'] is not None else '(none)'}"
+                                f" · gold: {first['gold']} · {first['reason']}"))
+with row1[1]:
+    st.markdown("#### 2 · Hinted prompt (hint highlighted)")
+    prompt = retry["prompt"] or ""
+    spans = Q.hint_spans(prompt, hint)
+    block_start = prompt.rstrip().rfind("\n\n")
+    block_start = block_start + 2 if block_start >= 0 else 0
+    in_block = [(a - block_start, b_ - block_start) for a, b_ in spans if a >= block_start]
+    if in_block:
+        st.caption("the question as retried (end of the prompt)")
+        ui.show_highlighted(prompt[block_start:], in_block, HINT_BG)
+    elif spans:
+        st.caption("the hint's last place in the prompt")
+        ui.show_highlighted(prompt, spans, HINT_BG)
+    else:
+        st.warning("The hint text was not found in the stored prompt.")
+        ui.show_text(prompt[block_start:])
+    with st.expander("Full hinted prompt (few-shot prefix included)"):
+        all_spans = Q.find_all(prompt, hint) if hint.strip() else []
+        ui.show_highlighted(prompt, all_spans, HINT_BG)
+
+row2 = st.columns(2, gap="large")
+with row2[0]:
+    st.markdown("#### 3 · Hinted output")
+    ui.decision_badge(retry["decision"])
+    ui.show_highlighted(retry["raw_output"], leak["spans"], LEAK_BG)
+    st.caption(ui.md_escape(f"parsed answer: {retry['answer'] if retry['answer'] is not None else '(none)'}"
+                            f" · matches gold: {'yes' if retry['correct'] else 'no'}"))
+    audit = retry.get("audit")
+    if audit and audit.get("errors"):
+        st.caption("audit errors (a right answer from wrong steps is the typical failure of rationalization):")
+        ui.show_text("\n".join(f"• {e}" for e in audit["errors"]))
+with row2[1]:
+    st.markdown("#### 4 · Training example as stored (hint removed)")
+    if te is None:
+        st.info(f"Not kept: the retry was rejected ({retry['decision']}), so nothing was stored for training.",
+                icon="🗑️")
+    else:
+        st.caption(ui.md_escape(f"trains adapter {te['iteration']} · source {te['source']}"))
+        still = Q.find_all(te["prompt"], hint.strip()) if leak["checkable"] else []
+        if still:
+            st.error("The stored training prompt still contains the hint text.", icon="🚨")
+        ui.show_highlighted(te["prompt"], still, LEAK_BG)
+        ui.show_text(te["completion"], "completion (the loss is on these tokens)")

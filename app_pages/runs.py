@@ -1,0 +1,133 @@
+"""Runs: every run with its status, configuration and per-iteration progress (live while running)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from star_core import queries as Q
+from star_core import ui
+
+ui.page_header("Runs", "Every STaR run found in the runs folders: its status, configuration and how far each "
+               "iteration got. Pick a run here or in the sidebar; every page then shows it.")
+ui.plain_url()
+
+if not st.session_state.get("_runs"):
+    ui.no_runs_message()
+    st.stop()
+if st.session_state.get("_bad_run"):
+    ui.current_run()  # shows the error and stops
+
+STAGE_ICON = {"pending": "⏳", "sampled": "🎲", "rationalized": "💡", "trained": "🏋️", "done": "✅"}
+
+
+def _pick_from_table() -> None:
+    rows = st.session_state["runs_table"].selection.rows
+    keys = st.session_state.get("_runs_table_keys") or []
+    if rows and rows[0] < len(keys):
+        ui.pick_run(keys[rows[0]])
+        st.session_state["_runs_table_picked"] = True
+
+
+def _table(runs: list[dict]) -> None:
+    df = pd.DataFrame([{
+        "status": f"{ui.STATUS_ICON.get(r['status'], '')} {r['status']}" + (" (resumable)" if r["resumable"] else ""),
+        "run": r["name"], "task": r["task"], "model": r["model"],
+        "iterations": (f"{r['iterations_done']}/{(r['iterations_planned'] or 0) + 1}"
+                       if r["iterations_planned"] is not None else "–"),
+        "stage": (f"iter {r['current_iteration']}: {r['current_stage']}" if r["current_stage"] else "–"),
+        "progress": r["progress"], "updated": ui.ago(r["updated_at"]), "device": r["device"],
+        "folder": r["path"],
+    } for r in runs])
+    st.session_state["_runs_table_keys"] = [r["key"] for r in runs]
+    st.dataframe(df, hide_index=True, width="stretch", on_select=_pick_from_table, selection_mode="single-row",
+                 key="runs_table", column_config={
+                     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
+                                                                 format="percent"),
+                     "iterations": st.column_config.TextColumn(help="done / planned (iteration 0 included)")})
+    if st.session_state.pop("_runs_table_picked", False):
+        st.rerun()
+
+
+def _details(run_dir) -> None:
+    info = ui.guard(Q.run_info, run_dir)
+    s = ui.guard(ui.q, "summary", run_dir)
+    status = info["status"]
+    st.subheader(f"{ui.STATUS_ICON.get(status, '')} {ui.md_escape(info['name'])}")
+    m = st.columns(5)
+    m[0].metric("Status", status + (" · resumable" if status in Q.RESUMABLE else ""))
+    done = sum(1 for i in s["iterations"] if i["stage"] == "done")
+    planned = (info["iterations_planned"] or 0) + 1
+    m[1].metric("Iterations done", f"{done} / {planned}", help="iteration 0 (few-shot baseline) included")
+    m[2].metric("Task", info["task"])
+    m[3].metric("Device", info["device"] or "–")
+    m[4].metric("Last heartbeat", ui.ago(info.get("heartbeat_at")))
+    st.progress(Q.run_brief(run_dir)["progress"], text=f"{done} of {planned} iterations done")
+    if status == "running" and info["status_stored"] == "running":
+        st.caption("Live: this view refreshes every few seconds.")
+    if status == "crashed":
+        st.error("This run stopped without finishing (its process is gone or its heartbeat is stale). "
+                 f"Resume it with `star run --resume {ui.md_escape(run_dir)}` or the button below.", icon="💥")
+    elif status == "stopped":
+        st.warning(f"This run was stopped. Resume it with `star run --resume {ui.md_escape(run_dir)}` "
+                   "or the button below.", icon="⏸️")
+    ui.run_controls(run_dir, status, "runs")
+    if info.get("error"):
+        with st.expander("Error", expanded=status == "crashed"):
+            ui.show_text(info["error"])
+
+    rows = []
+    for it in s["iterations"]:
+        sd = it["decisions"].get("sample", {})
+        rd = it["decisions"].get("rationalize", {})
+        accs = [f"{t} {100 * g.get('all', next(iter(g.values()), 0)):.1f}%"
+                for t, sp in it["accuracy"].items() for _, g in sp.items() if g]
+        rows.append({
+            "iteration": it["iteration"],
+            "stage": f"{STAGE_ICON.get(it['stage'], '')} {it['stage']}",
+            "sampled": sum(sd.values()) or None, "correct": sd.get("correct"),
+            "retried": sum(rd.values()) or None, "rationalized": it["rationalized"] or None,
+            "trained on": it["n_train_examples"], "steps": it["train_steps"],
+            "final loss": it["final_loss"], "eval accuracy": ", ".join(accs),
+        })
+    st.markdown("**Iterations** (0 = few-shot baseline, evaluation only)")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"final loss": st.column_config.NumberColumn(format="%.3f")})
+
+    c1, c2 = st.columns(2)
+    with c1:
+        st.markdown("**Configuration**")
+        cfg = info.get("config") or {}
+        if "rationalize" in cfg:
+            st.markdown("Rationalization: " + ("**on** (wrong answers are retried with the gold answer as a hint)"
+                                               if cfg["rationalize"] else "**off**"))
+        st.json(cfg, expanded=False)
+        if info.get("config_yaml"):
+            with st.expander("config.yaml"):
+                st.code(info["config_yaml"], language="yaml")
+        st.caption(f"Folder: {ui.md_escape(run_dir)}")
+    with c2:
+        st.markdown("**Latest events**")
+        ev = ui.guard(Q.events_frame, run_dir, 15)
+        ev["at"] = pd.to_datetime(ev["at"], unit="s").dt.strftime("%H:%M:%S")
+        st.dataframe(ev, hide_index=True, width="stretch")
+
+
+any_live = any(r["status"] == "running" for r in st.session_state["_runs"])
+
+
+@st.fragment(run_every=3 if any_live else None)
+def live() -> None:
+    runs = ui.list_runs()
+    _table(runs)
+    row = next((r for r in runs if r["key"] == ui.run_key()), None)
+    if row is None:
+        return
+    if row["status"] in ("corrupt", "empty"):
+        ui.show_unavailable(Q.RunUnavailable("corrupt" if row["status"] == "corrupt" else "empty",
+                                             row.get("problem") or "unreadable run store"))
+        return
+    _details(Q.resolve_run(row["key"], ui.roots()))
+
+
+live()

@@ -1,0 +1,544 @@
+"""Shared Streamlit helpers of the dashboard: run picker, cached queries, safe text, launching.
+
+All data logic lives in :mod:`star_core.queries`; this module keeps the pages
+short. Model and dataset text is never passed to markdown or HTML unescaped:
+use :func:`show_text` / ``st.code`` / ``st.text``, or :func:`highlight` (which
+HTML-escapes every character it did not add itself and renders via ``st.html``,
+which is not markdown and is sanitised by Streamlit).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import streamlit as st
+
+from . import queries as Q
+from .store import CONFIG_NAME, DB_NAME
+
+#: Folder holding app.py (set by app.py; the fallback is the repository layout).
+APP_DIR = Path(__file__).resolve().parent.parent
+LOG_NAME = "launch.log"
+LAUNCH_INFO = "launch.json"
+CLI_ENV = "STAR_CLI"  # override of the command that runs the engine (tests use a fake one)
+
+STATUS_ICON = {"running": "🟢", "finished": "✅", "crashed": "💥", "stopped": "⏸️", "empty": "⚪",
+               "corrupt": "⛔"}
+DECISION_COLOR = {"correct": "green", "rationalized": "blue", "wrong": "red", "unparsable": "orange",
+                  "truncated": "orange", "hint_leak": "violet", "unfaithful": "violet"}
+
+
+def init(app_file: str | os.PathLike) -> None:
+    global APP_DIR
+    APP_DIR = Path(app_file).resolve().parent
+
+
+def roots() -> list[Path]:
+    return Q.runs_roots(APP_DIR)
+
+
+# --------------------------------------------------------------------------
+# safe text
+# --------------------------------------------------------------------------
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:=^])")
+
+
+def md_escape(text: Any) -> str:
+    """Backslash-escape markdown (and Streamlit's :color[...] and $math$) in a short label."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+
+
+def show_text(text: Any, label: str | None = None, height: int | None = None) -> None:
+    """Untrusted multi-line text, literally (a code block without syntax colouring, lines wrapped)."""
+    if label:
+        st.caption(label)
+    body = "" if text is None else str(text)
+    if not body:
+        st.caption("(empty)")
+        return
+    st.code(body, language="text", wrap_lines=True, height=height if height else "content")
+
+
+def highlight(text: str, spans: Sequence[tuple[int, int]], color: str = "#ffe066", title: str | None = None) -> str:
+    """Escaped ``text`` in a <pre> block with ``spans`` wrapped in <mark>: every character of the
+    text goes through html.escape; the only tags are the ones added here."""
+    out, pos = [], 0
+    for a, b in sorted(spans):
+        if a < pos:
+            continue
+        out.append(html.escape(text[pos:a], quote=True))
+        out.append(f'<mark style="background:{color};padding:0 2px;border-radius:3px">'
+                   f"{html.escape(text[a:b], quote=True)}</mark>")
+        pos = b
+    out.append(html.escape(text[pos:], quote=True))
+    head = f'<div style="font-size:0.8rem;opacity:0.7">{html.escape(title)}</div>' if title else ""
+    return (head + '<pre class="star-hl" style="white-space:pre-wrap;word-break:break-word;'
+            'font-size:0.85rem;background:rgba(128,128,128,0.08);padding:0.6rem;border-radius:0.4rem;'
+            'max-height:28rem;overflow:auto">' + "".join(out) + "</pre>")
+
+
+def show_highlighted(text: str | None, spans: Sequence[tuple[int, int]], color: str = "#ffe066") -> None:
+    if not text:
+        st.caption("(empty)")
+        return
+    if not spans:
+        show_text(text)
+        return
+    st.html(highlight(text, spans, color))
+
+
+def decision_badge(decision: str | None, where: Any = None) -> None:
+    where = where or st
+    d = str(decision or "?")
+    label = d if re.fullmatch(r"[a-z_]{1,30}", d) else "other"
+    where.badge(label, color=DECISION_COLOR.get(d, "gray"))
+
+
+def ago(ts: float | None) -> str:
+    if not ts:
+        return "–"
+    s = max(0, time.time() - ts)
+    if s < 90:
+        return f"{s:.0f} s ago"
+    if s < 5400:
+        return f"{s / 60:.0f} min ago"
+    if s < 48 * 3600:
+        return f"{s / 3600:.1f} h ago"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+# --------------------------------------------------------------------------
+# cached queries (keyed on the store's file stats, so a running run refreshes)
+# --------------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=512, ttl=3600)
+def _cached(name: str, run_dir: str, fp: tuple, args: tuple, kwargs: tuple) -> Any:
+    return getattr(Q, name)(Path(run_dir), *args, **dict(kwargs))
+
+
+def q(name: str, run_dir: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
+    """``queries.<name>(run_dir, *args, **kwargs)``, cached until the store changes."""
+    return _cached(name, str(run_dir), Q.fingerprint(run_dir), args, tuple(sorted(kwargs.items())))
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
+def _cached_multi(name: str, run_dirs: tuple[str, ...], fps: tuple) -> Any:
+    return getattr(Q, name)([Path(d) for d in run_dirs])
+
+
+def q_multi(name: str, run_dirs: Sequence[str | os.PathLike]) -> Any:
+    dirs = tuple(str(d) for d in run_dirs)
+    return _cached_multi(name, dirs, tuple(Q.fingerprint(d) for d in dirs))
+
+
+@st.cache_data(show_spinner=False, max_entries=32, ttl=60)
+def _cached_runs(root_strs: tuple[str, ...], bucket: int, fps: tuple) -> list[dict[str, Any]]:
+    return Q.list_runs([Path(r) for r in root_strs])
+
+
+def list_runs() -> list[dict[str, Any]]:
+    """All runs under the roots; refreshed when a store changes, and every few seconds (liveness)."""
+    rs = roots()
+    fps = []
+    for r in rs:
+        try:
+            kids = sorted(p for p in r.iterdir() if p.is_dir()) if r.is_dir() else []
+        except OSError:
+            kids = []
+        fps.append((str(r), Q.fingerprint(r), tuple((k.name, Q.fingerprint(k)) for k in kids)))
+    return _cached_runs(tuple(str(r) for r in rs), int(time.time() // 3), tuple(fps))
+
+
+def guard(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a query; an unreadable store becomes a message and stops the page (never a traceback)."""
+    try:
+        return fn(*args, **kwargs)
+    except Q.RunUnavailable as e:
+        show_unavailable(e)
+        st.stop()
+
+
+def show_unavailable(e: Q.RunUnavailable) -> None:
+    if e.kind == "empty":
+        st.info(f"This run has no data yet. {e}", icon="⏳")
+    elif e.kind == "corrupt":
+        st.error(f"This run folder cannot be read: {e} Check the folder, or delete it if it is a leftover.",
+                 icon="⛔")
+    else:
+        st.error(str(e), icon="⛔")
+
+
+# --------------------------------------------------------------------------
+# the run picker (sidebar, on every page) and the current run
+# --------------------------------------------------------------------------
+def _run_label(r: dict[str, Any]) -> str:
+    return f"{STATUS_ICON.get(r['status'], '')} {r['name']}  ·  {r.get('task') or '?'}  ·  {r['status']}"
+
+
+def no_runs_message() -> None:
+    rs = roots()
+    st.info("No runs yet. Start one on the **Launch** page, or from a shell: "
+            "`star run --task arithmetic --out runs/first`. The dashboard looks for run folders in: "
+            + ", ".join(f"`{md_escape(r)}`" for r in rs) + f" (set `{Q.RUNS_ROOT_ENV}` to change the first).",
+            icon="📭")
+
+
+def run_key() -> str | None:
+    """The key of the run every page shows (see ``sidebar_run_picker``)."""
+    return st.session_state.get("_run")
+
+
+def pick_run(key: str) -> None:
+    """Make ``key`` the current run (from a callback, or before the sidebar picker is drawn)."""
+    st.session_state["_run"] = key
+
+
+def sidebar_run_picker() -> None:
+    """Draw the run picker. The choice lives in session state (``_run``, which survives page
+    switches, unlike widget state) and in the ``run`` query parameter."""
+    ss = st.session_state
+    runs = list_runs()
+    ss["_runs"] = runs
+    keys = [r["key"] for r in runs]
+    by_path = {r["path"]: r["key"] for r in runs}
+    ss["_bad_run"] = None
+    qp = st.query_params.get("run")
+    if qp is not None and qp != ss.get("_run_qp_applied"):  # a link (or a jump from another page)
+        ss["_run_qp_applied"] = qp
+        try:
+            real = Q.resolve_run(qp, roots())
+        except Q.RunUnavailable:
+            real = None
+        if real is not None and str(real) in by_path:
+            ss["_run"] = by_path[str(real)]
+        else:
+            ss["_bad_run"] = qp
+    if ss.get("_pending_pick") in keys:  # a run just launched from the Launch page
+        ss["_run"] = ss.pop("_pending_pick")
+    with st.sidebar:
+        if not runs:
+            st.caption("No runs yet.")
+            return
+        if ss.get("_run") not in keys:
+            ss["_run"] = keys[0]
+        ss["run_pick"] = ss["_run"]
+        labels = {r["key"]: _run_label(r) for r in runs}
+        st.selectbox("Run", keys, key="run_pick", format_func=lambda k: labels.get(k, k),
+                     on_change=lambda: pick_run(ss["run_pick"]),
+                     help="The run every page shows. Also in the URL as ?run=...")
+    if not ss["_bad_run"]:
+        st.query_params["run"] = ss["_run"]
+        ss["_run_qp_applied"] = ss["_run"]
+
+
+def current_run() -> Path:
+    """The picked run's folder (inside the roots), or a message and a stopped page."""
+    ss = st.session_state
+    if ss.get("_bad_run"):
+        st.error(f"The link asks for run {ss['_bad_run']!r}, which is not a run folder inside the configured "
+                 "runs roots. Pick a run in the sidebar.", icon="🚫")
+        st.stop()
+    runs = ss.get("_runs") or []
+    if not runs:
+        no_runs_message()
+        st.stop()
+    key = ss.get("_run")
+    try:
+        path = Q.resolve_run(key, roots())
+    except Q.RunUnavailable as e:
+        show_unavailable(e)
+        st.stop()
+    return path
+
+
+def current_run_row() -> dict[str, Any] | None:
+    key = st.session_state.get("_run")
+    for r in st.session_state.get("_runs") or []:
+        if r["key"] == key:
+            return r
+    return None
+
+
+def page_header(title: str, caption: str) -> None:
+    st.title(title)
+    st.caption(caption)
+
+
+def run_heading(run_dir: Path) -> dict[str, Any]:
+    """A one-line heading with the run's name, status and task; stops the page on an unreadable store."""
+    info = guard(Q.run_info, run_dir)
+    status = info["status"]
+    st.markdown(f"{STATUS_ICON.get(status, '')} **{md_escape(info['name'])}** · {md_escape(info['task'])} · "
+                f"`{md_escape(info['model'])}` · {status}")
+    if info.get("schema_newer"):
+        st.warning("This store was written by a newer version of star; some views may be incomplete.")
+    return info
+
+
+def plain_url() -> None:
+    """For pages without URL state: keep only ?run=... (drop another page's filters)."""
+    if not st.session_state.get("_bad_run"):
+        set_params({})
+
+
+def set_params(params: dict[str, Any]) -> None:
+    """Replace the page's query parameters (keeping ``run``)."""
+    new = {"run": run_key()} if run_key() else {}
+    new.update({k: str(v) for k, v in params.items() if v is not None and v != ""})
+    if dict(st.query_params) != new:
+        st.query_params.from_dict(new)
+
+
+# --------------------------------------------------------------------------
+# page state that round-trips through the URL
+# --------------------------------------------------------------------------
+ALL = "(all)"
+
+
+def url_state(page: str, url_keys: Sequence[str]) -> dict[str, str]:
+    """The page's persistent state (filters, position), adopting the URL when it carries this
+    page's keys and differs from what the page last wrote (a shared link, or a jump from another page)."""
+    ss = st.session_state
+    state = ss.setdefault(f"_{page}_state", {})
+    qp = {k: v for k, v in st.query_params.to_dict().items() if k in url_keys}
+    if qp and qp != ss.get(f"_{page}_written"):
+        state.clear()
+        state.update(qp)
+        for k in url_keys:  # widgets re-read their value from the state
+            ss.pop(f"{page}_{k}", None)
+        state["_link"] = "1"
+    else:
+        state.pop("_link", None)
+    return state
+
+
+def write_url(page: str, params: dict[str, Any]) -> None:
+    clean = {k: str(v) for k, v in params.items() if v is not None and v != "" and v != ALL}
+    st.session_state[f"_{page}_written"] = clean
+    set_params(clean)
+
+
+def state_select(page: str, state: dict[str, str], key: str, label: str, options: Sequence[str],
+                 format_func: Callable[[Any], str] = str, default: str = ALL, **kw: Any) -> str:
+    """A selectbox whose value persists in ``state[key]`` (and so in the URL)."""
+    ss = st.session_state
+    wkey = f"{page}_{key}"
+    opts = list(options)
+    val = state.get(key, default)
+    if val not in opts:
+        val = default if default in opts else opts[0]
+    if ss.get(wkey) not in opts:
+        ss[wkey] = val
+    v = st.selectbox(label, opts, key=wkey, format_func=format_func, **kw)
+    state[key] = v
+    return v
+
+
+def state_text(page: str, state: dict[str, str], key: str, label: str, **kw: Any) -> str:
+    ss = st.session_state
+    wkey = f"{page}_{key}"
+    if wkey not in ss:
+        ss[wkey] = state.get(key, "")
+    v = st.text_input(label, key=wkey, **kw).strip()[:200]
+    state[key] = v
+    return v
+
+
+def navigator(page: str, state: dict[str, str], b: dict[str, Any], noun: str = "sample") -> None:
+    """"17 of 342" with Prev / Next buttons and a jump box; moves by setting state['sid']."""
+    ss = st.session_state
+
+    def go(sid: int | None) -> None:
+        if sid is not None:
+            state["sid"] = str(sid)
+            state.pop("goto", None)
+
+    def jump() -> None:
+        state["goto"] = str(ss[f"{page}_goto"])
+        state.pop("sid", None)
+
+    total, pos = b["total"], b["position"]
+    c1, c2, c3, c4 = st.columns([1.3, 1, 1, 1.6], vertical_alignment="center")
+    if pos is not None:
+        c1.markdown(f"**{noun.capitalize()} {pos:,} of {total:,}**")
+    else:
+        c1.markdown(f"**{noun.capitalize()} outside the filter** ({total:,} match)")
+    c2.button("◀ Prev", key=f"{page}_prev", on_click=go, args=(b["prev_id"],), disabled=b["prev_id"] is None,
+              width="stretch")
+    c3.button("Next ▶", key=f"{page}_next", on_click=go, args=(b["next_id"],), disabled=b["next_id"] is None,
+              width="stretch", type="primary")
+    if total > 1:
+        ss[f"{page}_goto"] = int(pos or 1)
+        c4.number_input("Go to", min_value=1, max_value=max(total, 1), step=1, key=f"{page}_goto",
+                        on_change=jump, label_visibility="collapsed", help=f"jump to a position (1-{total})")
+
+
+def browse_current(page: str, run_dir: Path, f: Q.SampleFilter, state: dict[str, str]) -> dict[str, Any]:
+    """Locate the current sample: a pending jump, else state['sid'], else the first match.
+    Changing the filters (not by a link) goes back to the first match."""
+    fkey = repr(f.items())
+    if state.get("_fkey") not in (None, fkey) and not state.get("_link"):
+        state.pop("sid", None)
+    state["_fkey"] = fkey
+    goto = state.pop("goto", None)
+    sid = state.get("sid")
+    b = guard(q, "browse", run_dir, f, sample_id=None if goto or not (sid or "").isdigit() else int(sid),
+              position=int(goto) if goto and goto.isdigit() else None)
+    if b["sample_id"] is not None:
+        state["sid"] = str(b["sample_id"])
+    else:
+        state.pop("sid", None)
+    return b
+
+
+# --------------------------------------------------------------------------
+# launching runs (separate processes; never inside Streamlit)
+# --------------------------------------------------------------------------
+_PROCS: dict[int, subprocess.Popen] = {}
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def cli_prefix() -> list[str]:
+    """How to call the engine: $STAR_CLI, else the `star` script, else `python -m star_core.cli`."""
+    env = os.environ.get(CLI_ENV, "").strip()
+    if env:
+        return shlex.split(env)
+    exe = shutil.which("star") or (str(Path(sys.executable).parent / "star")
+                                   if (Path(sys.executable).parent / "star").is_file() else None)
+    return [exe] if exe else [sys.executable, "-m", "star_core.cli"]
+
+
+def run_command(out: str | os.PathLike, task: str, model: str, iterations: int, rationalize: bool,
+                n_train: int, n_eval: int, max_new_tokens: int, temperature: float = 0.0,
+                samples_per_question: int = 1, seed: int = 0) -> list[str]:
+    return cli_prefix() + [
+        "run", "--out", str(out), "--task", task, "--model", model, "--iterations", str(int(iterations)),
+        "--set", f"rationalize={'true' if rationalize else 'false'}", "--set", f"n_train={int(n_train)}",
+        "--set", f"n_eval={int(n_eval)}", "--set", f"max_new_tokens={int(max_new_tokens)}",
+        "--set", f"temperature={float(temperature)}", "--set", f"samples_per_question={int(samples_per_question)}",
+        "--set", f"seed={int(seed)}", "--quiet",
+    ]
+
+
+def resume_command(run_dir: str | os.PathLike) -> list[str]:
+    return cli_prefix() + ["run", "--resume", str(run_dir), "--quiet"]
+
+
+def reap() -> None:
+    """Collect finished child processes (no zombies left behind)."""
+    for pid, p in list(_PROCS.items()):
+        if p.poll() is not None:
+            _PROCS.pop(pid, None)
+
+
+def spawn(cmd: list[str], run_dir: Path) -> int:
+    """Start ``cmd`` detached (own session), output appended to RUN_DIR/launch.log; returns the pid."""
+    reap()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = open(run_dir / LOG_NAME, "ab")
+    log.write(f"\n$ {shlex.join(cmd)}\n".encode())
+    log.flush()
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    try:
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True, cwd=os.getcwd(), env=env)
+    finally:
+        log.close()
+    _PROCS[p.pid] = p
+    (run_dir / LAUNCH_INFO).write_text(json.dumps({"pid": p.pid, "cmd": cmd, "started_at": time.time()}))
+    return p.pid
+
+
+def launch_info(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / LAUNCH_INFO).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _looks_like_star(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().lower()
+    except OSError:
+        return True  # no /proc: trust the store
+    return b"star" in cmdline
+
+
+def launched_alive(run_dir: Path) -> int | None:
+    """The pid of a process started from this dashboard for ``run_dir`` that is still alive."""
+    reap()
+    info = launch_info(run_dir)
+    pid = int(info["pid"]) if info and str(info.get("pid", "")).isdigit() else None
+    return pid if pid and Q.pid_alive(pid) and _looks_like_star(pid) else None
+
+
+def stop_run(run_dir: Path) -> str:
+    """SIGTERM the run's process (the engine then stores status 'stopped'). Returns a message."""
+    pids: list[int] = []
+    try:
+        info = Q.run_info(run_dir)
+        if info["status"] == "running" and info.get("pid") and info.get("host") in (None, os.uname().nodename):
+            pids.append(int(info["pid"]))
+    except Q.RunUnavailable:
+        pass
+    lp = launched_alive(run_dir)
+    if lp and lp not in pids:
+        pids.append(lp)
+    sent = []
+    for pid in pids:
+        if Q.pid_alive(pid) and _looks_like_star(pid):
+            try:
+                os.kill(pid, signal.SIGTERM)
+                sent.append(pid)
+            except OSError:
+                pass
+    return f"Sent SIGTERM to pid {', '.join(map(str, sent))}; the run stops after the current batch." if sent \
+        else "No live process found for this run."
+
+
+def log_tail(run_dir: Path, lines: int = 40, max_bytes: int = 64_000) -> str | None:
+    p = run_dir / LOG_NAME
+    try:
+        with p.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    data = data.replace("\r", "\n")
+    return "\n".join(data.splitlines()[-lines:])
+
+
+__all__ = ["APP_DIR", "CONFIG_NAME", "DB_NAME", "current_run", "guard", "highlight", "init", "list_runs",
+           "md_escape", "page_header", "q", "q_multi", "roots", "run_command", "show_text", "sidebar_run_picker",
+           "spawn", "stop_run"]
+
+
+def run_controls(run_dir: Path, status: str, key: str) -> None:
+    """Stop (for a live run) or Resume (for a crashed/stopped one) buttons, with their messages."""
+    ss = st.session_state
+    msg_key = f"_ctl_msg_{key}"
+    live_pid = launched_alive(run_dir)
+    if status == "running" or live_pid:
+        if st.button("⏹ Stop run", key=f"stop_{key}", help="SIGTERM: the run stops after the current batch "
+                     "and stays resumable"):
+            ss[msg_key] = stop_run(run_dir)
+    elif status in Q.RESUMABLE:
+        if st.button("▶ Resume run", key=f"resume_{key}", type="primary",
+                     help=f"star run --resume {run_dir}"):
+            pid = spawn(resume_command(run_dir), run_dir)
+            ss[msg_key] = f"Resuming (pid {pid}); output goes to {LOG_NAME} in the run folder."
+    if ss.get(msg_key):
+        st.caption(ss[msg_key])

@@ -1,0 +1,396 @@
+"""Every dashboard page in streamlit's AppTest, on synthetic run stores."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dash_fixtures as F  # noqa: E402
+
+from star_core import queries as Q  # noqa: E402
+
+pytest.importorskip("streamlit.testing.v1")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = ROOT / "app.py"
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    r = tmp_path_factory.mktemp("dash_runs")
+    F.build_run(r / "alpha", tasks=("arithmetic", "commonsenseqa", "gsm8k"), iterations=3, n_train=12, n_eval=6)
+    F.build_run(r / "beta", tasks=("arithmetic",), iterations=2, rationalize=False, status="crashed", seed=3)
+    F.write_corrupt(r / "broken")
+    F.write_half(r / "half")
+    return r
+
+
+@pytest.fixture
+def env(root, monkeypatch, tmp_path):
+    monkeypatch.setenv("STAR_RUNS_ROOT", str(root))
+    monkeypatch.chdir(tmp_path)
+    return root
+
+
+def sql(run: Path, query: str, *params):
+    con = sqlite3.connect(run / "store.sqlite")
+    try:
+        return con.execute(query, params).fetchall()
+    finally:
+        con.close()
+
+
+def open_page(page: str | None, **params) -> AppTest:
+    """Open the app like a browser following a link: /<page>?run=...&..."""
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.query_params.update({k: str(v) for k, v in params.items()})
+    if page:  # the url_path of each page is its file name, so this works before the first run
+        at.switch_page(f"app_pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest, kind: str) -> list[str]:
+    return [str(e.value) for e in getattr(at, kind)]
+
+
+def markdowns(at: AppTest) -> list[str]:
+    return texts(at, "markdown") + texts(at, "caption")
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    out = {}
+    for c in at.get("plotly_chart"):
+        out[c.proto.id.rsplit("-", 1)[-1]] = json.loads(c.proto.spec)
+    return out
+
+
+def arr(v) -> list:
+    """Plotly data arrays may come back base64-encoded ({"dtype", "bdata"})."""
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        return a.reshape(v["shape"]).tolist() if "shape" in v and isinstance(v["shape"], list) else a.tolist()
+    return list(v)
+
+
+# ---- runs ----------------------------------------------------------------------
+def test_runs_page_lists_runs_and_details(env):
+    at = open_page(None, run="alpha")
+    assert at.title[0].value == "Runs" and at.caption[0].value.startswith("Every STaR run")
+    df = at.dataframe[0].value
+    assert {"alpha", "beta"} <= set(df["run"])
+    status = dict(zip(df["run"], df["status"]))
+    assert "finished" in status["alpha"] and "crashed (resumable)" in status["beta"]
+    assert "corrupt" in " ".join(df["status"])
+    assert at.query_params["run"] == "alpha"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Iterations done"] == "4 / 4" and metrics["Status"] == "finished"
+    it_table = at.dataframe[1].value
+    assert it_table["iteration"].tolist() == [0, 1, 2, 3]
+    assert it_table.loc[1, "trained on"] == sql(env / "alpha", "SELECT count(*) FROM train_examples WHERE iteration=1")[0][0]
+
+
+def test_runs_page_crashed_run_is_resumable(env):
+    at = open_page(None, run="beta")
+    assert any("stopped without finishing" in e for e in texts(at, "error"))
+    assert any(b.label == "▶ Resume run" for b in at.button)
+    assert "Rationalization: **off**" in " ".join(texts(at, "markdown"))
+
+
+@pytest.mark.parametrize("bad,kind", [("broken", "error"), ("half", "info")])
+def test_unreadable_runs_show_a_message(env, bad, kind):
+    for page in (None, "rationales", "rationalizations", "decisions", "accuracy"):
+        at = open_page(page, run=bad)
+        msgs = texts(at, kind)
+        assert msgs, (page, texts(at, "error"), texts(at, "info"))
+        if bad == "broken":
+            assert any("cannot be read" in m or "not a readable SQLite" in m for m in msgs)
+        else:
+            assert any("no run yet" in m or "no data yet" in m for m in msgs)
+
+
+@pytest.mark.parametrize("bad", ["../../etc", "/etc", "..", "alpha/../../x"])
+def test_run_param_cannot_escape_the_roots(env, bad):
+    for page in (None, "rationales", "accuracy"):
+        at = open_page(page, run=bad)
+        assert any("not a run folder inside" in e for e in texts(at, "error")), page
+        assert not at.code  # nothing of any run is shown
+
+
+def test_no_runs_yet(monkeypatch, tmp_path):
+    monkeypatch.setenv("STAR_RUNS_ROOT", str(tmp_path / "empty"))
+    monkeypatch.setenv(Q.DEMO_RUNS_ENV, "0")
+    monkeypatch.chdir(tmp_path)
+    for page in (None, "rationales", "rationalizations", "decisions", "accuracy"):
+        at = open_page(page)
+        assert any("No runs yet" in m for m in texts(at, "info")), page
+    at = open_page("launch")
+    assert at.button and any("Start run" in b.label for b in at.button)
+
+
+# ---- rationales --------------------------------------------------------------------
+def test_rationales_next_prev_and_url(env):
+    run = env / "alpha"
+    ids = sql(run, "SELECT id, question FROM samples WHERE iteration=2 AND phase='sample' AND decision='wrong' "
+                   "ORDER BY id")
+    n = len(ids)
+    at = open_page("rationales", run="alpha", it=2, phase="sample", decision="wrong")
+    assert f"**Sample 1 of {n}**" in texts(at, "markdown")
+    assert ids[0][1] in texts(at, "code")
+    assert at.selectbox(key="rat_decision").value == "wrong" and at.selectbox(key="rat_it").value == "2"
+    assert at.query_params["sid"] == str(ids[0][0]) and at.query_params["decision"] == "wrong"
+    at.button(key="rat_next").click().run()
+    assert f"**Sample 2 of {n}**" in texts(at, "markdown")
+    assert ids[1][1] in texts(at, "code") and ids[0][1] not in texts(at, "code")
+    assert at.query_params["sid"] == str(ids[1][0])
+    at.button(key="rat_prev").click().run()
+    assert f"**Sample 1 of {n}**" in texts(at, "markdown")
+    assert at.button(key="rat_prev").disabled
+    at.number_input(key="rat_goto").set_value(3).run()
+    assert f"**Sample 3 of {n}**" in texts(at, "markdown") and at.query_params["sid"] == str(ids[2][0])
+    # the compact table shows the page of results around the position
+    table = at.dataframe[-1].value
+    assert table["id"].tolist()[: min(n, 25)] == [i for i, _ in ids][:25]
+    # changing a filter goes back to the first match
+    at.selectbox(key="rat_decision").select("correct").run()
+    n_ok = sql(run, "SELECT count(*) FROM samples WHERE iteration=2 AND phase='sample' AND decision='correct'")[0][0]
+    assert f"**Sample 1 of {n_ok}**" in texts(at, "markdown")
+    assert at.query_params["decision"] == "correct"
+
+
+def test_rationales_link_opens_that_sample(env):
+    run = env / "alpha"
+    sid, q = sql(run, "SELECT id, question FROM samples WHERE task='arithmetic' AND grp='3' AND correct=1 "
+                      "ORDER BY id LIMIT 1 OFFSET 1")[0]
+    n = sql(run, "SELECT count(*) FROM samples WHERE task='arithmetic' AND grp='3' AND correct=1")[0][0]
+    at = open_page("rationales", run="alpha", task="arithmetic", digits="3", correct="yes", sid=sid)
+    assert f"**Sample 2 of {n}**" in texts(at, "markdown") and q in texts(at, "code")
+    # search
+    at = open_page("rationales", run="alpha", q="cupboard")
+    n = sql(run, "SELECT count(*) FROM samples WHERE question LIKE '%cupboard%' OR rationale LIKE '%cupboard%' "
+                 "OR raw_output LIKE '%cupboard%'")[0][0]
+    assert f"**Sample 1 of {n}**" in texts(at, "markdown")
+
+
+def test_rationales_display_model_text_literally(env):
+    run = env / "alpha"
+    sid = sql(run, "SELECT id FROM samples WHERE question_id=? AND phase='eval'", F.PAYLOAD_QID)[0][0]
+    at = open_page("rationales", run="alpha", sid=sid)
+    codes = texts(at, "code")
+    assert "RATIONALE " + F.PAYLOAD in codes and "RAW " + F.PAYLOAD in codes
+    assert "Payload question " + F.PAYLOAD in codes
+    assert "<b>x</b>" in codes  # the parsed answer
+    assert "• step <i>2</i>: **3+4** != 8 $x$" in codes  # audit errors, literal
+    assert "parsed answer <b>x</b> differs from gold 7" in texts(at, "text")  # the reason, literal
+    for m in markdowns(at) + texts(at, "error") + texts(at, "warning"):
+        assert "<script" not in m and "onerror" not in m and "javascript:" not in m and "**bold**" not in m
+    assert not at.get("html")
+
+
+# ---- rationalizations --------------------------------------------------------------------
+def test_rationalization_hint_highlighted(env):
+    run = env / "alpha"
+    sid, first_q = sql(run, "SELECT r.id, s.raw_output FROM samples r JOIN samples s ON s.question_id=r.question_id "
+                            "AND s.iteration=r.iteration AND s.phase='sample' WHERE r.phase='rationalize' AND "
+                            "r.task='commonsenseqa' AND r.decision='rationalized' ORDER BY r.id LIMIT 1")[0]
+    at = open_page("rationalizations", run="alpha", sid=sid)
+    htmls = texts(at, "html")
+    block = htmls[0]
+    assert block.count("<mark") == 1 and "> (CORRECT)</mark>" in block
+    assert "Q: " in block and "[#" in block  # the final question, not the exemplars
+    assert len(htmls) == 2 and htmls[1].count("<mark") == 3  # full prompt: 2 exemplars + the question
+    codes = texts(at, "code")
+    assert first_q in codes  # the first attempt
+    te_prompt = sql(run, "SELECT prompt FROM train_examples WHERE sample_id=?", sid)[0][0]
+    assert te_prompt in codes and "(CORRECT)" not in te_prompt
+    assert not any("Hint leak" in e for e in texts(at, "error"))
+    assert at.query_params["sid"] == str(sid)
+
+
+def test_rationalization_hint_leak_marked_and_escaped(env):
+    run = env / "alpha"
+    sid = sql(run, "SELECT id FROM samples WHERE question_id=? AND phase='rationalize'", F.PAYLOAD_QID)[0][0]
+    at = open_page("rationalizations", run="alpha", sid=sid)
+    assert any("Hint leak" in e for e in texts(at, "error"))
+    htmls = " ".join(texts(at, "html"))
+    assert "<script" not in htmls and "<img" not in htmls and "<b>" not in htmls
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in htmls and "&lt;img src=x onerror=alert(1)&gt;" in htmls
+    assert '"background:#ffe066' in htmls.replace("style=", "") or "#ffe066" in htmls  # the hint, highlighted
+    assert "#ffa8a8" in htmls  # the leak in the output, marked
+    for m in markdowns(at):
+        assert "<script" not in m and "<b>" not in m
+    assert "Not kept" in " ".join(texts(at, "info"))
+
+
+def test_rationalizations_off(env):
+    at = open_page("rationalizations", run="beta")
+    assert any("Rationalization is off" in m for m in texts(at, "info"))
+
+
+# ---- filter decisions --------------------------------------------------------------------
+def test_decisions_funnel_numbers_and_open_samples(env):
+    run = env / "alpha"
+    at = open_page("decisions", run="alpha")
+    fn = Q.funnel(run, 3)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Sampled"] == str(fn["sampled"]) and metrics["Correct"] == str(fn["correct"])
+    assert metrics["Retried with hint"] == str(fn["retried"]) and metrics["Kept"] == str(fn["kept"])
+    assert metrics["Trained on"] == str(fn["trained"])
+    ch = charts(at)
+    sk = ch["dec_sankey"]["data"][0]
+    labels = sk["node"]["label"]
+    assert f"sampled {fn['sampled']}" in labels and f"training set {fn['kept']}" in labels
+    vals = arr(sk["link"]["value"])
+    src = arr(sk["link"]["source"])
+    assert sum(v for v, s in zip(vals, src) if s == labels.index(f"sampled {fn['sampled']}")) == fn["sampled"]
+    # the stacked bars: one trace per (phase, decision), counts per iteration
+    bars = {t["name"]: dict(zip(t["x"], arr(t["y"]))) for t in ch["dec_bars"]["data"]}
+    n_wrong_2 = sql(run, "SELECT count(*) FROM samples WHERE iteration=2 AND phase='sample' AND decision='wrong'")[0][0]
+    assert bars["first attempt: wrong"]["2"] == n_wrong_2
+    # newly solved / lost
+    trans = Q.solve_transitions(run)
+    tt = trans[trans["split"] == "train"].groupby("iteration")["newly_solved"].sum(min_count=1)
+    f3 = ch["dec_trans"]["data"]
+    assert arr(f3[0]["y"])[1:] == tt.tolist()[1:]
+    # a decision button opens those samples on the Rationales page
+    n = fn["sample_decisions"]["wrong"]
+    at.button(key="dec_open_sample_wrong").click().run()
+    assert not at.exception
+    assert f"**Sample 1 of {n}**" in texts(at, "markdown")
+    assert at.selectbox(key="rat_decision").value == "wrong" and at.selectbox(key="rat_it").value == "3"
+    assert at.query_params["phase"] == "sample"
+
+
+def test_decisions_iteration_and_task_pick(env):
+    run = env / "alpha"
+    at = open_page("decisions", run="alpha")
+    at.selectbox(key="dec_it").select(1).run()
+    at.selectbox(key="dec_task").select("gsm8k").run()
+    fn = Q.funnel(run, 1, "gsm8k")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Sampled"] == str(fn["sampled"]) == "12" and metrics["Rationalized"] == str(fn["rationalized"])
+
+
+# ---- accuracy -------------------------------------------------------------------------
+def test_accuracy_curves_overlay_and_reference(env):
+    run = env / "alpha"
+    at = open_page("accuracy", run="alpha")
+    ch = charts(at)
+    assert {"acc_curve_arithmetic_eval", "acc_curve_commonsenseqa_eval", "acc_curve_gsm8k_eval", "acc_digits",
+            "acc_heat", "acc_loss", "acc_final_loss"} <= set(ch)
+    tr = ch["acc_curve_gsm8k_eval"]["data"]
+    assert len(tr) == 1
+    want = [100 * a for (a,) in sql(run, "SELECT accuracy FROM metrics WHERE task='gsm8k' AND grp='all' "
+                                         "ORDER BY iteration")]
+    assert arr(tr[0]["x"]) == [0, 1, 2, 3] and arr(tr[0]["y"]) == pytest.approx(want)
+    shapes = ch["acc_curve_commonsenseqa_eval"]["layout"]["shapes"]
+    assert sorted(s["y0"] for s in shapes) == [36.6, 60.0, 72.5]
+    assert not ch["acc_curve_arithmetic_eval"]["layout"].get("shapes")
+    digits = {t["name"] for t in ch["acc_digits"]["data"]}
+    assert digits == {f"{d} digits" for d in range(1, 7)}
+    z = ch["acc_heat"]["data"][0]["z"]
+    assert np.array(arr(z)).size == 6 * 4
+    # overlay a second run
+    at.multiselect(key="acc_runs").select("beta").run()
+    assert not at.exception
+    ch = charts(at)
+    assert len(ch["acc_curve_arithmetic_eval"]["data"]) == 2
+    assert {t["name"] for t in ch["acc_final_loss"]["data"]} == {"alpha", "beta"}
+    at.toggle(key="acc_ref").set_value(False).run()
+    assert not charts(at)["acc_curve_commonsenseqa_eval"]["layout"].get("shapes")
+
+
+# ---- launch ---------------------------------------------------------------------------
+def _wait(pred, timeout=20.0):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_launch_stop_resume(env, monkeypatch, tmp_path):
+    user_root = tmp_path / "userruns"
+    monkeypatch.setenv("STAR_RUNS_ROOT", str(user_root))
+    monkeypatch.setenv("STAR_CLI", f"{sys.executable} {Path(__file__).resolve().parent / 'fake_star_cli.py'}")
+    from star_core import ui
+
+    run_dir = user_root / "t1"
+    try:
+        at = open_page("launch")
+        at.text_input(key="launch_name").input("t1")
+        at.toggle[0].set_value(False)  # rationalization off
+        next(b for b in at.button if "Start run" in b.label).click().run()
+        assert not at.exception and not texts(at, "error")
+        assert _wait(lambda: Q.run_status(run_dir) == "running")
+        cfg = Q.run_info(run_dir)["config"]
+        assert cfg["rationalize"] == "false" and cfg["n_train"] == "64"
+        at.run()
+        assert any(b.label == "⏹ Stop run" for b in at.button)
+        assert "started" in " ".join(texts(at, "code"))  # the log tail
+        at.button(key="stop_launch").click().run()
+        assert _wait(lambda: Q.run_status(run_dir) == "stopped")
+        at.run()
+        assert any(b.label == "▶ Resume run" for b in at.button)
+        at.button(key="resume_launch").click().run()
+        assert _wait(lambda: Q.run_status(run_dir) == "running")
+        assert "resumed" in (ui.log_tail(run_dir) or "")
+        # a second launch with the same name is refused
+        at.text_input(key="launch_name").input("t1")
+        next(b for b in at.button if "Start run" in b.label).click().run()
+        assert any("already exists" in e for e in texts(at, "error"))
+        at.text_input(key="launch_name").input("../evil")
+        next(b for b in at.button if "Start run" in b.label).click().run()
+        assert any("Run name" in e for e in texts(at, "error"))
+        assert not (user_root.parent / "evil").exists()
+    finally:
+        if run_dir.exists():
+            ui.stop_run(run_dir)
+            _wait(lambda: ui.launched_alive(run_dir) is None, 10)
+            ui.reap()
+
+
+def test_launch_command_line(monkeypatch):
+    from star_core import ui
+
+    monkeypatch.delenv("STAR_CLI", raising=False)
+    prefix = ui.cli_prefix()
+    assert prefix[0].endswith("star") or prefix[-2:] == ["-m", "star_core.cli"]
+    cmd = ui.run_command("runs/x", "gsm8k", "m", 3, True, 10, 5, 64, 0.0, 1, 7)
+    assert cmd[len(prefix):] == ["run", "--out", "runs/x", "--task", "gsm8k", "--model", "m", "--iterations", "3",
+                         "--set", "rationalize=true", "--set", "n_train=10", "--set", "n_eval=5",
+                         "--set", "max_new_tokens=64", "--set", "temperature=0.0", "--set",
+                         "samples_per_question=1", "--set", "seed=7", "--quiet"]
+    assert ui.resume_command("runs/x")[-4:] == ["run", "--resume", "runs/x", "--quiet"]
+
+
+def test_pages_never_import_torch(env):
+    code = f"""
+import sys, os
+os.environ["STAR_RUNS_ROOT"] = {str(env)!r}
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({str(APP)!r}, default_timeout=60)
+at.query_params["run"] = "alpha"
+at.run()
+for p in ("rationales", "rationalizations", "decisions", "accuracy", "launch"):
+    at.switch_page(f"app_pages/{{p}}.py").run()
+    assert not at.exception, p
+assert "torch" not in sys.modules, "torch imported"
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
