@@ -92,6 +92,7 @@ def test_audit_equations(text, checked, errors):
     ("We are given that the answer is 85.", True),
     ("We already know the answer is 85.", True),
     ("Given that he has 5 apples, 5 + 3 = 8.", False),
+    ("The sum is given by 5 + 3 = 8.", False),
     ("Think step by step: 5 + 3 = 8.", False),
 ])
 def test_hint_phrase_leak(text, leaks):

@@ -336,7 +336,8 @@ class ArithmeticTask(Task):
                 end = last.value()
             except ZeroDivisionError:
                 end = None
-            if end is not None and end == int(parsed.answer):
+            said = _norm_int(parsed.answer)
+            if end is not None and said is not None and end == int(said):
                 steps.append(eq.Step(True))
             else:
                 steps.append(eq.Step(False, f"the steps end at {last.text} but the answer says {parsed.answer}"))

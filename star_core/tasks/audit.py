@@ -510,7 +510,7 @@ def evaluate(expression: str) -> Fraction:
 _LEAK_PATTERNS = (
     (re.compile(r"\bhint(?:s|ed)?\b", re.I), "mentions the hint"),
     (re.compile(r"\b(?:answer|result|sum|total)\b[^.\n]{0,30}?\b(?:is|was|has been|were)\s+(?:already\s+)?"
-                r"(?:given|provided|stated|shown|told|hinted)\b", re.I), "says the answer was given"),
+                r"(?:given|provided|stated|shown|told|hinted)\b(?!\s+by\b)", re.I), "says the answer was given"),
     (re.compile(r"\b(?:given|provided|told|stated|shown)\s+(?:that\s+|us\s+|in\s+the\s+question\s+)?(?:that\s+)?"
                 r"(?:the\s+)?(?:answer|result)\b", re.I), "says the answer was given"),
     (re.compile(r"\bwe\s+(?:already\s+)?know\s+(?:that\s+)?the\s+(?:answer|result)\b", re.I),
