@@ -105,11 +105,12 @@ class Runner:
         self._ensure_model()
         if rel == self.adapter:
             return
-        from .models import load_adapter, strip_lora
+        from .models import load_adapter, merge_for_inference, strip_lora
 
         self.model = strip_lora(self.model)
         if rel is not None:
             self.model = load_adapter(self.model, self.run_dir / rel)
+            merge_for_inference(self.model, self.loaded.quantized)
         self.adapter = rel
         self.model.eval()
 
@@ -215,6 +216,9 @@ class Runner:
         os.replace(tmp, final)
         self.adapter = rel
         self.model.eval()
+        from .models import merge_for_inference
+
+        merge_for_inference(self.model, self.loaded.quantized)
         self.store.finish_training(iteration, losses, rel, len(examples))
 
     def finish_eval(self, iteration: int) -> None:

@@ -160,10 +160,23 @@ def fresh_lora(base: torch.nn.Module, cfg: LoraConfig, seed: int) -> PeftModel:
 
 
 def strip_lora(model: torch.nn.Module) -> torch.nn.Module:
-    """Return the base model without any adapter layers."""
+    """Return the base model without any adapter layers (unmerging first if merged)."""
     if isinstance(model, PeftModel):
+        if getattr(model, "_star_merged", False):
+            model.unmerge_adapter()
+            model._star_merged = False
         return model.unload()
     return model
+
+
+def merge_for_inference(model: torch.nn.Module, quantized: bool) -> None:
+    """Fold LoRA weights into the base weights for faster decoding (undone by strip_lora).
+
+    Skipped for 4-bit bases, where merging would re-quantize the weights.
+    """
+    if isinstance(model, PeftModel) and not quantized and not getattr(model, "_star_merged", False):
+        model.merge_adapter()
+        model._star_merged = True
 
 
 def load_adapter(base: torch.nn.Module, path: str | Path, trainable: bool = False) -> PeftModel:

@@ -60,3 +60,23 @@ def test_4bit_quantized_path_on_cpu(tiny_model_dir):
                 TrainArgs(steps=2, learning_rate=1e-3, warmup_steps=1, batch_size=2, grad_accum=2,
                           max_grad_norm=1.0, mask_prompt=True, max_seq_len=64, seed=0))
     assert len(log) == 2 and all(l == l for _, l, _, _ in log)  # finite losses
+
+
+def test_merge_for_inference_matches_unmerged_and_strips_back(tiny_model_dir):
+    from star_core.models import fresh_lora, load_base, lora_config, merge_for_inference, strip_lora
+
+    loaded = load_base(str(tiny_model_dir), quantization="none", device="cpu")
+    base_w = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+    model = fresh_lora(loaded.model, lora_config(8, 16, 0.0, ["all-linear"]), seed=0)
+    for n, p in model.named_parameters():  # a non-zero adapter
+        if "lora_B" in n:
+            torch.nn.init.normal_(p, std=0.05)
+    enc = loaded.tokenizer("Q: What is 2 + 3?\nA:", return_tensors="pt")
+    with torch.no_grad():
+        before = model(**enc).logits
+        merge_for_inference(model, quantized=False)
+        after = model(**enc).logits
+    assert torch.allclose(before, after, atol=1e-4)
+    base = strip_lora(model)
+    for k, v in base.state_dict().items():
+        assert torch.allclose(v, base_w[k], atol=1e-6), k
