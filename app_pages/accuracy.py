@@ -51,7 +51,7 @@ for d in dirs:
 met = ui.guard(ui.q_multi, "metrics_frame", dirs)
 if met.empty:
     st.info("No accuracy yet: metrics are written when an iteration's evaluation finishes "
-            "(iteration 0 evaluates the few-shot baseline first).", icon="⏳")
+            "(iteration 0 evaluates the few-shot baseline first).", icon=":material/hourglass_empty:")
 else:
     met = met.assign(pct=100 * met["accuracy"], label=met["run_dir"].map(labels))
     combos = met[["task", "split"]].drop_duplicates().sort_values(["task", "split"]).values.tolist()
@@ -67,12 +67,15 @@ else:
                             hovertemplate="iteration %{x}: %{y:.1f}% (%{customdata[0]}/%{customdata[1]})"
                                           "<extra>%{fullData.name}</extra>")
         if show_ref:
-            for lab, v in Q.PAPER_REFERENCE.get((task, split), {}).items():
-                fig.add_hline(y=v, line_dash="dash", line_color="#868e96", opacity=0.8,
-                              annotation_text=f"{lab}: {v}", annotation_position="top left",
-                              annotation_font_size=10)
-        fig.update_layout(title=f"{task} · {split} split", height=360, margin=dict(l=10, r=10, t=40, b=10),
-                          xaxis=dict(title="iteration (0 = few-shot)", dtick=1), yaxis=dict(title="accuracy %"),
+            xs = sorted(sub["iteration"].unique().tolist()) or [0]
+            x0, x1 = xs[0], max(xs[-1], xs[0] + 1)
+            for (lab, v), dash in zip(Q.PAPER_REFERENCE.get((task, split), {}).items(), ("dot", "dash", "longdash")):
+                fig.add_scatter(x=[x0, x1], y=[v, v], mode="lines", name=f"paper: {lab} {v}",
+                                line=dict(color="#868e96", dash=dash, width=1.5), hoverinfo="name",
+                                meta="reference")
+        fig.update_layout(title=f"{task} · {split} split", height=380, margin=dict(l=10, r=10, t=40, b=10),
+                          xaxis=dict(title="iteration (0 = few-shot)", dtick=1),
+                          yaxis=dict(title="accuracy %", range=[0, 101]), showlegend=True,
                           legend=dict(orientation="h", y=-0.25))
         with cols[n % len(cols)]:
             st.plotly_chart(fig, key=f"{PAGE}_curve_{task}_{split}")
@@ -92,7 +95,7 @@ else:
             fig.add_scatter(x=g["iteration"], y=g["pct"], mode="lines+markers", name=f"{dg} digits",
                             line=dict(color=PALETTE[j % len(PALETTE)]))
         fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10), title=f"{split} accuracy per digit count",
-                          xaxis=dict(title="iteration", dtick=1), yaxis=dict(title="accuracy %"))
+                          xaxis=dict(title="iteration", dtick=1), yaxis=dict(title="accuracy %", range=[0, 101]))
         c1.plotly_chart(fig, key=f"{PAGE}_digits")
         piv = a.pivot_table(index="digits", columns="iteration", values="pct", aggfunc="mean").sort_index()
         heat = go.Figure(go.Heatmap(z=piv.values, x=[str(c) for c in piv.columns], y=[str(i) for i in piv.index],
@@ -113,7 +116,7 @@ else:
 st.subheader("Training loss")
 loss = ui.guard(ui.q_multi, "losses_frame", dirs)
 if loss.empty:
-    st.info("No training losses yet: they are stored when an iteration's training finishes.", icon="⏳")
+    st.info("No training losses yet: they are stored when an iteration's training finishes.", icon=":material/hourglass_empty:")
 else:
     c1, c2 = st.columns([3, 2], gap="large")
     lr = loss[loss["run_dir"] == str(dirs[0])]

@@ -23,7 +23,7 @@ counts = ui.guard(ui.q, "decision_counts", run_dir)
 train_its = sorted(counts.loc[counts["phase"].isin(["sample", "rationalize"]), "iteration"].unique().tolist())
 if not train_its:
     st.info("No training-split samples yet: iteration 0 only evaluates the few-shot baseline. "
-            "The filter's numbers appear once iteration 1 has sampled.", icon="⏳")
+            "The filter's numbers appear once iteration 1 has sampled.", icon=":material/hourglass_empty:")
     st.stop()
 
 c1, c2 = st.columns(2)
@@ -105,7 +105,8 @@ def sankey(fn: dict) -> go.Figure:
             if d == "rationalized":
                 link(a, trained, fn["rationalized"], c + "80")
     fig = go.Figure(go.Sankey(arrangement="snap", node=dict(label=labels, color=colors, pad=18, thickness=16),
-                              link=dict(source=src, target=dst, value=val, color=lcol)))
+                              link=dict(source=src, target=dst, value=val, color=lcol),
+                              textfont=dict(size=13, color="#212529")))
     fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10),
                       title=f"Iteration {fn['iteration']}: from samples to the training set")
     return fig

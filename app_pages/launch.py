@@ -47,7 +47,7 @@ with st.form("launch_form"):
                                   help="0 = greedy (the paper found sampling at 0.5-0.7 worse)")
     spq = c3.number_input("Samples per question", min_value=1, max_value=16, value=1, step=1)
     seed = c4.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1)
-    submitted = st.form_submit_button("🚀 Start run", type="primary")
+    submitted = st.form_submit_button("Start run", type="primary", icon=":material/rocket_launch:")
 
 if submitted:
     name = name.strip()
@@ -84,7 +84,7 @@ def monitor(run_dir: Path) -> None:
     status = Q.run_status(run_dir) if Q.is_run_dir(run_dir) else "empty"
     if status == "empty":
         st.info("Starting: the engine is loading the data and the model; the run's store appears shortly."
-                if alive else "No run store in this folder yet.", icon="⏳")
+                if alive else "No run store in this folder yet.", icon=":material/hourglass_empty:")
     else:
         brief = Q.run_brief(run_dir)
         st.progress(brief["progress"], text=f"{ui.STATUS_ICON.get(status, '')} {status} · "
@@ -93,7 +93,7 @@ def monitor(run_dir: Path) -> None:
         if status == "corrupt":
             st.error(brief.get("problem") or "unreadable store")
         elif status in Q.RESUMABLE:
-            st.warning(f"This run is {status}. Resume continues from the last stored batch.", icon="⏸️")
+            st.warning(f"This run is {status}. Resume continues from the last stored batch.", icon=":material/pause_circle:")
     ui.run_controls(run_dir, status, "launch")
     tail = ui.log_tail(run_dir)
     if tail is not None:

@@ -19,7 +19,7 @@ run_dir = ui.current_run()
 ui.run_heading(run_dir)
 fac = ui.guard(ui.q, "facets", run_dir)
 if not fac["tasks"]:
-    st.info("This run has no samples yet. They appear here as soon as the first batch is stored.", icon="⏳")
+    st.info("This run has no samples yet. They appear here as soon as the first batch is stored.", icon=":material/hourglass_empty:")
     st.stop()
 
 state = ui.url_state(PAGE, KEYS)
@@ -46,23 +46,23 @@ ui.write_url(PAGE, {"task": task, "phase": phase, "it": it, "decision": decision
                     "digits": digits, "q": search, "sid": state.get("sid")})
 
 if b["sample_id"] is None:
-    st.info("No sample matches these filters.", icon="🔍")
+    st.info("No sample matches these filters.", icon=":material/search_off:")
     st.stop()
 
 s = ui.guard(ui.q, "get_sample", run_dir, b["sample_id"])
-left, right = st.columns([3, 2], gap="large")
+left, right = st.columns([5, 4], gap="large")
 with left:
     ui.navigator(PAGE, state, b)
     if not b["in_filter"]:
         st.warning("This sample was opened by id and lies outside the current filters; Prev/Next move through "
-                   "the filtered list.", icon="↪️")
+                   "the filtered list.", icon=":material/call_split:")
     with st.container(border=True):
         c1, c2, c3 = st.columns([2, 2, 1.2], vertical_alignment="center")
         c1.markdown(f"**Iteration {s['iteration']}** · {ui.md_escape(s['task'])} · "
                     f"{PHASE_LABEL.get(s['phase'], ui.md_escape(s['phase']))}")
         c2.caption(ui.md_escape(f"question id {s['question_id']} · sample #{s['id']}"
                                 + (f" · k={s['k']}" if s["k"] else "")
-                                + (f" · {s['grp']} digits" if s["grp"] != "all" else "")))
+                                + (f" · {s['grp']}-digit" if s["grp"] != "all" else "")))
         ui.decision_badge(s["decision"], c3)
         st.text(s["reason"])
 
@@ -72,7 +72,7 @@ with left:
             st.markdown("**Hint given** (rationalization; the gold answer as a hint)")
             ui.show_text(s["hint"])
             st.page_link("app_pages/rationalizations.py", label="Compare with the first attempt",
-                         icon="💡", query_params={"run": ui.run_key(), "sid": s["id"]})
+                         icon=":material/lightbulb:", query_params={"run": ui.run_key(), "sid": s["id"]})
         st.markdown("**Model rationale**")
         ui.show_text(s["rationale"] if s["rationale"] is not None else s["raw_output"])
 
@@ -85,17 +85,17 @@ with left:
             ui.show_text(s["gold"])
         with a3:
             st.caption("Verdict")
-            st.markdown(("✅ **matches gold**" if s["correct"] else "❌ **does not match**")
+            st.markdown((":green[:material/check_circle:] **matches gold**" if s["correct"] else ":red[:material/cancel:] **does not match**")
                         + (" · kept for training" if s["kept"] else ""))
 
         audit = s.get("audit")
         if audit:
             faithful = audit.get("faithful")
-            verdict = {True: "✅ every checked step holds", False: "⚠️ some steps are wrong",
+            verdict = {True: ":green[every checked step holds]", False: ":orange[some steps are wrong]",
                        None: "nothing checkable"}.get(faithful, "unknown")
             checked = audit.get("checked")
             checked = int(checked) if isinstance(checked, (int, float)) else 0
-            st.markdown(f"**Rationale audit** — {checked} step(s) checked: {ui.md_escape(verdict)}")
+            st.markdown(f"**Rationale audit** — {checked} step(s) checked: {verdict}")
             if audit["errors"]:
                 ui.show_text("\n".join(f"• {e}" for e in audit["errors"]))
             if faithful is False and s["correct"]:
@@ -137,9 +137,11 @@ with right:
         if rows and rows[0] < len(ids):
             state["sid"] = str(ids[rows[0]])
 
-    df = df.assign(correct=df["correct"].astype(bool), kept=df["kept"].astype(bool))
-    st.dataframe(df[["id", "iteration", "task", "phase", "grp", "decision", "correct", "kept", "answer", "gold",
-                     "question"]], hide_index=True, width="stretch", height=36 * (len(df) + 1) + 4,
+    view = df[["id", "iteration", "task", "decision", "answer", "gold", "question"]].rename(
+        columns={"iteration": "it"})
+    st.dataframe(view, hide_index=True, width="stretch", height=35 * (len(df) + 1) + 3,
                  on_select=_pick, selection_mode="single-row", key=f"{PAGE}_table_{offset}",
                  column_config={"question": st.column_config.TextColumn(width="large"),
-                                "id": st.column_config.NumberColumn(format="%d")})
+                                "id": st.column_config.NumberColumn(format="%d", width="small"),
+                                "it": st.column_config.NumberColumn(width="small",
+                                                                    help="iteration (0 = few-shot baseline)")})

@@ -22,10 +22,10 @@ if "rationalize" not in fac["phases"]:
     info = ui.guard(Q.run_info, run_dir)
     if info.get("config", {}).get("rationalize") is False:
         st.info("Rationalization is off in this run's config: wrong answers are not retried with a hint.",
-                icon="🚫")
+                icon=":material/block:")
     else:
         st.info("No hinted retries stored yet. They appear once an iteration has sampled the training split "
-                "and retried its wrong answers.", icon="⏳")
+                "and retried its wrong answers.", icon=":material/hourglass_empty:")
     st.stop()
 
 state = ui.url_state(PAGE, KEYS)
@@ -43,7 +43,7 @@ f = Q.SampleFilter(phase="rationalize", task=None if task == ui.ALL else task,
 b = ui.browse_current(PAGE, run_dir, f, state)
 ui.write_url(PAGE, {"task": task, "it": it, "decision": decision, "sid": state.get("sid")})
 if b["sample_id"] is None:
-    st.info("No hinted retry matches these filters.", icon="🔍")
+    st.info("No hinted retry matches these filters.", icon=":material/search_off:")
     st.stop()
 
 rz = ui.guard(ui.q, "rationalization", run_dir, b["sample_id"])
@@ -55,18 +55,22 @@ ui.navigator(PAGE, state, b, noun="retry")
 leak = Q.hint_leak(retry)
 hint = retry.get("hint") or ""
 with st.container(border=True):
-    c1, c2, c3 = st.columns([2, 2, 1.2], vertical_alignment="center")
-    c1.markdown(f"**Iteration {retry['iteration']}** · {ui.md_escape(retry['task'])} · gold answer:")
-    c1.code(retry["gold"], language="text")
-    c2.caption(ui.md_escape(f"question id {retry['question_id']} · retry #{retry['id']}"))
-    c2.caption("Hint shown to the model:")
-    c2.code(hint if hint else "(no hint stored)", language="text")
-    ui.decision_badge(retry["decision"], c3)
+    h1, h2 = st.columns([4, 1], vertical_alignment="center")
+    h1.markdown(f"**Iteration {retry['iteration']}** · {ui.md_escape(retry['task'])} · question "
+                f"{ui.md_escape(retry['question_id'])} · retry #{retry['id']}")
+    ui.decision_badge(retry["decision"], h2)
+    c1, c2 = st.columns(2)
+    with c1:
+        st.caption("Gold answer")
+        st.code(retry["gold"], language="text")
+    with c2:
+        st.caption("Hint shown to the model")
+        st.code(hint if hint else "(no hint stored)", language="text")
     st.text(retry["reason"])
     if leak["flagged"] or leak["spans"]:
-        st.error("⚠️ Hint leak: " + ("the filter rejected this retry as hint_leak. " if leak["flagged"] else "")
+        st.error("Hint leak: " + ("the filter rejected this retry as hint_leak. " if leak["flagged"] else "")
                  + (f"The hint text appears {len(leak['spans'])} time(s) in the output (marked in red below)."
-                    if leak["spans"] else ""), icon="🚨")
+                    if leak["spans"] else ""), icon=":material/warning:")
     elif not leak["checkable"]:
         st.caption("The hint is the bare answer, so finding it in the output proves nothing; only the "
                    "filter's decision can flag a leak here.")
@@ -117,11 +121,11 @@ with row2[1]:
     st.markdown("#### 4 · Training example as stored (hint removed)")
     if te is None:
         st.info(f"Not kept: the retry was rejected ({retry['decision']}), so nothing was stored for training.",
-                icon="🗑️")
+                icon=":material/delete:")
     else:
         st.caption(ui.md_escape(f"trains adapter {te['iteration']} · source {te['source']}"))
         still = Q.find_all(te["prompt"], hint.strip()) if leak["checkable"] else []
         if still:
-            st.error("The stored training prompt still contains the hint text.", icon="🚨")
+            st.error("The stored training prompt still contains the hint text.", icon=":material/warning:")
         ui.show_highlighted(te["prompt"], still, LEAK_BG)
         ui.show_text(te["completion"], "completion (the loss is on these tokens)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import streamlit as st
 
@@ -18,7 +20,6 @@ if not st.session_state.get("_runs"):
 if st.session_state.get("_bad_run"):
     ui.current_run()  # shows the error and stops
 
-STAGE_ICON = {"pending": "⏳", "sampled": "🎲", "rationalized": "💡", "trained": "🏋️", "done": "✅"}
 
 
 def _pick_from_table() -> None:
@@ -31,12 +32,12 @@ def _pick_from_table() -> None:
 
 def _table(runs: list[dict]) -> None:
     df = pd.DataFrame([{
-        "status": f"{ui.STATUS_ICON.get(r['status'], '')} {r['status']}" + (" (resumable)" if r["resumable"] else ""),
-        "run": r["name"], "task": r["task"], "model": r["model"],
+        "status": f"{ui.STATUS_SYMBOL.get(r['status'], '')} {r['status']}" + (" (resumable)" if r["resumable"] else ""),
+        "run": r["name"], "task": r["task"] or "–", "model": r["model"] or "–",
         "iterations": (f"{r['iterations_done']}/{(r['iterations_planned'] or 0) + 1}"
                        if r["iterations_planned"] is not None else "–"),
         "stage": (f"iter {r['current_iteration']}: {r['current_stage']}" if r["current_stage"] else "–"),
-        "progress": r["progress"], "updated": ui.ago(r["updated_at"]), "device": r["device"],
+        "progress": r["progress"], "updated": ui.ago(r["updated_at"]), "device": r["device"] or "–",
         "folder": r["path"],
     } for r in runs])
     st.session_state["_runs_table_keys"] = [r["key"] for r in runs]
@@ -54,23 +55,28 @@ def _details(run_dir) -> None:
     s = ui.guard(ui.q, "summary", run_dir)
     status = info["status"]
     st.subheader(f"{ui.STATUS_ICON.get(status, '')} {ui.md_escape(info['name'])}")
-    m = st.columns(5)
-    m[0].metric("Status", status + (" · resumable" if status in Q.RESUMABLE else ""))
     done = sum(1 for i in s["iterations"] if i["stage"] == "done")
     planned = (info["iterations_planned"] or 0) + 1
+    cur = s["iterations"][-1] if s["iterations"] else None
+    st.markdown(f"{ui.md_escape(info['task'])} · model {ui.md_escape(info['model'])} · "
+                f"{ui.md_escape(info['device'] or 'device unknown')}")
+    m = st.columns(4)
+    m[0].metric("Status", status, help="crashed and stopped runs are resumable")
     m[1].metric("Iterations done", f"{done} / {planned}", help="iteration 0 (few-shot baseline) included")
-    m[2].metric("Task", info["task"])
-    m[3].metric("Device", info["device"] or "–")
-    m[4].metric("Last heartbeat", ui.ago(info.get("heartbeat_at")))
+    m[2].metric("Current stage", f"{cur['iteration']}: {cur['stage'] or '?'}" if cur else "–",
+                help="iteration: pending → sampled → rationalized → trained → done")
+    m[3].metric("Last heartbeat", ui.ago(info.get("heartbeat_at")))
     st.progress(Q.run_brief(run_dir)["progress"], text=f"{done} of {planned} iterations done")
-    if status == "running" and info["status_stored"] == "running":
+    if status == "running":
         st.caption("Live: this view refreshes every few seconds.")
     if status == "crashed":
         st.error("This run stopped without finishing (its process is gone or its heartbeat is stale). "
-                 f"Resume it with `star run --resume {ui.md_escape(run_dir)}` or the button below.", icon="💥")
+                 "Resume it with the button below, or from a shell:", icon=":material/error:")
+        st.code(f"star run --resume {run_dir}", language="bash")
     elif status == "stopped":
-        st.warning(f"This run was stopped. Resume it with `star run --resume {ui.md_escape(run_dir)}` "
-                   "or the button below.", icon="⏸️")
+        st.warning("This run was stopped. Resume it with the button below, or from a shell:",
+                   icon=":material/pause_circle:")
+        st.code(f"star run --resume {run_dir}", language="bash")
     ui.run_controls(run_dir, status, "runs")
     if info.get("error"):
         with st.expander("Error", expanded=status == "crashed"):
@@ -84,7 +90,7 @@ def _details(run_dir) -> None:
                 for t, sp in it["accuracy"].items() for _, g in sp.items() if g]
         rows.append({
             "iteration": it["iteration"],
-            "stage": f"{STAGE_ICON.get(it['stage'], '')} {it['stage']}",
+            "stage": it["stage"],
             "sampled": sum(sd.values()) or None, "correct": sd.get("correct"),
             "retried": sum(rd.values()) or None, "rationalized": it["rationalized"] or None,
             "trained on": it["n_train_examples"], "steps": it["train_steps"],
@@ -101,7 +107,8 @@ def _details(run_dir) -> None:
         if "rationalize" in cfg:
             st.markdown("Rationalization: " + ("**on** (wrong answers are retried with the gold answer as a hint)"
                                                if cfg["rationalize"] else "**off**"))
-        st.json(cfg, expanded=False)
+        st.dataframe([{"setting": k, "value": json.dumps(v) if not isinstance(v, str) else v}
+                      for k, v in sorted(cfg.items())], hide_index=True, width="stretch", height=280)
         if info.get("config_yaml"):
             with st.expander("config.yaml"):
                 st.code(info["config_yaml"], language="yaml")

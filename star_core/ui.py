@@ -33,8 +33,12 @@ LOG_NAME = "launch.log"
 LAUNCH_INFO = "launch.json"
 CLI_ENV = "STAR_CLI"  # override of the command that runs the engine (tests use a fake one)
 
-STATUS_ICON = {"running": "🟢", "finished": "✅", "crashed": "💥", "stopped": "⏸️", "empty": "⚪",
-               "corrupt": "⛔"}
+#: Markdown icons (Material Symbols, bundled with Streamlit) per run status.
+STATUS_ICON = {"running": ":green[:material/play_circle:]", "finished": ":green[:material/check_circle:]",
+               "crashed": ":red[:material/error:]", "stopped": ":orange[:material/pause_circle:]",
+               "empty": ":gray[:material/hourglass_empty:]", "corrupt": ":red[:material/block:]"}
+#: Plain-text symbols (tables, select boxes).
+STATUS_SYMBOL = {"running": "●", "finished": "✓", "crashed": "✗", "stopped": "■", "empty": "○", "corrupt": "⚠"}
 DECISION_COLOR = {"correct": "green", "rationalized": "blue", "wrong": "red", "unparsable": "orange",
                   "truncated": "orange", "hint_leak": "violet", "unfaithful": "violet"}
 
@@ -170,19 +174,19 @@ def guard(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 def show_unavailable(e: Q.RunUnavailable) -> None:
     if e.kind == "empty":
-        st.info(f"This run has no data yet. {e}", icon="⏳")
+        st.info(f"This run has no data yet. {e}", icon=":material/hourglass_empty:")
     elif e.kind == "corrupt":
         st.error(f"This run folder cannot be read: {e} Check the folder, or delete it if it is a leftover.",
-                 icon="⛔")
+                 icon=":material/error:")
     else:
-        st.error(str(e), icon="⛔")
+        st.error(str(e), icon=":material/error:")
 
 
 # --------------------------------------------------------------------------
 # the run picker (sidebar, on every page) and the current run
 # --------------------------------------------------------------------------
 def _run_label(r: dict[str, Any]) -> str:
-    return f"{STATUS_ICON.get(r['status'], '')} {r['name']}  ·  {r.get('task') or '?'}  ·  {r['status']}"
+    return f"{STATUS_SYMBOL.get(r['status'], '')} {r['name']}  ·  {r.get('task') or '?'}  ·  {r['status']}"
 
 
 def no_runs_message() -> None:
@@ -190,7 +194,7 @@ def no_runs_message() -> None:
     st.info("No runs yet. Start one on the **Launch** page, or from a shell: "
             "`star run --task arithmetic --out runs/first`. The dashboard looks for run folders in: "
             + ", ".join(f"`{md_escape(r)}`" for r in rs) + f" (set `{Q.RUNS_ROOT_ENV}` to change the first).",
-            icon="📭")
+            icon=":material/inbox:")
 
 
 def run_key() -> str | None:
@@ -246,7 +250,7 @@ def current_run() -> Path:
     ss = st.session_state
     if ss.get("_bad_run"):
         st.error(f"The link asks for run {ss['_bad_run']!r}, which is not a run folder inside the configured "
-                 "runs roots. Pick a run in the sidebar.", icon="🚫")
+                 "runs roots. Pick a run in the sidebar.", icon=":material/block:")
         st.stop()
     runs = ss.get("_runs") or []
     if not runs:
@@ -279,7 +283,7 @@ def run_heading(run_dir: Path) -> dict[str, Any]:
     info = guard(Q.run_info, run_dir)
     status = info["status"]
     st.markdown(f"{STATUS_ICON.get(status, '')} **{md_escape(info['name'])}** · {md_escape(info['task'])} · "
-                f"`{md_escape(info['model'])}` · {status}")
+                f"model {md_escape(info['model'])} · {status}")
     if info.get("schema_newer"):
         st.warning("This store was written by a newer version of star; some views may be incomplete.")
     return info
@@ -373,10 +377,10 @@ def navigator(page: str, state: dict[str, str], b: dict[str, Any], noun: str = "
         c1.markdown(f"**{noun.capitalize()} {pos:,} of {total:,}**")
     else:
         c1.markdown(f"**{noun.capitalize()} outside the filter** ({total:,} match)")
-    c2.button("◀ Prev", key=f"{page}_prev", on_click=go, args=(b["prev_id"],), disabled=b["prev_id"] is None,
-              width="stretch")
-    c3.button("Next ▶", key=f"{page}_next", on_click=go, args=(b["next_id"],), disabled=b["next_id"] is None,
-              width="stretch", type="primary")
+    c2.button("Prev", icon=":material/chevron_left:", key=f"{page}_prev", on_click=go, args=(b["prev_id"],),
+              disabled=b["prev_id"] is None, width="stretch")
+    c3.button("Next", icon=":material/chevron_right:", icon_position="right", key=f"{page}_next", on_click=go,
+              args=(b["next_id"],), disabled=b["next_id"] is None, width="stretch", type="primary")
     if total > 1:
         ss[f"{page}_goto"] = int(pos or 1)
         c4.number_input("Go to", min_value=1, max_value=max(total, 1), step=1, key=f"{page}_goto",
@@ -532,11 +536,11 @@ def run_controls(run_dir: Path, status: str, key: str) -> None:
     msg_key = f"_ctl_msg_{key}"
     live_pid = launched_alive(run_dir)
     if status == "running" or live_pid:
-        if st.button("⏹ Stop run", key=f"stop_{key}", help="SIGTERM: the run stops after the current batch "
+        if st.button("Stop run", icon=":material/stop_circle:", key=f"stop_{key}", help="SIGTERM: the run stops after the current batch "
                      "and stays resumable"):
             ss[msg_key] = stop_run(run_dir)
     elif status in Q.RESUMABLE:
-        if st.button("▶ Resume run", key=f"resume_{key}", type="primary",
+        if st.button("Resume run", icon=":material/play_arrow:", key=f"resume_{key}", type="primary",
                      help=f"star run --resume {run_dir}"):
             pid = spawn(resume_command(run_dir), run_dir)
             ss[msg_key] = f"Resuming (pid {pid}); output goes to {LOG_NAME} in the run folder."

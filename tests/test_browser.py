@@ -1,0 +1,153 @@
+"""End to end: `streamlit run app.py` driven by Debian's Chromium through Playwright.
+
+Skips cleanly when /usr/bin/chromium or the playwright package is missing. Never
+runs `playwright install`. Screenshots go to test-artifacts/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import dash_fixtures as F  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"
+
+pytestmark = pytest.mark.slow
+
+if not CHROMIUM.exists():
+    pytest.skip("/usr/bin/chromium is not installed", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser_runs")
+    F.build_run(root / "alpha", tasks=("arithmetic", "commonsenseqa"), iterations=2, n_train=10, n_eval=5)
+    port = _free_port()
+    env = dict(os.environ, STAR_RUNS_ROOT=str(root), STAR_DEMO_RUNS="0", OMP_NUM_THREADS="1",
+               PYTHONUNBUFFERED="1")
+    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
+         "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        t0 = time.time()
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() - t0 > 90:
+                raise RuntimeError(f"streamlit did not start (rc={proc.poll()}); see {log.name}")
+            time.sleep(0.3)
+        yield base, root / "alpha"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"])
+        try:
+            pg = browser.new_page(viewport={"width": 1500, "height": 1600})
+            pg.dialogs = []
+            pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
+            yield pg
+        finally:
+            browser.close()
+
+
+def sql(run: Path, query: str, *params):
+    con = sqlite3.connect(run / "store.sqlite")
+    try:
+        return con.execute(query, params).fetchall()
+    finally:
+        con.close()
+
+
+def code_block(pg, text: str):
+    return pg.locator("code").filter(has_text=text)
+
+
+def test_rationales_next_in_a_browser(server, page):
+    base, run = server
+    rows = sql(run, "SELECT id, question FROM samples WHERE iteration=2 AND phase='sample' AND decision='wrong' "
+                    "ORDER BY id")
+    n = len(rows)
+    assert n >= 2
+    page.goto(f"{base}/rationales?run=alpha&it=2&phase=sample&decision=wrong", wait_until="domcontentloaded")
+    page.get_by_text(f"Sample 1 of {n}", exact=True).wait_for(timeout=60_000)
+    code_block(page, rows[0][1]).first.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "browser_rationales_1.png"), full_page=True)
+    assert page.get_by_text("Page not found").count() == 0
+    page.get_by_role("button", name="Next").click()
+    page.get_by_text(f"Sample 2 of {n}", exact=True).wait_for(timeout=30_000)
+    code_block(page, rows[1][1]).first.wait_for(timeout=30_000)
+    assert code_block(page, rows[0][1]).count() == 0 or rows[0][1] in rows[1][1]
+    page.wait_for_function(f"() => window.location.search.includes('sid={rows[1][0]}')", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "browser_rationales_2.png"), full_page=True)
+    # the URL opens that exact rationale in a fresh page
+    url = page.url
+    page.goto("about:blank")
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_text(f"Sample 2 of {n}", exact=True).wait_for(timeout=60_000)
+
+
+def test_untrusted_text_stays_text_in_a_browser(server, page):
+    base, run = server
+    sid = sql(run, "SELECT id FROM samples WHERE question_id=? AND phase='eval'", F.PAYLOAD_QID)[0][0]
+    page.goto(f"{base}/rationales?run=alpha&sid={sid}", wait_until="domcontentloaded")
+    code_block(page, "RATIONALE <script>alert(1)</script>").first.wait_for(timeout=60_000)
+    assert code_block(page, "**bold** $x$ [link](javascript:alert(1))").count() >= 1
+    assert page.locator("img[src='x']").count() == 0
+    assert page.locator("a[href^='javascript']").count() == 0
+    rz = sql(run, "SELECT id FROM samples WHERE question_id=? AND phase='rationalize'", F.PAYLOAD_QID)[0][0]
+    page.goto(f"{base}/rationalizations?run=alpha&sid={rz}", wait_until="domcontentloaded")
+    page.locator("mark").first.wait_for(timeout=60_000)
+    assert page.locator("mark").first.inner_text().strip() == "<b>(CORRECT)</b>"
+    page.get_by_text("Hint leak", exact=False).first.wait_for(timeout=30_000)
+    assert page.locator("img[src='x']").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "browser_rationalization_leak.png"), full_page=True)
+    time.sleep(0.5)
+    assert page.dialogs == []  # no alert() ever ran
+
+
+def test_bad_run_link_in_a_browser(server, page):
+    base, _ = server
+    page.goto(f"{base}/accuracy?run=../../etc", wait_until="domcontentloaded")
+    page.get_by_text("not a run folder inside", exact=False).first.wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "browser_bad_run.png"), full_page=True)
