@@ -757,19 +757,19 @@ def solve_transitions(run_dir: str | os.PathLike, task: str | None = None) -> pd
         return pd.DataFrame(columns=cols)
     out = []
     for (t, ph), g in df.groupby(["task", "phase"], sort=True):
-        prev: set[str] | None = None
-        ever: set[str] = set()
-        for it, gi in g.groupby("iteration", sort=True):
-            solved = set(gi.loc[gi["solved"] == 1, "question_id"])
-            asked = set(gi["question_id"])
-            row = {"task": t, "split": "train" if ph == "sample" else "eval", "iteration": int(it),
-                   "questions": len(asked), "solved": len(solved),
-                   "newly_solved": float(len(solved - prev)) if prev is not None else float("nan"),
-                   "lost": float(len((prev & asked) - solved)) if prev is not None else float("nan"),
-                   "ever_solved": len(ever | solved)}
-            ever |= solved
-            prev = solved
-            out.append(row)
+        # question x iteration: 1 solved, 0 asked but not solved, NaN not asked
+        m = g.pivot(index="question_id", columns="iteration", values="solved").sort_index(axis=1)
+        solved = m.eq(1)
+        asked = m.notna()
+        prev = solved.shift(1, axis=1, fill_value=False)
+        newly = (solved & ~prev).sum()
+        lost = (prev & asked & ~solved).sum()
+        ever = solved.cummax(axis=1).sum()
+        for j, it in enumerate(m.columns):
+            out.append({"task": t, "split": "train" if ph == "sample" else "eval", "iteration": int(it),
+                        "questions": int(asked[it].sum()), "solved": int(solved[it].sum()),
+                        "newly_solved": float(newly[it]) if j else float("nan"),
+                        "lost": float(lost[it]) if j else float("nan"), "ever_solved": int(ever[it])})
     return pd.DataFrame(out, columns=cols)
 
 

@@ -264,8 +264,8 @@ def build_bulk(run_dir: str | os.PathLike, *, n_samples: int = 100_000, iteratio
     st.create_run(run_dir.name, ",".join(tasks), "bulk-model", {"task": ",".join(tasks), "iterations": iterations},
                   iterations, "cpu (bench)")
     st.close()
-    # per iteration and task: n_train samples + ~0.5 n_train retries + n_eval evals
-    per = n_samples / (len(tasks) * (iterations * 1.5 + (iterations + 1) * 0.25))
+    # per iteration and task: n_train samples + ~0.39 n_train hinted retries + n_eval (= n_train/4) evals
+    per = n_samples / (len(tasks) * (iterations * 1.39 + (iterations + 1) * 0.25))
     n_train, n_eval = int(per), int(per * 0.25)
     con = sqlite3.connect(run_dir / "store.sqlite")
     con.execute("PRAGMA journal_mode=WAL")
