@@ -139,8 +139,11 @@ def cmd_runs(a: argparse.Namespace) -> int:
     if not runs:
         print("no runs under " + ", ".join(a.roots))
         return 0
+    print(f"{'status':9} {'task':14} {'iterations':>10}  {'stage':12}  path")
     for r in runs:
-        print(f"{r.get('status', '?'):9} {r.get('task', '?'):14} {r.get('progress', ''):>14}  {r.get('path')}")
+        done = f"{r.get('iterations_done', 0)}/{r.get('iterations_planned', '?')}"
+        stage = f"{r.get('current_iteration', '')}:{r.get('current_stage') or ''}"
+        print(f"{r.get('status', '?'):9} {r.get('task') or '?':14} {done:>10}  {stage:12}  {r.get('path')}")
     return 0
 
 
