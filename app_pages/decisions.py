@@ -147,18 +147,18 @@ for phase in ("sample", "rationalize"):
         fig.add_bar(x=[f"{i}" for i in dd["iteration"]], y=dd["n"].tolist(), name=f"{PHASE_NAME[phase]}: {d}",
                     marker_color=COLORS.get(d, "#868e96"), offsetgroup=phase,
                     marker_pattern_shape="/" if phase == "rationalize" else "",
-                    customdata=[[phase, d]] * len(dd), hovertemplate="iteration %{x}<br>%{fullData.name}: %{y}"
-                    "<extra></extra>")
+                    customdata=[[phase, d, int(i)] for i in dd["iteration"]],
+                    hovertemplate="iteration %{customdata[2]}<br>%{fullData.name}: %{y}<extra></extra>")
         meta.append((phase, d))
 fig.update_layout(barmode="stack", height=380, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="iteration",
-                  yaxis_title="samples", legend=dict(orientation="h", y=-0.25), clickmode="event+select")
+                  xaxis=dict(type="category"), yaxis_title="samples", legend=dict(orientation="h", y=-0.25),
+                  clickmode="event+select")
 event = st.plotly_chart(fig, key=f"{PAGE}_bars", on_select="rerun", selection_mode="points")
 pts = (event.selection.points if event and getattr(event, "selection", None) else []) or []
-if pts:
-    p = pts[0]
-    cn = p.get("curve_number")
-    if cn is not None and 0 <= cn < len(meta) and str(p.get("x", "")).isdigit():
-        open_samples(int(p["x"]), *meta[cn])
+if pts:  # customdata carries (phase, decision, iteration): x is offset by the grouped bars
+    cd = pts[0].get("customdata")
+    if isinstance(cd, (list, tuple)) and len(cd) == 3 and (cd[0], cd[1]) in meta:
+        open_samples(int(cd[2]), cd[0], cd[1])
 
 # ---- training set size -----------------------------------------------------------
 c1, c2 = st.columns(2, gap="large")

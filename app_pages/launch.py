@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ try:
 except Exception:  # noqa: BLE001  (the dashboard must open even if the task package is mid-edit)
     TASKS = ("arithmetic", "commonsenseqa", "gsm8k")
 DEFAULT_MODEL = "bundled:smollm2-135m"
+LAUNCH_ENV = "STAR_DASHBOARD_LAUNCH"  # "0" hides the form (e.g. a dashboard shared beyond localhost)
 
 ui.page_header("Launch", "Start a STaR run in its own process (`star run ...`), follow its progress and log, "
                "and stop or resume it. The dashboard only reads the run's store; closing it does not stop the run.")
@@ -23,6 +25,10 @@ ui.plain_url()
 ss = st.session_state
 ui.reap()
 user_root = ui.roots()[0]
+if os.environ.get(LAUNCH_ENV, "1") == "0":
+    st.info(f"Launching is turned off for this dashboard ({LAUNCH_ENV}=0). Start runs from a shell: "
+            "`star run --task arithmetic --out runs/first`.", icon=":material/block:")
+    st.stop()
 task_default = "star"
 
 with st.form("launch_form"):

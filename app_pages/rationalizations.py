@@ -68,9 +68,13 @@ with st.container(border=True):
         st.code(hint if hint else "(no hint stored)", language="text")
     st.text(retry["reason"])
     if leak["flagged"] or leak["spans"]:
-        st.error("Hint leak: " + ("the filter rejected this retry as hint_leak. " if leak["flagged"] else "")
-                 + (f"The hint text appears {len(leak['spans'])} time(s) in the output (marked in red below)."
-                    if leak["spans"] else ""), icon=":material/warning:")
+        msg = "Hint leak: "
+        if leak["flagged"]:
+            msg += "the filter rejected this retry as hint_leak. "
+        if leak["spans"]:
+            msg += (f"The hint (or the word \"hint\") appears {len(leak['spans'])} time(s) in the output, "
+                    "marked in red below.")
+        st.error(msg, icon=":material/warning:")
     elif not leak["checkable"]:
         st.caption("The hint is the bare answer, so finding it in the output proves nothing; only the "
                    "filter's decision can flag a leak here.")

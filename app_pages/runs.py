@@ -123,7 +123,7 @@ def _details(run_dir) -> None:
 any_live = any(r["status"] == "running" for r in st.session_state["_runs"])
 
 
-@st.fragment(run_every=3 if any_live else None)
+@st.fragment(run_every=3 if any_live else 15)  # idle: slow polling, so a run started from a shell shows up
 def live() -> None:
     runs = ui.list_runs()
     _table(runs)

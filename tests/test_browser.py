@@ -146,6 +146,30 @@ def test_untrusted_text_stays_text_in_a_browser(server, page):
     assert page.dialogs == []  # no alert() ever ran
 
 
+def test_clicking_a_decision_bar_opens_those_samples(server, page):
+    from urllib.parse import parse_qs, urlparse
+
+    base, run = server
+    page.goto(f"{base}/decisions?run=alpha", wait_until="domcontentloaded")
+    page.get_by_text("Decisions per iteration", exact=True).wait_for(timeout=60_000)
+    chart = page.locator(".js-plotly-plot").nth(1)  # after the Sankey
+    chart.locator("g.point path").first.wait_for(timeout=30_000)
+    chart.scroll_into_view_if_needed()
+    bars = chart.locator("g.point path")
+    boxes = [bars.nth(i).bounding_box() for i in range(bars.count())]
+    bb = max((b for b in boxes if b), key=lambda b: b["height"])  # the tallest segment
+    page.mouse.move(bb["x"] + bb["width"] / 2, bb["y"] + bb["height"] / 2)
+    page.mouse.down()
+    page.mouse.up()
+    page.wait_for_function("() => window.location.pathname.endsWith('/rationales')", timeout=30_000)
+    page.wait_for_function("() => window.location.search.includes('decision=')", timeout=30_000)
+    q = {k: v[0] for k, v in parse_qs(urlparse(page.url).query).items()}
+    n = sql(run, "SELECT count(*) FROM samples WHERE iteration=? AND phase=? AND decision=?",
+            int(q["it"]), q["phase"], q["decision"])[0][0]
+    page.get_by_text(f"Sample 1 of {n}", exact=True).wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "browser_bar_click.png"), full_page=True)
+
+
 def test_bad_run_link_in_a_browser(server, page):
     base, _ = server
     page.goto(f"{base}/accuracy?run=../../etc", wait_until="domcontentloaded")

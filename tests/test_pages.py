@@ -200,6 +200,37 @@ def test_rationales_display_model_text_literally(env):
     assert not at.get("html")
 
 
+def test_rationales_question_history_opens_another_sample(env):
+    run = env / "alpha"
+    sid, qid = sql(run, "SELECT id, question_id FROM samples WHERE iteration=1 AND phase='sample' AND "
+                        "task='commonsenseqa' ORDER BY id LIMIT 1")[0]
+    later = sql(run, "SELECT id FROM samples WHERE question_id=? AND iteration=3 AND phase='sample'", qid)[0][0]
+    at = open_page("rationales", run="alpha", it=1, sid=sid)
+    hist = at.dataframe[0].value
+    assert set(hist["iteration"]) >= {1, 2, 3} and (hist["id"] == sid).any()
+    at.selectbox(key="rat_hist").select(later).run()
+    assert at.query_params["sid"] == str(later)
+    assert any("outside the current filters" in w for w in texts(at, "warning"))  # it=1 filter, iteration 3
+    assert "**Sample outside the filter**" in " ".join(texts(at, "markdown"))
+
+
+def test_live_run_shows_stop_and_refreshes(env, tmp_path, monkeypatch):
+    root = tmp_path / "live"
+    F.build_run(root / "now", iterations=3, n_train=4, n_eval=2, status="running", stop_after=(2, "sample"))
+    monkeypatch.setenv("STAR_RUNS_ROOT", str(root))
+    at = open_page(None, run="now")
+    assert any("refreshes every few seconds" in c for c in texts(at, "caption"))
+    assert any(b.label == "Stop run" for b in at.button)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Status"] == "running" and metrics["Current stage"] == "2: sampled"
+    assert "running" in at.dataframe[0].value["status"].iloc[0]
+    # the process dies: the run reads as crashed (resumable) on the next refresh
+    F.set_running(root / "now", pid=F.dead_pid())
+    at.run()
+    assert {m.label: m.value for m in at.metric}["Status"] == "crashed"
+    assert any(b.label == "Resume run" for b in at.button)
+
+
 # ---- rationalizations --------------------------------------------------------------------
 def test_rationalization_hint_highlighted(env):
     run = env / "alpha"
@@ -364,6 +395,13 @@ def test_launch_stop_resume(env, monkeypatch, tmp_path):
             ui.stop_run(run_dir)
             _wait(lambda: ui.launched_alive(run_dir) is None, 10)
             ui.reap()
+
+
+def test_launch_can_be_turned_off(env, monkeypatch):
+    monkeypatch.setenv("STAR_DASHBOARD_LAUNCH", "0")
+    at = open_page("launch")
+    assert any("Launching is turned off" in m for m in texts(at, "info"))
+    assert not any("Start run" in b.label for b in at.button)
 
 
 def test_launch_command_line(monkeypatch):

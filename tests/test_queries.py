@@ -202,6 +202,11 @@ def test_hint_helpers():
     leak = Q.hint_leak({"hint": " (CORRECT)", "raw_output": "pick (CORRECT) one", "decision": "hint_leak"})
     assert leak == {"flagged": True, "spans": [(5, 14)], "checkable": True}
     assert Q.hint_leak({"hint": "1 2 3", "raw_output": "1 2 3", "decision": "rationalized"})["checkable"] is False
+    # the engine's GSM8K/arithmetic hint: the normal closing sentence is not a leak, mentioning the hint is
+    ok = Q.hint_leak({"hint": "the answer is 12", "raw_output": " 6 + 6 = 12. The answer is 12.", "decision": "x"})
+    assert ok["spans"] == [] and ok["checkable"]
+    bad = Q.hint_leak({"hint": "the answer is 12", "raw_output": "As the Hint says, 12.", "decision": "x"})
+    assert bad["spans"] == [(7, 11)]
 
 
 def test_metrics_and_losses_frames(runs):
