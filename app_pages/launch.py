@@ -105,6 +105,10 @@ def monitor(run_dir: Path) -> None:
     if tail is not None:
         st.caption(f"Last lines of {ui.LOG_NAME}")
         ui.show_text(tail, height=320)
+    seen = f"_store_seen_{run_dir}"
+    if status != "empty" and not ss.get(seen) and ss.get("_pending_pick"):
+        ss[seen] = True
+        st.rerun()  # the new run's store exists: a full rerun lists it in the sidebar and picks it
     if (alive or status == "running") and not live:
         st.rerun()  # it came alive: switch the view to live refreshing
     if live and not alive and status != "running":

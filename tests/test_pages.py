@@ -40,6 +40,7 @@ def root(tmp_path_factory):
 @pytest.fixture
 def env(root, monkeypatch, tmp_path):
     monkeypatch.setenv("STAR_RUNS_ROOT", str(root))
+    monkeypatch.setenv(Q.DEMO_RUNS_ENV, "0")  # the bundled demo runs are tested in test_demo_store.py
     monkeypatch.chdir(tmp_path)
     return root
 
