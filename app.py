@@ -24,21 +24,22 @@ import streamlit as st  # noqa: E402
 from star_core import ui  # noqa: E402
 
 ui.init(__file__)
-st.set_page_config(page_title="STaR workbench", page_icon="⭐", layout="wide")
+st.set_page_config(page_title="STaR workbench", page_icon=":material/star:", layout="wide")
 
 P = APP_DIR / "app_pages"
 PAGES = {
     "Runs": [
-        st.Page(P / "runs.py", title="Runs", icon="🗂️", url_path="runs", default=True),
-        st.Page(P / "launch.py", title="Launch", icon="🚀", url_path="launch"),
+        st.Page(P / "runs.py", title="Runs", icon=":material/table_rows:", url_path="runs", default=True),
+        st.Page(P / "launch.py", title="Launch", icon=":material/rocket_launch:", url_path="launch"),
     ],
     "Inspect": [
-        st.Page(P / "rationales.py", title="Rationales", icon="🧠", url_path="rationales"),
-        st.Page(P / "rationalizations.py", title="Rationalizations", icon="💡", url_path="rationalizations"),
-        st.Page(P / "decisions.py", title="Filter decisions", icon="🚦", url_path="decisions"),
+        st.Page(P / "rationales.py", title="Rationales", icon=":material/psychology:", url_path="rationales"),
+        st.Page(P / "rationalizations.py", title="Rationalizations", icon=":material/lightbulb:",
+                url_path="rationalizations"),
+        st.Page(P / "decisions.py", title="Filter decisions", icon=":material/filter_alt:", url_path="decisions"),
     ],
     "Results": [
-        st.Page(P / "accuracy.py", title="Accuracy", icon="📈", url_path="accuracy"),
+        st.Page(P / "accuracy.py", title="Accuracy", icon=":material/monitoring:", url_path="accuracy"),
     ],
 }
 
