@@ -141,7 +141,7 @@ def cmd_runs(a: argparse.Namespace) -> int:
         return 0
     print(f"{'status':9} {'task':14} {'iterations':>10}  {'stage':12}  path")
     for r in runs:
-        done = f"{r.get('iterations_done', 0)}/{r.get('iterations_planned', '?')}"
+        done = f"{max(0, (r.get('iterations_done') or 0) - 1)}/{r.get('iterations_planned', '?')}"  # iteration 0 is the baseline
         stage = f"{r.get('current_iteration', '')}:{r.get('current_stage') or ''}"
         print(f"{r.get('status', '?'):9} {r.get('task') or '?':14} {done:>10}  {stage:12}  {r.get('path')}")
     return 0
