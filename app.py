@@ -40,6 +40,7 @@ PAGES = {
     ],
     "Results": [
         st.Page(P / "accuracy.py", title="Accuracy", icon=":material/monitoring:", url_path="accuracy"),
+        st.Page(P / "tour.py", title="Teaching tour", icon=":material/school:", url_path="tour"),
     ],
 }
 

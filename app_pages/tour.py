@@ -1,0 +1,350 @@
+"""Teaching tour: one question followed through a STaR run, beside the objective STaR optimises with this
+run's numbers. Queries live in star_core/tour.py; model and dataset text is shown literally (st.code /
+st.text / escaped markdown; the hint highlight goes through ui.show_highlighted, which escapes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from star_core import queries as Q
+from star_core import tour as T
+from star_core import ui
+
+PAGE = "tour"
+KEYS = ("q", "it")
+HINT_BG = "#ffe066"
+
+ui.page_header("Teaching tour", "One question followed through the run, for walking a class through how STaR "
+               "learns: the model's first attempt, the hint it was then given, its rationalization, the training "
+               "example kept from it, and whether later models answer it alone; beside it, the objective STaR "
+               "optimises, with this run's numbers.")
+run_dir = ui.current_run()
+ui.run_heading(run_dir)
+
+
+@st.cache_data(show_spinner=False, max_entries=128, ttl=3600)
+def _cached(name: str, run: str, fp: tuple, args: tuple) -> Any:
+    return getattr(T, name)(Path(run), *args)
+
+
+def tq(name: str, *args: Any) -> Any:
+    """``tour.<name>(run_dir, *args)``, cached until the store changes; an unreadable store stops the page."""
+    return ui.guard(_cached, name, str(run_dir), Q.fingerprint(run_dir), args)
+
+
+ov = tq("overview")
+if not ov["n_samples"]:
+    st.info("This run has no samples yet, so there is no question to follow. The tour starts as soon as the "
+            "first batch is stored (iteration 0 evaluates the few-shot model first).",
+            icon=":material/hourglass_empty:")
+    st.stop()
+
+cands = tq("candidates")
+by_key = {c["key"]: c for c in cands["candidates"]}
+auto = T.auto_pick(cands)
+if auto is None:
+    st.info("No question of this run can be followed yet.", icon=":material/search_off:")
+    st.stop()
+
+ss = st.session_state
+state = ui.url_state(PAGE, KEYS)
+options = [c["key"] for c in cands["candidates"]]
+linked = state.get("q")
+if linked and linked not in by_key:  # a link to a question beyond the listed candidates
+    parts = T.split_key(linked)
+    extra = tq("story", *parts) if parts else None
+    if extra is not None:
+        by_key[linked] = {"key": linked, "task": parts[0], "question_id": parts[1], "kind": extra["kind"],
+                          "label": f"[{T.KIND_TAG[extra['kind']]}] {parts[0]} · {parts[1]}"}
+        options.insert(0, linked)
+    else:
+        st.warning("The link names a question this run does not hold; showing the automatic pick instead.",
+                   icon=":material/link_off:")
+
+
+def _label(k: str) -> str:
+    c = by_key.get(k)
+    if c is None:
+        return k
+    return ("★ " if k == auto["key"] else "") + c["label"]
+
+
+def _surprise() -> None:
+    pick = T.surprise(cands, ss.get(f"{PAGE}_q"))
+    if pick is not None:
+        ss[f"{PAGE}_q"] = pick["key"]
+        state["q"] = pick["key"]
+
+
+pc1, pc2 = st.columns([5, 1], vertical_alignment="bottom")
+with pc1:
+    qkey = ui.state_select(PAGE, state, "q", "Question to follow", options, format_func=_label,
+                           default=auto["key"],
+                           help="★ = the automatic pick. Tags: wrong → rationalized → learned (the whole STaR "
+                                "cycle), wrong → rationalized, wrong → learned, wrong, seen.")
+pc2.button("Surprise me", icon=":material/casino:", key=f"{PAGE}_surprise", on_click=_surprise,
+           disabled=len(options) < 2, width="stretch")
+
+cur = by_key[qkey]
+task, qid = cur["task"], cur["question_id"]
+s = tq("story", task, qid)
+if s is None:
+    st.info("This question has no stored samples any more; pick another one.", icon=":material/search_off:")
+    st.stop()
+
+# what kind of story this is, and why the tour fell back when it did
+kind = s["kind"]
+lead = "Picked automatically. " if qkey == auto["key"] else ""
+st.markdown(f"**Story: {T.KIND_TAG[kind]}.** {lead}{T.KIND_TEXT[kind]}")
+if cands["best_kind"] != "learned":
+    if not ov["sampled_iterations"]:
+        why = ("Only iteration 0 (the few-shot baseline) has run so far: nothing has been sampled for training "
+               "yet, so this story is the untrained model's attempt at an evaluation question.")
+    elif ov["rationalize"] is False:
+        why = ("Rationalization was off in this run: wrong answers were never retried with the hint, so no "
+               "question can be rescued. The tour follows a question the model got wrong instead.")
+    elif not ov["rationalized_iterations"]:
+        why = ("No hinted retries are stored yet (the run may still be sampling), so no question has been "
+               "rescued by rationalization so far.")
+    elif cands["best_kind"] == "rationalized":
+        why = ("Some wrong answers were rescued by rationalization, but no later model has answered one of them "
+               "correctly without the hint yet"
+               + (" (the run is still going)." if ov["status"] == "running" else "."))
+    else:
+        why = "No wrong answer of this run was rescued by rationalization."
+    st.info(f"No question here went wrong → rationalized → right later, the full STaR cycle. {why}",
+            icon=":material/info:")
+
+left, right = st.columns([3, 2], gap="large")
+
+
+# --------------------------------------------------------------------------
+# the story (left)
+# --------------------------------------------------------------------------
+def show_audit(smp: dict[str, Any]) -> None:
+    audit = smp.get("audit")
+    if not audit:
+        st.caption("Rationale audit: none stored (nothing checkable for this task or output).")
+        return
+    faithful = audit.get("faithful")
+    checked = audit.get("checked")
+    checked = int(checked) if isinstance(checked, (int, float)) else 0
+    verdict = {True: ":green[every checked step holds]", False: ":orange[some steps are wrong]",
+               None: "nothing checkable"}.get(faithful, "unknown")
+    st.markdown(f"**Rationale audit**: {checked} step(s) checked, {verdict}")
+    if audit["errors"]:
+        ui.show_text("\n".join(f"• {e}" for e in audit["errors"]))
+    if faithful is False and smp["correct"]:
+        st.warning("Right answer, wrong steps: an unfaithful rationale. The filter only checks the final answer, "
+                   "so this reasoning is kept and trained on. This is the case to point at in class.",
+                   icon=":material/report:")
+
+
+def show_attempt(smp: dict[str, Any], title: str) -> None:
+    h1, h2 = st.columns([4, 1], vertical_alignment="center")
+    h1.markdown(title + (ui.md_escape(f" (sample k={smp['k']})") if smp["k"] else ""))
+    ui.decision_badge(smp["decision"], h2)
+    ui.show_text(smp["raw_output"], "what the model wrote (rationale and answer)")
+    ans = smp["answer"] if smp["answer"] is not None else "(none)"
+    mark = ":green[:material/check_circle:] matches" if smp["correct"] else ":red[:material/cancel:] differs from"
+    st.markdown(f"Parsed answer **{ui.md_escape(ans)}** {mark} the gold **{ui.md_escape(smp['gold'])}**"
+                + (" · kept" if smp["kept"] else " · not kept"))
+    st.caption("Why the filter decided so:")
+    st.text(smp["reason"])
+    show_audit(smp)
+
+
+def show_hint(smp: dict[str, Any]) -> None:
+    hint = smp.get("hint") or ""
+    st.caption("the hint (the gold answer, given away)")
+    st.code(hint if hint else "(no hint stored)", language="text")
+    block, spans = T.hint_marks(smp["prompt"], hint)
+    st.caption("the hinted prompt's last question block (hint highlighted; the few-shot exemplars come before it)")
+    if spans:
+        ui.show_highlighted(block, spans, HINT_BG)
+    else:
+        ui.show_text(block)
+        if hint:
+            st.caption("Neither the hint text nor a hint marker appears verbatim in this block.")
+
+
+def show_train(rows: list[dict[str, Any]], i: int) -> None:
+    for te in rows:
+        st.caption(ui.md_escape(f"stored for training M{i} · source {te['source']} · the prompt has no hint"))
+        ui.show_text(te["prompt"], "training prompt")
+        ui.show_text(te["completion"], "completion (the loss is on these tokens)")
+
+
+with left:
+    st.subheader("One question's story", anchor=False)
+    st.markdown(f"{ui.md_escape(task)} · question **{ui.md_escape(qid)}**"
+                + (ui.md_escape(f" · {s['grp']}-digit") if s["grp"] not in (None, "", "all") else "")
+                + f" · {ui.md_escape(s['split'])} split")
+    ui.show_text(s["question"], "question")
+    st.caption("gold answer")
+    st.code(s["gold"], language="text")
+
+    focus, learned_at = s["focus_iteration"], s["learned_iteration"]
+    for it in s["iterations"]:
+        i = it["iteration"]
+        is_focus = i == focus
+        with st.container(border=True):
+            role = ("few-shot baseline: the untrained model, evaluation only" if i == 0 else
+                    f"model M{i - 1} answers the training questions; M{i} is then trained on the kept set")
+            icon = ":material/flag:" if is_focus else (":material/school:" if i == learned_at
+                                                       else ":material/radio_button_unchecked:")
+            st.markdown(f"### {icon} Iteration {i}\n{role}")
+            if is_focus and kind in ("learned", "rationalized", "self_learned", "wrong"):
+                st.caption("The iteration this story is about.")
+            if i == learned_at:
+                who = f"M{i - 1}" if any(x["correct"] for x in it["first"]) else f"M{i}"
+                st.success(f"Answered correctly without the hint by {who}: STaR has learned this question.",
+                           icon=":material/celebration:")
+            elif focus is not None and i > focus and it["solved_without_hint"] is False:
+                st.warning("Still wrong without the hint at this iteration.", icon=":material/replay:")
+
+            for smp in it["first"]:
+                with st.container():
+                    st.markdown("**① First attempt**, no hint")
+                    show_attempt(smp, f"by M{i - 1}")
+            if it["retry"]:
+                for smp in it["retry"]:
+                    st.markdown("**② The hint**: the question is asked again with the answer given away")
+                    show_hint(smp)
+                    st.markdown("**③ Rationalization**: the model explains the given answer")
+                    show_attempt(smp, f"hinted retry by M{i - 1}")
+            elif it["first"] and not any(x["kept"] for x in it["first"]):
+                if ov["rationalize"] is False:
+                    st.caption("Rationalization was off in this run: no hinted retry.")
+                else:
+                    st.caption("No hinted retry stored for this question here"
+                               + (" (yet)." if ov["status"] == "running" else "."))
+            if it["first"] or it["retry"]:
+                st.markdown("**④ Kept as a training example?**")
+                if it["train"]:
+                    show_train(it["train"], i)
+                else:
+                    st.caption(f"No: no attempt here was kept, so its weight is 0 and M{i} is not trained on "
+                               "this question.")
+            for smp in it["eval"]:
+                st.markdown(f"**Evaluation** of M{i}, no hint")
+                show_attempt(smp, f"by M{i}")
+    if focus is not None and learned_at is None and kind in ("rationalized", "wrong"):
+        st.caption("No later iteration has answered this question correctly without the hint"
+                   + (" yet: the run is still going." if ov["status"] == "running" else "."))
+
+
+# --------------------------------------------------------------------------
+# the objective, with this run's numbers (right)
+# --------------------------------------------------------------------------
+def pct(e: dict[str, Any] | None) -> str:
+    return f"{100 * e['accuracy']:.1f}%" if e else "–"
+
+
+with right:
+    st.subheader("What STaR optimises", anchor=False)
+    st.markdown("For each training question $x_i$ the model samples a rationale $\\hat r_i$ and an answer "
+                "$\\hat y_i$. STaR maximises the expected number of questions answered correctly:")
+    st.latex(r"J = \sum_i \mathbb{E}[\mathbb{1}(\hat y_i = y_i)]")
+    st.markdown("Its gradient (the policy-gradient, or REINFORCE, identity):")
+    st.latex(r"\nabla J = \sum_i \mathbb{E}[\mathbb{1}(\hat y_i = y_i)\,\nabla \log p(\hat y_i, \hat r_i \mid x_i)]")
+    st.markdown("The indicator is the filter: a sample with the right answer has weight 1, a wrong one weight 0 "
+                "and simply drops out. What is left is the gradient of the log-likelihood of the kept samples, "
+                "so one step of STaR is ordinary fine-tuning (maximum likelihood) on its own correct rationales.")
+
+    its = ov["sampled_iterations"]
+    it_param: str | None = None
+    multi = len(ov["tasks"]) > 1
+    task_arg = task if multi else None
+    if not its:
+        st.info("Only iteration 0 (the few-shot baseline) has run so far: no training question has been sampled, "
+                "so there is nothing to weigh yet. The numbers appear once iteration 1 has sampled.",
+                icon=":material/hourglass_empty:")
+        n0 = tq("objective_numbers", 0, task_arg)
+        if n0["eval_now"]:
+            e = n0["eval_now"]
+            st.metric("Eval accuracy of the few-shot model (iteration 0)", pct(e),
+                      help=f"{e['n_correct']} of {e['n']} evaluation questions")
+    else:
+        default_it = focus if focus in its else its[-1]
+        if ss.get(f"_{PAGE}_q_prev") != qkey and not state.get("_link"):
+            state["it"] = str(default_it)
+            ss.pop(f"{PAGE}_it", None)
+        ss[f"_{PAGE}_q_prev"] = qkey
+        it_s = ui.state_select(PAGE, state, "it", "Iteration", [str(i) for i in its], default=str(default_it),
+                               format_func=lambda v: f"iteration {v}",
+                               help="Iteration i samples the training questions with M(i-1) and trains M(i).")
+        i = int(it_s)
+        n = tq("objective_numbers", i, task_arg)
+        st.markdown(f"#### This run, iteration {i}")
+        if multi:
+            st.caption(ui.md_escape(f"Numbers for task {task} (the task of the question on the left)."))
+        N, K1, R, K = n["sampled"], n["kept_first"], n["rescued"], n["K"]
+        st.markdown(f"Model M{i - 1} answered **{N}** training samples ({n['questions']} questions).")
+        m = st.columns(2)
+        m[0].metric("Sampled (N)", N, help="first attempts, plain prompt, no hint")
+        m[1].metric("Right: weight 1, kept", K1, help="1(ŷ=y) = 1 and kept by the filter")
+        m = st.columns(2)
+        m[0].metric("Dropped: weight 0", n["dropped"], help="wrong, unparsable or truncated (or rejected)")
+        rz_off = n["rationalize"] is False
+        m[1].metric("Rescued by rationalization", "off" if rz_off else R,
+                    help="hinted retries that reached the gold answer, stored without the hint")
+        if n["correct_rejected"]:
+            st.caption(f"{n['correct_rejected']} of the dropped samples had the right answer but the filter rejected "
+                       "them anyway (e.g. unfaithful steps), so their weight was 0 too.")
+        tail = (r"\frac{" + str(K1) + "}{" + str(N) + r"}\cdot\frac{1}{" + str(K1)
+                + r"}\sum_{j \in \mathrm{kept}}\nabla\log p(\hat y_j, \hat r_j \mid x_j)") if K1 and N else "0"
+        st.latex(r"\begin{aligned}\widehat{\nabla J} &= \frac{1}{N}\sum_{j=1}^{N}\mathbb{1}(\hat y_j = y_j)\,"
+                 r"\nabla\log p(\hat y_j, \hat r_j \mid x_j)\\ &= " + tail + r"\end{aligned}")
+        if not K1:
+            st.caption(f"No first attempt was right at iteration {i}: every weight is 0, so on its own answers the "
+                       "gradient is zero" + ("." if rz_off else "; only rationalization can add examples."))
+        if rz_off:
+            st.markdown(f"Rationalization was off in this run: the {n['dropped']} wrong samples stay at weight 0 and "
+                        f"nothing rescues them. The training set is the **K = {K}** kept samples.")
+        elif not n["retried"] and n["stage"] in (None, "pending", "sampled"):
+            st.markdown(f"Rationalization has not run yet at this iteration (stage: "
+                        f"{ui.md_escape(n['stage'] or 'pending')}): the {n['dropped']} failures wait for their "
+                        f"hinted retry. The kept set so far has **K = {K}** samples.")
+        else:
+            st.markdown(f"Rationalization then retried **{n['retried']}** failures with the hint and rescued "
+                        f"**{R}** of them: their rationales join the kept set (hint removed), though they were "
+                        "sampled with the answer in view, so they are not strictly samples of p(r, y | x).")
+            st.latex(r"K = " + str(K1) + " + " + str(R) + " = " + str(K))
+        st.markdown(f"So the gradient estimate is the average of ∇log p over the **K = {K}** kept samples: "
+                    f"ordinary fine-tuning (maximum likelihood) of M{i} on a training set of {K} examples"
+                    + (", starting again from the base model." if ov["restart_from_base"] is not False else "."))
+        if K:
+            st.latex(r"\widehat{\nabla J} \;\propto\; \frac{1}{" + str(K) + r"}\sum_{j=1}^{" + str(K)
+                     + r"}\nabla\log p(\hat y_j, \hat r_j \mid x_j)")
+        else:
+            st.warning(f"The kept set is empty: M{i} has nothing to learn from at this iteration.",
+                       icon=":material/block:")
+        if n["trained"] is None:
+            st.caption(f"M{i} is not trained yet (stage: {ui.md_escape(n['stage'] or 'pending')}).")
+        else:
+            st.caption(f"Stored: {n['train_examples']} training examples"
+                       + (" of this task" if multi else "") + f"; M{i} was trained on {n['trained']}"
+                       + (" (all tasks together)" if multi else "")
+                       + (f" for {n['train_steps']} optimizer steps." if n["train_steps"] else "."))
+        prev, now = n["eval_prev"], n["eval_now"]
+        if now is None:
+            st.caption(f"M{i} has not been evaluated yet" + (f"; M{i - 1} scored {pct(prev)}." if prev else "."))
+        else:
+            delta = f"{100 * (now['accuracy'] - prev['accuracy']):+.1f} points vs iteration {i - 1}" if prev else None
+            st.metric(f"Eval accuracy, iteration {i - 1} → {i}", pct(now), delta=delta,
+                      help=f"M{i}: {now['n_correct']} of {now['n']} evaluation questions"
+                           + (f"; M{i - 1}: {prev['n_correct']} of {prev['n']}" if prev else ""))
+            st.caption(f"Eval accuracy moved from {pct(prev)} (M{i - 1}) to {pct(now)} (M{i}).")
+        if i == focus and kind in ("learned", "rationalized", "self_learned", "wrong"):
+            it_row = next((x for x in s["iterations"] if x["iteration"] == i), None)
+            if it_row:
+                fate = ("among the kept (weight 1)" if any(x["kept"] for x in it_row["first"]) else
+                        "rescued by rationalization" if any(x["kept"] for x in it_row["retry"]) else
+                        "dropped (weight 0)")
+                st.caption(f"The question on the left, at this iteration: {fate}.")
+        it_param = it_s
+    ui.write_url(PAGE, {"q": qkey, "it": it_param})

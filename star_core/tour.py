@@ -1,0 +1,405 @@
+"""Read-only queries of the dashboard's "Teaching tour" page: one question followed through a run.
+
+Pure functions on a run folder. Each opens the store read-only (``queries.open_store``, which
+uses ``store.connect(path, readonly=True)`` and turns a missing or unreadable store into
+:class:`star_core.queries.RunUnavailable`) and returns plain dicts. Nothing here imports
+streamlit or torch, and nothing here writes.
+
+Iteration numbering follows the engine: iteration 0 only evaluates the few-shot model;
+iteration i >= 1 samples the training split with model M(i-1) (phase ``sample``), retries the
+failures with the gold answer as a hint (phase ``rationalize``), trains M(i) on the kept set
+(``train_examples.iteration == i``) and evaluates M(i) (phase ``eval``, ``metrics``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import sqlite3
+from typing import Any
+
+from .queries import RunUnavailable, find_all, open_store
+
+#: Kinds of story, best first: (kind, short tag for labels, sentence for the page).
+STORY_KINDS: tuple[tuple[str, str, str], ...] = (
+    ("learned", "wrong → rationalized → learned",
+     "The model got this question wrong, was rescued by rationalization (a hinted retry that reached the "
+     "gold answer), and a later model then answered it correctly without any hint: STaR's whole cycle."),
+    ("rationalized", "wrong → rationalized",
+     "The model got this question wrong and was rescued by rationalization, but no later model has answered "
+     "it correctly without the hint (yet)."),
+    ("self_learned", "wrong → learned",
+     "The model got this question wrong and it was not rescued by rationalization (rationalization was off, "
+     "or the hinted retry failed), yet a later model answered it correctly on its own: it learned from the "
+     "other questions' kept rationales."),
+    ("wrong", "wrong",
+     "The model got this question wrong; it was not rescued by rationalization, and no later model has "
+     "answered it correctly (yet)."),
+    ("any", "seen",
+     "No question of this run went wrong and was then rescued; this one simply shows what the model wrote."),
+)
+KIND_ORDER = {k: i for i, (k, _, _) in enumerate(STORY_KINDS)}
+KIND_TAG = {k: t for k, t, _ in STORY_KINDS}
+KIND_TEXT = {k: s for k, _, s in STORY_KINDS}
+#: How many candidates of each kind the picker lists at most (a run may hold thousands of questions).
+MAX_PER_KIND = 200
+_FALSE = {"false", "0", "no", "off", "none", ""}
+
+
+def as_bool(v: Any) -> bool | None:
+    """A config flag as a bool (configs written by hand or by a CLI may hold strings); None if unknown."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)):
+        return bool(v)
+    s = str(v).strip().lower()
+    if s in ("true", "1", "yes", "on"):
+        return True
+    if s in _FALSE:
+        return False
+    return None
+
+
+def _run_row(con: sqlite3.Connection) -> sqlite3.Row:
+    try:
+        row = con.execute("SELECT * FROM runs ORDER BY id LIMIT 1").fetchone()
+    except sqlite3.OperationalError as e:
+        raise RunUnavailable("empty", "The run store has no tables yet; the run may still be starting.") from e
+    if row is None:
+        raise RunUnavailable("empty", "The run store holds no run yet (it may be starting, or it was never begun).")
+    return row
+
+
+def _config(row: sqlite3.Row) -> dict[str, Any]:
+    try:
+        cfg = json.loads(row["config_json"] or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _audit(raw: str | None) -> dict[str, Any] | None:
+    """audit_json parsed to {checked, errors: [str], faithful}; an unreadable record says so."""
+    if not raw:
+        return None
+    try:
+        a = json.loads(raw)
+    except (TypeError, ValueError):
+        return {"checked": None, "errors": [f"unreadable audit record: {str(raw)[:200]}"], "faithful": None}
+    if not isinstance(a, dict):
+        return {"checked": None, "errors": [f"unreadable audit record: {str(raw)[:200]}"], "faithful": None}
+    errs = a.get("errors")
+    errs = [str(e) for e in errs] if isinstance(errs, list) else ([] if errs is None else [str(errs)])
+    faithful = a.get("faithful")
+    return {"checked": a.get("checked"), "errors": errs,
+            "faithful": None if faithful is None else bool(faithful)}
+
+
+# --------------------------------------------------------------------------
+# the run at a glance
+# --------------------------------------------------------------------------
+def overview(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """What the tour needs to know about the run: name, tasks, status (stored), the rationalize flag
+    (True / False / None when the config does not say), restart_from_base, the iterations that hold
+    samples or an iterations row (with their stage), and the iterations that sampled the training split."""
+    with open_store(run_dir) as con:
+        row = _run_row(con)
+        rid = row["id"]
+        cfg = _config(row)
+        stages = {r["iteration"]: r["stage"] for r in con.execute(
+            "SELECT iteration, stage FROM iterations WHERE run_id=? ORDER BY iteration", (rid,))}
+        phases: dict[int, set[str]] = {}
+        for r in con.execute("SELECT DISTINCT iteration, phase FROM samples WHERE run_id=?", (rid,)):
+            phases.setdefault(r["iteration"], set()).add(r["phase"])
+        tasks = [r["task"] for r in con.execute("SELECT DISTINCT task FROM samples WHERE run_id=? ORDER BY task",
+                                                 (rid,))]
+        n_samples = con.execute("SELECT count(*) FROM samples WHERE run_id=?", (rid,)).fetchone()[0]
+    its = sorted(set(stages) | set(phases))
+    return {
+        "name": row["name"], "task": row["task"], "model": row["model"], "status": row["status"],
+        "tasks": tasks or [t for t in str(row["task"] or "").split(",") if t],
+        "rationalize": as_bool(cfg.get("rationalize")),
+        "restart_from_base": as_bool(cfg.get("restart_from_base")),
+        "samples_per_question": cfg.get("samples_per_question"),
+        "iterations_planned": row["iterations_planned"],
+        "iterations": its, "stages": stages,
+        "sampled_iterations": [i for i in its if "sample" in phases.get(i, set())],
+        "rationalized_iterations": [i for i in its if "rationalize" in phases.get(i, set())],
+        "n_samples": int(n_samples),
+    }
+
+
+# --------------------------------------------------------------------------
+# the question picker
+# --------------------------------------------------------------------------
+def question_key(task: str, question_id: str) -> str:
+    """One string naming a question (for a select box or a URL): ``task::question_id``."""
+    return f"{task}::{question_id}"
+
+
+def split_key(key: str) -> tuple[str, str] | None:
+    task, sep, qid = str(key or "").partition("::")
+    return (task, qid) if sep and task and qid else None
+
+
+def _classify(per: dict[tuple[int, str], tuple[int, int, int]]) -> tuple[str, int | None, int | None]:
+    """(kind, focus iteration, first later iteration answered correctly without a hint) of one question.
+
+    ``per[(iteration, phase)] = (any correct, any kept, any kept rationalization)``. A first attempt
+    "goes wrong" when no sample of that iteration has the gold answer; it is "rescued" when a hinted
+    retry of the same iteration was kept; it is "learned" when a sample of a later iteration, or an
+    evaluation of a later iteration, reaches the gold answer without a hint.
+    """
+    fails = sorted(i for (i, ph), (c, _, _) in per.items() if ph == "sample" and not c)
+    rescued = [i for i in fails if per.get((i, "rationalize"), (0, 0, 0))[2]]
+    for i in rescued:
+        later = sorted(j for (j, ph), (c, _, _) in per.items() if ph in ("sample", "eval") and j > i and c)
+        if later:
+            return "learned", i, later[0]
+    if rescued:
+        return "rationalized", rescued[0], None
+    for i in fails:
+        later = sorted(j for (j, ph), (c, _, _) in per.items() if ph in ("sample", "eval") and j > i and c)
+        if later:
+            return "self_learned", i, later[0]
+    if fails:
+        return "wrong", fails[0], None
+    ev_fails = sorted(i for (i, ph), (c, _, _) in per.items() if ph == "eval" and not c)
+    if ev_fails:
+        return "wrong", ev_fails[0], None
+    return "any", min(i for i, _ in per) if per else None, None
+
+
+def candidates(run_dir: str | os.PathLike, per_kind: int = MAX_PER_KIND) -> dict[str, Any]:
+    """Questions worth a story, best kind first.
+
+    Returns {"best_kind", "counts" {kind: number of questions}, "candidates": [{key, task, question_id,
+    kind, focus_iteration, learned_iteration, grp, snippet, label}]} with at most ``per_kind`` questions of
+    each kind, ordered by kind, training questions before evaluation-only ones, then focus iteration
+    (iteration 1 first), questions that stay learned before those lost again, then storage order.
+    """
+    with open_store(run_dir) as con:
+        rid = _run_row(con)["id"]
+        rows = con.execute(
+            "SELECT task, question_id, iteration, phase, max(correct) AS c, max(kept) AS kept,"
+            " max(phase = 'rationalize' AND decision = 'rationalized' AND kept = 1) AS rz, min(id) AS first_id"
+            " FROM samples WHERE run_id=? GROUP BY task, question_id, iteration, phase", (rid,)).fetchall()
+        per_q: dict[tuple[str, str], dict[tuple[int, str], tuple[int, int, int]]] = {}
+        first_id: dict[tuple[str, str], int] = {}
+        for r in rows:
+            q = (r["task"], r["question_id"])
+            per_q.setdefault(q, {})[(r["iteration"], r["phase"])] = (int(r["c"] or 0), int(r["kept"] or 0),
+                                                                      int(r["rz"] or 0))
+            first_id[q] = min(first_id.get(q, r["first_id"]), r["first_id"])
+        classified = []
+        for q, per in per_q.items():
+            kind, focus, learned = _classify(per)
+            eval_only = not any(ph == "sample" for _, ph in per)  # training questions tell STaR's story
+            # a question that stays learned makes the cleaner story
+            lost = learned is not None and any(ph == "sample" and j > learned and not c
+                                               for (j, ph), (c, _, _) in per.items())
+            classified.append((KIND_ORDER[kind], eval_only, focus if focus is not None else 1 << 30, lost,
+                               first_id[q], q, kind, focus, learned))
+        classified.sort(key=lambda t: t[:5])
+        counts: dict[str, int] = {k: 0 for k, _, _ in STORY_KINDS}
+        chosen = []
+        for t in classified:
+            counts[t[6]] += 1
+            if counts[t[6]] <= per_kind:
+                chosen.append(t)
+        snippets: dict[int, tuple[str, str]] = {}
+        ids = [t[4] for t in chosen]
+        for n in range(0, len(ids), 500):
+            part = ids[n:n + 500]
+            for r in con.execute(f"SELECT id, grp, substr(question, 1, 200) AS q FROM samples WHERE id IN "
+                                 f"({','.join('?' * len(part))})", part):
+                snippets[r["id"]] = (r["grp"], r["q"] or "")
+    out = []
+    for _, _, _, _, fid, (task, qid), kind, focus, learned in chosen:
+        grp, text = snippets.get(fid, ("all", ""))
+        snippet = " ".join(str(text).split())
+        snippet = snippet[:70] + ("…" if len(snippet) > 70 else "")
+        out.append({"key": question_key(task, qid), "task": task, "question_id": qid, "kind": kind,
+                    "focus_iteration": focus, "learned_iteration": learned, "grp": grp, "snippet": snippet,
+                    "label": f"[{KIND_TAG[kind]}] {task} · {qid} · {snippet}"})
+    best = out[0]["kind"] if out else None
+    return {"best_kind": best, "counts": counts, "candidates": out}
+
+
+def auto_pick(cands: dict[str, Any]) -> dict[str, Any] | None:
+    """The question the tour opens with: the first candidate (best kind, earliest iteration)."""
+    return cands["candidates"][0] if cands.get("candidates") else None
+
+
+def surprise(cands: dict[str, Any], current: str | None = None, seed: int | None = None) -> dict[str, Any] | None:
+    """A random candidate other than ``current``, of the best kind available when there is a choice."""
+    pool = [c for c in cands.get("candidates", []) if c["key"] != current]
+    if not pool:
+        return None
+    best = [c for c in pool if c["kind"] == pool[0]["kind"]]
+    rng = random.Random(seed)
+    return rng.choice(best)
+
+
+# --------------------------------------------------------------------------
+# one question's story
+# --------------------------------------------------------------------------
+_STORY_COLS = ("id, iteration, task, split, phase, question_id, k, grp, question, prompt, hint, raw_output,"
+               " rationale, answer, gold, correct, decision, kept, reason, audit_faithful, audit_json")
+
+
+def story(run_dir: str | os.PathLike, task: str, question_id: str) -> dict[str, Any] | None:
+    """Everything the run did with one question, iteration by iteration.
+
+    Returns None when the run holds no sample of it. Otherwise {task, question_id, question, gold, grp,
+    kind, focus_iteration, learned_iteration, iterations: [{iteration, first: [samples, phase sample],
+    retry: [samples, phase rationalize], eval: [samples, phase eval], train: [train_examples rows of this
+    question stored for this iteration], solved_without_hint: bool | None}]}. Each sample dict carries its
+    columns with ``audit`` parsed from audit_json and ``train_example`` (its training row, or None).
+    """
+    with open_store(run_dir) as con:
+        rid = _run_row(con)["id"]
+        rows = [dict(r) for r in con.execute(
+            f"SELECT {_STORY_COLS} FROM samples WHERE run_id=? AND task=? AND question_id=?"
+            " ORDER BY iteration, id", (rid, task, question_id))]
+        if not rows:
+            return None
+        tex = [dict(r) for r in con.execute(
+            "SELECT id, iteration, sample_id, source, prompt, completion FROM train_examples"
+            " WHERE run_id=? AND task=? AND question_id=? ORDER BY iteration, id", (rid, task, question_id))]
+    by_sample = {t["sample_id"]: t for t in tex}
+    per: dict[tuple[int, str], tuple[int, int, int]] = {}
+    its: dict[int, dict[str, Any]] = {}
+    for r in rows:
+        r["audit"] = _audit(r.pop("audit_json"))
+        r["train_example"] = by_sample.get(r["id"])
+        r["correct"], r["kept"] = bool(r["correct"]), bool(r["kept"])
+        it = its.setdefault(r["iteration"], {"iteration": r["iteration"], "first": [], "retry": [], "eval": [],
+                                             "train": []})
+        {"sample": it["first"], "rationalize": it["retry"], "eval": it["eval"]}.get(r["phase"], it["first"]).append(r)
+        c, k, z = per.get((r["iteration"], r["phase"]), (0, 0, 0))
+        per[(r["iteration"], r["phase"])] = (
+            c | int(r["correct"]), k | int(r["kept"]),
+            z | int(r["phase"] == "rationalize" and r["decision"] == "rationalized" and r["kept"]))
+    for t in tex:
+        its.setdefault(t["iteration"], {"iteration": t["iteration"], "first": [], "retry": [], "eval": [],
+                                        "train": []})["train"].append(t)
+    for it in its.values():
+        plain = it["first"] + it["eval"]
+        it["solved_without_hint"] = any(s["correct"] for s in plain) if plain else None
+    kind, focus, learned = _classify(per)
+    head = rows[0]
+    return {"task": task, "question_id": question_id, "question": head["question"], "gold": head["gold"],
+            "grp": head["grp"], "split": head["split"], "kind": kind, "focus_iteration": focus,
+            "learned_iteration": learned, "iterations": [its[i] for i in sorted(its)]}
+
+
+def last_question_block(prompt: str | None) -> tuple[str, int]:
+    """The final question block of a (hinted) prompt: the text after the last blank line, and where it
+    starts. The few-shot exemplars come before it."""
+    p = prompt or ""
+    cut = p.rstrip().rfind("\n\n")
+    start = cut + 2 if cut >= 0 else 0
+    return p[start:], start
+
+
+#: How the engine's tasks mark the hint in a hinted prompt: CommonsenseQA's " (CORRECT)" after the right choice,
+#: arithmetic's "(Hint: the answer is ...)", GSM8K's "(The answer is N.)".
+_HINT_MARKERS = re.compile(r"\(CORRECT\)|\(Hint:[^)\n]*\)|\(The answer is [^)\n]*\)|\(Answer:[^)\n]*\)", re.I)
+
+
+def hint_marks(prompt: str | None, hint: str | None) -> tuple[str, list[tuple[int, int]]]:
+    """The hinted prompt's last question block and where the hint sits in it (spans relative to the block).
+
+    The hint text itself when it appears there (only its last occurrence when it is a bare number, which
+    may also occur in the question), else the task's hint marker ("(CORRECT)", "(Hint: ...)",
+    "(The answer is ...)"). An empty list when neither is found.
+    """
+    block, start = last_question_block(prompt)
+    h = (hint or "").strip()
+    for needle in dict.fromkeys([hint or "", h]):
+        if not needle:
+            continue
+        spans = find_all(block, needle)
+        if spans:
+            bare = h.replace(" ", "").replace(",", "").replace(".", "").lstrip("-").isdigit()
+            return block, spans[-1:] if bare else spans
+    return block, [m.span() for m in _HINT_MARKERS.finditer(block)]
+
+
+# --------------------------------------------------------------------------
+# the objective, with this run's numbers
+# --------------------------------------------------------------------------
+def _eval_accuracy(con: sqlite3.Connection, rid: int, iteration: int, task: str | None) -> dict[str, Any] | None:
+    sql = ("SELECT sum(n) AS n, sum(n_correct) AS c FROM metrics WHERE run_id=? AND iteration=? AND split='eval'"
+           " AND grp='all'")
+    params: list[Any] = [rid, iteration]
+    if task:
+        sql += " AND task=?"
+        params.append(task)
+    r = con.execute(sql, params).fetchone()
+    if r is None or not r["n"]:
+        return None
+    return {"iteration": iteration, "n": int(r["n"]), "n_correct": int(r["c"] or 0),
+            "accuracy": (r["c"] or 0) / r["n"]}
+
+
+def objective_numbers(run_dir: str | os.PathLike, iteration: int, task: str | None = None) -> dict[str, Any]:
+    """The STaR objective evaluated on one iteration of this run (optionally one task).
+
+    Keys: iteration, task, stage, rationalize (config flag or None);
+    sampled (first-attempt samples drawn with M(i-1)), questions (distinct questions sampled),
+    correct (samples with 1(ŷ=y)=1), kept_first (of those, kept by the filter: weight 1),
+    correct_rejected (right answer, but the filter dropped it: e.g. unfaithful steps), dropped (weight 0),
+    questions_failed (no kept first attempt), retried (hinted retries), rescued (retries kept:
+    rationalized), rescued_questions, K (kept samples = kept_first + rescued), train_examples (rows of
+    train_examples stored for the iteration), train_by_source, trained (iterations.n_train_examples),
+    train_steps, eval_prev / eval_now ({iteration, n, n_correct, accuracy} or None).
+    """
+    iteration = int(iteration)
+    with open_store(run_dir) as con:
+        row = _run_row(con)
+        rid = row["id"]
+        cfg = _config(row)
+        tsql, tp = (" AND task=?", [task]) if task else ("", [])
+        s = con.execute(
+            "SELECT count(*) AS n, count(DISTINCT task || char(31) || question_id) AS q,"
+            " coalesce(sum(correct), 0) AS c, coalesce(sum(kept), 0) AS k,"
+            " coalesce(sum(correct = 1 AND kept = 0), 0) AS cr"
+            f" FROM samples WHERE run_id=? AND iteration=? AND phase='sample'{tsql}", [rid, iteration] + tp).fetchone()
+        failed_q = con.execute(
+            "SELECT count(*) FROM (SELECT task, question_id FROM samples WHERE run_id=? AND iteration=?"
+            f" AND phase='sample'{tsql} GROUP BY task, question_id HAVING max(kept) = 0)",
+            [rid, iteration] + tp).fetchone()[0]
+        r = con.execute(
+            "SELECT count(*) AS n, coalesce(sum(kept), 0) AS k,"
+            " count(DISTINCT CASE WHEN kept = 1 THEN task || char(31) || question_id END) AS kq"
+            f" FROM samples WHERE run_id=? AND iteration=? AND phase='rationalize'{tsql}",
+            [rid, iteration] + tp).fetchone()
+        te = {x["source"]: x["n"] for x in con.execute(
+            f"SELECT source, count(*) AS n FROM train_examples WHERE run_id=? AND iteration=?{tsql} GROUP BY source",
+            [rid, iteration] + tp)}
+        it = con.execute("SELECT stage, n_train_examples, train_steps FROM iterations WHERE run_id=? AND iteration=?",
+                         (rid, iteration)).fetchone()
+        ev_prev = _eval_accuracy(con, rid, iteration - 1, task) if iteration >= 1 else None
+        ev_now = _eval_accuracy(con, rid, iteration, task)
+    sampled, kept_first, rescued = int(s["n"]), int(s["k"]), int(r["k"])
+    return {
+        "iteration": iteration, "task": task, "stage": it["stage"] if it else None,
+        "rationalize": as_bool(cfg.get("rationalize")),
+        "sampled": sampled, "questions": int(s["q"]), "correct": int(s["c"]), "kept_first": kept_first,
+        "correct_rejected": int(s["cr"]), "dropped": sampled - kept_first, "questions_failed": int(failed_q),
+        "retried": int(r["n"]), "rescued": rescued, "rescued_questions": int(r["kq"]),
+        "K": kept_first + rescued, "train_examples": sum(te.values()), "train_by_source": te,
+        "trained": it["n_train_examples"] if it else None, "train_steps": it["train_steps"] if it else None,
+        "eval_prev": ev_prev, "eval_now": ev_now,
+    }
+
+
+__all__ = ["KIND_TAG", "KIND_TEXT", "STORY_KINDS", "as_bool", "auto_pick", "candidates", "hint_marks",
+           "last_question_block",
+           "objective_numbers", "overview", "question_key", "split_key", "story", "surprise"]
