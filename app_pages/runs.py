@@ -78,6 +78,12 @@ def _details(run_dir) -> None:
                    icon=":material/pause_circle:")
         st.code(f"star run --resume {run_dir}", language="bash")
     ui.run_controls(run_dir, status, "runs")
+    gone = Q.missing_adapters(run_dir)
+    if gone:
+        st.info(f"The LoRA adapters of iteration{'s' if len(gone) > 1 else ''} {', '.join(map(str, gone))} are not "
+                "in this folder (the bundled demo runs leave them out to keep the repository small). Every sample, "
+                "decision, training example, loss and metric is in the store; re-record with "
+                "`bash scripts/record_demo.sh` to get the adapters.", icon=":material/info:")
     if info.get("error"):
         with st.expander("Error", expanded=status == "crashed"):
             ui.show_text(info["error"])

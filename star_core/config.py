@@ -49,9 +49,9 @@ class StarConfig:
     """Training questions (JSONL or a datasets folder/id). Default: generated (arithmetic) or sample_data slices."""
     eval_file: str | None = None
     """Evaluation questions (JSONL or a datasets folder/id). Default as for train_file."""
-    n_train: int = 240
+    n_train: int = 200
     """Training questions sampled per iteration (first N after a seeded shuffle; arithmetic: generated)."""
-    n_eval: int = 150
+    n_eval: int = 120
     """Evaluation questions (arithmetic: spread evenly over eval_digits)."""
     n_exemplars: int = 0
     """Few-shot exemplars in the prompt; 0 means the task's default (arithmetic 4, CQA 7, GSM8K 6)."""
@@ -61,7 +61,7 @@ class StarConfig:
     """Arithmetic rationale format: decomposition (default, works for small models) | columns | scratchpad (paper)."""
     train_digits: tuple[int, int] = (1, 3)
     """Arithmetic: inclusive range of digit counts for training problems (paper: 1-5)."""
-    eval_digits: tuple[int, int] = (1, 5)
+    eval_digits: tuple[int, int] = (1, 4)
     """Arithmetic: inclusive range of digit counts for evaluation problems."""
 
     # ---- sampling -----------------------------------------------------------

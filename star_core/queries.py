@@ -390,6 +390,16 @@ def summary(run_dir: str | os.PathLike) -> dict[str, Any]:
     }
 
 
+def missing_adapters(run_dir: str | os.PathLike) -> list[int]:
+    """Trained iterations whose adapter folder is not on disk (e.g. left out of a shipped demo run)."""
+    run_dir = Path(run_dir)
+    with open_store(run_dir) as con:
+        rows = con.execute("SELECT iteration, adapter_path FROM iterations WHERE adapter_path IS NOT NULL"
+                           " ORDER BY iteration").fetchall()
+    return [r["iteration"] for r in rows
+            if not (run_dir / r["adapter_path"] / "adapter_config.json").is_file()]
+
+
 def iterations_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
     """iterations table: iteration, stage, started_at, finished_at, train_steps, n_train_examples, adapter_path."""
     with open_store(run_dir) as con:

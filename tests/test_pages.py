@@ -441,3 +441,20 @@ print("ok")
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+def test_runs_page_says_when_adapters_are_left_out(env, tmp_path):
+    at = open_page(None, run="alpha")
+    infos = " ".join(texts(at, "info"))
+    assert "adapters of iterations 1, 2, 3 are not in this folder" in infos
+    for i in (1, 2, 3):  # once the adapters are there, the notice goes away
+        d = env / "alpha" / "adapters" / f"iter_{i}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "adapter_config.json").write_text("{}")
+    try:
+        at = open_page(None, run="alpha")
+        assert "not in this folder" not in " ".join(texts(at, "info"))
+    finally:
+        import shutil
+
+        shutil.rmtree(env / "alpha" / "adapters")
