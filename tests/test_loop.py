@@ -1,5 +1,6 @@
 """End-to-end runs of the STaR loop on a tiny random model, for all three tasks."""
 
+import json
 import sqlite3
 
 import pytest
@@ -135,3 +136,31 @@ def test_start_refuses_existing_run_and_bad_input_writes_nothing(tiny_model_dir,
     with pytest.raises(loop.RunError):
         loop.start(cfg, run, progress=False)
     assert (rows(run, "SELECT COUNT(*) n FROM samples"), rows(run, "SELECT status FROM runs")) == before
+
+
+def test_star_eval_and_export(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import star_core.sampling as sampling
+    from datasets import load_dataset
+
+    from star_core.cli import main
+
+    cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=1)
+    task = loop.make_task(cfg)
+    monkeypatch.setattr(sampling, "generate", _fake_generate(task, lambda a, b: (a + b) % 2 == 0))
+    run = loop.start(cfg, tmp_path / "run", progress=False)
+    monkeypatch.undo()
+
+    assert main(["export", str(run)]) == 0
+    ds = load_dataset("json", data_files=str(run / "export" / "iter_1.jsonl"), split="train")
+    assert len(ds) == rows(run, "SELECT COUNT(*) n FROM train_examples")[0]["n"]
+    assert set(ds.column_names) >= {"prompt", "completion", "source", "question_id"}
+
+    capsys.readouterr()
+    code = main(["eval", "--quiet", "--model", str(tiny_model_dir), "--adapter", str(run / "adapters" / "iter_1"),
+                 "--out", str(tmp_path / "ev"), "--set", "n_eval=4", "--set", "max_new_tokens=6",
+                 "--set", "threads=1"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "arithmetic" in out["accuracy"]
+    saved = C.from_saved(tmp_path / "ev" / "config.yaml")
+    assert saved.eval_adapter and saved.iterations == 0
