@@ -19,6 +19,6 @@ case "${1:-all}" in
                --set name="arithmetic, 3 iterations, unfaithful rationales rejected" ;;&
   paper|all) run arithmetic-paper-rule \
                --set name="arithmetic, 2 iterations, paper rule (the default star run)" ;;&
-  cqa|all)   run commonsenseqa-slice --task commonsenseqa --iterations 2 --set n_train=120 --set n_eval=100 \
+  cqa|all)   run commonsenseqa-slice --task commonsenseqa --iterations 2 --set n_train=100 --set n_eval=80 \
                --set name="commonsenseqa, 2 iterations on a slice" ;;
 esac
