@@ -71,7 +71,7 @@ def main() -> None:
     for label, n, tok, t in rows:
         print(f"{label:52} {n:10d} {tok:7d} {t:7.1f} {n / t:7.2f} {tok / t:7.1f}")
     r0 = rows[0][1] / rows[0][3]
-    print(f"speed-up in rationales/s vs model.generate batch 1: "
+    print("speed-up in rationales/s vs model.generate batch 1: "
           + ", ".join(f"{lbl.split(',', 1)[1].strip()}: {n / t / r0:.1f}x" for lbl, n, _, t in rows[1:]))
     print(f"same parsed answer as the baseline on {same}/{len(base)} shared questions")
 

@@ -20,7 +20,7 @@ import re
 import sqlite3
 from typing import Any
 
-from .queries import RunUnavailable, find_all, open_store
+from .queries import RunUnavailable, _run_row, find_all, open_store  # noqa: F401  (re-exported)
 
 #: Kinds of story, best first: (kind, short tag for labels, sentence for the page).
 STORY_KINDS: tuple[tuple[str, str, str], ...] = (
@@ -64,14 +64,6 @@ def as_bool(v: Any) -> bool | None:
     return None
 
 
-def _run_row(con: sqlite3.Connection) -> sqlite3.Row:
-    try:
-        row = con.execute("SELECT * FROM runs ORDER BY id LIMIT 1").fetchone()
-    except sqlite3.OperationalError as e:
-        raise RunUnavailable("empty", "The run store has no tables yet; the run may still be starting.") from e
-    if row is None:
-        raise RunUnavailable("empty", "The run store holds no run yet (it may be starting, or it was never begun).")
-    return row
 
 
 def _config(row: sqlite3.Row) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -91,12 +90,7 @@ def page(server):
             browser.close()
 
 
-def sql(run: Path, query: str, *params):
-    con = sqlite3.connect(run / "store.sqlite")
-    try:
-        return con.execute(query, params).fetchall()
-    finally:
-        con.close()
+sql = F.sql
 
 
 def code_block(pg, text: str):

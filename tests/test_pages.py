@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -45,12 +44,7 @@ def env(root, monkeypatch, tmp_path):
     return root
 
 
-def sql(run: Path, query: str, *params):
-    con = sqlite3.connect(run / "store.sqlite")
-    try:
-        return con.execute(query, params).fetchall()
-    finally:
-        con.close()
+sql = F.sql
 
 
 def open_page(page: str | None, **params) -> AppTest:

@@ -28,12 +28,7 @@ def runs(tmp_path_factory):
     return root
 
 
-def sql(run: Path, query: str, *params):
-    con = sqlite3.connect(run / "store.sqlite")
-    try:
-        return con.execute(query, params).fetchall()
-    finally:
-        con.close()
+sql = F.sql
 
 
 # ---- summary / counts ------------------------------------------------------------

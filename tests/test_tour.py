@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -96,12 +95,7 @@ def build_story_run(run_dir: Path, *, rationalize: bool = True, iterations: int 
     return run_dir
 
 
-def sql(run: Path, query: str, *params):
-    con = sqlite3.connect(run / "store.sqlite")
-    try:
-        return con.execute(query, params).fetchall()
-    finally:
-        con.close()
+sql = F.sql
 
 
 @pytest.fixture(scope="module")

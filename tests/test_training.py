@@ -6,7 +6,6 @@ torch = pytest.importorskip("torch")
 
 
 def test_encode_masks_prompt():
-    from transformers import AutoTokenizer  # noqa: F401
     from star_core.training import encode
 
     class Tok:
