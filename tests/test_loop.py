@@ -164,3 +164,23 @@ def test_star_eval_and_export(tiny_model_dir, tmp_path, monkeypatch, capsys):
     assert "arithmetic" in out["accuracy"]
     saved = C.from_saved(tmp_path / "ev" / "config.yaml")
     assert saved.eval_adapter and saved.iterations == 0
+
+
+def test_continue_from_last_adapter_option(tiny_model_dir, tmp_path, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    import star_core.sampling as sampling
+
+    def run(name, restart):
+        cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=2, restart_from_base=restart,
+                       train_steps=3, steps_growth=1.0)
+        task = loop.make_task(cfg)
+        monkeypatch.setattr(sampling, "generate", _fake_generate(task, lambda a, b: True))
+        out = loop.start(cfg, tmp_path / name, progress=False)
+        return {i: load_file(out / "adapters" / f"iter_{i}" / "adapter_model.safetensors") for i in (1, 2)}
+
+    fresh, cont = run("fresh", True), run("cont", False)
+    # iteration 1 is the same either way; iteration 2 starts from adapter 1 only when continuing
+    assert all(torch.equal(fresh[1][k], cont[1][k]) for k in fresh[1])
+    assert any(not torch.equal(fresh[2][k], cont[2][k]) for k in fresh[2])
