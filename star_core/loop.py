@@ -322,6 +322,7 @@ def _execute(cfg: StarConfig, run_dir: Path, store: RunStore, data: Data, progre
                          message=traceback.format_exc()[-2000:])
         raise
     store.set_status("finished", message=f"finished in {time.time() - t0:.0f} s")
+    store.close()  # checkpoints the WAL into the main file
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
