@@ -150,6 +150,15 @@ def test_star_eval_and_export(tiny_model_dir, tmp_path, monkeypatch, capsys):
     run = loop.start(cfg, tmp_path / "run", progress=False)
     monkeypatch.undo()
 
+    capsys.readouterr()
+    assert main(["summary", str(run), "--json"]) == 0
+    summ = json.loads(capsys.readouterr().out)
+    assert summ["status"] == "finished" and [i["iteration"] for i in summ["iterations"]] == [0, 1]
+    it1 = summ["iterations"][1]
+    kept = rows(run, "SELECT COUNT(*) n FROM samples WHERE iteration=1 AND kept=1")[0]["n"]
+    assert it1["kept"] == kept and it1["decisions"]["sample"]["correct"] + it1["rationalized"] == kept
+    assert set(it1["accuracy"]["arithmetic"]["eval"]) >= {"all"}
+
     assert main(["export", str(run)]) == 0
     ds = load_dataset("json", data_files=str(run / "export" / "iter_1.jsonl"), split="train")
     assert len(ds) == rows(run, "SELECT COUNT(*) n FROM train_examples")[0]["n"]
