@@ -114,6 +114,18 @@ def resolve_run(name_or_path: str | os.PathLike, roots: Sequence[str | os.PathLi
     raise bad
 
 
+ORDER_FILE = "ORDER"
+
+
+def _root_order(root: Path) -> dict[str, int]:
+    """Optional ``ORDER`` file in a runs root: run folder names, first shown first (the demo uses it)."""
+    try:
+        names = (root / ORDER_FILE).read_text(encoding="utf-8").split()
+    except OSError:
+        return {}
+    return {n: i for i, n in enumerate(names)}
+
+
 def list_runs(roots: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
     """Every run folder under ``roots`` (the root itself when it is a run, and its direct children).
 
@@ -121,6 +133,7 @@ def list_runs(roots: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
     path, root, name, status, resumable, task, model, device, iterations_planned,
     iterations_done, current_iteration, current_stage, progress (0..1), created_at,
     updated_at, error. Unreadable stores are listed with status ``corrupt``/``empty``.
+    Within a root, runs named in its ``ORDER`` file come first, in that order; then newest first.
     """
     seen: set[Path] = set()
     names: set[str] = set()
@@ -157,7 +170,8 @@ def list_runs(roots: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
             info = run_brief(run)
             info.update(key=key, root=str(rroot))
             group.append(info)
-        group.sort(key=lambda r: -(r.get("created_at") or 0))
+        order = _root_order(rroot)
+        group.sort(key=lambda r: (order.get(Path(r["path"]).name, len(order)), -(r.get("created_at") or 0)))
         rows.extend(group)
     return rows
 

@@ -315,3 +315,18 @@ def test_no_torch_on_the_dashboard_path():
             "assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr
+
+
+def test_order_file_sets_the_first_run_of_a_root(tmp_path):
+    for name, seed in (("b", 1), ("a", 2), ("c", 3)):
+        F.build_run(tmp_path / name, tasks=("arithmetic",), iterations=1, n_train=4, n_eval=2, seed=seed)
+    newest_first = [Path(r["path"]).name for r in Q.list_runs([tmp_path])]
+    (tmp_path / "ORDER").write_text("c\nb\n")
+    ordered = [Path(r["path"]).name for r in Q.list_runs([tmp_path])]
+    assert ordered[:2] == ["c", "b"] and set(ordered) == set(newest_first) == {"a", "b", "c"}
+
+
+def test_demo_runs_open_on_the_arithmetic_run():
+    demo = Path(__file__).resolve().parents[1] / "sample_data" / "runs"
+    first = Q.list_runs([demo])[0]
+    assert first["key"] == "arithmetic-audit-filter" and first["status"] == "finished"
