@@ -115,3 +115,30 @@ def test_kill_9_and_resume_loses_and_duplicates_nothing(tiny_model_dir, tmp_path
     assert got[2] == want[2], "training examples differ"
     assert got[3] == want[3], "training losses differ"
     assert n1 >= 1 and n2 >= 1
+
+
+def test_sigterm_stops_cleanly_and_resumes(tiny_model_dir, tmp_path):
+    """What the dashboard's Stop button sends: the run records `stopped` and resumes to the end."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    run = tmp_path / "stopped"
+    args = ["run", "--quiet", "--task", "arithmetic", "--model", str(tiny_model_dir), "--out", str(run)]
+    for s in SETS:
+        args += ["--set", s]
+    p = _spawn(args, env)
+    t0 = time.time()
+    while _count(run, "SELECT COUNT(*) FROM samples WHERE iteration=1") < 1:
+        assert p.poll() is None and time.time() - t0 < 240
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err.decode()[-2000:]
+    from star_core import queries
+
+    assert queries.run_status(run) == "stopped"
+    assert queries.summary(run)["resumable"] is True
+    p = _spawn(["run", "--quiet", "--resume", str(run)], env)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err.decode()[-3000:]
+    assert queries.run_status(run) == "finished"
+    assert _snapshot(run)[5] == 0
