@@ -76,14 +76,19 @@ def cmd_run(a: argparse.Namespace) -> int:
         if a.config or a.task or a.model or a.iterations is not None or a.sets or a.out:
             raise ConfigError("--resume takes no other settings: the run's saved config is used")
         loop.resume(a.resume, progress=not a.quiet)
-        print(f"run finished: {a.resume}")
-        return 0
+        return _finished(Path(a.resume))
     cfg = config_mod.build(a.config, {"task": a.task, "model": a.model, "iterations": a.iterations,
                                       "train_file": a.train_file, "eval_file": a.eval_file}, a.sets)
     out = Path(a.out) if a.out else _default_out(cfg.task)
     log.info("run folder: %s", out)
     loop.start(cfg, out, progress=not a.quiet)
-    print(f"run finished: {out}")
+    return _finished(out)
+
+
+def _finished(run: Path) -> int:
+    print(f"run finished: {run}")
+    cmd_summary(argparse.Namespace(run_dir=str(run), json=False))
+    print(f"inspect it: streamlit run app.py  (runs under ./runs are listed), or star summary {run} --json")
     return 0
 
 
