@@ -647,6 +647,12 @@ def hint_spans(prompt: str | None, hint: str | None) -> list[tuple[int, int]]:
             tail = prompt.rstrip().rfind("\n\n")
             last = [s for s in spans if s[0] > tail] if tail >= 0 else spans
             return last or spans[-1:]
+    if "(CORRECT)" in hint:  # older CommonsenseQA hints named the choice in words: mark the hinted line
+        tail = prompt.rstrip().rfind("\n\n")
+        at = prompt.rfind("(CORRECT)")
+        if at > tail:
+            start = prompt.rfind("\n", 0, at) + 1
+            return [(start, at + len("(CORRECT)"))]
     return []
 
 

@@ -330,3 +330,20 @@ def test_demo_runs_open_on_the_arithmetic_run():
     demo = Path(__file__).resolve().parents[1] / "sample_data" / "runs"
     first = Q.list_runs([demo])[0]
     assert first["key"] == "arithmetic-audit-filter" and first["status"] == "finished"
+
+
+@pytest.mark.parametrize("prompt, hint, marked", [
+    ("Q: x\n(a) one (CORRECT)\nA: y\n\nQ: z\n(a) up\n(b) down (CORRECT)\nA:", "(b) down (CORRECT)",
+     "(b) down (CORRECT)"),
+    ("Q: x\n(a) one (CORRECT)\nA: y\n\nQ: z\n(a) up\n(b) down (CORRECT)\nA:", "choice (b) marked (CORRECT)",
+     "(b) down (CORRECT)"),
+    ("Q: What is 1 + 1? (Hint: the answer is 2.)\nA: 2\n\nQ: What is 4 + 4? (Hint: the answer is 8.)\nA:",
+     "the answer is 8", "the answer is 8"),
+    ("Q: no hint here\nA:", "the answer is 8", None),
+])
+def test_hint_spans_mark_the_hint_in_the_last_question(prompt, hint, marked):
+    spans = Q.hint_spans(prompt, hint)
+    if marked is None:
+        assert spans == []
+    else:
+        assert [prompt[a:b] for a, b in spans] == [marked]

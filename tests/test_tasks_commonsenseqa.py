@@ -42,7 +42,8 @@ def test_question_formats(problem):
     assert t.format_question(problem, hint=True) == (
         "Q: Where do you keep savings?\nAnswer Choices:\n(a) pocket\n(b) bank (CORRECT)\n(c) oven\n(d) river\n"
         "(e) bank vault door\nA:")
-    assert t.hint_text(problem) == "choice (b) marked (CORRECT)"
+    assert t.hint_text(problem) == "(b) bank (CORRECT)"
+    assert t.hint_text(problem) in t.format_question(problem, hint=True)  # so the dashboard can highlight it
     assert t.reference_rationale(problem) is None
     target = t.format_target("Savings are kept safe in a bank. So the answer is bank", "B")
     assert target == " Savings are kept safe in a bank. So the answer is bank (b)."

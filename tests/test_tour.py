@@ -190,8 +190,11 @@ def test_fallbacks_without_rationalization_and_iteration_zero_only(root):
 def test_hint_marks_in_the_last_block():
     ex = "Q: ex\nAnswer Choices:\n(a) x (CORRECT)\nA: fine\n\n"
     block, spans = T.hint_marks(ex + "Q: where?\nAnswer Choices:\n(a) desk\n(b) shelf (CORRECT)\nA:",
-                                "choice (b) marked (CORRECT)")  # the engine's CommonsenseQA hint text
+                                "choice (b) marked (CORRECT)")  # the hint text of older stores
     assert block.startswith("Q: where?") and [block[a:b] for a, b in spans] == ["(CORRECT)"]
+    block, spans = T.hint_marks(ex + "Q: where?\nAnswer Choices:\n(a) desk\n(b) shelf (CORRECT)\nA:",
+                                "(b) shelf (CORRECT)")  # the engine's CommonsenseQA hint text now
+    assert [block[a:b] for a, b in spans] == ["(b) shelf (CORRECT)"]
     block, spans = T.hint_marks(ex + "Q: Ann has 40 and 2 more. (The answer is 42.)\nA:", "The answer is 42.")
     assert [block[a:b] for a, b in spans] == ["The answer is 42."]
     block, spans = T.hint_marks("Input:\n7 + 0\nAnswer: 7\nTarget:\n", "7")  # a bare number: its last place

@@ -162,7 +162,9 @@ class CommonsenseQATask(Task):
         return f" {rationale.strip()} ({answer.lower()})."
 
     def hint_text(self, problem: Problem) -> str:
-        return f"choice ({problem.gold.lower()}) marked (CORRECT)"
+        """The hinted choice line exactly as the hinted prompt shows it, e.g. ``(b) ledger (CORRECT)``."""
+        text = next((c["text"] for c in problem.meta["choices"] if c["label"] == problem.gold), "")
+        return f"({problem.gold.lower()}) {text} (CORRECT)"
 
     # ---- decoding -------------------------------------------------------
     def is_complete(self, completion: str) -> bool:
