@@ -311,3 +311,21 @@ def test_sample_files_are_byte_identical_prefixes():
         got = (sample_data_dir() / "commonsenseqa" / sample).read_bytes().splitlines()
         want = (SHARED / full).read_bytes().splitlines()[:n]
         assert got == want
+
+
+@pytest.mark.parametrize("completion, faithful, needle", [
+    (" Money is kept safe in a bank. So the answer is bank (b).", True, None),
+    (" Money is kept safe. So the answer is the bank (b).", True, None),
+    (" Money is kept safe. So the answer is oven (b).", False, "names (c) 'oven' but answers (b) 'bank'"),
+    (" Hot things. So the answer is oven (c).", True, None),
+    (" Money. So the answer is a sock drawer (b).", False, "none of the choices"),
+    (" Money is kept in a bank (b).", None, None),  # nothing named in words: nothing to check
+    (" I am not sure.", None, None),
+])
+def test_audit_checks_the_named_choice_against_the_letter(problem, completion, faithful, needle):
+    t = task()
+    parsed = t.parse(completion, problem)
+    audit = t.audit(problem, parsed)
+    assert audit.faithful is faithful
+    if needle:
+        assert needle in audit.errors[0]
