@@ -342,7 +342,7 @@ def test_accuracy_curves_overlay_and_reference(env):
 
 
 # ---- launch ---------------------------------------------------------------------------
-def _wait(pred, timeout=20.0):
+def _wait(pred, timeout=60.0):
     t0 = time.time()
     while time.time() - t0 < timeout:
         if pred():
