@@ -294,6 +294,13 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
     run_dir = Path(run_dir)
     if not (run_dir / DB_NAME).exists() or not (run_dir / CONFIG_NAME).exists():
         raise RunError(f"{run_dir}: not a run folder (needs {CONFIG_NAME} and {DB_NAME})")
+    from .queries import run_status
+
+    status = run_status(run_dir)
+    if status == "running":
+        raise RunError(f"{run_dir} is still running in another process; stop it first (or wait for it)")
+    if status == "finished":
+        raise RunError(f"{run_dir} has already finished; start a new run to go further")
     cfg = config_mod.from_saved(run_dir / CONFIG_NAME)
     store = RunStore(run_dir)
     if not store.has_run():

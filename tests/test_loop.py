@@ -193,3 +193,18 @@ def test_continue_from_last_adapter_option(tiny_model_dir, tmp_path, monkeypatch
     # iteration 1 is the same either way; iteration 2 starts from adapter 1 only when continuing
     assert all(torch.equal(fresh[1][k], cont[1][k]) for k in fresh[1])
     assert any(not torch.equal(fresh[2][k], cont[2][k]) for k in fresh[2])
+
+
+def test_resume_refuses_finished_and_live_runs(tiny_model_dir, tmp_path):
+    import os
+
+    cfg = tiny_cfg(tiny_model_dir, "arithmetic", iterations=0)
+    run = loop.start(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(loop.RunError, match="already finished"):
+        loop.resume(run, progress=False)
+    con = sqlite3.connect(run / DB_NAME)
+    with con:  # pretend this very process is still running it
+        con.execute("UPDATE runs SET status='running', pid=?, heartbeat_at=strftime('%s','now')", (os.getpid(),))
+    con.close()
+    with pytest.raises(loop.RunError, match="still running"):
+        loop.resume(run, progress=False)
