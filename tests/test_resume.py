@@ -37,6 +37,16 @@ def _count(run: Path, sql: str) -> int:
         return 0
 
 
+def _run_args(model_dir, run: Path):
+    """Environment, run folder and `star run` arguments of a small tiny-model arithmetic run."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = ["run", "--quiet", "--task", "arithmetic", "--model", str(model_dir), "--out", str(run)]
+    for s in SETS:
+        args += ["--set", s]
+    return env, run, args
+
+
 def _spawn(args, env):
     return subprocess.Popen([sys.executable, "-m", "star_core.cli", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
@@ -77,12 +87,7 @@ def _snapshot(run: Path):
 
 
 def test_kill_9_and_resume_loses_and_duplicates_nothing(tiny_model_dir, tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    run = tmp_path / "killed"
-    args = ["run", "--quiet", "--task", "arithmetic", "--model", str(tiny_model_dir), "--out", str(run)]
-    for s in SETS:
-        args += ["--set", s]
+    env, run, args = _run_args(tiny_model_dir, tmp_path / "killed")
 
     # 1) kill during iteration 1's sampling
     p = _spawn(args, env)
@@ -119,12 +124,7 @@ def test_kill_9_and_resume_loses_and_duplicates_nothing(tiny_model_dir, tmp_path
 
 def test_sigterm_stops_cleanly_and_resumes(tiny_model_dir, tmp_path):
     """What the dashboard's Stop button sends: the run records `stopped` and resumes to the end."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    run = tmp_path / "stopped"
-    args = ["run", "--quiet", "--task", "arithmetic", "--model", str(tiny_model_dir), "--out", str(run)]
-    for s in SETS:
-        args += ["--set", s]
+    env, run, args = _run_args(tiny_model_dir, tmp_path / "stopped")
     p = _spawn(args, env)
     t0 = time.time()
     while _count(run, "SELECT COUNT(*) FROM samples WHERE iteration=1") < 1:
