@@ -815,37 +815,32 @@ def solve_transitions(run_dir: str | os.PathLike, task: str | None = None) -> pd
 # --------------------------------------------------------------------------
 # accuracy and losses
 # --------------------------------------------------------------------------
-def metrics_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.DataFrame:
-    """metrics of one or several runs: run, run_dir, iteration, task, split, grp, n, n_correct, accuracy."""
+def _runs_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike], table: str,
+                columns: list[str], order: str) -> pd.DataFrame:
+    """``columns`` of ``table`` for one or several runs, with the run's name and folder in front."""
     dirs = [run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs)
     frames = []
     for d in dirs:
         with open_store(d) as con:
             row = _run_row(con)
-            df = pd.read_sql_query(
-                "SELECT iteration, task, split, grp, n, n_correct, accuracy FROM metrics WHERE run_id=?"
-                " ORDER BY task, split, grp, iteration", con, params=(row["id"],))
+            df = pd.read_sql_query(f"SELECT {', '.join(columns)} FROM {table} WHERE run_id=? ORDER BY {order}",
+                                   con, params=(row["id"],))
         df.insert(0, "run_dir", str(d))
         df.insert(0, "run", row["name"] or Path(d).name)
         frames.append(df)
-    cols = ["run", "run_dir", "iteration", "task", "split", "grp", "n", "n_correct", "accuracy"]
+    cols = ["run", "run_dir", *columns]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+
+
+def metrics_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """metrics of one or several runs: run, run_dir, iteration, task, split, grp, n, n_correct, accuracy."""
+    return _runs_frame(run_dirs, "metrics", ["iteration", "task", "split", "grp", "n", "n_correct", "accuracy"],
+                       "task, split, grp, iteration")
 
 
 def losses_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.DataFrame:
     """train_losses of one or several runs: run, run_dir, iteration, step, loss, lr."""
-    dirs = [run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs)
-    frames = []
-    for d in dirs:
-        with open_store(d) as con:
-            row = _run_row(con)
-            df = pd.read_sql_query("SELECT iteration, step, loss, lr FROM train_losses WHERE run_id=?"
-                                   " ORDER BY iteration, step", con, params=(row["id"],))
-        df.insert(0, "run_dir", str(d))
-        df.insert(0, "run", row["name"] or Path(d).name)
-        frames.append(df)
-    cols = ["run", "run_dir", "iteration", "step", "loss", "lr"]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+    return _runs_frame(run_dirs, "train_losses", ["iteration", "step", "loss", "lr"], "iteration, step")
 
 
 def exemplars_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
