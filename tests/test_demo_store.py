@@ -1,6 +1,5 @@
 """The recorded demo runs in sample_data/runs are exactly what the engine wrote, and consistent."""
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -57,4 +56,3 @@ def test_demo_store_is_consistent(run):
     s = queries.summary(run)
     assert s["status"] == "finished" and len(s["iterations"]) == len(iters)
     con.close()
-    assert isinstance(sqlite3.sqlite_version, str)

@@ -43,8 +43,9 @@ def test_stop_at_answer_and_truncation(tiny):
     # stop as soon as 3 characters are produced: every row stops early, none truncated
     short = generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=30,
                      is_complete=lambda t: len(t) >= 3, batch_size=3)
-    assert all(len(g.text) >= 3 or not g.truncated for g in short)
     assert all(not g.truncated for g in short)
+    assert all(len(g.text) >= 3 or g.output_tokens < 30 for g in short)  # stopped by the check or at EOS
+    assert sum(g.output_tokens for g in short) < 30 * len(short)  # stop-at-answer cut decoding short
     full = generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=5, is_complete=never, batch_size=3)
     assert all(g.truncated or g.output_tokens < 5 for g in full)
     for s, f in zip(short, full):  # pruning rows must not change the survivors' text
