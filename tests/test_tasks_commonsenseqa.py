@@ -1,15 +1,15 @@
 """CommonsenseQA task: prompt format, parsing, hint leaks, loaders (JSONL and Hugging Face)."""
 
 import json
-from pathlib import Path
 
 import pytest
 
+from task_helpers import SHARED_DATASETS, write_jsonl
 from star_core.tasks import DataError, get_task
 from star_core.tasks.base import sample_data_dir
 from star_core.tasks.commonsenseqa import BUILTIN_EXEMPLARS
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "commonsenseqa"
+SHARED = SHARED_DATASETS / "commonsenseqa"
 
 ROW = {"answerKey": "B", "id": "q1", "question": {"question_concept": "money", "choices": [
     {"label": "A", "text": "pocket"}, {"label": "B", "text": "bank"}, {"label": "C", "text": "oven"},
@@ -19,11 +19,6 @@ ROW = {"answerKey": "B", "id": "q1", "question": {"question_concept": "money", "
 
 def task(**kw):
     return get_task("commonsenseqa", **kw)
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
 
 
 @pytest.fixture

@@ -1,15 +1,15 @@
 """GSM8K task: prompt format, parsing, stop rules, the equation audit, hint leaks, loaders."""
 
 import json
-from pathlib import Path
 
 import pytest
 
+from task_helpers import SHARED_DATASETS, write_jsonl
 from star_core.tasks import DataError, Parsed, get_task
 from star_core.tasks.base import sample_data_dir
 from star_core.tasks.gsm8k import BUILTIN_EXEMPLARS, normalize_number
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gsm8k"
+SHARED = SHARED_DATASETS / "gsm8k"
 
 ROW = {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
                    "How many clips did Natalia sell altogether in April and May?",
@@ -19,11 +19,6 @@ ROW = {"question": "Natalia sold clips to 48 of her friends in April, and then s
 
 def task(**kw):
     return get_task("gsm8k", **kw)
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path)
 
 
 @pytest.fixture
