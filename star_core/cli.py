@@ -132,6 +132,7 @@ def cmd_export(a: argparse.Namespace) -> int:
                                     "gold": r["gold"], "reason": r["reason"]}, ensure_ascii=False) + "\n")
                 n += 1
         print(f"{path}: {n} examples")
+    con.close()
     if not iters:
         print("no kept training examples yet")
     return 0
