@@ -1,13 +1,16 @@
 """The STaR filter: every completion gets a decision and a reason in words.
 
 Decisions
-- sample phase:      correct (kept) | wrong | unparsable | truncated | unfaithful
+- sample phase:      correct (kept) | wrong | unparsable | truncated | unfaithful | no_rationale
 - rationalize phase: rationalized (kept) | wrong | unparsable | truncated | hint_leak | unfaithful
+                     | no_rationale
 - eval phase:        correct | wrong | unparsable | truncated (never kept)
 
 By default only the final answer decides (the paper's rule); the rationale
-audit is recorded either way, and ``reject_unfaithful`` turns a failed audit
-into a rejection.
+audit is recorded either way. ``reject_unfaithful`` keeps a right answer only
+when its audit verdict is faithful, or when nothing was checkable (CommonsenseQA
+without a choice named in words); any other verdict (``unfaithful``,
+``no_rationale``) becomes the decision.
 """
 
 from __future__ import annotations
@@ -61,13 +64,17 @@ def judge(task: Task, problem: Problem, completion: str, truncated: bool, phase:
         if leak:
             return out("hint_leak", leak)
     audit_note = ""
-    if audit.faithful is False:
+    if audit.verdict == "unfaithful":
         first = audit.errors[0]
         more = f" (+{len(audit.errors) - 1} more)" if len(audit.errors) > 1 else ""
         if reject_unfaithful and phase != "eval":
             return out("unfaithful", f"right answer {parsed.answer} but a step is wrong: {first}{more}")
         audit_note = f"; audit: {len(audit.errors)} of {audit.checked} steps wrong, e.g. {first}"
-    elif audit.faithful is True:
+    elif audit.verdict == "no_rationale":
+        if reject_unfaithful and phase != "eval":
+            return out("no_rationale", f"right answer {parsed.answer} but no rationale: {audit.no_rationale}")
+        audit_note = f"; audit: no rationale ({audit.no_rationale})"
+    elif audit.verdict == "faithful":
         audit_note = f"; audit: all {audit.checked} steps hold"
     if phase == "rationalize":
         return out(kept_name, f"with the hint, reached the gold answer {problem.gold}{audit_note}", kept=True)

@@ -332,13 +332,14 @@ def run_brief(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def run_info(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The run row (config parsed), effective status, schema version, host and heartbeat age."""
+    """The run row (config parsed), effective status, schema version, audit version (1 for stores
+    made before it was recorded), host and heartbeat age."""
     with open_store(run_dir) as con:
         row = _run_row(con)
         try:
-            sv = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            meta = {r["key"]: str(r["value"]) for r in con.execute("SELECT key, value FROM meta")}
         except sqlite3.OperationalError:
-            sv = None
+            meta = {}
     d = dict(row)
     try:
         d["config"] = json.loads(d.pop("config_json") or "{}")
@@ -347,7 +348,9 @@ def run_info(run_dir: str | os.PathLike) -> dict[str, Any]:
     d["status_stored"] = d["status"]
     d["status"] = effective_status(row)
     d["resumable"] = d["status"] in RESUMABLE
-    d["schema_version"] = int(sv["value"]) if sv and str(sv["value"]).isdigit() else None
+    sv = meta.get("schema_version", "")
+    d["schema_version"] = int(sv) if sv.isdigit() else None
+    d["audit_version"] = int(meta.get("audit_version", "1"))
     d["schema_newer"] = bool(d["schema_version"] and d["schema_version"] > SCHEMA_VERSION)
     d["heartbeat_age_s"] = time.time() - (d["heartbeat_at"] or d["updated_at"] or time.time())
     cfg_file = Path(run_dir) / CONFIG_NAME

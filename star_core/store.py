@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .tasks.base import AUDIT_VERSION
+
 DB_NAME = "store.sqlite"
 CONFIG_NAME = "config.yaml"
 ADAPTERS_DIR = "adapters"
@@ -88,10 +90,10 @@ CREATE TABLE IF NOT EXISTS samples (
   gold TEXT NOT NULL,
   correct INTEGER NOT NULL,        -- parsed answer == gold
   decision TEXT NOT NULL,          -- correct | wrong | unparsable | truncated | hint_leak
-                                   -- | unfaithful | rationalized | eval_correct ...
+                                   -- | unfaithful | no_rationale | rationalized (star_core.filtering)
   kept INTEGER NOT NULL,           -- became a training example
   reason TEXT NOT NULL,
-  audit_faithful INTEGER,          -- 1 / 0 / NULL (nothing checkable)
+  audit_faithful INTEGER,          -- 1 / 0 (unfaithful or no_rationale) / NULL (nothing checkable)
   audit_json TEXT,
   prompt_tokens INTEGER,
   output_tokens INTEGER,
@@ -246,6 +248,7 @@ class RunStore:
                 (self.run_id, name, task, model, json.dumps(config, sort_keys=True), "running", now, now,
                  now, os.getpid(), os.uname().nodename, device, iterations_planned),
             )
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('audit_version', ?)", (str(AUDIT_VERSION),))
             self._event(c, "started", f"run started on {device}")
 
     def set_status(self, status: str, error: str | None = None, message: str | None = None) -> None:

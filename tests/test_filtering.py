@@ -14,6 +14,7 @@ PC = Problem("c1", "Where is money kept?", "B", meta={"stem": "Where is money ke
     {"label": L, "text": t} for L, t in zip("ABCDE", ["pocket", "bank", "oven", "river", "shoe"])]})
 
 GOOD = " 47 + 38 = (40 + 30) + (7 + 8) = 70 + 15 = 85. The answer is 85."
+BARE = " 47 + 38 = 85. The answer is 85."  # no intermediate step
 COPIED = " 47 + 38 = (40 + 30) + (7 + 8) = 70 + 14 = 84. The answer is 85."  # steps wrong, answer right
 
 CASES = [
@@ -43,6 +44,15 @@ CASES = [
     (CQA, PC, "sample", " So the answer is oven (c).", False, False, "wrong", False, "answered C, gold is B"),
     (CQA, PC, "rationalize", " The bank is marked (CORRECT). So the answer is bank (b).", False, False,
      "hint_leak", False, "CORRECT"),
+    # no rationale: a bare answer or the question restated is kept by the paper's rule only
+    (ARITH, P47, "sample", BARE, False, False, "correct", True, "audit: no rationale (no intermediate step"),
+    (ARITH, P47, "sample", BARE, False, True, "no_rationale", False, "right answer 85 but no rationale"),
+    (ARITH, P47, "sample", " The answer is 85.", False, True, "no_rationale", False, "no arithmetic steps"),
+    (ARITH, P47, "rationalize", " 47 + 38 = (47 + 38) = 85. The answer is 85.", False, True, "no_rationale",
+     False, "writes only the question and the answer"),
+    (ARITH, P47, "eval", BARE, False, True, "correct", False, "no rationale"),
+    (GSM, PG, "sample", " He has 7 apples.\n#### 7", False, True, "no_rationale", False, "no equation"),
+    (CQA, PC, "sample", " Money is kept safe in a bank (b).", False, True, "correct", True, ""),  # nothing checkable
 ]
 
 

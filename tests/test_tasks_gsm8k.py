@@ -65,7 +65,9 @@ def test_exemplar_prefix_round_trips(hint):
         parsed = t.parse(completion)
         assert parsed.answer == e.problem.gold == e.answer
         assert t.hint_leak(e.problem, completion) is None
-        assert t.audit(e.problem, parsed).faithful in (True, None)
+        a = t.audit(e.problem, parsed)
+        # exemplar 1 writes units inside its equations ("10 bundles – 3 bundles"): nothing verifiable
+        assert not a.errors and a.verdict == ("no_rationale" if "bundles" in e.rationale else "faithful")
 
 
 def test_builtin_exemplars():
@@ -150,13 +152,14 @@ def test_stop_and_trim(completion, complete, trimmed):
     ("She pays 12/60 = $0.2 a minute, so 0.2 x 50 = $10.", True, []),
     ("The share is 10/3 = 3.33 each.", True, []),                 # rounding to 2 decimals
     ("The tip is 20% * $200 = $40.", True, []),
-    ("Natalia sold half as many clips, so she sold 72 in all.", None, []),   # nothing checkable
+    ("Natalia sold half as many clips, so she sold 72 in all.", False, []),   # no verified step: no rationale
     ("She sold 48/2 = <<48/2=24>>24 in May.", True, []),          # annotations are ignored
 ])
 def test_audit(problem, rationale, faithful, errors):
     a = task().audit(problem, Parsed(rationale, "72"))
     assert a.faithful is faithful
     assert list(a.errors) == errors
+    assert (a.verdict == "no_rationale") is (not faithful and not errors)
 
 
 @pytest.mark.parametrize("completion, leaks", [

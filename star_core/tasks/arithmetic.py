@@ -175,11 +175,14 @@ class ArithmeticTask(Task):
 
     # ---- exemplars ------------------------------------------------------
     def _generated_exemplars(self, n: int, seed: int) -> list[Exemplar]:
-        probs = self._generate(n, self.train_digits, seed * 1000 + 2, "add-ex", set())
+        """Exemplars of 2 digits or more, so each shows the full rationale format (a 1-digit
+        decomposition is the bare ``3 + 5 = 8``)."""
+        lo, hi = self.train_digits
+        probs = self._generate(n, (max(2, lo), max(2, hi)), seed * 1000 + 2, "add-ex", set())
         return [Exemplar(p, self.reference_rationale(p), p.gold) for p in probs]
 
     def exemplars(self, n: int | None = None, seed: int = 0, path: str | None = None) -> list[Exemplar]:
-        """``n`` generated exemplars (digit counts round-robin over ``train_digits``), or the
+        """``n`` generated exemplars (digit counts round-robin over ``train_digits``, from 2 up), or the
         ``{"a", "b"}`` rows of ``path`` with their correct rationales."""
         n = self.default_exemplars if n is None else n
         if path is not None:
@@ -303,23 +306,27 @@ class ArithmeticTask(Task):
     def audit(self, problem: Problem, parsed: Parsed) -> Audit:
         """Re-check the rationale against the true addition.
 
-        A rationale with no readable steps at all counts as one failed step: every
-        format writes its steps out, so a bare answer is not a faithful rationale.
+        Every step must hold, and a rationale must show one: with no readable step at all
+        (a bare ``The answer is 85.``) the verdict is ``no_rationale``. A sum of 2 digits or
+        more needs an intermediate step besides: the decomposition's bare ``47 + 38 = 85`` or
+        the question restated (``47 + 38 = (47 + 38) = 85``) is ``no_rationale`` too. For a
+        1-digit sum, ``3 + 5 = 8`` is the whole rationale. The columns and scratchpad formats
+        write one step per column, so any column step they show is an intermediate one.
         """
         a, b = problem.meta["a"], problem.meta["b"]
         if self.format == "columns":
-            steps = self._audit_columns(a, b, parsed)
+            steps, missing = self._audit_columns(a, b, parsed)
         elif self.format == "scratchpad":
-            steps = self._audit_scratch(a, b, parsed)
+            steps, missing = self._audit_scratch(a, b, parsed)
         else:
-            steps = self._audit_decomposition(a, b, parsed)
-        return Audit(checked=len(steps), errors=tuple(s.message for s in steps if not s.ok))
+            steps, missing = self._audit_decomposition(a, b, parsed)
+        return Audit(checked=len(steps), errors=tuple(s.message for s in steps if not s.ok), no_rationale=missing)
 
     @staticmethod
-    def _audit_decomposition(a: int, b: int, parsed: Parsed) -> list[eq.Step]:
+    def _audit_decomposition(a: int, b: int, parsed: Parsed) -> tuple[list[eq.Step], str | None]:
         chains = eq.find_chains(parsed.rationale)
         if not chains:
-            return [eq.Step(False, "no arithmetic steps in the rationale")]
+            return [], "no arithmetic steps in the rationale"
         steps: list[eq.Step] = []
         first = chains[0].parts[0]
         operands = sorted(p.value() for _, p in first.terms()) if all(
@@ -341,13 +348,16 @@ class ArithmeticTask(Task):
                 steps.append(eq.Step(True))
             else:
                 steps.append(eq.Step(False, f"the steps end at {last.text} but the answer says {parsed.answer}"))
-        return steps
+        shown = max(_digits(a), _digits(b)) == 1 or any(
+            p.has_op and not _restates(p, a, b) for c in chains for p in c.parts)
+        return steps, None if shown else (f"no intermediate step: {'; '.join(c.text for c in chains)}"
+                                          " writes only the question and the answer")
 
     @staticmethod
-    def _audit_columns(a: int, b: int, parsed: Parsed) -> list[eq.Step]:
+    def _audit_columns(a: int, b: int, parsed: Parsed) -> tuple[list[eq.Step], str | None]:
         found = list(_COLUMN_RE.finditer(parsed.rationale))
         if not found:
-            return [eq.Step(False, "no column steps in the rationale")]
+            return [], "no column steps in the rationale"
         cols = _columns(a, b)
         steps: list[eq.Step] = []
         written: list[int] = []
@@ -394,13 +404,13 @@ class ArithmeticTask(Task):
             total = int((str(final_carry) if final_carry else "") + digits)
             steps.append(eq.Step(True) if str(total) == parsed.answer else
                          eq.Step(False, f"the written digits give {total} but the answer says {parsed.answer}"))
-        return steps
+        return steps, None
 
-    def _audit_scratch(self, a: int, b: int, parsed: Parsed) -> list[eq.Step]:
+    def _audit_scratch(self, a: int, b: int, parsed: Parsed) -> tuple[list[eq.Step], str | None]:
         text = parsed.rationale
         start = text.find("<scratch>")
         if start == -1:
-            return [eq.Step(False, "no <scratch> block in the rationale")]
+            return [], "no <scratch> block in the rationale"
         end = text.find("</scratch>", start)
         block = text[start + len("<scratch>"): end if end != -1 else len(text)]
         lines = [ln.strip() for ln in block.splitlines() if ln.strip()]
@@ -408,7 +418,7 @@ class ArithmeticTask(Task):
         cols = _columns(a, b)
         steps: list[eq.Step] = []
         if not lines:
-            return [eq.Step(False, "empty <scratch> block")]
+            return [], "empty <scratch> block"
         first = _read_scratch_line(lines[0])
         if first and first[0] and first[1] and (int("".join(first[0])), int("".join(first[1]))) == (a, b):
             steps.append(eq.Step(True))
@@ -442,7 +452,13 @@ class ArithmeticTask(Task):
             steps.append(eq.Step(True) if str(total) == parsed.answer else
                          eq.Step(False, f"the scratchpad gives {_spaced(str(total))} "
                                         f"but the answer says {_spaced(parsed.answer)}"))
-        return steps
+        return steps, None
+
+
+def _restates(part: eq.Part, a: int, b: int) -> bool:
+    """``part`` adds the question's operands again and nothing else (``(47 + 38)``, ``38 + 47``)."""
+    terms = part.addends()
+    return terms is not None and sorted(x for x in terms if x) == sorted(x for x in (a, b) if x)
 
 
 def _read_scratch_line(line: str) -> tuple[list[str], list[str], list[str], int] | None:

@@ -253,6 +253,22 @@ class Part:
     def has_op(self) -> bool:
         return not self.is_number
 
+    def addends(self) -> list[Fraction] | None:
+        """The numbers summed, parentheses dropped: ``(40 + 30) + 7`` -> [40, 30, 7]; None when
+        anything but ``+`` joins them."""
+        def walk(n: _Node | None) -> list[Fraction] | None:
+            if n is None:
+                return None
+            if n.kind == "group":
+                return walk(n.left)
+            if n.kind == "num":
+                return None if n.pct or n.value is None else [n.value]
+            if n.kind == "bin" and n.op == "+":
+                left, right = walk(n.left), walk(n.right)
+                return None if left is None or right is None else left + right
+            return None
+        return walk(self.node)
+
     def values(self) -> list[Fraction]:
         """Candidate values: ``%`` ignored or read as /100, and ``a / b/c`` read as a / (b/c) or
         (a/b)/c. Raises ZeroDivisionError."""

@@ -50,26 +50,47 @@ class Parsed:
     """Normalised answer, or None when none was found."""
 
 
+#: Audit verdicts, and what each says in words. A sample with no verdict had nothing checkable.
+VERDICTS = {
+    "faithful": "every checked step holds",
+    "unfaithful": "some steps are wrong",
+    "no_rationale": "no rationale: no verified intermediate step, only the answer or the question restated",
+}
+#: Version of the audit rules, stamped into every new run store. 2: a sum of 2 digits or more,
+#: and a GSM8K answer, need a verified intermediate step (the ``no_rationale`` verdict).
+AUDIT_VERSION = 2
+
+
 @dataclass(frozen=True)
 class Audit:
     """Result of checking the intermediate steps of a rationale.
 
     ``checked`` is the number of steps that could be verified; ``errors`` lists
-    the steps that do not hold, in words. ``faithful`` is None when nothing
-    could be checked.
+    the steps that do not hold, in words; ``no_rationale`` says, in words, that the
+    task needs a verified intermediate step and the rationale shows none.
+    ``verdict`` is a key of ``VERDICTS``, or None when nothing could be checked.
     """
 
     checked: int = 0
     errors: tuple[str, ...] = ()
+    no_rationale: str | None = None
+
+    @property
+    def verdict(self) -> str | None:
+        if self.errors:
+            return "unfaithful"
+        if self.no_rationale:
+            return "no_rationale"
+        return "faithful" if self.checked else None
 
     @property
     def faithful(self) -> bool | None:
-        if self.checked == 0:
-            return None
-        return not self.errors
+        v = self.verdict
+        return None if v is None else v == "faithful"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"checked": self.checked, "errors": list(self.errors), "faithful": self.faithful}
+        return {"checked": self.checked, "errors": list(self.errors), "faithful": self.faithful,
+                "verdict": self.verdict, "no_rationale": self.no_rationale}
 
 
 class Task(ABC):

@@ -194,8 +194,10 @@ class GSM8KTask(Task):
         return None
 
     def audit(self, problem: Problem, parsed: Parsed) -> Audit:
-        """Every equation chain in the rationale (``48/2 = 24``, ``2 * 3 * 4 = 24``, ``$12 x 5 = $60``)."""
-        return eq.audit_equations(strip_annotations(parsed.rationale))
+        """Every equation chain in the rationale (``48/2 = 24``, ``2 * 3 * 4 = 24``, ``$12 x 5 = $60``).
+        A rationale with no equation the audit can verify is ``no_rationale``."""
+        audit = eq.audit_equations(strip_annotations(parsed.rationale))
+        return audit if audit.checked else Audit(no_rationale="no equation in the rationale that the audit can verify")
 
 
 __all__ = ["GSM8KTask", "normalize_number", "strip_annotations", "split_answer"]
