@@ -8,8 +8,7 @@ import streamlit as st
 from star_core import ui
 
 PAGE = "dec"
-COLORS = {"correct": "#2f9e44", "rationalized": "#1c7ed6", "wrong": "#e03131", "unparsable": "#f08c00",
-          "truncated": "#fab005", "hint_leak": "#9c36b5", "unfaithful": "#ae3ec9"}
+COLORS = {d: hexa for d, (_, hexa) in ui.DECISION_COLOR.items()}
 PHASE_NAME = {"sample": "first attempt", "rationalize": "hinted retry", "eval": "eval"}
 
 ui.page_header("Filter decisions", "Per iteration: how many train questions were sampled, how many answers were "
@@ -86,7 +85,7 @@ def sankey(fn: dict) -> go.Figure:
     for (first, _), n in fn["retry_from"].items():
         first_to_retry[first] = first_to_retry.get(first, 0) + n
     for d, n in sorted(fn["sample_decisions"].items(), key=lambda kv: -kv[1]):
-        c = COLORS.get(d, "#868e96")
+        c = COLORS.get(d, ui.OTHER_COLOR[1])
         a = node(f"s:{d}", f"{d} {n}", c)
         link(s0, a, n, c + "80")
         if d == "correct":
@@ -98,7 +97,7 @@ def sankey(fn: dict) -> go.Figure:
         if unknown:
             link(node("s:unknown", f"first attempt not stored {unknown}"), retried, unknown, "#74c0fc80")
         for d, n in sorted(fn["retry_decisions"].items(), key=lambda kv: -kv[1]):
-            c = COLORS.get(d, "#868e96")
+            c = COLORS.get(d, ui.OTHER_COLOR[1])
             lab = f"{d} {n}" if d == "rationalized" else f"rejected: {d} {n}"
             a = node(f"r:{d}", lab, c)
             link(retried, a, n, c + "80")
@@ -145,7 +144,7 @@ for phase in ("sample", "rationalize"):
     for d in sorted(sub["decision"].unique(), key=lambda x: (x not in ("correct", "rationalized"), x)):
         dd = sub[sub["decision"] == d]
         fig.add_bar(x=[f"{i}" for i in dd["iteration"]], y=dd["n"].tolist(), name=f"{PHASE_NAME[phase]}: {d}",
-                    marker_color=COLORS.get(d, "#868e96"), offsetgroup=phase,
+                    marker_color=COLORS.get(d, ui.OTHER_COLOR[1]), offsetgroup=phase,
                     marker_pattern_shape="/" if phase == "rationalize" else "",
                     customdata=[[phase, d, int(i)] for i in dd["iteration"]],
                     hovertemplate="iteration %{customdata[2]}<br>%{fullData.name}: %{y}<extra></extra>")

@@ -88,21 +88,13 @@ with left:
             st.markdown((":green[:material/check_circle:] **matches gold**" if s["correct"] else ":red[:material/cancel:] **does not match**")
                         + (" · kept for training" if s["kept"] else ""))
 
-        audit = s.get("audit")
-        if audit:
-            faithful = audit.get("faithful")
-            verdict = {True: ":green[every checked step holds]", False: ":orange[some steps are wrong]",
-                       None: "nothing checkable"}.get(faithful, "unknown")
-            checked = audit.get("checked")
-            checked = int(checked) if isinstance(checked, (int, float)) else 0
-            st.markdown(f"**Rationale audit** — {checked} step(s) checked: {verdict}")
-            if audit["errors"]:
-                ui.show_text("\n".join(f"• {e}" for e in audit["errors"]))
-            if faithful is False and s["correct"]:
-                st.caption("A right answer from a wrong rationale: the paper's filter keeps it unless "
-                           "`reject_unfaithful` is on.")
-        else:
-            st.caption("No rationale audit stored for this sample.")
+        verdict = ui.show_audit(s.get("audit"))
+        if verdict == "unfaithful" and s["correct"]:
+            st.caption("A right answer from a wrong rationale: the paper's filter keeps it unless "
+                       "`reject_unfaithful` is on.")
+        elif verdict == "no_rationale" and s["correct"]:
+            st.caption("A right answer with no rationale: the paper's filter keeps it unless "
+                       "`reject_unfaithful` is on.")
 
     with st.expander("Raw model output"):
         ui.show_text(s["raw_output"])

@@ -125,19 +125,12 @@ left, right = st.columns([3, 2], gap="large")
 # the story (left)
 # --------------------------------------------------------------------------
 def show_audit(smp: dict[str, Any]) -> None:
-    audit = smp.get("audit")
-    if not audit:
-        st.caption("Rationale audit: none stored (nothing checkable for this task or output).")
-        return
-    faithful = audit.get("faithful")
-    checked = audit.get("checked")
-    checked = int(checked) if isinstance(checked, (int, float)) else 0
-    verdict = {True: ":green[every checked step holds]", False: ":orange[some steps are wrong]",
-               None: "nothing checkable"}.get(faithful, "unknown")
-    st.markdown(f"**Rationale audit**: {checked} step(s) checked, {verdict}")
-    if audit["errors"]:
-        ui.show_text("\n".join(f"• {e}" for e in audit["errors"]))
-    if faithful is False and smp["correct"]:
+    verdict = ui.show_audit(smp.get("audit"))
+    if verdict == "no_rationale" and smp["correct"]:
+        st.warning("Right answer, no rationale: the output gives the answer without an intermediate step. "
+                   "Unless `reject_unfaithful` is on, the filter keeps it and the model learns to skip the reasoning.",
+                   icon=":material/report:")
+    if verdict == "unfaithful" and smp["correct"]:
         st.warning("Right answer, wrong steps: an unfaithful rationale. The filter only checks the final answer, "
                    "so this reasoning is kept and trained on. This is the case to point at in class.",
                    icon=":material/report:")

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import pandas as pd
 
 from .store import CONFIG_NAME, DB_NAME, SCHEMA_VERSION, StoreError, connect
+from .tasks.base import AUDIT_VERSION, VERDICTS
 
 #: A run whose heartbeat is older than this (seconds) is taken for crashed.
 HEARTBEAT_STALE_S = 600.0
@@ -332,14 +333,13 @@ def run_brief(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def run_info(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The run row (config parsed), effective status, schema version, audit version (1 for stores
-    made before it was recorded), host and heartbeat age."""
+    """The run row (config parsed), effective status, schema version, host and heartbeat age."""
     with open_store(run_dir) as con:
         row = _run_row(con)
         try:
-            meta = {r["key"]: str(r["value"]) for r in con.execute("SELECT key, value FROM meta")}
+            sv = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         except sqlite3.OperationalError:
-            meta = {}
+            sv = None
     d = dict(row)
     try:
         d["config"] = json.loads(d.pop("config_json") or "{}")
@@ -348,9 +348,7 @@ def run_info(run_dir: str | os.PathLike) -> dict[str, Any]:
     d["status_stored"] = d["status"]
     d["status"] = effective_status(row)
     d["resumable"] = d["status"] in RESUMABLE
-    sv = meta.get("schema_version", "")
-    d["schema_version"] = int(sv) if sv.isdigit() else None
-    d["audit_version"] = int(meta.get("audit_version", "1"))
+    d["schema_version"] = int(sv["value"]) if sv and str(sv["value"]).isdigit() else None
     d["schema_newer"] = bool(d["schema_version"] and d["schema_version"] > SCHEMA_VERSION)
     d["heartbeat_age_s"] = time.time() - (d["heartbeat_at"] or d["updated_at"] or time.time())
     cfg_file = Path(run_dir) / CONFIG_NAME
@@ -567,18 +565,32 @@ def samples_page(run_dir: str | os.PathLike, f: SampleFilter = SampleFilter(), o
             params=p + [int(limit), max(int(offset), 0)])
 
 
+def parse_audit(raw: str | None) -> dict[str, Any] | None:
+    """A stored ``audit_json`` as {checked, errors: [str], faithful, verdict, no_rationale, version}, or
+    None when none was stored. ``verdict`` is a key of ``VERDICTS`` or None (nothing checkable);
+    ``version`` is the audit rules' version (1 for records made before the ``no_rationale`` verdict,
+    whose verdict follows from ``faithful``). An unreadable record says so in ``errors``."""
+    if not raw:
+        return None
+    try:
+        a = json.loads(raw)
+    except (TypeError, ValueError):
+        a = None
+    if not isinstance(a, dict):
+        return {"checked": None, "errors": [f"unreadable audit record: {str(raw)[:200]}"], "faithful": None,
+                "verdict": None, "no_rationale": None, "version": None}
+    errs = a.get("errors")
+    errs = [str(e) for e in errs] if isinstance(errs, list) else ([] if errs is None else [str(errs)])
+    faithful = None if a.get("faithful") is None else bool(a["faithful"])
+    verdict = a.get("verdict") if a.get("verdict") in VERDICTS else (
+        None if faithful is None else "faithful" if faithful else "unfaithful")
+    no_rationale = a.get("no_rationale")
+    return {"checked": a.get("checked"), "errors": errs, "faithful": faithful, "verdict": verdict,
+            "no_rationale": None if no_rationale is None else str(no_rationale), "version": a.get("version", 1)}
+
+
 def _parse_audit(d: dict[str, Any]) -> dict[str, Any]:
-    raw = d.get("audit_json")
-    audit = None
-    if raw:
-        try:
-            audit = json.loads(raw)
-        except (TypeError, ValueError):
-            audit = {"checked": None, "errors": [f"unreadable audit record: {raw[:200]}"], "faithful": None}
-    if isinstance(audit, dict):
-        errs = audit.get("errors")
-        audit["errors"] = [str(e) for e in errs] if isinstance(errs, list) else ([] if errs is None else [str(errs)])
-    d["audit"] = audit
+    d["audit"] = parse_audit(d.get("audit_json"))
     return d
 
 
@@ -854,10 +866,10 @@ def exemplars_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 __all__ = [
-    "HEARTBEAT_STALE_S", "PAPER_REFERENCE", "RunUnavailable", "SampleFilter", "browse", "count_samples",
+    "AUDIT_VERSION", "HEARTBEAT_STALE_S", "PAPER_REFERENCE", "VERDICTS", "RunUnavailable", "SampleFilter", "browse", "count_samples",
     "decision_counts", "effective_status", "events_frame", "exemplars_frame", "facets", "find_all",
     "fingerprint", "funnel", "get_sample", "hint_leak", "hint_spans", "is_run_dir", "iterations_frame",
-    "list_runs", "losses_frame", "metrics_frame", "open_store", "pid_alive", "question_history",
+    "list_runs", "losses_frame", "metrics_frame", "open_store", "parse_audit", "pid_alive", "question_history",
     "rationalization", "resolve_run", "run_brief", "run_info", "run_status", "runs_roots", "samples_page",
     "solve_transitions", "summary", "top_reasons", "train_counts",
 ]

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .tasks.base import AUDIT_VERSION
-
 DB_NAME = "store.sqlite"
 CONFIG_NAME = "config.yaml"
 ADAPTERS_DIR = "adapters"
@@ -248,7 +246,6 @@ class RunStore:
                 (self.run_id, name, task, model, json.dumps(config, sort_keys=True), "running", now, now,
                  now, os.getpid(), os.uname().nodename, device, iterations_planned),
             )
-            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('audit_version', ?)", (str(AUDIT_VERSION),))
             self._event(c, "started", f"run started on {device}")
 
     def set_status(self, status: str, error: str | None = None, message: str | None = None) -> None:

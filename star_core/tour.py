@@ -20,7 +20,7 @@ import re
 import sqlite3
 from typing import Any
 
-from .queries import RunUnavailable, _run_row, find_all, open_store  # noqa: F401  (re-exported)
+from .queries import RunUnavailable, _run_row, find_all, open_store, parse_audit  # noqa: F401  (re-exported)
 
 #: Kinds of story, best first: (kind, short tag for labels, sentence for the page).
 STORY_KINDS: tuple[tuple[str, str, str], ...] = (
@@ -72,23 +72,6 @@ def _config(row: sqlite3.Row) -> dict[str, Any]:
     except (TypeError, ValueError):
         return {}
     return cfg if isinstance(cfg, dict) else {}
-
-
-def _audit(raw: str | None) -> dict[str, Any] | None:
-    """audit_json parsed to {checked, errors: [str], faithful}; an unreadable record says so."""
-    if not raw:
-        return None
-    try:
-        a = json.loads(raw)
-    except (TypeError, ValueError):
-        return {"checked": None, "errors": [f"unreadable audit record: {str(raw)[:200]}"], "faithful": None}
-    if not isinstance(a, dict):
-        return {"checked": None, "errors": [f"unreadable audit record: {str(raw)[:200]}"], "faithful": None}
-    errs = a.get("errors")
-    errs = [str(e) for e in errs] if isinstance(errs, list) else ([] if errs is None else [str(errs)])
-    faithful = a.get("faithful")
-    return {"checked": a.get("checked"), "errors": errs,
-            "faithful": None if faithful is None else bool(faithful)}
 
 
 # --------------------------------------------------------------------------
@@ -267,7 +250,7 @@ def story(run_dir: str | os.PathLike, task: str, question_id: str) -> dict[str, 
     per: dict[tuple[int, str], tuple[int, int, int]] = {}
     its: dict[int, dict[str, Any]] = {}
     for r in rows:
-        r["audit"] = _audit(r.pop("audit_json"))
+        r["audit"] = parse_audit(r.pop("audit_json"))
         r["train_example"] = by_sample.get(r["id"])
         r["correct"], r["kept"] = bool(r["correct"]), bool(r["kept"])
         it = its.setdefault(r["iteration"], {"iteration": r["iteration"], "first": [], "retry": [], "eval": [],

@@ -39,8 +39,14 @@ STATUS_ICON = {"running": ":green[:material/play_circle:]", "finished": ":green[
                "empty": ":gray[:material/hourglass_empty:]", "corrupt": ":red[:material/block:]"}
 #: Plain-text symbols (tables, select boxes).
 STATUS_SYMBOL = {"running": "●", "finished": "✓", "crashed": "✗", "stopped": "■", "empty": "○", "corrupt": "⚠"}
-DECISION_COLOR = {"correct": "green", "rationalized": "blue", "wrong": "red", "unparsable": "orange",
-                  "truncated": "orange", "hint_leak": "violet", "unfaithful": "violet"}
+#: Every filter decision (star_core.filtering) with its badge colour and its chart colour.
+DECISION_COLOR = {"correct": ("green", "#2f9e44"), "rationalized": ("blue", "#1c7ed6"), "wrong": ("red", "#e03131"),
+                  "unparsable": ("orange", "#f08c00"), "truncated": ("orange", "#fab005"),
+                  "hint_leak": ("violet", "#9c36b5"), "unfaithful": ("violet", "#ae3ec9"),
+                  "no_rationale": ("gray", "#495057")}
+OTHER_COLOR = ("gray", "#868e96")
+#: Badge colour of each audit verdict (``Q.VERDICTS`` says what each means).
+VERDICT_COLOR = {"faithful": "green", "unfaithful": "orange", "no_rationale": "red"}
 
 
 def init(app_file: str | os.PathLike) -> None:
@@ -106,7 +112,27 @@ def decision_badge(decision: str | None, where: Any = None) -> None:
     where = where or st
     d = str(decision or "?")
     label = d if re.fullmatch(r"[a-z_]{1,30}", d) else "other"
-    where.badge(label, color=DECISION_COLOR.get(d, "gray"))
+    where.badge(label, color=DECISION_COLOR.get(d, OTHER_COLOR)[0])
+
+
+def show_audit(audit: dict[str, Any] | None) -> str | None:
+    """One sample's rationale audit (``Q.parse_audit``): the steps checked, the verdict in words, and
+    every wrong step or the missing one as literal text. Returns the verdict."""
+    if not audit:
+        st.caption("Rationale audit: none stored (nothing checkable for this task or output).")
+        return None
+    v = audit.get("verdict")
+    checked = audit.get("checked")
+    checked = int(checked) if isinstance(checked, (int, float)) else 0
+    words = f":{VERDICT_COLOR[v]}[{md_escape(Q.VERDICTS[v])}]" if v in VERDICT_COLOR else "nothing checkable"
+    st.markdown(f"**Rationale audit**: {checked} step(s) checked, {words}")
+    notes = audit["errors"] + ([audit["no_rationale"]] if v == "no_rationale" and audit.get("no_rationale") else [])
+    if notes:
+        show_text("\n".join(f"• {e}" for e in notes))
+    if v == "faithful" and (audit.get("version") or 1) < Q.AUDIT_VERSION:
+        st.caption(f"Audited under rules version {audit.get('version') or 1}, before a bare answer got its own "
+                   "verdict: an answer without an intermediate step counts as faithful here.")
+    return v
 
 
 def ago(ts: float | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -193,6 +194,33 @@ def test_rationales_display_model_text_literally(env):
     for m in markdowns(at) + texts(at, "error") + texts(at, "warning"):
         assert "<script" not in m and "onerror" not in m and "javascript:" not in m and "**bold**" not in m
     assert not at.get("html")
+
+
+def test_rationales_show_the_no_rationale_verdict(env, tmp_path, monkeypatch):
+    from star_core.tasks.base import Audit
+
+    run = F.build_run(tmp_path / "roots" / "gamma", iterations=1, n_train=4, n_eval=2, payload=False)
+    monkeypatch.setenv("STAR_RUNS_ROOT", str(run.parent))
+    why = "no intermediate step: 47 + 38 = 85 <b>writes</b> only the question and the answer"
+    audit = Audit(checked=3, no_rationale=why).to_dict()
+    sid = sql(run, "SELECT id FROM samples WHERE phase='sample' AND correct=1 ORDER BY id LIMIT 1")[0][0]
+    con = sqlite3.connect(run / "store.sqlite")
+    with con:
+        con.execute("UPDATE samples SET decision='no_rationale', kept=0, audit_faithful=0, audit_json=? WHERE id=?",
+                    (json.dumps(audit), sid))
+    con.close()
+    at = open_page("rationales", run="gamma", sid=sid)
+    assert any(Q.VERDICTS["no_rationale"].split(":")[0] in m and "3 step(s) checked" in m for m in markdowns(at))
+    assert "• " + why in texts(at, "code")  # the reason, literal
+    assert any("right answer with no rationale" in m.lower() for m in markdowns(at))
+    # a record made under audit version 1 says that its faithful verdict predates the rule
+    old = {"checked": 3, "errors": [], "faithful": True}
+    con = sqlite3.connect(run / "store.sqlite")
+    with con:
+        con.execute("UPDATE samples SET audit_json=? WHERE id=?", (json.dumps(old), sid))
+    con.close()
+    at = open_page("rationales", run="gamma", sid=sid)
+    assert any("before a bare answer got its own verdict" in m for m in markdowns(at))
 
 
 def test_rationales_question_history_opens_another_sample(env):

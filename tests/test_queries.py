@@ -31,6 +31,23 @@ def runs(tmp_path_factory):
 sql = F.sql
 
 
+# ---- audits ------------------------------------------------------------------------
+def test_parse_audit_reads_new_and_old_records():
+    from star_core.tasks.base import Audit
+
+    new = Audit(checked=3, no_rationale="no intermediate step").to_dict()
+    a = Q.parse_audit(json.dumps(new))
+    assert (a["verdict"], a["faithful"], a["no_rationale"], a["version"]) == (
+        "no_rationale", False, "no intermediate step", Q.AUDIT_VERSION)
+    # records from before the verdict: it follows from "faithful", version 1
+    assert Q.parse_audit(json.dumps({"checked": 3, "errors": [], "faithful": True}))["verdict"] == "faithful"
+    old = Q.parse_audit(json.dumps({"checked": 2, "errors": ["x"], "faithful": False}))
+    assert (old["verdict"], old["version"]) == ("unfaithful", 1)
+    assert Q.parse_audit(json.dumps({"checked": 0, "errors": [], "faithful": None}))["verdict"] is None
+    assert Q.parse_audit(None) is None
+    assert Q.parse_audit("[1, 2]")["errors"][0].startswith("unreadable audit record")
+
+
 # ---- summary / counts ------------------------------------------------------------
 def test_summary_counts_match_the_store(runs):
     run = runs / "multi"

@@ -28,13 +28,6 @@ def count(s, sql="SELECT COUNT(*) FROM samples"):
     return s.con.execute(sql).fetchone()[0]
 
 
-def test_a_new_run_records_the_audit_version(store):
-    from star_core import queries
-    from star_core.tasks.base import AUDIT_VERSION
-
-    assert queries.run_info(store.run_dir)["audit_version"] == AUDIT_VERSION >= 2
-
-
 def test_wal_mode(store):
     assert store.con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

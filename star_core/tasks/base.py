@@ -56,8 +56,9 @@ VERDICTS = {
     "unfaithful": "some steps are wrong",
     "no_rationale": "no rationale: no verified intermediate step, only the answer or the question restated",
 }
-#: Version of the audit rules, stamped into every new run store. 2: a sum of 2 digits or more,
-#: and a GSM8K answer, need a verified intermediate step (the ``no_rationale`` verdict).
+#: Version of the audit rules, recorded with every audit (records without one are version 1).
+#: 2: a sum of 2 digits or more, and a GSM8K answer, need a verified intermediate step (the
+#: ``no_rationale`` verdict); before, a bare answer whose equation held was faithful.
 AUDIT_VERSION = 2
 
 
@@ -90,7 +91,7 @@ class Audit:
 
     def to_dict(self) -> dict[str, Any]:
         return {"checked": self.checked, "errors": list(self.errors), "faithful": self.faithful,
-                "verdict": self.verdict, "no_rationale": self.no_rationale}
+                "verdict": self.verdict, "no_rationale": self.no_rationale, "version": AUDIT_VERSION}
 
 
 class Task(ABC):
