@@ -8,14 +8,26 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from star_core import queries as Q
-from star_core import ui
+from star_core import stats, ui
 
 PAGE = "acc"
 PALETTE = ["#1c7ed6", "#e8590c", "#2f9e44", "#9c36b5", "#e03131", "#0c8599", "#f08c00", "#5c940d"]
 
 ui.page_header("Accuracy", "Accuracy after each iteration (iteration 0 = the few-shot baseline, before any "
-               "training), per task and split; overlay runs to compare them (e.g. with and without "
-               "rationalization), and the training loss of each iteration.")
+               "training), per task and split, with its 95 % Wilson interval as error bars; whether a change "
+               "between iterations is significant (paired exact McNemar test on the same questions); overlay "
+               "runs to compare them (e.g. with and without rationalization), and the training loss of each "
+               "iteration.")
+
+
+def error_bars(g) -> dict:
+    """The 95 % Wilson interval of each point, as plotly error bars around ``pct``."""
+    return dict(type="data", symmetric=False, array=(100 * g["high"] - g["pct"]).tolist(),
+                arrayminus=(g["pct"] - 100 * g["low"]).tolist(), thickness=1.2, width=4)
+
+
+HOVER = ("iteration %{x}: %{y:.1f}% (%{customdata[0]}/%{customdata[1]}), "
+         "95% interval %{customdata[2]:.1f}–%{customdata[3]:.1f}%")
 ui.plain_url()
 run_dir = ui.current_run()
 ui.run_heading(run_dir)
@@ -53,7 +65,8 @@ if met.empty:
     st.info("No accuracy yet: metrics are written when an iteration's evaluation finishes "
             "(iteration 0 evaluates the few-shot baseline first).", icon=":material/hourglass_empty:")
 else:
-    met = met.assign(pct=100 * met["accuracy"], label=met["run_dir"].map(labels))
+    met = met.assign(pct=100 * met["accuracy"], low_pct=100 * met["low"], high_pct=100 * met["high"],
+                     label=met["run_dir"].map(labels))
     combos = met[["task", "split"]].drop_duplicates().sort_values(["task", "split"]).values.tolist()
     cols = st.columns(min(len(combos), 2) or 1, gap="large")
     for n, (task, split) in enumerate(combos):
@@ -62,10 +75,9 @@ else:
         for j, (rd, g) in enumerate(sub.groupby("run_dir", sort=False)):
             g = g.sort_values("iteration")
             fig.add_scatter(x=g["iteration"], y=g["pct"], mode="lines+markers", name=html.escape(labels[rd]),
-                            line=dict(color=PALETTE[j % len(PALETTE)], width=3),
-                            customdata=g[["n_correct", "n"]].values,
-                            hovertemplate="iteration %{x}: %{y:.1f}% (%{customdata[0]}/%{customdata[1]})"
-                                          "<extra>%{fullData.name}</extra>")
+                            line=dict(color=PALETTE[j % len(PALETTE)], width=3), error_y=error_bars(g),
+                            customdata=g[["n_correct", "n", "low_pct", "high_pct"]].values,
+                            hovertemplate=HOVER + "<extra>%{fullData.name}</extra>")
         if show_ref:
             xs = sorted(sub["iteration"].unique().tolist()) or [0]
             x0, x1 = xs[0], max(xs[-1], xs[0] + 1)
@@ -93,7 +105,9 @@ else:
         fig = go.Figure()
         for j, (dg, g) in enumerate(a.sort_values("digits").groupby("digits", sort=True)):
             fig.add_scatter(x=g["iteration"], y=g["pct"], mode="lines+markers", name=f"{dg} digits",
-                            line=dict(color=PALETTE[j % len(PALETTE)]))
+                            line=dict(color=PALETTE[j % len(PALETTE)]), error_y=error_bars(g),
+                            customdata=g[["n_correct", "n", "low_pct", "high_pct"]].values,
+                            hovertemplate=HOVER + f"<extra>{dg} digits</extra>")
         fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10), title=f"{split} accuracy per digit count",
                           xaxis=dict(title="iteration", dtick=1), yaxis=dict(title="accuracy %", range=[0, 101]))
         c1.plotly_chart(fig, key=f"{PAGE}_digits")
@@ -107,9 +121,35 @@ else:
         st.caption("Without rationalization the paper's model learned one digit length at a time; with it, "
                    "2-digit accuracy jumped from under 1% to 32% in one iteration.")
 
-    with st.expander("Accuracy table"):
-        tbl = met.pivot_table(index=["label", "task", "split", "grp"], columns="iteration", values="pct",
-                              aggfunc="mean").round(1).reset_index()
+    st.subheader("Changes between iterations")
+    ch = ui.guard(ui.q_multi, "changes_frame", dirs)
+    if ch.empty:
+        st.caption("No change yet: it needs two evaluated iterations.")
+    else:
+        ch = ch.assign(run=ch["run_dir"].map(labels))
+        top = ch[ch["grp"] == "all"]
+        for r in top.itertuples(index=False):
+            icon = ":green[:material/check_circle:]" if r.significant else ":gray[:material/remove:]"
+            st.markdown(icon + " " + ui.md_escape(
+                f"{r.run} · {r.task} {r.split}, iteration {r.iteration} vs {r.since}: "
+                f"{stats.describe_change(int(r.lost), int(r.gained))}"))
+        view = ch.assign(significant=ch["significant"].map({True: "yes", False: "no"}))[
+            ["run", "task", "split", "grp", "since", "iteration", "pairs", "gained", "lost", "p_value", "significant"]]
+        st.dataframe(view, hide_index=True, width="stretch", column_config={
+            "grp": st.column_config.TextColumn("group", help="digit count for arithmetic; all = every question"),
+            "gained": st.column_config.NumberColumn(help="questions wrong before and right now"),
+            "lost": st.column_config.NumberColumn(help="questions right before and wrong now"),
+            "p_value": st.column_config.NumberColumn("p (McNemar)", format="%.3g",
+                                                     help="two-sided exact binomial test on gained vs lost"),
+            "significant": st.column_config.TextColumn(f"significant (p < {stats.ALPHA})")})
+        st.caption("Each change pairs every evaluation question with its answer one iteration before. Only the "
+                   "questions that changed count (gained, lost); with no real change each would go either way "
+                   "with probability ½. On 30 questions a 95 % interval is about ±17 points wide on each side, so a "
+                   "change of a few questions is rarely significant.")
+
+    with st.expander("Accuracy table (with 95 % Wilson intervals)"):
+        cell = met.assign(cell=[stats.describe(int(k), int(n)) for k, n in zip(met["n_correct"], met["n"])])
+        tbl = cell.pivot(index=["label", "task", "split", "grp"], columns="iteration", values="cell").reset_index()
         tbl.columns = [str(c) for c in tbl.columns]
         st.dataframe(tbl, hide_index=True, width="stretch")
 

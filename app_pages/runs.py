@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from star_core import queries as Q
-from star_core import ui
+from star_core import stats, ui
 
 ui.page_header("Runs", "Every STaR run found in the runs folders: its status, configuration and how far each "
                "iteration got. Pick a run here or in the sidebar; every page then shows it.")
@@ -92,8 +92,9 @@ def _details(run_dir) -> None:
     for it in s["iterations"]:
         sd = it["decisions"].get("sample", {})
         rd = it["decisions"].get("rationalize", {})
-        accs = [f"{t} {100 * g.get('all', next(iter(g.values()), 0)):.1f}%"
-                for t, sp in it["accuracy"].items() for _, g in sp.items() if g]
+        accs = [f"{t} {stats.describe(a['n_correct'], a['n'])}"
+                for t, sp in it["accuracy"].items() for g in sp.values() if g
+                for a in [g.get("all", next(iter(g.values())))]]
         rows.append({
             "iteration": it["iteration"],
             "stage": it["stage"],

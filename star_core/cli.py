@@ -155,6 +155,7 @@ def cmd_runs(a: argparse.Namespace) -> int:
 
 def cmd_summary(a: argparse.Namespace) -> int:
     from .queries import summary
+    from .stats import describe, describe_change
 
     s = summary(Path(a.run_dir))
     if a.json:
@@ -167,8 +168,10 @@ def cmd_summary(a: argparse.Namespace) -> int:
         print(f"  iter {it['iteration']} ({it['stage']})  {dec}")
         for task, splits in (it.get("accuracy") or {}).items():
             for split, groups in splits.items():
-                accs = "  ".join(f"{g}={100 * v:.1f}%" for g, v in groups.items())
-                print(f"      {task} {split}: {accs}")
+                for g, v in groups.items():
+                    ch = it.get("change", {}).get(task, {}).get(split, {}).get(g)
+                    vs = f"; vs iter {ch['since']}: {describe_change(ch['lost'], ch['gained'])}" if ch else ""
+                    print(f"      {task} {split} {g}: {describe(v['n_correct'], v['n'])}{vs}")
     if s.get("error"):
         print(f"  error: {s['error']}")
     return 0

@@ -19,10 +19,11 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
 
+from .stats import mcnemar, significant, wilson
 from .store import CONFIG_NAME, DB_NAME, SCHEMA_VERSION, StoreError, connect
 from .tasks.base import AUDIT_VERSION, VERDICTS
 
@@ -364,7 +365,11 @@ def run_info(run_dir: str | os.PathLike) -> dict[str, Any]:
 # --------------------------------------------------------------------------
 def summary(run_dir: str | os.PathLike) -> dict[str, Any]:
     """A JSON-able digest of the run: status, and per iteration its stage, decision counts,
-    kept/rationalized counts, training size/steps/final loss and accuracies."""
+    kept/rationalized counts, training size/steps/final loss, accuracies and their changes.
+
+    ``accuracy[task][split][grp]`` is {accuracy, n, n_correct, ci95: [low, high]} (the 95 % Wilson
+    interval); ``change[task][split][grp]`` pairs the eval answers with the iteration before, question
+    by question: {since, pairs, lost, gained, p_value (exact McNemar), significant (p < 0.05)}."""
     run_dir = Path(run_dir)
     with open_store(run_dir) as con:
         row = _run_row(con)
@@ -386,9 +391,16 @@ def summary(run_dir: str | os.PathLike) -> dict[str, Any]:
             " FROM train_losses WHERE run_id=? GROUP BY iteration) m ON m.iteration=t.iteration AND m.s=t.step"
             " WHERE t.run_id=?", (rid, rid))}
         acc: dict[int, dict] = {}
-        for r in con.execute("SELECT iteration, task, split, grp, accuracy FROM metrics WHERE run_id=?", (rid,)):
-            acc.setdefault(r["iteration"], {}).setdefault(r["task"], {}).setdefault(r["split"], {})[r["grp"]] = \
-                r["accuracy"]
+        for r in con.execute("SELECT iteration, task, split, grp, n, n_correct, accuracy FROM metrics"
+                             " WHERE run_id=?", (rid,)):
+            acc.setdefault(r["iteration"], {}).setdefault(r["task"], {}).setdefault(r["split"], {})[r["grp"]] = {
+                "accuracy": r["accuracy"], "n": r["n"], "n_correct": r["n_correct"],
+                "ci95": list(wilson(r["n_correct"], r["n"]))}
+        change: dict[int, dict] = {}
+        for r in _changes(con, rid).itertuples(index=False):
+            change.setdefault(int(r.iteration), {}).setdefault(r.task, {}).setdefault(r.split, {})[r.grp] = {
+                "since": int(r.since), "pairs": int(r.pairs), "lost": int(r.lost), "gained": int(r.gained),
+                "p_value": float(r.p_value), "significant": bool(r.significant)}
     iterations = []
     for i in sorted(set(its) | set(dec) | set(kept) | set(acc)):
         it = its.get(i, {})
@@ -396,7 +408,7 @@ def summary(run_dir: str | os.PathLike) -> dict[str, Any]:
             "iteration": i, "stage": it.get("stage"), "decisions": dec.get(i, {}),
             "kept": kept.get(i, (0, 0))[0], "rationalized": int(kept.get(i, (0, 0))[1] or 0),
             "n_train_examples": it.get("n_train_examples"), "train_steps": it.get("train_steps"),
-            "final_loss": loss.get(i), "accuracy": acc.get(i, {}),
+            "final_loss": loss.get(i), "accuracy": acc.get(i, {}), "change": change.get(i, {}),
         })
     return {
         "run_dir": str(run_dir), "name": row["name"], "task": row["task"], "model": row["model"],
@@ -830,16 +842,15 @@ def solve_transitions(run_dir: str | os.PathLike, task: str | None = None) -> pd
 # --------------------------------------------------------------------------
 # accuracy and losses
 # --------------------------------------------------------------------------
-def _runs_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike], table: str,
-                columns: list[str], order: str) -> pd.DataFrame:
-    """``columns`` of ``table`` for one or several runs, with the run's name and folder in front."""
+def _runs_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike], columns: list[str],
+                read: Callable[[sqlite3.Connection, int], pd.DataFrame]) -> pd.DataFrame:
+    """``read(con, run_id)`` for one or several runs, with the run's name and folder in front."""
     dirs = [run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs)
     frames = []
     for d in dirs:
         with open_store(d) as con:
             row = _run_row(con)
-            df = pd.read_sql_query(f"SELECT {', '.join(columns)} FROM {table} WHERE run_id=? ORDER BY {order}",
-                                   con, params=(row["id"],))
+            df = read(con, row["id"])
         df.insert(0, "run_dir", str(d))
         df.insert(0, "run", row["name"] or Path(d).name)
         frames.append(df)
@@ -847,15 +858,59 @@ def _runs_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike], table
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
 
 
+def _table(table: str, columns: list[str], order: str) -> Callable[[sqlite3.Connection, int], pd.DataFrame]:
+    return lambda con, rid: pd.read_sql_query(
+        f"SELECT {', '.join(columns)} FROM {table} WHERE run_id=? ORDER BY {order}", con, params=(rid,))
+
+
+_METRIC_COLS = ["iteration", "task", "split", "grp", "n", "n_correct", "accuracy"]
+
+
 def metrics_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.DataFrame:
-    """metrics of one or several runs: run, run_dir, iteration, task, split, grp, n, n_correct, accuracy."""
-    return _runs_frame(run_dirs, "metrics", ["iteration", "task", "split", "grp", "n", "n_correct", "accuracy"],
-                       "task, split, grp, iteration")
+    """metrics of one or several runs: run, run_dir, iteration, task, split, grp, n, n_correct, accuracy,
+    and low, high: the 95 % Wilson interval of the accuracy."""
+    df = _runs_frame(run_dirs, _METRIC_COLS, _table("metrics", _METRIC_COLS, "task, split, grp, iteration"))
+    ci = [wilson(int(k), int(n)) for k, n in zip(df["n_correct"], df["n"])]
+    return df.assign(low=[lo for lo, _ in ci], high=[hi for _, hi in ci])
 
 
 def losses_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.DataFrame:
     """train_losses of one or several runs: run, run_dir, iteration, step, loss, lr."""
-    return _runs_frame(run_dirs, "train_losses", ["iteration", "step", "loss", "lr"], "iteration, step")
+    cols = ["iteration", "step", "loss", "lr"]
+    return _runs_frame(run_dirs, cols, _table("train_losses", cols, "iteration, step"))
+
+
+_CHANGE_COLS = ["task", "split", "grp", "iteration", "since", "pairs", "lost", "gained", "p_value", "significant"]
+
+
+def _changes(con: sqlite3.Connection, rid: int, since: int | None = None) -> pd.DataFrame:
+    """Eval correctness of each iteration paired, question by question, with the iteration before it
+    (or with iteration ``since``); per task, split and group ("all" included)."""
+    step = "a.iteration = ? AND b.iteration > a.iteration" if since is not None else "b.iteration = a.iteration + 1"
+    df = pd.read_sql_query(
+        "SELECT a.task, a.split, a.grp, b.iteration, a.iteration AS since, count(*) AS pairs,"
+        " sum(a.correct > b.correct) AS lost, sum(a.correct < b.correct) AS gained"
+        " FROM samples a JOIN samples b ON b.run_id = a.run_id AND b.phase = 'eval' AND b.task = a.task"
+        " AND b.split = a.split AND b.question_id = a.question_id AND b.k = a.k"
+        f" WHERE a.run_id = ? AND a.phase = 'eval' AND {step}"
+        " GROUP BY a.task, a.split, a.grp, b.iteration, a.iteration",
+        con, params=(rid,) if since is None else (rid, int(since)))
+    if df.empty:
+        return pd.DataFrame(columns=_CHANGE_COLS)
+    keys = ["task", "split", "iteration", "since"]
+    alls = df.groupby(keys, as_index=False)[["pairs", "lost", "gained"]].sum().assign(grp="all")
+    df = pd.concat([alls, df], ignore_index=True)
+    df["p_value"] = [mcnemar(int(lost), int(gained)) for lost, gained in zip(df["lost"], df["gained"])]
+    df["significant"] = df["p_value"].map(significant)
+    return df[_CHANGE_COLS].sort_values(["task", "split", "iteration", "since"], kind="stable").reset_index(drop=True)
+
+
+def changes_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike], since: int | None = None) -> pd.DataFrame:
+    """Paired changes of eval accuracy on the same questions, for one or several runs: run, run_dir, task,
+    split, grp, iteration, since (the iteration compared with: the one before, or ``since``), pairs,
+    lost (right before, wrong now), gained (wrong before, right now), p_value (exact McNemar, two-sided)
+    and significant (p < 0.05)."""
+    return _runs_frame(run_dirs, _CHANGE_COLS, lambda con, rid: _changes(con, rid, since))
 
 
 def exemplars_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
@@ -866,7 +921,8 @@ def exemplars_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 __all__ = [
-    "AUDIT_VERSION", "HEARTBEAT_STALE_S", "PAPER_REFERENCE", "VERDICTS", "RunUnavailable", "SampleFilter", "browse", "count_samples",
+    "AUDIT_VERSION", "HEARTBEAT_STALE_S", "PAPER_REFERENCE", "VERDICTS", "RunUnavailable", "SampleFilter", "browse",
+    "changes_frame", "count_samples",
     "decision_counts", "effective_status", "events_frame", "exemplars_frame", "facets", "find_all",
     "fingerprint", "funnel", "get_sample", "hint_leak", "hint_spans", "is_run_dir", "iterations_frame",
     "list_runs", "losses_frame", "metrics_frame", "open_store", "parse_audit", "pid_alive", "question_history",

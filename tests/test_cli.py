@@ -59,3 +59,18 @@ def test_console_script_help_runs_without_torch_import():
     code = ("import sys; from star_core import cli, queries, store, tasks, config; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_summary_gives_every_accuracy_its_n_interval_and_change(capsys):
+    run = REPO / "sample_data" / "runs" / "arithmetic-paper-rule"
+    assert main(["summary", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "arithmetic eval 2: 26.7 % [14.2–44.4] (8/30)" in out  # iteration 0
+    assert "vs iter 0: +9 −6 questions, p = 0.61 (not significant at 0.05)" in out
+    assert "arithmetic eval all: 25.8 % [18.8–34.3] (31/120); vs iter 1: +1 −12 questions, p = 0.0034 (significant" in out
+    assert main(["summary", str(run), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    a = s["iterations"][1]["accuracy"]["arithmetic"]["eval"]["2"]
+    assert (a["n"], a["n_correct"]) == (30, 11) and a["ci95"] == pytest.approx([0.2187, 0.5449], abs=1e-4)
+    c = s["iterations"][2]["change"]["arithmetic"]["eval"]["all"]
+    assert (c["since"], c["lost"], c["gained"], c["significant"]) == (1, 12, 1, True)

@@ -22,6 +22,8 @@ from star_core import queries as Q  # noqa: E402
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from star_core.ui import md_escape  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -367,6 +369,30 @@ def test_accuracy_curves_overlay_and_reference(env):
     assert {t["name"] for t in ch["acc_final_loss"]["data"]} == {"alpha", "beta"}
     at.toggle(key="acc_ref").set_value(False).run()
     assert len(charts(at)["acc_curve_commonsenseqa_eval"]["data"]) == 1  # beta has no CQA; no references
+
+
+def test_accuracy_shows_intervals_and_significance(env):
+    from star_core import stats
+
+    run = env / "alpha"
+    at = open_page("accuracy", run="alpha")
+    ch = charts(at)
+    # error bars: the 95 % Wilson interval of every point
+    tr = [t for t in ch["acc_curve_gsm8k_eval"]["data"] if t.get("meta") != "reference"][0]
+    rows = sql(run, "SELECT n_correct, n FROM metrics WHERE task='gsm8k' AND grp='all' ORDER BY iteration")
+    want = [stats.wilson(k, n) for k, n in rows]
+    y = arr(tr["y"])
+    assert [v + e for v, e in zip(y, arr(tr["error_y"]["array"]))] == pytest.approx([100 * hi for _, hi in want])
+    assert [v - e for v, e in zip(y, arr(tr["error_y"]["arrayminus"]))] == pytest.approx([100 * lo for lo, _ in want])
+    assert all("error_y" in t for t in ch["acc_digits"]["data"])
+    # every change between iterations, with its McNemar p-value and whether it is significant
+    ch = Q.changes_frame(run)
+    top = ch[(ch["grp"] == "all") & (ch["task"] == "arithmetic") & (ch["iteration"] == 2)].iloc[0]
+    line = f"arithmetic eval, iteration 2 vs 1: {stats.describe_change(int(top.lost), int(top.gained))}"
+    assert any(md_escape(line) in m for m in markdowns(at))
+    table = [d.value for d in at.dataframe if "p_value" in d.value.columns][0]
+    assert len(table) == len(ch) and set(table["significant"]) <= {"yes", "no"}
+    assert (table["significant"] == "yes").sum() == int(ch["significant"].sum())
 
 
 # ---- launch ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dash_fixtures as F  # noqa: E402
 
 from star_core import queries as Q  # noqa: E402
+from star_core.stats import mcnemar, wilson  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,8 +71,37 @@ def test_summary_counts_match_the_store(runs):
     assert it1["stage"] == "done" and it1["n_train_examples"] == it1["kept"] and it1["train_steps"] == 40
     last = sql(run, "SELECT loss FROM train_losses WHERE iteration=1 ORDER BY step DESC LIMIT 1")[0][0]
     assert it1["final_loss"] == pytest.approx(last)
-    acc = sql(run, "SELECT accuracy FROM metrics WHERE iteration=2 AND task='arithmetic' AND grp='3'")[0][0]
-    assert s["iterations"][2]["accuracy"]["arithmetic"]["eval"]["3"] == pytest.approx(acc)
+    acc, n, k = sql(run, "SELECT accuracy, n, n_correct FROM metrics WHERE iteration=2 AND task='arithmetic'"
+                         " AND grp='3'")[0]
+    a = s["iterations"][2]["accuracy"]["arithmetic"]["eval"]["3"]
+    assert a["accuracy"] == pytest.approx(acc) and (a["n"], a["n_correct"]) == (n, k)
+    assert a["ci95"] == pytest.approx(list(wilson(k, n)))
+    # each change pairs the eval answers with the iteration before, question by question
+    assert s["iterations"][0]["change"] == {}
+    for it in s["iterations"][1:]:
+        for task, splits in it["change"].items():
+            for grp, c in splits["eval"].items():
+                where = "" if grp == "all" else f" AND a.grp='{grp}'"
+                lost, gained = sql(run, "SELECT sum(a.correct > b.correct), sum(a.correct < b.correct) FROM samples a"
+                                        " JOIN samples b ON b.question_id=a.question_id AND b.task=a.task"
+                                        " AND b.phase='eval' AND b.iteration=a.iteration+1 WHERE a.phase='eval'"
+                                        " AND a.task=? AND b.iteration=?" + where, task, it["iteration"])[0]
+                assert (c["since"], c["lost"], c["gained"]) == (it["iteration"] - 1, lost, gained)
+                assert c["p_value"] == pytest.approx(mcnemar(lost, gained))
+                assert c["significant"] is (c["p_value"] < 0.05)
+                assert c["pairs"] == it["accuracy"][task]["eval"][grp]["n"]
+
+
+def test_changes_since_a_fixed_iteration(runs):
+    run = runs / "multi"
+    ch = Q.changes_frame(run, since=0)
+    assert set(ch["since"]) == {0} and set(ch["iteration"]) == {1, 2, 3}
+    one = Q.changes_frame(run)
+    first = lambda df: df[df["iteration"] == 1].drop(columns=["since"]).reset_index(drop=True)  # noqa: E731
+    assert first(ch).equals(first(one))  # iteration 1 against 0 either way
+    m = Q.metrics_frame(run)
+    row = m[(m["iteration"] == 3) & (m["task"] == "gsm8k") & (m["grp"] == "all")].iloc[0]
+    assert (row["low"], row["high"]) == pytest.approx(wilson(int(row["n_correct"]), int(row["n"])))
 
 
 def test_funnel_numbers_add_up(runs):
