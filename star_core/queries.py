@@ -898,7 +898,8 @@ def _changes(con: sqlite3.Connection, rid: int, since: int | None = None) -> pd.
     if df.empty:
         return pd.DataFrame(columns=_CHANGE_COLS)
     keys = ["task", "split", "iteration", "since"]
-    alls = df.groupby(keys, as_index=False)[["pairs", "lost", "gained"]].sum().assign(grp="all")
+    groups = df[df["grp"] != "all"]  # a task without groups (CommonsenseQA) has only "all" already
+    alls = groups.groupby(keys, as_index=False)[["pairs", "lost", "gained"]].sum().assign(grp="all")
     df = pd.concat([alls, df], ignore_index=True)
     df["p_value"] = [mcnemar(int(lost), int(gained)) for lost, gained in zip(df["lost"], df["gained"])]
     df["significant"] = df["p_value"].map(significant)

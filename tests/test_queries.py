@@ -96,6 +96,8 @@ def test_changes_since_a_fixed_iteration(runs):
     run = runs / "multi"
     ch = Q.changes_frame(run, since=0)
     assert set(ch["since"]) == {0} and set(ch["iteration"]) == {1, 2, 3}
+    assert not ch.duplicated(["task", "split", "grp", "iteration"]).any()
+    assert set(ch[ch["task"] == "commonsenseqa"]["grp"]) == {"all"}
     one = Q.changes_frame(run)
     first = lambda df: df[df["iteration"] == 1].drop(columns=["since"]).reset_index(drop=True)  # noqa: E731
     assert first(ch).equals(first(one))  # iteration 1 against 0 either way
