@@ -132,3 +132,28 @@ def test_a_faithful_only_run_keeps_only_verified_rationales(run):
         a = task.audit(p, task.parse(task.trim(r["raw_output"]), p))
         assert (a.verdict == "faithful" and a.checked >= 1) or (a.verdict is None and task.name == "commonsenseqa"), (
             r["id"], r["raw_output"], a)
+
+
+@pytest.mark.parametrize("name", ["arithmetic-paper-rule", "arithmetic-audit-filter"])
+def test_readme_tables_match_the_stores(name):
+    """Every row of the README's accuracy table of a demo run: accuracy, 95 % Wilson interval and the
+    paired change of all sums, as the store gives them."""
+    from star_core.stats import wilson
+
+    def cell(k: int, n: int) -> str:
+        lo, hi = wilson(k, n)
+        return f"{100 * k / n:.1f} ({100 * lo:.0f}–{100 * hi:.0f})"
+
+    readme = (DEMO_ROOT.parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme.split(f"`{name}` (", 1)[1].split("\n\n", 2)[1]
+    run = DEMO_ROOT / name
+    m, ch = queries.metrics_frame(run), queries.changes_frame(run)
+    want = []
+    for it, g in m.groupby("iteration"):
+        by = {r.grp: cell(int(r.n_correct), int(r.n)) for r in g.itertuples()}
+        c = ch[(ch["iteration"] == it) & (ch["grp"] == "all")]
+        change = "–" if c.empty else (f"+{c.iloc[0].gained} −{c.iloc[0].lost}, p = {c.iloc[0].p_value:.2g}"
+                                      + (" (significant)" if c.iloc[0].significant else ""))
+        want.append(f"| {it}{' (few-shot)' if it == 0 else ''} | " + " | ".join(by[k] for k in "1234")
+                    + f" | {by['all']} | {change} |")
+    assert table.splitlines()[2:] == want
