@@ -19,7 +19,7 @@ def test_bundled_model_solves_one_digit_sums(tmp_path_factory):
     from star_core.filtering import judge
     from star_core.models import load_base, resolve_model_path
     from star_core.sampling import generate
-    from star_core.tasks import get_task
+    from star_core.tasks import Exemplar, get_task
 
     torch.set_num_threads(1)
     path = resolve_model_path("bundled:smollm2-135m")  # converts once, then reuses the cache
@@ -28,7 +28,12 @@ def test_bundled_model_solves_one_digit_sums(tmp_path_factory):
     assert "no quantization" in loaded.description
     task = get_task("arithmetic", train_digits=(1, 2), eval_digits=(1, 1))
     problems = task.load("eval", limit=8, seed=0)
-    ex = task.exemplars(4, seed=0)
+    # One-digit exemplars on purpose: this checks the model and the sampler on one-digit sums. The
+    # default exemplars are sums of 2 digits or more (every one shows steps); after them this model
+    # writes made-up steps for one-digit sums and gets 4 of these 8 right (6 after the exemplars
+    # drawn before, which mixed 1- and 2-digit sums).
+    ex = [Exemplar(p, task.reference_rationale(p), p.gold)
+          for p in (task.make_problem(a, b, f"ex-{a}+{b}") for a, b in ((0, 1), (2, 4), (7, 5), (3, 3)))]
     gens = generate(loaded.model, loaded.tokenizer, [task.prompt(p, ex) for p in problems],
                     max_new_tokens=40, is_complete=task.is_complete, batch_size=8)
     decisions = [judge(task, p, g.text, g.truncated, "eval", 40).decision for p, g in zip(problems, gens)]
