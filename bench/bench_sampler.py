@@ -1,34 +1,62 @@
-"""Sampling throughput: our batched sampler vs plain ``model.generate`` at batch size 1.
+"""Sampling throughput: star's decoder against the ``model.generate`` a user would write.
 
-Same model, same few-shot prompts, same max_new_tokens, greedy, one process.
-The plain baseline stops only at EOS (what ``generate`` does by default); ours
-batches, shares the few-shot prefix's KV cache and stops each row at its answer.
+Same model, same few-shot prompts, same max_new_tokens, greedy, one process:
 
-  python bench/bench_sampler.py [--task arithmetic] [--n 32] [--baseline-n 8] [--batch-size 16]
+- ``model.generate`` at batch 1 (reference);
+- ``model.generate`` batched, left padding and the task's ``stop_strings``, at the
+  same batch size as ours (the baseline to beat);
+- star's decoder (continuous batching, shared prefix cache, stop on token ids).
 
-This is a benchmark, not a test: it prints a table and writes nothing.
+It reports rationales/s, tokens/s (tokens each sampler produced, up to where it
+stopped), the ratios, and how many parsed answers agree with the batched
+baseline. ``--host-overhead`` instead measures decoding steps/s on a tiny random
+model, where compute is negligible and host work is all that is left.
+
+  python bench/bench_sampler.py [--device cpu|cuda] [--task arithmetic] [--n 32] [--batch-size 16]
+                                [--dtype fp32|bf16] [--baseline-n 8]
+  python bench/bench_sampler.py --host-overhead
+
+A benchmark, not a test: it prints a table and writes nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--task", default="arithmetic")
-    ap.add_argument("--model", default="bundled:smollm2-135m")
-    ap.add_argument("--n", type=int, default=32, help="questions for our sampler")
-    ap.add_argument("--baseline-n", type=int, default=8, help="questions for the batch-1 baseline (slow)")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--max-new-tokens", type=int, default=96)
-    ap.add_argument("--threads", type=int, default=0)
-    a = ap.parse_args()
+def hf_batched(model, tok, prompts, max_new_tokens, batch_size, stop_strings):
+    """What a user would write: ``model.generate`` on left-padded batches with ``stop_strings``."""
+    import torch
 
+    texts, ntok = [], []
+    pad = tok.pad_token_id
+    for s in range(0, len(prompts), batch_size):
+        enc = tok(prompts[s:s + batch_size], return_tensors="pt", padding=True).to(model.device)
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
+                                 stop_strings=list(stop_strings), tokenizer=tok)
+        new = out[:, enc["input_ids"].shape[1]:]
+        for row in new:
+            keep = row[row != pad]
+            texts.append(tok.decode(keep, skip_special_tokens=True))
+            ntok.append(len(keep))
+    return texts, ntok
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def throughput(a) -> None:
     import torch
 
     from star_core import config as C
@@ -40,40 +68,100 @@ def main() -> None:
         torch.set_num_threads(a.threads)
     cfg = C.build(None, {"task": a.task, "model": a.model}, [f"n_eval={max(a.n, a.baseline_n)}"])
     data = load_data(cfg)
-    loaded = load_base(a.model, "none", "cpu")
+    loaded = load_base(a.model, "none", a.device)
+    model, tok = loaded.model, loaded.tokenizer
+    if a.dtype == "bf16":
+        model = model.to(torch.bfloat16)
     task, ex = data.task, data.exemplars
     prompts = [task.prompt(p, ex) for p in data.eval[: a.n]]
+    bs = a.batch_size
 
     def timed(fn):
+        sync(a.device)
         t0 = time.perf_counter()
         out = fn()
+        sync(a.device)
         return out, time.perf_counter() - t0
 
-    # warm-up (first calls allocate)
-    generate(loaded.model, loaded.tokenizer, prompts[:2], max_new_tokens=4, is_complete=task.is_complete)
+    # warm-up (first calls allocate, CUDA loads kernels)
+    generate(model, tok, prompts[:4], max_new_tokens=8, is_complete=task.is_complete, stop_chars=task.stop_chars)
+    hf_batched(model, tok, prompts[:2], 4, 2, task.stop_strings)
+
     rows = []
-    base, tb = timed(lambda: generate_plain(loaded.model, loaded.tokenizer, prompts[: a.baseline_n],
-                                            max_new_tokens=a.max_new_tokens))
-    rows.append(("model.generate, batch 1", len(base), sum(g.output_tokens for g in base), tb))
-    for label, kw in [
-        (f"ours, batch {a.batch_size}, no prefix sharing", {"share_prefix": False}),
-        (f"ours, batch {a.batch_size}, shared prefix + stop-at-answer", {"share_prefix": True}),
-    ]:
-        out, t = timed(lambda kw=kw: generate(loaded.model, loaded.tokenizer, prompts,
-                                              max_new_tokens=a.max_new_tokens, is_complete=task.is_complete,
-                                              batch_size=a.batch_size, **kw))
-        rows.append((label, len(out), sum(g.output_tokens for g in out), t))
-        ours = out
-    same = sum(task.parse(task.trim(o.text)).answer == task.parse(task.trim(b.text)).answer
-               for o, b in zip(ours, base))
-    print(f"task={a.task} model={a.model} threads={torch.get_num_threads()} max_new_tokens={a.max_new_tokens}")
-    print(f"{'sampler':52} {'rationales':>10} {'tokens':>7} {'sec':>7} {'rat/s':>7} {'tok/s':>7}")
-    for label, n, tok, t in rows:
-        print(f"{label:52} {n:10d} {tok:7d} {t:7.1f} {n / t:7.2f} {tok / t:7.1f}")
-    r0 = rows[0][1] / rows[0][3]
-    print("speed-up in rationales/s vs model.generate batch 1: "
-          + ", ".join(f"{lbl.split(',', 1)[1].strip()}: {n / t / r0:.1f}x" for lbl, n, _, t in rows[1:]))
-    print(f"same parsed answer as the baseline on {same}/{len(base)} shared questions")
+    if a.baseline_n:
+        b1, t = timed(lambda: generate_plain(model, tok, prompts[: a.baseline_n], max_new_tokens=a.max_new_tokens))
+        rows.append(("model.generate, batch 1, no stop", len(b1), sum(g.output_tokens for g in b1), t))
+    (hf_texts, hf_tok), t = timed(lambda: hf_batched(model, tok, prompts, a.max_new_tokens, bs, task.stop_strings))
+    rows.append((f"model.generate, batch {bs}, left padding + stop_strings", len(hf_texts), sum(hf_tok), t))
+    ours, t = timed(lambda: generate(model, tok, prompts, max_new_tokens=a.max_new_tokens,
+                                     is_complete=task.is_complete, stop_chars=task.stop_chars, batch_size=bs))
+    rows.append((f"star, batch {bs}, continuous + shared prefix + token stop", len(ours),
+                 sum(g.output_tokens for g in ours), t))
+
+    def answer(text):
+        return task.parse(task.trim(text)).answer
+
+    same = sum(answer(o.text) == answer(h) for o, h in zip(ours, hf_texts))
+    right = sum(answer(o.text) == p.gold for o, p in zip(ours, data.eval))
+    print(f"task={a.task} model={a.model} device={a.device} dtype={a.dtype} threads={torch.get_num_threads()} "
+          f"n={len(prompts)} batch={bs} max_new_tokens={a.max_new_tokens}")
+    print(f"{'sampler':58} {'rationales':>10} {'tokens':>7} {'sec':>7} {'rat/s':>7} {'tok/s':>8}")
+    for label, n, ntok, t in rows:
+        print(f"{label:58} {n:10d} {ntok:7d} {t:7.2f} {n / t:7.2f} {ntok / t:8.1f}")
+    r = {label: n / t for label, n, _, t in rows}
+    star_r = rows[-1][1] / rows[-1][3]
+    print("star's rationales/s over: " + ", ".join(f"{k.split(',')[0]} {k.split(',')[1].strip()}: "
+                                                   f"{star_r / v:.2f}x" for k, v in list(r.items())[:-1]))
+    print(f"same parsed answer as the batched baseline: {same}/{len(ours)}; right: {right}/{len(ours)}")
+
+
+def host_overhead(a) -> None:
+    """Steps/s of the decoder on a tiny random model (compute negligible: host work dominates)."""
+    import sys
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from tiny_model import build_tiny_model
+
+    from reference_decoder import generate_reference
+
+    from star_core.models import load_base
+    from star_core.sampling import generate
+
+    torch.set_num_threads(a.threads or 1)
+    with tempfile.TemporaryDirectory() as d:
+        m = load_base(str(build_tiny_model(Path(d) / "tiny", layers=1, hidden=64)), "none", "cpu")
+    prefix = "Q: What is 1 + 2?\nA: 1 + 2 = 3. The answer is 3.\n\n"
+    steps = 64
+    print(f"tiny random model, greedy, {steps} new tokens per row, one prompt per row, stop check on '.\\n'")
+    print(f"{'decoder':34} {'batch':>6} {'steps/s':>8} {'rows*steps/s':>13}")
+    for label, fn, kw in [("star (token-id stop check)", generate, {"stop_chars": ".\n"}),
+                          ("previous (decodes every row)", generate_reference, {})]:
+        for bs in (16, 128):
+            prompts = [prefix + f"Q: What is {i} + {i}?\nA:" for i in range(bs)]
+            fn(m.model, m.tokenizer, prompts, max_new_tokens=4, is_complete=lambda t: False, batch_size=bs, **kw)
+            t0 = time.perf_counter()
+            fn(m.model, m.tokenizer, prompts, max_new_tokens=steps, is_complete=lambda t: False, batch_size=bs,
+               **kw)
+            dt = time.perf_counter() - t0
+            print(f"{label:34} {bs:6d} {steps / dt:8.0f} {bs * steps / dt:13.0f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--task", default="arithmetic")
+    ap.add_argument("--model", default="bundled:smollm2-135m")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--n", type=int, default=32, help="questions for the batched samplers")
+    ap.add_argument("--baseline-n", type=int, default=8, help="questions for the batch-1 reference (0: skip)")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--host-overhead", action="store_true", help="steps/s on a tiny model at batch 16 and 128")
+    a = ap.parse_args()
+    host_overhead(a) if a.host_overhead else throughput(a)
 
 
 if __name__ == "__main__":

@@ -73,8 +73,8 @@ class StarConfig:
     """Nucleus sampling cutoff when temperature > 0."""
     samples_per_question: int = 1
     """k samples per training question (needs temperature > 0 to differ)."""
-    batch_size: int = 16
-    """Generation batch size."""
+    batch_size: int | str = "auto"
+    """Rows decoded at once (continuous batching keeps them full). auto: from free GPU memory on CUDA, 32 on the CPU."""
     share_prefix_cache: bool = True
     """Compute the few-shot prefix's KV cache once and share it across each batch."""
 
@@ -136,7 +136,9 @@ class StarConfig:
         for name in ("iterations",):
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
-        for name in ("n_train", "n_eval", "max_new_tokens", "samples_per_question", "batch_size",
+        if self.batch_size != "auto" and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+            raise bad("batch_size", "must be >= 1 or auto")
+        for name in ("n_train", "n_eval", "max_new_tokens", "samples_per_question",
                      "train_steps", "train_batch_size", "grad_accum", "lora_r", "lora_alpha", "max_seq_len"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be >= 1")
@@ -208,6 +210,15 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             value = yaml.safe_load(value)
         except yaml.YAMLError as e:
             raise fail(f"cannot parse ({e.__class__.__name__})") from None
+    if hint == (int | str):  # an integer or the word auto
+        if isinstance(value, str) and value.strip() == "auto":
+            return "auto"
+        if isinstance(value, bool) or not isinstance(value, int):
+            try:
+                return int(str(value).strip())
+            except ValueError:
+                raise fail("expected an integer or auto") from None
+        return value
     if hint is bool:
         if isinstance(value, bool):
             return value

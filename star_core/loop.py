@@ -161,7 +161,7 @@ class Runner:
         generate(self.model, self.loaded.tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
                  is_complete=task.is_complete, temperature=cfg.temperature if phase != "eval" else 0.0,
                  top_p=cfg.top_p, batch_size=cfg.batch_size, share_prefix=cfg.share_prefix_cache,
-                 seed=seed, on_batch=on_batch)
+                 seed=seed, stop_chars=task.stop_chars, on_batch=on_batch)
         bar.close()
 
     def needs_rationalization(self, iteration: int) -> list[Problem]:

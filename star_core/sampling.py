@@ -1,26 +1,44 @@
-"""Batched rationale sampling.
+"""Batched rationale sampling with continuous batching.
 
-Three levers make it fast on a CPU:
-- batching with left-padded suffixes;
-- a shared prefix: all prompts of a call start with the same few-shot block, so
-  its KV cache is computed once and repeated across the batch;
-- stop-at-answer: a row leaves the batch as soon as its text holds a complete
-  answer (``is_complete``), and its cache rows are dropped.
+The decoder keeps a fixed number of *slots* busy:
+- a shared prefix: every prompt of a call starts with the same few-shot block,
+  so its KV cache is computed once and copied into each slot;
+- continuous batching: when a row finishes, the next waiting prompt takes its
+  slot; its suffix is prefilled against the prefix cache and written into the
+  slot's cache rows, right-aligned, so the batch stays full;
+- stop detection on token ids: a task names the characters its completions can
+  only become complete on (``stop_chars``, e.g. ``"\\n.)"``). A boolean mask over
+  the vocabulary marks the tokens that hold one of them (and EOS); each step
+  looks the sampled tokens up in that mask on the device, and only the flagged
+  rows are copied to the host and decoded to run ``is_complete``. Host work per
+  step does not grow with the batch.
+- an in-place KV cache (:class:`SlotCache`): one buffer per layer, written at
+  the next column, instead of a ``torch.cat`` of the whole cache every step.
+  Columns of padding that no live row needs any more are dropped now and then.
 
-The decoding loop is ours (not ``model.generate``) because it needs the shared
-cache with per-row padding between prefix and suffix and row pruning.
+Greedy outputs are the same tokens as decoding each prompt alone (see
+``tests/test_sampling.py``, which also checks the previous static-batch decoder).
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import logging
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 from transformers import DynamicCache
+from transformers.cache_utils import Cache, DynamicLayer
+
+log = logging.getLogger("star")
+
+#: ``batch_size`` on the CPU when the config says ``auto`` (measured best on 2 cores: README).
+CPU_AUTO_BATCH = 32
+#: Largest batch ``auto`` picks on CUDA.
+CUDA_MAX_BATCH = 512
 
 
 @dataclass
@@ -32,7 +50,7 @@ class Generation:
     truncated: bool
     """Hit max_new_tokens before a complete answer (or EOS)."""
     seconds: float
-    """This row's share of the batch's wall time."""
+    """This row's share of the wall time between two deliveries."""
 
 
 def _common_prefix_len(seqs: Sequence[Sequence[int]]) -> int:
@@ -60,109 +78,326 @@ def _pick(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Gen
         cum = sp.cumsum(-1)
         sp[(cum - sp) > top_p] = 0
         probs = torch.zeros_like(probs).scatter(-1, si, sp)
-    return torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(-1).to(logits.device)
+    return torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+
+
+def eos_ids(tokenizer) -> set[int]:
+    return set(tokenizer.all_special_ids) - ({tokenizer.unk_token_id} if tokenizer.unk_token_id is not None else set())
+
+
+def batch_decoder(tokenizer) -> Callable[[list[list[int]]], list[str]]:
+    """``seqs -> texts`` as ``tokenizer.batch_decode(seqs, skip_special_tokens=True)`` gives them,
+    straight from the Rust tokenizer when no Python post-processing applies (much less overhead)."""
+    fast = getattr(tokenizer, "_tokenizer", None)
+    if fast is not None and hasattr(fast, "decode_batch") and not getattr(tokenizer, "clean_up_tokenization_spaces",
+                                                                          True):
+        return lambda seqs: fast.decode_batch(seqs, skip_special_tokens=True)
+    return lambda seqs: tokenizer.batch_decode(seqs, skip_special_tokens=True)
+
+
+def stop_token_mask(tokenizer, stop_chars: str) -> torch.Tensor:
+    """Bool mask over the vocabulary: tokens that may complete an answer.
+
+    A token is marked when its text holds one of ``stop_chars`` or when it is an
+    end-of-sequence token. A byte fragment (a token that is not whole UTF-8 on its
+    own) shows its ASCII bytes when decoded alone, and bytes of a multi-byte
+    character never decode to ASCII, so for ASCII ``stop_chars`` this is exact;
+    for others every fragment is marked too (marking too many only costs a host
+    check, never a wrong stop). Cached on the tokenizer per character set.
+    """
+    memo = tokenizer.__dict__.setdefault("_star_stop_masks", {})
+    if stop_chars not in memo:
+        n = len(tokenizer)
+        texts = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False)
+        frag = not stop_chars.isascii()
+        mask = torch.tensor([any(c in t for c in stop_chars) or (frag and "\ufffd" in t) for t in texts])
+        for i in eos_ids(tokenizer):
+            if i < n:
+                mask[i] = True
+        memo[stop_chars] = mask
+    return memo[stop_chars]
+
+
+class _SlotLayer(DynamicLayer):
+    """A cache layer backed by one preallocated buffer ``[rows, heads, capacity, dim]``.
+
+    ``update`` writes the new columns in place; ``keys``/``values`` are views of
+    the filled part. Rows can be overwritten (a new prompt in a slot), selected
+    (pruning finished rows) and compacted (dropping padding columns).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.n = 0
+        self.kb = self.vb = None
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.device = key_states.device
+        self.is_initialized = True
+
+    def _reserve(self, rows: int, like: torch.Tensor, need: int) -> None:
+        if self.kb is None or self.kb.shape[0] != rows:
+            cap = need + 64
+            self.kb = like.new_zeros((rows, like.shape[1], cap, like.shape[3]))
+            self.vb = like.new_zeros((rows, like.shape[1], cap, like.shape[3]))
+            self.device, self.is_initialized = like.device, True
+            return
+        if need > self.kb.shape[2]:
+            cap = max(need, 2 * self.kb.shape[2])
+            for name in ("kb", "vb"):
+                old = getattr(self, name)
+                new = old.new_zeros((old.shape[0], old.shape[1], cap, old.shape[3]))
+                new[:, :, : self.n] = old[:, :, : self.n]
+                setattr(self, name, new)
+
+    def _views(self) -> None:
+        self.keys, self.values = self.kb[:, :, : self.n], self.vb[:, :, : self.n]
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        q = key_states.shape[-2]
+        self._reserve(key_states.shape[0], key_states, self.n + q)
+        self.kb[:, :, self.n: self.n + q] = key_states
+        self.vb[:, :, self.n: self.n + q] = value_states
+        self.n += q
+        self._views()
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.n if self.is_initialized else 0
+
+    def place(self, rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor, P: int, length: int) -> None:
+        """Write a freshly prefilled ``[len(rows), H, P + S, D]`` cache into ``rows``: its first
+        ``P`` columns (the shared prefix) at the start, its ``S`` suffix columns at the end of
+        ``length`` columns; what lies between is padding (masked)."""
+        S = k.shape[2] - P
+        self._reserve(self.kb.shape[0] if self.kb is not None else len(rows), k, length)
+        self.n = max(self.n, length)
+        for buf, src in ((self.kb, k), (self.vb, v)):
+            blk = src.new_zeros((len(rows), src.shape[1], length, src.shape[3]))
+            blk[:, :, :P] = src[:, :, :P]
+            blk[:, :, length - S:] = src[:, :, P:]
+            buf[rows, :, :length] = blk
+        self._views()
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.kb, self.vb = self.kb[rows], self.vb[rows]
+        self._views()
+
+    def drop_columns(self, start: int, stop: int) -> None:
+        """Remove columns ``[start, stop)`` (padding no live row attends to)."""
+        w = self.n - stop
+        for buf in (self.kb, self.vb):
+            buf[:, :, start: start + w] = buf[:, :, stop: self.n].clone()
+        self.n = start + w
+        self._views()
+
+
+class SlotCache(Cache):
+    """A KV cache of :class:`_SlotLayer` layers, one row per decoding slot."""
+
+    def __init__(self):
+        super().__init__(layer_class_to_replicate=_SlotLayer)
+
+
+def auto_batch_size(model, device: torch.device, tokens_per_row: int) -> int:
+    """``batch_size=auto``: on CUDA, as many rows as half the free memory holds (KV cache and
+    logits per row), between 16 and ``CUDA_MAX_BATCH``; on the CPU, ``CPU_AUTO_BATCH``."""
+    if device.type != "cuda":
+        return CPU_AUTO_BATCH
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    elt = next(model.parameters()).element_size() if next(model.parameters()).is_floating_point() else 2
+    per_row = 2 * cfg.num_hidden_layers * heads * head_dim * tokens_per_row * max(elt, 2)
+    per_row += 2 * cfg.vocab_size * 4  # logits and softmax in fp32
+    free, _ = torch.cuda.mem_get_info(device)
+    rows = int(free * 0.5 // per_row)
+    return max(16, min(CUDA_MAX_BATCH, rows))
 
 
 @torch.no_grad()
 def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
              is_complete: Callable[[str], bool], temperature: float = 0.0, top_p: float = 1.0,
-             batch_size: int = 16, share_prefix: bool = True, seed: int = 0,
+             batch_size: int | str = 16, share_prefix: bool = True, seed: int = 0,
+             stop_chars: str | None = None,
              on_batch: Callable[[list[int], list[Generation]], None] | None = None) -> list[Generation]:
-    """Generate one completion per prompt; ``on_batch(indices, gens)`` fires per finished batch."""
+    """Generate one completion per prompt.
+
+    ``is_complete(text)`` says when a row's answer is done. With ``stop_chars`` it is
+    asked only when a token holding one of those characters arrives (the caller
+    promises ``is_complete`` turns true only on such a character); without, every
+    live row is asked every step. ``on_batch(indices, gens)`` receives finished rows
+    in groups of about ``batch_size`` (each group one store transaction).
+    """
     if not prompts:
         return []
     device = next(model.parameters()).device
     ids = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
-    eos = set(tokenizer.all_special_ids) - ({tokenizer.unk_token_id} if tokenizer.unk_token_id is not None else set())
+    eos = eos_ids(tokenizer)
+    decode = batch_decoder(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    gen = torch.Generator().manual_seed(seed) if temperature > 0 else None
+    gen = torch.Generator(device=device).manual_seed(seed) if temperature > 0 else None
+    if batch_size in ("auto", 0):
+        batch_size = auto_batch_size(model, device, max(len(s) for s in ids) + max_new_tokens)
+    slots = max(1, min(int(batch_size), len(ids)))
 
     P = 0
     prefix_cache = None
     if share_prefix and len(ids) > 1:
         P = max(0, min(_common_prefix_len(ids), min(len(s) for s in ids) - 1))
+    ckw = _cache_kw(model)
     if P > 0:
         prefix_cache = DynamicCache()
         model(input_ids=torch.tensor([ids[0][:P]], device=device), use_cache=True, logits_to_keep=1,
-              **{_cache_kw(model): prefix_cache})
+              **{ckw: prefix_cache})
 
-    # Longest suffixes first: less padding per batch.
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+    # Longest suffixes first: a later prompt's suffix always fits in the columns a slot already has.
+    waiting = sorted(range(len(ids)), key=lambda i: -len(ids[i]))[::-1]  # pop() from the end
     results: list[Generation | None] = [None] * len(ids)
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
-        t0 = time.perf_counter()
-        outs = _generate_batch(model, tokenizer, [ids[i] for i in batch], P, prefix_cache, device, pad_id, eos,
-                               max_new_tokens, is_complete, temperature, top_p, gen)
-        dt = (time.perf_counter() - t0) / len(batch)
-        gens = [Generation(text, len(ids[i]), n, trunc, dt) for i, (text, n, trunc) in zip(batch, outs)]
-        for i, g in zip(batch, gens):
-            results[i] = g
-        if on_batch is not None:
-            on_batch(batch, gens)
-    return results  # type: ignore[return-value]
+    trig = stop_token_mask(tokenizer, stop_chars).to(device) if stop_chars is not None else None
 
+    cache = SlotCache()
+    rows = slots
+    row_prompt = [-1] * rows          # prompt index in each row, -1 when free
+    row_start = [0] * rows            # first cache column of the row's suffix
+    buf = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    cnt = torch.zeros(rows, dtype=torch.long, device=device)
+    live = torch.zeros(rows, dtype=torch.bool, device=device)
+    attn = torch.zeros((rows, 0), dtype=torch.long, device=device)
+    next_pos = torch.zeros(rows, dtype=torch.long, device=device)
+    logits = None
+    done: list[tuple[int, Generation]] = []
+    t_last = time.perf_counter()
 
-def _generate_batch(model, tokenizer, seqs, P, prefix_cache, device, pad_id, eos, max_new_tokens,
-                    is_complete, temperature, top_p, gen):
-    B = len(seqs)
-    suffixes = [s[P:] for s in seqs]
-    L = max(len(s) for s in suffixes)
-    inp = torch.full((B, L), pad_id, dtype=torch.long)
-    attn = torch.ones((B, P + L), dtype=torch.long)
-    for r, s in enumerate(suffixes):
-        inp[r, L - len(s):] = torch.tensor(s)
-        attn[r, P:P + L - len(s)] = 0
-    pos = (attn.cumsum(-1) - 1).clamp(min=0)
-    if prefix_cache is not None:
-        cache = copy.deepcopy(prefix_cache)
-        if B > 1:
-            cache.batch_repeat_interleave(B)
-    else:
-        cache = DynamicCache()
-    inp, attn, pos = inp.to(device), attn.to(device), pos.to(device)
-    ckw = _cache_kw(model)
-    out = model(input_ids=inp, attention_mask=attn, position_ids=pos[:, P:], use_cache=True, logits_to_keep=1,
-                **{ckw: cache})
-    logits = out.logits[:, -1, :]
-    next_pos = pos[:, -1] + 1
+    def admit(free: list[int]) -> None:
+        """Prefill waiting prompts into the ``free`` rows."""
+        nonlocal attn, logits
+        take = [waiting.pop() for _ in range(min(len(free), len(waiting)))]
+        if not take:
+            return
+        free = free[: len(take)]
+        suf = [ids[i][P:] for i in take]
+        S = max(len(s) for s in suf)
+        k = len(take)
+        inp = torch.full((k, S), pad_id, dtype=torch.long)
+        a = torch.ones((k, P + S), dtype=torch.long)
+        for j, s in enumerate(suf):
+            inp[j, S - len(s):] = torch.tensor(s)
+            a[j, P:P + S - len(s)] = 0
+        pos = (a.cumsum(-1) - 1).clamp(min=0)
+        tmp = copy.deepcopy(prefix_cache) if prefix_cache is not None else DynamicCache()
+        if prefix_cache is not None and k > 1:
+            tmp.batch_repeat_interleave(k)
+        a, pos = a.to(device), pos.to(device)
+        out = model(input_ids=inp.to(device), attention_mask=a, position_ids=pos[:, P:], use_cache=True,
+                    logits_to_keep=1, **{ckw: tmp})
+        T = max(attn.shape[1], P + S)
+        assert T - P >= S, "suffixes must arrive longest first"
+        if attn.shape[1] < T:  # the first admission sets the width
+            attn = torch.cat([attn, attn.new_zeros((rows, T - attn.shape[1]))], dim=1)
+        r = torch.tensor(free, device=device)
+        for layer, src in zip(_layers(cache, len(tmp.layers)), tmp.layers):
+            layer.place(r, src.keys, src.values, P, T)
+        row_mask = a.new_zeros((k, T))
+        row_mask[:, :P] = a[:, :P]
+        row_mask[:, T - S:] = a[:, P:]
+        attn[r] = row_mask
+        next_pos[r] = pos[:, -1] + 1
+        cnt[r] = 0
+        live[r] = True
+        lg = out.logits[:, -1, :]
+        if logits is None:
+            logits = lg.new_zeros((rows, lg.shape[-1]))
+        logits[r] = lg
+        for j, (row, i) in enumerate(zip(free, take)):
+            row_prompt[row] = i
+            row_start[row] = T - len(suf[j])
 
-    generated: list[list[int]] = [[] for _ in range(B)]
-    texts = [""] * B
-    finished = [False] * B
-    truncated = [False] * B
-    active = list(range(B))  # original row index of each live cache row
-    for step in range(max_new_tokens):
+    def finish(row: int, text: str, n: int, truncated: bool) -> None:
+        nonlocal t_last
+        i = row_prompt[row]
+        row_prompt[row] = -1
+        done.append((i, Generation(text, len(ids[i]), n, truncated, 0.0)))
+
+    def deliver(force: bool) -> None:
+        nonlocal t_last
+        if done and (force or len(done) >= slots):
+            now = time.perf_counter()
+            dt = (now - t_last) / len(done)
+            t_last = now
+            idx = [i for i, _ in done]
+            gens = [Generation(g.text, g.prompt_tokens, g.output_tokens, g.truncated, dt) for _, g in done]
+            for i, g in zip(idx, gens):
+                results[i] = g
+            done.clear()
+            if on_batch is not None:
+                on_batch(idx, gens)
+
+    admit(list(range(rows)))
+    ar = torch.arange(rows, device=device)
+    while True:
         tok = _pick(logits, temperature, top_p, gen)
-        keep: list[int] = []
-        for j, r in enumerate(active):
-            t = int(tok[j])
-            if t in eos:
-                finished[r] = True
-                continue
-            generated[r].append(t)
-            texts[r] = tokenizer.decode(generated[r], skip_special_tokens=True)
-            if is_complete(texts[r]):
-                finished[r] = True
-            else:
-                keep.append(j)
-        if not keep:
+        tok = torch.where(live, tok, torch.full_like(tok, pad_id))
+        buf[ar, cnt.clamp(max=max_new_tokens - 1)] = tok
+        cnt += live.long()
+        flag = live & (cnt >= max_new_tokens)
+        flag |= live & trig[tok] if trig is not None else live
+        hit = flag.nonzero().squeeze(1)
+        freed: list[int] = []
+        if hit.numel():
+            counts = cnt[hit].tolist()
+            seqs = [t[:c - (t[c - 1] in eos)] for t, c in zip(buf[hit, : max(counts)].tolist(), counts)]
+            for row, c, t, text in zip(hit.tolist(), counts, seqs, decode(seqs)):
+                if len(t) < c:  # ended with EOS (not part of the text)
+                    finish(row, text, c - 1, False)
+                elif is_complete(text):
+                    finish(row, text, c, False)
+                elif c >= max_new_tokens:
+                    finish(row, text, c, True)
+                else:
+                    continue
+                freed.append(row)
+            if freed:
+                live[torch.tensor(freed, device=device)] = False
+        deliver(False)
+        n_live = sum(p >= 0 for p in row_prompt)
+        if n_live == 0 and not waiting:
             break
-        if step == max_new_tokens - 1:
-            for j in keep:
-                truncated[active[j]] = True
-            break
-        if len(keep) < len(active):
-            idx = torch.tensor(keep, device=device)
-            cache.batch_select_indices(idx)
-            attn, next_pos, tok = attn[idx], next_pos[idx], tok[idx]
-            active = [active[j] for j in keep]
-        attn = torch.cat([attn, attn.new_ones((attn.shape[0], 1))], dim=-1)
+        if freed and not waiting and rows - n_live >= max(1, rows // 4):
+            # No prompt left to take the free rows: shrink the batch.
+            keep = [r for r in range(rows) if row_prompt[r] >= 0]
+            kt = torch.tensor(keep, device=device)
+            for layer in cache.layers:
+                layer.select(kt)
+            tok, attn, next_pos, buf, cnt, live = (x[kt] for x in (tok, attn, next_pos, buf, cnt, live))
+            row_prompt = [row_prompt[r] for r in keep]
+            row_start = [row_start[r] for r in keep]
+            rows = len(keep)
+            ar = torch.arange(rows, device=device)
+        attn = torch.cat([attn, attn.new_ones((rows, 1))], dim=-1)
         out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None],
                     use_cache=True, **{ckw: cache})
         logits = out.logits[:, -1, :]
         next_pos = next_pos + 1
-    return [(texts[r], len(generated[r]), truncated[r]) for r in range(B)]
+        if freed and waiting:
+            admit(freed)
+        # Drop padding columns that no live row reaches back to.
+        first = min((row_start[r] for r in range(rows) if row_prompt[r] >= 0), default=P)
+        if first - P >= max(32, (attn.shape[1] - P) // 2):
+            for layer in cache.layers:
+                layer.drop_columns(P, first)
+            attn = torch.cat([attn[:, :P], attn[:, first:]], dim=1)
+            row_start = [s - (first - P) for s in row_start]
+    deliver(True)
+    return results  # type: ignore[return-value]
+
+
+def _layers(cache: SlotCache, n: int) -> list[_SlotLayer]:
+    while len(cache.layers) < n:
+        cache.layers.append(_SlotLayer())
+    return cache.layers
 
 
 @torch.no_grad()

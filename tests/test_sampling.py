@@ -1,4 +1,9 @@
-"""The batched sampler must produce exactly what plain greedy decoding produces."""
+"""The decoder must produce exactly what plain greedy decoding produces, and what the previous
+static-batch decoder (tests/reference_decoder.py) produced, stops included."""
+
+import random
+import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -17,8 +22,19 @@ QUESTIONS = ["Q: What is 47 + 38?\nA:", "Q: What is 3 + 5?\nA:", "Q: What is 123
              "Q: Where would you put a plate?\nA:", "Q: What is 9 + 9?\nA:"]
 
 
+def many_prompts(n=24, seed=0):
+    """Suffixes of many different lengths, so continuous batching admits prompts mid-way."""
+    rng = random.Random(seed)
+    return [PREFIX + f"Q: What is {rng.randint(1, 999)} + {rng.randint(1, 99999)}?{' x' * rng.randint(0, 6)}\nA:"
+            for _ in range(n)]
+
+
 def never(_text):
     return False
+
+
+def same(a, b):
+    return [(g.text, g.output_tokens, g.truncated) for g in a] == [(g.text, g.output_tokens, g.truncated) for g in b]
 
 
 @pytest.mark.parametrize("share_prefix", [True, False])
@@ -34,6 +50,57 @@ def test_batched_equals_plain_greedy(tiny, share_prefix, batch_size):
         assert o.text == r.text[: len(o.text)]
         assert o.output_tokens == r.output_tokens or o.output_tokens < 12
         assert o.prompt_tokens == r.prompt_tokens
+
+
+@pytest.mark.parametrize("batch_size", [3, 8, 64])
+@pytest.mark.parametrize("share_prefix", [True, False])
+def test_continuous_batching_matches_previous_decoder(tiny, batch_size, share_prefix):
+    """24 prompts through 3 or 8 slots: rows finish at different steps (stop characters that the tiny
+    model emits often), later prompts take their slots; every output is token for token the previous
+    decoder's, stops and truncations included."""
+    from reference_decoder import generate_reference
+
+    from star_core.sampling import generate
+
+    prompts = many_prompts()
+    for chars in ("7", "e", " "):
+        def done(t, chars=chars):
+            return chars in t.lstrip()
+
+        ours = generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=30, is_complete=done,
+                        batch_size=batch_size, share_prefix=share_prefix, stop_chars=chars)
+        ref = generate_reference(tiny.model, tiny.tokenizer, prompts, max_new_tokens=30, is_complete=done,
+                                 batch_size=batch_size, share_prefix=share_prefix)
+        assert same(ours, ref), chars
+        stopped = sum(not g.truncated for g in ours)
+        assert 0 < stopped < len(ours)  # a mix of early stops and truncations: slots were refilled
+
+
+def test_padding_columns_are_dropped_without_changing_outputs(tiny):
+    """Many short prompts after one long one through 2 slots: the cache drops padding columns
+    that no live row needs (it would otherwise grow with every admitted prompt)."""
+    from reference_decoder import generate_reference
+
+    from star_core import sampling
+
+    prompts = [PREFIX + "Q: What is 1 + 1?" + " x" * 40 + "\nA:"] + many_prompts(30, seed=1)
+    widths = []
+    real_drop = sampling._SlotLayer.drop_columns
+
+    def spy(self, start, stop):
+        widths.append(stop - start)
+        real_drop(self, start, stop)
+
+    sampling._SlotLayer.drop_columns = spy
+    try:
+        ours = sampling.generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=40, is_complete=never,
+                                 batch_size=2, stop_chars="7")
+    finally:
+        sampling._SlotLayer.drop_columns = real_drop
+    ref = generate_reference(tiny.model, tiny.tokenizer, prompts, max_new_tokens=40, is_complete=never,
+                             batch_size=2)
+    assert widths, "no compaction happened"
+    assert same(ours, ref)
 
 
 def test_stop_at_answer_and_truncation(tiny):
@@ -52,6 +119,17 @@ def test_stop_at_answer_and_truncation(tiny):
         assert f.text.startswith(s.text[: len(f.text)]) or s.text.startswith(f.text)
 
 
+def test_on_batch_delivers_every_row_once(tiny):
+    from star_core.sampling import generate
+
+    prompts = many_prompts(11)
+    seen: list[int] = []
+    out = generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=10, is_complete=lambda t: "e" in t,
+                   batch_size=4, stop_chars="e", on_batch=lambda idx, gens: seen.extend(idx))
+    assert sorted(seen) == list(range(11))
+    assert all(g is not None and g.seconds >= 0 for g in out)
+
+
 def test_sampling_is_seeded(tiny):
     from star_core.sampling import generate
 
@@ -61,3 +139,54 @@ def test_sampling_is_seeded(tiny):
     b = generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=8, is_complete=never,
                  temperature=1.0, seed=3)
     assert [g.text for g in a] == [g.text for g in b]
+
+
+def test_stop_token_mask(tiny):
+    from star_core.sampling import stop_token_mask
+
+    tok = tiny.tokenizer
+    mask = stop_token_mask(tok, ".\n")
+    for i in range(len(tok)):
+        text = tok.decode([i])
+        assert bool(mask[i]) == ("." in text or "\n" in text or i in {tok.eos_token_id, tok.bos_token_id,
+                                                                        tok.pad_token_id}), (i, text)
+
+
+# ---- each task's stop characters ------------------------------------------------------------
+def completions_for(task_name: str, fmt: str = "decomposition") -> tuple[object, list[str]]:
+    """The task and completions to check: recorded raw outputs of the demo runs where there are any,
+    and each task's own exemplar rationales written as completions."""
+    from star_core.tasks import get_task
+
+    task = get_task(task_name, format=fmt) if task_name == "arithmetic" else get_task(task_name)
+    texts = []
+    for ex in task.exemplars(task.default_exemplars, seed=0):
+        texts.append(" " + task.format_target(ex.rationale, ex.answer) + "\n\nQ: next")
+    demo = Path(__file__).resolve().parents[1] / "sample_data" / "runs"
+    for db in demo.glob("*/store.sqlite") if fmt == "decomposition" else ():  # the demos' arithmetic format
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            texts += [r[0] for r in con.execute("SELECT raw_output FROM samples WHERE task = ? LIMIT 400",
+                                                (task_name,))]
+        finally:
+            con.close()
+    return task, texts
+
+
+@pytest.mark.parametrize("task_name,fmt", [("arithmetic", "decomposition"), ("arithmetic", "columns"),
+                                           ("arithmetic", "scratchpad"), ("commonsenseqa", ""), ("gsm8k", "")])
+def test_is_complete_turns_true_only_on_a_stop_char(task_name, fmt):
+    """The decoder asks is_complete only after a token holding one of task.stop_chars: so along any
+    completion, is_complete may turn true only at such a character."""
+    task, texts = completions_for(task_name, fmt or "decomposition")
+    own = task.default_exemplars
+    flips = 0
+    for text in texts:
+        prev = task.is_complete("")
+        for i in range(1, len(text) + 1):
+            now = task.is_complete(text[:i])
+            if now and not prev:
+                flips += 1
+                assert text[i - 1] in task.stop_chars, (task_name, text[:i])
+            prev = now
+    assert flips >= own  # at least every exemplar completion completes: the check did run

@@ -96,6 +96,8 @@ class ArithmeticTask(Task):
             self.stop_strings = ("\n\n", "\nInput:")
         else:
             self.stop_strings = ("\n", "Q:")
+        # "The answer is N." ends on "."; the scratchpad's answer line on a newline.
+        self.answer_end_chars = "\n" if format == "scratchpad" else "."
 
     # ---- problems -------------------------------------------------------
     @staticmethod

@@ -100,6 +100,15 @@ class Task(ABC):
     name: str = ""
     #: Completion stops once any of these strings appears after some answer text.
     stop_strings: tuple[str, ...] = ("\n\n",)
+    #: Last characters of the answer pattern ``is_complete`` looks for (beyond the stop strings).
+    answer_end_chars: str = ""
+
+    @property
+    def stop_chars(self) -> str:
+        """The characters a completion can only become complete on: the last character of each
+        stop string and of the answer pattern. The decoder runs ``is_complete`` only when a
+        sampled token holds one of them (tests check this on recorded outputs)."""
+        return "".join(sorted({s[-1] for s in self.stop_strings} | set(self.answer_end_chars)))
     #: How many few-shot exemplars the task uses when the caller does not say.
     default_exemplars: int = 4
 

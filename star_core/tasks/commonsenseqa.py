@@ -95,6 +95,7 @@ class CommonsenseQATask(Task):
     name = "commonsenseqa"
     default_exemplars = 7
     stop_strings = ("\n", "Q:")
+    answer_end_chars = ")"  # "... answer is (b)"
 
     def __init__(self, exemplar_file: str | None = None):
         self.exemplar_file = exemplar_file

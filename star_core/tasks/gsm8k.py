@@ -73,6 +73,7 @@ class GSM8KTask(Task):
     name = "gsm8k"
     default_exemplars = 6
     stop_strings = ("\n\n", "\nQ:")
+    answer_end_chars = "\n"  # a "#### N" line closed by a newline
 
     def __init__(self, exemplar_file: str | None = None):
         self.exemplar_file = exemplar_file
