@@ -2,7 +2,7 @@
 
   star run [--config F] [--task T] [--model M] [--iterations N] [--out DIR] [--set k=v ...]
   star run --resume DIR
-  star eval [--task T] [--model M] [--adapter DIR] [--out DIR] [--set k=v ...]
+  star eval [--task T] [--model M] [--adapter DIR] [--direct] [--out DIR] [--set k=v ...]
   star export DIR [--out FOLDER]
   star runs [ROOT ...]
   star summary DIR [--json]
@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a model (and optionally an adapter) on a task's eval split")
     _add_run_flags(e)
     e.add_argument("--adapter", help="peft adapter folder to evaluate on top of the model")
+    e.add_argument("--direct", action="store_true",
+                   help="also evaluate without rationales (direct-answer exemplars; sets direct_baseline=true)")
 
     x = sub.add_parser("export", help="write the kept training examples of each iteration as JSONL")
     x.add_argument("run_dir")
@@ -100,6 +102,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
         if not (Path(a.adapter) / "adapter_config.json").is_file():
             raise ConfigError(f"--adapter {a.adapter}: not a peft adapter folder (no adapter_config.json)")
         sets.append(f"eval_adapter={Path(a.adapter).resolve()}")
+    if a.direct:
+        sets.append("direct_baseline=true")
     cfg = config_mod.build(a.config, {"task": a.task, "model": a.model, "iterations": 0,
                                       "train_file": a.train_file, "eval_file": a.eval_file}, sets)
     out = Path(a.out) if a.out else Path("runs") / f"eval-{cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}"

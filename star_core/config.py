@@ -20,6 +20,8 @@ import yaml
 from .tasks import TASKS
 
 DEFAULT_MODEL = "bundled:smollm2-135m"
+#: Tasks whose data come with reference rationales, so that a supervised warm start can use them.
+WARM_START_TASKS = ("arithmetic", "gsm8k")
 
 
 class ConfigError(ValueError):
@@ -77,14 +79,24 @@ class StarConfig:
     """Rows decoded at once (continuous batching keeps them full). auto: from free GPU memory on CUDA, 32 on the CPU."""
     share_prefix_cache: bool = True
     """Compute the few-shot prefix's KV cache once and share it across each batch."""
+    direct_baseline: bool = False
+    """Also evaluate the few-shot base model without rationales (exemplars as bare `47 + 38 = 85. The answer is 85.`) at iteration 0, as a reference line beside the few-shot baseline. Arithmetic (decomposition or columns format) only."""
 
     # ---- filtering ------------------------------------------------------------
     rationalize: bool = True
     """Retry wrong answers with the gold answer as a hint (the paper's rationalization)."""
     reject_unfaithful: bool = False
     """Reject correct answers whose audited steps are wrong. Paper: False (only the final answer decides)."""
+    max_kept_per_question: int = 1
+    """With samples_per_question > 1: keep at most this many distinct rationales per question (ReST-EM style), the first ones in sample order among those the filter keeps; the rest become `duplicate` (same text as a kept one) or `over_limit`. 0 keeps every one."""
 
     # ---- training ---------------------------------------------------------------
+    warm_start: int = 0
+    """Supervised warm start, not bootstrapped: before iteration 1, fine-tune a LoRA adapter on this many reference rationales written by the task (arithmetic: generated sums of warm_start_digits digits, never an eval or train question; GSM8K: the reference solutions of training questions STaR does not use; CommonsenseQA: unsupported, it has no reference rationales). Iteration 1 samples with the warm-started model, and the warm examples join every iteration's training set (restart_from_base still decides where each adapter starts: the base model, or the previous adapter, the warm one for iteration 1). Iteration 0 still evaluates the few-shot base model; the warm-started model gets its own evaluation. 0 = off (the paper)."""
+    warm_start_digits: tuple[int, int] = (1, 2)
+    """Arithmetic warm start: inclusive range of digit counts of its sums (a digit count that runs out of sums, like the 100 one-digit ones, leaves its share to the larger ones)."""
+    warm_start_steps: int = 60
+    """Optimizer steps of the warm-start fine-tune (learning rate, batch size and LoRA settings as for the iterations)."""
     restart_from_base: bool = True
     """Paper: train each iteration's adapter from the base model. False continues from the last adapter."""
     train_steps: int = 40
@@ -133,13 +145,14 @@ class StarConfig:
 
         if self.task not in TASKS:
             raise bad("task", f"unknown task; choose one of {', '.join(TASKS)}")
-        for name in ("iterations",):
+        for name in ("iterations", "warm_start", "max_kept_per_question"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
         if self.batch_size != "auto" and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise bad("batch_size", "must be >= 1 or auto")
         for name in ("n_train", "n_eval", "max_new_tokens", "samples_per_question",
-                     "train_steps", "train_batch_size", "grad_accum", "lora_r", "lora_alpha", "max_seq_len"):
+                     "train_steps", "warm_start_steps", "train_batch_size", "grad_accum", "lora_r", "lora_alpha",
+                     "max_seq_len"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be >= 1")
         if self.n_exemplars < 0:
@@ -150,13 +163,20 @@ class StarConfig:
             raise bad("top_p", "must be in (0, 1]")
         if self.samples_per_question > 1 and self.temperature == 0:
             raise bad("samples_per_question", "k > 1 needs temperature > 0 (greedy gives k identical samples)")
+        if self.warm_start and self.task not in WARM_START_TASKS:
+            raise bad("warm_start", f"unsupported for {self.task}: it has no reference rationales "
+                                    f"(supported: {', '.join(WARM_START_TASKS)})")
+        if self.warm_start and self.eval_adapter:
+            raise bad("warm_start", "cannot be combined with eval_adapter (star eval --adapter)")
+        if self.direct_baseline and (self.task != "arithmetic" or self.arith_format == "scratchpad"):
+            raise bad("direct_baseline", "arithmetic with the decomposition or columns format only")
         if self.learning_rate <= 0:
             raise bad("learning_rate", "must be > 0")
         if self.steps_growth <= 0:
             raise bad("steps_growth", "must be > 0")
         if self.arith_format not in ("decomposition", "columns", "scratchpad"):
             raise bad("arith_format", "choose decomposition, columns or scratchpad")
-        for name in ("train_digits", "eval_digits"):
+        for name in ("train_digits", "eval_digits", "warm_start_digits"):
             lo, hi = getattr(self, name)
             if not (1 <= lo <= hi <= 30):
                 raise bad(name, "must be [lo, hi] with 1 <= lo <= hi <= 30")
@@ -174,9 +194,7 @@ class StarConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["train_digits"] = list(self.train_digits)
-        d["eval_digits"] = list(self.eval_digits)
-        return d
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 FIELD_NAMES = {f.name for f in fields(StarConfig)}

@@ -1,10 +1,16 @@
 """The STaR outer loop, resumable at every step.
 
-Iteration 0 evaluates the untrained few-shot model (the baseline). Each
+Iteration 0 evaluates the untrained few-shot model (the baseline), and with
+``direct_baseline`` the same model prompted without rationales. With a warm
+start (``warm_start=N``, star_core.warmstart) it then fine-tunes the warm-start
+adapter on N reference rationales (supervised, not bootstrapped; stage ->
+trained) and evaluates it; M(0) is then the warm-started model. Each
 iteration i >= 1 then:
-  1. samples a rationale per training question with model M(i-1)   stage -> sampled
+  1. samples rationales per training question with model M(i-1)   stage -> sampled
+     (at most max_kept_per_question distinct ones kept per question)
   2. retries the wrong ones with the gold answer as a hint          stage -> rationalized
-  3. trains adapter i on the kept examples (from the base model)    stage -> trained
+  3. trains adapter i on the kept examples (and the warm-start       stage -> trained
+     examples, if any; from the base model by default)
   4. evaluates M(i) on the eval split and writes the metrics        stage -> done
 
 Every batch of samples is one transaction with a UNIQUE key, so after a crash
@@ -28,15 +34,19 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import config as config_mod
+from . import warmstart
 from .config import StarConfig
 from .evaluation import accuracy_rows
-from .filtering import judge
-from .store import ADAPTERS_DIR, CONFIG_NAME, DB_NAME, RunStore, SampleRecord
-from .tasks import Problem, Task, get_task
+from .filtering import judge, limit_per_question
+from .store import ADAPTERS_DIR, CONFIG_NAME, DB_NAME, EVAL_PHASES, PHASE_SPLIT, STAGES, RunStore, SampleRecord
+from .tasks import Exemplar, Problem, Task, get_task
 
 log = logging.getLogger("star")
 
-STAGES = ["pending", "sampled", "rationalized", "trained", "done"]
+#: The warm-start adapter, relative to the run folder (M(0) when there is a warm start).
+WARM_ADAPTER = f"{ADAPTERS_DIR}/warm_start"
+#: Offsets of each phase's sampling seed within an iteration.
+_SEED_OFFSET = {"sample": 0, "rationalize": 1, "eval": 2, "warm_eval": 3, "direct_eval": 4}
 
 
 class RunError(RuntimeError):
@@ -59,8 +69,12 @@ class Data:
     task: Task
     train: list[Problem]
     eval: list[Problem]
-    exemplars: list
+    exemplars: list[Exemplar]
     exemplar_source: str
+    warm: list[Problem]
+    """The warm start's questions (empty without one)."""
+    direct_exemplars: list[Exemplar]
+    """The exemplars without rationales, for the direct-answer baseline (empty without one)."""
 
 
 def load_data(cfg: StarConfig) -> Data:
@@ -76,7 +90,9 @@ def load_data(cfg: StarConfig) -> Data:
         raise RunError("no training questions: check --train-file / n_train")
     if not evals:
         raise RunError("no evaluation questions: check --eval-file / n_eval")
-    return Data(task, train, evals, exemplars, source)
+    warm = warmstart.problems(cfg, task, train, evals) if cfg.warm_start else []
+    direct = task.direct_exemplars(exemplars) if cfg.direct_baseline else []
+    return Data(task, train, evals, exemplars, source, warm, direct)
 
 
 class Runner:
@@ -99,6 +115,13 @@ class Runner:
                 torch.set_num_threads(self.cfg.threads)
             self.loaded = load_base(self.cfg.model, self.cfg.quantization, self.cfg.device)
             self.model = self.loaded.model
+
+    def model_adapter(self, iteration: int) -> str | None:
+        """The adapter of M(iteration), relative to the run folder: none for the few-shot model M(0),
+        the warm-start adapter when there is one."""
+        if iteration >= 1:
+            return f"{ADAPTERS_DIR}/iter_{iteration}"
+        return WARM_ADAPTER if self.cfg.warm_start else None
 
     def use_adapter(self, rel: str | None) -> None:
         """Attach the adapter at ``rel`` (relative to the run folder), or none."""
@@ -130,8 +153,9 @@ class Runner:
         if not todo:
             return
         hint = phase == "rationalize"
-        split = "eval" if phase == "eval" else "train"
-        prompts = [task.prompt(p, self.data.exemplars, hint=hint) for p, _ in todo]
+        split = PHASE_SPLIT[phase]
+        exemplars = self.data.direct_exemplars if phase == "direct_eval" else self.data.exemplars
+        prompts = [task.prompt(p, exemplars, hint=hint) for p, _ in todo]
         bar = tqdm(total=len(todo), desc=f"iter {iteration} {phase}", unit="q", disable=not self.progress,
                    leave=False)
 
@@ -157,12 +181,18 @@ class Runner:
 
         from .sampling import generate
 
-        seed = cfg.seed * 7919 + iteration * 31 + {"sample": 0, "rationalize": 1, "eval": 2}[phase]
+        seed = cfg.seed * 7919 + iteration * 31 + _SEED_OFFSET[phase]
         generate(self.model, self.loaded.tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
-                 is_complete=task.is_complete, temperature=cfg.temperature if phase != "eval" else 0.0,
+                 is_complete=task.is_complete, temperature=0.0 if phase in EVAL_PHASES else cfg.temperature,
                  top_p=cfg.top_p, batch_size=cfg.batch_size, share_prefix=cfg.share_prefix_cache,
                  seed=seed, stop_chars=task.stop_chars, on_batch=on_batch)
         bar.close()
+
+    def limit_kept(self, iteration: int) -> None:
+        """At most max_kept_per_question distinct kept samples per question (a no-op with one sample)."""
+        if self.cfg.samples_per_question > 1:
+            kept = self.store.kept_samples(iteration, self.task.name, "sample")
+            self.store.unkeep(limit_per_question([dict(r) for r in kept], self.cfg.max_kept_per_question))
 
     def needs_rationalization(self, iteration: int) -> list[Problem]:
         rows = self.store.samples(iteration, self.task.name, "sample")
@@ -171,31 +201,33 @@ class Runner:
         return [by_id[q] for q in dict.fromkeys(r["question_id"] for r in rows) if q not in solved and q in by_id]
 
     # ---- training ------------------------------------------------------------------
-    def train_iteration(self, iteration: int) -> None:
+    def train_adapter(self, iteration: int) -> None:
+        """Train the adapter of M(iteration) on its training set: iteration 0 is the warm start."""
         from .models import fresh_lora, load_adapter, lora_config, strip_lora
         from .training import TrainArgs, train
 
         cfg = self.cfg
-        rows = self.store.train_examples(iteration)
+        rows = self.store.training_set(iteration)
         examples = [(r["prompt"], r["completion"]) for r in rows]
-        rel = f"{ADAPTERS_DIR}/iter_{iteration}"
+        rel = self.model_adapter(iteration)
+        assert rel is not None
         final = self.run_dir / rel
         tmp = self.run_dir / f"{rel}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         self._ensure_model()
         base = strip_lora(self.model)
-        prev = f"{ADAPTERS_DIR}/iter_{iteration - 1}"
-        if not cfg.restart_from_base and iteration > 1 and (self.run_dir / prev).is_dir():
+        prev = self.model_adapter(iteration - 1) if iteration >= 1 else None
+        if not cfg.restart_from_base and prev is not None and (self.run_dir / prev).is_dir():
             self.model = load_adapter(base, self.run_dir / prev, trainable=True)
         else:
             self.model = fresh_lora(base, lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
                                                       list(cfg.lora_targets)), seed=cfg.seed + iteration)
         self.adapter = None
-        steps = cfg.steps_for(iteration)
+        steps = cfg.steps_for(iteration) if iteration >= 1 else cfg.warm_start_steps
         losses: list = []
         if examples:
-            bar = tqdm(total=steps, desc=f"iter {iteration} train", unit="step", disable=not self.progress,
-                       leave=False)
+            name = f"iter {iteration} train" if iteration >= 1 else "warm start (supervised)"
+            bar = tqdm(total=steps, desc=name, unit="step", disable=not self.progress, leave=False)
             args = TrainArgs(steps=steps, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
                              batch_size=cfg.train_batch_size, grad_accum=cfg.grad_accum,
                              max_grad_norm=cfg.max_grad_norm, mask_prompt=cfg.mask_prompt,
@@ -221,21 +253,41 @@ class Runner:
         merge_for_inference(self.model, self.loaded.quantized)
         self.store.finish_training(iteration, losses, rel, len(examples))
 
-    def finish_eval(self, iteration: int) -> None:
-        rows = self.store.samples(iteration, self.task.name, "eval")
+    def log_accuracy(self, iteration: int, phase: str) -> list[dict[str, Any]]:
+        rows = self.store.samples(iteration, self.task.name, phase)
         metrics = accuracy_rows([dict(r) for r in rows])
-        self.store.finish_iteration(iteration, metrics)
         parts = [f"{m['grp']}: {100 * m['accuracy']:.1f}%" for m in metrics]
-        log.info("iteration %d eval accuracy  %s", iteration, "  ".join(parts))
+        log.info("iteration %d %s accuracy  %s", iteration, phase, "  ".join(parts))
+        return metrics
+
+    def finish_eval(self, iteration: int) -> None:
+        """Write the metrics of M(iteration) (iteration 0: the few-shot model) and mark the iteration done."""
+        self.store.finish_iteration(iteration, self.log_accuracy(iteration, "eval"))
 
     # ---- the loop -----------------------------------------------------------------
+    def iteration_zero(self) -> None:
+        """The few-shot baseline (and its direct-answer reference), then the supervised warm start."""
+        cfg, store = self.cfg, self.store
+        store.begin_iteration(0, cfg.warm_start_steps if cfg.warm_start else None)
+        if store.iteration_stage(0) == "pending":
+            self.use_adapter(cfg.eval_adapter)
+            self.run_phase(0, "eval", self.data.eval)
+            if cfg.direct_baseline:
+                self.run_phase(0, "direct_eval", self.data.eval)
+                self.log_accuracy(0, "direct_eval")
+            if cfg.warm_start:
+                store.add_samples(warmstart.records(self.task, self.data.warm, self.train_prompt))
+                self.train_adapter(0)  # stage -> trained
+        if cfg.warm_start:
+            self.use_adapter(WARM_ADAPTER)
+            self.run_phase(0, "warm_eval", self.data.eval)
+            self.log_accuracy(0, "warm_eval")
+        self.finish_eval(0)
+
     def run(self) -> None:
         cfg, store = self.cfg, self.store
         if store.iteration_stage(0) != "done":
-            store.begin_iteration(0, None)
-            self.use_adapter(cfg.eval_adapter)
-            self.run_phase(0, "eval", self.data.eval)
-            self.finish_eval(0)
+            self.iteration_zero()
         for i in range(1, cfg.iterations + 1):
             stage = store.iteration_stage(i)
             if stage == "done":
@@ -244,20 +296,20 @@ class Runner:
             at = STAGES.index(stage or "pending")
             if at < STAGES.index("rationalized"):
                 prev = store.iteration_stage(i - 1)
-                prev_adapter = f"{ADAPTERS_DIR}/iter_{i - 1}" if i > 1 else None
                 if prev != "done":
                     raise RunError(f"iteration {i - 1} is not finished ({prev}); the store is inconsistent")
-                self.use_adapter(prev_adapter)
+                self.use_adapter(self.model_adapter(i - 1))
             if at < STAGES.index("sampled"):
                 self.run_phase(i, "sample", self.data.train)
+                self.limit_kept(i)
                 store.set_stage(i, "sampled")
             if at < STAGES.index("rationalized"):
                 if cfg.rationalize:
                     self.run_phase(i, "rationalize", self.needs_rationalization(i))
                 store.set_stage(i, "rationalized")
             if at < STAGES.index("trained"):
-                self.train_iteration(i)
-            self.use_adapter(f"{ADAPTERS_DIR}/iter_{i}")
+                self.train_adapter(i)
+            self.use_adapter(self.model_adapter(i))
             self.run_phase(i, "eval", self.data.eval)
             self.finish_eval(i)
 

@@ -49,8 +49,8 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE TABLE IF NOT EXISTS iterations (
   run_id INTEGER NOT NULL REFERENCES runs(id),
-  iteration INTEGER NOT NULL,      -- 0 = few-shot baseline (evaluation only)
-  stage TEXT NOT NULL,             -- pending | sampled | rationalized | trained | done
+  iteration INTEGER NOT NULL,      -- 0 = few-shot baseline (evaluation, and the warm start if any)
+  stage TEXT NOT NULL,             -- STAGES: pending | sampled | rationalized | trained | done
   started_at REAL NOT NULL,
   finished_at REAL,
   train_steps INTEGER,             -- planned optimizer steps for this iteration
@@ -75,7 +75,7 @@ CREATE TABLE IF NOT EXISTS samples (
   iteration INTEGER NOT NULL,
   task TEXT NOT NULL,
   split TEXT NOT NULL,             -- train | eval
-  phase TEXT NOT NULL,             -- sample | rationalize | eval
+  phase TEXT NOT NULL,             -- PHASES: sample | rationalize | warm_start | eval | warm_eval | direct_eval
   question_id TEXT NOT NULL,
   k INTEGER NOT NULL DEFAULT 0,    -- sample index when k>1 samples per question
   grp TEXT NOT NULL DEFAULT 'all', -- arithmetic: digit count
@@ -87,8 +87,8 @@ CREATE TABLE IF NOT EXISTS samples (
   answer TEXT,
   gold TEXT NOT NULL,
   correct INTEGER NOT NULL,        -- parsed answer == gold
-  decision TEXT NOT NULL,          -- correct | wrong | unparsable | truncated | hint_leak
-                                   -- | unfaithful | no_rationale | rationalized (star_core.filtering)
+  decision TEXT NOT NULL,          -- DECISIONS: correct | rationalized | reference | wrong | unparsable
+                                   -- | truncated | hint_leak | unfaithful | no_rationale | duplicate | over_limit
   kept INTEGER NOT NULL,           -- became a training example
   reason TEXT NOT NULL,
   audit_faithful INTEGER,          -- 1 / 0 (unfaithful or no_rationale) / NULL (nothing checkable)
@@ -106,11 +106,12 @@ CREATE INDEX IF NOT EXISTS samples_grp ON samples (run_id, task, grp);
 CREATE TABLE IF NOT EXISTS train_examples (
   id INTEGER PRIMARY KEY,
   run_id INTEGER NOT NULL REFERENCES runs(id),
-  iteration INTEGER NOT NULL,      -- the iteration whose model is trained on it
+  iteration INTEGER NOT NULL,      -- the iteration whose model is trained on it (0: the warm start,
+                                   -- whose examples join every later iteration's training set)
   sample_id INTEGER NOT NULL REFERENCES samples(id),
   task TEXT NOT NULL,
   question_id TEXT NOT NULL,
-  source TEXT NOT NULL,            -- correct | rationalized
+  source TEXT NOT NULL,            -- TRAIN_SOURCE: correct | rationalized | reference (warm start)
   prompt TEXT NOT NULL,            -- training prompt (no hint; prefix only if configured)
   completion TEXT NOT NULL,        -- rationale + answer, the tokens the loss is on
   UNIQUE (run_id, iteration, sample_id)
@@ -144,8 +145,31 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
+# ---- the vocabularies of the text columns, defined once ---------------------
+#: ``iterations.stage``, in order. Iteration i >= 1 goes through all of them. Iteration 0 goes
+#: pending -> done, or with a warm start pending -> trained (the warm-start adapter) -> done.
+STAGES = ("pending", "sampled", "rationalized", "trained", "done")
+#: ``samples.phase``: what produced the row, in words.
+PHASES = {
+    "sample": "first attempt",
+    "rationalize": "hinted retry",
+    "warm_start": "warm start: reference rationale (supervised, not bootstrapped)",
+    "eval": "evaluation",
+    "warm_eval": "evaluation after the warm start",
+    "direct_eval": "direct-answer evaluation (few-shot, no rationale)",
+}
+#: The split each phase reads.
+PHASE_SPLIT = {"sample": "train", "rationalize": "train", "warm_start": "train", "eval": "eval",
+               "warm_eval": "eval", "direct_eval": "eval"}
+#: Phases that evaluate a model on the eval split: nothing is kept from them.
+EVAL_PHASES = ("eval", "warm_eval", "direct_eval")
+#: ``samples.decision`` (star_core.filtering decides all but ``reference``).
+DECISIONS = ("correct", "rationalized", "reference", "wrong", "unparsable", "truncated", "hint_leak", "unfaithful",
+             "no_rationale", "duplicate", "over_limit")
 #: Decisions that make a sample a training example.
-KEPT_DECISIONS = ("correct", "rationalized")
+KEPT_DECISIONS = ("correct", "rationalized", "reference")
+#: ``train_examples.source`` of a kept sample, by its phase.
+TRAIN_SOURCE = {"sample": "correct", "rationalize": "rationalized", "warm_start": "reference"}
 
 
 class StoreError(RuntimeError):
@@ -345,8 +369,7 @@ class RunStore:
                         "INSERT INTO train_examples(run_id, iteration, sample_id, task, question_id, source,"
                         " prompt, completion) VALUES (?,?,?,?,?,?,?,?)",
                         (self.run_id, r.train_iteration if r.train_iteration is not None else r.iteration,
-                         cur.lastrowid, r.task, r.question_id,
-                         "rationalized" if r.phase == "rationalize" else "correct",
+                         cur.lastrowid, r.task, r.question_id, TRAIN_SOURCE[r.phase],
                          r.train_prompt, r.train_completion),
                     )
             c.execute("UPDATE runs SET heartbeat_at=?, updated_at=? WHERE id=?", (now, now, self.run_id))
@@ -357,6 +380,33 @@ class RunStore:
             "SELECT * FROM train_examples WHERE run_id=? AND iteration=? ORDER BY id",
             (self.run_id, iteration),
         ).fetchall()
+
+    def training_set(self, iteration: int) -> list[sqlite3.Row]:
+        """What adapter ``iteration`` trains on: the examples stored for it, after (from iteration 1 on)
+        the warm start's reference examples, which are stored for iteration 0 and join every iteration."""
+        return self.con.execute(
+            "SELECT * FROM train_examples WHERE run_id=? AND (iteration=? OR (iteration=0 AND ? > 0))"
+            " ORDER BY iteration, id", (self.run_id, iteration, iteration),
+        ).fetchall()
+
+    def kept_samples(self, iteration: int, task: str, phase: str) -> list[sqlite3.Row]:
+        """The kept samples of one phase with their training text (``completion``)."""
+        return self.con.execute(
+            "SELECT s.id, s.question_id, s.k, t.completion FROM samples s JOIN train_examples t"
+            " ON t.run_id=s.run_id AND t.sample_id=s.id WHERE s.run_id=? AND s.iteration=? AND s.task=?"
+            " AND s.phase=? AND s.kept=1 ORDER BY s.id", (self.run_id, iteration, task, phase),
+        ).fetchall()
+
+    def unkeep(self, changes: list[tuple[int, str, str]]) -> None:
+        """Turn kept samples ``(id, decision, reason)`` into rejected ones and drop their training examples,
+        in one transaction (the per-question limit, ``filtering.limit_per_question``)."""
+        if not changes:
+            return
+        with self.tx() as c:
+            c.executemany("UPDATE samples SET decision=?, reason=?, kept=0 WHERE run_id=? AND id=?",
+                          [(d, r, self.run_id, i) for i, d, r in changes])
+            c.executemany("DELETE FROM train_examples WHERE run_id=? AND sample_id=?",
+                          [(self.run_id, i) for i, _, _ in changes])
 
     def samples(self, iteration: int, task: str, phase: str) -> list[sqlite3.Row]:
         return self.con.execute(

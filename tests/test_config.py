@@ -45,6 +45,13 @@ def test_json_config(tmp_path):
     (["train_digits=5-2"], "field 'train_digits'"),
     (["rationalize=maybe"], "expected true or false"),
     (["nokey"], "expected key=value"),
+    (["warm_start=-1"], "field 'warm_start' = -1: must be >= 0"),
+    (["task=commonsenseqa", "warm_start=8"], "field 'warm_start' = 8: unsupported for commonsenseqa"),
+    (["warm_start_digits=3-1"], "field 'warm_start_digits'"),
+    (["warm_start_steps=0"], "field 'warm_start_steps'"),
+    (["max_kept_per_question=-2"], "field 'max_kept_per_question'"),
+    (["task=gsm8k", "direct_baseline=true"], "field 'direct_baseline'"),
+    (["arith_format=scratchpad", "direct_baseline=true"], "field 'direct_baseline'"),
 ])
 def test_bad_values_name_the_field(sets, needle):
     with pytest.raises(C.ConfigError) as e:
@@ -65,6 +72,6 @@ def test_bad_config_file_names_file_and_line(tmp_path):
 
 
 def test_saved_config_round_trips(tmp_path):
-    cfg = C.build(None, {"task": "gsm8k"}, ["train_digits=2-3"])
+    cfg = C.build(None, {"task": "gsm8k"}, ["train_digits=2-3", "warm_start=5", "warm_start_digits=1-3"])
     C.save(cfg, tmp_path / "config.yaml")
     assert C.from_saved(tmp_path / "config.yaml") == cfg

@@ -74,3 +74,19 @@ def test_kept_text_is_cut_at_the_stop_string():
 def test_unknown_phase_is_refused():
     with pytest.raises(ValueError):
         judge(ARITH, P47, GOOD, False, "train", 96)
+
+
+def test_limit_per_question_keeps_the_first_distinct_ones():
+    from star_core.filtering import limit_per_question
+
+    texts = [" 1 + 2 = 3.", "1 +  2 = 3. ", " x = 3.", " y = 3."]
+    kept = [{"id": 10 * n + k, "question_id": q, "k": k, "completion": t}
+            for n, q in enumerate(("a", "b"), 1) for k, t in enumerate(texts)]
+    assert limit_per_question(kept, 0) == []
+    got = {i: (d, r) for i, d, r in limit_per_question(kept, 2)}
+    assert {i: d for i, (d, _) in got.items()} == {11: "duplicate", 13: "over_limit", 21: "duplicate",
+                                                  23: "over_limit"}
+    assert "sample k=0" in got[11][1] and "max_kept_per_question=2" in got[13][1]
+    # sample order decides, not the order the rows come in
+    assert sorted(limit_per_question(list(reversed(kept)), 2)) == sorted(limit_per_question(kept, 2))
+    assert {i for i, _, _ in limit_per_question(kept, 1)} == {11, 12, 13, 21, 22, 23}

@@ -408,3 +408,40 @@ def test_no_torch_import():
 def test_problem_meta_is_json_serialisable():
     p = task().load("train", limit=3)[0]
     json.dumps(p.meta)
+
+
+def test_disjoint_problems_avoid_eval_train_and_exemplars():
+    """The warm start's sums: distinct, never an evaluation, training or exemplar sum; one-digit sums run
+    out and leave their turns to two-digit ones."""
+    from collections import Counter
+
+    t = ArithmeticTask(train_digits=(1, 3), eval_digits=(1, 4))
+    ex = t.exemplars(4, seed=0)
+    train, ev = t.load("train", limit=200, seed=0), t.load("eval", limit=120, seed=0)
+    warm = t.disjoint_problems(64, (1, 2), 0, train + ev, "warm")
+    pairs = [(p.meta["a"], p.meta["b"]) for p in warm]
+    used = {(p.meta["a"], p.meta["b"]) for p in train + ev + [e.problem for e in ex]}
+    assert len(set(pairs)) == 64 and not set(pairs) & used
+    digits = Counter(p.group for p in warm)
+    free_1 = 100 - len({pr for pr in used if max(pr) < 10})
+    assert 0 < free_1 < 32 and digits == {"1": free_1, "2": 64 - free_1}
+    assert all(p.id.startswith(f"warm-{p.group}d-") for p in warm)
+    assert warm == t.disjoint_problems(64, (1, 2), 0, train + ev, "warm")  # seeded
+    assert warm != t.disjoint_problems(64, (1, 2), 1, train + ev, "warm")
+    with pytest.raises(ValueError, match="only 100 sums of 1-1 digits"):
+        ArithmeticTask(train_digits=(3, 3)).disjoint_problems(101, (1, 1), 0, [], "warm")
+
+
+@pytest.mark.parametrize("fmt, direct", [("decomposition", "47 + 38 = 85."), ("columns", "47 + 38 = 85."),
+                                         ("scratchpad", None)])
+def test_direct_rationale_is_the_bare_equation(fmt, direct):
+    t = ArithmeticTask(format=fmt)
+    p = t.make_problem(47, 38, "x")
+    assert t.direct_rationale(p) == direct
+    if direct:
+        (e,) = t.direct_exemplars([t.exemplars(1)[0]])
+        a, b = e.problem.meta["a"], e.problem.meta["b"]
+        assert t.format_target(e.rationale, e.answer) == f" {a} + {b} = {a + b}. The answer is {a + b}."
+    else:
+        with pytest.raises(ValueError, match="no direct-answer baseline"):
+            t.direct_exemplars(t.exemplars(1))

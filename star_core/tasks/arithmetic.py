@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import re
+from typing import Iterable
 
 from . import audit as eq
 from .base import (Audit, DataError, Exemplar, Parsed, Problem, Task, is_data_file, read_records,
@@ -107,10 +108,51 @@ class ArithmeticTask(Task):
                        meta={"a": a, "b": b, "digits": d})
 
     @staticmethod
-    def _draw(rng: random.Random, d: int) -> tuple[int, int]:
-        lo = 0 if d == 1 else 10 ** (d - 1)
-        hi = 10**d - 1
+    def _bounds(d: int) -> tuple[int, int]:
+        """The operands of a d-digit sum: both have d digits (0 counts as a 1-digit number)."""
+        return (0 if d == 1 else 10 ** (d - 1)), 10**d - 1
+
+    @classmethod
+    def _draw(cls, rng: random.Random, d: int) -> tuple[int, int]:
+        lo, hi = cls._bounds(d)
         return rng.randint(lo, hi), rng.randint(lo, hi)
+
+    def disjoint_problems(self, n: int, digits: tuple[int, int], seed: int, avoid: Iterable[Problem],
+                          prefix: str) -> list[Problem]:
+        """``n`` distinct sums, digit counts round-robin over ``digits`` (seeded), none of them a problem of
+        ``avoid`` (same operands) or a reserved exemplar. A digit count whose sums run out (there are 100
+        one-digit sums) leaves its turns to the others; ValueError when the whole range runs out."""
+        taken = {(p.meta["a"], p.meta["b"]) for p in avoid if "a" in p.meta} | self._exemplar_pairs(seed)
+        rng = random.Random(seed * 1000 + 3)
+        pools: dict[int, list[tuple[int, int]]] = {}
+
+        def draw(d: int) -> tuple[int, int] | None:
+            lo, hi = self._bounds(d)
+            if hi - lo < 100:  # 1 and 2 digits: draw from the free sums, so running out is seen
+                if d not in pools:
+                    pools[d] = [(a, b) for a in range(lo, hi + 1) for b in range(lo, hi + 1) if (a, b) not in taken]
+                pool = pools[d]
+                return pool.pop(rng.randrange(len(pool))) if pool else None
+            while True:  # 3 digits and more: 810,000 sums or more, almost all free
+                a, b = self._draw(rng, d)
+                if (a, b) not in taken:
+                    return a, b
+
+        open_digits = list(range(digits[0], digits[1] + 1))
+        out: list[Problem] = []
+        while len(out) < n:
+            if not open_digits:
+                raise ValueError(f"only {len(out)} sums of {digits[0]}-{digits[1]} digits are not evaluation, "
+                                 f"training or exemplar questions; {n} were requested")
+            d = open_digits[len(out) % len(open_digits)]
+            pair = draw(d)
+            if pair is None:
+                open_digits.remove(d)
+                continue
+            taken.add(pair)
+            a, b = pair
+            out.append(self.make_problem(a, b, f"{prefix}-{d}d-{len(out):04d}-{a}+{b}"))
+        return out
 
     def _generate(self, n: int, digits: tuple[int, int], rng_seed: int, prefix: str,
                   exclude: set[tuple[int, int]]) -> list[Problem]:
@@ -222,6 +264,14 @@ class ArithmeticTask(Task):
         if self.format == "columns":
             return self._columns_text(a, b)
         return self._scratch_text(a, b)
+
+    def direct_rationale(self, problem: Problem) -> str | None:
+        """The bare equation ``47 + 38 = 85.`` (the direct-answer baseline's exemplars); None for the
+        scratchpad format, whose answer follows a scratch block."""
+        if self.format == "scratchpad":
+            return None
+        a, b = problem.meta["a"], problem.meta["b"]
+        return f"{a} + {b} = {a + b}."
 
     def hint_text(self, problem: Problem) -> str:
         if self.format == "scratchpad":

@@ -173,6 +173,21 @@ class Task(ABC):
         """A known-good rationale for ``problem`` (for ``format_target``), or None."""
         return None
 
+    def direct_rationale(self, problem: Problem) -> str | None:
+        """What a direct-answer exemplar shows before the answer (no reasoning), or None when the task
+        has no direct-answer baseline."""
+        return None
+
+    def direct_exemplars(self, exemplars: list[Exemplar]) -> list[Exemplar]:
+        """The same exemplars without their rationales, for the direct-answer baseline."""
+        out = []
+        for e in exemplars:
+            bare = self.direct_rationale(e.problem)
+            if bare is None:
+                raise ValueError(f"the {self.name} task has no direct-answer baseline here (see direct_rationale)")
+            out.append(Exemplar(e.problem, bare, e.answer))
+        return out
+
     def hint_text(self, problem: Problem) -> str:
         """The hint shown in the hinted prompt, in words (for reports and the dashboard)."""
         return f"the answer is {problem.gold}"
