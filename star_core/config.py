@@ -131,7 +131,9 @@ class StarConfig:
 
     # ---- model / hardware -----------------------------------------------------
     quantization: str = "auto"
-    """auto (4-bit NF4 on CUDA, none on CPU) | 4bit | none."""
+    """auto (on CUDA: 4-bit NF4 when the bf16 weights would take over 25% of GPU memory, else bf16; none on the CPU) | 4bit | none."""
+    sample_from: str = "auto"
+    """Over a 4-bit base: auto (on CUDA, sample from a bf16 copy with the adapter merged when it fits in half the free memory) | full (always the copy) | quantized (the 4-bit training model)."""
     device: str = "auto"
     """auto | cpu | cuda."""
     threads: int = 0
@@ -182,6 +184,8 @@ class StarConfig:
                 raise bad(name, "must be [lo, hi] with 1 <= lo <= hi <= 30")
         if self.quantization not in ("auto", "4bit", "none"):
             raise bad("quantization", "choose auto, 4bit or none")
+        if self.sample_from not in ("auto", "full", "quantized"):
+            raise bad("sample_from", "choose auto, full or quantized")
         if self.device not in ("auto", "cpu", "cuda"):
             raise bad("device", "choose auto, cpu or cuda")
         if not 0 <= self.lora_dropout < 1:

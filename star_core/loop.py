@@ -103,6 +103,8 @@ class Runner:
         self.loaded = None
         self.model = None  # base model, possibly wrapped in a PeftModel
         self.adapter: str | None = None  # adapter currently attached
+        self._copy = None  # full-precision sampling copy over a 4-bit base (False: none is used)
+        self._copy_adapter: str | None = None
 
     # ---- model state ---------------------------------------------------------
     def _ensure_model(self) -> None:
@@ -122,6 +124,28 @@ class Runner:
         if iteration >= 1:
             return f"{ADAPTERS_DIR}/iter_{iteration}"
         return WARM_ADAPTER if self.cfg.warm_start else None
+
+    def sampler(self):
+        """The model that samples: the training model, or over a 4-bit base a full-precision copy
+        with the current adapter merged (``sample_from``; the choice is logged once)."""
+        from .models import full_precision_copy, load_adapter, merge_for_inference, strip_lora, want_sampling_copy
+
+        self._ensure_model()
+        if self._copy is None:
+            use, why = want_sampling_copy(self.cfg.sample_from, self.loaded)
+            log.info("sampling: %s", why)
+            self._copy = full_precision_copy(self.loaded) if use else False
+            self._copy_adapter = None
+        if self._copy is False:
+            return self.model
+        if self._copy_adapter != self.adapter:
+            m = strip_lora(self._copy.model)
+            if self.adapter is not None:
+                m = load_adapter(m, self.run_dir / self.adapter)
+                merge_for_inference(m, quantized=False)
+            m.eval()
+            self._copy.model, self._copy_adapter = m, self.adapter
+        return self._copy.model
 
     def use_adapter(self, rel: str | None) -> None:
         """Attach the adapter at ``rel`` (relative to the run folder), or none."""
@@ -182,7 +206,7 @@ class Runner:
         from .sampling import generate
 
         seed = cfg.seed * 7919 + iteration * 31 + _SEED_OFFSET[phase]
-        generate(self.model, self.loaded.tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
+        generate(self.sampler(), self.loaded.tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
                  is_complete=task.is_complete, temperature=0.0 if phase in EVAL_PHASES else cfg.temperature,
                  top_p=cfg.top_p, batch_size=cfg.batch_size, share_prefix=cfg.share_prefix_cache,
                  seed=seed, stop_chars=task.stop_chars, on_batch=on_batch)

@@ -101,6 +101,8 @@ class Loaded:
     device: torch.device
     quantized: bool
     description: str
+    path: str = ""
+    """What ``from_pretrained`` loaded (for a second, unquantized copy)."""
 
 
 def pick_device(device: str) -> torch.device:
@@ -111,10 +113,51 @@ def pick_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+#: ``quantization=auto`` loads 4-bit NF4 on CUDA when the model's bf16 weights would take more
+#: than this share of the GPU's memory; below it, bf16 (faster to sample, no NF4 accuracy cost).
+AUTO_4BIT_GPU_SHARE = 0.25
+
+
+def count_parameters(path: str) -> int:
+    """Parameters of the model at ``path``, counted on the meta device (nothing is loaded)."""
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(path)
+    with torch.device("meta"):
+        m = AutoModelForCausalLM.from_config(cfg)
+    return sum(p.numel() for p in m.parameters())
+
+
+def choose_quantization(quantization: str, dev: torch.device, n_params: int | None,
+                        gpu_bytes: int | None) -> tuple[bool, str]:
+    """``(load in 4-bit?, why in words)`` for ``quantization`` = auto | 4bit | none."""
+    if quantization == "4bit":
+        return True, "4-bit NF4 (quantization=4bit)"
+    if quantization == "none":
+        return False, "no quantization (quantization=none)"
+    if dev.type != "cuda":
+        return False, "no quantization on the CPU (quantization=auto; 4bit forces it)"
+    need = 2 * (n_params or 0)
+    gib = 2 ** 30
+    if n_params is None or gpu_bytes is None or need > AUTO_4BIT_GPU_SHARE * gpu_bytes:
+        return True, (f"4-bit NF4: bf16 weights ({need / gib:.2f} GiB) exceed {AUTO_4BIT_GPU_SHARE:.0%} of the "
+                      f"GPU's {(gpu_bytes or 0) / gib:.0f} GiB (quantization=auto)")
+    return False, (f"bf16, no quantization: its weights ({need / gib:.2f} GiB) fit in {AUTO_4BIT_GPU_SHARE:.0%} of "
+                   f"the GPU's {gpu_bytes / gib:.0f} GiB (quantization=auto; 4bit forces NF4)")
+
+
 def load_base(model: str, quantization: str = "auto", device: str = "auto") -> Loaded:
     path = resolve_model_path(model)
     dev = pick_device(device)
-    quant = quantization == "4bit" or (quantization == "auto" and dev.type == "cuda")
+    n_params = gpu_bytes = None
+    if quantization == "auto" and dev.type == "cuda":
+        try:
+            n_params = count_parameters(path)
+        except Exception as e:  # noqa: BLE001 - an unknown architecture: fall back to 4-bit
+            log.info("could not count the model's parameters (%s)", e)
+        gpu_bytes = torch.cuda.get_device_properties(dev).total_memory
+    quant, why = choose_quantization(quantization, dev, n_params, gpu_bytes)
+    log.info("model weights: %s", why)
     tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"
     if tok.pad_token is None:
@@ -142,10 +185,50 @@ def load_base(model: str, quantization: str = "auto", device: str = "auto") -> L
     else:
         m = m.to(dev)
         desc = f"{dev.type} {str(kwargs['dtype']).replace('torch.', '')} (no quantization) + LoRA"
-    if dev.type == "cpu" and not quant:
-        log.info("CPU run: loading the model without quantization (4-bit needs --set quantization=4bit)")
     m.eval()
-    return Loaded(m, tok, dev, quant, desc)
+    return Loaded(m, tok, dev, quant, desc, path)
+
+
+def full_precision_copy(loaded: Loaded) -> Loaded:
+    """The base model again without quantization (bf16 on CUDA, fp32 on the CPU), from the same
+    weights, for sampling over a 4-bit training base: LoRA adapters are merged into it."""
+    dtype = torch.bfloat16 if loaded.device.type == "cuda" else torch.float32
+    m = AutoModelForCausalLM.from_pretrained(loaded.path, dtype=dtype).to(loaded.device)
+    m.eval()
+    desc = f"{loaded.device.type} {str(dtype).replace('torch.', '')} copy for sampling (adapter merged)"
+    return Loaded(m, loaded.tokenizer, loaded.device, False, desc, loaded.path)
+
+
+def weight_bytes(model: torch.nn.Module, dtype_bytes: int = 2) -> int:
+    """Bytes the model's weights take unquantized at ``dtype_bytes`` per parameter (4-bit layers
+    count their real parameter count, not their packed storage)."""
+    n, seen = 0, set()
+    for p in model.parameters():  # tied weights appear once
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        qs = getattr(p, "quant_state", None)
+        n += int(torch.Size(qs.shape).numel()) if qs is not None else p.numel()
+    return n * dtype_bytes
+
+
+def want_sampling_copy(sample_from: str, loaded: Loaded) -> tuple[bool, str]:
+    """``(sample from a full-precision copy?, why)`` for ``sample_from`` = auto | quantized | full."""
+    if not loaded.quantized:
+        return False, "the base is not quantized: sampling uses it directly"
+    if sample_from == "quantized":
+        return False, "sampling from the 4-bit base (sample_from=quantized)"
+    if sample_from == "full":
+        return True, "sampling from a full-precision copy with the adapter merged (sample_from=full)"
+    if loaded.device.type != "cuda":
+        return False, "sampling from the 4-bit base: on the CPU a copy is not made unless sample_from=full"
+    need = weight_bytes(loaded.model)
+    free, _ = torch.cuda.mem_get_info(loaded.device)
+    if need < 0.5 * free:
+        return True, (f"sampling from a bf16 copy with the adapter merged: {need / 2**30:.2f} GiB fits in half "
+                      f"the free {free / 2**30:.1f} GiB (sample_from=auto)")
+    return False, (f"sampling from the 4-bit base: a bf16 copy ({need / 2**30:.2f} GiB) does not fit in half the "
+                   f"free {free / 2**30:.1f} GiB (sample_from=auto)")
 
 
 def lora_config(r: int, alpha: int, dropout: float, targets: list[str]) -> LoraConfig:
