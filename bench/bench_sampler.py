@@ -13,7 +13,7 @@ baseline. ``--host-overhead`` instead measures decoding steps/s on a tiny random
 model, where compute is negligible and host work is all that is left.
 
   python bench/bench_sampler.py [--device cpu|cuda] [--task arithmetic] [--n 32] [--batch-size 16]
-                                [--dtype fp32|bf16] [--baseline-n 8]
+                                [--dtype auto|fp32|bf16|int8] [--quantization none|4bit] [--baseline-n 8]
   python bench/bench_sampler.py --host-overhead
 
 A benchmark, not a test: it prints a table and writes nothing.
@@ -68,10 +68,14 @@ def throughput(a) -> None:
         torch.set_num_threads(a.threads)
     cfg = C.build(None, {"task": a.task, "model": a.model}, [f"n_eval={max(a.n, a.baseline_n)}"])
     data = load_data(cfg)
-    loaded = load_base(a.model, "none", a.device)
+    loaded = load_base(a.model, a.quantization, a.device)
     model, tok = loaded.model, loaded.tokenizer
-    if a.dtype == "bf16":
+    if a.dtype == "fp32" and not loaded.quantized:
+        model = model.float()
+    elif a.dtype == "bf16":
         model = model.to(torch.bfloat16)
+    elif a.dtype == "int8":  # dynamic int8 linear layers (CPU only)
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     task, ex = data.task, data.exemplars
     prompts = [task.prompt(p, ex) for p in data.eval[: a.n]]
     bs = a.batch_size
@@ -87,6 +91,17 @@ def throughput(a) -> None:
     generate(model, tok, prompts[:4], max_new_tokens=8, is_complete=task.is_complete, stop_chars=task.stop_chars)
     hf_batched(model, tok, prompts[:2], 4, 2, task.stop_strings)
 
+    if a.sweep:
+        print(f"task={a.task} device={a.device} dtype={a.dtype} quantization={a.quantization} "
+              f"threads={torch.get_num_threads()} n={len(prompts)}")
+        for b in a.sweep:
+            out, t = timed(lambda b=b: generate(model, tok, prompts, max_new_tokens=a.max_new_tokens,
+                                                is_complete=task.is_complete, stop_chars=task.stop_chars,
+                                                batch_size=b))
+            right = sum(task.parse(task.trim(o.text)).answer == p.gold for o, p in zip(out, data.eval))
+            print(f"star batch {b:4d}: {len(out) / t:7.2f} rationales/s, "
+                  f"{sum(o.output_tokens for o in out) / t:8.1f} tokens/s, right {right}/{len(out)}")
+        return
     rows = []
     if a.baseline_n:
         b1, t = timed(lambda: generate_plain(model, tok, prompts[: a.baseline_n], max_new_tokens=a.max_new_tokens))
@@ -103,7 +118,8 @@ def throughput(a) -> None:
 
     same = sum(answer(o.text) == answer(h) for o, h in zip(ours, hf_texts))
     right = sum(answer(o.text) == p.gold for o, p in zip(ours, data.eval))
-    print(f"task={a.task} model={a.model} device={a.device} dtype={a.dtype} threads={torch.get_num_threads()} "
+    print(f"task={a.task} model={a.model} device={a.device} dtype={a.dtype} quantization={a.quantization} "
+          f"threads={torch.get_num_threads()} "
           f"n={len(prompts)} batch={bs} max_new_tokens={a.max_new_tokens}")
     print(f"{'sampler':58} {'rationales':>10} {'tokens':>7} {'sec':>7} {'rat/s':>7} {'tok/s':>8}")
     for label, n, ntok, t in rows:
@@ -153,12 +169,16 @@ def main() -> None:
     ap.add_argument("--task", default="arithmetic")
     ap.add_argument("--model", default="bundled:smollm2-135m")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "int8"],
+                    help="auto: as star loads it (fp32 on the CPU, bf16 on CUDA)")
+    ap.add_argument("--quantization", default="none", choices=["none", "4bit"])
     ap.add_argument("--n", type=int, default=32, help="questions for the batched samplers")
     ap.add_argument("--baseline-n", type=int, default=8, help="questions for the batch-1 reference (0: skip)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--sweep", type=lambda v: [int(x) for x in v.split(",")], default=None,
+                    help="only star's decoder, at these batch sizes (e.g. 16,32,64)")
     ap.add_argument("--host-overhead", action="store_true", help="steps/s on a tiny model at batch 16 and 128")
     a = ap.parse_args()
     host_overhead(a) if a.host_overhead else throughput(a)

@@ -81,3 +81,13 @@ def test_run_samples_from_the_copy_with_the_adapter_merged(tiny_model_dir, tmp_p
         got, want, base = (m(input_ids=ids).logits for m in (sampler, ref, bare))
     assert torch.allclose(got, want, atol=1e-4)
     assert not torch.allclose(got, base, atol=1e-3)  # the adapter did change the model
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_policy(tiny_model_dir):
+    pytest.importorskip("bitsandbytes")
+    small = load_base(str(tiny_model_dir), "auto", "cuda")
+    assert not small.quantized  # a tiny model's bf16 weights fit easily
+    q = load_base(str(tiny_model_dir), "4bit", "cuda")
+    assert q.quantized and want_sampling_copy("auto", q)[0]
+    assert next(full_precision_copy(q).model.parameters()).dtype == torch.bfloat16

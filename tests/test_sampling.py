@@ -190,3 +190,38 @@ def test_is_complete_turns_true_only_on_a_stop_char(task_name, fmt):
                 assert text[i - 1] in task.stop_chars, (task_name, text[:i])
             prev = now
     assert flips >= own  # at least every exemplar completion completes: the check did run
+
+
+# ---- CUDA (run by scripts/gpu_check.sh on a GPU machine; skipped elsewhere) -----------------
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@cuda
+def test_cuda_decoder_matches_previous_decoder(tiny_model_dir):
+    from reference_decoder import generate_reference
+
+    from star_core.models import load_base
+    from star_core.sampling import generate
+
+    m = load_base(str(tiny_model_dir), "none", "cuda")
+    model = m.model.float()
+    prompts = many_prompts()
+
+    def done(t):
+        return "e" in t.lstrip()
+
+    ours = generate(model, m.tokenizer, prompts, max_new_tokens=30, is_complete=done, batch_size=8, stop_chars="e")
+    ref = generate_reference(model, m.tokenizer, prompts, max_new_tokens=30, is_complete=done, batch_size=8)
+    assert same(ours, ref)
+    sampled = generate(model, m.tokenizer, prompts, max_new_tokens=8, is_complete=never, temperature=1.0, seed=1)
+    again = generate(model, m.tokenizer, prompts, max_new_tokens=8, is_complete=never, temperature=1.0, seed=1)
+    assert [g.text for g in sampled] == [g.text for g in again]
+
+
+@cuda
+def test_auto_batch_size_on_cuda(tiny_model_dir):
+    from star_core.models import load_base
+    from star_core.sampling import CUDA_MAX_BATCH, auto_batch_size
+
+    m = load_base(str(tiny_model_dir), "none", "cuda")
+    assert 16 <= auto_batch_size(m.model, m.device, 400) <= CUDA_MAX_BATCH
