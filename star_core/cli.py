@@ -110,8 +110,9 @@ def cmd_eval(a: argparse.Namespace) -> int:
     loop.start(cfg, out, progress=not a.quiet)
     from .queries import summary
 
-    acc = summary(out)["iterations"][0]["accuracy"]
-    print(json.dumps({"run_dir": str(out), "accuracy": acc}, indent=2))
+    s = summary(out)
+    print(json.dumps({"run_dir": str(out), "accuracy": s["iterations"][0]["accuracy"],
+                      "measures": s["iterations"][0]["measures"], "direct_baseline": s["direct_baseline"]}, indent=2))
     return 0
 
 
@@ -157,9 +158,26 @@ def cmd_runs(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_summary(a: argparse.Namespace) -> int:
-    from .queries import summary
+def _print_measures(measures: dict, changes: dict) -> None:
+    """One line per task, split and group: accuracy, right-and-faithful accuracy and the share of outputs that
+    show a rationale, each with n and its 95 % interval, then the paired change against the evaluation before."""
+    from .queries import MEASURES
     from .stats import describe, describe_change
+
+    for task, splits in measures.items():
+        for split, groups in splits.items():
+            for g, m in groups.items():
+                parts = [describe(m[k]["k"], m[k]["n"]) if k == "accuracy" else f"{words} {describe(m[k]['k'], m[k]['n'])}"
+                         for k, words in MEASURES.items() if k in m]
+                ch = changes.get(task, {}).get(split, {}).get(g)
+                if ch:
+                    since = f"iter {ch['since']}" if ch["since_phase"] == "eval" else "the warm start"
+                    parts.append(f"vs {since}: {describe_change(ch['lost'], ch['gained'])}")
+                print(f"      {task} {split} {g}: " + "; ".join(parts))
+
+
+def cmd_summary(a: argparse.Namespace) -> int:
+    from .queries import WARM_NOTE, summary
 
     s = summary(Path(a.run_dir))
     if a.json:
@@ -170,12 +188,15 @@ def cmd_summary(a: argparse.Namespace) -> int:
         dec = ", ".join(f"{ph}: " + " ".join(f"{k}={v}" for k, v in d.items())
                         for ph, d in it.get("decisions", {}).items())
         print(f"  iter {it['iteration']} ({it['stage']})  {dec}")
-        for task, splits in (it.get("accuracy") or {}).items():
-            for split, groups in splits.items():
-                for g, v in groups.items():
-                    ch = it.get("change", {}).get(task, {}).get(split, {}).get(g)
-                    vs = f"; vs iter {ch['since']}: {describe_change(ch['lost'], ch['gained'])}" if ch else ""
-                    print(f"      {task} {split} {g}: {describe(v['n_correct'], v['n'])}{vs}")
+        _print_measures(it.get("measures") or {}, it.get("change") or {})
+        if it["iteration"] == 0 and s.get("direct_baseline"):
+            print("    direct answer (few-shot, no rationale), for reference:")
+            _print_measures(s["direct_baseline"], {})
+        if it["iteration"] == 0 and s.get("warm_start"):
+            w = s["warm_start"]
+            loss = f", final loss {w['final_loss']:.3f}" if w.get("final_loss") is not None else ""
+            print(f"    warm start ({WARM_NOTE}): {w['examples']} examples, {w['train_steps']} steps{loss}; after it:")
+            _print_measures(w.get("measures") or {}, w.get("change") or {})
     if s.get("error"):
         print(f"  error: {s['error']}")
     return 0

@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import pandas as pd
 
 from .stats import mcnemar, significant, wilson
-from .store import CONFIG_NAME, DB_NAME, SCHEMA_VERSION, StoreError, connect
+from .store import (CONFIG_NAME, DB_NAME, DECISIONS, EVAL_PHASES, PHASE_SPLIT, PHASES, SCHEMA_VERSION, STAGES,
+                    StoreError, connect)
 from .tasks.base import AUDIT_VERSION, VERDICTS
 
 #: A run whose heartbeat is older than this (seconds) is taken for crashed.
@@ -34,10 +35,25 @@ RUNS_ROOT_ENV = "STAR_RUNS_ROOT"
 #: Set to "0" to hide the bundled demo runs (sample_data/runs).
 DEMO_RUNS_ENV = "STAR_DEMO_RUNS"
 
-PHASES = ("sample", "rationalize", "eval")
-STAGES = ("pending", "sampled", "rationalized", "trained", "done")
 _STAGE_FRACTION = {"pending": 0.0, "sampled": 0.35, "rationalized": 0.5, "trained": 0.8, "done": 1.0}
 RESUMABLE = ("crashed", "stopped")
+
+#: The three numbers reported for every evaluation, in words. Right and faithful: the right answer with
+#: the audit verdict ``faithful``. Shows a rationale: the audit verdict is not ``no_rationale`` (an output
+#: without a parsed answer is not audited and counts as showing one; so does a CommonsenseQA answer naming no
+#: choice in words). Both are given only where every output was audited under today's rules (version 2 and
+#: later): under version 1 a bare answer was faithful and no verdict said "no rationale".
+MEASURES = {"accuracy": "accuracy", "faithful_accuracy": "right and faithful",
+            "rationale_share": "shows a rationale"}
+#: The sequence of a run's evaluations: the model after iteration i (phase eval; iteration 0 is the few-shot
+#: model), and at iteration 0, after it, the warm-started model (phase warm_eval). direct_eval is a reference
+#: beside iteration 0, not a step of the sequence.
+CHAINED_PHASES = ("eval", "warm_eval")
+#: Where the evaluation after the warm start sits on the accuracy curves: between iteration 0 and 1.
+WARM_POINT = 0.5
+#: What the warm start is, wherever it appears.
+WARM_NOTE = ("supervised, not bootstrapped: fine-tuned on reference rationales written by the task, "
+             "not on the model's own")
 
 #: The paper's GPT-J 6B numbers (percent), for reference lines. (task, split) -> {label: value}.
 PAPER_REFERENCE: dict[tuple[str, str], dict[str, float]] = {
@@ -361,22 +377,115 @@ def run_info(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------
+# evaluations: where they sit, what they are called, the three measures
+# --------------------------------------------------------------------------
+def eval_point(iteration: int, phase: str) -> float:
+    """The x position of an evaluation on the accuracy curves (the warm start's at ``WARM_POINT``)."""
+    return WARM_POINT if phase == "warm_eval" else float(iteration)
+
+
+def eval_label(iteration: int, phase: str) -> str:
+    """An evaluation in words: "iteration 0 (few-shot)", "after the warm start", "iteration 2", ..."""
+    if phase == "warm_eval":
+        return "after the warm start (supervised)"
+    if phase == "direct_eval":
+        return "direct answer (few-shot, no rationale)"
+    return "iteration 0 (few-shot)" if iteration == 0 else f"iteration {iteration}"
+
+
+def _with_all(df: pd.DataFrame, keys: list[str], sums: list[str]) -> pd.DataFrame:
+    """Add an "all" group summing the groups of each key (a task without groups has its "all" row already)."""
+    groups = df[df["grp"] != "all"]
+    alls = groups.groupby(keys, as_index=False)[sums].sum().assign(grp="all")
+    return pd.concat([alls, df], ignore_index=True)
+
+
+_PHASES_SQL = lambda phases: "(" + ", ".join(f"'{p}'" for p in phases) + ")"  # noqa: E731  (fixed names only)
+
+
+def _counts(con: sqlite3.Connection, rid: int) -> pd.DataFrame:
+    """Per evaluation (iteration, phase), task, split and group ("all" included): n, right, right and faithful,
+    and the outputs that show a rationale."""
+    df = pd.read_sql_query(
+        "SELECT iteration, phase, task, split, grp, count(*) AS n, sum(correct) AS accuracy,"
+        " sum(correct = 1 AND audit_faithful = 1) AS faithful_accuracy,"
+        " sum(coalesce(CASE WHEN json_valid(audit_json) THEN json_extract(audit_json, '$.verdict') END, '')"
+        " != 'no_rationale') AS rationale_share,"
+        " sum(coalesce(CASE WHEN json_valid(audit_json) THEN json_extract(audit_json, '$.version') END, 1) >= 2)"
+        " AS audited"
+        f" FROM samples WHERE run_id = ? AND phase IN {_PHASES_SQL(EVAL_PHASES)}"
+        " GROUP BY iteration, phase, task, split, grp", con, params=(rid,))
+    return _with_all(df, ["iteration", "phase", "task", "split"], ["n", *MEASURES, "audited"])
+
+
+_MEASURE_COLS = ["iteration", "phase", "point", "task", "split", "grp", "measure", "k", "n", "value", "low", "high"]
+
+
+def _measures(con: sqlite3.Connection, rid: int) -> pd.DataFrame:
+    c = _counts(con, rid)
+    if c.empty:
+        return pd.DataFrame(columns=_MEASURE_COLS)
+    long = c.melt(id_vars=["iteration", "phase", "task", "split", "grp", "n", "audited"], value_vars=list(MEASURES),
+                  var_name="measure", value_name="k")
+    long = long[(long["measure"] == "accuracy") | (long["audited"] == long["n"])]  # see MEASURES
+    ci = [wilson(int(k), int(n)) for k, n in zip(long["k"], long["n"])]
+    long = long.assign(point=[eval_point(i, ph) for i, ph in zip(long["iteration"], long["phase"])],
+                       value=long["k"] / long["n"], low=[lo for lo, _ in ci], high=[hi for _, hi in ci])
+    return long[_MEASURE_COLS].sort_values(["task", "split", "measure", "grp", "point"], kind="stable")\
+        .reset_index(drop=True)
+
+
+def measures_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """The three measures (``MEASURES``) of every evaluation of one or several runs, computed from the stored
+    eval samples: run, run_dir, iteration, phase (eval | warm_eval | direct_eval), point (x position:
+    ``eval_point``), task, split, grp, measure, k (questions counted), n, value (k / n), low, high (its 95 %
+    Wilson interval). An evaluation with outputs audited under audit version 1 has only its accuracy."""
+    return _runs_frame(run_dirs, _MEASURE_COLS, _measures)
+
+
+def _nest(df: pd.DataFrame, keys: list[str], leaf) -> dict:
+    """``{k1: {k2: ... leaf(row)}}`` of a frame's rows."""
+    out: dict = {}
+    for r in df.itertuples(index=False):
+        d = out
+        for key in keys[:-1]:
+            d = d.setdefault(getattr(r, key), {})
+        d[getattr(r, keys[-1])] = leaf(r)
+    return out
+
+
+def _measure_dict(r) -> dict[str, Any]:
+    return {"k": int(r.k), "n": int(r.n), "value": float(r.value), "ci95": [float(r.low), float(r.high)]}
+
+
+def _change_dict(r) -> dict[str, Any]:
+    return {"since": int(r.since), "since_phase": r.since_phase, "pairs": int(r.pairs), "lost": int(r.lost),
+            "gained": int(r.gained), "p_value": float(r.p_value), "significant": bool(r.significant)}
+
+
+# --------------------------------------------------------------------------
 # summary (the CLI prints this)
 # --------------------------------------------------------------------------
 def summary(run_dir: str | os.PathLike) -> dict[str, Any]:
     """A JSON-able digest of the run: status, and per iteration its stage, decision counts,
-    kept/rationalized counts, training size/steps/final loss, accuracies and their changes.
+    kept/rationalized counts, training size/steps/final loss, accuracies, the three measures and changes.
 
     ``accuracy[task][split][grp]`` is {accuracy, n, n_correct, ci95: [low, high]} (the 95 % Wilson
-    interval); ``change[task][split][grp]`` pairs the eval answers with the iteration before, question
-    by question: {since, pairs, lost, gained, p_value (exact McNemar), significant (p < 0.05)}."""
+    interval); ``measures[task][split][grp][measure]`` is {k, n, value, ci95} for each of ``MEASURES``
+    (accuracy, right-and-faithful accuracy, share of outputs that show a rationale); ``change[task][split][grp]``
+    pairs the eval answers with the evaluation before (the iteration before, or the warm start's), question
+    by question: {since, since_phase, pairs, lost, gained, p_value (exact McNemar), significant (p < 0.05)}.
+
+    ``warm_start`` is None, or the supervised warm start: {examples, train_steps, final_loss, adapter_path,
+    note, measures, change (against the few-shot model)}. ``direct_baseline`` is None, or the measures of the
+    direct-answer evaluation (few-shot, no rationale) of iteration 0."""
     run_dir = Path(run_dir)
     with open_store(run_dir) as con:
         row = _run_row(con)
         rid = row["id"]
         status = effective_status(row)
         its = {r["iteration"]: dict(r) for r in con.execute(
-            "SELECT iteration, stage, n_train_examples, train_steps FROM iterations WHERE run_id=?"
+            "SELECT iteration, stage, n_train_examples, train_steps, adapter_path FROM iterations WHERE run_id=?"
             " ORDER BY iteration", (rid,))}
         dec: dict[int, dict[str, dict[str, int]]] = {}
         for r in con.execute(
@@ -396,11 +505,23 @@ def summary(run_dir: str | os.PathLike) -> dict[str, Any]:
             acc.setdefault(r["iteration"], {}).setdefault(r["task"], {}).setdefault(r["split"], {})[r["grp"]] = {
                 "accuracy": r["accuracy"], "n": r["n"], "n_correct": r["n_correct"],
                 "ci95": list(wilson(r["n_correct"], r["n"]))}
-        change: dict[int, dict] = {}
-        for r in _changes(con, rid).itertuples(index=False):
-            change.setdefault(int(r.iteration), {}).setdefault(r.task, {}).setdefault(r.split, {})[r.grp] = {
-                "since": int(r.since), "pairs": int(r.pairs), "lost": int(r.lost), "gained": int(r.gained),
-                "p_value": float(r.p_value), "significant": bool(r.significant)}
+        changes = _changes(con, rid)
+        measures = _measures(con, rid)
+        warm_n = con.execute("SELECT count(*) FROM train_examples WHERE run_id=? AND iteration=0"
+                             " AND source='reference'", (rid,)).fetchone()[0]
+    keys = ["task", "split", "grp"]
+    change = {int(i): _nest(g, keys, _change_dict)
+              for i, g in changes[changes["phase"] == "eval"].groupby("iteration")}
+    by_phase = {ph: measures[measures["phase"] == ph] for ph in EVAL_PHASES}
+    meas = {int(i): _nest(g, [*keys, "measure"], _measure_dict) for i, g in by_phase["eval"].groupby("iteration")}
+    warm = None
+    if warm_n or not by_phase["warm_eval"].empty:
+        it0 = its.get(0, {})
+        warm = {"examples": int(warm_n), "train_steps": it0.get("train_steps"), "final_loss": loss.get(0),
+                "adapter_path": it0.get("adapter_path"), "note": WARM_NOTE,
+                "measures": _nest(by_phase["warm_eval"], [*keys, "measure"], _measure_dict),
+                "change": _nest(changes[changes["phase"] == "warm_eval"], keys, _change_dict)}
+    direct = _nest(by_phase["direct_eval"], [*keys, "measure"], _measure_dict) or None
     iterations = []
     for i in sorted(set(its) | set(dec) | set(kept) | set(acc)):
         it = its.get(i, {})
@@ -408,12 +529,14 @@ def summary(run_dir: str | os.PathLike) -> dict[str, Any]:
             "iteration": i, "stage": it.get("stage"), "decisions": dec.get(i, {}),
             "kept": kept.get(i, (0, 0))[0], "rationalized": int(kept.get(i, (0, 0))[1] or 0),
             "n_train_examples": it.get("n_train_examples"), "train_steps": it.get("train_steps"),
-            "final_loss": loss.get(i), "accuracy": acc.get(i, {}), "change": change.get(i, {}),
+            "final_loss": loss.get(i), "accuracy": acc.get(i, {}), "measures": meas.get(i, {}),
+            "change": change.get(i, {}),
         })
     return {
         "run_dir": str(run_dir), "name": row["name"], "task": row["task"], "model": row["model"],
         "status": status, "resumable": status in RESUMABLE, "device": row["device"],
-        "iterations_planned": row["iterations_planned"], "iterations": iterations, "error": row["error"],
+        "iterations_planned": row["iterations_planned"], "iterations": iterations, "warm_start": warm,
+        "direct_baseline": direct, "error": row["error"],
     }
 
 
@@ -880,37 +1003,53 @@ def losses_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> p
     return _runs_frame(run_dirs, cols, _table("train_losses", cols, "iteration, step"))
 
 
-_CHANGE_COLS = ["task", "split", "grp", "iteration", "since", "pairs", "lost", "gained", "p_value", "significant"]
+_CHANGE_COLS = ["task", "split", "grp", "iteration", "phase", "since", "since_phase", "pairs", "lost", "gained",
+                "p_value", "significant"]
+#: An evaluation's rank in the sequence of ``CHAINED_PHASES`` (SQL), and the evaluation of a rank ``r``.
+_RANK = "iteration * 2 + (phase = 'warm_eval')"
+_OF_RANK = "{t}.iteration = {r} / 2 AND {t}.phase = CASE {r} % 2 WHEN 1 THEN 'warm_eval' ELSE 'eval' END"
 
 
 def _changes(con: sqlite3.Connection, rid: int, since: int | None = None) -> pd.DataFrame:
-    """Eval correctness of each iteration paired, question by question, with the iteration before it
-    (or with iteration ``since``); per task, split and group ("all" included)."""
-    step = "a.iteration = ? AND b.iteration > a.iteration" if since is not None else "b.iteration = a.iteration + 1"
+    """Eval correctness of each evaluation paired, question by question, with the evaluation before it (the
+    iteration before, or the warm start's when there is one; see ``CHAINED_PHASES``), or with the few-shot
+    evaluation of iteration ``since``; per task, split and group ("all" included)."""
+    chained = _PHASES_SQL(CHAINED_PHASES)
+    if since is None:
+        pairs = ("SELECT b.task, b.split, max(a.r) AS ra, b.r AS rb FROM ranks a JOIN ranks b ON a.task = b.task"
+                 " AND a.split = b.split AND a.r < b.r GROUP BY b.task, b.split, b.r")
+        params: tuple = (rid, rid)
+    else:
+        pairs = "SELECT task, split, ? * 2 AS ra, r AS rb FROM ranks WHERE r > ? * 2"
+        params = (rid, int(since), int(since), rid)
     df = pd.read_sql_query(
-        "SELECT a.task, a.split, a.grp, b.iteration, a.iteration AS since, count(*) AS pairs,"
-        " sum(a.correct > b.correct) AS lost, sum(a.correct < b.correct) AS gained"
-        " FROM samples a JOIN samples b ON b.run_id = a.run_id AND b.phase = 'eval' AND b.task = a.task"
-        " AND b.split = a.split AND b.question_id = a.question_id AND b.k = a.k"
-        f" WHERE a.run_id = ? AND a.phase = 'eval' AND {step}"
-        " GROUP BY a.task, a.split, a.grp, b.iteration, a.iteration",
-        con, params=(rid,) if since is None else (rid, int(since)))
+        f"WITH ranks AS (SELECT DISTINCT task, split, {_RANK} AS r FROM samples"
+        f" WHERE run_id = ? AND phase IN {chained}), steps AS ({pairs})"
+        " SELECT a.task, a.split, a.grp, b.iteration, b.phase, a.iteration AS since, a.phase AS since_phase,"
+        " count(*) AS pairs, sum(a.correct > b.correct) AS lost, sum(a.correct < b.correct) AS gained"
+        # CROSS JOIN fixes the order: each step, then its questions (samples_browse), then their pairs
+        # (samples_question); any other order pairs every sample with every other
+        " FROM steps s CROSS JOIN samples a CROSS JOIN samples b"
+        f" WHERE a.run_id = ? AND a.task = s.task AND a.split = s.split AND {_OF_RANK.format(t='a', r='s.ra')}"
+        " AND b.run_id = a.run_id AND b.question_id = a.question_id AND b.task = a.task AND b.split = a.split"
+        f" AND b.k = a.k AND {_OF_RANK.format(t='b', r='s.rb')}"
+        " GROUP BY a.task, a.split, a.grp, b.iteration, b.phase, a.iteration, a.phase",
+        con, params=params)
     if df.empty:
         return pd.DataFrame(columns=_CHANGE_COLS)
-    keys = ["task", "split", "iteration", "since"]
-    groups = df[df["grp"] != "all"]  # a task without groups (CommonsenseQA) has only "all" already
-    alls = groups.groupby(keys, as_index=False)[["pairs", "lost", "gained"]].sum().assign(grp="all")
-    df = pd.concat([alls, df], ignore_index=True)
+    df = _with_all(df, ["task", "split", "iteration", "phase", "since", "since_phase"], ["pairs", "lost", "gained"])
     df["p_value"] = [mcnemar(int(lost), int(gained)) for lost, gained in zip(df["lost"], df["gained"])]
     df["significant"] = df["p_value"].map(significant)
-    return df[_CHANGE_COLS].sort_values(["task", "split", "iteration", "since"], kind="stable").reset_index(drop=True)
+    return df[_CHANGE_COLS].sort_values(["task", "split", "iteration", "phase", "since"], kind="stable")\
+        .reset_index(drop=True)
 
 
 def changes_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike], since: int | None = None) -> pd.DataFrame:
     """Paired changes of eval accuracy on the same questions, for one or several runs: run, run_dir, task,
-    split, grp, iteration, since (the iteration compared with: the one before, or ``since``), pairs,
-    lost (right before, wrong now), gained (wrong before, right now), p_value (exact McNemar, two-sided)
-    and significant (p < 0.05)."""
+    split, grp, iteration and phase (the evaluation: eval, or warm_eval for the warm-started model at
+    iteration 0), since and since_phase (the evaluation compared with: the one before, or the few-shot
+    evaluation of iteration ``since``), pairs, lost (right before, wrong now), gained (wrong before, right
+    now), p_value (exact McNemar, two-sided) and significant (p < 0.05)."""
     return _runs_frame(run_dirs, _CHANGE_COLS, lambda con, rid: _changes(con, rid, since))
 
 
@@ -922,8 +1061,9 @@ def exemplars_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
 
 
 __all__ = [
-    "AUDIT_VERSION", "HEARTBEAT_STALE_S", "PAPER_REFERENCE", "VERDICTS", "RunUnavailable", "SampleFilter", "browse",
-    "changes_frame", "count_samples",
+    "AUDIT_VERSION", "CHAINED_PHASES", "DECISIONS", "EVAL_PHASES", "HEARTBEAT_STALE_S", "MEASURES",
+    "PAPER_REFERENCE", "PHASES", "PHASE_SPLIT", "STAGES", "VERDICTS", "WARM_NOTE", "WARM_POINT", "RunUnavailable",
+    "SampleFilter", "browse", "changes_frame", "count_samples", "eval_label", "eval_point", "measures_frame",
     "decision_counts", "effective_status", "events_frame", "exemplars_frame", "facets", "find_all",
     "fingerprint", "funnel", "get_sample", "hint_leak", "hint_spans", "is_run_dir", "iterations_frame",
     "list_runs", "losses_frame", "metrics_frame", "open_store", "parse_audit", "pid_alive", "question_history",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from star_core.store import RunStore, SampleRecord
+from star_core.tasks.base import AUDIT_VERSION
 
 #: Text that must display literally (never as HTML, markdown, LaTeX or a link).
 PAYLOAD = ("<script>alert(1)</script> <img src=x onerror=alert(1)> **bold** $x$ "
@@ -111,9 +112,11 @@ def _skill(task: str, grp: str, iteration: int) -> float:
 
 
 def synth_records(tasks=("arithmetic",), iterations: int = 2, n_train: int = 12, n_eval: int = 6,
-                  rationalize: bool = True, seed: int = 0, payload: bool = True,
-                  ) -> Iterator[tuple[int, str, list[SampleRecord]]]:
-    """Yield (iteration, phase, records) batches, in the order the engine writes them."""
+                  rationalize: bool = True, seed: int = 0, payload: bool = True, warm_start: int = 0,
+                  direct: bool = False) -> Iterator[tuple[int, str, list[SampleRecord]]]:
+    """Yield (iteration, phase, records) batches, in the order the engine writes them. ``direct`` adds the
+    direct-answer evaluation and ``warm_start`` that many reference examples (and the warm-started model's
+    evaluation) to iteration 0, for the tasks other than CommonsenseQA."""
     questions: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for t in tasks:
         qr = random.Random(f"{seed}-{t}")
@@ -132,7 +135,14 @@ def synth_records(tasks=("arithmetic",), iterations: int = 2, n_train: int = 12,
         rationale = raw.rsplit("\n", 1)[0] if t != "commonsenseqa" else raw.split(" So the answer")[0]
         if t != "commonsenseqa":
             errors = [] if ok or rng.random() < 0.5 else [f"step 1: {q['question']} does not equal {ans}"]
-            audit = {"checked": 1 + len(q["question"]) % 3, "errors": errors, "faithful": not errors}
+            bare = not errors and len(q["question"]) % 3 == 0  # some right answers show no rationale
+            verdict = "unfaithful" if errors else "no_rationale" if bare else "faithful"
+            audit = {"checked": 1 + len(q["question"]) % 3, "errors": errors, "faithful": verdict == "faithful",
+                     "verdict": verdict, "no_rationale": "no intermediate step" if bare else None,
+                     "version": AUDIT_VERSION}
+        else:  # names no choice in words: nothing checkable
+            audit = {"checked": 0, "errors": [], "faithful": None, "verdict": None, "no_rationale": None,
+                     "version": AUDIT_VERSION}
         if ok:
             decision = "rationalized" if phase == "rationalize" else "correct"
             reason = ("the hinted retry reached the gold answer; stored without the hint" if phase == "rationalize"
@@ -203,6 +213,46 @@ def synth_records(tasks=("arithmetic",), iterations: int = 2, n_train: int = 12,
                 grp="1" if t == "arithmetic" else "all", rationale="RATIONALE " + PAYLOAD, answer="<b>x</b>",
                 audit={"checked": 2, "errors": ["step <i>2</i>: **3+4** != 8 $x$"], "faithful": False}))
         yield it, "eval", ev
+        if it == 0:
+            yield from _iteration_zero_extras(attempt, questions, tasks, seed, warm_start, direct)
+
+
+def _iteration_zero_extras(attempt, questions, tasks, seed: int, warm_start: int, direct: bool,
+                           ) -> Iterator[tuple[int, str, list[SampleRecord]]]:
+    """The direct-answer evaluation, the warm start's reference examples and the warm-started model's
+    evaluation (their own random streams, so the rest of a run is the same with or without them)."""
+    sup = [t for t in tasks if t != "commonsenseqa"]
+
+    def evaluation(phase: str, skill: float, rng: random.Random) -> list[SampleRecord]:
+        recs = [attempt(rng, t, q, skill, "eval", "eval") for t in sup for q in questions[(t, "eval")]]
+        for r in recs:
+            r.phase, r.iteration = phase, 0
+        return recs
+
+    if direct:
+        recs = evaluation("direct_eval", 0.5, random.Random(f"{seed}-direct"))
+        for r in recs:
+            r.raw_output = r.rationale = f"{r.question} = {r.answer}. The answer is {r.answer}."
+            r.audit = {"checked": 1, "errors": [], "faithful": False, "verdict": "no_rationale",
+                       "no_rationale": "no intermediate step", "version": AUDIT_VERSION}
+        yield 0, "direct_eval", recs
+    if warm_start:
+        wr = random.Random(f"{seed}-warm")
+        recs = []
+        for t in sup:
+            for i in range(warm_start):
+                q = _question(t, 500 + i, "train", wr)
+                out = " " + q["out"](q["gold"])
+                recs.append(SampleRecord(
+                    iteration=0, task=t, split="train", phase="warm_start", question_id="warm-" + q["qid"],
+                    question=q["question"], prompt=q["block"], raw_output=out, gold=q["gold"], decision="reference",
+                    reason="reference rationale written by the task, not by the model: supervised warm start, "
+                           "not bootstrapped", correct=True, kept=True, grp=q["grp"], rationale=q["rationale"],
+                    answer=q["gold"], audit={"checked": 2, "errors": [], "faithful": True, "verdict": "faithful",
+                                             "no_rationale": None, "version": AUDIT_VERSION},
+                    train_prompt=q["block"], train_completion=out, train_iteration=0))
+        yield 0, "warm_start", recs
+        yield 0, "warm_eval", evaluation("warm_eval", 2.0, random.Random(f"{seed}-warm-eval"))
 
 
 def _metrics(records: list[SampleRecord]) -> list[dict[str, Any]]:
@@ -219,7 +269,7 @@ def _metrics(records: list[SampleRecord]) -> list[dict[str, Any]]:
 def build_run(run_dir: str | os.PathLike, *, tasks=("arithmetic",), iterations: int = 2, n_train: int = 12,
               n_eval: int = 6, rationalize: bool = True, status: str = "finished", seed: int = 0,
               name: str | None = None, payload: bool = True, model: str = "tiny-test-model",
-              stop_after: tuple[int, str] | None = None) -> Path:
+              stop_after: tuple[int, str] | None = None, warm_start: int = 0, direct: bool = False) -> Path:
     """Write a small synthetic run through RunStore; returns the run folder.
 
     ``status``: the final runs.status ("running" keeps this process's pid, so it reads as live).
@@ -229,13 +279,15 @@ def build_run(run_dir: str | os.PathLike, *, tasks=("arithmetic",), iterations: 
     st = RunStore(run_dir)
     cfg = {"task": ",".join(tasks), "model": model, "iterations": iterations, "rationalize": rationalize,
            "n_train": n_train, "n_eval": n_eval, "max_new_tokens": 128, "temperature": 0.0,
-           "samples_per_question": 1, "seed": seed}
+           "samples_per_question": 1, "seed": seed, "warm_start": warm_start, "warm_start_digits": [1, 2],
+           "direct_baseline": direct}
     (run_dir / "config.yaml").write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in cfg.items()))
     st.create_run(name or run_dir.name, ",".join(tasks), model, cfg, iterations, "cpu (test)")
     steps = 40
-    for it, phase, recs in synth_records(tasks, iterations, n_train, n_eval, rationalize, seed, payload):
+    batches = list(synth_records(tasks, iterations, n_train, n_eval, rationalize, seed, payload, warm_start, direct))
+    for b, (it, phase, recs) in enumerate(batches):
         if st.iteration_stage(it) is None:
-            st.begin_iteration(it, steps if it else None)
+            st.begin_iteration(it, steps if it else (30 if warm_start else None))
         st.add_samples(recs)
         if phase == "sample":
             st.set_stage(it, "sampled")
@@ -244,9 +296,14 @@ def build_run(run_dir: str | os.PathLike, *, tasks=("arithmetic",), iterations: 
         if stop_after == (it, phase):
             break
         if phase == "eval":
-            st.finish_iteration(it, _metrics(recs))
+            evals = recs
+        if phase == "warm_start":
+            st.finish_training(0, [(s, 1.5 / (1 + 0.1 * s), 3e-4, 0.1) for s in range(1, 31)], "adapters/warm_start",
+                               len(recs))
+        if b + 1 == len(batches) or batches[b + 1][0] != it:  # the iteration's last batch
+            st.finish_iteration(it, _metrics(evals))
         elif phase == ("rationalize" if rationalize else "sample"):
-            n = len(st.train_examples(it))
+            n = len(st.training_set(it))
             losses = [(s, 2.0 / (1 + 0.05 * s + 0.3 * it), 3e-4, 0.1) for s in range(1, steps + 1)]
             st.finish_training(it, losses, f"adapters/iter_{it}", n)
             steps = int(steps * 1.2)

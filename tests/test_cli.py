@@ -74,3 +74,25 @@ def test_summary_gives_every_accuracy_its_n_interval_and_change(capsys):
     assert (a["n"], a["n_correct"]) == (30, 11) and a["ci95"] == pytest.approx([0.2187, 0.5449], abs=1e-4)
     c = s["iterations"][2]["change"]["arithmetic"]["eval"]["all"]
     assert (c["since"], c["lost"], c["gained"], c["significant"]) == (1, 12, 1, True)
+
+
+def test_summary_text_labels_the_warm_start_and_gives_three_measures(tmp_path, capsys):
+    sys.path.insert(0, str(REPO / "tests"))
+    import dash_fixtures as F
+
+    from star_core import queries as Q
+    from star_core.stats import describe
+
+    run = F.build_run(tmp_path / "warm", iterations=1, n_train=6, n_eval=8, warm_start=4, direct=True, payload=False)
+    assert main(["summary", str(run)]) == 0
+    out = capsys.readouterr().out
+    s = Q.summary(run)
+    w = s["warm_start"]["measures"]["arithmetic"]["eval"]["all"]
+    assert f"warm start ({Q.WARM_NOTE}): 4 examples, 30 steps" in out
+    f = w["faithful_accuracy"]
+    assert f"right and faithful {describe(f['k'], f['n'])}" in out
+    c = s["iterations"][1]["change"]["arithmetic"]["eval"]["all"]
+    assert f"vs the warm start: +{c['gained']} −{c['lost']} questions" in out
+    r = s["direct_baseline"]["arithmetic"]["eval"]["all"]["rationale_share"]
+    assert "direct answer (few-shot, no rationale), for reference:" in out and r["k"] == 0
+    assert f"shows a rationale {describe(0, r['n'])}" in out

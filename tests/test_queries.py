@@ -26,6 +26,8 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     F.build_run(root / "multi", tasks=("arithmetic", "commonsenseqa", "gsm8k"), iterations=3, n_train=14, n_eval=7)
     F.build_run(root / "norat", tasks=("arithmetic",), iterations=2, rationalize=False, seed=1)
+    F.build_run(root / "warm", tasks=("arithmetic", "commonsenseqa"), iterations=2, n_train=10, n_eval=8,
+                warm_start=5, direct=True, seed=2, payload=False)
     return root
 
 
@@ -259,6 +261,98 @@ def test_metrics_and_losses_frames(runs):
     assert m[(m["run"] == "norat") & (m["grp"] == "all")]["iteration"].tolist() == [0, 1, 2]
     lo = Q.losses_frame(runs / "multi")
     assert sorted(lo["iteration"].unique()) == [1, 2, 3] and len(lo[lo["iteration"] == 2]) == 48
+
+
+# ---- the three measures, the warm start and the direct-answer baseline -------------------
+def _recount(run, iteration, phase, task, grp):
+    """(n, right, right and faithful, shows a rationale) of one evaluation, read row by row."""
+    rows = sql(run, "SELECT grp, correct, audit_json FROM samples WHERE iteration=? AND phase=? AND task=?",
+               iteration, phase, task)
+    rows = [(c, Q.parse_audit(a)) for g, c, a in rows if grp in ("all", g)]
+    return (len(rows), sum(c for c, _ in rows), sum(bool(c and a["verdict"] == "faithful") for c, a in rows),
+            sum(a["verdict"] != "no_rationale" for _, a in rows))
+
+
+def test_measures_match_the_samples(runs):
+    run = runs / "warm"
+    m = Q.measures_frame(run)
+    assert set(m["measure"]) == set(Q.MEASURES) and set(m["phase"]) == {"eval", "warm_eval", "direct_eval"}
+    assert set(m[m["phase"] != "eval"]["task"]) == {"arithmetic"}  # no warm start or direct baseline for CQA
+    checked = 0
+    for (it, phase, task, grp), g in m.groupby(["iteration", "phase", "task", "grp"]):
+        n, right, faithful, shown = _recount(run, it, phase, task, grp)
+        got = {r.measure: r for r in g.itertuples()}
+        assert (got["accuracy"].k, got["faithful_accuracy"].k, got["rationale_share"].k) == (right, faithful, shown)
+        for r in g.itertuples():
+            assert r.n == n and r.value == pytest.approx(r.k / n)
+            assert (r.low, r.high) == pytest.approx(wilson(int(r.k), n))
+            assert r.point == (Q.WARM_POINT if phase == "warm_eval" else it)
+        checked += 1
+    assert checked > 10
+    # a measure that differs from accuracy, so the test can tell them apart
+    e = m[(m["phase"] == "eval") & (m["task"] == "arithmetic") & (m["grp"] == "all")]
+    assert (e[e["measure"] == "faithful_accuracy"]["k"].values < e[e["measure"] == "accuracy"]["k"].values).any()
+    d = m[(m["phase"] == "direct_eval") & (m["grp"] == "all") & (m["measure"] == "rationale_share")]
+    assert d["k"].tolist() == [0]  # a bare answer shows no rationale
+    # the accuracy agrees with the engine's metrics table
+    acc = m[(m["phase"] == "eval") & (m["measure"] == "accuracy")]
+    met = Q.metrics_frame(run).merge(acc, on=["iteration", "task", "split", "grp"])
+    assert len(met) == len(acc) and (met["n_correct"] == met["k"]).all()
+
+
+def test_version_1_audits_give_only_accuracy(runs, tmp_path):
+    m = Q.measures_frame(ROOT / "sample_data" / "runs" / "arithmetic-paper-rule")
+    assert set(m["measure"]) == {"accuracy"}
+    m = Q.measures_frame(runs / "warm")
+    assert set(m[m["task"] == "commonsenseqa"]["measure"]) == set(Q.MEASURES)
+
+
+def test_summary_reports_warm_start_direct_baseline_and_measures(runs):
+    run = runs / "warm"
+    s = Q.summary(run)
+    json.dumps(s)
+    w = s["warm_start"]
+    assert w["examples"] == 5 == sql(run, "SELECT count(*) FROM samples WHERE phase='warm_start'")[0][0]
+    assert (w["train_steps"], w["adapter_path"]) == (30, "adapters/warm_start") and "not bootstrapped" in w["note"]
+    assert w["final_loss"] == pytest.approx(sql(run, "SELECT loss FROM train_losses WHERE iteration=0 AND step=30")[0][0])
+    n, right, faithful, shown = _recount(run, 0, "warm_eval", "arithmetic", "all")
+    wm = w["measures"]["arithmetic"]["eval"]["all"]
+    assert (wm["accuracy"]["k"], wm["faithful_accuracy"]["k"], wm["rationale_share"]["k"], wm["accuracy"]["n"]) == (
+        right, faithful, shown, n)
+    assert wm["accuracy"]["ci95"] == pytest.approx(list(wilson(right, n)))
+    c = w["change"]["arithmetic"]["eval"]["all"]
+    assert (c["since"], c["since_phase"]) == (0, "eval")  # the warm start against the few-shot model
+    d = s["direct_baseline"]["arithmetic"]["eval"]["all"]["accuracy"]
+    assert (d["k"], d["n"]) == _recount(run, 0, "direct_eval", "arithmetic", "all")[1::-1]
+    it0, it1, it2 = s["iterations"]
+    assert it0["measures"]["arithmetic"]["eval"]["all"]["accuracy"]["k"] == _recount(run, 0, "eval", "arithmetic",
+                                                                                      "all")[1]
+    assert it0["change"] == {}
+    # iteration 1 is compared with the warm-started model it was sampled from, iteration 2 with iteration 1
+    assert {(c["since"], c["since_phase"]) for c in it1["change"]["arithmetic"]["eval"].values()} == {(0, "warm_eval")}
+    assert {(c["since"], c["since_phase"]) for c in it1["change"]["commonsenseqa"]["eval"].values()} == {(0, "eval")}
+    assert {(c["since"], c["since_phase"]) for c in it2["change"]["arithmetic"]["eval"].values()} == {(1, "eval")}
+    # and runs without them say so
+    s = Q.summary(runs / "norat")
+    assert s["warm_start"] is None and s["direct_baseline"] is None
+
+
+def test_changes_chain_through_the_warm_start(runs):
+    run = runs / "warm"
+    ch = Q.changes_frame(run)
+    a = ch[(ch["task"] == "arithmetic") & (ch["grp"] == "all")]
+    assert list(zip(a["iteration"], a["phase"], a["since"], a["since_phase"])) == [
+        (0, "warm_eval", 0, "eval"), (1, "eval", 0, "warm_eval"), (2, "eval", 1, "eval")]
+    lost, gained = sql(run, "SELECT sum(a.correct > b.correct), sum(a.correct < b.correct) FROM samples a JOIN"
+                            " samples b ON b.question_id = a.question_id AND b.task = a.task AND b.iteration = 1"
+                            " AND b.phase = 'eval' WHERE a.phase = 'warm_eval' AND a.task = 'arithmetic'")[0]
+    row = a[a["iteration"] == 1].iloc[0]
+    assert (row["lost"], row["gained"]) == (lost, gained) and row["pairs"] == 8
+    since = Q.changes_frame(run, since=0)
+    a = since[(since["task"] == "arithmetic") & (since["grp"] == "all")]
+    assert set(zip(a["iteration"], a["phase"])) == {(0, "warm_eval"), (1, "eval"), (2, "eval")}
+    assert set(zip(a["since"], a["since_phase"])) == {(0, "eval")}
+    assert Q.eval_label(0, "warm_eval").startswith("after the warm start") and Q.eval_label(2, "eval") == "iteration 2"
 
 
 # ---- status --------------------------------------------------------------------

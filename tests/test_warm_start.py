@@ -223,6 +223,23 @@ def test_direct_baseline_evaluates_without_rationales(tiny_model_dir, tmp_path, 
     assert rows(run, "SELECT n FROM metrics WHERE iteration=0 AND grp='all'")[0]["n"] == 4
 
 
+def test_star_eval_direct_flag(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import json
+
+    import star_core.sampling as sampling
+    from star_core.cli import main
+
+    cfg = tiny_cfg(tiny_model_dir, "arithmetic")
+    monkeypatch.setattr(sampling, "generate", _fake_generate(loop.make_task(cfg), lambda a, b: True))
+    assert main(["eval", "--quiet", "--direct", "--model", str(tiny_model_dir), "--out", str(tmp_path / "ev"),
+                 "--set", "n_eval=4", "--set", "threads=1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["direct_baseline"]["arithmetic"]["eval"]["all"]["accuracy"]["n"] == 4
+    assert len(rows(tmp_path / "ev", "SELECT * FROM samples WHERE phase='direct_eval'")) == 4
+    assert main(["eval", "--quiet", "--direct", "--task", "gsm8k", "--out", str(tmp_path / "g")]) == 2
+    assert "direct_baseline" in capsys.readouterr().err
+
+
 def _k_generate(task, texts):
     """A sampler double for k samples per question: the j-th sample of a question reads texts[j]."""
     from star_core.sampling import Generation
