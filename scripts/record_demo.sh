@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1
 STAR=.venv/bin/star
-OUT=sample_data/runs
+OUT=${DEMO_OUT:-sample_data/runs}  # DEMO_OUT: record elsewhere, then move the folders in
 mkdir -p "$OUT"
 run() {  # run NAME ARGS...
   local name=$1; shift
@@ -14,11 +14,25 @@ run() {  # run NAME ARGS...
   /usr/bin/time -f "$name: %e s wall" "$STAR" run --quiet --out "$OUT/$name" "$@"
   rm -rf "$OUT/$name/adapters"
 }
-case "${1:-all}" in
-  audit|all) run arithmetic-audit-filter --iterations 3 --set reject_unfaithful=true \
+# `lanes` records the four current demos in two lanes of one torch thread each (2 cores).
+if [ "${1:-}" = lanes ]; then
+  T="--set threads=1"
+  ( bash "$0" paper $T; bash "$0" cqa $T ) &
+  ( bash "$0" warm $T; bash "$0" gsm8k $T ) &
+  wait
+  exit
+fi
+what=${1:-all}; shift || true
+case "$what" in
+  audit)     run arithmetic-audit-filter --iterations 3 --set reject_unfaithful=true "$@" \
                --set name="arithmetic, 3 iterations, unfaithful rationales rejected" ;;&
-  paper|all) run arithmetic-paper-rule \
-               --set name="arithmetic, 2 iterations, paper rule (the default star run)" ;;&
-  cqa|all)   run commonsenseqa-slice --task commonsenseqa --iterations 2 --set n_train=100 --set n_eval=80 \
-               --set name="commonsenseqa, 2 iterations on a slice" ;;
+  paper|all) run arithmetic-paper-rule --set n_eval=400 "$@" \
+               --set name="arithmetic, 2 iterations, paper rule (the default star run, 100 eval sums per digit count)" ;;&
+  warm|all)  run arithmetic-warm-start --iterations 2 --set warm_start=64 --set reject_unfaithful=true \
+               --set n_eval=400 "$@" \
+               --set name="arithmetic, supervised warm start on 64 1-2-digit rationales, then 2 STaR iterations keeping only faithful rationales" ;;&
+  cqa|all)   run commonsenseqa-slice --task commonsenseqa --iterations 2 --set n_train=100 --set n_eval=80 "$@" \
+               --set name="commonsenseqa, 2 iterations on a slice" ;;&
+  gsm8k|all) run gsm8k-slice --task gsm8k --iterations 2 --set n_train=100 --set n_eval=100 \
+               --set max_new_tokens=160 "$@" --set name="gsm8k, 2 iterations on a slice (100 train, 100 eval)" ;;
 esac

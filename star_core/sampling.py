@@ -316,7 +316,6 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
             row_start[row] = T - len(suf[j])
 
     def finish(row: int, text: str, n: int, truncated: bool) -> None:
-        nonlocal t_last
         i = row_prompt[row]
         row_prompt[row] = -1
         done.append((i, Generation(text, len(ids[i]), n, truncated, 0.0)))
