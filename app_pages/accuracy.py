@@ -1,4 +1,5 @@
-"""Accuracy: per-iteration accuracy curves (one or several runs), digit-length breakdown, training loss."""
+"""Accuracy: per-evaluation accuracy, right-and-faithful accuracy and rationale share (one or several runs), the
+warm start and the direct-answer baseline, digit-length breakdown, changes between evaluations, training loss."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ PAGE = "acc"
 PALETTE = ["#1c7ed6", "#e8590c", "#2f9e44", "#9c36b5", "#e03131", "#0c8599", "#f08c00", "#5c940d"]
 
 ui.page_header("Accuracy", "Accuracy after each iteration (iteration 0 = the few-shot baseline, before any "
-               "training), per task and split, with its 95 % Wilson interval as error bars; whether a change "
-               "between iterations is significant (paired exact McNemar test on the same questions); overlay "
-               "runs to compare them (e.g. with and without rationalization), and the training loss of each "
-               "iteration.")
+               "training; ◆ = after the supervised warm start, when the run has one), per task and split, with its "
+               "95 % Wilson interval as error bars; the same for right-and-faithful answers and for the share of "
+               "outputs that show a rationale; whether a change between evaluations is significant (paired exact "
+               "McNemar test on the same questions); overlay runs to compare them (e.g. with and without "
+               "rationalization), and the training loss of each iteration.")
 
 
 def error_bars(g) -> dict:
@@ -26,8 +28,32 @@ def error_bars(g) -> dict:
                 arrayminus=(g["pct"] - 100 * g["low"]).tolist(), thickness=1.2, width=4)
 
 
-HOVER = ("iteration %{x}: %{y:.1f}% (%{customdata[0]}/%{customdata[1]}), "
+HOVER = ("%{customdata[4]}: %{y:.1f}% (%{customdata[0]}/%{customdata[1]}), "
          "95% interval %{customdata[2]:.1f}–%{customdata[3]:.1f}%")
+CUSTOM = ["k", "n", "low_pct", "high_pct", "where"]
+
+
+def tick(point: float) -> str:
+    return "warm start" if point == Q.WARM_POINT else str(int(point))
+
+
+def x_axis(points, title: str = "iteration (0 = few-shot)") -> dict:
+    """Integer iterations, and the warm start's point between 0 and 1 when there is one."""
+    pts = sorted(set(points))
+    if Q.WARM_POINT in pts:
+        return dict(title=title + "; warm start = supervised", tickvals=pts, ticktext=[tick(x) for x in pts])
+    return dict(title=title, dtick=1)
+
+
+def in_percent(df):
+    """Percentages for the plots, and where each evaluation sits in words (for the hover text)."""
+    return df.assign(pct=100 * df["value"], low_pct=100 * df["low"], high_pct=100 * df["high"],
+                     where=[Q.eval_label(i, ph) for i, ph in zip(df["iteration"], df["phase"])])
+
+
+def markers(g) -> dict:
+    warm = (g["phase"] == "warm_eval").tolist()
+    return dict(symbol=["diamond" if w else "circle" for w in warm], size=[12 if w else 7 for w in warm])
 ui.plain_url()
 run_dir = ui.current_run()
 ui.run_heading(run_dir)
@@ -45,6 +71,10 @@ with st.sidebar:
     else:
         ss[f"{PAGE}_runs"] = [k for k in ss[f"{PAGE}_runs"] if k in keys]
     picked = st.multiselect("Runs to overlay", keys, key=f"{PAGE}_runs", format_func=lambda k: names.get(k, k))
+    measure = st.radio("Measure", list(Q.MEASURES), key=f"{PAGE}_measure", format_func=lambda m: Q.MEASURES[m],
+                       help="accuracy: the right answer; right and faithful: the right answer with every audited "
+                            "step holding and at least one shown; shows a rationale: outputs whose audit verdict is "
+                            "not 'no rationale' (right or wrong)")
     show_ref = st.toggle("Paper's GPT-J numbers", value=True, key=f"{PAGE}_ref",
                          help="Dashed lines: CommonsenseQA dev and GSM8K test results of the paper (GPT-J 6B)")
 dirs = []
@@ -60,37 +90,84 @@ for d in dirs:
     base = next((r["name"] for r in runs if r["path"] == str(d)), d.name)
     labels[str(d)] = base if base not in labels.values() else f"{base} [{d.parent.name}]"
 
-met = ui.guard(ui.q_multi, "metrics_frame", dirs)
-if met.empty:
+allm = ui.guard(ui.q_multi, "measures_frame", dirs)
+met = allm[allm["measure"] == measure]
+if allm.empty:
     st.info("No accuracy yet: metrics are written when an iteration's evaluation finishes "
             "(iteration 0 evaluates the few-shot baseline first).", icon=":material/hourglass_empty:")
-else:
-    met = met.assign(pct=100 * met["accuracy"], low_pct=100 * met["low"], high_pct=100 * met["high"],
-                     label=met["run_dir"].map(labels))
+elif met.empty:
+    st.info(f"No '{Q.MEASURES[measure]}' numbers for these runs: their outputs were audited under audit version 1, "
+            "which took a bare answer for a faithful rationale, so only their accuracy is given.",
+            icon=":material/info:")
+if not met.empty:
+    met = in_percent(met)
+    direct = met[met["phase"] == "direct_eval"]
+    met = met[met["phase"].isin(Q.CHAINED_PHASES)]
     combos = met[["task", "split"]].drop_duplicates().sort_values(["task", "split"]).values.tolist()
     cols = st.columns(min(len(combos), 2) or 1, gap="large")
     for n, (task, split) in enumerate(combos):
         sub = met[(met["task"] == task) & (met["split"] == split) & (met["grp"] == "all")]
+        xs = sorted(sub["point"].unique().tolist()) or [0]
+        x0, x1 = xs[0], max(xs[-1], xs[0] + 1)
         fig = go.Figure()
         for j, (rd, g) in enumerate(sub.groupby("run_dir", sort=False)):
-            g = g.sort_values("iteration")
-            fig.add_scatter(x=g["iteration"], y=g["pct"], mode="lines+markers", name=html.escape(labels[rd]),
-                            line=dict(color=PALETTE[j % len(PALETTE)], width=3), error_y=error_bars(g),
-                            customdata=g[["n_correct", "n", "low_pct", "high_pct"]].values,
-                            hovertemplate=HOVER + "<extra>%{fullData.name}</extra>")
-        if show_ref:
-            xs = sorted(sub["iteration"].unique().tolist()) or [0]
-            x0, x1 = xs[0], max(xs[-1], xs[0] + 1)
+            g = g.sort_values("point")
+            color = PALETTE[j % len(PALETTE)]
+            fig.add_scatter(x=g["point"], y=g["pct"], mode="lines+markers", name=html.escape(labels[rd]),
+                            line=dict(color=color, width=3), marker=markers(g), error_y=error_bars(g),
+                            customdata=g[CUSTOM].values, hovertemplate=HOVER + "<extra>%{fullData.name}</extra>")
+            d = direct[(direct["run_dir"] == rd) & (direct["task"] == task) & (direct["split"] == split)
+                       & (direct["grp"] == "all")]
+            for r in d.itertuples():
+                fig.add_scatter(x=[x0, x1], y=[r.pct, r.pct], mode="lines", meta="direct",
+                                name=html.escape(f"{labels[rd]}: direct answer, no rationale {r.pct:.1f}"),
+                                line=dict(color=color, dash="dot", width=1.5),
+                                hovertemplate=html.escape(f"direct answer (few-shot, no rationale): {r.pct:.1f}% "
+                                                          f"({r.k}/{r.n}), 95% interval {r.low_pct:.1f}–"
+                                                          f"{r.high_pct:.1f}%") + "<extra></extra>")
+        if show_ref and measure == "accuracy":
             for (lab, v), dash in zip(Q.PAPER_REFERENCE.get((task, split), {}).items(), ("dot", "dash", "longdash")):
                 fig.add_scatter(x=[x0, x1], y=[v, v], mode="lines", name=f"paper: {lab} {v}",
                                 line=dict(color="#868e96", dash=dash, width=1.5), hoverinfo="name",
                                 meta="reference")
-        fig.update_layout(title=f"{task} · {split} split", height=380, margin=dict(l=10, r=10, t=40, b=10),
-                          xaxis=dict(title="iteration (0 = few-shot)", dtick=1),
-                          yaxis=dict(title="accuracy %", range=[0, 101]), showlegend=True,
+        fig.update_layout(title=f"{task} · {split} split · {Q.MEASURES[measure]}", height=380,
+                          margin=dict(l=10, r=10, t=40, b=10), xaxis=x_axis(sub["point"]),
+                          yaxis=dict(title=f"{Q.MEASURES[measure]} %", range=[0, 101]), showlegend=True,
                           legend=dict(orientation="h", y=-0.25))
         with cols[n % len(cols)]:
             st.plotly_chart(fig, key=f"{PAGE}_curve_{task}_{split}")
+    if (met["phase"] == "warm_eval").any():
+        st.caption("◆ warm start: the model after the warm start, " + Q.WARM_NOTE + ". Iteration 1 samples with "
+                   "it, so the gain from there on is STaR's, and the gain up to it is supervision's.")
+    if not direct.empty:
+        st.caption("Dotted: the direct-answer baseline, the few-shot model prompted with bare answers "
+                   "(`47 + 38 = 85. The answer is 85.`, no rationale), so that the rationale format can be told "
+                   "apart from the arithmetic.")
+
+    st.subheader("Accuracy, right and faithful, and rationale share")
+    first = allm[(allm["run_dir"] == str(dirs[0])) & (allm["grp"] == "all") & allm["phase"].isin(Q.CHAINED_PHASES)]
+    first = in_percent(first)
+    pairs = first[["task", "split"]].drop_duplicates().sort_values(["task", "split"]).values.tolist()
+    cols = st.columns(min(len(pairs), 2) or 1, gap="large")
+    for n, (task, split) in enumerate(pairs):
+        fig = go.Figure()
+        sub = first[(first["task"] == task) & (first["split"] == split)]
+        for j, (m, words) in enumerate(Q.MEASURES.items()):
+            g = sub[sub["measure"] == m].sort_values("point")
+            if not g.empty:
+                fig.add_scatter(x=g["point"], y=g["pct"], mode="lines+markers", name=words, marker=markers(g),
+                                line=dict(color=PALETTE[j], width=2, dash=("solid", "dash", "dot")[j]),
+                                error_y=error_bars(g), customdata=g[CUSTOM].values,
+                                hovertemplate=HOVER + f"<extra>{words}</extra>")
+        fig.update_layout(title=f"{labels[str(dirs[0])]} · {task} · {split}", height=340,
+                          margin=dict(l=10, r=10, t=40, b=10), xaxis=x_axis(sub["point"]),
+                          yaxis=dict(title="%", range=[0, 101]), legend=dict(orientation="h", y=-0.3))
+        with cols[n % len(cols)]:
+            st.plotly_chart(fig, key=f"{PAGE}_measures_{task}_{split}")
+    st.caption("Right and faithful: the right answer with the audit verdict 'faithful' (every checked step holds "
+               "and the rationale shows one). Shows a rationale: outputs, right or wrong, whose audit verdict is not "
+               "'no rationale' (a bare answer or the question restated); an output without an answer is not "
+               "audited and counts as showing one. Runs audited under audit version 1 have accuracy only.")
 
     ar = met[(met["task"] == "arithmetic") & (met["grp"] != "all")]
     if not ar.empty:
@@ -104,37 +181,44 @@ else:
         c1, c2 = st.columns(2, gap="large")
         fig = go.Figure()
         for j, (dg, g) in enumerate(a.sort_values("digits").groupby("digits", sort=True)):
-            fig.add_scatter(x=g["iteration"], y=g["pct"], mode="lines+markers", name=f"{dg} digits",
+            g = g.sort_values("point")
+            fig.add_scatter(x=g["point"], y=g["pct"], mode="lines+markers", name=f"{dg} digits", marker=markers(g),
                             line=dict(color=PALETTE[j % len(PALETTE)]), error_y=error_bars(g),
-                            customdata=g[["n_correct", "n", "low_pct", "high_pct"]].values,
-                            hovertemplate=HOVER + f"<extra>{dg} digits</extra>")
-        fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10), title=f"{split} accuracy per digit count",
-                          xaxis=dict(title="iteration", dtick=1), yaxis=dict(title="accuracy %", range=[0, 101]))
+                            customdata=g[CUSTOM].values, hovertemplate=HOVER + f"<extra>{dg} digits</extra>")
+        fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10),
+                          title=f"{split} {Q.MEASURES[measure]} per digit count",
+                          xaxis=x_axis(a["point"], "iteration"),
+                          yaxis=dict(title=f"{Q.MEASURES[measure]} %", range=[0, 101]))
         c1.plotly_chart(fig, key=f"{PAGE}_digits")
-        piv = a.pivot_table(index="digits", columns="iteration", values="pct", aggfunc="mean").sort_index()
-        heat = go.Figure(go.Heatmap(z=piv.values, x=[str(c) for c in piv.columns], y=[str(i) for i in piv.index],
+        piv = a.pivot_table(index="digits", columns="point", values="pct", aggfunc="mean").sort_index()
+        heat = go.Figure(go.Heatmap(z=piv.values, x=[tick(c) for c in piv.columns], y=[str(i) for i in piv.index],
                                     colorscale="Blues", zmin=0, zmax=100, text=piv.round(0).values,
                                     texttemplate="%{text}", colorbar=dict(title="%")))
         heat.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10), title="digits × iteration",
-                           xaxis_title="iteration", yaxis_title="digits")
+                           xaxis=dict(title="iteration", type="category"), yaxis_title="digits")
         c2.plotly_chart(heat, key=f"{PAGE}_heat")
         st.caption("Without rationalization the paper's model learned one digit length at a time; with it, "
                    "2-digit accuracy jumped from under 1% to 32% in one iteration.")
 
-    st.subheader("Changes between iterations")
+if not allm.empty:
+    st.subheader("Changes between evaluations")
     ch = ui.guard(ui.q_multi, "changes_frame", dirs)
     if ch.empty:
         st.caption("No change yet: it needs two evaluated iterations.")
     else:
-        ch = ch.assign(run=ch["run_dir"].map(labels))
+        ch = ch.assign(run=ch["run_dir"].map(labels),
+                       evaluation=[Q.eval_label(i, ph) for i, ph in zip(ch["iteration"], ch["phase"])],
+                       compared_with=[Q.eval_label(i, ph) for i, ph in zip(ch["since"], ch["since_phase"])])
         top = ch[ch["grp"] == "all"]
         for r in top.itertuples(index=False):
             icon = ":green[:material/check_circle:]" if r.significant else ":gray[:material/remove:]"
+            what = (f"iteration {r.iteration} vs {r.since}" if r.phase == r.since_phase == "eval"
+                    else f"{r.evaluation} vs {r.compared_with}")
             st.markdown(icon + " " + ui.md_escape(
-                f"{r.run} · {r.task} {r.split}, iteration {r.iteration} vs {r.since}: "
-                f"{stats.describe_change(int(r.lost), int(r.gained))}"))
+                f"{r.run} · {r.task} {r.split}, {what}: {stats.describe_change(int(r.lost), int(r.gained))}"))
         view = ch.assign(significant=ch["significant"].map({True: "yes", False: "no"}))[
-            ["run", "task", "split", "grp", "since", "iteration", "pairs", "gained", "lost", "p_value", "significant"]]
+            ["run", "task", "split", "grp", "compared_with", "evaluation", "pairs", "gained", "lost", "p_value",
+             "significant"]]
         st.dataframe(view, hide_index=True, width="stretch", column_config={
             "grp": st.column_config.TextColumn("group", help="digit count for arithmetic; all = every question"),
             "gained": st.column_config.NumberColumn(help="questions wrong before and right now"),
@@ -142,16 +226,21 @@ else:
             "p_value": st.column_config.NumberColumn("p (McNemar)", format="%.3g",
                                                      help="two-sided exact binomial test on gained vs lost"),
             "significant": st.column_config.TextColumn(f"significant (p < {stats.ALPHA})")})
-        st.caption("Each change pairs every evaluation question with its answer one iteration before. Only the "
+        st.caption("Each change pairs every evaluation question with its answer one evaluation before (the "
+                   "iteration before, or the warm-started model for iteration 1). Only the "
                    "questions that changed count (gained, lost); with no real change each would go either way "
                    "with probability ½. On 30 questions a 95 % interval is about ±17 points wide on each side, so a "
                    "change of a few questions is rarely significant.")
 
-    with st.expander("Accuracy table (with 95 % Wilson intervals)"):
-        cell = met.assign(cell=[stats.describe(int(k), int(n)) for k, n in zip(met["n_correct"], met["n"])])
-        tbl = cell.pivot(index=["label", "task", "split", "grp"], columns="iteration", values="cell").reset_index()
-        tbl.columns = [str(c) for c in tbl.columns]
-        st.dataframe(tbl, hide_index=True, width="stretch")
+    with st.expander("Table of every measure (with 95 % Wilson intervals)"):
+        cell = allm.assign(label=allm["run_dir"].map(labels), measure=allm["measure"].map(Q.MEASURES),
+                           column=[("direct answer" if ph == "direct_eval" else tick(p))
+                                   for ph, p in zip(allm["phase"], allm["point"])],
+                           cell=[stats.describe(int(k), int(n)) for k, n in zip(allm["k"], allm["n"])])
+        heads = cell.drop_duplicates("column")
+        order = heads.assign(direct=heads["phase"] == "direct_eval").sort_values(["direct", "point"])["column"]
+        tbl = cell.pivot(index=["label", "task", "split", "grp", "measure"], columns="column", values="cell")
+        st.dataframe(tbl[list(order)].reset_index(), hide_index=True, width="stretch")
 
 st.subheader("Training loss")
 loss = ui.guard(ui.q_multi, "losses_frame", dirs)
@@ -165,7 +254,8 @@ else:
     for j, it in enumerate(its):
         g = lr[lr["iteration"] == it]
         shade = 0.35 + 0.65 * (j + 1) / max(len(its), 1)
-        fig.add_scatter(x=g["step"], y=g["loss"], mode="lines", name=f"iteration {it}",
+        fig.add_scatter(x=g["step"], y=g["loss"], mode="lines",
+                        name="warm start (supervised)" if it == 0 else f"iteration {it}",
                         line=dict(color=f"rgba(28,126,214,{shade:.2f})", width=2))
     fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="optimizer step",
                       yaxis_title="loss", title=f"{labels.get(str(dirs[0]), '')}: loss per iteration "

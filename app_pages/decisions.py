@@ -5,11 +5,11 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
+from star_core import queries as Q
 from star_core import ui
 
 PAGE = "dec"
 COLORS = {d: hexa for d, (_, hexa) in ui.DECISION_COLOR.items()}
-PHASE_NAME = {"sample": "first attempt", "rationalize": "hinted retry", "eval": "eval"}
 
 ui.page_header("Filter decisions", "Per iteration: how many train questions were sampled, how many answers were "
                "right, how many wrong ones were rescued by a hinted retry, what was rejected and why, and how "
@@ -19,6 +19,14 @@ run_dir = ui.current_run()
 ui.run_heading(run_dir)
 fac = ui.guard(ui.q, "facets", run_dir)
 counts = ui.guard(ui.q, "decision_counts", run_dir)
+n_warm = int(counts.loc[counts["phase"] == "warm_start", "n"].sum())
+if n_warm:
+    with st.container(border=True):
+        st.markdown(ui.warm_start_note(n_warm) + " They were not sampled or filtered: each is kept as "
+                    "`reference`.")
+        if st.button(f"Open the {n_warm} reference rationales", key=f"{PAGE}_open_warm"):
+            st.switch_page("app_pages/rationales.py",
+                           query_params={"run": ui.run_key(), "it": "0", "phase": "warm_start"})
 train_its = sorted(counts.loc[counts["phase"].isin(["sample", "rationalize"]), "iteration"].unique().tolist())
 if not train_its:
     st.info("No training-split samples yet: iteration 0 only evaluates the few-shot baseline. "
@@ -119,7 +127,7 @@ with right:
     for phase, dec in (("sample", fn["sample_decisions"]), ("rationalize", fn["retry_decisions"])):
         if not dec:
             continue
-        st.caption(PHASE_NAME[phase])
+        st.caption(Q.PHASES[phase])
         with st.container(horizontal=True):
             for d, n in sorted(dec.items(), key=lambda kv: -kv[1]):
                 if st.button(f"{d} · {n}", key=f"{PAGE}_open_{phase}_{d}"):
@@ -143,7 +151,7 @@ for phase in ("sample", "rationalize"):
     sub = agg[agg["phase"] == phase]
     for d in sorted(sub["decision"].unique(), key=lambda x: (x not in ("correct", "rationalized"), x)):
         dd = sub[sub["decision"] == d]
-        fig.add_bar(x=[f"{i}" for i in dd["iteration"]], y=dd["n"].tolist(), name=f"{PHASE_NAME[phase]}: {d}",
+        fig.add_bar(x=[f"{i}" for i in dd["iteration"]], y=dd["n"].tolist(), name=f"{Q.PHASES[phase]}: {d}",
                     marker_color=COLORS.get(d, ui.OTHER_COLOR[1]), offsetgroup=phase,
                     marker_pattern_shape="/" if phase == "rationalize" else "",
                     customdata=[[phase, d, int(i)] for i in dd["iteration"]],
@@ -164,18 +172,22 @@ c1, c2 = st.columns(2, gap="large")
 with c1:
     st.subheader("Training examples per iteration")
     tc = ui.guard(ui.q, "train_counts", run_dir)
-    tc = tc[tc["iteration"] > 0]
+    tc = tc[(tc["iteration"] > 0) | (tc["reference"] > 0)]
     f2 = go.Figure()
     f2.add_bar(x=tc["iteration"], y=tc["correct"], name="correct (first attempt)", marker_color=COLORS["correct"])
     f2.add_bar(x=tc["iteration"], y=tc["rationalized"], name="rationalized (hint removed)",
                marker_color=COLORS["rationalized"])
+    if n_warm:
+        f2.add_bar(x=tc["iteration"], y=tc["reference"], name="reference (warm start: supervised)",
+                   marker_color=COLORS["reference"], marker_pattern_shape="x")
     f2.add_scatter(x=tc["iteration"], y=tc["trained"], name="trained on", mode="markers+lines",
                    marker=dict(symbol="diamond", size=9, color="#212529"))
     f2.update_layout(barmode="stack", height=330, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="iteration",
                      xaxis=dict(dtick=1), legend=dict(orientation="h", y=-0.3))
     st.plotly_chart(f2, key=f"{PAGE}_train")
     st.caption("Each iteration trains a fresh adapter from the base model on that iteration's kept set only "
-               "(the set is not accumulated).")
+               "(the set is not accumulated)" + (", with the warm start's reference examples (iteration 0: the "
+                                                 "warm start itself)." if n_warm else "."))
 
 # ---- exploration: newly solved vs lost ---------------------------------------------
 with c2:

@@ -9,8 +9,6 @@ from star_core import ui
 
 PAGE = "rat"
 KEYS = ("task", "phase", "it", "decision", "correct", "digits", "q", "sid")
-PHASE_LABEL = {ui.ALL: ui.ALL, "sample": "train · first attempt (sample)",
-               "rationalize": "train · hinted retry (rationalize)", "eval": "eval split"}
 TABLE_ROWS = 25
 
 ui.page_header("Rationales", "One model completion at a time: the question, the rationale the model wrote, its "
@@ -27,7 +25,7 @@ with st.sidebar:
     st.subheader("Filters")
     task = ui.state_select(PAGE, state, "task", "Task", [ui.ALL] + fac["tasks"])
     phase = ui.state_select(PAGE, state, "phase", "Split / phase", [ui.ALL] + fac["phases"],
-                            format_func=lambda p: PHASE_LABEL.get(p, p))
+                            format_func=lambda p: p if p == ui.ALL else ui.phase_label(p))
     it = ui.state_select(PAGE, state, "it", "Iteration", [ui.ALL] + [str(i) for i in fac["iterations"]],
                          help="0 = few-shot baseline. Iteration i samples with model i-1, then trains adapter i.")
     decision = ui.state_select(PAGE, state, "decision", "Decision", [ui.ALL] + fac["decisions"])
@@ -59,7 +57,7 @@ with left:
     with st.container(border=True):
         c1, c2, c3 = st.columns([2, 2, 1.2], vertical_alignment="center")
         c1.markdown(f"**Iteration {s['iteration']}** · {ui.md_escape(s['task'])} · "
-                    f"{PHASE_LABEL.get(s['phase'], ui.md_escape(s['phase']))}")
+                    f"{ui.md_escape(ui.phase_label(s['phase']))}")
         c2.caption(ui.md_escape(f"question id {s['question_id']} · sample #{s['id']}"
                                 + (f" · k={s['k']}" if s["k"] else "")
                                 + (f" · {s['grp']}-digit" if s["grp"] != "all" else "")))
@@ -73,7 +71,12 @@ with left:
             ui.show_text(s["hint"])
             st.page_link("app_pages/rationalizations.py", label="Compare with the first attempt",
                          icon=":material/lightbulb:", query_params={"run": ui.run_key(), "sid": s["id"]})
-        st.markdown("**Model rationale**")
+        if s["phase"] == "warm_start":
+            st.info("Warm start: a reference rationale written by the task, not by the model. It trained the "
+                    f"warm-start adapter before iteration 1: {Q.WARM_NOTE}.", icon=":material/school:")
+            st.markdown("**Reference rationale** (the task's, not the model's)")
+        else:
+            st.markdown("**Model rationale**")
         ui.show_text(s["rationale"] if s["rationale"] is not None else s["raw_output"])
 
         a1, a2, a3 = st.columns(3)
@@ -96,14 +99,15 @@ with left:
             st.caption("A right answer with no rationale: the paper's filter keeps it unless "
                        "`reject_unfaithful` is on.")
 
-    with st.expander("Raw model output"):
+    with st.expander("Raw model output" if s["phase"] != "warm_start" else "Reference text as stored"):
         ui.show_text(s["raw_output"])
     with st.expander("Full prompt (few-shot prefix included)"):
         ui.show_text(s["prompt"], height=400)
     if s.get("train_example"):
         with st.expander("Training example as stored"):
             te = s["train_example"]
-            st.caption(ui.md_escape(f"trains adapter {te['iteration']} · source {te['source']}"))
+            st.caption(ui.md_escape(f"trains adapter {te['iteration']} · source {te['source']}" if te["iteration"]
+                                    else f"trains the warm-start adapter and every later one · source {te['source']}"))
             ui.show_text(te["prompt"], "prompt")
             ui.show_text(te["completion"], "completion (the loss is on these tokens)")
     with st.expander("This question across iterations"):

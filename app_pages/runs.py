@@ -50,6 +50,21 @@ def _table(runs: list[dict]) -> None:
         st.rerun()
 
 
+def _measures(measures: dict) -> dict[str, str]:
+    """Each measure of an evaluation ("all" group of each task's splits) in words, with n and its interval."""
+    out = {}
+    for key in Q.MEASURES:
+        cells = [f"{t} {stats.describe(m[key]['k'], m[key]['n'])}" for t, sp in measures.items() for g in sp.values()
+                 if g for m in [g.get("all", next(iter(g.values())))] if key in m]
+        if cells:
+            out[key] = ", ".join(cells)
+    return out
+
+
+def _measure(measures: dict, key: str) -> str:
+    return _measures(measures).get(key, "–")
+
+
 def _details(run_dir) -> None:
     info = ui.guard(Q.run_info, run_dir)
     s = ui.guard(ui.q, "summary", run_dir)
@@ -102,10 +117,21 @@ def _details(run_dir) -> None:
             "retried": sum(rd.values()) or None, "rationalized": it["rationalized"] or None,
             "trained on": it["n_train_examples"], "steps": it["train_steps"],
             "final loss": it["final_loss"], "eval accuracy": ", ".join(accs),
+            "right and faithful": _measure(it["measures"], "faithful_accuracy"),
+            "shows a rationale": _measure(it["measures"], "rationale_share"),
         })
-    st.markdown("**Iterations** (0 = few-shot baseline, evaluation only)")
+    warm = s.get("warm_start")
+    st.markdown("**Iterations** (0 = few-shot baseline" + (": evaluation, then the warm start)" if warm else
+                                                            ", evaluation only)"))
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                  column_config={"final loss": st.column_config.NumberColumn(format="%.3f")})
+    if warm:
+        st.markdown(ui.warm_start_note(warm["examples"], warm["train_steps"]) + " After it: "
+                    + ui.md_escape("; ".join(f"{Q.MEASURES[k]} {v}" for k, v in _measures(warm["measures"]).items())
+                                   or "not evaluated yet") + ".")
+    if s.get("direct_baseline"):
+        st.markdown("**Direct-answer baseline** (the few-shot model prompted without rationales, for reference): "
+                    + ui.md_escape(_measure(s["direct_baseline"], "accuracy")) + ".")
 
     c1, c2 = st.columns(2)
     with c1:
@@ -114,6 +140,9 @@ def _details(run_dir) -> None:
         if "rationalize" in cfg:
             st.markdown("Rationalization: " + ("**on** (wrong answers are retried with the gold answer as a hint)"
                                                if cfg["rationalize"] else "**off**"))
+        if cfg.get("warm_start"):
+            st.markdown(f"Warm start: **{int(cfg['warm_start'])} reference rationales**, supervised, not "
+                        "bootstrapped (see above)")
         st.dataframe([{"setting": k, "value": json.dumps(v) if not isinstance(v, str) else v}
                       for k, v in sorted(cfg.items())], hide_index=True, width="stretch", height=280)
         if info.get("config_yaml"):

@@ -185,8 +185,11 @@ with left:
         i = it["iteration"]
         is_focus = i == focus
         with st.container(border=True):
-            role = ("few-shot baseline: the untrained model, evaluation only" if i == 0 else
-                    f"model M{i - 1} answers the training questions; M{i} is then trained on the kept set")
+            role = (("few-shot baseline: the untrained model, evaluation only" if not ov["warm_start"] else
+                     f"few-shot baseline: the untrained model; then the warm start fine-tunes M0 on "
+                     f"{ov['warm_start']} reference rationales ({Q.WARM_NOTE})") if i == 0 else
+                    f"model M{i - 1} answers the training questions; M{i} is then trained on the kept set"
+                    + (" and the warm start's reference examples" if ov["warm_start"] else ""))
             icon = ":material/flag:" if is_focus else (":material/school:" if i == learned_at
                                                        else ":material/radio_button_unchecked:")
             st.markdown(f"### {icon} Iteration {i}\n{role}")
@@ -223,8 +226,12 @@ with left:
                     st.caption(f"No: no attempt here was kept, so its weight is 0 and M{i} is not trained on "
                                "this question.")
             for smp in it["eval"]:
-                st.markdown(f"**Evaluation** of M{i}, no hint")
+                st.markdown(f"**Evaluation** of M{i}, no hint" + (" (the few-shot model, before the warm start)"
+                                                                  if i == 0 and it["warm"] else ""))
                 show_attempt(smp, f"by M{i}")
+            for smp in it["warm"]:
+                st.markdown("**Evaluation after the warm start** (supervised, not bootstrapped), no hint")
+                show_attempt(smp, "by M0 after the warm start")
     if focus is not None and learned_at is None and kind in ("rationalized", "wrong"):
         st.caption("No later iteration has answered this question correctly without the hint"
                    + (" yet: the run is still going." if ov["status"] == "running" else "."))
@@ -310,6 +317,13 @@ with right:
         st.markdown(f"So the gradient estimate is the average of ∇log p over the **K = {K}** kept samples: "
                     f"ordinary fine-tuning (maximum likelihood) of M{i} on a training set of {K} examples"
                     + (", starting again from the base model." if ov["restart_from_base"] is not False else "."))
+        W = n["warm_examples"]
+        if W:
+            st.info(f"Warm start: the training set of M{i} also holds the {W} reference rationales of the warm "
+                    f"start. They are {Q.WARM_NOTE}: a supervised term beside the STaR gradient, not samples of "
+                    f"p(r, y | x). M{i} trains on {K} + {W} examples"
+                    + (", and M0, which sampled iteration 1, is the warm-started model." if i == 1 else "."),
+                    icon=":material/school:")
         if K:
             st.latex(r"\widehat{\nabla J} \;\propto\; \frac{1}{" + str(K) + r"}\sum_{j=1}^{" + str(K)
                      + r"}\nabla\log p(\hat y_j, \hat r_j \mid x_j)")
@@ -327,8 +341,9 @@ with right:
         if now is None:
             st.caption(f"M{i} has not been evaluated yet" + (f"; M{i - 1} scored {pct(prev)}." if prev else "."))
         else:
-            delta = f"{100 * (now['accuracy'] - prev['accuracy']):+.1f} points vs iteration {i - 1}" if prev else None
-            st.metric(f"Eval accuracy, iteration {i - 1} → {i}", pct(now), delta=delta,
+            before = "the warm start" if prev and prev["phase"] == "warm_eval" else f"iteration {i - 1}"
+            delta = f"{100 * (now['accuracy'] - prev['accuracy']):+.1f} points vs {before}" if prev else None
+            st.metric(f"Eval accuracy, {before.removeprefix('the ')} → {i}", pct(now), delta=delta,
                       help=f"M{i}: {now['n_correct']} of {now['n']} evaluation questions"
                            + (f"; M{i - 1}: {prev['n_correct']} of {prev['n']}" if prev else ""))
             st.caption(f"Eval accuracy moved from {pct(prev)} (M{i - 1}) to {pct(now)} (M{i}).")

@@ -909,7 +909,9 @@ def top_reasons(run_dir: str | os.PathLike, iteration: int | None = None, task: 
 
 
 def train_counts(run_dir: str | os.PathLike) -> pd.DataFrame:
-    """Per iteration: training examples stored by source, the trained count and steps."""
+    """Per iteration: training examples stored by source (correct, rationalized; stored: all of them), reference:
+    the warm start's reference examples in its training set (they are stored for iteration 0 and join every
+    iteration), the trained count and steps."""
     with open_store(run_dir) as con:
         rid = _rid(con)
         te = pd.read_sql_query(
@@ -917,9 +919,12 @@ def train_counts(run_dir: str | os.PathLike) -> pd.DataFrame:
             " count(*) AS stored FROM train_examples WHERE run_id=? GROUP BY iteration", con, params=(rid,))
         it = pd.read_sql_query("SELECT iteration, stage, n_train_examples AS trained, train_steps FROM iterations"
                                " WHERE run_id=?", con, params=(rid,))
+        warm = con.execute("SELECT count(*) FROM train_examples WHERE run_id=? AND iteration=0 AND source='reference'",
+                           (rid,)).fetchone()[0]
     df = it.merge(te, on="iteration", how="outer").sort_values("iteration").reset_index(drop=True)
     for c in ("correct", "rationalized", "stored"):
         df[c] = df[c].fillna(0).astype(int)
+    df["reference"] = int(warm)
     return df
 
 

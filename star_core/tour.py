@@ -5,10 +5,13 @@ uses ``store.connect(path, readonly=True)`` and turns a missing or unreadable st
 :class:`star_core.queries.RunUnavailable`) and returns plain dicts. Nothing here imports
 streamlit or torch, and nothing here writes.
 
-Iteration numbering follows the engine: iteration 0 only evaluates the few-shot model;
+Iteration numbering follows the engine: iteration 0 evaluates the few-shot model; with a warm
+start it then fine-tunes M(0) on reference rationales (phase ``warm_start``: supervised, not
+bootstrapped, and not part of any question's story) and evaluates it (phase ``warm_eval``);
 iteration i >= 1 samples the training split with model M(i-1) (phase ``sample``), retries the
 failures with the gold answer as a hint (phase ``rationalize``), trains M(i) on the kept set
-(``train_examples.iteration == i``) and evaluates M(i) (phase ``eval``, ``metrics``).
+(``train_examples.iteration == i``, with the warm start's examples) and evaluates M(i) (phase
+``eval``, ``metrics``). The direct-answer evaluation (``direct_eval``) is no part of a story either.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ import sqlite3
 from typing import Any
 
 from .queries import RunUnavailable, _run_row, find_all, open_store, parse_audit  # noqa: F401  (re-exported)
+
+#: The phases of a question's story (the warm start's reference examples and the direct-answer evaluation are not).
+STORY_PHASES = ("sample", "rationalize", "eval", "warm_eval")
+_STORY_SQL = "phase IN (" + ", ".join(f"'{p}'" for p in STORY_PHASES) + ")"
 
 #: Kinds of story, best first: (kind, short tag for labels, sentence for the page).
 STORY_KINDS: tuple[tuple[str, str, str], ...] = (
@@ -80,7 +87,8 @@ def _config(row: sqlite3.Row) -> dict[str, Any]:
 def overview(run_dir: str | os.PathLike) -> dict[str, Any]:
     """What the tour needs to know about the run: name, tasks, status (stored), the rationalize flag
     (True / False / None when the config does not say), restart_from_base, the iterations that hold
-    samples or an iterations row (with their stage), and the iterations that sampled the training split."""
+    samples or an iterations row (with their stage), the iterations that sampled the training split, and
+    warm_start: the number of reference examples of the warm start (0 without one)."""
     with open_store(run_dir) as con:
         row = _run_row(con)
         rid = row["id"]
@@ -93,6 +101,7 @@ def overview(run_dir: str | os.PathLike) -> dict[str, Any]:
         tasks = [r["task"] for r in con.execute("SELECT DISTINCT task FROM samples WHERE run_id=? ORDER BY task",
                                                  (rid,))]
         n_samples = con.execute("SELECT count(*) FROM samples WHERE run_id=?", (rid,)).fetchone()[0]
+        warm = con.execute("SELECT count(*) FROM samples WHERE run_id=? AND phase='warm_start'", (rid,)).fetchone()[0]
     its = sorted(set(stages) | set(phases))
     return {
         "name": row["name"], "task": row["task"], "model": row["model"], "status": row["status"],
@@ -104,7 +113,7 @@ def overview(run_dir: str | os.PathLike) -> dict[str, Any]:
         "iterations": its, "stages": stages,
         "sampled_iterations": [i for i in its if "sample" in phases.get(i, set())],
         "rationalized_iterations": [i for i in its if "rationalize" in phases.get(i, set())],
-        "n_samples": int(n_samples),
+        "n_samples": int(n_samples), "warm_start": int(warm),
     }
 
 
@@ -162,7 +171,8 @@ def candidates(run_dir: str | os.PathLike, per_kind: int = MAX_PER_KIND) -> dict
         rows = con.execute(
             "SELECT task, question_id, iteration, phase, max(correct) AS c, max(kept) AS kept,"
             " max(phase = 'rationalize' AND decision = 'rationalized' AND kept = 1) AS rz, min(id) AS first_id"
-            " FROM samples WHERE run_id=? GROUP BY task, question_id, iteration, phase", (rid,)).fetchall()
+            f" FROM samples WHERE run_id=? AND {_STORY_SQL} GROUP BY task, question_id, iteration, phase",
+            (rid,)).fetchall()
         per_q: dict[tuple[str, str], dict[tuple[int, str], tuple[int, int, int]]] = {}
         first_id: dict[tuple[str, str], int] = {}
         for r in rows:
@@ -227,19 +237,28 @@ _STORY_COLS = ("id, iteration, task, split, phase, question_id, k, grp, question
                " rationale, answer, gold, correct, decision, kept, reason, audit_faithful, audit_json")
 
 
+#: Where each phase's samples go in an iteration of a story.
+_STORY_LIST = {"sample": "first", "rationalize": "retry", "eval": "eval", "warm_eval": "warm"}
+
+
+def _story_iteration(iteration: int) -> dict[str, Any]:
+    return {"iteration": iteration, "first": [], "retry": [], "eval": [], "warm": [], "train": []}
+
+
 def story(run_dir: str | os.PathLike, task: str, question_id: str) -> dict[str, Any] | None:
     """Everything the run did with one question, iteration by iteration.
 
     Returns None when the run holds no sample of it. Otherwise {task, question_id, question, gold, grp,
     kind, focus_iteration, learned_iteration, iterations: [{iteration, first: [samples, phase sample],
-    retry: [samples, phase rationalize], eval: [samples, phase eval], train: [train_examples rows of this
-    question stored for this iteration], solved_without_hint: bool | None}]}. Each sample dict carries its
+    retry: [samples, phase rationalize], eval: [samples, phase eval], warm: [samples, phase warm_eval: the
+    warm-started model's evaluation], train: [train_examples rows of this question stored for this
+    iteration], solved_without_hint: bool | None}]}. Each sample dict carries its
     columns with ``audit`` parsed from audit_json and ``train_example`` (its training row, or None).
     """
     with open_store(run_dir) as con:
         rid = _run_row(con)["id"]
         rows = [dict(r) for r in con.execute(
-            f"SELECT {_STORY_COLS} FROM samples WHERE run_id=? AND task=? AND question_id=?"
+            f"SELECT {_STORY_COLS} FROM samples WHERE run_id=? AND task=? AND question_id=? AND {_STORY_SQL}"
             " ORDER BY iteration, id", (rid, task, question_id))]
         if not rows:
             return None
@@ -253,16 +272,14 @@ def story(run_dir: str | os.PathLike, task: str, question_id: str) -> dict[str, 
         r["audit"] = parse_audit(r.pop("audit_json"))
         r["train_example"] = by_sample.get(r["id"])
         r["correct"], r["kept"] = bool(r["correct"]), bool(r["kept"])
-        it = its.setdefault(r["iteration"], {"iteration": r["iteration"], "first": [], "retry": [], "eval": [],
-                                             "train": []})
-        {"sample": it["first"], "rationalize": it["retry"], "eval": it["eval"]}.get(r["phase"], it["first"]).append(r)
+        it = its.setdefault(r["iteration"], _story_iteration(r["iteration"]))
+        it[_STORY_LIST[r["phase"]]].append(r)
         c, k, z = per.get((r["iteration"], r["phase"]), (0, 0, 0))
         per[(r["iteration"], r["phase"])] = (
             c | int(r["correct"]), k | int(r["kept"]),
             z | int(r["phase"] == "rationalize" and r["decision"] == "rationalized" and r["kept"]))
     for t in tex:
-        its.setdefault(t["iteration"], {"iteration": t["iteration"], "first": [], "retry": [], "eval": [],
-                                        "train": []})["train"].append(t)
+        its.setdefault(t["iteration"], _story_iteration(t["iteration"]))["train"].append(t)
     for it in its.values():
         plain = it["first"] + it["eval"]
         it["solved_without_hint"] = any(s["correct"] for s in plain) if plain else None
@@ -309,9 +326,15 @@ def hint_marks(prompt: str | None, hint: str | None) -> tuple[str, list[tuple[in
 # --------------------------------------------------------------------------
 # the objective, with this run's numbers
 # --------------------------------------------------------------------------
-def _eval_accuracy(con: sqlite3.Connection, rid: int, iteration: int, task: str | None) -> dict[str, Any] | None:
-    sql = ("SELECT sum(n) AS n, sum(n_correct) AS c FROM metrics WHERE run_id=? AND iteration=? AND split='eval'"
-           " AND grp='all'")
+def _eval_accuracy(con: sqlite3.Connection, rid: int, iteration: int, task: str | None,
+                   phase: str = "eval") -> dict[str, Any] | None:
+    """The eval accuracy of M(iteration): from the metrics, or for the warm-started model (phase warm_eval)
+    from its samples. ``phase`` is returned with it."""
+    if phase == "eval":
+        sql = ("SELECT sum(n) AS n, sum(n_correct) AS c FROM metrics WHERE run_id=? AND iteration=? AND split='eval'"
+               " AND grp='all'")
+    else:
+        sql = "SELECT count(*) AS n, sum(correct) AS c FROM samples WHERE run_id=? AND iteration=? AND phase='warm_eval'"
     params: list[Any] = [rid, iteration]
     if task:
         sql += " AND task=?"
@@ -319,7 +342,7 @@ def _eval_accuracy(con: sqlite3.Connection, rid: int, iteration: int, task: str 
     r = con.execute(sql, params).fetchone()
     if r is None or not r["n"]:
         return None
-    return {"iteration": iteration, "n": int(r["n"]), "n_correct": int(r["c"] or 0),
+    return {"iteration": iteration, "phase": phase, "n": int(r["n"]), "n_correct": int(r["c"] or 0),
             "accuracy": (r["c"] or 0) / r["n"]}
 
 
@@ -333,7 +356,9 @@ def objective_numbers(run_dir: str | os.PathLike, iteration: int, task: str | No
     questions_failed (no kept first attempt), retried (hinted retries), rescued (retries kept:
     rationalized), rescued_questions, K (kept samples = kept_first + rescued), train_examples (rows of
     train_examples stored for the iteration), train_by_source, trained (iterations.n_train_examples),
-    train_steps, eval_prev / eval_now ({iteration, n, n_correct, accuracy} or None).
+    train_steps, warm_examples (the warm start's reference examples in M(i)'s training set: supervised, not
+    sampled), eval_prev / eval_now ({iteration, phase, n, n_correct, accuracy} or None; eval_prev of iteration 1
+    is the warm-started model's, phase warm_eval, when the run has a warm start).
     """
     iteration = int(iteration)
     with open_store(run_dir) as con:
@@ -360,7 +385,10 @@ def objective_numbers(run_dir: str | os.PathLike, iteration: int, task: str | No
             [rid, iteration] + tp)}
         it = con.execute("SELECT stage, n_train_examples, train_steps FROM iterations WHERE run_id=? AND iteration=?",
                          (rid, iteration)).fetchone()
-        ev_prev = _eval_accuracy(con, rid, iteration - 1, task) if iteration >= 1 else None
+        warm = con.execute(f"SELECT count(*) FROM train_examples WHERE run_id=? AND iteration=0 AND source='reference'"
+                           f"{tsql}", [rid] + tp).fetchone()[0]
+        ev_prev = (_eval_accuracy(con, rid, 0, task, "warm_eval") if iteration == 1 and warm else None) or (
+            _eval_accuracy(con, rid, iteration - 1, task) if iteration >= 1 else None)
         ev_now = _eval_accuracy(con, rid, iteration, task)
     sampled, kept_first, rescued = int(s["n"]), int(s["k"]), int(r["k"])
     return {
@@ -371,7 +399,7 @@ def objective_numbers(run_dir: str | os.PathLike, iteration: int, task: str | No
         "retried": int(r["n"]), "rescued": rescued, "rescued_questions": int(r["kq"]),
         "K": kept_first + rescued, "train_examples": sum(te.values()), "train_by_source": te,
         "trained": it["n_train_examples"] if it else None, "train_steps": it["train_steps"] if it else None,
-        "eval_prev": ev_prev, "eval_now": ev_now,
+        "warm_examples": int(warm) if iteration >= 1 else 0, "eval_prev": ev_prev, "eval_now": ev_now,
     }
 
 

@@ -39,14 +39,30 @@ STATUS_ICON = {"running": ":green[:material/play_circle:]", "finished": ":green[
                "empty": ":gray[:material/hourglass_empty:]", "corrupt": ":red[:material/block:]"}
 #: Plain-text symbols (tables, select boxes).
 STATUS_SYMBOL = {"running": "●", "finished": "✓", "crashed": "✗", "stopped": "■", "empty": "○", "corrupt": "⚠"}
-#: Every filter decision (star_core.filtering) with its badge colour and its chart colour.
+#: Every decision (``Q.DECISIONS``) with its badge colour and its chart colour.
 DECISION_COLOR = {"correct": ("green", "#2f9e44"), "rationalized": ("blue", "#1c7ed6"), "wrong": ("red", "#e03131"),
                   "unparsable": ("orange", "#f08c00"), "truncated": ("orange", "#fab005"),
                   "hint_leak": ("violet", "#9c36b5"), "unfaithful": ("violet", "#ae3ec9"),
-                  "no_rationale": ("gray", "#495057")}
+                  "no_rationale": ("gray", "#495057"), "reference": ("primary", "#5f3dc4"),
+                  "duplicate": ("gray", "#adb5bd"), "over_limit": ("gray", "#868e96")}
 OTHER_COLOR = ("gray", "#868e96")
 #: Badge colour of each audit verdict (``Q.VERDICTS`` says what each means).
 VERDICT_COLOR = {"faithful": "green", "unfaithful": "orange", "no_rationale": "red"}
+
+
+def phase_label(phase: str) -> str:
+    """A phase for a filter or a heading: ``train · first attempt (sample)``."""
+    if phase not in Q.PHASES:
+        return phase
+    return f"{Q.PHASE_SPLIT[phase]} · {Q.PHASES[phase]} ({phase})"
+
+
+def warm_start_note(examples: int, steps: int | None = None) -> str:
+    """The warm start in one sentence (markdown), wherever a page shows it."""
+    steps_s = f", {steps} steps" if steps else ""
+    return (f"**Warm start** ({examples} reference rationales{steps_s}): {md_escape(Q.WARM_NOTE)}. "
+            "Iteration 1 samples with the warm-started model, and these examples join every iteration's "
+            "training set.")
 
 
 def init(app_file: str | os.PathLike) -> None:

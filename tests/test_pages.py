@@ -395,6 +395,103 @@ def test_accuracy_shows_intervals_and_significance(env):
     assert (table["significant"] == "yes").sum() == int(ch["significant"].sum())
 
 
+# ---- the warm start, the direct-answer baseline and the three measures -----------------------
+@pytest.fixture(scope="module")
+def warm_root(tmp_path_factory):
+    r = tmp_path_factory.mktemp("warm_runs")
+    F.build_run(r / "warm", iterations=2, n_train=10, n_eval=8, warm_start=6, direct=True, payload=False)
+    return r
+
+
+@pytest.fixture
+def warm_env(warm_root, monkeypatch, tmp_path):
+    monkeypatch.setenv("STAR_RUNS_ROOT", str(warm_root))
+    monkeypatch.setenv(Q.DEMO_RUNS_ENV, "0")
+    monkeypatch.chdir(tmp_path)
+    return warm_root
+
+
+def _values(m, phase, measure, grp="all"):
+    g = m[(m["phase"] == phase) & (m["measure"] == measure) & (m["grp"] == grp)].sort_values("point")
+    return g["point"].tolist(), (100 * g["value"]).tolist()
+
+
+def test_accuracy_shows_the_warm_start_and_the_direct_baseline(warm_env):
+    run = warm_env / "warm"
+    m = Q.measures_frame(run)
+    at = open_page("accuracy", run="warm")
+    ch = charts(at)
+    (line,) = [t for t in ch["acc_curve_arithmetic_eval"]["data"] if not t.get("meta")]
+    chain = m[m["phase"].isin(Q.CHAINED_PHASES) & (m["measure"] == "accuracy") & (m["grp"] == "all")]
+    chain = chain.sort_values("point")
+    assert arr(line["x"]) == [0, Q.WARM_POINT, 1, 2] and arr(line["y"]) == pytest.approx(100 * chain["value"])
+    assert line["marker"]["symbol"] == ["circle", "diamond", "circle", "circle"]
+    assert "warm start" in ch["acc_curve_arithmetic_eval"]["layout"]["xaxis"]["ticktext"]
+    (direct,) = [t for t in ch["acc_curve_arithmetic_eval"]["data"] if t.get("meta") == "direct"]
+    assert arr(direct["y"]) == pytest.approx(2 * _values(m, "direct_eval", "accuracy")[1])
+    assert "direct answer, no rationale" in direct["name"]
+    assert any("supervised, not bootstrapped" in c for c in texts(at, "caption"))
+    # the three measures of the run, one line each
+    three = ch["acc_measures_arithmetic_eval"]["data"]
+    assert [t["name"] for t in three] == list(Q.MEASURES.values())
+    for t, key in zip(three, Q.MEASURES):
+        want = m[m["phase"].isin(Q.CHAINED_PHASES) & (m["measure"] == key) & (m["grp"] == "all")]
+        assert arr(t["y"]) == pytest.approx(100 * want.sort_values("point")["value"])
+    # the curves follow the chosen measure
+    at.radio(key="acc_measure").set_value("faithful_accuracy").run()
+    assert not at.exception
+    ch = charts(at)
+    (line,) = [t for t in ch["acc_curve_arithmetic_eval"]["data"] if not t.get("meta")]
+    faithful = m[m["phase"].isin(Q.CHAINED_PHASES) & (m["measure"] == "faithful_accuracy") & (m["grp"] == "all")]
+    assert arr(line["y"]) == pytest.approx(100 * faithful.sort_values("point")["value"])
+    assert arr(line["y"]) != pytest.approx(100 * chain["value"])
+    # changes chain through the warm start; the loss of the warm start is named so
+    md = markdowns(at)
+    assert any(md_escape("iteration 1 vs after the warm start (supervised)") in x for x in md)
+    assert any(md_escape("after the warm start (supervised) vs iteration 0 (few-shot)") in x for x in md)
+    assert "warm start (supervised)" in {t["name"] for t in ch["acc_loss"]["data"]}
+
+
+def test_accuracy_of_version_1_runs_is_accuracy_only(env):
+    at = open_page("accuracy", run="alpha")  # its payload sample was audited under version 1
+    at.radio(key="acc_measure").set_value("rationale_share").run()
+    assert not at.exception
+    ch = charts(at)
+    (line,) = [t for t in ch["acc_curve_arithmetic_eval"]["data"] if not t.get("meta")]
+    assert arr(line["x"]) == [1, 2, 3]  # iteration 0 holds the payload sample, audited under version 1
+    (line,) = [t for t in ch["acc_curve_gsm8k_eval"]["data"] if not t.get("meta")]
+    assert arr(line["x"]) == [0, 1, 2, 3]
+
+
+def test_runs_decisions_and_rationales_label_the_warm_start(warm_env):
+    run = warm_env / "warm"
+    at = open_page(None, run="warm")
+    md = " ".join(markdowns(at))
+    assert "**Warm start** (6 reference rationales, 30 steps)" in md and "not bootstrapped" in md
+    assert "**Direct-answer baseline**" in md
+    it_table = at.dataframe[1].value
+    assert {"right and faithful", "shows a rationale"} <= set(it_table.columns)
+    assert it_table["iteration"].tolist() == [0, 1, 2]
+    at = open_page("decisions", run="warm")
+    assert any("not bootstrapped" in x for x in markdowns(at))
+    bars = {t["name"]: dict(zip(arr(t["x"]), arr(t["y"]))) for t in charts(at)["dec_train"]["data"]}
+    assert bars["reference (warm start: supervised)"] == {0: 6, 1: 6, 2: 6}
+    trained = dict(sql(run, "SELECT iteration, n_train_examples FROM iterations"))
+    for i in (1, 2):
+        assert bars["correct (first attempt)"][i] + bars["rationalized (hint removed)"][i] + 6 == trained[i]
+    at.button(key="dec_open_warm").click().run()
+    assert not at.exception
+    assert "**Sample 1 of 6**" in texts(at, "markdown") and at.query_params["phase"] == "warm_start"
+    assert any("not by the model" in i for i in texts(at, "info"))
+    assert "**Reference rationale** (the task's, not the model's)" in texts(at, "markdown")
+
+
+def test_every_decision_has_a_colour():
+    from star_core import store, ui
+
+    assert set(ui.DECISION_COLOR) == set(store.DECISIONS)
+
+
 # ---- launch ---------------------------------------------------------------------------
 def _wait(pred, timeout=60.0):
     t0 = time.time()

@@ -356,3 +356,33 @@ print("ok")
 
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-2000:]
+
+
+def test_the_warm_start_is_labelled_and_no_story(tmp_path, monkeypatch):
+    run = F.build_run(tmp_path / "roots" / "warm", iterations=2, n_train=8, n_eval=6, warm_start=5, direct=True,
+                      payload=False)
+    assert T.overview(run)["warm_start"] == 5
+    cands = T.candidates(run)["candidates"]
+    assert cands and not [c for c in cands if c["question_id"].startswith("warm-")]
+    ev = sql(run, "SELECT question_id FROM samples WHERE phase='warm_eval' LIMIT 1")[0][0]
+    s = T.story(run, "arithmetic", ev)
+    it0 = s["iterations"][0]
+    assert [x["phase"] for x in it0["eval"]] == ["eval"] and [x["phase"] for x in it0["warm"]] == ["warm_eval"]
+    assert not it0["first"]  # the direct-answer evaluation is no part of the story
+    n = T.objective_numbers(run, 1)
+    warm_right = sql(run, "SELECT sum(correct), count(*) FROM samples WHERE phase='warm_eval'")[0]
+    assert n["warm_examples"] == 5 and n["trained"] == n["K"] + 5
+    assert (n["eval_prev"]["phase"], n["eval_prev"]["n_correct"], n["eval_prev"]["n"]) == ("warm_eval", *warm_right)
+    assert T.objective_numbers(run, 2)["eval_prev"]["phase"] == "eval"
+    # the page
+    monkeypatch.setenv(Q.RUNS_ROOT_ENV, str(run.parent))
+    monkeypatch.setenv(Q.DEMO_RUNS_ENV, "0")
+    monkeypatch.chdir(tmp_path)
+    at = open_tour(run="warm", it="1")
+    info = " ".join(texts(at, "info"))
+    assert "5 reference rationales of the warm start" in info and "not bootstrapped" in info
+    assert "Eval accuracy, warm start → 1" in metrics(at)
+    at = open_tour(run="warm", q=f"arithmetic::{ev}")  # an evaluation question: iteration 0 has its story
+    md = " ".join(texts(at, "markdown"))
+    assert "then the warm start fine-tunes M0 on 5 reference rationales" in md
+    assert "**Evaluation after the warm start** (supervised, not bootstrapped), no hint" in md
