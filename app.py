@@ -45,5 +45,6 @@ PAGES = {
 }
 
 page = st.navigation(PAGES)
+ui.capture_token()  # ?token=... (process control when STAR_DASHBOARD_TOKEN is set), before pages rewrite the URL
 ui.sidebar_run_picker()
 page.run()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shlex
 import time
 from pathlib import Path
 
@@ -17,7 +15,6 @@ try:
 except Exception:  # noqa: BLE001  (the dashboard must open even if the task package is mid-edit)
     TASKS = ("arithmetic", "commonsenseqa", "gsm8k")
 DEFAULT_MODEL = "bundled:smollm2-135m"
-LAUNCH_ENV = "STAR_DASHBOARD_LAUNCH"  # "0" hides the form (e.g. a dashboard shared beyond localhost)
 
 ui.page_header("Launch", "Start a STaR run in its own process (`star run ...`), follow its progress and log, "
                "and stop or resume it. The dashboard only reads the run's store; closing it does not stop the run.")
@@ -25,10 +22,14 @@ ui.plain_url()
 ss = st.session_state
 ui.reap()
 user_root = ui.roots()[0]
-if os.environ.get(LAUNCH_ENV, "1") == "0":
-    st.info(f"Launching is turned off for this dashboard ({LAUNCH_ENV}=0). Start runs from a shell: "
-            "`star run --task arithmetic --out runs/first`.", icon=":material/block:")
+pol = ui.control_policy()
+if not pol.allowed:
+    st.info(pol.reason + " Start runs from a shell: `star run --task arithmetic --out runs/first`.",
+            icon=":material/block:")
+    ui.token_box(pol)
     st.stop()
+st.caption(f"At most {pol.max_runs} launched run{'s' if pol.max_runs > 1 else ''} at once "
+           f"(`STAR_DASHBOARD_MAX_RUNS`); Stop only stops runs this dashboard started.")
 task_default = "star"
 
 with st.form("launch_form"):
@@ -67,10 +68,13 @@ if submitted:
     else:
         cmd = ui.run_command(out, task, model.strip(), iterations, rationalize, n_train, n_eval, max_new_tokens,
                              temperature, spq, seed)
-        pid = ui.spawn(cmd, out)
-        ss["launch_dir"] = str(out)
-        ss["_pending_pick"] = name
-        ss["launch_msg"] = f"Started pid {pid}: {shlex.join(cmd)}"
+        pid, msg = ui.start_run(cmd, out, pol)
+        if pid is None:
+            st.error(msg)
+        else:
+            ss["launch_dir"] = str(out)
+            ss["_pending_pick"] = name
+            ss["launch_msg"] = msg
 
 target: Path | None = Path(ss["launch_dir"]) if ss.get("launch_dir") else None
 if target is None and ss.get("_runs") and not ss.get("_bad_run"):

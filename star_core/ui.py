@@ -1,4 +1,4 @@
-"""Shared Streamlit helpers of the dashboard: run picker, cached queries, safe text, launching.
+"""Shared Streamlit helpers of the dashboard: run picker, cached queries, safe text, process-control buttons.
 
 All data logic lives in :mod:`star_core.queries`; this module keeps the pages
 short. Model and dataset text is never passed to markdown or HTML unescaped:
@@ -10,28 +10,22 @@ which is not markdown and is sanitised by Streamlit).
 from __future__ import annotations
 
 import html
-import json
 import os
 import re
 import shlex
-import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import streamlit as st
 
+from . import procs
 from . import queries as Q
-from .store import CONFIG_NAME, DB_NAME
+from .procs import (LOG_NAME, NAME_RE, LaunchRefused, cli_prefix, launched_alive, log_tail, reap,  # noqa: F401
+                    resume_command, run_command, spawn, stop_run)
 
 #: Folder holding app.py (set by app.py; the fallback is the repository layout).
 APP_DIR = Path(__file__).resolve().parent.parent
-LOG_NAME = "launch.log"
-LAUNCH_INFO = "launch.json"
-CLI_ENV = "STAR_CLI"  # override of the command that runs the engine (tests use a fake one)
 
 #: Markdown icons (Material Symbols, bundled with Streamlit) per run status.
 STATUS_ICON = {"running": ":green[:material/play_circle:]", "finished": ":green[:material/check_circle:]",
@@ -448,143 +442,77 @@ def browse_current(page: str, run_dir: Path, f: Q.SampleFilter, state: dict[str,
 
 
 # --------------------------------------------------------------------------
-# launching runs (separate processes; never inside Streamlit)
+# process control (the processes and the policy live in star_core.procs; no Streamlit there)
 # --------------------------------------------------------------------------
-_PROCS: dict[int, subprocess.Popen] = {}
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+_TOKEN_KEY = "_dashboard_token"
 
 
-def cli_prefix() -> list[str]:
-    """How to call the engine: $STAR_CLI, else the `star` script, else `python -m star_core.cli`."""
-    env = os.environ.get(CLI_ENV, "").strip()
-    if env:
-        return shlex.split(env)
-    exe = shutil.which("star") or (str(Path(sys.executable).parent / "star")
-                                   if (Path(sys.executable).parent / "star").is_file() else None)
-    return [exe] if exe else [sys.executable, "-m", "star_core.cli"]
+def capture_token() -> None:
+    """Take ``?token=...`` from the URL into this session (and out of the URL, so it is not shared with a
+    link). Called by app.py before any page rewrites the URL."""
+    given = st.query_params.get(procs.TOKEN_PARAM)
+    if given is not None:
+        st.session_state[_TOKEN_KEY] = given
+        del st.query_params[procs.TOKEN_PARAM]
 
 
-def run_command(out: str | os.PathLike, task: str, model: str, iterations: int, rationalize: bool,
-                n_train: int, n_eval: int, max_new_tokens: int, temperature: float = 0.0,
-                samples_per_question: int = 1, seed: int = 0) -> list[str]:
-    return cli_prefix() + [
-        "run", "--out", str(out), "--task", task, "--model", model, "--iterations", str(int(iterations)),
-        "--set", f"rationalize={'true' if rationalize else 'false'}", "--set", f"n_train={int(n_train)}",
-        "--set", f"n_eval={int(n_eval)}", "--set", f"max_new_tokens={int(max_new_tokens)}",
-        "--set", f"temperature={float(temperature)}", "--set", f"samples_per_question={int(samples_per_question)}",
-        "--set", f"seed={int(seed)}", "--quiet",
-    ]
-
-
-def resume_command(run_dir: str | os.PathLike) -> list[str]:
-    return cli_prefix() + ["run", "--resume", str(run_dir), "--quiet"]
-
-
-def reap() -> None:
-    """Collect finished child processes (no zombies left behind)."""
-    for pid, p in list(_PROCS.items()):
-        if p.poll() is not None:
-            _PROCS.pop(pid, None)
-
-
-def spawn(cmd: list[str], run_dir: Path) -> int:
-    """Start ``cmd`` detached (own session), output appended to RUN_DIR/launch.log; returns the pid."""
-    reap()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log = open(run_dir / LOG_NAME, "ab")
-    log.write(f"\n$ {shlex.join(cmd)}\n".encode())
-    log.flush()
-    env = dict(os.environ)
-    env.setdefault("PYTHONUNBUFFERED", "1")
+def control_policy() -> procs.Policy:
+    """May this session start, resume and stop runs? (``procs.policy`` on this server and browser)."""
     try:
-        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True, cwd=os.getcwd(), env=env)
-    finally:
-        log.close()
-    _PROCS[p.pid] = p
-    (run_dir / LAUNCH_INFO).write_text(json.dumps({"pid": p.pid, "cmd": cmd, "started_at": time.time()}))
-    return p.pid
+        client = st.context.ip_address
+    except Exception:  # noqa: BLE001  (no client context: a script run, a test)
+        client = None
+    client = client if isinstance(client, str) else None  # None: loopback (or no browser: AppTest)
+    return procs.policy(st.get_option("server.address"), client, st.session_state.get(_TOKEN_KEY))
 
 
-def launch_info(run_dir: Path) -> dict[str, Any] | None:
+def token_box(pol: procs.Policy) -> None:
+    """A password box for the dashboard's token, when one is configured and not given yet."""
+    if not pol.token_required:
+        return
+    with st.form("token_form"):
+        tok = st.text_input("Dashboard token", type="password", help=f"the value of {procs.TOKEN_ENV}")
+        if st.form_submit_button("Unlock process control") and tok:
+            st.session_state[_TOKEN_KEY] = tok
+            st.rerun()
+
+
+def start_run(cmd: list[str], run_dir: Path, pol: procs.Policy) -> tuple[int | None, str]:
+    """Start (or resume) a run within the limit of launched runs at once: (pid or None, message)."""
+    if not pol.allowed:
+        return None, pol.reason
     try:
-        return json.loads((run_dir / LAUNCH_INFO).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _looks_like_star(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().lower()
-    except OSError:
-        return True  # no /proc: trust the store
-    return b"star" in cmdline
-
-
-def launched_alive(run_dir: Path) -> int | None:
-    """The pid of a process started from this dashboard for ``run_dir`` that is still alive."""
-    reap()
-    info = launch_info(run_dir)
-    pid = int(info["pid"]) if info and str(info.get("pid", "")).isdigit() else None
-    return pid if pid and Q.pid_alive(pid) and _looks_like_star(pid) else None
-
-
-def stop_run(run_dir: Path) -> str:
-    """SIGTERM the run's process (the engine then stores status 'stopped'). Returns a message."""
-    pids: list[int] = []
-    try:
-        info = Q.run_info(run_dir)
-        if info["status"] == "running" and info.get("pid") and info.get("host") in (None, os.uname().nodename):
-            pids.append(int(info["pid"]))
-    except Q.RunUnavailable:
-        pass
-    lp = launched_alive(run_dir)
-    if lp and lp not in pids:
-        pids.append(lp)
-    sent = []
-    for pid in pids:
-        if Q.pid_alive(pid) and _looks_like_star(pid):
-            try:
-                os.kill(pid, signal.SIGTERM)
-                sent.append(pid)
-            except OSError:
-                pass
-    return f"Sent SIGTERM to pid {', '.join(map(str, sent))}; the run stops after the current batch." if sent \
-        else "No live process found for this run."
-
-
-def log_tail(run_dir: Path, lines: int = 40, max_bytes: int = 64_000) -> str | None:
-    p = run_dir / LOG_NAME
-    try:
-        with p.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max_bytes))
-            data = f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return None
-    data = data.replace("\r", "\n")
-    return "\n".join(data.splitlines()[-lines:])
-
-
-__all__ = ["APP_DIR", "CONFIG_NAME", "DB_NAME", "current_run", "guard", "highlight", "init", "list_runs",
-           "md_escape", "page_header", "q", "q_multi", "roots", "run_command", "show_text", "sidebar_run_picker",
-           "spawn", "stop_run"]
+        pid = procs.start(cmd, run_dir, [roots()[0]], pol.max_runs)
+    except LaunchRefused as e:
+        return None, str(e)
+    return pid, f"Started pid {pid}: {shlex.join(cmd)}"
 
 
 def run_controls(run_dir: Path, status: str, key: str) -> None:
-    """Stop (for a live run) or Resume (for a crashed/stopped one) buttons, with their messages."""
+    """Stop (a live run this dashboard started) or Resume (a crashed or stopped one), with their messages,
+    when this session may control processes; otherwise what it would take, and the shell commands."""
     ss = st.session_state
     msg_key = f"_ctl_msg_{key}"
+    pol = control_policy()
     live_pid = launched_alive(run_dir)
-    if status == "running" or live_pid:
-        if st.button("Stop run", icon=":material/stop_circle:", key=f"stop_{key}", help="SIGTERM: the run stops after the current batch "
-                     "and stays resumable"):
+    other = procs.foreign_pid(run_dir) if status == "running" else None
+    if other:
+        st.caption(f"This run's process (pid {other}) was not started by this dashboard, so the dashboard will "
+                   f"not stop it: stop it where it runs (Ctrl-C), or with `kill -TERM {other}` on its machine.")
+    if not pol.allowed:
+        if live_pid or status in Q.RESUMABLE:
+            st.caption(pol.reason)
+        return
+    if live_pid:
+        if st.button("Stop run", icon=":material/stop_circle:", key=f"stop_{key}",
+                     help=f"SIGTERM to pid {live_pid}, which this dashboard started: the run stops after the "
+                          "current batch and stays resumable"):
             ss[msg_key] = stop_run(run_dir)
     elif status in Q.RESUMABLE:
         if st.button("Resume run", icon=":material/play_arrow:", key=f"resume_{key}", type="primary",
                      help=f"star run --resume {run_dir}"):
-            pid = spawn(resume_command(run_dir), run_dir)
-            ss[msg_key] = f"Resuming (pid {pid}); output goes to {LOG_NAME} in the run folder."
+            pid, msg = start_run(resume_command(run_dir), run_dir, pol)
+            ss[msg_key] = (f"Resuming (pid {pid}); output goes to {LOG_NAME} in the run folder." if pid else msg)
     if ss.get(msg_key):
-        st.caption(ss[msg_key])
+        st.caption(md_escape(ss[msg_key]))

@@ -39,12 +39,26 @@ def root(tmp_path_factory):
     return r
 
 
+def _bind(address):
+    """Set Streamlit's server.address (AppTest does not read the repository's .streamlit/config.toml);
+    returns a function that restores the previous value."""
+    from streamlit import config
+
+    old = config.get_option("server.address")
+    config.set_option("server.address", address)
+    return lambda: config.set_option("server.address", old)
+
+
 @pytest.fixture
 def env(root, monkeypatch, tmp_path):
     monkeypatch.setenv("STAR_RUNS_ROOT", str(root))
     monkeypatch.setenv(Q.DEMO_RUNS_ENV, "0")  # the bundled demo runs are tested in test_demo_store.py
+    for var in ("STAR_DASHBOARD_LAUNCH", "STAR_DASHBOARD_TOKEN", "STAR_DASHBOARD_MAX_RUNS"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
-    return root
+    restore = _bind("127.0.0.1")  # as in .streamlit/config.toml
+    yield root
+    restore()
 
 
 sql = F.sql
@@ -245,7 +259,9 @@ def test_live_run_shows_stop_and_refreshes(env, tmp_path, monkeypatch):
     monkeypatch.setenv("STAR_RUNS_ROOT", str(root))
     at = open_page(None, run="now")
     assert any("refreshes every few seconds" in c for c in texts(at, "caption"))
-    assert any(b.label == "Stop run" for b in at.button)
+    # started outside the dashboard (this test process): no Stop button, and the page says how to stop it
+    assert not any(b.label == "Stop run" for b in at.button)
+    assert any(f"pid {os.getpid()}) was not started by this dashboard" in c for c in texts(at, "caption"))
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Status"] == "running" and metrics["Current stage"] == "2: sampled"
     assert "running" in at.dataframe[0].value["status"].iloc[0]
@@ -528,6 +544,11 @@ def test_launch_stop_resume(env, monkeypatch, tmp_path):
         at.button(key="resume_launch").click().run()
         assert _wait(lambda: Q.run_status(run_dir) == "running")
         assert "resumed" in (ui.log_tail(run_dir) or "")
+        # a second run while the first is going is refused (at most 1 launched run at once by default)
+        at.text_input(key="launch_name").input("t2")
+        next(b for b in at.button if "Start run" in b.label).click().run()
+        assert any("at most 1 at once" in e for e in texts(at, "error"))
+        assert not (user_root / "t2").exists()
         # a second launch with the same name is refused
         at.text_input(key="launch_name").input("t1")
         next(b for b in at.button if "Start run" in b.label).click().run()
@@ -546,8 +567,105 @@ def test_launch_stop_resume(env, monkeypatch, tmp_path):
 def test_launch_can_be_turned_off(env, monkeypatch):
     monkeypatch.setenv("STAR_DASHBOARD_LAUNCH", "0")
     at = open_page("launch")
-    assert any("Launching is turned off" in m for m in texts(at, "info"))
+    assert any("Process control is turned off" in m for m in texts(at, "info"))
     assert not any("Start run" in b.label for b in at.button)
+    # ... and so are Resume and Stop on the Runs page
+    at = open_page(None, run="beta")
+    assert any("stopped without finishing" in e for e in texts(at, "error"))
+    assert not any(b.label in ("Resume run", "Stop run") for b in at.button)
+    assert any("STAR_DASHBOARD_LAUNCH=0" in c for c in texts(at, "caption"))
+
+
+@pytest.mark.parametrize("address", ["", "0.0.0.0", "::", "192.168.1.7"])
+def test_no_process_control_beyond_loopback(env, address):
+    restore = _bind(address)
+    try:
+        at = open_page("launch")
+        assert any("reachable beyond loopback" in m for m in texts(at, "info"))
+        assert not any("Start run" in b.label for b in at.button)
+        at = open_page(None, run="beta")
+        assert not any(b.label == "Resume run" for b in at.button)
+        assert any("reachable beyond loopback" in c for c in texts(at, "caption"))
+    finally:
+        restore()
+
+
+def test_process_control_with_the_token(env, monkeypatch):
+    secret = "s3cret-token-for-the-test"
+    monkeypatch.setenv("STAR_DASHBOARD_TOKEN", secret)
+    restore = _bind("0.0.0.0")
+    try:
+        at = open_page("launch")
+        assert any("needs this dashboard's token" in m for m in texts(at, "info"))
+        assert not any("Start run" in b.label for b in at.button)
+        at.text_input[0].input("wrong-token-wrong-token")
+        at.button[0].click().run()
+        assert not any("Start run" in b.label for b in at.button)
+        at.text_input[0].input(secret)
+        at.button[0].click().run()
+        assert any("Start run" in b.label for b in at.button)
+        # the token in the URL unlocks the session and leaves the URL
+        at = open_page(None, run="beta", token=secret)
+        assert any(b.label == "Resume run" for b in at.button)
+        assert "token" not in at.query_params
+        at = open_page(None, run="beta", token="nope")
+        assert not any(b.label == "Resume run" for b in at.button)
+    finally:
+        restore()
+
+
+@pytest.mark.parametrize("env_vars,address,client,allowed,needle", [
+    ({}, "127.0.0.1", None, True, ""),
+    ({}, "localhost", None, True, ""),
+    ({}, "::1", None, True, ""),
+    ({}, None, None, False, "every interface"),
+    ({}, "0.0.0.0", None, False, "listens on 0.0.0.0"),
+    ({}, "127.0.0.1", "10.0.0.5", False, "connects from 10.0.0.5"),
+    ({"STAR_DASHBOARD_LAUNCH": "0"}, "127.0.0.1", None, False, "STAR_DASHBOARD_LAUNCH=0"),
+    ({"STAR_DASHBOARD_TOKEN": "short"}, "0.0.0.0", None, False, "shorter than 16"),
+    ({"STAR_DASHBOARD_TOKEN": "x" * 20}, "127.0.0.1", None, False, "needs this dashboard's token"),
+])
+def test_process_control_policy(monkeypatch, env_vars, address, client, allowed, needle):
+    from star_core import procs
+
+    for var in ("STAR_DASHBOARD_LAUNCH", "STAR_DASHBOARD_TOKEN", "STAR_DASHBOARD_MAX_RUNS"):
+        monkeypatch.delenv(var, raising=False)
+    for k, v in env_vars.items():
+        monkeypatch.setenv(k, v)
+    pol = procs.policy(address, client, None)
+    assert pol.allowed is allowed and needle in pol.reason
+    if "STAR_DASHBOARD_TOKEN" in env_vars and len(env_vars["STAR_DASHBOARD_TOKEN"]) >= 16:
+        assert procs.policy("0.0.0.0", "10.0.0.5", env_vars["STAR_DASHBOARD_TOKEN"]).allowed
+
+
+def test_max_launched_runs_setting(monkeypatch):
+    from star_core import procs
+
+    monkeypatch.setattr(procs, "gpu_count", lambda: 0)
+    monkeypatch.delenv("STAR_DASHBOARD_MAX_RUNS", raising=False)
+    assert procs.max_runs() == 1  # a CPU machine
+    monkeypatch.setattr(procs, "gpu_count", lambda: 2)
+    assert procs.max_runs() == 2
+    monkeypatch.setenv("STAR_DASHBOARD_MAX_RUNS", "3")
+    assert procs.max_runs() == 3 and procs.policy("127.0.0.1").max_runs == 3
+
+
+def test_stop_only_signals_what_the_dashboard_started(tmp_path):
+    from star_core import procs
+
+    # launch.json naming a live process that is not the recorded command (a reused pid): not ours
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        run_dir = tmp_path / "r"
+        run_dir.mkdir()
+        (run_dir / procs.LAUNCH_INFO).write_text(json.dumps({"pid": sleeper.pid, "cmd": ["star", "run", "--out",
+                                                                                          str(run_dir)]}))
+        assert procs.launched_alive(run_dir) is None
+        assert "nothing was stopped" in procs.stop_run(run_dir)
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
 
 
 def test_launch_command_line(monkeypatch):

@@ -1,0 +1,279 @@
+"""Process control for the dashboard: start, resume and stop ``star run`` processes, and the policy that
+decides whether this dashboard may do so at all. No Streamlit here (``star_core.ui`` draws the buttons).
+
+The policy (:func:`policy`), safe by default:
+
+* ``STAR_DASHBOARD_LAUNCH=0`` turns every process control off (the Launch form, Resume and Stop).
+* ``STAR_DASHBOARD_TOKEN`` set (16 characters or more): process control needs that token, given once per
+  browser session (``?token=...`` in the URL, or the box on the Launch page), wherever the dashboard listens.
+* No token: process control only while the dashboard listens on loopback only (``server.address`` is
+  ``127.0.0.1``, ``::1`` or ``localhost``) and the browser connects from loopback. Anything else
+  (Streamlit's default of every interface included) turns it off.
+* At most ``STAR_DASHBOARD_MAX_RUNS`` launched runs alive at once (default: one per NVIDIA GPU, 1 on a CPU
+  machine); a start or resume beyond it is refused.
+* Stop signals only a process this dashboard started for that run (``launch.json`` in the run folder, and
+  the live process's command line names the run folder); a run started from a shell is left alone.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import queries as Q
+
+LOG_NAME = "launch.log"
+LAUNCH_INFO = "launch.json"
+CLI_ENV = "STAR_CLI"  # override of the command that runs the engine (tests use a fake one)
+LAUNCH_ENV = "STAR_DASHBOARD_LAUNCH"  # "0": no process control at all
+TOKEN_ENV = "STAR_DASHBOARD_TOKEN"  # the secret that enables process control
+MAX_RUNS_ENV = "STAR_DASHBOARD_MAX_RUNS"  # launched runs alive at once
+TOKEN_PARAM = "token"  # ?token=... in the dashboard's URL
+MIN_TOKEN_LEN = 16
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+_PROCS: dict[int, subprocess.Popen] = {}
+_START_LOCK = threading.Lock()  # Streamlit sessions are threads of one process: one start at a time
+
+
+# --------------------------------------------------------------------------
+# the policy
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Policy:
+    allowed: bool  # may this session start, resume and stop runs?
+    reason: str  # why not (empty when allowed), in words, with how to turn it on
+    token_required: bool  # a token is configured and this session has not given it
+    max_runs: int
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (a bind address or a client address) is loopback only. Empty means every interface."""
+    h = (host or "").strip().strip("[]")
+    if not h:
+        return False
+    if h.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def gpu_count() -> int:
+    """NVIDIA GPUs the driver lists (without importing torch); 0 on a CPU machine."""
+    try:
+        return sum(1 for _ in Path("/proc/driver/nvidia/gpus").iterdir())
+    except OSError:
+        return 0
+
+
+def max_runs() -> int:
+    """``$STAR_DASHBOARD_MAX_RUNS`` (1-64), else one per GPU, else 1."""
+    raw = os.environ.get(MAX_RUNS_ENV, "").strip()
+    if raw.isdigit() and 1 <= int(raw) <= 64:
+        return int(raw)
+    return max(1, gpu_count())
+
+
+def policy(bind_address: str | None, client_ip: str | None = None, token_given: str | None = None) -> Policy:
+    """May a dashboard listening on ``bind_address``, viewed from ``client_ip`` (None: loopback), by a
+    session that gave ``token_given``, start, resume and stop runs?"""
+    n = max_runs()
+    if os.environ.get(LAUNCH_ENV, "1").strip() == "0":
+        return Policy(False, f"Process control is turned off for this dashboard ({LAUNCH_ENV}=0): it neither "
+                      "starts, resumes nor stops runs.", False, n)
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token and len(token) < MIN_TOKEN_LEN:
+        return Policy(False, f"{TOKEN_ENV} is shorter than {MIN_TOKEN_LEN} characters, so process control is "
+                      "off. Set a longer secret (for example `python -c 'import secrets; "
+                      "print(secrets.token_urlsafe(24))'`) and restart the dashboard.", False, n)
+    if token:
+        if token_given and hmac.compare_digest(token_given.strip().encode(), token.encode()):
+            return Policy(True, "", False, n)
+        return Policy(False, f"Starting, resuming and stopping runs needs this dashboard's token ({TOKEN_ENV}): "
+                      f"open the dashboard with `?{TOKEN_PARAM}=...` appended to its URL, or enter it on the "
+                      "Launch page.", True, n)
+    where = []
+    if not is_loopback(bind_address):
+        where.append(f"it listens on {bind_address or 'every interface'}")
+    if client_ip and not is_loopback(client_ip):
+        where.append(f"this browser connects from {client_ip}")
+    if where:
+        return Policy(False, "This dashboard is reachable beyond loopback (" + " and ".join(where) + "), so "
+                      "starting, resuming and stopping runs is off. Listen on loopback only "
+                      "(`--server.address 127.0.0.1`, the default in .streamlit/config.toml), or set "
+                      f"{TOKEN_ENV} to a secret and open the dashboard with `?{TOKEN_PARAM}=<secret>`.", False, n)
+    return Policy(True, "", False, n)
+
+
+# --------------------------------------------------------------------------
+# commands
+# --------------------------------------------------------------------------
+def cli_prefix() -> list[str]:
+    """How to call the engine: $STAR_CLI, else the `star` script, else `python -m star_core.cli`."""
+    env = os.environ.get(CLI_ENV, "").strip()
+    if env:
+        return shlex.split(env)
+    exe = shutil.which("star") or (str(Path(sys.executable).parent / "star")
+                                   if (Path(sys.executable).parent / "star").is_file() else None)
+    return [exe] if exe else [sys.executable, "-m", "star_core.cli"]
+
+
+def run_command(out: str | os.PathLike, task: str, model: str, iterations: int, rationalize: bool,
+                n_train: int, n_eval: int, max_new_tokens: int, temperature: float = 0.0,
+                samples_per_question: int = 1, seed: int = 0) -> list[str]:
+    return cli_prefix() + [
+        "run", "--out", str(out), "--task", task, "--model", model, "--iterations", str(int(iterations)),
+        "--set", f"rationalize={'true' if rationalize else 'false'}", "--set", f"n_train={int(n_train)}",
+        "--set", f"n_eval={int(n_eval)}", "--set", f"max_new_tokens={int(max_new_tokens)}",
+        "--set", f"temperature={float(temperature)}", "--set", f"samples_per_question={int(samples_per_question)}",
+        "--set", f"seed={int(seed)}", "--quiet",
+    ]
+
+
+def resume_command(run_dir: str | os.PathLike) -> list[str]:
+    return cli_prefix() + ["run", "--resume", str(run_dir), "--quiet"]
+
+
+# --------------------------------------------------------------------------
+# processes
+# --------------------------------------------------------------------------
+class LaunchRefused(Exception):
+    """A start or resume beyond the limit of launched runs alive at once."""
+
+
+def reap() -> None:
+    """Collect finished child processes (no zombies left behind)."""
+    for pid, p in list(_PROCS.items()):
+        if p.poll() is not None:
+            _PROCS.pop(pid, None)
+
+
+def launch_info(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((run_dir / LAUNCH_INFO).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+
+
+def _ours(pid: int, info: dict[str, Any]) -> bool:
+    """Whether live ``pid`` runs the command recorded in ``launch.json`` (not a reused pid): the
+    recorded arguments after the program end its command line (a script's interpreter may come first)."""
+    cmd = _cmdline(pid)
+    if cmd is None:
+        return not Path("/proc").is_dir()  # no /proc (macOS): trust launch.json and the pid
+    args = [a.decode(errors="replace") for a in cmd.rstrip(b"\0").split(b"\0")]
+    tail = [str(a) for a in (info.get("cmd") or [])[1:]]
+    return bool(tail) and args[-len(tail):] == tail
+
+
+def launched_alive(run_dir: Path) -> int | None:
+    """The pid of a process a dashboard started for ``run_dir`` that is still alive."""
+    reap()
+    info = launch_info(run_dir)
+    pid = int(info["pid"]) if info and str(info.get("pid", "")).isdigit() else None
+    return pid if pid and Q.pid_alive(pid) and _ours(pid, info) else None
+
+
+def launched_runs(roots: Sequence[Path]) -> list[Path]:
+    """Run folders (directly under ``roots``) with a live process started from a dashboard."""
+    out = []
+    for root in roots:
+        try:
+            children = [p for p in Path(root).iterdir() if (p / LAUNCH_INFO).is_file()]
+        except OSError:
+            continue
+        out += [p for p in children if launched_alive(p) is not None]
+    return out
+
+
+def spawn(cmd: list[str], run_dir: Path) -> int:
+    """Start ``cmd`` detached (own session), output appended to RUN_DIR/launch.log; returns the pid."""
+    reap()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = open(run_dir / LOG_NAME, "ab")
+    log.write(f"\n$ {shlex.join(cmd)}\n".encode())
+    log.flush()
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.pop(TOKEN_ENV, None)  # the run has no use for the dashboard's secret
+    try:
+        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True, cwd=os.getcwd(), env=env)
+    finally:
+        log.close()
+    _PROCS[p.pid] = p
+    (run_dir / LAUNCH_INFO).write_text(json.dumps({"pid": p.pid, "cmd": cmd, "started_at": time.time()}))
+    return p.pid
+
+
+def start(cmd: list[str], run_dir: Path, roots: Sequence[Path], limit: int) -> int:
+    """:func:`spawn`, unless ``limit`` launched runs under ``roots`` are already alive (LaunchRefused)."""
+    with _START_LOCK:
+        alive = launched_runs(roots)
+        if len(alive) >= limit:
+            raise LaunchRefused(
+                f"{len(alive)} launched run{'s are' if len(alive) > 1 else ' is'} still going "
+                f"({', '.join(p.name for p in alive)}); this dashboard runs at most {limit} at once "
+                f"({MAX_RUNS_ENV}). Wait for it to finish, or stop it first.")
+        return spawn(cmd, run_dir)
+
+
+def stop_run(run_dir: Path) -> str:
+    """SIGTERM the process this dashboard started for ``run_dir`` (the engine then stores status
+    'stopped'); never a process started elsewhere. Returns a message."""
+    pid = launched_alive(run_dir)
+    if pid is None:
+        return "No live process started by this dashboard for this run; nothing was stopped."
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError as e:
+        return f"Could not signal pid {pid}: {e}."
+    return f"Sent SIGTERM to pid {pid}; the run stops after the current batch."
+
+
+def foreign_pid(run_dir: Path) -> int | None:
+    """The pid of a running run's process that no dashboard started (a shell's ``star run``)."""
+    try:
+        info = Q.run_info(run_dir)
+    except Q.RunUnavailable:
+        return None
+    pid = info.get("pid")
+    if info["status"] != "running" or not pid or launched_alive(run_dir) == pid:
+        return None
+    return int(pid)
+
+
+def log_tail(run_dir: Path, lines: int = 40, max_bytes: int = 64_000) -> str | None:
+    p = run_dir / LOG_NAME
+    try:
+        with p.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            data = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    data = data.replace("\r", "\n")
+    return "\n".join(data.splitlines()[-lines:])
