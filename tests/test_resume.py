@@ -142,3 +142,28 @@ def test_sigterm_stops_cleanly_and_resumes(tiny_model_dir, tmp_path):
     assert p.returncode == 0, err.decode()[-3000:]
     assert queries.run_status(run) == "finished"
     assert _snapshot(run)[5] == 0
+
+
+def test_kill_9_after_the_warm_start_does_not_train_it_again(tiny_model_dir, tmp_path):
+    """Killed while the warm-started model is evaluated, the run resumes from there: the warm start's
+    adapter and losses are kept, not trained again, and the run ends as an uninterrupted one."""
+    warm = ["warm_start=8", "warm_start_steps=3", "iterations=1", "n_train=20"]
+    env, run, args = _run_args(tiny_model_dir, tmp_path / "killed")
+    args += [a for s in warm for a in ("--set", s)]
+    p = _spawn(args, env)
+    _kill_when(p, run, "SELECT COUNT(*) FROM samples WHERE phase='warm_eval'", 1)
+    assert _count(run, "SELECT COUNT(*) FROM iterations WHERE iteration=0 AND stage='trained'") == 1
+    adapter = run / "adapters" / "warm_start" / "adapter_model.safetensors"
+    made = adapter.stat().st_mtime_ns
+    p = _spawn(["run", "--quiet", "--resume", str(run)], env)
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err.decode()[-3000:]
+    assert adapter.stat().st_mtime_ns == made
+    assert _count(run, "SELECT COUNT(*) FROM events WHERE message LIKE 'iteration 0: trained on 8 examples'") == 1
+    from star_core import config as C
+
+    clean = loop.start(C.from_saved(run / "config.yaml"), tmp_path / "clean", progress=False)
+    got, want = _snapshot(run), _snapshot(clean)
+    assert got[5] == 0 and got[4] == "finished"
+    assert got[:4] == want[:4]
+    assert _count(run, "SELECT COUNT(*) FROM samples WHERE phase='warm_start'") == 8
