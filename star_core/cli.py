@@ -205,7 +205,8 @@ def cmd_summary(a: argparse.Namespace) -> int:
 def cmd_config(a: argparse.Namespace) -> int:  # noqa: ARG001
     cfg = config_mod.StarConfig().to_dict()
     for name, doc in config_mod.field_docs().items():
-        print(f"{name} = {cfg[name]!r}\n    {doc}")
+        rng = config_mod.range_text(name)
+        print(f"{name} = {cfg[name]!r}\n    {doc}" + (f"\n    range: {rng}" if rng else ""))
     return 0
 
 

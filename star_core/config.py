@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import math
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -26,6 +28,65 @@ WARM_START_TASKS = ("arithmetic", "gsm8k")
 
 class ConfigError(ValueError):
     """A bad config value; the message names the field (and file when known)."""
+
+
+#: Largest config file read (a config is a few dozen lines; anything bigger is the wrong file).
+MAX_CONFIG_BYTES = 1_000_000
+#: Seeds up to 2**32 - 1: what every seeded library here accepts (torch.manual_seed gets seed * 7919 + ...).
+MAX_SEED = 2**32 - 1
+#: Most optimizer steps in one iteration (train_steps * steps_growth ** (iterations - 1)).
+MAX_STEPS = 1_000_000
+
+
+def max_threads() -> int:
+    return 4 * (os.cpu_count() or 1)
+
+
+#: The range of every numeric field: (low, high, bounds), bounds "[]", "(]" or "[)"; floats must also be
+#: finite. A callable high is computed at validation (threads). Checked in validate(), before any data or
+#: model is loaded.
+RANGES: dict[str, tuple[Any, Any, str]] = {
+    "iterations": (0, 100, "[]"),
+    "seed": (0, MAX_SEED, "[]"),
+    "n_train": (1, 1_000_000, "[]"),
+    "n_eval": (1, 1_000_000, "[]"),
+    "n_exemplars": (0, 32, "[]"),
+    "max_new_tokens": (1, 8192, "[]"),
+    "temperature": (0.0, 10.0, "[]"),
+    "top_p": (0.0, 1.0, "(]"),
+    "samples_per_question": (1, 64, "[]"),
+    "max_kept_per_question": (0, 64, "[]"),
+    "warm_start": (0, 1_000_000, "[]"),
+    "warm_start_steps": (1, MAX_STEPS, "[]"),
+    "train_steps": (1, MAX_STEPS, "[]"),
+    "steps_growth": (0.0, 10.0, "(]"),
+    "learning_rate": (0.0, 1.0, "(]"),
+    "warmup_steps": (0, MAX_STEPS, "[]"),
+    "train_batch_size": (1, 4096, "[]"),
+    "grad_accum": (1, 1024, "[]"),
+    "max_grad_norm": (0.0, 1e6, "(]"),
+    "lora_r": (1, 4096, "[]"),
+    "lora_alpha": (1, 65536, "[]"),
+    "lora_dropout": (0.0, 1.0, "[)"),
+    "max_seq_len": (16, 1_048_576, "[]"),
+    "threads": (0, max_threads, "[]"),
+}
+MAX_BATCH_SIZE = 65536
+MAX_DIGITS = 30
+
+
+def _num(x: float) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
+
+
+def range_text(name: str) -> str:
+    """A numeric field's range in words (``>= 0 and <= 100``); empty for other fields."""
+    if name not in RANGES:
+        return ""
+    lo, hi, bounds = RANGES[name]
+    hi = hi() if callable(hi) else hi
+    return (f"{'>' if bounds[0] == '(' else '>='} {_num(lo)} and {'<' if bounds[1] == ')' else '<='} {_num(hi)}"
+            + (" (finite)" if isinstance(lo, float) else ""))
 
 
 class ModelError(ValueError):
@@ -141,28 +202,25 @@ class StarConfig:
     eval_adapter: str | None = None
     """A peft adapter attached for the iteration-0 evaluation (set by `star eval --adapter`)."""
 
-    def validate(self, source: str = "config") -> "StarConfig":
+    def validate(self, source: str = "config", origins: dict[str, str] | None = None) -> "StarConfig":
+        """Check every field; the error names the field, its value and where it came from (``origins``:
+        field -> the file, "command line" or "--set" that set it last)."""
         def bad(name: str, why: str) -> ConfigError:
-            return ConfigError(f"{source}: field '{name}' = {getattr(self, name)!r}: {why}")
+            where = (origins or {}).get(name, source)
+            return ConfigError(f"{where}: field '{name}' = {getattr(self, name)!r}: {why}")
 
         if self.task not in TASKS:
             raise bad("task", f"unknown task; choose one of {', '.join(TASKS)}")
-        for name in ("iterations", "warm_start", "max_kept_per_question"):
-            if getattr(self, name) < 0:
-                raise bad(name, "must be >= 0")
-        if self.batch_size != "auto" and (not isinstance(self.batch_size, int) or self.batch_size < 1):
-            raise bad("batch_size", "must be >= 1 or auto")
-        for name in ("n_train", "n_eval", "max_new_tokens", "samples_per_question",
-                     "train_steps", "warm_start_steps", "train_batch_size", "grad_accum", "lora_r", "lora_alpha",
-                     "max_seq_len"):
-            if getattr(self, name) < 1:
-                raise bad(name, "must be >= 1")
-        if self.n_exemplars < 0:
-            raise bad("n_exemplars", "must be >= 0")
-        if self.temperature < 0:
-            raise bad("temperature", "must be >= 0")
-        if not 0 < self.top_p <= 1:
-            raise bad("top_p", "must be in (0, 1]")
+        for name, (lo, hi, bounds) in RANGES.items():
+            v = getattr(self, name)
+            hi = hi() if callable(hi) else hi
+            if isinstance(v, float) and not math.isfinite(v):
+                raise bad(name, "must be a finite number")
+            if v < lo or v > hi or (v == lo and bounds[0] == "(") or (v == hi and bounds[1] == ")"):
+                raise bad(name, f"must be {range_text(name)}")
+        if self.batch_size != "auto" and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
+                                          or not 1 <= self.batch_size <= MAX_BATCH_SIZE):
+            raise bad("batch_size", f"must be auto or an integer from 1 to {_num(MAX_BATCH_SIZE)}")
         if self.samples_per_question > 1 and self.temperature == 0:
             raise bad("samples_per_question", "k > 1 needs temperature > 0 (greedy gives k identical samples)")
         if self.warm_start and self.task not in WARM_START_TASKS:
@@ -172,24 +230,24 @@ class StarConfig:
             raise bad("warm_start", "cannot be combined with eval_adapter (star eval --adapter)")
         if self.direct_baseline and (self.task != "arithmetic" or self.arith_format == "scratchpad"):
             raise bad("direct_baseline", "arithmetic with the decomposition or columns format only")
-        if self.learning_rate <= 0:
-            raise bad("learning_rate", "must be > 0")
-        if self.steps_growth <= 0:
-            raise bad("steps_growth", "must be > 0")
+        last = self.train_steps * self.steps_growth ** max(0, self.iterations - 1)
+        if last > MAX_STEPS:
+            raise bad("steps_growth", f"train_steps * steps_growth ** (iterations - 1) = {last:.3g} steps in the "
+                                      f"last iteration; at most {MAX_STEPS:,}")
         if self.arith_format not in ("decomposition", "columns", "scratchpad"):
             raise bad("arith_format", "choose decomposition, columns or scratchpad")
         for name in ("train_digits", "eval_digits", "warm_start_digits"):
             lo, hi = getattr(self, name)
-            if not (1 <= lo <= hi <= 30):
-                raise bad(name, "must be [lo, hi] with 1 <= lo <= hi <= 30")
+            if not (1 <= lo <= hi <= MAX_DIGITS):
+                raise bad(name, f"must be [lo, hi] with 1 <= lo <= hi <= {MAX_DIGITS}")
         if self.quantization not in ("auto", "4bit", "none"):
             raise bad("quantization", "choose auto, 4bit or none")
         if self.sample_from not in ("auto", "full", "quantized"):
             raise bad("sample_from", "choose auto, full or quantized")
         if self.device not in ("auto", "cpu", "cuda"):
             raise bad("device", "choose auto, cpu or cuda")
-        if not 0 <= self.lora_dropout < 1:
-            raise bad("lora_dropout", "must be in [0, 1)")
+        if not self.lora_targets:
+            raise bad("lora_targets", "name at least one module (or all-linear)")
         return self
 
     def steps_for(self, iteration: int) -> int:
@@ -266,10 +324,13 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         return value
     if origin is tuple:
         if isinstance(value, str):
-            value = [int(v) for v in value.replace("-", ",").split(",") if v.strip()]
+            try:
+                value = [int(v) for v in value.replace("-", ",").split(",") if v.strip()]
+            except ValueError:
+                raise fail("expected two integers, e.g. 1-5 or [1, 5]") from None
         if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise fail("expected two integers, e.g. [1, 5]")
+            raise fail("expected two integers, e.g. 1-5 or [1, 5]")
         return (int(value[0]), int(value[1]))
     if origin is list:
         if isinstance(value, str):
@@ -290,26 +351,72 @@ def _suggest(name: str) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def apply(cfg: StarConfig, values: dict[str, Any], source: str) -> StarConfig:
+def apply(cfg: StarConfig, values: dict[str, Any], source: str, origins: dict[str, str] | None = None) -> StarConfig:
     for k, v in values.items():
         if k not in FIELD_NAMES:
             raise ConfigError(f"{source}: unknown field '{k}'{_suggest(k)}")
         setattr(cfg, k, _coerce(k, v, source))
+        if origins is not None:
+            origins[k] = source
     return cfg
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping with the same key twice (instead of keeping the last)."""
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.setdefault(key, line)
+            except TypeError:  # an unhashable key: SafeLoader's own error follows
+                continue
+            if first != line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {first})", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
 def load_file(path: str | Path) -> dict[str, Any]:
+    """A YAML (or .json) config file as a dict; a clear ConfigError naming the file for a missing, binary,
+    non-UTF-8, oversized, empty or unparsable file, duplicate keys, or a top level that is not a mapping."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{p}: config file not found")
-    text = p.read_text(encoding="utf-8")
     try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the config file ({e.strerror})") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{p}: {len(raw):,} bytes is too large for a config file (at most {MAX_CONFIG_BYTES:,})")
+    if b"\0" in raw:
+        raise ConfigError(f"{p}: a binary file, not a YAML config (it holds NUL bytes)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); save the config "
+                          "as UTF-8") from None
+    try:
+        data = (json.loads(text, object_pairs_hook=_no_duplicates) if p.suffix == ".json"
+                else yaml.load(text, Loader=_UniqueKeyLoader))  # noqa: S506  (a SafeLoader subclass)
+    except (ValueError, yaml.YAMLError) as e:  # json.JSONDecodeError is a ValueError
         line = getattr(e, "lineno", None) or getattr(getattr(e, "problem_mark", None), "line", -1) + 1
-        raise ConfigError(f"{p}, line {line}: cannot parse config: {e}") from None
+        where = f", line {line}" if line > 0 else ""
+        raise ConfigError(f"{p}{where}: cannot parse config: {e}") from None
     if data is None:
-        return {}
+        raise ConfigError(f"{p}: the config file is empty (no field: value lines); add settings, or leave out "
+                          "--config to run the defaults")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: config must be a mapping of field: value")
     return data
@@ -328,11 +435,12 @@ def parse_set(pairs: list[str]) -> dict[str, Any]:
 def build(file: str | None = None, flags: dict[str, Any] | None = None,
           sets: list[str] | None = None) -> StarConfig:
     cfg = StarConfig()
+    origins: dict[str, str] = {}
     if file:
-        apply(cfg, load_file(file), str(file))
-    apply(cfg, {k: v for k, v in (flags or {}).items() if v is not None}, "command line")
-    apply(cfg, parse_set(sets or []), "--set")
-    return cfg.validate()
+        apply(cfg, load_file(file), str(file), origins)
+    apply(cfg, {k: v for k, v in (flags or {}).items() if v is not None}, "command line", origins)
+    apply(cfg, parse_set(sets or []), "--set", origins)
+    return cfg.validate(origins=origins)
 
 
 def save(cfg: StarConfig, path: Path) -> None:
