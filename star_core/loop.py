@@ -34,7 +34,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import config as config_mod
-from . import warmstart
+from . import runlock, warmstart
 from .config import StarConfig
 from .evaluation import accuracy_rows
 from .filtering import judge, limit_per_question
@@ -345,6 +345,14 @@ def _install_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _lock(run_dir: Path) -> runlock.RunLock:
+    """The run's lock (one writer per run), or a RunError naming the pid that holds it."""
+    try:
+        return runlock.acquire(run_dir)
+    except runlock.RunLocked as e:
+        raise RunError(str(e)) from None
+
+
 def start(cfg: StarConfig, run_dir: str | Path, progress: bool = True) -> Path:
     """Start a new run in ``run_dir`` (which must not hold a run yet)."""
     run_dir = Path(run_dir)
@@ -354,15 +362,17 @@ def start(cfg: StarConfig, run_dir: str | Path, progress: bool = True) -> Path:
     from .models import resolve_model_path
 
     resolve_model_path(cfg.model, convert=False)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_mod.save(cfg, run_dir / CONFIG_NAME)
-    store = RunStore(run_dir)
-    name = cfg.name or run_dir.name
-    store.create_run(name, cfg.task, cfg.model, cfg.to_dict(), cfg.iterations, device="starting")
-    store.save_exemplars(cfg.task, [
-        {"question_id": e.problem.id, "question": e.problem.question, "rationale": e.rationale,
-         "answer": e.answer, "source": data.exemplar_source} for e in data.exemplars])
-    _execute(cfg, run_dir, store, data, progress)
+    with _lock(run_dir):  # before config.yaml: a second `star run --out` on this folder writes nothing
+        if (run_dir / DB_NAME).exists() or (run_dir / CONFIG_NAME).exists():
+            raise RunError(f"{run_dir} already holds a run; use `star run --resume {run_dir}` or another --out")
+        config_mod.save(cfg, run_dir / CONFIG_NAME)
+        store = RunStore(run_dir)
+        name = cfg.name or run_dir.name
+        store.create_run(name, cfg.task, cfg.model, cfg.to_dict(), cfg.iterations, device="starting")
+        store.save_exemplars(cfg.task, [
+            {"question_id": e.problem.id, "question": e.problem.question, "rationale": e.rationale,
+             "answer": e.answer, "source": data.exemplar_source} for e in data.exemplars])
+        _execute(cfg, run_dir, store, data, progress)
     return run_dir
 
 
@@ -372,18 +382,19 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
         raise RunError(f"{run_dir}: not a run folder (needs {CONFIG_NAME} and {DB_NAME})")
     from .queries import run_status
 
-    status = run_status(run_dir)
-    if status == "running":
-        raise RunError(f"{run_dir} is still running in another process; stop it first (or wait for it)")
-    if status == "finished":
-        raise RunError(f"{run_dir} has already finished; start a new run to go further")
-    cfg = config_mod.from_saved(run_dir / CONFIG_NAME)
-    store = RunStore(run_dir)
-    if not store.has_run():
-        raise RunError(f"{run_dir}: the store has no run record; start a new run instead")
-    data = load_data(cfg)
-    store.set_status("running", message="resumed")
-    _execute(cfg, run_dir, store, data, progress)
+    with _lock(run_dir):  # a second `star run --resume` (or a run still going) holds it: refused, nothing written
+        status = run_status(run_dir)
+        if status == "running":
+            raise RunError(f"{run_dir} is still running in another process; stop it first (or wait for it)")
+        if status == "finished":
+            raise RunError(f"{run_dir} has already finished; start a new run to go further")
+        cfg = config_mod.from_saved(run_dir / CONFIG_NAME)
+        store = RunStore(run_dir)
+        if not store.has_run():
+            raise RunError(f"{run_dir}: the store has no run record; start a new run instead")
+        data = load_data(cfg)
+        store.set_status("running", message="resumed")
+        _execute(cfg, run_dir, store, data, progress)
     return run_dir
 
 
