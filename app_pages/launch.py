@@ -42,7 +42,7 @@ with st.form("launch_form"):
     model = c3.text_input("Model", value=DEFAULT_MODEL,
                           help="Hugging Face id, local folder, .gguf file, or bundled:smollm2-135m (offline)")
     c1, c2, c3, c4 = st.columns(4)
-    iterations = c1.number_input("Iterations", min_value=0, max_value=100, value=2, step=1,
+    iterations = c1.number_input("Iterations", min_value=0, max_value=50, value=2, step=1,
                                  help="STaR outer iterations; iteration 0 (few-shot baseline) is extra")
     n_train = c2.number_input("Train questions (n_train)", min_value=1, max_value=100_000, value=64, step=16)
     n_eval = c3.number_input("Eval questions (n_eval)", min_value=1, max_value=100_000, value=50, step=10)

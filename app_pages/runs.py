@@ -84,13 +84,13 @@ def _details(run_dir) -> None:
     st.progress(Q.run_brief(run_dir)["progress"], text=f"{done} of {planned} iterations done")
     if status == "running":
         st.caption("Live: this view refreshes every few seconds.")
+    how = "with the button below, or from a shell:" if ui.control_policy().allowed else "from a shell:"
     if status == "crashed":
         st.error("This run stopped without finishing (its process is gone or its heartbeat is stale). "
-                 "Resume it with the button below, or from a shell:", icon=":material/error:")
+                 f"Resume it {how}", icon=":material/error:")
         st.code(f"star run --resume {run_dir}", language="bash")
     elif status == "stopped":
-        st.warning("This run was stopped. Resume it with the button below, or from a shell:",
-                   icon=":material/pause_circle:")
+        st.warning(f"This run was stopped. Resume it {how}", icon=":material/pause_circle:")
         st.code(f"star run --resume {run_dir}", language="bash")
     ui.run_controls(run_dir, status, "runs")
     gone = Q.missing_adapters(run_dir)

@@ -49,16 +49,22 @@ def _bind(address):
     return lambda: config.set_option("server.address", old)
 
 
+@pytest.fixture(autouse=True)
+def loopback(monkeypatch):
+    """Every test runs the dashboard as .streamlit/config.toml does: on loopback, no token, no limit set."""
+    for var in ("STAR_DASHBOARD_LAUNCH", "STAR_DASHBOARD_TOKEN", "STAR_DASHBOARD_MAX_RUNS"):
+        monkeypatch.delenv(var, raising=False)
+    restore = _bind("127.0.0.1")
+    yield
+    restore()
+
+
 @pytest.fixture
 def env(root, monkeypatch, tmp_path):
     monkeypatch.setenv("STAR_RUNS_ROOT", str(root))
     monkeypatch.setenv(Q.DEMO_RUNS_ENV, "0")  # the bundled demo runs are tested in test_demo_store.py
-    for var in ("STAR_DASHBOARD_LAUNCH", "STAR_DASHBOARD_TOKEN", "STAR_DASHBOARD_MAX_RUNS"):
-        monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
-    restore = _bind("127.0.0.1")  # as in .streamlit/config.toml
-    yield root
-    restore()
+    return root
 
 
 sql = F.sql
@@ -586,6 +592,7 @@ def test_no_process_control_beyond_loopback(env, address):
         at = open_page(None, run="beta")
         assert not any(b.label == "Resume run" for b in at.button)
         assert any("reachable beyond loopback" in c for c in texts(at, "caption"))
+        assert any("Resume it from a shell" in e for e in texts(at, "error"))
     finally:
         restore()
 
@@ -628,8 +635,6 @@ def test_process_control_with_the_token(env, monkeypatch):
 def test_process_control_policy(monkeypatch, env_vars, address, client, allowed, needle):
     from star_core import procs
 
-    for var in ("STAR_DASHBOARD_LAUNCH", "STAR_DASHBOARD_TOKEN", "STAR_DASHBOARD_MAX_RUNS"):
-        monkeypatch.delenv(var, raising=False)
     for k, v in env_vars.items():
         monkeypatch.setenv(k, v)
     pol = procs.policy(address, client, None)
