@@ -12,9 +12,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("runs", help="list runs with their status")
     ls.add_argument("roots", nargs="*", default=["runs"])
+    ls.add_argument("--json", action="store_true", help="print JSON (one object per run)")
 
     s = sub.add_parser("summary", help="status, decisions and accuracies of a run")
     s.add_argument("run_dir")
@@ -117,11 +120,10 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from .store import DB_NAME, connect
+    from .store import DB_NAME, check, connect
 
     run = Path(a.run_dir)
-    if not (run / DB_NAME).exists():
-        raise ConfigError(f"{run}: not a run folder (no {DB_NAME})")
+    check(run / DB_NAME, deep=True)
     out = Path(a.out) if a.out else run / "export"
     out.mkdir(parents=True, exist_ok=True)
     con = connect(run / DB_NAME, readonly=True)
@@ -145,13 +147,26 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def cmd_runs(a: argparse.Namespace) -> int:
     from .queries import list_runs
+    from .store import DB_NAME, StoreError, check
 
     runs = list_runs([Path(r) for r in a.roots])
+    for r in runs:
+        if r.get("problem"):  # an unreadable store (status corrupt | empty): say exactly what is wrong
+            try:
+                check(Path(r["path"]) / DB_NAME)
+            except StoreError as e:
+                r["problem"] = str(e).split(": ", 1)[-1]
+    if a.json:
+        print(json.dumps(runs, indent=2, default=str))
+        return 0
     if not runs:
         print("no runs under " + ", ".join(a.roots))
         return 0
     print(f"{'status':9} {'task':14} {'iterations':>10}  {'stage':12}  path")
     for r in runs:
+        if r.get("problem"):
+            print(f"{r['status']:9} {'-':14} {'-':>10}  {'-':12}  {r.get('path')}  ({r['problem']})")
+            continue
         done = f"{max(0, (r.get('iterations_done') or 0) - 1)}/{r.get('iterations_planned', '?')}"  # iteration 0 is the baseline
         stage = f"{r.get('current_iteration', '')}:{r.get('current_stage') or ''}"
         print(f"{r.get('status', '?'):9} {r.get('task') or '?':14} {done:>10}  {stage:12}  {r.get('path')}")
@@ -178,7 +193,9 @@ def _print_measures(measures: dict, changes: dict) -> None:
 
 def cmd_summary(a: argparse.Namespace) -> int:
     from .queries import WARM_NOTE, summary
+    from .store import DB_NAME, check
 
+    check(Path(a.run_dir) / DB_NAME, deep=True)  # damage anywhere in the file: rc 2, not a partial summary
     s = summary(Path(a.run_dir))
     if a.json:
         print(json.dumps(s, indent=2, default=str))
@@ -210,25 +227,50 @@ def cmd_config(a: argparse.Namespace) -> int:  # noqa: ARG001
     return 0
 
 
+def _disk_full(e: BaseException) -> str | None:
+    """What ran out of space, when ``e`` (or an exception it was raised from or during) is a full disk:
+    an OSError ENOSPC (an adapter or file write) or SQLite's "database or disk is full"."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            return f"{e.strerror or 'no space left on device'}" + (f": {e.filename}" if e.filename else "")
+        if isinstance(e, sqlite3.OperationalError) and "disk is full" in str(e):
+            return f"the run store: {e}"
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     for noisy in ("transformers", "peft", "bitsandbytes", "datasets", "httpx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     a = build_parser().parse_args(argv)
+    from .store import StoreError
     from .tasks import DataError
 
     try:
         return {"run": cmd_run, "eval": cmd_eval, "export": cmd_export, "runs": cmd_runs,
                 "summary": cmd_summary, "config": cmd_config}[a.cmd](a)
-    except (ConfigError, DataError, ModelError) as e:
+    except (ConfigError, DataError, ModelError, StoreError) as e:
         print(f"star: error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001
         from .loop import RunError, Stopped
 
+        full = _disk_full(e)
+        if full:
+            run = getattr(a, "resume", None) or getattr(a, "out", None)
+            again = f"star run --resume {run}" if a.cmd == "run" and run else "the command again"
+            print(f"star: error: disk full ({full}); the run store keeps every committed batch: free some space, "
+                  f"then run {again}", file=sys.stderr)
+            return 2
         if isinstance(e, RunError):
             print(f"star: error: {e}", file=sys.stderr)
+            return 2
+        if isinstance(e, sqlite3.DatabaseError):
+            print(f"star: error: the run store cannot be read or written ({e})", file=sys.stderr)
             return 2
         if isinstance(e, Stopped):
             print("star: stopped; resume with `star run --resume RUN_DIR`", file=sys.stderr)

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from . import config as config_mod
 from . import runlock, warmstart
+from . import store as store_mod
 from .config import StarConfig
 from .evaluation import accuracy_rows
 from .filtering import judge, limit_per_question
@@ -87,9 +88,11 @@ def load_data(cfg: StarConfig) -> Data:
     train = [p for p in train if p.id not in ex_ids]
     evals = task.load("eval", path=cfg.eval_file, limit=cfg.n_eval, seed=cfg.seed)
     if not train:
-        raise RunError("no training questions: check --train-file / n_train")
+        where = f" in {cfg.train_file}" if cfg.train_file else ""
+        raise RunError(f"no training questions{where} (other than the exemplars): check --train-file / n_train")
     if not evals:
-        raise RunError("no evaluation questions: check --eval-file / n_eval")
+        where = f" in {cfg.eval_file}" if cfg.eval_file else ""
+        raise RunError(f"no evaluation questions{where}: check --eval-file / n_eval")
     warm = warmstart.problems(cfg, task, train, evals) if cfg.warm_start else []
     direct = task.direct_exemplars(exemplars) if cfg.direct_baseline else []
     return Data(task, train, evals, exemplars, source, warm, direct)
@@ -105,6 +108,7 @@ class Runner:
         self.adapter: str | None = None  # adapter currently attached
         self._copy = None  # full-precision sampling copy over a 4-bit base (False: none is used)
         self._copy_adapter: str | None = None
+        self.lora_targets: list[str] = []  # cfg.lora_targets resolved against the model (on load)
 
     # ---- model state ---------------------------------------------------------
     def _ensure_model(self) -> None:
@@ -117,6 +121,12 @@ class Runner:
                 torch.set_num_threads(self.cfg.threads)
             self.loaded = load_base(self.cfg.model, self.cfg.quantization, self.cfg.device)
             self.model = self.loaded.model
+            from .training import resolve_lora_targets
+
+            try:  # a model-dependent check, before iteration 0 spends any time
+                self.lora_targets = resolve_lora_targets(self.cfg.lora_targets, self.model)
+            except ValueError as e:
+                raise RunError(f"{self.cfg.model}: {e}") from None
 
     def model_adapter(self, iteration: int) -> str | None:
         """The adapter of M(iteration), relative to the run folder: none for the few-shot model M(0),
@@ -245,7 +255,7 @@ class Runner:
             self.model = load_adapter(base, self.run_dir / prev, trainable=True)
         else:
             self.model = fresh_lora(base, lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
-                                                      list(cfg.lora_targets)), seed=cfg.seed + iteration)
+                                                      self.lora_targets), seed=cfg.seed + iteration)
         self.adapter = None
         steps = cfg.steps_for(iteration) if iteration >= 1 else cfg.warm_start_steps
         losses: list = []
@@ -357,6 +367,7 @@ def start(cfg: StarConfig, run_dir: str | Path, progress: bool = True) -> Path:
     """Start a new run in ``run_dir`` (which must not hold a run yet)."""
     run_dir = Path(run_dir)
     if (run_dir / DB_NAME).exists():
+        store_mod.check(run_dir / DB_NAME)  # a damaged or foreign store says so (StoreError)
         raise RunError(f"{run_dir} already holds a run; use `star run --resume {run_dir}` or another --out")
     data = load_data(cfg)  # validate all input before anything is written
     from .models import resolve_model_path
@@ -383,12 +394,14 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
     from .queries import run_status
 
     with _lock(run_dir):  # a second `star run --resume` (or a run still going) holds it: refused, nothing written
+        store_mod.check(run_dir / DB_NAME, deep=True)  # read-only: a damaged or foreign store is never written
         status = run_status(run_dir)
         if status == "running":
             raise RunError(f"{run_dir} is still running in another process; stop it first (or wait for it)")
         if status == "finished":
             raise RunError(f"{run_dir} has already finished; start a new run to go further")
         cfg = config_mod.from_saved(run_dir / CONFIG_NAME)
+        clean_tmp_adapters(run_dir)
         store = RunStore(run_dir)
         if not store.has_run():
             raise RunError(f"{run_dir}: the store has no run record; start a new run instead")
@@ -396,6 +409,19 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
         store.set_status("running", message="resumed")
         _execute(cfg, run_dir, store, data, progress)
     return run_dir
+
+
+def clean_tmp_adapters(run_dir: Path) -> list[Path]:
+    """Remove ``adapters/*.tmp`` folders, half-written adapters of a run that died while saving one
+    (a full disk, a kill); the store never points at them. Returns what was removed."""
+    gone = sorted((run_dir / ADAPTERS_DIR).glob("*.tmp"))
+    for t in gone:
+        log.info("removing a half-written adapter: %s", t)
+        if t.is_dir():
+            shutil.rmtree(t, ignore_errors=True)
+        else:
+            t.unlink(missing_ok=True)
+    return gone
 
 
 def _execute(cfg: StarConfig, run_dir: Path, store: RunStore, data: Data, progress: bool) -> None:

@@ -176,6 +176,74 @@ class StoreError(RuntimeError):
     """The store is missing, unreadable or from an unknown schema."""
 
 
+#: The tables every star store has; a SQLite file without them is not a run store.
+STAR_TABLES = ("meta", "runs", "iterations", "exemplars", "samples", "train_examples", "train_losses", "metrics",
+               "events")
+SQLITE_HEADER = b"SQLite format 3\x00"
+_REMEDY = "restore it from a copy, or start a new run in another folder"
+
+
+def check(db_path: str | os.PathLike, deep: bool = False) -> None:
+    """Raise StoreError, one line naming the file, unless ``db_path`` is a readable star run store.
+
+    Reads only (a read-only connection): a zero-byte, truncated or garbage file, an SQLite database
+    of another program and a store of an unknown schema version are refused before anything opens it
+    for writing. ``deep`` also runs ``PRAGMA quick_check``, which finds damage in the middle of the file."""
+    p = Path(db_path)
+    if not p.is_file():
+        raise StoreError(f"{p.parent}: not a run folder (no {p.name})")
+    try:
+        with p.open("rb") as f:
+            head = f.read(100)
+    except OSError as e:
+        raise StoreError(f"{p}: cannot read the run store ({e.strerror or e})") from None
+    if not head:
+        raise StoreError(f"{p}: the run store is empty (0 bytes; the run never started, or the file was "
+                         f"truncated); {_REMEDY}")
+    if not head.startswith(SQLITE_HEADER) or len(head) < 100:
+        raise StoreError(f"{p}: not an SQLite database (garbage, or a truncated or overwritten file); {_REMEDY}")
+    try:
+        con = sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error as e:
+        raise StoreError(f"{p}: the run store cannot be opened ({e}); {_REMEDY}") from None
+    try:
+        try:
+            try:
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            except sqlite3.OperationalError:
+                if os.access(p.parent, os.W_OK):
+                    raise
+                con.close()  # a read-only folder with a cleanly closed WAL store: read it as immutable
+                con = sqlite3.connect(f"file:{p}?mode=ro&immutable=1", uri=True)
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{p}: the run store is damaged ({e}); {_REMEDY}") from None
+        if "runs" not in tables or "meta" not in tables:
+            other = ", ".join(sorted(tables)[:8]) or "none"
+            raise StoreError(f"{p}: an SQLite database that is not a star run store (its tables: {other}); "
+                             f"star does not write to it: use another run folder")
+        missing = [t for t in STAR_TABLES if t not in tables]
+        if missing:
+            raise StoreError(f"{p}: the run store lacks star's tables {', '.join(missing)} (damaged, or written "
+                             f"by another program); {_REMEDY}")
+        try:
+            row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is not None and str(row[0]) != str(SCHEMA_VERSION):
+                raise StoreError(f"{p}: run store schema version {row[0]}; this star reads version "
+                                 f"{SCHEMA_VERSION}")
+            if deep:
+                rows = [ln for r in con.execute("PRAGMA quick_check") for ln in str(r[0]).splitlines()
+                        if ln.strip() and not ln.startswith("*** in database")]
+                if rows != ["ok"]:
+                    more = f" (and {len(rows) - 1} more problems)" if len(rows) > 1 else ""
+                    raise StoreError(f"{p}: the run store is damaged (quick_check: {rows[0]}{more}); "
+                                     f"`sqlite3 {p} .recover` may save part of it; {_REMEDY}")
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{p}: the run store is damaged ({e}); {_REMEDY}") from None
+    finally:
+        con.close()
+
+
 def connect(db_path: str | os.PathLike, readonly: bool = False) -> sqlite3.Connection:
     """Open the database. Readers use ``readonly=True`` and never write."""
     p = Path(db_path)
@@ -233,6 +301,8 @@ class RunStore:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.run_dir / DB_NAME
+        if self.db_path.exists():
+            check(self.db_path)  # never add star's tables to a foreign or damaged file
         self.con = connect(self.db_path)
         self.con.executescript(SCHEMA)
         self.con.execute(

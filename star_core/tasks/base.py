@@ -269,6 +269,8 @@ def read_records(path: str | Path) -> Iterator[tuple[int, Any]]:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise DataError(str(path), None, None, f"not UTF-8 text: {e}") from e
+    if not text.strip():
+        raise DataError(str(path), None, None, "the file is empty (no questions)")
     if p.suffix.lower() == ".json" and text.lstrip()[:1] in ("[", "{"):
         try:
             whole = json.loads(text)
