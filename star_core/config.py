@@ -180,9 +180,10 @@ class StarConfig:
     """LoRA alpha (scale = alpha / r)."""
     lora_dropout: float = 0.0
     """LoRA dropout."""
-    lora_targets: list[str] = field(default_factory=lambda: [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
-    """Module names that get LoRA adapters (or ['all-linear'])."""
+    lora_targets: list[str] = field(default_factory=lambda: ["auto"])
+    """Module names that get LoRA adapters: ['auto'] (the model type's attention and MLP projections, e.g.
+    q_proj..down_proj for llama/mistral/qwen2, c_attn,c_proj,c_fc for gpt2; else all-linear),
+    ['all-linear'], or a list of names (checked against the model right after it loads)."""
     mask_prompt: bool = True
     """Compute the loss only on rationale + answer tokens."""
     keep_prefix_in_training: bool = False

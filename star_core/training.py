@@ -56,6 +56,45 @@ def _collate(batch: list[tuple[list[int], list[int]]], pad_id: int, device) -> d
     return {"input_ids": ids.to(device), "labels": lab.to(device), "attention_mask": att.to(device)}
 
 
+_LLAMA_STYLE = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+#: ``lora_targets=auto``: the attention and MLP projections of each known ``config.model_type``;
+#: any other model gets ``all-linear`` (every linear layer but the output head).
+LORA_TARGETS: dict[str, list[str]] = {
+    **{t: _LLAMA_STYLE for t in ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "gemma", "gemma2",
+                                 "gemma3_text", "olmo", "olmo2", "granite", "cohere", "smollm3", "deepseek_v3")},
+    "gpt2": ["c_attn", "c_proj", "c_fc"],
+    "gpt_bigcode": ["c_attn", "c_proj", "c_fc"],
+    "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+    "falcon": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+    "bloom": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+    "gptj": ["q_proj", "k_proj", "v_proj", "out_proj", "fc_in", "fc_out"],
+    "opt": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+    "phi": ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"],
+    "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+}
+
+
+def resolve_lora_targets(targets: Sequence[str], model) -> list[str]:
+    """The module names to put LoRA on: ``["auto"]`` becomes the model type's known targets that the model
+    has (else ``["all-linear"]``); ``["all-linear"]`` stays; other names must each match a module of the
+    model, or ValueError names the missing ones and the model's linear layers."""
+    targets = list(targets)
+    base = getattr(model, "get_base_model", lambda: model)()
+    names = {n.rsplit(".", 1)[-1] for n, _ in base.named_modules() if n}
+    if targets == ["auto"]:
+        known = [t for t in LORA_TARGETS.get(getattr(base.config, "model_type", None), []) if t in names]
+        return known or ["all-linear"]
+    if targets == ["all-linear"]:
+        return targets
+    missing = [t for t in targets if t not in names]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in base.named_modules()
+                         if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"} - {"lm_head"})
+        raise ValueError(f"lora_targets {missing} match no module of this {getattr(base.config, 'model_type', '?')}"
+                         f" model (its linear layers: {', '.join(linear[:12])}); use lora_targets=auto")
+    return targets
+
+
 def train(model, tokenizer, examples: Sequence[tuple[str, str]], args: TrainArgs,
           on_step: Callable[[int, float, float], None] | None = None) -> list[tuple[int, float, float, float]]:
     """Train the (peft) model in place. Returns [(step, loss, lr, seconds)]."""
