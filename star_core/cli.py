@@ -4,9 +4,10 @@
   star run --resume DIR
   star eval [--task T] [--model M] [--adapter DIR] [--direct] [--out DIR] [--set k=v ...]
   star export DIR [--out FOLDER]
-  star runs [ROOT ...]
+  star runs [ROOT ...] [--json]
   star summary DIR [--json]
-  star config            (every config field with its doc and default)
+  star config [--yaml]   (every config field with its doc and default; --yaml: a starter file)
+  star --version          (also: python -m star_core ...)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from . import config as config_mod
 from .config import ConfigError, ModelError
+from .store import ADAPTERS_DIR, CONFIG_NAME
 
 log = logging.getLogger("star")
 
@@ -39,34 +41,81 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+_RAW = argparse.RawDescriptionHelpFormatter
+HELP = {  # subcommand: (help line, description, examples)
+    "run": ("start (or resume) a STaR run",
+            "Start a STaR run: few-shot rationales, filter, fine-tune a LoRA adapter, repeat (Zelikman et al. 2022).\n"
+            "Every sample, decision, loss and accuracy goes to RUN_DIR/store.sqlite; a stopped or crashed run\n"
+            "resumes where it stopped.",
+            "star run --task arithmetic --iterations 2 --set n_train=200 --out runs/arith\n"
+            "  star run --config star.yaml            (a starter file: star config --yaml > star.yaml)\n"
+            "  star run --resume runs/arith"),
+    "eval": ("evaluate a model (and optionally an adapter) on a task's eval split",
+             "Evaluate a model, or an adapter on its base model, on a task's eval split (a run of 0 iterations).\n"
+             "With --adapter and no --model, the base model is the one the adapter was trained on (its run's\n"
+             "config.yaml, else adapter_config.json); a different --model is used with a warning.",
+             "star eval --task gsm8k --model bundled:smollm2-135m --direct\n"
+             "  star eval --task arithmetic --adapter runs/arith/adapters/iter_2"),
+    "export": ("write the kept training examples of each iteration as JSONL",
+               "Write the kept training examples of each iteration (prompt, completion, gold, reason) as\n"
+               "RUN_DIR/export/iter_<i>.jsonl, e.g. to fine-tune with another trainer.",
+               "star export runs/arith\n  star export runs/arith --out /tmp/arith-examples"),
+    "runs": ("list runs with their status",
+             "List the run folders under each ROOT (default ./runs): status, task, iterations done, stage;\n"
+             "an unreadable store is listed as corrupt or empty with the reason.",
+             "star runs\n  star runs runs sample_data/runs --json"),
+    "summary": ("status, decisions and accuracies of a run",
+                "Status, decisions and accuracies (with n, 95 % intervals and paired changes) of one run.\n"
+                "Checks the store first (PRAGMA quick_check): a damaged store is an error (exit 2).",
+                "star summary runs/arith\n  star summary runs/arith --json"),
+    "config": ("list every config field with its default and doc",
+               "List every config field with its default, doc and range; --yaml prints a starter config file\n"
+               "(every field at its default, docs as comments) that star run --config accepts.",
+               "star config\n  star config --yaml > star.yaml && star run --config star.yaml"),
+}
+
+
+def _sub(sub, name: str) -> argparse.ArgumentParser:
+    helpline, desc, examples = HELP[name]
+    return sub.add_parser(name, help=helpline, description=desc, epilog=f"example:\n  {examples}",
+                          formatter_class=_RAW)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="star", description="STaR: self-taught reasoner workbench")
+    from . import __version__
+
+    ap = argparse.ArgumentParser(prog="star", description="STaR: self-taught reasoner workbench",
+                                 epilog="example:\n  star run --task arithmetic --iterations 2\n"
+                                        "  star <command> --help   (each command's options and examples)",
+                                 formatter_class=_RAW)
+    ap.add_argument("--version", action="version", version=f"star {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
-    r = sub.add_parser("run", help="start (or resume) a STaR run")
+    r = _sub(sub, "run")
     _add_run_flags(r)
     r.add_argument("--iterations", type=int, help="STaR iterations")
     r.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or crashed run")
 
-    e = sub.add_parser("eval", help="evaluate a model (and optionally an adapter) on a task's eval split")
+    e = _sub(sub, "eval")
     _add_run_flags(e)
-    e.add_argument("--adapter", help="peft adapter folder to evaluate on top of the model")
+    e.add_argument("--adapter", help="peft adapter folder to evaluate on top of its base model (or --model)")
     e.add_argument("--direct", action="store_true",
                    help="also evaluate without rationales (direct-answer exemplars; sets direct_baseline=true)")
 
-    x = sub.add_parser("export", help="write the kept training examples of each iteration as JSONL")
+    x = _sub(sub, "export")
     x.add_argument("run_dir")
     x.add_argument("--out", help="folder for iter_<i>.jsonl (default: RUN_DIR/export)")
 
-    ls = sub.add_parser("runs", help="list runs with their status")
+    ls = _sub(sub, "runs")
     ls.add_argument("roots", nargs="*", default=["runs"])
     ls.add_argument("--json", action="store_true", help="print JSON (one object per run)")
 
-    s = sub.add_parser("summary", help="status, decisions and accuracies of a run")
+    s = _sub(sub, "summary")
     s.add_argument("run_dir")
     s.add_argument("--json", action="store_true", help="print JSON")
 
-    sub.add_parser("config", help="list every config field with its default and doc")
+    c = _sub(sub, "config")
+    c.add_argument("--yaml", action="store_true", help="print a starter YAML config file instead")
     return ap
 
 
@@ -97,18 +146,43 @@ def _finished(run: Path) -> int:
     return 0
 
 
+def adapter_base(adapter: Path) -> tuple[str | None, str]:
+    """The base model an adapter was trained on, and where that was read: the ``model`` of the run whose
+    ``adapters/`` folder holds it (its config.yaml), else adapter_config.json's base_model_name_or_path."""
+    run_cfg = adapter.resolve().parent.parent / CONFIG_NAME
+    if adapter.resolve().parent.name == ADAPTERS_DIR and run_cfg.is_file():
+        try:
+            model = config_mod.load_file(run_cfg).get("model")
+        except ConfigError:
+            model = None
+        if model:
+            return str(model), str(run_cfg)
+    try:
+        model = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        model = None
+    return (str(model), str(adapter / "adapter_config.json")) if model else (None, "")
+
+
 def cmd_eval(a: argparse.Namespace) -> int:
     from . import loop
 
     sets = list(a.sets)
+    model = a.model
     if a.adapter:
         if not (Path(a.adapter) / "adapter_config.json").is_file():
             raise ConfigError(f"--adapter {a.adapter}: not a peft adapter folder (no adapter_config.json)")
         sets.append(f"eval_adapter={Path(a.adapter).resolve()}")
+        base, source = adapter_base(Path(a.adapter))
+        if base and model is None:
+            model = base
+            log.info("--adapter %s: base model %s (from %s)", a.adapter, base, source)
     if a.direct:
         sets.append("direct_baseline=true")
-    cfg = config_mod.build(a.config, {"task": a.task, "model": a.model, "iterations": 0,
+    cfg = config_mod.build(a.config, {"task": a.task, "model": model, "iterations": 0,
                                       "train_file": a.train_file, "eval_file": a.eval_file}, sets)
+    if a.adapter and base and cfg.model != base:
+        log.warning("--adapter %s was trained on %s (%s), but is evaluated on %s", a.adapter, base, source, cfg.model)
     out = Path(a.out) if a.out else Path("runs") / f"eval-{cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}"
     loop.start(cfg, out, progress=not a.quiet)
     from .queries import summary
@@ -219,7 +293,23 @@ def cmd_summary(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_config(a: argparse.Namespace) -> int:  # noqa: ARG001
+def starter_yaml() -> str:
+    """Every config field at its default, its doc and range as comments: a file ``star run --config`` reads."""
+    import yaml
+
+    cfg = config_mod.StarConfig().to_dict()
+    out = ["# star run --config THIS_FILE  (every field at its default; `star config` lists them)", ""]
+    for name, doc in config_mod.field_docs().items():
+        rng = config_mod.range_text(name)
+        out += [f"# {ln.strip()}" for ln in doc.splitlines()] + ([f"# range: {rng}"] if rng else [])
+        out += [yaml.safe_dump({name: cfg[name]}, default_flow_style=False, sort_keys=False, width=10_000).strip(), ""]
+    return "\n".join(out)
+
+
+def cmd_config(a: argparse.Namespace) -> int:
+    if a.yaml:
+        print(starter_yaml())
+        return 0
     cfg = config_mod.StarConfig().to_dict()
     for name, doc in config_mod.field_docs().items():
         rng = config_mod.range_text(name)
