@@ -135,17 +135,11 @@ def throughput(a) -> None:
 
 def host_overhead(a) -> None:
     """Steps/s of the decoder on a tiny random model (compute negligible: host work dominates)."""
-    import sys
-
     import torch
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from tiny_model import build_tiny_model
-
-    from reference_decoder import generate_reference
 
     from star_core.models import load_base
     from star_core.sampling import generate
+    from star_core.tiny import build_tiny_model
 
     torch.set_num_threads(a.threads or 1)
     with tempfile.TemporaryDirectory() as d:
@@ -153,17 +147,15 @@ def host_overhead(a) -> None:
     prefix = "Q: What is 1 + 2?\nA: 1 + 2 = 3. The answer is 3.\n\n"
     steps = 64
     print(f"tiny random model, greedy, {steps} new tokens per row, one prompt per row, stop check on '.\\n'")
-    print(f"{'decoder':34} {'batch':>6} {'steps/s':>8} {'rows*steps/s':>13}")
-    for label, fn, kw in [("star (token-id stop check)", generate, {"stop_chars": ".\n"}),
-                          ("previous (decodes every row)", generate_reference, {})]:
-        for bs in (16, 128):
-            prompts = [prefix + f"Q: What is {i} + {i}?\nA:" for i in range(bs)]
-            fn(m.model, m.tokenizer, prompts, max_new_tokens=4, is_complete=lambda t: False, batch_size=bs, **kw)
-            t0 = time.perf_counter()
-            fn(m.model, m.tokenizer, prompts, max_new_tokens=steps, is_complete=lambda t: False, batch_size=bs,
-               **kw)
-            dt = time.perf_counter() - t0
-            print(f"{label:34} {bs:6d} {steps / dt:8.0f} {bs * steps / dt:13.0f}")
+    print(f"{'batch':>6} {'steps/s':>8} {'rows*steps/s':>13}")
+    for bs in (16, 128):
+        prompts = [prefix + f"Q: What is {i} + {i}?\nA:" for i in range(bs)]
+        kw = dict(is_complete=lambda t: False, stop_chars=".\n", batch_size=bs)
+        generate(m.model, m.tokenizer, prompts, max_new_tokens=4, **kw)
+        t0 = time.perf_counter()
+        generate(m.model, m.tokenizer, prompts, max_new_tokens=steps, **kw)
+        dt = time.perf_counter() - t0
+        print(f"{bs:6d} {steps / dt:8.0f} {bs * steps / dt:13.0f}")
 
 
 def main() -> None:
