@@ -469,10 +469,10 @@ def test_order_file_sets_the_first_run_of_a_root(tmp_path):
     assert ordered[:2] == ["c", "b"] and set(ordered) == set(newest_first) == {"a", "b", "c"}
 
 
-def test_demo_runs_open_on_the_arithmetic_run():
+def test_demo_runs_open_on_the_showcase_run():
     demo = Path(__file__).resolve().parents[1] / "sample_data" / "runs"
     first = Q.list_runs([demo])[0]
-    assert first["key"] == "arithmetic-audit-filter" and first["status"] == "finished"
+    assert first["key"] == "arithmetic-warm-start" and first["status"] == "finished"
 
 
 @pytest.mark.parametrize("prompt, hint, marked", [
