@@ -65,15 +65,16 @@ def test_summary_gives_every_accuracy_its_n_interval_and_change(capsys):
     run = REPO / "sample_data" / "runs" / "arithmetic-paper-rule"
     assert main(["summary", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "arithmetic eval 2: 26.7 % [14.2–44.4] (8/30)" in out  # iteration 0
-    assert "vs iter 0: +9 −6 questions, p = 0.61 (not significant at 0.05)" in out
-    assert "arithmetic eval all: 25.8 % [18.8–34.3] (31/120); vs iter 1: +1 −12 questions, p = 0.0034 (significant" in out
+    assert "arithmetic eval 2: 2.0 % [0.6–7.0] (2/100)" in out  # iteration 0
+    assert "arithmetic eval all: 19.0 % [15.5–23.1] (76/400)" in out
+    assert "vs iter 0: +14 −8 questions, p = 0.29 (not significant at 0.05)" in out
+    assert "(81/400)" in out and "vs iter 1: +8 −3 questions, p = 0.23 (not significant at 0.05)" in out
     assert main(["summary", str(run), "--json"]) == 0
     s = json.loads(capsys.readouterr().out)
-    a = s["iterations"][1]["accuracy"]["arithmetic"]["eval"]["2"]
-    assert (a["n"], a["n_correct"]) == (30, 11) and a["ci95"] == pytest.approx([0.2187, 0.5449], abs=1e-4)
+    a = s["iterations"][2]["accuracy"]["arithmetic"]["eval"]["2"]
+    assert (a["n"], a["n_correct"]) == (100, 3) and a["ci95"] == pytest.approx([0.0103, 0.0845], abs=1e-4)
     c = s["iterations"][2]["change"]["arithmetic"]["eval"]["all"]
-    assert (c["since"], c["lost"], c["gained"], c["significant"]) == (1, 12, 1, True)
+    assert (c["since"], c["lost"], c["gained"], c["significant"]) == (1, 3, 8, False)
 
 
 def test_summary_text_labels_the_warm_start_and_gives_three_measures(tmp_path, capsys):

@@ -301,8 +301,10 @@ def test_measures_match_the_samples(runs):
 
 
 def test_version_1_audits_give_only_accuracy(runs, tmp_path):
-    m = Q.measures_frame(ROOT / "sample_data" / "runs" / "arithmetic-paper-rule")
+    m = Q.measures_frame(ROOT / "sample_data" / "runs" / "arithmetic-audit-filter")  # recorded under version 1
     assert set(m["measure"]) == {"accuracy"}
+    m = Q.measures_frame(ROOT / "sample_data" / "runs" / "arithmetic-paper-rule")  # version 2
+    assert set(m["measure"]) == set(Q.MEASURES)
     m = Q.measures_frame(runs / "warm")
     assert set(m[m["task"] == "commonsenseqa"]["measure"]) == set(Q.MEASURES)
 
