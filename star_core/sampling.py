@@ -269,11 +269,12 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
     next_pos = torch.zeros(rows, dtype=torch.long, device=device)
     logits = None
     done: list[tuple[int, Generation]] = []
+    n_live = 0  # rows holding a prompt (kept by admit and finish, not recounted per step)
     t_last = time.perf_counter()
 
     def admit(free: list[int]) -> None:
         """Prefill waiting prompts into the ``free`` rows."""
-        nonlocal attn, logits
+        nonlocal attn, logits, n_live
         take = [waiting.pop() for _ in range(min(len(free), len(waiting)))]
         if not take:
             return
@@ -311,11 +312,14 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
         if logits is None:
             logits = lg.new_zeros((rows, lg.shape[-1]))
         logits[r] = lg
+        n_live += len(take)
         for j, (row, i) in enumerate(zip(free, take)):
             row_prompt[row] = i
             row_start[row] = T - len(suf[j])
 
     def finish(row: int, text: str, n: int, truncated: bool) -> None:
+        nonlocal n_live
+        n_live -= 1
         i = row_prompt[row]
         row_prompt[row] = -1
         done.append((i, Generation(text, len(ids[i]), n, truncated, 0.0)))
@@ -361,7 +365,6 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
             if freed:
                 live[torch.tensor(freed, device=device)] = False
         deliver(False)
-        n_live = sum(p >= 0 for p in row_prompt)
         if n_live == 0 and not waiting:
             break
         if freed and not waiting and rows - n_live >= max(1, rows // 4):
@@ -382,8 +385,9 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
         next_pos = next_pos + 1
         if freed and waiting:
             admit(freed)
-        # Drop padding columns that no live row reaches back to.
-        first = min((row_start[r] for r in range(rows) if row_prompt[r] >= 0), default=P)
+        # Drop padding columns that no live row reaches back to. The earliest live column only moves
+        # when rows finish (and the bar only rises as the cache grows), so check only then.
+        first = min((row_start[r] for r in range(rows) if row_prompt[r] >= 0), default=P) if freed else P
         if first - P >= max(32, (attn.shape[1] - P) // 2):
             for layer in cache.layers:
                 layer.drop_columns(P, first)
