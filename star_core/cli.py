@@ -3,7 +3,8 @@
   star run [--config F] [--task T] [--model M] [--iterations N] [--out DIR] [--set k=v ...]
   star run --resume DIR
   star eval [--task T] [--model M] [--adapter DIR] [--direct] [--out DIR] [--set k=v ...]
-  star export DIR [--out FOLDER]
+  star export DIR [--out FOLDER] [--annotations]
+  star report DIR [-o report.html]
   star runs [ROOT ...] [--json]
   star summary DIR [--json]
   star config [--yaml]   (every config field with its doc and default; --yaml: a starter file)
@@ -58,8 +59,14 @@ HELP = {  # subcommand: (help line, description, examples)
              "  star eval --task arithmetic --adapter runs/arith/adapters/iter_2"),
     "export": ("write the kept training examples of each iteration as JSONL",
                "Write the kept training examples of each iteration (prompt, completion, gold, reason) as\n"
-               "RUN_DIR/export/iter_<i>.jsonl, e.g. to fine-tune with another trainer.",
-               "star export runs/arith\n  star export runs/arith --out /tmp/arith-examples"),
+               "RUN_DIR/export/iter_<i>.jsonl, e.g. to fine-tune with another trainer. With --annotations,\n"
+               "write the people's annotations (RUN_DIR/annotations.sqlite) as JSONL instead.",
+               "star export runs/arith\n  star export runs/arith --out /tmp/arith-examples\n"
+               "  star export runs/arith --annotations --out arith-annotations.jsonl"),
+    "report": ("write a self-contained HTML report of a run",
+               "Write one HTML file that opens without a server or a network: the accuracy curves with their\n"
+               "95 % intervals, the filter funnel of each iteration, and a filterable list of the samples.",
+               "star report runs/arith -o arith.html\n  star report runs/arith -o arith.html --max-samples 20000"),
     "runs": ("list runs with their status",
              "List the run folders under each ROOT (default ./runs): status, task, iterations done, stage;\n"
              "an unreadable store is listed as corrupt or empty with the reason.",
@@ -104,7 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     x = _sub(sub, "export")
     x.add_argument("run_dir")
-    x.add_argument("--out", help="folder for iter_<i>.jsonl (default: RUN_DIR/export)")
+    x.add_argument("--out", help="folder for iter_<i>.jsonl (default: RUN_DIR/export); with --annotations, "
+                                 "the JSONL file (default: RUN_DIR/export/annotations.jsonl)")
+    x.add_argument("--annotations", action="store_true",
+                   help="export the annotations (label, tags, note, the audit's verdict) instead")
+
+    rp = _sub(sub, "report")
+    rp.add_argument("run_dir")
+    rp.add_argument("-o", "--out", default="report.html", help="the HTML file to write (default: report.html)")
+    rp.add_argument("--max-samples", type=int, default=5000, dest="max_samples",
+                    help="at most this many samples in the list (the newest iterations first; default 5000)")
 
     ls = _sub(sub, "runs")
     ls.add_argument("roots", nargs="*", default=["runs"])
@@ -198,6 +214,14 @@ def cmd_export(a: argparse.Namespace) -> int:
 
     run = Path(a.run_dir)
     check(run / DB_NAME, deep=True)
+    if a.annotations:
+        from .annotations import Annotations
+
+        path = Path(a.out) if a.out else run / "export" / "annotations.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        n = Annotations(run).export_jsonl(path)
+        print(f"{path}: {n} annotations")
+        return 0
     out = Path(a.out) if a.out else run / "export"
     out.mkdir(parents=True, exist_ok=True)
     con = connect(run / DB_NAME, readonly=True)
@@ -216,6 +240,16 @@ def cmd_export(a: argparse.Namespace) -> int:
     con.close()
     if not iters:
         print("no kept training examples yet")
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from .report import write_report
+    from .store import DB_NAME, check
+
+    check(Path(a.run_dir) / DB_NAME, deep=True)
+    info = write_report(Path(a.run_dir), Path(a.out), max_samples=a.max_samples)
+    print(f"{a.out}: {info['samples']} of {info['total']} samples, {info['bytes'] / 1e6:.1f} MB")
     return 0
 
 
@@ -341,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     from .tasks import DataError
 
     try:
-        return {"run": cmd_run, "eval": cmd_eval, "export": cmd_export, "runs": cmd_runs,
+        return {"run": cmd_run, "eval": cmd_eval, "export": cmd_export, "report": cmd_report, "runs": cmd_runs,
                 "summary": cmd_summary, "config": cmd_config}[a.cmd](a)
     except (ConfigError, DataError, ModelError, StoreError) as e:
         print(f"star: error: {e}", file=sys.stderr)
