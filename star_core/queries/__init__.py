@@ -1,0 +1,74 @@
+"""Read-only queries over a run store, for the CLI and the dashboard.
+
+Every function opens the run's ``store.sqlite`` read-only (``store.connect(.., readonly=True)``), runs a few
+SQL statements and returns plain dicts or pandas DataFrames. Nothing here imports streamlit or torch, and
+nothing here writes. One module per job:
+
+* :mod:`.connect`: read-only connections (``open_store``, ``fingerprint``) and :class:`RunUnavailable`;
+* :mod:`.runs`: run discovery (roots, the path guard, the runs list) and one run's status and row;
+* :mod:`.reads`: SQL reads of samples (the browser's filters and pages, one sample, one question, one
+  rationalization), events and exemplars;
+* :mod:`.measures`: the three measures, accuracies, losses, paired changes, decisions, the funnel, the summary;
+* :mod:`.text`: the audit record, hint spans and hint leaks (strings only).
+
+Process liveness (``pid_alive``, ``effective_status``) lives in :mod:`star_core.liveness`, beside the
+store that writes the status. Every name is re-exported here, so ``from star_core import queries as Q;
+Q.summary(...)`` works for all of them. The modules that need pandas (``reads``, ``measures``) are imported on
+first use of one of their names: ``star run --resume`` and ``star runs`` read a status without pandas.
+
+Errors a reader can meet (no store, a half-written store without a run row, a file that is not SQLite) are
+raised as :class:`RunUnavailable` with a sentence that can be shown as is.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ..liveness import HEARTBEAT_STALE_S, RESUMABLE, effective_status, pid_alive
+from ..store import DECISIONS, EVAL_PHASES, PHASE_SPLIT, PHASES, STAGES
+from ..tasks.base import AUDIT_VERSION, VERDICTS
+from .connect import RunUnavailable, db_path, fingerprint, open_store
+from .runs import (DEMO_RUNS_ENV, ORDER_FILE, RUNS_ROOT_ENV, is_run_dir, list_runs, missing_adapters, resolve_run,
+                   run_brief, run_info, run_status, runs_roots)
+from .text import find_all, hint_leak, hint_spans, parse_audit
+
+#: The modules imported on first use of one of their names (they import pandas).
+_LAZY = ("reads", "measures")
+
+
+def __getattr__(name: str) -> Any:
+    if not name.startswith("__"):
+        for mod in _LAZY:
+            m = importlib.import_module(f".{mod}", __name__)
+            if hasattr(m, name):
+                value = getattr(m, name)
+                globals()[name] = value
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+__all__ = [
+    # store vocabularies and the audit rules' version
+    "AUDIT_VERSION", "DECISIONS", "EVAL_PHASES", "PHASES", "PHASE_SPLIT", "STAGES", "VERDICTS",
+    # liveness
+    "HEARTBEAT_STALE_S", "RESUMABLE", "effective_status", "pid_alive",
+    # connect
+    "RunUnavailable", "db_path", "fingerprint", "open_store",
+    # runs
+    "DEMO_RUNS_ENV", "ORDER_FILE", "RUNS_ROOT_ENV", "is_run_dir", "list_runs", "missing_adapters", "resolve_run",
+    "run_brief", "run_info", "run_status", "runs_roots",
+    # text
+    "find_all", "hint_leak", "hint_spans", "parse_audit",
+    # reads (lazy)
+    "SampleFilter", "browse", "count_samples", "events_frame", "exemplars_frame", "facets", "get_sample",
+    "iterations_frame", "question_history", "rationalization", "samples_page",
+    # measures (lazy)
+    "CHAINED_PHASES", "MEASURES", "PAPER_REFERENCE", "WARM_NOTE", "WARM_POINT", "changes_frame",
+    "decision_counts", "eval_label", "eval_point", "funnel", "losses_frame", "measures_frame", "metrics_frame",
+    "solve_transitions", "summary", "top_reasons", "train_counts",
+]

@@ -1,0 +1,219 @@
+"""SQL reads of one run's samples and events: the sample browser (filters, position, pages), one sample,
+one question's history, one rationalization, the events and exemplars tables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Iterable
+
+import pandas as pd
+
+from ..store import PHASES
+from .connect import _rid, open_store
+from .text import parse_audit
+
+def iterations_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """iterations table: iteration, stage, started_at, finished_at, train_steps, n_train_examples, adapter_path."""
+    with open_store(run_dir) as con:
+        rid = _rid(con)
+        return pd.read_sql_query(
+            "SELECT iteration, stage, started_at, finished_at, train_steps, n_train_examples, adapter_path"
+            " FROM iterations WHERE run_id=? ORDER BY iteration", con, params=(rid,))
+
+
+def events_frame(run_dir: str | os.PathLike, limit: int = 50) -> pd.DataFrame:
+    """The latest events, newest first."""
+    with open_store(run_dir) as con:
+        rid = _rid(con)
+        return pd.read_sql_query("SELECT at, kind, message FROM events WHERE run_id=? ORDER BY id DESC LIMIT ?",
+                                 con, params=(rid, int(limit)))
+
+
+# --------------------------------------------------------------------------
+# sample browsing
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SampleFilter:
+    """Filters of the sample browser; ``None`` means "any"."""
+
+    task: str | None = None
+    phase: str | None = None
+    split: str | None = None
+    iteration: int | None = None
+    decision: str | None = None
+    correct: bool | None = None
+    kept: bool | None = None
+    grp: str | None = None
+    question_id: str | None = None
+    search: str | None = None
+
+    def items(self) -> tuple:
+        return tuple((f.name, getattr(self, f.name)) for f in fields(self))
+
+    @classmethod
+    def from_items(cls, items: Iterable[tuple[str, Any]]) -> "SampleFilter":
+        return cls(**dict(items))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def where(self, rid: int) -> tuple[str, list[Any]]:
+        # Column order follows the samples_browse index (run_id, iteration, task, split, phase, decision).
+        sql, params = ["run_id = ?"], [rid]
+        for col in ("iteration", "task", "split", "phase", "decision", "grp", "question_id"):
+            v = getattr(self, col)
+            if v is not None:
+                sql.append(f"{col} = ?")
+                params.append(int(v) if col == "iteration" else str(v))
+        if self.correct is not None:
+            sql.append("correct = ?")
+            params.append(int(bool(self.correct)))
+        if self.kept is not None:
+            sql.append("kept = ?")
+            params.append(int(bool(self.kept)))
+        if self.search:
+            pat = "%" + self.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            sql.append("(question LIKE ? ESCAPE '\\' OR rationale LIKE ? ESCAPE '\\'"
+                       " OR raw_output LIKE ? ESCAPE '\\' OR question_id LIKE ? ESCAPE '\\')")
+            params += [pat] * 4
+        return " AND ".join(sql), params
+
+
+def facets(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The values the sample filters can take: tasks, iterations, phases, splits, decisions, grps per task."""
+    with open_store(run_dir) as con:
+        rid = _rid(con)
+        rows = con.execute(
+            "SELECT DISTINCT iteration, task, split, phase, decision FROM samples WHERE run_id=?",
+            (rid,)).fetchall()
+        grps: dict[str, list[str]] = {}
+        for r in con.execute("SELECT DISTINCT task, grp FROM samples WHERE run_id=?", (rid,)):
+            grps.setdefault(r["task"], []).append(r["grp"])
+        total = con.execute("SELECT max(id) FROM samples WHERE run_id=?", (rid,)).fetchone()[0]
+
+    def _grp_key(g: str) -> tuple:
+        return (0, int(g), "") if g.isdigit() else (1, 0, g)
+
+    return {
+        "tasks": sorted({r["task"] for r in rows}),
+        "iterations": sorted({r["iteration"] for r in rows}),
+        "phases": [p for p in PHASES if p in {r["phase"] for r in rows}]
+        + sorted({r["phase"] for r in rows} - set(PHASES)),
+        "splits": sorted({r["split"] for r in rows}),
+        "decisions": sorted({r["decision"] for r in rows}),
+        "grps": {t: sorted(set(g), key=_grp_key) for t, g in grps.items()},
+        "max_id": total,
+    }
+
+
+def count_samples(run_dir: str | os.PathLike, f: SampleFilter = SampleFilter()) -> int:
+    with open_store(run_dir) as con:
+        w, p = f.where(_rid(con))
+        return int(con.execute(f"SELECT count(*) FROM samples WHERE {w}", p).fetchone()[0])
+
+
+def browse(run_dir: str | os.PathLike, f: SampleFilter = SampleFilter(), sample_id: int | None = None,
+           position: int | None = None) -> dict[str, Any]:
+    """Locate one sample in the filtered, id-ordered list, without loading the list.
+
+    Picks ``sample_id`` when given (it may lie outside the filter: then ``position`` is
+    None), else the sample at 1-based ``position``, else the first. Returns
+    {"total", "position", "sample_id", "prev_id", "next_id", "first_id", "last_id", "in_filter"}.
+    """
+    with open_store(run_dir) as con:
+        w, p = f.where(_rid(con))
+        total = int(con.execute(f"SELECT count(*) FROM samples WHERE {w}", p).fetchone()[0])
+        sid = None
+        if sample_id is not None:
+            ok = con.execute("SELECT 1 FROM samples WHERE id=?", (int(sample_id),)).fetchone()
+            sid = int(sample_id) if ok else None
+        if sid is None and total:
+            pos = min(max(int(position or 1), 1), total)
+            r = con.execute(f"SELECT id FROM samples WHERE {w} ORDER BY id LIMIT 1 OFFSET ?",
+                            p + [pos - 1]).fetchone()
+            sid = r[0] if r else None
+        out: dict[str, Any] = {"total": total, "sample_id": sid, "position": None, "prev_id": None,
+                               "next_id": None, "in_filter": False}
+        if sid is None:
+            return out
+        r = con.execute(f"SELECT 1 FROM samples WHERE {w} AND id = ?", p + [sid]).fetchone()
+        out["in_filter"] = r is not None
+        if out["in_filter"]:
+            out["position"] = int(con.execute(f"SELECT count(*) FROM samples WHERE {w} AND id <= ?",
+                                              p + [sid]).fetchone()[0])
+        r = con.execute(f"SELECT max(id) FROM samples WHERE {w} AND id < ?", p + [sid]).fetchone()
+        out["prev_id"] = r[0]
+        r = con.execute(f"SELECT min(id) FROM samples WHERE {w} AND id > ?", p + [sid]).fetchone()
+        out["next_id"] = r[0]
+        return out
+
+
+_PAGE_COLS = ("id, iteration, task, phase, grp, question_id, k, decision, correct, kept, answer, gold,"
+              " substr(question, 1, 120) AS question")
+
+
+def samples_page(run_dir: str | os.PathLike, f: SampleFilter = SampleFilter(), offset: int = 0,
+                 limit: int = 50) -> pd.DataFrame:
+    """One page of the filtered samples (compact columns, id order), for a table view."""
+    with open_store(run_dir) as con:
+        w, p = f.where(_rid(con))
+        return pd.read_sql_query(
+            f"SELECT {_PAGE_COLS} FROM samples WHERE {w} ORDER BY id LIMIT ? OFFSET ?", con,
+            params=p + [int(limit), max(int(offset), 0)])
+
+def _parse_audit(d: dict[str, Any]) -> dict[str, Any]:
+    d["audit"] = parse_audit(d.get("audit_json"))
+    return d
+
+
+def get_sample(run_dir: str | os.PathLike, sample_id: int) -> dict[str, Any] | None:
+    """One sample with its audit parsed and its training example (if kept)."""
+    with open_store(run_dir) as con:
+        rid = _rid(con)
+        r = con.execute("SELECT * FROM samples WHERE run_id=? AND id=?", (rid, int(sample_id))).fetchone()
+        if r is None:
+            return None
+        d = _parse_audit(dict(r))
+        te = con.execute("SELECT * FROM train_examples WHERE run_id=? AND sample_id=?", (rid, d["id"])).fetchone()
+        d["train_example"] = dict(te) if te else None
+    return d
+
+
+def question_history(run_dir: str | os.PathLike, task: str, question_id: str) -> pd.DataFrame:
+    """Every sample of one question across iterations and phases."""
+    with open_store(run_dir) as con:
+        rid = _rid(con)
+        return pd.read_sql_query(
+            "SELECT id, iteration, phase, k, decision, correct, kept, answer, gold, audit_faithful"
+            " FROM samples WHERE run_id=? AND question_id=? AND task=? ORDER BY iteration, id",
+            con, params=(rid, question_id, task))
+
+
+# --------------------------------------------------------------------------
+# rationalization
+# --------------------------------------------------------------------------
+def rationalization(run_dir: str | os.PathLike, sample_id: int) -> dict[str, Any] | None:
+    """A rationalize-phase sample with its first attempt (same iteration/task/question, sample phase),
+    and the training example stored from it. Keys: retry, first, train_example."""
+    with open_store(run_dir) as con:
+        rid = _rid(con)
+        r = con.execute("SELECT * FROM samples WHERE run_id=? AND id=?", (rid, int(sample_id))).fetchone()
+        if r is None:
+            return None
+        retry = _parse_audit(dict(r))
+        first = con.execute(
+            "SELECT * FROM samples WHERE run_id=? AND iteration=? AND task=? AND phase='sample' AND question_id=?"
+            " ORDER BY (k = ?) DESC, k LIMIT 1",
+            (rid, retry["iteration"], retry["task"], retry["question_id"], retry["k"])).fetchone()
+        te = con.execute("SELECT * FROM train_examples WHERE run_id=? AND sample_id=?", (rid, retry["id"])).fetchone()
+    return {"retry": retry, "first": _parse_audit(dict(first)) if first else None,
+            "train_example": dict(te) if te else None}
+
+
+
+def exemplars_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
+    with open_store(run_dir) as con:
+        rid = _rid(con)
+        return pd.read_sql_query("SELECT task, position, question_id, question, rationale, answer, source"
+                                 " FROM exemplars WHERE run_id=? ORDER BY task, position", con, params=(rid,))
