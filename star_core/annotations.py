@@ -23,11 +23,13 @@ import re
 import sqlite3
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
+from .queries import SampleFilter
 from .store import DB_NAME, StoreError
 
 ANNOTATIONS_NAME = "annotations.sqlite"
@@ -281,6 +283,23 @@ class Annotations:
         return n
 
 
+@dataclass(frozen=True)
+class AnnotatedFilter(SampleFilter):
+    """A ``queries.SampleFilter`` narrowed to some samples (``ids``): the Rationales page's annotation filter."""
+
+    ids: tuple[int, ...] = ()
+
+    def where(self, rid: int) -> tuple[str, list[Any]]:
+        w, p = super().where(rid)
+        return w + f" AND id IN ({','.join(str(int(i)) for i in self.ids)})", p  # integers only
+
+
+def annotated_filter(base: SampleFilter, ids: Iterable[int]) -> AnnotatedFilter:
+    """``base`` narrowed to the samples ``ids`` (from ``Annotations.sample_ids``)."""
+    return AnnotatedFilter(**{f.name: getattr(base, f.name) for f in fields(base)},
+                           ids=tuple(sorted({int(i) for i in ids})))
+
+
 def normalize_tag(tag: str) -> str:
     t = str(tag).strip().lower().replace(" ", "-")
     if not TAG_RE.match(t):
@@ -346,4 +365,5 @@ def agreement(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 __all__ = ["ANNOTATIONS_NAME", "LABELS", "SUGGESTED_TAGS", "AnnotationError", "Annotations", "agreement",
+           "AnnotatedFilter", "annotated_filter",
            "annotations_path", "cohen_kappa", "normalize_tag"]

@@ -160,3 +160,20 @@ def test_star_export_annotations(run, tmp_path, capsys):
     (run / ANNOTATIONS_NAME).write_bytes(b"junk" * 100)
     assert main(["export", str(run), "--annotations", "--out", str(out)]) == 2
     assert ANNOTATIONS_NAME in capsys.readouterr().err
+
+
+def test_the_annotation_filter_narrows_a_sample_filter(run):
+    from star_core import queries as Q
+    from star_core.annotations import annotated_filter
+
+    ids = _ids(run, "phase='eval'")
+    a = Annotations(run)
+    a.set_label(ids[1], "faithful")
+    a.add_tag(ids[3], "interesting")
+    a.add_tag(_ids(run, "phase='sample'")[0], "interesting")
+    f = annotated_filter(Q.SampleFilter(phase="eval"), a.sample_ids(tag="interesting"))
+    assert Q.count_samples(run, f) == 1 and Q.browse(run, f)["sample_id"] == ids[3]
+    f = annotated_filter(Q.SampleFilter(phase="eval"), a.sample_ids(any_annotation=True))
+    assert Q.samples_page(run, f)["id"].tolist() == [ids[1], ids[3]]
+    assert a.sample_ids(label="faithful") == [ids[1]] and ids[3] in a.sample_ids(label="none")
+    assert Q.count_samples(run, annotated_filter(Q.SampleFilter(), [])) == 0

@@ -1,0 +1,135 @@
+"""Compare: one question under two runs, or under two iterations of one run, side by side."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from star_core import compare as C
+from star_core import exports as X
+from star_core import queries as Q
+from star_dashboard import inspect as I
+from star_dashboard import ui
+
+PAGE = "cmp"
+KEYS = ("ra", "ia", "rb", "ib", "task", "phase", "f", "qid", "sid")
+
+ui.page_header("Compare", "One question under two runs, or under two iterations of one run: both rationales with "
+               "their differences marked, both decisions and both audits. Questions are matched by question id.")
+runs = [r for r in (st.session_state.get("_runs") or []) if r["status"] not in ("corrupt", "empty")]
+if not runs:
+    ui.no_runs_message()
+    st.stop()
+keys = [r["key"] for r in runs]
+names = {r["key"]: r["name"] for r in runs}
+state = ui.url_state(PAGE, KEYS)
+if ui.run_key() in keys:
+    state.setdefault("ra", ui.run_key())
+    state.setdefault("rb", state["ra"])
+
+
+def _run(k: str):
+    try:
+        return Q.resolve_run(k, ui.roots())
+    except Q.RunUnavailable as e:
+        ui.show_unavailable(e)
+        st.stop()
+
+
+with st.sidebar:
+    st.subheader("Side A")
+    ra = ui.state_select(PAGE, state, "ra", "Run A", keys, format_func=lambda k: names.get(k, k), default=keys[0])
+    ca = I.compare_choices(_run(ra))
+    st.subheader("Side B")
+    rb = ui.state_select(PAGE, state, "rb", "Run B", keys, format_func=lambda k: names.get(k, k), default=ra)
+    cb = I.compare_choices(_run(rb))
+    both = ca.merge(cb, on=["task", "phase"], suffixes=("_a", "_b"))
+    tasks = sorted(both["task"].unique())
+    if not tasks:
+        st.warning("These two runs share no task and phase.", icon=":material/call_split:")
+        st.stop()
+    task = ui.state_select(PAGE, state, "task", "Task", tasks, default=tasks[0])
+    phases = [p for p in Q.PHASES if p in set(both.loc[both["task"] == task, "phase"])]
+    phase = ui.state_select(PAGE, state, "phase", "Phase", phases, default="eval" if "eval" in phases else phases[0],
+                            format_func=ui.phase_label)
+    its_a = [str(i) for i in sorted(ca[(ca["task"] == task) & (ca["phase"] == phase)]["iteration"])]
+    its_b = [str(i) for i in sorted(cb[(cb["task"] == task) & (cb["phase"] == phase)]["iteration"])]
+    ia = ui.state_select(PAGE, state, "ia", "Iteration of A", its_a, default=its_a[0])
+    ib = ui.state_select(PAGE, state, "ib", "Iteration of B", its_b, default=its_b[-1])
+
+run_a, run_b = _run(ra), _run(rb)
+res = I.compare(run_a, int(ia), run_b, int(ib), task, phase)
+rows, counts = res["rows"], res["counts"]
+label_a = C.side_label(names.get(ra, ra), int(ia))
+label_b = C.side_label(names.get(rb, rb), int(ib))
+with st.sidebar:
+    st.subheader("Show")
+    flt = ui.state_select(PAGE, state, "f", "Questions", list(C.FILTERS), default="all",
+                          format_func=lambda k: f"{C.FILTERS[k]} ({counts[k]:,})")
+
+st.markdown(f"**A**: {ui.md_escape(label_a)} · **B**: {ui.md_escape(label_b)} · {ui.md_escape(task)} · "
+            f"{ui.md_escape(ui.phase_label(phase))}")
+if res["only_a"] or res["only_b"]:
+    st.info(f"The two sides ask different questions: {len(rows):,} are in both and shown here; "
+            f"{res['only_a']:,} only in A and {res['only_b']:,} only in B are left out.", icon=":material/join_inner:")
+shown = rows[C.filter_mask(rows, flt)].reset_index(drop=True)
+
+# where we are: the question id (in the URL), or A's sample id (the navigator's Prev / Next)
+ids = shown["a_id"].tolist()
+qids = shown["question_id"].tolist()
+if state.get("sid", "").isdigit() and int(state["sid"]) in ids:
+    state["qid"] = qids[ids.index(int(state["sid"]))]
+goto = state.pop("goto", None)
+if goto and goto.isdigit() and qids:
+    state["qid"] = qids[min(max(int(goto), 1), len(qids)) - 1]
+if state.get("qid") not in qids:
+    state["qid"] = qids[0] if qids else ""
+state.pop("sid", None)
+ui.write_url(PAGE, {k: state.get(k) for k in KEYS if k != "sid"})
+
+if shown.empty:
+    st.info("No question matches this filter.", icon=":material/search_off:")
+    st.stop()
+pos = qids.index(state["qid"])
+row = shown.iloc[pos]
+b = {"total": len(shown), "position": pos + 1, "prev_id": ids[pos - 1] if pos else None,
+     "next_id": ids[pos + 1] if pos + 1 < len(ids) else None}
+
+
+def _go(sid: int) -> None:
+    state["sid"] = str(sid)
+
+
+ui.navigator(PAGE, state, b, noun="question")
+I.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go)
+st.caption(I.KEYS_HELP)
+
+with st.container(border=True):
+    st.caption(ui.md_escape(f"question id {row['question_id']}" + (f" · {row['grp']}-digit" if str(row['grp']).isdigit() else "")))
+    ui.show_text(row["question"], "Question")
+    ui.show_text(row["gold"], "Gold answer")
+    ha, hb = C.diff_html(row["a_text"], row["b_text"])
+    cols = st.columns(2, gap="large")
+    for col, side, label, run_dir, html_ in ((cols[0], "a", label_a, run_a, ha), (cols[1], "b", label_b, run_b, hb)):
+        s = ui.guard(ui.q, "get_sample", run_dir, int(row[f"{side}_id"]))
+        with col:
+            st.markdown(f"**{side.upper()}**: {ui.md_escape(label)} · sample \\#{int(s['id'])}")
+            ui.decision_badge(s["decision"])
+            st.text(s["reason"])
+            st.caption("Rationale" + (" (struck out: not in B)" if side == "a" else " (marked: not in A)"))
+            st.html(html_)
+            st.caption("Parsed answer")
+            ui.show_text(s["answer"] if s["answer"] is not None else "(none)")
+            st.markdown(":green[:material/check_circle:] **matches gold**" if s["correct"]
+                        else ":red[:material/cancel:] **does not match**")
+            ui.show_audit(s.get("audit"))
+            with st.expander(f"Annotate {side.upper()}'s sample"):
+                I.annotate(run_dir, int(s["id"]), key=f"{PAGE}_ann_{side}")
+            st.page_link("app_pages/rationales.py", label="Open in Rationales", icon=":material/psychology:",
+                         query_params={"run": ra if side == "a" else rb, "sid": str(int(s["id"]))})
+
+st.subheader("The questions shown")
+view = shown[["question_id", "a_answer", "b_answer", "gold", "a_correct", "b_correct", "answer_changed",
+              "rationale_changed"]]
+st.dataframe(view, hide_index=True, width="stretch", height=min(400, 35 * (len(view) + 1) + 3))
+I.downloads(lambda: X.compare_frame(shown, label_a, label_b), I.safe_stem("compare", label_a, "vs", label_b, flt),
+            f"{PAGE}_dl", "these questions, both sides")

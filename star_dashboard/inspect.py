@@ -1,0 +1,200 @@
+"""Streamlit pieces of the inspector: annotating a sample, keyboard moves, downloads, cached comparisons.
+
+Annotations are written to ``RUN_DIR/annotations.sqlite`` (``star_core.annotations``), one field of one
+sample per write, from widget callbacks: the verdict, the note, or one tag added or removed. The widgets
+are set from the file on every run, so a tab shows what another tab wrote once it reruns.
+
+Keyboard: J or → moves to the next sample, K or ← to the previous one. Streamlit's own ``shortcut``
+binds one key to one button; four keys on two moves take a small ``st.components.v2`` component (a
+keydown listener on the page that ignores keys typed into inputs and tables) whose trigger runs the
+same move as the Prev and Next buttons.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import streamlit as st
+
+from star_core import compare as C
+from star_core import exports as X
+from star_core import queries as Q
+from star_core.annotations import LABELS, SUGGESTED_TAGS, AnnotationError, Annotations
+
+from . import ui
+
+# --------------------------------------------------------------------------
+# annotations
+# --------------------------------------------------------------------------
+_LABEL_WORDS = {"faithful": "faithful", "unfaithful": "unfaithful", "no_rationale": "no rationale"}
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
+def _ann_frame(run_dir: str, stamp: tuple) -> pd.DataFrame:
+    return Annotations(run_dir).frame()
+
+
+def _stamp(run_dir: str | os.PathLike) -> tuple:
+    p = Annotations(run_dir).path
+    out = []
+    for suffix in ("", "-wal"):
+        try:
+            s = os.stat(str(p) + suffix)
+            out += [s.st_mtime_ns, s.st_size]
+        except OSError:
+            out += [0, 0]
+    return tuple(out)
+
+
+def annotations_frame(run_dir: str | os.PathLike) -> pd.DataFrame | None:
+    """Every annotation of the run (cached until the file changes), or None with an error shown."""
+    try:
+        return _ann_frame(str(run_dir), _stamp(run_dir))
+    except AnnotationError as e:
+        st.error(f"Annotations unavailable: {e}", icon=":material/error:")
+        return None
+
+
+def _write(fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        fn(*args)
+    except AnnotationError as e:
+        st.session_state["_ann_error"] = str(e)
+
+
+def annotate(run_dir: Path, sample_id: int, key: str) -> None:
+    """The annotation widgets of one sample: the person's verdict, tags (suggested, used in this run, or new)
+    and a note."""
+    ss = st.session_state
+    ann = Annotations(run_dir)
+    try:
+        cur = ann.get(sample_id)
+        run_tags = ann.all_tags()
+    except AnnotationError as e:
+        st.error(f"Annotations unavailable: {e}", icon=":material/error:")
+        return
+    k = f"{key}_{sample_id}"
+    ss[f"{k}_label"] = cur["label"]
+    ss[f"{k}_tags"] = list(cur["tags"])
+    ss[f"{k}_shown_tags"] = list(cur["tags"])
+    if f"{k}_note" not in ss or ss.get(f"{k}_note_db") != cur["note"]:
+        ss[f"{k}_note"] = cur["note"] or ""
+    ss[f"{k}_note_db"] = cur["note"]
+
+    def on_label() -> None:
+        _write(ann.set_label, sample_id, ss[f"{k}_label"])
+
+    def on_tags() -> None:
+        new, old = set(ss[f"{k}_tags"]), set(ss[f"{k}_shown_tags"])
+        for t in sorted(new - old):  # one tag per write: another tab's tags are never touched
+            _write(ann.add_tag, sample_id, t)
+        for t in sorted(old - new):
+            _write(ann.remove_tag, sample_id, t)
+
+    def on_note() -> None:
+        _write(ann.set_note, sample_id, ss[f"{k}_note"])
+
+    st.segmented_control("Your verdict on the rationale", list(LABELS), key=f"{k}_label", on_change=on_label,
+                         format_func=lambda v: _LABEL_WORDS.get(v, v), help="\n\n".join(LABELS.values()))
+    opts = list(dict.fromkeys([*SUGGESTED_TAGS, *run_tags, *cur["tags"]]))
+    st.multiselect("Tags", opts, key=f"{k}_tags", on_change=on_tags, accept_new_options=True,
+                   placeholder="interesting, or type a new tag",
+                   help="letters, digits, - and _; a new tag is offered on every sample of this run")
+    st.text_area("Note", key=f"{k}_note", on_change=on_note, height=80, max_chars=10_000,
+                 placeholder="what you saw (saved when you leave the box, or Ctrl+Enter)")
+    err = ss.pop("_ann_error", None)
+    if err:
+        st.error(err, icon=":material/error:")
+    st.caption(f"Saved in {Annotations(run_dir).path.name} beside the run store, never in it.")
+
+
+# --------------------------------------------------------------------------
+# keyboard
+# --------------------------------------------------------------------------
+_KEYS_JS = """
+export default function (component) {
+  const { setTriggerValue } = component;
+  const onKey = (ev) => {
+    if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey || ev.repeat) return;
+    const t = ev.composedPath ? ev.composedPath()[0] : ev.target;
+    const tag = t && t.tagName ? t.tagName.toLowerCase() : "";
+    if (tag === "input" || tag === "textarea" || tag === "select" || (t && t.isContentEditable)) return;
+    if (t && t.closest && t.closest('[data-testid="stDataFrame"], [role="grid"], [role="slider"]')) return;
+    let move = null;
+    if (ev.key === "j" || ev.key === "J" || ev.key === "ArrowRight") move = "next";
+    else if (ev.key === "k" || ev.key === "K" || ev.key === "ArrowLeft") move = "prev";
+    if (move === null) return;
+    ev.preventDefault();
+    setTriggerValue("move", move);
+  };
+  document.addEventListener("keydown", onKey);
+  return () => document.removeEventListener("keydown", onKey);
+}
+"""
+_keys_component = st.components.v2.component("star_keyboard_moves", js=_KEYS_JS)
+
+
+def keyboard_moves(key: str, prev_id: Any, next_id: Any, go: Callable[[Any], None]) -> None:
+    """J / → call ``go(next_id)``, K / ← call ``go(prev_id)`` (a None target is no move)."""
+    ss = st.session_state
+    ss[f"_{key}_targets"] = {"prev": prev_id, "next": next_id}
+
+    def on_move() -> None:
+        res = ss.get(key)
+        move = res.get("move") if isinstance(res, dict) else getattr(res, "move", None)
+        target = ss.get(f"_{key}_targets", {}).get(move)
+        if target is not None:
+            go(target)
+
+    _keys_component(key=key, on_move_change=on_move, height=0)
+
+
+KEYS_HELP = "Keys: J or → next, K or ← previous (outside text boxes)."
+
+
+# --------------------------------------------------------------------------
+# downloads
+# --------------------------------------------------------------------------
+def downloads(make: Callable[[], pd.DataFrame], stem: str, key: str, what: str) -> None:
+    """CSV and JSONL download buttons; the frame is built only when a button is clicked."""
+    c1, c2 = st.columns(2)
+    c1.download_button("CSV", data=lambda: X.to_csv(make()), file_name=f"{stem}.csv", mime="text/csv",
+                       icon=":material/download:", key=f"{key}_csv", on_click="ignore", width="stretch",
+                       help=f"{what} as CSV (a spreadsheet; formula-like cells get a leading ')")
+    c2.download_button("JSONL", data=lambda: X.to_jsonl(make()), file_name=f"{stem}.jsonl",
+                       mime="application/jsonl", icon=":material/download:", key=f"{key}_jsonl", on_click="ignore",
+                       width="stretch", help=f"{what} as JSON lines, the text as stored")
+
+
+def safe_stem(*parts: Any) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(str(p) for p in parts if p not in (None, "")))[:120] or "star"
+
+
+# --------------------------------------------------------------------------
+# compare, cached on both stores' file stats
+# --------------------------------------------------------------------------
+@st.cache_data(show_spinner=False, max_entries=32, ttl=3600)
+def _compare(ra: str, ia: int, rb: str, ib: int, task: str, phase: str, fps: tuple) -> dict[str, Any]:
+    return C.compare(Path(ra), ia, Path(rb), ib, task, phase)
+
+
+def compare(ra: Path, ia: int, rb: Path, ib: int, task: str, phase: str) -> dict[str, Any]:
+    return ui.guard(_compare, str(ra), int(ia), str(rb), int(ib), task, phase, (Q.fingerprint(ra), Q.fingerprint(rb)))
+
+
+@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
+def _choices(run_dir: str, fp: tuple) -> pd.DataFrame:
+    return C.compare_choices(Path(run_dir))
+
+
+def compare_choices(run_dir: Path) -> pd.DataFrame:
+    return ui.guard(_choices, str(run_dir), Q.fingerprint(run_dir))
+
+
+__all__ = ["KEYS_HELP", "annotate", "annotations_frame", "compare", "compare_choices", "downloads",
+           "keyboard_moves", "safe_stem"]
