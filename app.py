@@ -3,9 +3,9 @@
 Runs are read from $STAR_RUNS_ROOT (default ./runs) and the bundled demo runs in
 sample_data/runs. The page modules live in app_pages/, not pages/: a folder named
 pages/ next to the entry script switches Streamlit to its legacy multipage mode,
-which runs a deep-linked page without this script on a fresh session. Each page is a short module in app_pages/; the logic lives in
-star_core/queries.py and star_core/ui.py. To add a page (e.g. the teaching
-tour), add a file in app_pages/ and one st.Page line to PAGES below.
+which runs a deep-linked page without this script on a fresh session. Each page is a short module in
+app_pages/; the data logic lives in star_core/queries/, the Streamlit helpers in star_dashboard/ui.py.
+To add a page, add a file in app_pages/ and one st.Page line to PAGES below.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import streamlit as st  # noqa: E402
 
-from star_core import ui  # noqa: E402
+from star_dashboard import ui  # noqa: E402
 
 ui.init(__file__)
 st.set_page_config(page_title="STaR workbench", page_icon=":material/star:", layout="wide")

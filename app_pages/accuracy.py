@@ -9,7 +9,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from star_core import queries as Q
-from star_core import stats, ui
+from star_core import stats
+from star_dashboard import ui
 
 PAGE = "acc"
 PALETTE = ["#1c7ed6", "#e8590c", "#2f9e44", "#9c36b5", "#e03131", "#0c8599", "#f08c00", "#5c940d"]

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from star_core import queries as Q
-from star_core import ui
+from star_dashboard import ui
 
 PAGE = "dec"
 COLORS = {d: hexa for d, (_, hexa) in ui.DECISION_COLOR.items()}

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
+from star_core import procs
 from star_core import queries as Q
-from star_core import ui
+from star_dashboard import ui
 
 try:
     from star_core.tasks import TASKS
@@ -20,7 +21,7 @@ ui.page_header("Launch", "Start a STaR run in its own process (`star run ...`), 
                "and stop or resume it. The dashboard only reads the run's store; closing it does not stop the run.")
 ui.plain_url()
 ss = st.session_state
-ui.reap()
+procs.reap()
 user_root = ui.roots()[0]
 pol = ui.control_policy()
 if not pol.allowed:
@@ -59,14 +60,14 @@ with st.form("launch_form"):
 if submitted:
     name = name.strip()
     out = user_root / name
-    if not ui.NAME_RE.fullmatch(name):
+    if not procs.NAME_RE.fullmatch(name):
         st.error("Run name: use letters, digits, '.', '_' or '-' (up to 64 characters, not starting with a dot).")
     elif out.exists() and any(out.iterdir()):
         st.error(f"{out} already exists; pick another name (or resume that run below).")
     elif not model.strip():
         st.error("Model: give a model id or path.")
     else:
-        cmd = ui.run_command(out, task, model.strip(), iterations, rationalize, n_train, n_eval, max_new_tokens,
+        cmd = procs.run_command(out, task, model.strip(), iterations, rationalize, n_train, n_eval, max_new_tokens,
                              temperature, spq, seed)
         pid, msg = ui.start_run(cmd, out, pol)
         if pid is None:
@@ -82,7 +83,7 @@ if target is None and ss.get("_runs") and not ss.get("_bad_run"):
         target = Q.resolve_run(ui.run_key() or "", ui.roots())
     except Q.RunUnavailable:
         target = None
-live = target is not None and (ui.launched_alive(target) is not None or Q.run_status(target) == "running")
+live = target is not None and (procs.launched_alive(target) is not None or Q.run_status(target) == "running")
 
 
 @st.fragment(run_every=2 if live else None)
@@ -90,7 +91,7 @@ def monitor(run_dir: Path) -> None:
     st.subheader(f"Run: {ui.md_escape(run_dir.name)}")
     if ss.get("launch_msg") and ss.get("launch_dir") == str(run_dir):
         st.caption(ui.md_escape(ss["launch_msg"]))
-    alive = ui.launched_alive(run_dir)
+    alive = procs.launched_alive(run_dir)
     status = Q.run_status(run_dir) if Q.is_run_dir(run_dir) else "empty"
     if status == "empty":
         st.info("Starting: the engine is loading the data and the model; the run's store appears shortly."
@@ -105,9 +106,9 @@ def monitor(run_dir: Path) -> None:
         elif status in Q.RESUMABLE:
             st.warning(f"This run is {status}. Resume continues from the last stored batch.", icon=":material/pause_circle:")
     ui.run_controls(run_dir, status, "launch")
-    tail = ui.log_tail(run_dir)
+    tail = procs.log_tail(run_dir)
     if tail is not None:
-        st.caption(f"Last lines of {ui.LOG_NAME}")
+        st.caption(f"Last lines of {procs.LOG_NAME}")
         ui.show_text(tail, height=320)
     seen = f"_store_seen_{run_dir}"
     if status != "empty" and not ss.get(seen) and ss.get("_pending_pick"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from star_core import queries as Q
-from star_core import ui
+from star_dashboard import ui
 
 PAGE = "rat"
 KEYS = ("task", "phase", "it", "decision", "correct", "digits", "q", "sid")

@@ -8,7 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from star_core import queries as Q
-from star_core import stats, ui
+from star_core import stats
+from star_dashboard import ui
 
 ui.page_header("Runs", "Every STaR run found in the runs folders: its status, configuration and how far each "
                "iteration got. Pick a run here or in the sidebar; every page then shows it.")

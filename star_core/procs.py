@@ -1,5 +1,5 @@
 """Process control for the dashboard: start, resume and stop ``star run`` processes, and the policy that
-decides whether this dashboard may do so at all. No Streamlit here (``star_core.ui`` draws the buttons).
+decides whether this dashboard may do so at all. No Streamlit here (``star_dashboard.ui`` draws the buttons).
 
 The policy (:func:`policy`), safe by default:
 
@@ -238,6 +238,18 @@ def start(cmd: list[str], run_dir: Path, roots: Sequence[Path], limit: int) -> i
                 f"({', '.join(p.name for p in alive)}); this dashboard runs at most {limit} at once "
                 f"({MAX_RUNS_ENV}). Wait for it to finish, or stop it first.")
         return spawn(cmd, run_dir)
+
+
+def start_run(cmd: list[str], run_dir: Path, roots: Sequence[Path], pol: Policy) -> tuple[int | None, str]:
+    """Start (or resume) a run when ``pol`` allows it, within its limit of launched runs alive under ``roots``
+    at once: (pid, message), or (None, why not)."""
+    if not pol.allowed:
+        return None, pol.reason
+    try:
+        pid = start(cmd, run_dir, roots, pol.max_runs)
+    except LaunchRefused as e:
+        return None, str(e)
+    return pid, f"Started pid {pid}: {shlex.join(cmd)}"
 
 
 def stop_run(run_dir: Path) -> str:

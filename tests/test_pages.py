@@ -22,7 +22,7 @@ from star_core import queries as Q  # noqa: E402
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from star_core.ui import md_escape  # noqa: E402
+from star_dashboard.ui import md_escape  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"
@@ -509,7 +509,8 @@ def test_runs_decisions_and_rationales_label_the_warm_start(warm_env):
 
 
 def test_every_decision_has_a_colour():
-    from star_core import store, ui
+    from star_core import store
+    from star_dashboard import ui
 
     assert set(ui.DECISION_COLOR) == set(store.DECISIONS)
 
@@ -528,7 +529,7 @@ def test_launch_stop_resume(env, monkeypatch, tmp_path):
     user_root = tmp_path / "userruns"
     monkeypatch.setenv("STAR_RUNS_ROOT", str(user_root))
     monkeypatch.setenv("STAR_CLI", f"{sys.executable} {Path(__file__).resolve().parent / 'fake_star_cli.py'}")
-    from star_core import ui
+    from star_core import procs
 
     run_dir = user_root / "t1"
     try:
@@ -549,7 +550,7 @@ def test_launch_stop_resume(env, monkeypatch, tmp_path):
         assert any(b.label == "Resume run" for b in at.button)
         at.button(key="resume_launch").click().run()
         assert _wait(lambda: Q.run_status(run_dir) == "running")
-        assert "resumed" in (ui.log_tail(run_dir) or "")
+        assert "resumed" in (procs.log_tail(run_dir) or "")
         # a second run while the first is going is refused (at most 1 launched run at once by default)
         at.text_input(key="launch_name").input("t2")
         next(b for b in at.button if "Start run" in b.label).click().run()
@@ -565,9 +566,9 @@ def test_launch_stop_resume(env, monkeypatch, tmp_path):
         assert not (user_root.parent / "evil").exists()
     finally:
         if run_dir.exists():
-            ui.stop_run(run_dir)
-            _wait(lambda: ui.launched_alive(run_dir) is None, 10)
-            ui.reap()
+            procs.stop_run(run_dir)
+            _wait(lambda: procs.launched_alive(run_dir) is None, 10)
+            procs.reap()
 
 
 def test_launch_can_be_turned_off(env, monkeypatch):
@@ -674,17 +675,17 @@ def test_stop_only_signals_what_the_dashboard_started(tmp_path):
 
 
 def test_launch_command_line(monkeypatch):
-    from star_core import ui
+    from star_core import procs
 
     monkeypatch.delenv("STAR_CLI", raising=False)
-    prefix = ui.cli_prefix()
+    prefix = procs.cli_prefix()
     assert prefix[0].endswith("star") or prefix[-2:] == ["-m", "star_core.cli"]
-    cmd = ui.run_command("runs/x", "gsm8k", "m", 3, True, 10, 5, 64, 0.0, 1, 7)
+    cmd = procs.run_command("runs/x", "gsm8k", "m", 3, True, 10, 5, 64, 0.0, 1, 7)
     assert cmd[len(prefix):] == ["run", "--out", "runs/x", "--task", "gsm8k", "--model", "m", "--iterations", "3",
                          "--set", "rationalize=true", "--set", "n_train=10", "--set", "n_eval=5",
                          "--set", "max_new_tokens=64", "--set", "temperature=0.0", "--set",
                          "samples_per_question=1", "--set", "seed=7", "--quiet"]
-    assert ui.resume_command("runs/x")[-4:] == ["run", "--resume", "runs/x", "--quiet"]
+    assert procs.resume_command("runs/x")[-4:] == ["run", "--resume", "runs/x", "--quiet"]
 
 
 def test_no_legacy_pages_folder():

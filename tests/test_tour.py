@@ -1,4 +1,4 @@
-"""The Teaching tour: star_core/tour.py on hand-built stores, and the page in streamlit's AppTest."""
+"""The Teaching tour: star_dashboard/tour.py on hand-built stores, and the page in streamlit's AppTest."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dash_fixtures as F  # noqa: E402
 
 from star_core import queries as Q  # noqa: E402
-from star_core import tour as T  # noqa: E402
+from star_dashboard import tour as T  # noqa: E402
 from star_core.store import RunStore, SampleRecord  # noqa: E402
 
 pytest.importorskip("streamlit.testing.v1")
@@ -113,7 +113,7 @@ def root(tmp_path_factory):
 
 
 # --------------------------------------------------------------------------
-# star_core/tour.py
+# star_dashboard/tour.py
 # --------------------------------------------------------------------------
 def test_auto_pick_finds_wrong_rationalized_then_learned(root):
     c = T.candidates(root / "story")

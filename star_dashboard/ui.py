@@ -1,10 +1,10 @@
 """Shared Streamlit helpers of the dashboard: run picker, cached queries, safe text, process-control buttons.
 
-All data logic lives in :mod:`star_core.queries`; this module keeps the pages
-short. Model and dataset text is never passed to markdown or HTML unescaped:
-use :func:`show_text` / ``st.code`` / ``st.text``, or :func:`highlight` (which
-HTML-escapes every character it did not add itself and renders via ``st.html``,
-which is not markdown and is sanitised by Streamlit).
+All data logic lives in :mod:`star_core.queries`, process control in :mod:`star_core.procs` (no
+Streamlit in either); this module keeps the pages short. Model and dataset text is never passed to
+markdown or HTML unescaped: use :func:`show_text` / ``st.code`` / ``st.text``, or :func:`highlight`
+(which HTML-escapes every character it did not add itself and renders via ``st.html``, which is not
+markdown and is sanitised by Streamlit).
 """
 
 from __future__ import annotations
@@ -12,17 +12,14 @@ from __future__ import annotations
 import html
 import os
 import re
-import shlex
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import streamlit as st
 
-from . import procs
-from . import queries as Q
-from .procs import (LOG_NAME, NAME_RE, LaunchRefused, cli_prefix, launched_alive, log_tail, reap,  # noqa: F401
-                    resume_command, run_command, spawn, stop_run)
+from star_core import procs
+from star_core import queries as Q
 
 #: Folder holding app.py (set by app.py; the fallback is the repository layout).
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -479,14 +476,8 @@ def token_box(pol: procs.Policy) -> None:
 
 
 def start_run(cmd: list[str], run_dir: Path, pol: procs.Policy) -> tuple[int | None, str]:
-    """Start (or resume) a run within the limit of launched runs at once: (pid or None, message)."""
-    if not pol.allowed:
-        return None, pol.reason
-    try:
-        pid = procs.start(cmd, run_dir, [roots()[0]], pol.max_runs)
-    except LaunchRefused as e:
-        return None, str(e)
-    return pid, f"Started pid {pid}: {shlex.join(cmd)}"
+    """Start (or resume) a run under the first runs root (``procs.start_run``): (pid or None, message)."""
+    return procs.start_run(cmd, run_dir, [roots()[0]], pol)
 
 
 def run_controls(run_dir: Path, status: str, key: str) -> None:
@@ -495,7 +486,7 @@ def run_controls(run_dir: Path, status: str, key: str) -> None:
     ss = st.session_state
     msg_key = f"_ctl_msg_{key}"
     pol = control_policy()
-    live_pid = launched_alive(run_dir)
+    live_pid = procs.launched_alive(run_dir)
     other = procs.foreign_pid(run_dir) if status == "running" else None
     if other:
         st.caption(f"This run's process (pid {other}) was not started by this dashboard, so the dashboard will "
@@ -508,11 +499,11 @@ def run_controls(run_dir: Path, status: str, key: str) -> None:
         if st.button("Stop run", icon=":material/stop_circle:", key=f"stop_{key}",
                      help=f"SIGTERM to pid {live_pid}, which this dashboard started: the run stops after the "
                           "current batch and stays resumable"):
-            ss[msg_key] = stop_run(run_dir)
+            ss[msg_key] = procs.stop_run(run_dir)
     elif status in Q.RESUMABLE:
         if st.button("Resume run", icon=":material/play_arrow:", key=f"resume_{key}", type="primary",
                      help=f"star run --resume {run_dir}"):
-            pid, msg = start_run(resume_command(run_dir), run_dir, pol)
-            ss[msg_key] = (f"Resuming (pid {pid}); output goes to {LOG_NAME} in the run folder." if pid else msg)
+            pid, msg = start_run(procs.resume_command(run_dir), run_dir, pol)
+            ss[msg_key] = (f"Resuming (pid {pid}); output goes to {procs.LOG_NAME} in the run folder." if pid else msg)
     if ss.get(msg_key):
         st.caption(md_escape(ss[msg_key]))

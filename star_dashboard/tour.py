@@ -1,9 +1,9 @@
 """Read-only queries of the dashboard's "Teaching tour" page: one question followed through a run.
 
-Pure functions on a run folder. Each opens the store read-only (``queries.open_store``, which
-uses ``store.connect(path, readonly=True)`` and turns a missing or unreadable store into
-:class:`star_core.queries.RunUnavailable`) and returns plain dicts. Nothing here imports
-streamlit or torch, and nothing here writes.
+Pure functions on a run folder (the page, ``app_pages/tour.py``, draws them). Each opens the store
+read-only (``queries.open_store``, which uses ``store.connect(path, readonly=True)`` and turns a missing or
+unreadable store into :class:`star_core.queries.RunUnavailable`) and returns plain dicts. Nothing here
+imports streamlit or torch, and nothing here writes.
 
 Iteration numbering follows the engine: iteration 0 evaluates the few-shot model; with a warm
 start it then fine-tunes M(0) on reference rationales (phase ``warm_start``: supervised, not
@@ -23,7 +23,8 @@ import re
 import sqlite3
 from typing import Any
 
-from .queries import RunUnavailable, _run_row, find_all, open_store, parse_audit  # noqa: F401  (re-exported)
+from star_core.queries import find_all, parse_audit
+from star_core.queries.connect import _run_row, open_store
 
 #: The phases of a question's story (the warm start's reference examples and the direct-answer evaluation are not).
 STORY_PHASES = ("sample", "rationalize", "eval", "warm_eval")
