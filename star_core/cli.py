@@ -37,6 +37,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-file", dest="train_file", help="training questions (JSONL or datasets folder/id)")
     p.add_argument("--eval-file", dest="eval_file", help="evaluation questions (JSONL or datasets folder/id)")
     p.add_argument("--out", help="run folder (default: runs/<task>-<timestamp>)")
+    p.add_argument("--sampler", help="where rationales are decoded: local (default) | ray (Ray workers; "
+                                     "see ray_address, ray_workers in `star config`)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field (repeatable); see `star config`")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -143,12 +145,13 @@ def cmd_run(a: argparse.Namespace) -> int:
     from . import loop
 
     if a.resume:
-        if a.config or a.task or a.model or a.iterations is not None or a.sets or a.out:
+        if a.config or a.task or a.model or a.iterations is not None or a.sets or a.out or a.sampler:
             raise ConfigError("--resume takes no other settings: the run's saved config is used")
         loop.resume(a.resume, progress=not a.quiet)
         return _finished(Path(a.resume))
     cfg = config_mod.build(a.config, {"task": a.task, "model": a.model, "iterations": a.iterations,
-                                      "train_file": a.train_file, "eval_file": a.eval_file}, a.sets)
+                                      "train_file": a.train_file, "eval_file": a.eval_file,
+                                      "sampler": a.sampler}, a.sets)
     out = Path(a.out) if a.out else _default_out(cfg.task)
     log.info("run folder: %s", out)
     loop.start(cfg, out, progress=not a.quiet)
@@ -196,7 +199,8 @@ def cmd_eval(a: argparse.Namespace) -> int:
     if a.direct:
         sets.append("direct_baseline=true")
     cfg = config_mod.build(a.config, {"task": a.task, "model": model, "iterations": 0,
-                                      "train_file": a.train_file, "eval_file": a.eval_file}, sets)
+                                      "train_file": a.train_file, "eval_file": a.eval_file,
+                                      "sampler": a.sampler}, sets)
     if a.adapter and base and cfg.model != base:
         log.warning("--adapter %s was trained on %s (%s), but is evaluated on %s", a.adapter, base, source, cfg.model)
     out = Path(a.out) if a.out else Path("runs") / f"eval-{cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -70,9 +71,17 @@ RANGES: dict[str, tuple[Any, Any, str]] = {
     "lora_dropout": (0.0, 1.0, "[)"),
     "max_seq_len": (16, 1_048_576, "[]"),
     "threads": (0, max_threads, "[]"),
+    "ray_workers": (1, 4096, "[]"),
+    "ray_cpus_per_worker": (0.0, 1024.0, "(]"),
+    "ray_gpus_per_worker": (0.0, 64.0, "[]"),
 }
 MAX_BATCH_SIZE = 65536
 MAX_DIGITS = 30
+#: Sampling backends (``sampler``): the decoder in this process, or the same decoder on Ray workers.
+SAMPLERS = ("local", "ray")
+#: ``ray_address``: local (start a cluster here), auto (join the one ``ray start`` began), ray://host:port
+#: (Ray Client) or host:port (a head node's GCS).
+_RAY_ADDRESS = re.compile(r"^(local|auto|(ray://)?[A-Za-z0-9_.\-]+:[0-9]{1,5})$")
 
 
 def _num(x: float) -> str:
@@ -203,6 +212,18 @@ class StarConfig:
     eval_adapter: str | None = None
     """A peft adapter attached for the iteration-0 evaluation (set by `star eval --adapter`)."""
 
+    # ---- scale-out: sampling on a Ray cluster -------------------------------------
+    sampler: str = "local"
+    """Where every phase's rationales are decoded (sample, rationalize and the evaluations): local (star's decoder in this process) | ray (the same decoder on Ray workers, one actor per worker, each loading the base model and the iteration's adapter once; needs `pip install -e .[ray]`). Training, judging and the store stay in this process either way."""
+    ray_address: str = "local"
+    """With sampler=ray: local (start a Ray cluster on this machine for the run) | auto (join the cluster `ray start --head` began here) | ray://host:10001 (Ray Client) | host:6379 (a head node's address)."""
+    ray_workers: int = 2
+    """With sampler=ray: decoding actors, each holding one copy of the model (one per GPU on a GPU cluster)."""
+    ray_cpus_per_worker: float = 1.0
+    """With sampler=ray: CPUs each worker reserves (its torch threads, unless `threads` is set)."""
+    ray_gpus_per_worker: float = 0.0
+    """With sampler=ray: GPUs each worker reserves; > 0 decodes on CUDA, 0 on the CPU."""
+
     def validate(self, source: str = "config", origins: dict[str, str] | None = None) -> "StarConfig":
         """Check every field; the error names the field, its value and where it came from (``origins``:
         field -> the file, "command line" or "--set" that set it last)."""
@@ -249,6 +270,10 @@ class StarConfig:
             raise bad("device", "choose auto, cpu or cuda")
         if not self.lora_targets:
             raise bad("lora_targets", "name at least one module (or all-linear)")
+        if self.sampler not in SAMPLERS:
+            raise bad("sampler", f"choose {' or '.join(SAMPLERS)}")
+        if not _RAY_ADDRESS.match(self.ray_address or ""):
+            raise bad("ray_address", "expected local, auto, ray://host:port or host:port")
         return self
 
     def steps_for(self, iteration: int) -> int:

@@ -34,7 +34,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import config as config_mod
-from . import runlock, warmstart
+from . import runlock, samplers, warmstart
 from . import store as store_mod
 from .config import StarConfig
 from .evaluation import accuracy_rows
@@ -109,6 +109,7 @@ class Runner:
         self._copy = None  # full-precision sampling copy over a 4-bit base (False: none is used)
         self._copy_adapter: str | None = None
         self.lora_targets: list[str] = []  # cfg.lora_targets resolved against the model (on load)
+        self.backend = samplers.make(cfg, self)  # where phases decode: this process or Ray workers (sampler)
 
     # ---- model state ---------------------------------------------------------
     def _ensure_model(self) -> None:
@@ -213,13 +214,9 @@ class Runner:
             self.store.add_samples(recs)
             bar.update(len(idx))
 
-        from .sampling import generate
-
         seed = cfg.seed * 7919 + iteration * 31 + _SEED_OFFSET[phase]
-        generate(self.sampler(), self.loaded.tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
-                 is_complete=task.is_complete, temperature=0.0 if phase in EVAL_PHASES else cfg.temperature,
-                 top_p=cfg.top_p, batch_size=cfg.batch_size, share_prefix=cfg.share_prefix_cache,
-                 seed=seed, stop_chars=task.stop_chars, on_batch=on_batch)
+        self.backend.generate(prompts, adapter=self.adapter, seed=seed, on_batch=on_batch,
+                              temperature=0.0 if phase in EVAL_PHASES else cfg.temperature)
         bar.close()
 
     def limit_kept(self, iteration: int) -> None:
@@ -370,6 +367,7 @@ def start(cfg: StarConfig, run_dir: str | Path, progress: bool = True) -> Path:
         store_mod.check(run_dir / DB_NAME)  # a damaged or foreign store says so (StoreError)
         raise RunError(f"{run_dir} already holds a run; use `star run --resume {run_dir}` or another --out")
     data = load_data(cfg)  # validate all input before anything is written
+    samplers.preflight(cfg)  # sampler=ray: Ray installed, the cluster's address answers
     from .models import resolve_model_path
 
     resolve_model_path(cfg.model, convert=False)
@@ -429,6 +427,7 @@ def _execute(cfg: StarConfig, run_dir: Path, store: RunStore, data: Data, progre
     runner = Runner(cfg, run_dir, store, data, progress)
     t0 = time.time()
     try:
+        runner.backend.start()  # sampler=ray: join or start the cluster before the model loads
         runner._ensure_model()
         with store.tx() as c:
             c.execute("UPDATE runs SET device=?, pid=? WHERE id=?",
@@ -441,6 +440,8 @@ def _execute(cfg: StarConfig, run_dir: Path, store: RunStore, data: Data, progre
         store.set_status("crashed", error="".join(traceback.format_exception_only(type(e), e)).strip(),
                          message=traceback.format_exc()[-2000:])
         raise
+    finally:
+        runner.backend.close()
     store.set_status("finished", message=f"finished in {time.time() - t0:.0f} s")
     store.close()  # checkpoints the WAL into the main file
 
