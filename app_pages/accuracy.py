@@ -10,6 +10,7 @@ import streamlit as st
 
 from star_core import queries as Q
 from star_core import stats
+from star_dashboard import inspect as I
 from star_dashboard import ui
 
 PAGE = "acc"
@@ -270,3 +271,5 @@ else:
     f2.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), title="final loss of each iteration",
                      xaxis=dict(title="iteration", dtick=1), yaxis_title="loss", legend=dict(orientation="h", y=-0.3))
     c2.plotly_chart(f2, key=f"{PAGE}_final_loss")
+
+I.agreement_view(dirs[0], labels.get(str(dirs[0]), dirs[0].name))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
+from star_core import exports as X
 from star_core import queries as Q
+from star_core.annotations import LABELS, annotated_filter
+from star_dashboard import inspect as I
 from star_dashboard import ui
 
 PAGE = "rat"
-KEYS = ("task", "phase", "it", "decision", "correct", "digits", "q", "sid")
+KEYS = ("task", "phase", "it", "decision", "correct", "digits", "q", "ann", "sid")
 TABLE_ROWS = 25
 
 ui.page_header("Rationales", "One model completion at a time: the question, the rationale the model wrote, its "
@@ -33,15 +36,26 @@ with st.sidebar:
     grps = fac["grps"].get("arithmetic", []) if task in (ui.ALL, "arithmetic") else []
     digits = ui.state_select(PAGE, state, "digits", "Digits (arithmetic)", [ui.ALL] + grps) if grps else ui.ALL
     search = ui.state_text(PAGE, state, "q", "Search text", placeholder="question, rationale or id")
+    anns = I.annotations_frame(run_dir)
+    ann_tags = sorted({t for ts in anns["tags"] for t in ts}) if anns is not None and not anns.empty else []
+    ann_opts = [ui.ALL, "any", *LABELS, "none", *[f"tag:{t}" for t in ann_tags]]
+    ann = ui.state_select(PAGE, state, "ann", "Annotation", ann_opts, help="your labels and tags (annotate a sample "
+                          "below it); none: annotated without a label",
+                          format_func=lambda v: {"any": "annotated (anything)", "none": "annotated, no label"}.get(
+                              v, v.replace("tag:", "tag: ").replace("_", " ")))
 
 f = Q.SampleFilter(
     task=None if task == ui.ALL else task, phase=None if phase == ui.ALL else phase,
     iteration=None if it == ui.ALL else int(it), decision=None if decision == ui.ALL else decision,
     correct=None if correct == ui.ALL else correct == "yes", grp=None if digits == ui.ALL else digits,
     search=search or None)
+if ann != ui.ALL and anns is not None:
+    sel = anns if ann == "any" else anns[anns["tags"].map(lambda ts: ann[4:] in ts)] if ann.startswith("tag:") \
+        else anns[anns["label"].isna()] if ann == "none" else anns[anns["label"] == ann]
+    f = annotated_filter(f, sel["sample_id"])
 b = ui.browse_current(PAGE, run_dir, f, state)
 ui.write_url(PAGE, {"task": task, "phase": phase, "it": it, "decision": decision, "correct": correct,
-                    "digits": digits, "q": search, "sid": state.get("sid")})
+                    "digits": digits, "q": search, "ann": ann, "sid": state.get("sid")})
 
 if b["sample_id"] is None:
     st.info("No sample matches these filters.", icon=":material/search_off:")
@@ -51,6 +65,12 @@ s = ui.guard(ui.q, "get_sample", run_dir, b["sample_id"])
 left, right = st.columns([5, 4], gap="large")
 with left:
     ui.navigator(PAGE, state, b)
+
+    def _go(sid: int) -> None:
+        state["sid"] = str(sid)
+        state.pop("goto", None)
+
+    I.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go)
     if not b["in_filter"]:
         st.warning("This sample was opened by id and lies outside the current filters; Prev/Next move through "
                    "the filtered list.", icon=":material/call_split:")
@@ -99,6 +119,8 @@ with left:
             st.caption("A right answer with no rationale: the paper's filter keeps it unless "
                        "`reject_unfaithful` is on.")
 
+    with st.expander("Annotate this sample", icon=":material/edit_note:", expanded=True):
+        I.annotate(run_dir, int(s["id"]), key=f"{PAGE}_ann")
     with st.expander("Raw model output" if s["phase"] != "warm_start" else "Reference text as stored"):
         ui.show_text(s["raw_output"])
     with st.expander("Full prompt (few-shot prefix included)"):
@@ -125,7 +147,8 @@ with right:
     pos = b["position"] or 1
     offset = (pos - 1) // TABLE_ROWS * TABLE_ROWS
     df = ui.guard(ui.q, "samples_page", run_dir, f, offset, TABLE_ROWS)
-    st.caption(f"Rows {offset + 1:,}–{offset + len(df):,} of {b['total']:,} (click a row to open it)")
+    st.caption(f"Rows {offset + 1:,}–{offset + len(df):,} of {b['total']:,} (click a row to open it). "
+               + I.KEYS_HELP)
     ids = [int(x) for x in df["id"]]
 
     def _pick(key: str = f"{PAGE}_table_{offset}") -> None:
@@ -141,3 +164,8 @@ with right:
                                 "id": st.column_config.NumberColumn(format="%d", width="small"),
                                 "it": st.column_config.NumberColumn(width="small",
                                                                     help="iteration (0 = few-shot baseline)")})
+    st.caption(f"Download the {min(b['total'], X.EXPORT_LIMIT):,} samples of these filters"
+               + (f" (the first {X.EXPORT_LIMIT:,} of {b['total']:,})" if b["total"] > X.EXPORT_LIMIT else ""))
+    I.downloads(lambda: X.filtered_samples(run_dir, f, annotations=anns)[0],
+                I.safe_stem(run_dir.name, "samples", *(v for v in (task, phase, it, decision) if v != ui.ALL)),
+                f"{PAGE}_dl", "the filtered samples")

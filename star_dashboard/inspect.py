@@ -111,6 +111,35 @@ def annotate(run_dir: Path, sample_id: int, key: str) -> None:
     st.caption(f"Saved in {Annotations(run_dir).path.name} beside the run store, never in it.")
 
 
+def agreement_view(run_dir: Path, name: str) -> None:
+    """How the people's labels agree with the rationale audit: a confusion table and Cohen's kappa."""
+    from star_core.annotations import agreement
+
+    st.subheader("Your labels and the rationale audit")
+    try:
+        g = agreement(run_dir)
+    except AnnotationError as e:
+        st.error(f"Annotations unavailable: {e}", icon=":material/error:")
+        return
+    if not g["labelled"]:
+        st.caption(f"{ui.md_escape(name)}: no sample has a label of yours yet. Label rationales faithful, "
+                   "unfaithful or no rationale while reading them (Rationales, Compare), and this shows how "
+                   "often the audit agrees.")
+        return
+    kappa = "–" if g["kappa"] is None else f"{g['kappa']:.2f}"
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Samples with both verdicts", f"{g['n']:,}", help="labelled by you and given a verdict by the audit")
+    c2.metric("Agree", "–" if not g["n"] else f"{100 * g['agree'] / g['n']:.0f} % ({g['agree']}/{g['n']})")
+    c3.metric("Cohen's kappa", kappa, help="agreement beyond chance: 1 = always agree, 0 = as often as chance, "
+                                           "below 0 = less often")
+    conf = g["confusion"].rename(index=_LABEL_WORDS, columns=_LABEL_WORDS)
+    conf.index.name, conf.columns.name = "your label", "the audit's verdict"
+    st.dataframe(conf, width="content")
+    st.caption(f"{ui.md_escape(name)}: rows are your labels, columns the audit's verdicts. "
+               f"{g['no_audit']:,} labelled sample(s) with no audit verdict (nothing checkable) are left out. "
+               f"With few labels kappa is uncertain: label more before trusting it.")
+
+
 # --------------------------------------------------------------------------
 # keyboard
 # --------------------------------------------------------------------------
@@ -196,5 +225,5 @@ def compare_choices(run_dir: Path) -> pd.DataFrame:
     return ui.guard(_choices, str(run_dir), Q.fingerprint(run_dir))
 
 
-__all__ = ["KEYS_HELP", "annotate", "annotations_frame", "compare", "compare_choices", "downloads",
+__all__ = ["KEYS_HELP", "agreement_view", "annotate", "annotations_frame", "compare", "compare_choices", "downloads",
            "keyboard_moves", "safe_stem"]

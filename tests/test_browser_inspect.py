@@ -1,0 +1,70 @@
+"""The inspector in a real browser (Debian's Chromium through Playwright): J/K and the arrow keys move through
+samples on the Rationales and Compare pages, and not while typing in a text box.
+
+Uses test_browser.py's server and page fixtures (a streamlit server on a synthetic run, Chromium without
+`playwright install`); skips where they skip.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_browser import ARTIFACTS, page, server, sql  # noqa: E402,F401  (fixtures)
+
+pytestmark = pytest.mark.slow
+
+
+def _wait(pg, text: str) -> None:
+    pg.get_by_text(text, exact=True).wait_for(timeout=30_000)
+
+
+def _press(pg, key: str) -> None:
+    pg.locator("h1").first.click()  # focus on the page, outside any text box
+    pg.keyboard.press(key)
+
+
+def test_keys_move_through_rationales(server, page):
+    base, run = server
+    rows = sql(run, "SELECT id FROM samples WHERE iteration=2 AND phase='sample' AND decision='wrong' ORDER BY id")
+    n = len(rows)
+    assert n >= 3
+    page.goto(f"{base}/rationales?run=alpha&it=2&phase=sample&decision=wrong", wait_until="domcontentloaded")
+    _wait(page, f"Sample 1 of {n}")
+    page.wait_for_timeout(500)  # the key listener mounts with the page
+    _press(page, "j")
+    _wait(page, f"Sample 2 of {n}")
+    page.wait_for_function(f"() => window.location.search.includes('sid={rows[1][0]}')", timeout=30_000)
+    _press(page, "ArrowRight")
+    _wait(page, f"Sample 3 of {n}")
+    _press(page, "k")
+    _wait(page, f"Sample 2 of {n}")
+    _press(page, "ArrowLeft")
+    _wait(page, f"Sample 1 of {n}")
+    box = page.get_by_label("Search text")
+    box.click()
+    box.press("j")  # typing a j in a text box is not a move
+    page.wait_for_timeout(1500)
+    assert page.get_by_text(f"Sample 1 of {n}", exact=True).count() == 1
+    page.screenshot(path=str(ARTIFACTS / "browser_keys_rationales.png"), full_page=True)
+
+
+def test_keys_move_through_compare(server, page):
+    base, run = server
+    page.goto(f"{base}/compare?run=alpha&ra=alpha&ia=0&rb=alpha&ib=2&task=arithmetic&phase=eval",
+              wait_until="domcontentloaded")
+    page.get_by_text("Question 1 of", exact=False).first.wait_for(timeout=60_000)
+    total = page.get_by_text("Question 1 of", exact=False).first.inner_text().split(" of ")[1].strip()
+    page.wait_for_timeout(500)
+    _press(page, "j")
+    _wait(page, f"Question 2 of {total}")
+    _press(page, "ArrowLeft")
+    _wait(page, f"Question 1 of {total}")
+    page.locator("pre.star-diff").first.wait_for(timeout=30_000)
+    assert page.locator("pre.star-diff").count() == 2
+    assert page.locator("img[src='x']").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "browser_compare.png"), full_page=True)
+    assert page.dialogs == []
