@@ -5,12 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from star_core import queries as Q
-from star_dashboard import ui
+from star_dashboard import hints, ui
 
 PAGE = "rz"
 KEYS = ("task", "it", "decision", "sid")
-HINT_BG = "#ffe066"
-LEAK_BG = "#ffa8a8"
 
 ui.page_header("Rationalizations", "For a question the model got wrong: its first attempt, the prompt retried "
                "with the gold answer as a hint (highlighted), the hinted output, and the training example stored "
@@ -52,7 +50,6 @@ if retry["phase"] != "rationalize":
     st.warning("This sample is not a hinted retry; opening it on the Rationales page instead is more useful.")
 ui.navigator(PAGE, state, b, noun="retry")
 
-leak = Q.hint_leak(retry)
 hint = retry.get("hint") or ""
 with st.container(border=True):
     h1, h2 = st.columns([4, 1], vertical_alignment="center")
@@ -67,17 +64,7 @@ with st.container(border=True):
         st.caption("Hint shown to the model")
         st.code(hint if hint else "(no hint stored)", language="text")
     st.text(retry["reason"])
-    if leak["flagged"] or leak["spans"]:
-        msg = "Hint leak: "
-        if leak["flagged"]:
-            msg += "the filter rejected this retry as hint_leak. "
-        if leak["spans"]:
-            msg += (f"The hint (or the word \"hint\") appears {len(leak['spans'])} time(s) in the output, "
-                    "marked in red below.")
-        st.error(msg, icon=":material/warning:")
-    elif not leak["checkable"]:
-        st.caption("The hint is the bare answer, so finding it in the output proves nothing; only the "
-                   "filter's decision can flag a leak here.")
+    leak = hints.show_leak(retry)
 
 row1 = st.columns(2, gap="large")
 with row1[0]:
@@ -92,35 +79,16 @@ with row1[0]:
                                 f" · gold: {first['gold']} · {first['reason']}"))
 with row1[1]:
     st.markdown("#### 2 · Hinted prompt (hint highlighted)")
-    prompt = retry["prompt"] or ""
-    spans = Q.hint_spans(prompt, hint)
-    block_start = prompt.rstrip().rfind("\n\n")
-    block_start = block_start + 2 if block_start >= 0 else 0
-    in_block = [(a - block_start, b_ - block_start) for a, b_ in spans if a >= block_start]
-    if in_block:
-        st.caption("the question as retried (end of the prompt)")
-        ui.show_highlighted(prompt[block_start:], in_block, HINT_BG)
-    elif spans:
-        st.caption("the hint's last place in the prompt")
-        ui.show_highlighted(prompt, spans, HINT_BG)
-    else:
-        st.warning("The hint text was not found in the stored prompt.")
-        ui.show_text(prompt[block_start:])
-    with st.expander("Full hinted prompt (few-shot prefix included)"):
-        all_spans = Q.find_all(prompt, hint) if hint.strip() else []
-        ui.show_highlighted(prompt, all_spans, HINT_BG)
+    hints.show_hinted_prompt(retry, show_hint=False)
 
 row2 = st.columns(2, gap="large")
 with row2[0]:
     st.markdown("#### 3 · Hinted output")
     ui.decision_badge(retry["decision"])
-    ui.show_highlighted(retry["raw_output"], leak["spans"], LEAK_BG)
+    ui.show_highlighted(retry["raw_output"], leak["spans"], hints.LEAK_BG)
     st.caption(ui.md_escape(f"parsed answer: {retry['answer'] if retry['answer'] is not None else '(none)'}"
                             f" · matches gold: {'yes' if retry['correct'] else 'no'}"))
-    audit = retry.get("audit")
-    if audit and audit.get("errors"):
-        st.caption("audit errors (a right answer from wrong steps is the typical failure of rationalization):")
-        ui.show_text("\n".join(f"• {e}" for e in audit["errors"]))
+    hints.show_audit(retry)
 with row2[1]:
     st.markdown("#### 4 · Training example as stored (hint removed)")
     if te is None:
@@ -131,5 +99,5 @@ with row2[1]:
         still = Q.find_all(te["prompt"], hint.strip()) if leak["checkable"] else []
         if still:
             st.error("The stored training prompt still contains the hint text.", icon=":material/warning:")
-        ui.show_highlighted(te["prompt"], still, LEAK_BG)
+        ui.show_highlighted(te["prompt"], still, hints.LEAK_BG)
         ui.show_text(te["completion"], "completion (the loss is on these tokens)")

@@ -11,11 +11,10 @@ import streamlit as st
 
 from star_core import queries as Q
 from star_dashboard import tour as T
-from star_dashboard import ui
+from star_dashboard import hints, ui
 
 PAGE = "tour"
 KEYS = ("q", "it")
-HINT_BG = "#ffe066"
 
 ui.page_header("Teaching tour", "One question followed through the run, for walking a class through how STaR "
                "learns: the model's first attempt, the hint it was then given, its rationalization, the training "
@@ -124,18 +123,6 @@ left, right = st.columns([3, 2], gap="large")
 # --------------------------------------------------------------------------
 # the story (left)
 # --------------------------------------------------------------------------
-def show_audit(smp: dict[str, Any]) -> None:
-    verdict = ui.show_audit(smp.get("audit"))
-    if verdict == "no_rationale" and smp["correct"]:
-        st.warning("Right answer, no rationale: the output gives the answer without an intermediate step. "
-                   "Unless `reject_unfaithful` is on, the filter keeps it and the model learns to skip the reasoning.",
-                   icon=":material/report:")
-    if verdict == "unfaithful" and smp["correct"]:
-        st.warning("Right answer, wrong steps: an unfaithful rationale. The filter only checks the final answer, "
-                   "so this reasoning is kept and trained on. This is the case to point at in class.",
-                   icon=":material/report:")
-
-
 def show_attempt(smp: dict[str, Any], title: str) -> None:
     h1, h2 = st.columns([4, 1], vertical_alignment="center")
     h1.markdown(title + (ui.md_escape(f" (sample k={smp['k']})") if smp["k"] else ""))
@@ -147,21 +134,7 @@ def show_attempt(smp: dict[str, Any], title: str) -> None:
                 + (" · kept" if smp["kept"] else " · not kept"))
     st.caption("Why the filter decided so:")
     st.text(smp["reason"])
-    show_audit(smp)
-
-
-def show_hint(smp: dict[str, Any]) -> None:
-    hint = smp.get("hint") or ""
-    st.caption("the hint (the gold answer, given away)")
-    st.code(hint if hint else "(no hint stored)", language="text")
-    block, spans = T.hint_marks(smp["prompt"], hint)
-    st.caption("the hinted prompt's last question block (hint highlighted; the few-shot exemplars come before it)")
-    if spans:
-        ui.show_highlighted(block, spans, HINT_BG)
-    else:
-        ui.show_text(block)
-        if hint:
-            st.caption("Neither the hint text nor a hint marker appears verbatim in this block.")
+    hints.show_audit(smp)
 
 
 def show_train(rows: list[dict[str, Any]], i: int) -> None:
@@ -209,7 +182,7 @@ with left:
             if it["retry"]:
                 for smp in it["retry"]:
                     st.markdown("**② The hint**: the question is asked again with the answer given away")
-                    show_hint(smp)
+                    hints.show_hinted_prompt(smp)
                     st.markdown("**③ Rationalization**: the model explains the given answer")
                     show_attempt(smp, f"hinted retry by M{i - 1}")
             elif it["first"] and not any(x["kept"] for x in it["first"]):

@@ -19,11 +19,10 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import sqlite3
 from typing import Any
 
-from star_core.queries import find_all, parse_audit
+from star_core.queries import parse_audit
 from star_core.queries.connect import _run_row, open_store
 
 #: The phases of a question's story (the warm start's reference examples and the direct-answer evaluation are not).
@@ -291,39 +290,6 @@ def story(run_dir: str | os.PathLike, task: str, question_id: str) -> dict[str, 
             "learned_iteration": learned, "iterations": [its[i] for i in sorted(its)]}
 
 
-def last_question_block(prompt: str | None) -> tuple[str, int]:
-    """The final question block of a (hinted) prompt: the text after the last blank line, and where it
-    starts. The few-shot exemplars come before it."""
-    p = prompt or ""
-    cut = p.rstrip().rfind("\n\n")
-    start = cut + 2 if cut >= 0 else 0
-    return p[start:], start
-
-
-#: How the engine's tasks mark the hint in a hinted prompt: CommonsenseQA's " (CORRECT)" after the right choice,
-#: arithmetic's "(Hint: the answer is ...)", GSM8K's "(The answer is N.)".
-_HINT_MARKERS = re.compile(r"\(CORRECT\)|\(Hint:[^)\n]*\)|\(The answer is [^)\n]*\)|\(Answer:[^)\n]*\)", re.I)
-
-
-def hint_marks(prompt: str | None, hint: str | None) -> tuple[str, list[tuple[int, int]]]:
-    """The hinted prompt's last question block and where the hint sits in it (spans relative to the block).
-
-    The hint text itself when it appears there (only its last occurrence when it is a bare number, which
-    may also occur in the question), else the task's hint marker ("(CORRECT)", "(Hint: ...)",
-    "(The answer is ...)"). An empty list when neither is found.
-    """
-    block, start = last_question_block(prompt)
-    h = (hint or "").strip()
-    for needle in dict.fromkeys([hint or "", h]):
-        if not needle:
-            continue
-        spans = find_all(block, needle)
-        if spans:
-            bare = h.replace(" ", "").replace(",", "").replace(".", "").lstrip("-").isdigit()
-            return block, spans[-1:] if bare else spans
-    return block, [m.span() for m in _HINT_MARKERS.finditer(block)]
-
-
 # --------------------------------------------------------------------------
 # the objective, with this run's numbers
 # --------------------------------------------------------------------------
@@ -404,6 +370,5 @@ def objective_numbers(run_dir: str | os.PathLike, iteration: int, task: str | No
     }
 
 
-__all__ = ["KIND_TAG", "KIND_TEXT", "STORY_KINDS", "as_bool", "auto_pick", "candidates", "hint_marks",
-           "last_question_block",
-           "objective_numbers", "overview", "question_key", "split_key", "story", "surprise"]
+__all__ = ["KIND_TAG", "KIND_TEXT", "STORY_KINDS", "as_bool", "auto_pick", "candidates", "objective_numbers",
+           "overview", "question_key", "split_key", "story", "surprise"]

@@ -95,6 +95,30 @@ def build_story_run(run_dir: Path, *, rationalize: bool = True, iterations: int 
     return run_dir
 
 
+def build_strict_run(run_dir: Path) -> Path:
+    """reject_unfaithful=true, one iteration. q-learn's hinted retry reaches the gold answer with wrong steps and is
+    rejected (decision unfaithful, not kept); q-ok is right and kept; the eval question e-1 is answered right with
+    wrong steps at iterations 0 and 1 (evaluation outputs are never kept). Nothing unfaithful is trained on."""
+    st = RunStore(run_dir)
+    cfg = {"task": "arithmetic", "rationalize": True, "reject_unfaithful": True, "iterations": 1}
+    st.create_run(run_dir.name, "arithmetic", "tiny", cfg, 1, "cpu (test)")
+    for it in (0, 1):
+        st.begin_iteration(it, 40 if it else None)
+        if it:
+            st.add_samples([_rec(1, "sample", "q-learn", False), _rec(1, "sample", "q-ok", True)])
+            st.set_stage(1, "sampled")
+            st.add_samples([_rec(1, "rationalize", "q-learn", True, decision="unfaithful", kept=False,
+                                 audit=UNFAITHFUL)])
+            st.set_stage(1, "rationalized")
+            st.finish_training(1, [(1, 1.0, 3e-4, 0.1)], "adapters/iter_1", len(st.train_examples(1)))
+        ev = [_rec(it, "eval", "e-1", True, audit=UNFAITHFUL), _rec(it, "eval", "e-2", False)]
+        st.add_samples(ev)
+        st.finish_iteration(it, _metrics(ev))
+    st.set_status("finished")
+    st.close()
+    return run_dir
+
+
 sql = F.sql
 
 
@@ -105,6 +129,7 @@ def root(tmp_path_factory):
     build_story_run(r / "norz", rationalize=False)
     build_story_run(r / "zero", iterations=0)
     build_story_run(r / "live", stop_after_sample=1)
+    build_strict_run(r / "strict")
     F.set_running(r / "live")
     F.build_run(r / "alpha", tasks=("arithmetic", "commonsenseqa", "gsm8k"), iterations=2, n_train=10, n_eval=4)
     F.write_corrupt(r / "broken")
@@ -145,7 +170,7 @@ def test_story_of_the_picked_question(root):
     assert [t["source"] for t in it1["train"]] == ["rationalized"] and "Answer:" not in it1["train"][0]["prompt"]
     assert retry["train_example"]["id"] == it1["train"][0]["id"]
     assert it1["solved_without_hint"] is False and by_it[2]["solved_without_hint"] is True
-    block, start = T.last_question_block(retry["prompt"])
+    block, start = Q.last_question_block(retry["prompt"])
     assert block.startswith("Input:\nq-learn sum\nAnswer: 12") and retry["prompt"][start:] == block
     assert T.story(root / "story", "arithmetic", "nope") is None
 
@@ -187,19 +212,27 @@ def test_fallbacks_without_rationalization_and_iteration_zero_only(root):
     assert T.overview(root / "live")["rationalized_iterations"] == []
 
 
+def _marks(prompt: str, hint: str) -> tuple[str, list[tuple[int, int]]]:
+    m = Q.hint_marks(prompt, hint)
+    return m.block, m.block_spans
+
+
 def test_hint_marks_in_the_last_block():
     ex = "Q: ex\nAnswer Choices:\n(a) x (CORRECT)\nA: fine\n\n"
-    block, spans = T.hint_marks(ex + "Q: where?\nAnswer Choices:\n(a) desk\n(b) shelf (CORRECT)\nA:",
-                                "choice (b) marked (CORRECT)")  # the hint text of older stores
-    assert block.startswith("Q: where?") and [block[a:b] for a, b in spans] == ["(CORRECT)"]
-    block, spans = T.hint_marks(ex + "Q: where?\nAnswer Choices:\n(a) desk\n(b) shelf (CORRECT)\nA:",
-                                "(b) shelf (CORRECT)")  # the engine's CommonsenseQA hint text now
+    block, spans = _marks(ex + "Q: where?\nAnswer Choices:\n(a) desk\n(b) shelf (CORRECT)\nA:",
+                          "choice (b) marked (CORRECT)")  # the hint text of older stores: the marked choice
+    assert block.startswith("Q: where?") and [block[a:b] for a, b in spans] == ["(b) shelf (CORRECT)"]
+    block, spans = _marks(ex + "Q: where?\nAnswer Choices:\n(a) desk\n(b) shelf (CORRECT)\nA:",
+                          "(b) shelf (CORRECT)")  # the engine's CommonsenseQA hint text now
     assert [block[a:b] for a, b in spans] == ["(b) shelf (CORRECT)"]
-    block, spans = T.hint_marks(ex + "Q: Ann has 40 and 2 more. (The answer is 42.)\nA:", "The answer is 42.")
+    block, spans = _marks(ex + "Q: Ann has 40 and 2 more. (The answer is 42.)\nA:", "The answer is 42.")
     assert [block[a:b] for a, b in spans] == ["The answer is 42."]
-    block, spans = T.hint_marks("Input:\n7 + 0\nAnswer: 7\nTarget:\n", "7")  # a bare number: its last place
+    block, spans = _marks("Input:\n7 + 0\nAnswer: 7\nTarget:\n", "7")  # a bare number: its last place
     assert spans == [(block.rindex("7"), block.rindex("7") + 1)]
-    assert T.hint_marks("Q: no hint here\nA:", "Answer: 3") == ("Q: no hint here\nA:", [])
+    assert _marks("Q: no hint here\nA:", "Answer: 3") == ("Q: no hint here\nA:", [])
+    # only in an exemplar: its last place in the whole prompt, outside the block
+    m = Q.hint_marks("Q: 1 (Answer: 3)\nA: 3\n\nQ: 2\nA:", "(Answer: 3)")
+    assert not m.in_block and m.spans == [(5, 16)] and m.block_spans == []
 
 
 def test_unreadable_stores_raise_run_unavailable(root):
@@ -276,6 +309,27 @@ def test_page_tells_the_picked_story_with_the_objective(env):
     m = metrics(at)
     assert m["Right: weight 1, kept"] == "2" and m["Rescued by rationalization"] == "0"
     assert m["Eval accuracy, iteration 1 → 2"] == "100.0%" and at.query_params["it"] == "2"
+
+
+def test_page_says_what_was_kept_of_a_right_answer_with_wrong_steps(env):
+    """The warning "kept and trained on" follows the sample's stored decision: never for an evaluation output,
+    nor for a retry that reject_unfaithful rejected; and it stays for a rationalization that was kept."""
+    def notes(at: AppTest) -> list[str]:
+        return [x for x in texts(at, "warning") + texts(at, "info") if x.startswith("Right answer, wrong steps")]
+
+    at = open_tour(run="strict", q="arithmetic::e-1")  # evaluation outputs only, right with wrong steps
+    assert at.selectbox(key="tour_q").value == "arithmetic::e-1"
+    ns = notes(at)
+    assert len(ns) == 2 and all("evaluation output" in n and "nothing from it is trained on" in n for n in ns), ns
+    assert not any("wrong steps" in w for w in texts(at, "warning"))  # a note, not a warning: nothing is kept
+
+    at = open_tour(run="strict", q="arithmetic::q-learn")  # the hinted retry rejected as unfaithful
+    ns = notes(at)
+    assert any("rejected it (`reject_unfaithful`): it is not trained on" in n for n in ns), ns
+    assert not any("trained on" in n and "not trained on" not in n for n in ns), ns
+
+    at = open_tour(run="story", q="arithmetic::q-learn")  # the paper's rule: the unfaithful retry was kept
+    assert any("was kept and is trained on" in w for w in texts(at, "warning"))
 
 
 def test_page_shows_model_text_literally(env):

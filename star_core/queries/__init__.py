@@ -9,7 +9,7 @@ nothing here writes. One module per job:
 * :mod:`.reads`: SQL reads of samples (the browser's filters and pages, one sample, one question, one
   rationalization), events and exemplars;
 * :mod:`.measures`: the three measures, accuracies, losses, paired changes, decisions, the funnel, the summary;
-* :mod:`.text`: the audit record, hint spans and hint leaks (strings only).
+* :mod:`.text`: the audit record and what it meant for training, hint marks, hint leaks (strings only).
 
 Process liveness (``pid_alive``, ``effective_status``) lives in :mod:`star_core.liveness`, beside the
 store that writes the status. Every name is re-exported here, so ``from star_core import queries as Q;
@@ -31,7 +31,7 @@ from ..tasks.base import AUDIT_VERSION, VERDICTS
 from .connect import RunUnavailable, db_path, fingerprint, open_store
 from .runs import (DEMO_RUNS_ENV, ORDER_FILE, RUNS_ROOT_ENV, is_run_dir, list_runs, missing_adapters, resolve_run,
                    run_brief, run_info, run_status, runs_roots)
-from .text import find_all, hint_leak, hint_spans, parse_audit
+from .text import HintMarks, audit_note, find_all, hint_leak, hint_marks, hint_spans, last_question_block, parse_audit
 
 #: The modules imported on first use of one of their names (they import pandas).
 _LAZY = ("reads", "measures")
@@ -63,7 +63,8 @@ __all__ = [
     "DEMO_RUNS_ENV", "ORDER_FILE", "RUNS_ROOT_ENV", "is_run_dir", "list_runs", "missing_adapters", "resolve_run",
     "run_brief", "run_info", "run_status", "runs_roots",
     # text
-    "find_all", "hint_leak", "hint_spans", "parse_audit",
+    "HintMarks", "audit_note", "find_all", "hint_leak", "hint_marks", "hint_spans", "last_question_block",
+    "parse_audit",
     # reads (lazy)
     "SampleFilter", "browse", "count_samples", "events_frame", "exemplars_frame", "facets", "get_sample",
     "iterations_frame", "question_history", "rationalization", "samples_page",

@@ -1,4 +1,5 @@
-"""Text helpers over stored samples: the audit record, where a hint sits in a prompt, hint leaks.
+"""Text helpers over stored samples: the audit record and what it meant for training, where a hint sits in a
+prompt, hint leaks. Every page shows hints and audits through these (and ``star_dashboard.hints``).
 
 Pure functions on strings and dicts; no store, no pandas.
 """
@@ -7,8 +8,10 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
+from ..store import EVAL_PHASES, KEPT_DECISIONS
 from ..tasks.base import VERDICTS
 
 
@@ -37,6 +40,36 @@ def parse_audit(raw: str | None) -> dict[str, Any] | None:
 
 
 
+#: What a right answer with a doubtful rationale is, per audit verdict.
+_DOUBTFUL = {"unfaithful": "Right answer, wrong steps: an unfaithful rationale.",
+             "no_rationale": "Right answer, no rationale: the output gives the answer without an intermediate step."}
+
+
+def audit_note(sample: dict[str, Any]) -> tuple[bool, str] | None:
+    """For a right answer whose audit verdict is ``unfaithful`` or ``no_rationale``: (trained on, a sentence
+    saying what the filter did with it). None for any other sample.
+
+    What was kept is read from the sample as stored, never assumed: its phase (an evaluation output is scored and
+    never kept), its decision (one of ``store.KEPT_DECISIONS`` when the filter kept it: the paper's rule checks
+    only the final answer; ``unfaithful`` / ``no_rationale`` when ``reject_unfaithful`` rejected it) and its
+    kept flag (a duplicate or an answer over ``max_kept_per_question`` is not kept either)."""
+    audit = sample.get("audit") or {}
+    verdict = audit.get("verdict")
+    if verdict not in _DOUBTFUL or not sample.get("correct"):
+        return None
+    what, phase, decision = _DOUBTFUL[verdict], sample.get("phase"), sample.get("decision")
+    if phase in EVAL_PHASES:
+        return False, f"{what} This is an evaluation output: it is scored, and nothing from it is trained on."
+    if sample.get("kept") and decision in KEPT_DECISIONS:
+        return True, (f"{what} The filter checked only the final answer, so this reasoning was kept and is trained "
+                      "on" + (": the case to point at in class." if verdict == "unfaithful" else
+                              ": the model learns to skip the reasoning.")
+                      + " (`reject_unfaithful` rejects such answers.)")
+    if decision == verdict:
+        return False, f"{what} The filter rejected it (`reject_unfaithful`): it is not trained on."
+    return False, f"{what} Not kept (decision {decision}): it is not trained on."
+
+
 def find_all(text: str | None, needle: str | None) -> list[tuple[int, int]]:
     """Non-overlapping spans of ``needle`` in ``text``."""
     if not text or not needle:
@@ -48,26 +81,77 @@ def find_all(text: str | None, needle: str | None) -> list[tuple[int, int]]:
     return spans
 
 
-def hint_spans(prompt: str | None, hint: str | None) -> list[tuple[int, int]]:
-    """Where the hint sits in the hinted prompt: its occurrences after the last exemplar
-    (the final question block), else its last occurrence anywhere. Tries the stripped hint too."""
-    if not prompt or not hint:
-        return []
-    for needle in dict.fromkeys([hint, hint.strip()]):
-        if not needle:
-            continue
-        spans = find_all(prompt, needle)
+def _bare_number(text: str) -> bool:
+    """A hint that is only a number ("42", "-3", "1,204."): it also occurs in questions and right answers."""
+    return text.replace(" ", "").replace(",", "").replace(".", "").lstrip("-").isdigit()
+
+
+def last_question_block(prompt: str | None) -> tuple[str, int]:
+    """The final question block of a (hinted) prompt: the text after the last blank line, and where it
+    starts. The few-shot exemplars come before it."""
+    p = prompt or ""
+    cut = p.rstrip().rfind("\n\n")
+    start = cut + 2 if cut >= 0 else 0
+    return p[start:], start
+
+
+#: How the engine's tasks mark the hint in a hinted prompt, when the hint text itself is not found: CommonsenseQA's
+#: " (CORRECT)" after the right choice (the choice's line is marked), arithmetic's "(Hint: ...)", GSM8K's
+#: "(The answer is N.)".
+_HINT_MARKERS = re.compile(r"^[^\n]*\(CORRECT\)|\(Hint:[^)\n]*\)|\(The answer is [^)\n]*\)|\(Answer:[^)\n]*\)",
+                           re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class HintMarks:
+    """Where the hint sits in a hinted prompt. ``block`` is the prompt's last question block, starting at
+    ``start``; ``spans`` are positions in the whole prompt (in the block, unless ``in_block`` is False)."""
+
+    block: str
+    start: int
+    spans: list[tuple[int, int]]
+
+    @property
+    def in_block(self) -> bool:
+        return bool(self.spans) and all(a >= self.start for a, _ in self.spans)
+
+    @property
+    def block_spans(self) -> list[tuple[int, int]]:
+        """The spans inside the block, relative to it."""
+        return [(a - self.start, b - self.start) for a, b in self.spans if a >= self.start]
+
+
+def hint_marks(prompt: str | None, hint: str | None) -> HintMarks:
+    """Where the hint sits in the hinted prompt, for every page that shows one.
+
+    In the last question block: the hint text (as given, then stripped; only its last occurrence when it is a
+    bare number, which may also occur in the question), else the task's hint marker (the CommonsenseQA choice
+    marked "(CORRECT)", "(Hint: ...)", "(The answer is ...)"). Failing both, the hint text's last occurrence
+    anywhere in the prompt (``in_block`` is then False); else no span.
+    """
+    p = prompt or ""
+    block, start = last_question_block(p)
+    h = hint or ""
+    needles = [n for n in dict.fromkeys([h, h.strip()]) if n]
+    for needle in needles:
+        spans = find_all(block, needle)
         if spans:
-            tail = prompt.rstrip().rfind("\n\n")
-            last = [s for s in spans if s[0] > tail] if tail >= 0 else spans
-            return last or spans[-1:]
-    if "(CORRECT)" in hint:  # older CommonsenseQA hints named the choice in words: mark the hinted line
-        tail = prompt.rstrip().rfind("\n\n")
-        at = prompt.rfind("(CORRECT)")
-        if at > tail:
-            start = prompt.rfind("\n", 0, at) + 1
-            return [(start, at + len("(CORRECT)"))]
-    return []
+            spans = spans[-1:] if _bare_number(h.strip()) else spans
+            return HintMarks(block, start, [(start + a, start + b) for a, b in spans])
+    if h.strip():
+        marks = [m.span() for m in _HINT_MARKERS.finditer(block)]
+        if marks:
+            return HintMarks(block, start, [(start + a, start + b) for a, b in marks])
+    for needle in needles:
+        spans = find_all(p, needle)
+        if spans:
+            return HintMarks(block, start, spans[-1:])
+    return HintMarks(block, start, [])
+
+
+def hint_spans(prompt: str | None, hint: str | None) -> list[tuple[int, int]]:
+    """Where the hint sits in the hinted prompt, as positions in the whole prompt (``hint_marks(..).spans``)."""
+    return hint_marks(prompt, hint).spans
 
 
 _HINT_WORD = re.compile(r"\bhint(?:ed|s)?\b|\(CORRECT\)", re.IGNORECASE)
@@ -84,7 +168,7 @@ def hint_leak(sample: dict[str, Any]) -> dict[str, Any]:
     """
     hint = (sample.get("hint") or "").strip()
     out = sample.get("raw_output") or ""
-    checkable = len(hint) >= 3 and not hint.replace(" ", "").replace(",", "").replace(".", "").isdigit()
+    checkable = len(hint) >= 3 and not _bare_number(hint)
     spans = find_all(out, hint) if checkable else []
     spans += [m.span() for m in _HINT_WORD.finditer(out)
               if not any(a <= m.start() < b for a, b in spans)]
