@@ -146,7 +146,8 @@ with left:
 with right:
     pos = b["position"] or 1
     offset = (pos - 1) // TABLE_ROWS * TABLE_ROWS
-    df = ui.guard(ui.q, "samples_page", run_dir, f, offset, TABLE_ROWS)
+    df = ui.guard(ui.q, "samples_page", run_dir, f, offset, TABLE_ROWS,  # read around the sample shown (keyset)
+                  anchor=b["sample_id"] if b["in_filter"] else None, anchor_position=b["position"])
     st.caption(f"Rows {offset + 1:,}–{offset + len(df):,} of {b['total']:,} (click a row to open it). "
                + I.KEYS_HELP)
     ids = [int(x) for x in df["id"]]

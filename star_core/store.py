@@ -12,6 +12,7 @@ resumed batch can never be stored twice. Nothing here imports torch.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -19,12 +20,14 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 DB_NAME = "store.sqlite"
 CONFIG_NAME = "config.yaml"
 ADAPTERS_DIR = "adapters"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: The schema versions this star reads (version 1 stores are read as they are; the writer migrates them).
+READABLE_VERSIONS = (1, 2)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -69,40 +72,6 @@ CREATE TABLE IF NOT EXISTS exemplars (
   source TEXT NOT NULL,            -- "train split (seed 0)", "file ...", "built-in"
   PRIMARY KEY (run_id, task, position)
 );
-CREATE TABLE IF NOT EXISTS samples (
-  id INTEGER PRIMARY KEY,
-  run_id INTEGER NOT NULL REFERENCES runs(id),
-  iteration INTEGER NOT NULL,
-  task TEXT NOT NULL,
-  split TEXT NOT NULL,             -- train | eval
-  phase TEXT NOT NULL,             -- PHASES: sample | rationalize | warm_start | eval | warm_eval | direct_eval
-  question_id TEXT NOT NULL,
-  k INTEGER NOT NULL DEFAULT 0,    -- sample index when k>1 samples per question
-  grp TEXT NOT NULL DEFAULT 'all', -- arithmetic: digit count
-  question TEXT NOT NULL,
-  prompt TEXT NOT NULL,            -- full prompt, few-shot prefix included
-  hint TEXT,                       -- the hint shown (rationalize phase only)
-  raw_output TEXT NOT NULL,
-  rationale TEXT,
-  answer TEXT,
-  gold TEXT NOT NULL,
-  correct INTEGER NOT NULL,        -- parsed answer == gold
-  decision TEXT NOT NULL,          -- DECISIONS: correct | rationalized | reference | wrong | unparsable
-                                   -- | truncated | hint_leak | unfaithful | no_rationale | duplicate | over_limit
-  kept INTEGER NOT NULL,           -- became a training example
-  reason TEXT NOT NULL,
-  audit_faithful INTEGER,          -- 1 / 0 (unfaithful or no_rationale) / NULL (nothing checkable)
-  audit_json TEXT,
-  prompt_tokens INTEGER,
-  output_tokens INTEGER,
-  seconds REAL,
-  created_at REAL NOT NULL,
-  UNIQUE (run_id, iteration, task, phase, question_id, k)
-);
-CREATE INDEX IF NOT EXISTS samples_browse
-  ON samples (run_id, iteration, task, split, phase, decision);
-CREATE INDEX IF NOT EXISTS samples_question ON samples (run_id, question_id);
-CREATE INDEX IF NOT EXISTS samples_grp ON samples (run_id, task, grp);
 CREATE TABLE IF NOT EXISTS train_examples (
   id INTEGER PRIMARY KEY,
   run_id INTEGER NOT NULL REFERENCES runs(id),
@@ -143,6 +112,143 @@ CREATE TABLE IF NOT EXISTS events (
   kind TEXT NOT NULL,              -- started | resumed | stage | progress | finished | crashed
   message TEXT NOT NULL
 );
+"""
+
+#: Version 1's samples table: the full prompt in every row.
+SAMPLES_V1 = """
+CREATE TABLE IF NOT EXISTS samples (
+  id INTEGER PRIMARY KEY,
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  iteration INTEGER NOT NULL,
+  task TEXT NOT NULL,
+  split TEXT NOT NULL,             -- train | eval
+  phase TEXT NOT NULL,             -- PHASES: sample | rationalize | warm_start | eval | warm_eval | direct_eval
+  question_id TEXT NOT NULL,
+  k INTEGER NOT NULL DEFAULT 0,    -- sample index when k>1 samples per question
+  grp TEXT NOT NULL DEFAULT 'all', -- arithmetic: digit count
+  question TEXT NOT NULL,
+  prompt TEXT NOT NULL,            -- full prompt, few-shot prefix included
+  hint TEXT,                       -- the hint shown (rationalize phase only)
+  raw_output TEXT NOT NULL,
+  rationale TEXT,
+  answer TEXT,
+  gold TEXT NOT NULL,
+  correct INTEGER NOT NULL,        -- parsed answer == gold
+  decision TEXT NOT NULL,          -- DECISIONS: correct | rationalized | reference | wrong | unparsable
+                                   -- | truncated | hint_leak | unfaithful | no_rationale | duplicate | over_limit
+  kept INTEGER NOT NULL,           -- became a training example
+  reason TEXT NOT NULL,
+  audit_faithful INTEGER,          -- 1 / 0 (unfaithful or no_rationale) / NULL (nothing checkable)
+  audit_json TEXT,
+  prompt_tokens INTEGER,
+  output_tokens INTEGER,
+  seconds REAL,
+  created_at REAL NOT NULL,
+  UNIQUE (run_id, iteration, task, phase, question_id, k)
+);
+CREATE INDEX IF NOT EXISTS samples_browse
+  ON samples (run_id, iteration, task, split, phase, decision);
+CREATE INDEX IF NOT EXISTS samples_question ON samples (run_id, question_id);
+CREATE INDEX IF NOT EXISTS samples_grp ON samples (run_id, task, grp);
+"""
+
+#: Version 2's samples: the few-shot prefix stored once (``prompt_prefixes``, keyed by its SHA-256) and the
+#: prompt's tail per row; ``sample_counts`` holds the number of samples per combination of the browser's
+#: filter columns, kept by triggers (so every write keeps it true); ``samples_fts`` is a trigram index
+#: (detail=none: which rows hold a trigram, not where) over the searched text, kept by triggers too.
+SAMPLES_V2 = """
+CREATE TABLE IF NOT EXISTS prompt_prefixes (
+  id INTEGER PRIMARY KEY,
+  sha256 TEXT NOT NULL UNIQUE,
+  text TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS samples (
+  id INTEGER PRIMARY KEY,
+  run_id INTEGER NOT NULL REFERENCES runs(id),
+  iteration INTEGER NOT NULL,
+  task TEXT NOT NULL,
+  split TEXT NOT NULL,             -- train | eval
+  phase TEXT NOT NULL,             -- PHASES: sample | rationalize | warm_start | eval | warm_eval | direct_eval
+  question_id TEXT NOT NULL,
+  k INTEGER NOT NULL DEFAULT 0,    -- sample index when k>1 samples per question
+  grp TEXT NOT NULL DEFAULT 'all', -- arithmetic: digit count
+  question TEXT NOT NULL,
+  prefix_id INTEGER REFERENCES prompt_prefixes(id),  -- the shared few-shot prefix (NULL: none)
+  prompt_tail TEXT NOT NULL,       -- the rest of the prompt: prompt = prefix text || prompt_tail
+  hint TEXT,                       -- the hint shown (rationalize phase only)
+  raw_output TEXT NOT NULL,
+  rationale TEXT,
+  answer TEXT,
+  gold TEXT NOT NULL,
+  correct INTEGER NOT NULL,        -- parsed answer == gold
+  decision TEXT NOT NULL,          -- DECISIONS: correct | rationalized | reference | wrong | unparsable
+                                   -- | truncated | hint_leak | unfaithful | no_rationale | duplicate | over_limit
+  kept INTEGER NOT NULL,           -- became a training example
+  reason TEXT NOT NULL,
+  audit_faithful INTEGER,          -- 1 / 0 (unfaithful or no_rationale) / NULL (nothing checkable)
+  audit_json TEXT,
+  prompt_tokens INTEGER,
+  output_tokens INTEGER,
+  seconds REAL,
+  created_at REAL NOT NULL,
+  UNIQUE (run_id, iteration, task, phase, question_id, k)
+);
+-- every filter of the sample browser but the text search and the question id, then id (the rowid): the
+-- keyset paging seeks (filter values, id) here, one seek per sample_counts row of the filter
+CREATE INDEX IF NOT EXISTS samples_browse
+  ON samples (run_id, iteration, task, split, phase, decision, grp, correct, kept);
+CREATE INDEX IF NOT EXISTS samples_question ON samples (run_id, question_id);
+CREATE INDEX IF NOT EXISTS samples_grp ON samples (run_id, task, grp);
+CREATE TABLE IF NOT EXISTS sample_counts (
+  run_id INTEGER NOT NULL,
+  iteration INTEGER NOT NULL,
+  task TEXT NOT NULL,
+  split TEXT NOT NULL,
+  phase TEXT NOT NULL,
+  decision TEXT NOT NULL,
+  grp TEXT NOT NULL,
+  correct INTEGER NOT NULL,
+  kept INTEGER NOT NULL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY (run_id, iteration, task, split, phase, decision, grp, correct, kept)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS samples_count_ins AFTER INSERT ON samples BEGIN
+  INSERT INTO sample_counts VALUES (new.run_id, new.iteration, new.task, new.split, new.phase, new.decision,
+                                    new.grp, new.correct, new.kept, 1)
+  ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS samples_count_del AFTER DELETE ON samples BEGIN
+  UPDATE sample_counts SET n = n - 1 WHERE run_id = old.run_id AND iteration = old.iteration AND task = old.task
+    AND split = old.split AND phase = old.phase AND decision = old.decision AND grp = old.grp
+    AND correct = old.correct AND kept = old.kept;
+END;
+CREATE TRIGGER IF NOT EXISTS samples_count_upd
+AFTER UPDATE OF run_id, iteration, task, split, phase, decision, grp, correct, kept ON samples BEGIN
+  UPDATE sample_counts SET n = n - 1 WHERE run_id = old.run_id AND iteration = old.iteration AND task = old.task
+    AND split = old.split AND phase = old.phase AND decision = old.decision AND grp = old.grp
+    AND correct = old.correct AND kept = old.kept;
+  INSERT INTO sample_counts VALUES (new.run_id, new.iteration, new.task, new.split, new.phase, new.decision,
+                                    new.grp, new.correct, new.kept, 1)
+  ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE VIRTUAL TABLE IF NOT EXISTS samples_fts USING fts5(
+  question_id, question, rationale, raw_output,
+  content='samples', content_rowid='id', tokenize='trigram', detail='none');
+CREATE TRIGGER IF NOT EXISTS samples_fts_ins AFTER INSERT ON samples BEGIN
+  INSERT INTO samples_fts(rowid, question_id, question, rationale, raw_output)
+  VALUES (new.id, new.question_id, new.question, new.rationale, new.raw_output);
+END;
+CREATE TRIGGER IF NOT EXISTS samples_fts_del AFTER DELETE ON samples BEGIN
+  INSERT INTO samples_fts(samples_fts, rowid, question_id, question, rationale, raw_output)
+  VALUES ('delete', old.id, old.question_id, old.question, old.rationale, old.raw_output);
+END;
+CREATE TRIGGER IF NOT EXISTS samples_fts_upd AFTER UPDATE OF question_id, question, rationale, raw_output
+ON samples BEGIN
+  INSERT INTO samples_fts(samples_fts, rowid, question_id, question, rationale, raw_output)
+  VALUES ('delete', old.id, old.question_id, old.question, old.rationale, old.raw_output);
+  INSERT INTO samples_fts(rowid, question_id, question, rationale, raw_output)
+  VALUES (new.id, new.question_id, new.question, new.rationale, new.raw_output);
+END;
 """
 
 # ---- the vocabularies of the text columns, defined once ---------------------
@@ -228,9 +334,9 @@ def check(db_path: str | os.PathLike, deep: bool = False) -> None:
                              f"by another program); {_REMEDY}")
         try:
             row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is not None and str(row[0]) != str(SCHEMA_VERSION):
-                raise StoreError(f"{p}: run store schema version {row[0]}; this star reads version "
-                                 f"{SCHEMA_VERSION}")
+            if row is not None and str(row[0]) not in {str(v) for v in READABLE_VERSIONS}:
+                raise StoreError(f"{p}: run store schema version {row[0]}; this star reads versions "
+                                 f"{', '.join(map(str, READABLE_VERSIONS))}")
             if deep:
                 rows = [ln for r in con.execute("PRAGMA quick_check") for ln in str(r[0]).splitlines()
                         if ln.strip() and not ln.startswith("*** in database")]
@@ -259,6 +365,143 @@ def connect(db_path: str | os.PathLike, readonly: bool = False) -> sqlite3.Conne
     con.row_factory = sqlite3.Row
     con.execute("PRAGMA busy_timeout=10000")
     return con
+
+
+#: The full prompt of a version 2 sample row (a column expression of ``samples``, named ``prompt``).
+PROMPT_SQL = ("coalesce((SELECT p.text FROM prompt_prefixes p WHERE p.id = samples.prefix_id), '')"
+              " || samples.prompt_tail AS prompt")
+#: A shared prefix shorter than this is left in the rows.
+MIN_PREFIX_CHARS = 64
+
+
+def schema_version(con: sqlite3.Connection) -> int:
+    """The store's schema version (``meta.schema_version``): 1 for a store written before the prefix table,
+    and for a new, still empty file (its samples table is created at the current version)."""
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    except sqlite3.OperationalError:
+        return SCHEMA_VERSION
+    if row is None:
+        has = con.execute("SELECT 1 FROM sqlite_master WHERE name='samples' AND type='table'").fetchone()
+        return 1 if has else SCHEMA_VERSION
+    return int(row[0]) if str(row[0]).isdigit() else 0
+
+
+def prompt_column(con: sqlite3.Connection) -> str:
+    """The select-list expression of a sample's full prompt, named ``prompt``, for this store's version."""
+    return "prompt" if schema_version(con) == 1 else PROMPT_SQL
+
+
+def split_prompt(prompt: str, known: Iterable[str] = ()) -> str:
+    """The few-shot prefix of ``prompt``: the longest of ``known`` it starts with, else the text up to its
+    last blank line (the few-shot block ends with one; the question block after it has none)."""
+    best = ""
+    for k in known:
+        if len(k) > len(best) and prompt.startswith(k):
+            best = k
+    if best:
+        return best
+    cut = prompt.rfind("\n\n")
+    return prompt[:cut + 2] if cut >= 0 else ""
+
+
+class PrefixTable:
+    """The ``prompt_prefixes`` of one store, in memory: each distinct prefix once, keyed by its SHA-256."""
+
+    def __init__(self, con: sqlite3.Connection):
+        self.ids: dict[str, int] = {r[1]: r[0] for r in con.execute("SELECT id, text FROM prompt_prefixes")}
+        self.order = sorted(self.ids, key=len, reverse=True)
+
+    def _id(self, con: sqlite3.Connection, text: str) -> int:
+        if text not in self.ids:
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            con.execute("INSERT OR IGNORE INTO prompt_prefixes(sha256, text) VALUES (?, ?)", (digest, text))
+            self.ids[text] = con.execute("SELECT id FROM prompt_prefixes WHERE sha256=?", (digest,)).fetchone()[0]
+            self.order = sorted(self.ids, key=len, reverse=True)
+        return self.ids[text]
+
+    def split_batch(self, con: sqlite3.Connection, prompts: list[str]) -> list[tuple[int | None, str]]:
+        """(prefix id or None, tail) for each prompt; prefix text + tail == prompt. A batch shares its
+        prefix: the common start of its prompts up to the last blank line in it is tried first."""
+        known = list(self.order)
+        if len(prompts) > 1:
+            common = os.path.commonprefix(prompts)
+            cut = common.rfind("\n\n")
+            if cut + 2 >= MIN_PREFIX_CHARS:
+                known.insert(0, common[:cut + 2])
+        out: list[tuple[int | None, str]] = []
+        last = ""
+        for p in prompts:
+            pre = last if last and p.startswith(last) else split_prompt(p, known)
+            if len(pre) < MIN_PREFIX_CHARS:
+                out.append((None, p))
+                continue
+            last = pre
+            out.append((self._id(con, pre), p[len(pre):]))
+        return out
+
+
+def statements(script: str) -> list[str]:
+    """The SQL statements of ``script`` (trigger bodies kept whole), to run inside a transaction, which
+    ``executescript`` would commit."""
+    out, cur = [], ""
+    for line in script.splitlines(keepends=True):
+        cur += line
+        if sqlite3.complete_statement(cur):
+            out.append(cur.strip())
+            cur = ""
+    if cur.strip():
+        out.append(cur.strip())
+    return out
+
+
+_SAMPLE_COLS = ("id, run_id, iteration, task, split, phase, question_id, k, grp, question, hint, raw_output, "
+                "rationale, answer, gold, correct, decision, kept, reason, audit_faithful, audit_json, prompt_tokens, "
+                "output_tokens, seconds, created_at")
+
+
+def migrate_v1(con: sqlite3.Connection, chunk: int = 5000) -> int:
+    """Rewrite a version 1 store as version 2 in one transaction (``star run --resume`` of an old run does
+    this; readers read version 1 as it is): each prompt's few-shot prefix goes to ``prompt_prefixes`` once,
+    and the counts and the text index are built. Rows keep their ids, so training examples still point at
+    their samples. A failure leaves the store as it was. Returns the number of samples moved."""
+    stmts = statements(SAMPLES_V2)
+    table = next(x for x in stmts if x.startswith("CREATE TABLE IF NOT EXISTS samples ("))
+    con.execute("PRAGMA foreign_keys=OFF")  # the samples table is replaced under train_examples' references
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute(next(x for x in stmts if "prompt_prefixes (" in x))
+            con.execute(table.replace("CREATE TABLE IF NOT EXISTS samples (", "CREATE TABLE samples_new (", 1))
+            prefixes, moved = PrefixTable(con), 0
+            cols = [c.strip() for c in _SAMPLE_COLS.split(",")]
+            read = con.execute(f"SELECT {_SAMPLE_COLS}, prompt FROM samples ORDER BY id")
+            while rows := read.fetchmany(chunk):
+                split = prefixes.split_batch(con, [r[-1] for r in rows])
+                con.executemany(
+                    f"INSERT INTO samples_new({_SAMPLE_COLS}, prefix_id, prompt_tail)"
+                    f" VALUES ({','.join('?' * (len(cols) + 2))})",
+                    [(*r[:-1], pid, tail) for r, (pid, tail) in zip(rows, split)])
+                moved += len(rows)
+            con.execute("DROP TABLE samples")
+            con.execute("ALTER TABLE samples_new RENAME TO samples")
+            for x in stmts:
+                con.execute(x)
+            con.execute("INSERT INTO sample_counts SELECT run_id, iteration, task, split, phase, decision, grp,"
+                        " correct, kept, count(*) FROM samples GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9")
+            con.execute("INSERT INTO samples_fts(samples_fts) VALUES ('rebuild')")
+            con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),))
+            bad = con.execute("PRAGMA foreign_key_check").fetchall()
+            if bad:
+                raise StoreError(f"migration to schema version {SCHEMA_VERSION} would break {len(bad)} references")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.execute("PRAGMA foreign_keys=ON")
+    return moved
 
 
 @dataclass
@@ -305,10 +548,14 @@ class RunStore:
             check(self.db_path)  # never add star's tables to a foreign or damaged file
         self.con = connect(self.db_path)
         self.con.executescript(SCHEMA)
+        if schema_version(self.con) == 1:
+            migrate_v1(self.con)
+        self.con.executescript(SAMPLES_V2)
         self.con.execute(
             "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
         self.run_id = 1
+        self._prefixes: PrefixTable | None = None
 
     # ---- plumbing --------------------------------------------------------
     @contextmanager
@@ -319,6 +566,7 @@ class RunStore:
             yield self.con
         except BaseException:
             self.con.execute("ROLLBACK")
+            self._prefixes = None  # prefixes added in the transaction are gone: read them again
             raise
         else:
             self.con.execute("COMMIT")
@@ -416,14 +664,17 @@ class RunStore:
         new = 0
         now = time.time()
         with self.tx() as c:
-            for r in records:
+            if self._prefixes is None:
+                self._prefixes = PrefixTable(c)
+            split = self._prefixes.split_batch(c, [r.prompt for r in records])
+            for r, (prefix_id, tail) in zip(records, split):
                 cur = c.execute(
                     "INSERT OR IGNORE INTO samples(run_id, iteration, task, split, phase, question_id, k, grp,"
-                    " question, prompt, hint, raw_output, rationale, answer, gold, correct, decision, kept,"
-                    " reason, audit_faithful, audit_json, prompt_tokens, output_tokens, seconds, created_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " question, prefix_id, prompt_tail, hint, raw_output, rationale, answer, gold, correct, decision,"
+                    " kept, reason, audit_faithful, audit_json, prompt_tokens, output_tokens, seconds, created_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (self.run_id, r.iteration, r.task, r.split, r.phase, r.question_id, r.k, r.grp,
-                     r.question, r.prompt, r.hint, r.raw_output, r.rationale, r.answer, r.gold,
+                     r.question, prefix_id, tail, r.hint, r.raw_output, r.rationale, r.answer, r.gold,
                      int(r.correct), r.decision, int(r.kept), r.reason,
                      None if not r.audit or r.audit.get("faithful") is None else int(r.audit["faithful"]),
                      json.dumps(r.audit) if r.audit is not None else None,
@@ -479,8 +730,9 @@ class RunStore:
                           [(self.run_id, i) for i, _, _ in changes])
 
     def samples(self, iteration: int, task: str, phase: str) -> list[sqlite3.Row]:
+        """One phase's samples, each with its full ``prompt``."""
         return self.con.execute(
-            "SELECT * FROM samples WHERE run_id=? AND iteration=? AND task=? AND phase=? ORDER BY id",
+            f"SELECT *, {PROMPT_SQL} FROM samples WHERE run_id=? AND iteration=? AND task=? AND phase=? ORDER BY id",
             (self.run_id, iteration, task, phase),
         ).fetchall()
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from star_core.queries import parse_audit
 from star_core.queries.connect import _run_row, open_store
+from star_core.store import prompt_column
 
 #: The phases of a question's story (the warm start's reference examples and the direct-answer evaluation are not).
 STORY_PHASES = ("sample", "rationalize", "eval", "warm_eval")
@@ -233,7 +234,7 @@ def surprise(cands: dict[str, Any], current: str | None = None, seed: int | None
 # --------------------------------------------------------------------------
 # one question's story
 # --------------------------------------------------------------------------
-_STORY_COLS = ("id, iteration, task, split, phase, question_id, k, grp, question, prompt, hint, raw_output,"
+_STORY_COLS = ("id, iteration, task, split, phase, question_id, k, grp, question, {prompt}, hint, raw_output,"
                " rationale, answer, gold, correct, decision, kept, reason, audit_faithful, audit_json")
 
 
@@ -258,7 +259,8 @@ def story(run_dir: str | os.PathLike, task: str, question_id: str) -> dict[str, 
     with open_store(run_dir) as con:
         rid = _run_row(con)["id"]
         rows = [dict(r) for r in con.execute(
-            f"SELECT {_STORY_COLS} FROM samples WHERE run_id=? AND task=? AND question_id=? AND {_STORY_SQL}"
+            f"SELECT {_STORY_COLS.format(prompt=prompt_column(con))} FROM samples WHERE run_id=? AND task=?"
+            f" AND question_id=? AND {_STORY_SQL}"
             " ORDER BY iteration, id", (rid, task, question_id))]
         if not rows:
             return None

@@ -422,19 +422,31 @@ def navigator(page: str, state: dict[str, str], b: dict[str, Any], noun: str = "
 
 def browse_current(page: str, run_dir: Path, f: Q.SampleFilter, state: dict[str, str]) -> dict[str, Any]:
     """Locate the current sample: a pending jump, else state['sid'], else the first match.
-    Changing the filters (not by a link) goes back to the first match."""
+    Changing the filters (not by a link) goes back to the first match. The position shown last is carried
+    to its Prev or Next neighbour while the filter and the store are unchanged, so a step is not a count."""
     fkey = repr(f.items())
     if state.get("_fkey") not in (None, fkey) and not state.get("_link"):
         state.pop("sid", None)
+        state.pop("_at", None)
     state["_fkey"] = fkey
     goto = state.pop("goto", None)
     sid = state.get("sid")
+    fp = repr(Q.fingerprint(run_dir))
+    came_from = None
+    at_sid, _, rest = (state.get("_at") or "").partition(":")
+    at_pos, _, at_fp = rest.partition(":")
+    if not goto and at_fp == fp and at_sid.isdigit() and at_pos.isdigit():
+        came_from = (int(at_sid), int(at_pos))
     b = guard(q, "browse", run_dir, f, sample_id=None if goto or not (sid or "").isdigit() else int(sid),
-              position=int(goto) if goto and goto.isdigit() else None)
+              position=int(goto) if goto and goto.isdigit() else None, came_from=came_from)
     if b["sample_id"] is not None:
         state["sid"] = str(b["sample_id"])
     else:
         state.pop("sid", None)
+    if b["position"] is not None:
+        state["_at"] = f"{b['sample_id']}:{b['position']}:{fp}"
+    else:
+        state.pop("_at", None)
     return b
 
 

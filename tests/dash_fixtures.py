@@ -2,7 +2,7 @@
 
 ``build_run`` writes a small, realistic run through the public ``RunStore`` API
 (create_run, begin_iteration, add_samples, finish_training, finish_iteration,
-set_status). ``build_bulk`` writes a large one (100k samples) with executemany.
+set_status). ``build_bulk`` writes a large one (100k samples and more) through add_samples too.
 Both draw from the same deterministic generator, so the numbers are reproducible.
 """
 
@@ -111,18 +111,28 @@ def _skill(task: str, grp: str, iteration: int) -> float:
     return max(0.02, min(0.95, base + 0.07 * iteration))
 
 
+def real_prefix(task: str, hinted: bool) -> str:
+    """The engine's own few-shot prefix of ``task`` (its default exemplars): realistic prompt lengths."""
+    from star_core.tasks import get_task
+
+    t = get_task(task)
+    return t.few_shot_prefix(t.exemplars(t.default_exemplars), hint=hinted)
+
+
 def synth_records(tasks=("arithmetic",), iterations: int = 2, n_train: int = 12, n_eval: int = 6,
                   rationalize: bool = True, seed: int = 0, payload: bool = True, warm_start: int = 0,
-                  direct: bool = False) -> Iterator[tuple[int, str, list[SampleRecord]]]:
+                  direct: bool = False, real_prefixes: bool = False) -> Iterator[tuple[int, str, list[SampleRecord]]]:
     """Yield (iteration, phase, records) batches, in the order the engine writes them. ``direct`` adds the
     direct-answer evaluation and ``warm_start`` that many reference examples (and the warm-started model's
-    evaluation) to iteration 0, for the tasks other than CommonsenseQA."""
+    evaluation) to iteration 0, for the tasks other than CommonsenseQA. ``real_prefixes``: the tasks' own
+    few-shot prefixes instead of two synthetic exemplars."""
     questions: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for t in tasks:
         qr = random.Random(f"{seed}-{t}")
         questions[(t, "train")] = [_question(t, i, "train", qr) for i in range(n_train)]
         questions[(t, "eval")] = [_question(t, i, "eval", qr) for i in range(n_eval)]
-    prefixes = {(t, h): _prefix(t, h) for t in tasks for h in (False, True)}
+    make = real_prefix if real_prefixes else _prefix
+    prefixes = {(t, h): make(t, h) for t in tasks for h in (False, True)}
 
     def attempt(rng, t, q, it, split, phase, hinted=False):
         p = _skill(t, q["grp"], it)
@@ -314,53 +324,38 @@ def build_run(run_dir: str | os.PathLike, *, tasks=("arithmetic",), iterations: 
 
 
 def build_bulk(run_dir: str | os.PathLike, *, n_samples: int = 100_000, iterations: int = 10,
-               tasks=("arithmetic", "commonsenseqa", "gsm8k"), seed: int = 0) -> Path:
-    """A large finished run (about ``n_samples`` samples), written with executemany."""
+               tasks=("arithmetic", "commonsenseqa", "gsm8k"), seed: int = 0, batch_size: int = 64,
+               real_prefixes: bool = True, timings: list[tuple[int, int, float]] | None = None) -> Path:
+    """A large finished run (about ``n_samples`` samples), written through ``RunStore.add_samples`` in batches
+    of ``batch_size`` (one transaction each, as the engine writes), with the tasks' real few-shot prefixes.
+    ``timings`` receives (samples stored before the batch, batch size, seconds) for every batch."""
     run_dir = Path(run_dir)
     st = RunStore(run_dir)
     st.create_run(run_dir.name, ",".join(tasks), "bulk-model", {"task": ",".join(tasks), "iterations": iterations},
                   iterations, "cpu (bench)")
-    st.close()
     # per iteration and task: n_train samples + ~0.39 n_train hinted retries + n_eval (= n_train/4) evals
     per = n_samples / (len(tasks) * (iterations * 1.39 + (iterations + 1) * 0.25))
     n_train, n_eval = int(per), int(per * 0.25)
-    con = sqlite3.connect(run_dir / "store.sqlite")
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=OFF")
-    now = time.time()
-    sid = 0
-    for it, phase, recs in synth_records(tasks, iterations, n_train, n_eval, True, seed, payload=False):
-        rows, tex = [], []
-        for r in recs:
-            sid += 1
-            rows.append((sid, 1, r.iteration, r.task, r.split, r.phase, r.question_id, r.k, r.grp, r.question,
-                         r.prompt, r.hint, r.raw_output, r.rationale, r.answer, r.gold, int(r.correct), r.decision,
-                         int(r.kept), r.reason,
-                         None if not r.audit else int(r.audit["faithful"]), json.dumps(r.audit) if r.audit else None,
-                         r.prompt_tokens, r.output_tokens, r.seconds, now))
-            if r.kept:
-                tex.append((1, it, sid, r.task, r.question_id, "rationalized" if r.phase == "rationalize" else "correct",
-                            r.train_prompt, r.train_completion))
-        with con:
-            con.executemany("INSERT INTO samples VALUES (" + ",".join("?" * 26) + ")", rows)
-            con.executemany("INSERT INTO train_examples(run_id, iteration, sample_id, task, question_id, source,"
-                            " prompt, completion) VALUES (?,?,?,?,?,?,?,?)", tex)
-            if phase == "eval":
-                con.executemany("INSERT OR REPLACE INTO metrics VALUES (1,?,?,?,?,?,?,?)",
-                                [(it, m["task"], m["split"], m["grp"], m["n"], m["n_correct"], m["accuracy"])
-                                 for m in _metrics(recs)])
-                con.execute("INSERT OR REPLACE INTO iterations(run_id, iteration, stage, started_at, finished_at,"
-                            " train_steps, n_train_examples, adapter_path) VALUES (1,?,?,?,?,?,?,?)",
-                            (it, "done", now, now, 40 if it else None,
-                             con.execute("SELECT count(*) FROM train_examples WHERE iteration=?", (it,)).fetchone()[0],
-                             f"adapters/iter_{it}" if it else None))
-                if it:
-                    con.executemany("INSERT INTO train_losses VALUES (1,?,?,?,?,?)",
-                                    [(it, s, 2.0 / (1 + 0.05 * s + 0.3 * it), 3e-4, 0.1) for s in range(1, 41)])
-    with con:
-        con.execute("UPDATE runs SET status='finished'")
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.close()
+    stored = 0
+    for it, phase, recs in synth_records(tasks, iterations, n_train, n_eval, True, seed, payload=False,
+                                         real_prefixes=real_prefixes):
+        if st.iteration_stage(it) is None:
+            st.begin_iteration(it, 40 if it else None)
+        for i in range(0, len(recs), batch_size):
+            chunk = recs[i:i + batch_size]
+            t0 = time.perf_counter()
+            st.add_samples(chunk)
+            if timings is not None:
+                timings.append((stored, len(chunk), time.perf_counter() - t0))
+            stored += len(chunk)
+        if phase == "rationalize":
+            st.finish_training(it, [(s, 2.0 / (1 + 0.05 * s + 0.3 * it), 3e-4, 0.1) for s in range(1, 41)],
+                               f"adapters/iter_{it}", len(st.training_set(it)))
+        if phase == "eval":
+            st.finish_iteration(it, _metrics(recs))
+    st.set_status("finished")
+    st.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    st.close()
     return run_dir
 
 

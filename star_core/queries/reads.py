@@ -4,12 +4,14 @@ one question's history, one rationalization, the events and exemplars tables."""
 from __future__ import annotations
 
 import os
+import sqlite3
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterable
 
 import pandas as pd
 
-from ..store import PHASES
+from .. import paging
+from ..store import PHASES, prompt_column
 from .connect import _rid, open_store
 from .text import parse_audit
 
@@ -59,25 +61,16 @@ class SampleFilter:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     def where(self, rid: int) -> tuple[str, list[Any]]:
-        # Column order follows the samples_browse index (run_id, iteration, task, split, phase, decision).
-        sql, params = ["run_id = ?"], [rid]
-        for col in ("iteration", "task", "split", "phase", "decision", "grp", "question_id"):
-            v = getattr(self, col)
-            if v is not None:
-                sql.append(f"{col} = ?")
-                params.append(int(v) if col == "iteration" else str(v))
-        if self.correct is not None:
-            sql.append("correct = ?")
-            params.append(int(bool(self.correct)))
-        if self.kept is not None:
-            sql.append("kept = ?")
-            params.append(int(bool(self.kept)))
-        if self.search:
-            pat = "%" + self.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            sql.append("(question LIKE ? ESCAPE '\\' OR rationale LIKE ? ESCAPE '\\'"
-                       " OR raw_output LIKE ? ESCAPE '\\' OR question_id LIKE ? ESCAPE '\\')")
-            params += [pat] * 4
-        return " AND ".join(sql), params
+        """The filter as a WHERE clause over ``samples``, the text search as a LIKE scan (``paging.scan_where``)."""
+        return paging.scan_where(self, rid)
+
+
+def _plan(con: sqlite3.Connection, f: SampleFilter) -> paging.Plan:
+    """How to read ``f`` from this store: keyset seeks and maintained counts on a version 2 store, the trigram
+    index for the search; a filter narrower than its fields (a subclass's ``where``) as its WHERE clause."""
+    rid = _rid(con)
+    narrower = type(f).where is not SampleFilter.where
+    return paging.Plan(con, f, rid, f.where(rid) if narrower else None)
 
 
 def facets(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -109,44 +102,23 @@ def facets(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 def count_samples(run_dir: str | os.PathLike, f: SampleFilter = SampleFilter()) -> int:
     with open_store(run_dir) as con:
-        w, p = f.where(_rid(con))
-        return int(con.execute(f"SELECT count(*) FROM samples WHERE {w}", p).fetchone()[0])
+        return _plan(con, f).count()
 
 
 def browse(run_dir: str | os.PathLike, f: SampleFilter = SampleFilter(), sample_id: int | None = None,
-           position: int | None = None) -> dict[str, Any]:
+           position: int | None = None, came_from: tuple[int, int] | None = None) -> dict[str, Any]:
     """Locate one sample in the filtered, id-ordered list, without loading the list.
 
     Picks ``sample_id`` when given (it may lie outside the filter: then ``position`` is
-    None), else the sample at 1-based ``position``, else the first. Returns
-    {"total", "position", "sample_id", "prev_id", "next_id", "first_id", "last_id", "in_filter"}.
+    None), else the sample at 1-based ``position``, else the first. ``came_from=(id, position)``: the sample
+    shown before (same filter, unchanged store), whose position is carried when ``sample_id`` is its Prev or
+    Next neighbour. Returns {"total", "position", "sample_id", "prev_id", "next_id", "in_filter"}.
+    The total and Prev/Next cost the same at any position on a version 2 store (``star_core.paging``).
     """
     with open_store(run_dir) as con:
-        w, p = f.where(_rid(con))
-        total = int(con.execute(f"SELECT count(*) FROM samples WHERE {w}", p).fetchone()[0])
-        sid = None
-        if sample_id is not None:
-            ok = con.execute("SELECT 1 FROM samples WHERE id=?", (int(sample_id),)).fetchone()
-            sid = int(sample_id) if ok else None
-        if sid is None and total:
-            pos = min(max(int(position or 1), 1), total)
-            r = con.execute(f"SELECT id FROM samples WHERE {w} ORDER BY id LIMIT 1 OFFSET ?",
-                            p + [pos - 1]).fetchone()
-            sid = r[0] if r else None
-        out: dict[str, Any] = {"total": total, "sample_id": sid, "position": None, "prev_id": None,
-                               "next_id": None, "in_filter": False}
-        if sid is None:
-            return out
-        r = con.execute(f"SELECT 1 FROM samples WHERE {w} AND id = ?", p + [sid]).fetchone()
-        out["in_filter"] = r is not None
-        if out["in_filter"]:
-            out["position"] = int(con.execute(f"SELECT count(*) FROM samples WHERE {w} AND id <= ?",
-                                              p + [sid]).fetchone()[0])
-        r = con.execute(f"SELECT max(id) FROM samples WHERE {w} AND id < ?", p + [sid]).fetchone()
-        out["prev_id"] = r[0]
-        r = con.execute(f"SELECT min(id) FROM samples WHERE {w} AND id > ?", p + [sid]).fetchone()
-        out["next_id"] = r[0]
-        return out
+        rid = _rid(con)
+        narrower = type(f).where is not SampleFilter.where
+        return paging.browse(con, f, rid, sample_id, position, came_from, where=f.where(rid) if narrower else None)
 
 
 _PAGE_COLS = ("id, iteration, task, phase, grp, question_id, k, decision, correct, kept, answer, gold,"
@@ -154,13 +126,23 @@ _PAGE_COLS = ("id, iteration, task, phase, grp, question_id, k, decision, correc
 
 
 def samples_page(run_dir: str | os.PathLike, f: SampleFilter = SampleFilter(), offset: int = 0,
-                 limit: int = 50) -> pd.DataFrame:
-    """One page of the filtered samples (compact columns, id order), for a table view."""
+                 limit: int = 50, anchor: int | None = None, anchor_position: int | None = None) -> pd.DataFrame:
+    """One page of the filtered samples (compact columns, id order), for a table view: the ``limit`` rows from
+    1-based position ``offset + 1``. With ``anchor`` (a sample in the filter) at ``anchor_position``, the page
+    is read around the anchor (keyset: the cost does not grow with the offset); else with OFFSET."""
     with open_store(run_dir) as con:
-        w, p = f.where(_rid(con))
+        rid = _rid(con)
+        if anchor is not None and anchor_position is not None and offset < anchor_position <= offset + limit:
+            narrower = type(f).where is not SampleFilter.where
+            ids = paging.page(con, f, rid, anchor=int(anchor), before=anchor_position - 1 - offset, limit=limit,
+                              where=f.where(rid) if narrower else None)
+            return pd.read_sql_query(f"SELECT {_PAGE_COLS} FROM samples WHERE id IN ({','.join('?' * len(ids))})"
+                                     " ORDER BY id", con, params=ids)
+        plan = _plan(con, f)
         return pd.read_sql_query(
-            f"SELECT {_PAGE_COLS} FROM samples WHERE {w} ORDER BY id LIMIT ? OFFSET ?", con,
-            params=p + [int(limit), max(int(offset), 0)])
+            f"SELECT {_PAGE_COLS} FROM samples WHERE {plan.where} ORDER BY id LIMIT ? OFFSET ?", con,
+            params=plan.params + [int(limit), max(int(offset), 0)])
+
 
 def _parse_audit(d: dict[str, Any]) -> dict[str, Any]:
     d["audit"] = parse_audit(d.get("audit_json"))
@@ -171,7 +153,8 @@ def get_sample(run_dir: str | os.PathLike, sample_id: int) -> dict[str, Any] | N
     """One sample with its audit parsed and its training example (if kept)."""
     with open_store(run_dir) as con:
         rid = _rid(con)
-        r = con.execute("SELECT * FROM samples WHERE run_id=? AND id=?", (rid, int(sample_id))).fetchone()
+        r = con.execute(f"SELECT *, {prompt_column(con)} FROM samples WHERE run_id=? AND id=?",
+                        (rid, int(sample_id))).fetchone()
         if r is None:
             return None
         d = _parse_audit(dict(r))
@@ -198,12 +181,14 @@ def rationalization(run_dir: str | os.PathLike, sample_id: int) -> dict[str, Any
     and the training example stored from it. Keys: retry, first, train_example."""
     with open_store(run_dir) as con:
         rid = _rid(con)
-        r = con.execute("SELECT * FROM samples WHERE run_id=? AND id=?", (rid, int(sample_id))).fetchone()
+        r = con.execute(f"SELECT *, {prompt_column(con)} FROM samples WHERE run_id=? AND id=?",
+                        (rid, int(sample_id))).fetchone()
         if r is None:
             return None
         retry = _parse_audit(dict(r))
         first = con.execute(
-            "SELECT * FROM samples WHERE run_id=? AND iteration=? AND task=? AND phase='sample' AND question_id=?"
+            f"SELECT *, {prompt_column(con)} FROM samples WHERE run_id=? AND iteration=? AND task=? AND phase='sample'"
+            " AND question_id=?"
             " ORDER BY (k = ?) DESC, k LIMIT 1",
             (rid, retry["iteration"], retry["task"], retry["question_id"], retry["k"])).fetchone()
         te = con.execute("SELECT * FROM train_examples WHERE run_id=? AND sample_id=?", (rid, retry["id"])).fetchone()
