@@ -9,13 +9,10 @@ import streamlit as st
 
 from star_core import procs
 from star_core import queries as Q
+from star_core.config import DEFAULT_MODEL
+from star_core.tasks import TASKS
 from star_dashboard import ui
 
-try:
-    from star_core.tasks import TASKS
-except Exception:  # noqa: BLE001  (the dashboard must open even if the task package is mid-edit)
-    TASKS = ("arithmetic", "commonsenseqa", "gsm8k")
-DEFAULT_MODEL = "bundled:smollm2-135m"
 
 ui.page_header("Launch", "Start a STaR run in its own process (`star run ...`), follow its progress and log, "
                "and stop or resume it. The dashboard only reads the run's store; closing it does not stop the run.")

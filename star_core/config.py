@@ -21,6 +21,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 import yaml
 
 from .tasks import TASKS
+from .tasks.arithmetic import DEFAULT_FORMAT, EVAL_DIGITS, FORMATS, TRAIN_DIGITS
 
 DEFAULT_MODEL = "bundled:smollm2-135m"
 #: Tasks whose data come with reference rationales, so that a supervised warm start can use them.
@@ -129,11 +130,11 @@ class StarConfig:
     """Few-shot exemplars in the prompt; 0 means the task's default (arithmetic 4, CQA 7, GSM8K 6)."""
     exemplars_file: str | None = None
     """JSON/JSONL file of few-shot exemplars that replaces the task's default choice."""
-    arith_format: str = "decomposition"
+    arith_format: str = DEFAULT_FORMAT
     """Arithmetic rationale format: decomposition (default, works for small models) | columns | scratchpad (paper)."""
-    train_digits: tuple[int, int] = (1, 3)
+    train_digits: tuple[int, int] = TRAIN_DIGITS
     """Arithmetic: inclusive range of digit counts for training problems (paper: 1-5)."""
-    eval_digits: tuple[int, int] = (1, 4)
+    eval_digits: tuple[int, int] = EVAL_DIGITS
     """Arithmetic: inclusive range of digit counts for evaluation problems."""
 
     # ---- sampling -----------------------------------------------------------
@@ -256,8 +257,8 @@ class StarConfig:
         if last > MAX_STEPS:
             raise bad("steps_growth", f"train_steps * steps_growth ** (iterations - 1) = {last:.3g} steps in the "
                                       f"last iteration; at most {MAX_STEPS:,}")
-        if self.arith_format not in ("decomposition", "columns", "scratchpad"):
-            raise bad("arith_format", "choose decomposition, columns or scratchpad")
+        if self.arith_format not in FORMATS:
+            raise bad("arith_format", f"choose {', '.join(FORMATS[:-1])} or {FORMATS[-1]}")
         for name in ("train_digits", "eval_digits", "warm_start_digits"):
             lo, hi = getattr(self, name)
             if not (1 <= lo <= hi <= MAX_DIGITS):

@@ -20,11 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from .store import EVAL_PHASES
+from .store import EVAL_PHASES, PHASES
 from .tasks.base import Audit, Parsed, Problem, Task
 
-#: The phases whose completions the filter judges.
-JUDGED_PHASES = ("sample", "rationalize", *EVAL_PHASES)
+#: The phases whose completions the filter judges: every phase but the warm start's reference rationales.
+JUDGED_PHASES = tuple(p for p in PHASES if p != "warm_start")
 
 
 @dataclass(frozen=True)

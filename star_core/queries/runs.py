@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..liveness import RESUMABLE, effective_status
-from ..store import CONFIG_NAME, DB_NAME, SCHEMA_VERSION
+from ..store import CONFIG_NAME, DB_NAME, SCHEMA_VERSION, STAGES
 from .connect import RunUnavailable, _run_row, open_store
 
 #: Environment variable overriding the user's runs root (``os.pathsep``-separated list allowed).
@@ -21,7 +21,8 @@ RUNS_ROOT_ENV = "STAR_RUNS_ROOT"
 #: Set to "0" to hide the bundled demo runs (sample_data/runs).
 DEMO_RUNS_ENV = "STAR_DEMO_RUNS"
 
-_STAGE_FRACTION = {"pending": 0.0, "sampled": 0.35, "rationalized": 0.5, "trained": 0.8, "done": 1.0}
+#: How far through its iteration each stage (``store.STAGES``, in order) is, for the progress bar.
+_STAGE_FRACTION = dict(zip(STAGES, (0.0, 0.35, 0.5, 0.8, 1.0), strict=True))
 
 
 # --------------------------------------------------------------------------

@@ -21,7 +21,12 @@ from . import audit as eq
 from .base import (Audit, DataError, Exemplar, Parsed, Problem, Task, is_data_file, read_records,
                    require, seeded_limit, split_lead)
 
+#: The rationale formats (``arith_format``), the default first: the one the bundled model can start from.
 FORMATS = ("decomposition", "columns", "scratchpad")
+DEFAULT_FORMAT = FORMATS[0]
+#: Digit counts of training and evaluation sums by default (a run's ``train_digits`` and ``eval_digits``).
+TRAIN_DIGITS = (1, 3)
+EVAL_DIGITS = (1, 4)
 PLACES = ("ones", "tens", "hundreds", "thousands", "ten-thousands", "hundred-thousands", "millions",
           "ten-millions", "hundred-millions", "billions")
 
@@ -84,7 +89,7 @@ class ArithmeticTask(Task):
     name = "arithmetic"
     default_exemplars = 4
 
-    def __init__(self, format: str = "decomposition", train_digits=(1, 5), eval_digits=(1, 6),
+    def __init__(self, format: str = DEFAULT_FORMAT, train_digits=TRAIN_DIGITS, eval_digits=EVAL_DIGITS,
                  train_size: int = 1000, eval_size: int = 300):
         if format not in FORMATS:
             raise ValueError(f"unknown arithmetic format {format!r}; choose one of {', '.join(FORMATS)}")
