@@ -242,8 +242,10 @@ class RaySampler:
         self._adapter_ref: tuple[str | None, object] | None = None
         self.workers_seen: set[str] = set()
         """``host:pid`` of every actor that delivered a unit (a restarted actor is a new pid)."""
-        self.on_unit: Callable[[int, str], None] | None = None
-        """Called after each unit is stored, with the unit's number and its worker (for tests)."""
+
+    on_unit: Callable[[int, str], None] | None = None
+    """Called after each unit is stored, with the unit's number and its worker's ``host:pid`` (tests
+    kill a worker from it)."""
 
     # ---- the cluster ---------------------------------------------------------------
     def start(self) -> None:
