@@ -2,6 +2,7 @@
 # Set up star in ./.venv (idempotent: a second run only checks).
 #   bash scripts/setup.sh         the engine and the dashboard
 #   bash scripts/setup.sh --dev   plus the test tools (pytest, playwright) and Debian's chromium when possible
+#   (--dev also installs Ray, the [ray] extra that sampler=ray and its tests need)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -14,7 +15,7 @@ if [ ! -x .venv/bin/python ]; then
   .venv/bin/python -m pip install -q --upgrade pip
 fi
 extras=""
-[ $dev = 1 ] && extras="[dev]"
+[ $dev = 1 ] && extras="[dev,ray]"
 stamp=".venv/.star-installed$extras"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing star$extras (torch CPU build, transformers, peft, streamlit, ...)"
