@@ -31,8 +31,9 @@ import os
 import socket
 import tempfile
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .config import StarConfig
@@ -86,7 +87,7 @@ class LocalSampler:
                           stop_chars=task.stop_chars, on_batch=on_batch)
 
 
-def make(cfg: "StarConfig", runner) -> "LocalSampler | RaySampler":
+def make(cfg: StarConfig, runner) -> LocalSampler | RaySampler:
     """The backend ``cfg.sampler`` names (Ray is not imported here)."""
     if cfg.sampler == "ray":
         return RaySampler(cfg, runner.run_dir)
@@ -100,7 +101,7 @@ def import_ray():
     """``ray`` and ``ray.data``, or a clear error saying how to install them."""
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError as e:
         raise _error(f"sampler=ray needs Ray Data, which is not installed ({e}); {INSTALL_HINT}") from None
     return ray
@@ -115,7 +116,7 @@ def _host_port(address: str) -> tuple[str, int] | None:
     return host, int(port)
 
 
-def preflight(cfg: "StarConfig") -> None:
+def preflight(cfg: StarConfig) -> None:
     """Before a run writes anything: Ray is installed, and a cluster address answers on its port.
 
     A TCP probe with a short timeout, so that a wrong host or port is an error in seconds rather
@@ -132,7 +133,7 @@ def preflight(cfg: "StarConfig") -> None:
             return  # ray.init says it later
         try:
             address = canonicalize_bootstrap_address("auto") or "local"
-        except Exception as e:  # noqa: BLE001 - ConnectionError when no cluster is running
+        except Exception as e:
             raise _error(f"ray_address=auto: no running Ray cluster found ({str(e).strip().splitlines()[0]}). "
                          "Start one with `ray start --head`, set RAY_ADDRESS, or use ray_address=local") from None
     hp = _host_port(address) if address != "local" else None
@@ -160,7 +161,7 @@ def adapter_files(folder: Path) -> dict[str, bytes]:
     return files
 
 
-def unit_size(cfg: "StarConfig") -> int:
+def unit_size(cfg: StarConfig) -> int:
     """Prompts per unit of work: the decoding batch (``batch_size``; auto: 32 on CPU workers, 256 on
     GPU workers). One unit is one Ray task, one retry and one store transaction."""
     if isinstance(cfg.batch_size, int):
@@ -235,7 +236,7 @@ class RaySampler:
 
     name = "ray"
 
-    def __init__(self, cfg: "StarConfig", run_dir: Path) -> None:
+    def __init__(self, cfg: StarConfig, run_dir: Path) -> None:
         self.cfg, self.run_dir = cfg, Path(run_dir)
         self.ray = None
         self.owns_cluster = False
@@ -264,7 +265,7 @@ class RaySampler:
                 kw["address"] = cfg.ray_address
             try:
                 ray.init(**kw)
-            except Exception as e:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
+            except Exception as e:
                 raise _error(f"ray_address={cfg.ray_address}: cannot start or join a Ray cluster "
                              f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})"
                              ) from None

@@ -17,9 +17,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from star_core import cli, loop, samplers  # noqa: E402
-from star_core import config as C  # noqa: E402
-from star_core.store import DB_NAME  # noqa: E402
+from star_core import cli, loop, samplers
+from star_core import config as C
+from star_core.store import DB_NAME
 
 # A warm start trains an adapter at iteration 0 (reference rationales, no sampling needed), so that
 # every phase after it decodes with a trained adapter that the workers must receive. Rationalization is
