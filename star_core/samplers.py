@@ -161,12 +161,12 @@ def adapter_files(folder: Path) -> dict[str, bytes]:
     return files
 
 
-def unit_size(cfg: StarConfig) -> int:
-    """Prompts per unit of work: the decoding batch (``batch_size``; auto: 32 on CPU workers, 256 on
-    GPU workers). One unit is one Ray task, one retry and one store transaction."""
-    if isinstance(cfg.batch_size, int):
-        return cfg.batch_size
-    return GPU_UNIT if cfg.ray_gpus_per_worker > 0 else CPU_UNIT
+def unit_size(cfg: StarConfig, n: int) -> int:
+    """Prompts per unit of work for a phase of ``n`` prompts: the decoding batch (``batch_size``; auto: 32
+    on CPU workers, 256 on GPU workers), or fewer so that every worker gets a unit. One unit is one Ray
+    task, one retry and one store transaction."""
+    batch = cfg.batch_size if isinstance(cfg.batch_size, int) else GPU_UNIT if cfg.ray_gpus_per_worker > 0 else CPU_UNIT
+    return max(1, min(batch, math.ceil(n / cfg.ray_workers)))
 
 
 def unit_seed(seed: int, unit: int) -> int:
@@ -314,7 +314,7 @@ class RaySampler:
         if self.ray is None:
             self.start()
         ray, cfg = self.ray, self.cfg
-        size = unit_size(cfg)
+        size = unit_size(cfg, len(prompts))
         units = [list(range(i, min(i + size, len(prompts)))) for i in range(0, len(prompts), size)]
         if not units:
             return
