@@ -35,6 +35,15 @@ MAX_TRIGRAMS = 12
 _KEY_EQ = " AND ".join(f"s.{c} = c.{c}" for c in KEY_COLS)
 
 
+def counts_from(con: sqlite3.Connection) -> str:
+    """A FROM source with the columns ``KEY_COLS`` and ``n`` (samples per combination), for ``sum(n)`` counts:
+    the maintained ``sample_counts`` on a version 2 store (no scan of samples), one row per sample on
+    version 1."""
+    if schema_version(con) >= 2:
+        return "(SELECT * FROM sample_counts WHERE n > 0)"
+    return f"(SELECT {', '.join(KEY_COLS)}, 1 AS n FROM samples)"
+
+
 def _values(f: Any, rid: int) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = [("run_id", rid)]
     for col in ("iteration", "task", "split", "phase", "decision", "grp"):

@@ -17,10 +17,11 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 DB_NAME = "store.sqlite"
 CONFIG_NAME = "config.yaml"
@@ -154,8 +155,10 @@ CREATE INDEX IF NOT EXISTS samples_grp ON samples (run_id, task, grp);
 
 #: Version 2's samples: the few-shot prefix stored once (``prompt_prefixes``, keyed by its SHA-256) and the
 #: prompt's tail per row; ``sample_counts`` holds the number of samples per combination of the browser's
-#: filter columns, kept by triggers (so every write keeps it true); ``samples_fts`` is a trigram index
-#: (detail=none: which rows hold a trigram, not where) over the searched text, kept by triggers too.
+#: filter columns, and ``question_outcomes`` each question's iterations asked and solved (bit masks, for
+#: newly solved and lost questions), both kept by triggers (so every write keeps them true); ``samples_fts``
+#: is a trigram index (detail=none: which rows hold a trigram, not where) over the searched text, kept by
+#: triggers too.
 SAMPLES_V2 = """
 CREATE TABLE IF NOT EXISTS prompt_prefixes (
   id INTEGER PRIMARY KEY,
@@ -231,6 +234,45 @@ AFTER UPDATE OF run_id, iteration, task, split, phase, decision, grp, correct, k
                                     new.grp, new.correct, new.kept, 1)
   ON CONFLICT DO UPDATE SET n = n + 1;
 END;
+CREATE TABLE IF NOT EXISTS question_outcomes (
+  run_id INTEGER NOT NULL,
+  task TEXT NOT NULL,
+  phase TEXT NOT NULL,             -- OUTCOME_PHASES: sample | eval
+  question_id TEXT NOT NULL,
+  asked INTEGER NOT NULL,          -- bit i: the question has a sample of iteration i (i < OUTCOME_BITS)
+  solved INTEGER NOT NULL,         -- bit i: one of them is correct
+  PRIMARY KEY (run_id, task, phase, question_id)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS samples_outcome_ins AFTER INSERT ON samples
+WHEN new.phase IN ('sample', 'eval') AND new.iteration BETWEEN 0 AND 62 BEGIN
+  INSERT INTO question_outcomes VALUES (new.run_id, new.task, new.phase, new.question_id, 1 << new.iteration,
+                                        (new.correct != 0) << new.iteration)
+  ON CONFLICT DO UPDATE SET asked = asked | excluded.asked, solved = solved | excluded.solved;
+END;
+CREATE TRIGGER IF NOT EXISTS samples_outcome_upd
+AFTER UPDATE OF run_id, task, phase, question_id, iteration, correct ON samples BEGIN
+  DELETE FROM question_outcomes WHERE (run_id = old.run_id AND task = old.task AND phase = old.phase
+    AND question_id = old.question_id) OR (run_id = new.run_id AND task = new.task AND phase = new.phase
+    AND question_id = new.question_id);
+  INSERT INTO question_outcomes
+    SELECT run_id, task, phase, question_id, sum(DISTINCT 1 << iteration),
+           coalesce(sum(DISTINCT CASE WHEN correct != 0 THEN 1 << iteration END), 0)
+    FROM samples WHERE phase IN ('sample', 'eval') AND iteration BETWEEN 0 AND 62
+      AND ((run_id = old.run_id AND task = old.task AND phase = old.phase AND question_id = old.question_id)
+        OR (run_id = new.run_id AND task = new.task AND phase = new.phase AND question_id = new.question_id))
+    GROUP BY run_id, task, phase, question_id;
+END;
+CREATE TRIGGER IF NOT EXISTS samples_outcome_del AFTER DELETE ON samples BEGIN
+  DELETE FROM question_outcomes WHERE run_id = old.run_id AND task = old.task AND phase = old.phase
+    AND question_id = old.question_id;
+  INSERT INTO question_outcomes
+    SELECT run_id, task, phase, question_id, sum(DISTINCT 1 << iteration),
+           coalesce(sum(DISTINCT CASE WHEN correct != 0 THEN 1 << iteration END), 0)
+    FROM samples WHERE phase IN ('sample', 'eval') AND iteration BETWEEN 0 AND 62
+      AND run_id = old.run_id AND task = old.task AND phase = old.phase AND question_id = old.question_id
+    GROUP BY run_id, task, phase, question_id;
+END;
+CREATE INDEX IF NOT EXISTS train_examples_source ON train_examples (run_id, iteration, source);
 CREATE VIRTUAL TABLE IF NOT EXISTS samples_fts USING fts5(
   question_id, question, rationale, raw_output,
   content='samples', content_rowid='id', tokenize='trigram', detail='none');
@@ -367,6 +409,9 @@ def connect(db_path: str | os.PathLike, readonly: bool = False) -> sqlite3.Conne
     return con
 
 
+#: ``question_outcomes`` covers these phases and iterations below this (a 64-bit mask per question).
+OUTCOME_PHASES = ("sample", "eval")
+OUTCOME_BITS = 63
 #: The full prompt of a version 2 sample row (a column expression of ``samples``, named ``prompt``).
 PROMPT_SQL = ("coalesce((SELECT p.text FROM prompt_prefixes p WHERE p.id = samples.prefix_id), '')"
               " || samples.prompt_tail AS prompt")
@@ -489,6 +534,10 @@ def migrate_v1(con: sqlite3.Connection, chunk: int = 5000) -> int:
                 con.execute(x)
             con.execute("INSERT INTO sample_counts SELECT run_id, iteration, task, split, phase, decision, grp,"
                         " correct, kept, count(*) FROM samples GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9")
+            con.execute("INSERT INTO question_outcomes SELECT run_id, task, phase, question_id,"
+                        " sum(DISTINCT 1 << iteration), coalesce(sum(DISTINCT CASE WHEN correct != 0"
+                        " THEN 1 << iteration END), 0) FROM samples WHERE phase IN ('sample', 'eval')"
+                        " AND iteration BETWEEN 0 AND 62 GROUP BY run_id, task, phase, question_id")
             con.execute("INSERT INTO samples_fts(samples_fts) VALUES ('rebuild')")
             con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
                         (str(SCHEMA_VERSION),))
@@ -534,7 +583,6 @@ class SampleRecord:
     train_prompt: str | None = None
     train_completion: str | None = None
     train_iteration: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class RunStore:
@@ -603,10 +651,6 @@ class RunStore:
         now = time.time()
         with self.tx() as c:
             c.execute("UPDATE runs SET heartbeat_at=?, updated_at=? WHERE id=?", (now, now, self.run_id))
-
-    def event(self, kind: str, message: str) -> None:
-        with self.tx() as c:
-            self._event(c, kind, message)
 
     def _event(self, c: sqlite3.Connection, kind: str, message: str) -> None:
         c.execute("INSERT INTO events(run_id, at, kind, message) VALUES (?,?,?,?)",
@@ -744,7 +788,7 @@ class RunStore:
             c.execute("DELETE FROM train_losses WHERE run_id=? AND iteration=?", (self.run_id, iteration))
             c.executemany(
                 "INSERT INTO train_losses(run_id, iteration, step, loss, lr, seconds) VALUES (?,?,?,?,?,?)",
-                [(self.run_id, iteration, s, l, lr, sec) for s, l, lr, sec in losses],
+                [(self.run_id, iteration, s, loss, lr, sec) for s, loss, lr, sec in losses],
             )
             c.execute(
                 "UPDATE iterations SET stage='trained', adapter_path=?, n_train_examples=? "

@@ -8,12 +8,21 @@ import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 import dash_fixtures as F
 from star_core import paging
-from star_core.store import (PROMPT_SQL, SCHEMA_VERSION, RunStore, SampleRecord, check, connect, migrate_v1,
-                             schema_version)
+from star_core.store import (
+    PROMPT_SQL,
+    SCHEMA_VERSION,
+    RunStore,
+    SampleRecord,
+    check,
+    connect,
+    migrate_v1,
+    schema_version,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "sample_data" / "runs"
@@ -295,5 +304,72 @@ def test_counts_follow_every_write(bulk, tmp_path):
     assert rows(st.con, "SELECT * FROM sample_counts WHERE n > 0 ORDER BY 1,2,3,4,5,6,7,8,9") == rows(
         st.con, "SELECT run_id, iteration, task, split, phase, decision, grp, correct, kept, count(*)"
                 " FROM samples GROUP BY 1,2,3,4,5,6,7,8,9 ORDER BY 1,2,3,4,5,6,7,8,9")
+    assert rows(st.con, "SELECT * FROM question_outcomes ORDER BY 1, 2, 3, 4") == rows(
+        st.con, "SELECT run_id, task, phase, question_id, sum(DISTINCT 1 << iteration), coalesce(sum(DISTINCT"
+                " CASE WHEN correct THEN 1 << iteration END), 0) FROM samples WHERE phase IN ('sample', 'eval')"
+                " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4")
     st.con.execute("INSERT INTO samples_fts(samples_fts) VALUES ('integrity-check')")
     st.close()
+
+
+def test_the_dashboard_reads_the_same_from_version_1_and_its_migrated_copy(migrated):
+    from star_core import queries as Q
+
+    for name, d in migrated.items():
+        RunStore(d).close()  # migrated (a no-op when it already is)
+        old = DEMO / name
+        assert Q.decision_counts(old).equals(Q.decision_counts(d))
+        assert Q.facets(old) == Q.facets(d)
+        its = sorted(Q.decision_counts(d)["iteration"].unique())
+        for it in its:
+            assert Q.funnel(old, int(it)) == Q.funnel(d, int(it))
+        pd.testing.assert_frame_equal(Q.solve_transitions(old), Q.solve_transitions(d), check_dtype=False)
+        a, b = Q.summary(old), Q.summary(d)
+        a.pop("run_dir"), b.pop("run_dir")
+        assert a == b
+        for f in (Q.SampleFilter(), Q.SampleFilter(phase="eval", correct=False), Q.SampleFilter(search="the"),
+                  Q.SampleFilter(search="4"), Q.SampleFilter(decision="wrong", search="answer is")):
+            assert Q.count_samples(old, f) == Q.count_samples(d, f)
+            assert Q.browse(old, f, position=3) == Q.browse(d, f, position=3)
+            assert Q.samples_page(old, f, 25, 25).equals(Q.samples_page(d, f, 25, 25))
+        ids = Q.samples_page(d, Q.SampleFilter(phase="rationalize"), 0, 5)["id"].tolist()
+        for sid in ids:
+            x, y = Q.get_sample(old, sid), Q.get_sample(d, sid)
+            assert x["prompt"] == y["prompt"] and len(x["prompt"]) > 200
+            assert Q.rationalization(old, sid)["retry"]["prompt"] == Q.rationalization(d, sid)["retry"]["prompt"]
+
+
+def test_version_2_reads_equal_version_1_reads_of_the_same_rows(bulk, tmp_path):
+    """The bulk store rewritten in the version 1 layout (bench/bench_store.py --v1-copy): every count, page,
+    funnel and transition the dashboard reads is the same."""
+    import sys
+
+    from star_core import queries as Q
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_store import v1_copy
+
+    old = tmp_path / "v1"
+    old.mkdir()
+    v1_copy(bulk, old)
+    con = sqlite3.connect(old / "store.sqlite")
+    assert schema_version(con) == 1
+    con.close()
+    pd.testing.assert_frame_equal(Q.solve_transitions(old), Q.solve_transitions(bulk), check_dtype=False)
+    pd.testing.assert_frame_equal(Q.solve_transitions(old, "gsm8k"), Q.solve_transitions(bulk, "gsm8k"),
+                                  check_dtype=False)
+    assert Q.decision_counts(old).equals(Q.decision_counts(bulk))
+    assert Q.facets(old) == Q.facets(bulk)
+    for it in (1, 2, 3):
+        assert Q.funnel(old, it, "commonsenseqa") == Q.funnel(bulk, it, "commonsenseqa")
+    pd.testing.assert_frame_equal(Q.train_counts(old), Q.train_counts(bulk))
+    for f in (Q.SampleFilter(task="arithmetic", grp="3"), Q.SampleFilter(phase="rationalize", decision="wrong"),
+              Q.SampleFilter(search="cupboard", iteration=2), Q.SampleFilter(kept=True)):
+        assert Q.count_samples(old, f) == Q.count_samples(bulk, f)
+        for pos in (1, 7, 30):
+            b1, b2 = Q.browse(old, f, position=pos), Q.browse(bulk, f, position=pos)
+            assert b1 == b2
+            if b2["sample_id"] is not None:
+                off = (b2["position"] - 1) // 25 * 25
+                assert Q.samples_page(old, f, off, 25).equals(
+                    Q.samples_page(bulk, f, off, 25, anchor=b2["sample_id"], anchor_position=b2["position"]))

@@ -8,11 +8,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from ..liveness import RESUMABLE, effective_status
+from ..paging import counts_from
 from ..stats import mcnemar, significant, wilson
-from ..store import EVAL_PHASES
+from ..store import EVAL_PHASES, OUTCOME_BITS, schema_version
 from .connect import _rid, _run_row, open_store
 
 #: The three numbers reported for every evaluation, in words. Right and faithful: the right answer with
@@ -153,7 +155,7 @@ def summary(run_dir: str | os.PathLike) -> dict[str, Any]:
             " ORDER BY iteration", (rid,))}
         dec: dict[int, dict[str, dict[str, int]]] = {}
         for r in con.execute(
-            "SELECT iteration, phase, decision, count(*) AS n FROM samples WHERE run_id=?"
+            f"SELECT iteration, phase, decision, sum(n) AS n FROM {counts_from(con)} WHERE run_id=?"
             " GROUP BY iteration, phase, decision", (rid,)):
             dec.setdefault(r["iteration"], {}).setdefault(r["phase"], {})[r["decision"]] = r["n"]
         kept = {r["iteration"]: (r["n"], r["nr"]) for r in con.execute(
@@ -211,7 +213,7 @@ def decision_counts(run_dir: str | os.PathLike, task: str | None = None) -> pd.D
     """Counts per iteration, task, phase, decision (columns iteration, task, phase, decision, n)."""
     with open_store(run_dir) as con:
         rid = _rid(con)
-        sql = "SELECT iteration, task, phase, decision, count(*) AS n FROM samples WHERE run_id=?"
+        sql = f"SELECT iteration, task, phase, decision, sum(n) AS n FROM {counts_from(con)} WHERE run_id=?"
         params: list[Any] = [rid]
         if task:
             sql += " AND task=?"
@@ -233,11 +235,12 @@ def funnel(run_dir: str | os.PathLike, iteration: int, task: str | None = None) 
         rid = _rid(con)
         tsql, tp = (" AND task=?", [task]) if task else ("", [])
         counts: dict[str, dict[str, int]] = {}
-        for r in con.execute(f"SELECT phase, decision, count(*) AS n FROM samples WHERE run_id=? AND iteration=?"
+        src = counts_from(con)
+        for r in con.execute(f"SELECT phase, decision, sum(n) AS n FROM {src} WHERE run_id=? AND iteration=?"
                              f"{tsql} GROUP BY phase, decision", [rid, iteration] + tp):
             counts.setdefault(r["phase"], {})[r["decision"]] = r["n"]
         kept_by_phase = {r["phase"]: r["n"] for r in con.execute(
-            f"SELECT phase, count(*) AS n FROM samples WHERE run_id=? AND iteration=? AND kept=1{tsql}"
+            f"SELECT phase, sum(n) AS n FROM {src} WHERE run_id=? AND iteration=? AND kept=1{tsql}"
             " GROUP BY phase", [rid, iteration] + tp)}
         tsql_r = tsql.replace("task", "r.task")
         retry_from: dict[tuple[str, str], int] = {}
@@ -315,6 +318,10 @@ def solve_transitions(run_dir: str | os.PathLike, task: str | None = None) -> pd
     """
     with open_store(run_dir) as con:
         rid = _rid(con)
+        if schema_version(con) >= 2:
+            top = con.execute("SELECT max(iteration) FROM sample_counts WHERE n > 0").fetchone()[0]
+            if top is None or top < OUTCOME_BITS:
+                return _transitions_from_masks(con, rid, task)
         sql = ("SELECT task, phase, iteration, question_id, max(correct) AS solved FROM samples"
                " WHERE run_id=? AND phase IN ('sample', 'eval')")
         params: list[Any] = [rid]
@@ -341,6 +348,31 @@ def solve_transitions(run_dir: str | os.PathLike, task: str | None = None) -> pd
                         "questions": int(asked[it].sum()), "solved": int(solved[it].sum()),
                         "newly_solved": float(newly[it]) if j else float("nan"),
                         "lost": float(lost[it]) if j else float("nan"), "ever_solved": int(ever[it])})
+    return pd.DataFrame(out, columns=cols)
+
+
+def _transitions_from_masks(con: sqlite3.Connection, rid: int, task: str | None) -> pd.DataFrame:
+    """``solve_transitions`` from ``question_outcomes`` (one row per question and phase, its iterations asked
+    and solved as bit masks, kept by the store's triggers): the same numbers without reading the samples."""
+    sql, params = "SELECT task, phase, asked, solved FROM question_outcomes WHERE run_id=?", [rid]
+    if task:
+        sql += " AND task=?"
+        params.append(task)
+    df = pd.read_sql_query(sql + " ORDER BY task, phase", con, params=params)
+    cols = ["task", "split", "iteration", "questions", "solved", "newly_solved", "lost", "ever_solved"]
+    out = []
+    for (t, ph), g in df.groupby(["task", "phase"], sort=True):
+        asked, solved = g["asked"].to_numpy(np.int64), g["solved"].to_numpy(np.int64)
+        present = int(np.bitwise_or.reduce(asked))
+        prev = ever = np.zeros(len(g), dtype=bool)
+        for j, it in enumerate(i for i in range(OUTCOME_BITS) if present >> i & 1):
+            a, s = (asked >> it & 1).astype(bool), (solved >> it & 1).astype(bool)
+            ever = ever | s
+            out.append({"task": t, "split": "train" if ph == "sample" else "eval", "iteration": it,
+                        "questions": int(a.sum()), "solved": int(s.sum()),
+                        "newly_solved": float((s & ~prev).sum()) if j else float("nan"),
+                        "lost": float((prev & a & ~s).sum()) if j else float("nan"), "ever_solved": int(ever.sum())})
+            prev = s
     return pd.DataFrame(out, columns=cols)
 
 

@@ -77,13 +77,15 @@ def facets(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The values the sample filters can take: tasks, iterations, phases, splits, decisions, grps per task."""
     with open_store(run_dir) as con:
         rid = _rid(con)
+        src = paging.counts_from(con)
         rows = con.execute(
-            "SELECT DISTINCT iteration, task, split, phase, decision FROM samples WHERE run_id=?",
+            f"SELECT DISTINCT iteration, task, split, phase, decision FROM {src} WHERE run_id=?",
             (rid,)).fetchall()
         grps: dict[str, list[str]] = {}
-        for r in con.execute("SELECT DISTINCT task, grp FROM samples WHERE run_id=?", (rid,)):
+        for r in con.execute(f"SELECT DISTINCT task, grp FROM {src} WHERE run_id=?", (rid,)):
             grps.setdefault(r["task"], []).append(r["grp"])
-        total = con.execute("SELECT max(id) FROM samples WHERE run_id=?", (rid,)).fetchone()[0]
+        last = con.execute("SELECT id FROM samples WHERE run_id=? ORDER BY id DESC LIMIT 1", (rid,)).fetchone()
+        total = last[0] if last else None
 
     def _grp_key(g: str) -> tuple:
         return (0, int(g), "") if g.isdigit() else (1, 0, g)
