@@ -153,6 +153,96 @@ CREATE INDEX IF NOT EXISTS samples_question ON samples (run_id, question_id);
 CREATE INDEX IF NOT EXISTS samples_grp ON samples (run_id, task, grp);
 """
 
+#: The per-row contributions to ``eval_counts`` ({r}: "new." or "old." in a trigger, "" in a query). A NULL
+#: (no audit) counts 0: in a trigger under the writer's INSERT OR IGNORE a NULL in a NOT NULL column would
+#: silently drop the update.
+_EVAL_SUMS = ("{r}correct", "{r}correct = 1 AND {r}audit_faithful = 1",
+              "coalesce(CASE WHEN json_valid({r}audit_json) THEN json_extract({r}audit_json, '$.verdict') END, '')"
+              " != 'no_rationale'",
+              "coalesce(CASE WHEN json_valid({r}audit_json) THEN json_extract({r}audit_json, '$.version') END, 1) >= 2")
+_EVAL_KEY = ("run_id", "iteration", "phase", "task", "split", "grp")
+_OUTCOME_KEY = ("run_id", "task", "phase", "question_id")
+#: Each aggregate table: (its key columns, the SELECT over samples that builds it, {cond} narrowing the rows).
+AGGREGATES = {
+    "question_outcomes": (_OUTCOME_KEY, "SELECT run_id, task, phase, question_id, min(grp), count(*),"
+                          " sum(DISTINCT 1 << iteration),"
+                          " coalesce(sum(DISTINCT CASE WHEN correct != 0 THEN 1 << iteration END), 0) FROM samples"
+                          " WHERE phase IN ('sample', 'eval', 'warm_eval') AND iteration BETWEEN 0 AND 62{cond}"
+                          " GROUP BY run_id, task, phase, question_id"),
+    "eval_counts": (_EVAL_KEY, "SELECT run_id, iteration, phase, task, split, grp, count(*), "
+                    + ", ".join(f"coalesce(sum({e.format(r='')}), 0)" for e in _EVAL_SUMS)
+                    + " FROM samples WHERE phase IN ('eval', 'warm_eval', 'direct_eval'){cond}"
+                    " GROUP BY run_id, iteration, phase, task, split, grp"),
+    "sample_counts": (("run_id", "iteration", "task", "split", "phase", "decision", "grp", "correct", "kept"),
+                      "SELECT run_id, iteration, task, split, phase, decision, grp, correct, kept, count(*)"
+                      " FROM samples WHERE 1{cond} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9"),
+}
+#: Bump when an aggregate table changes: the writer then rebuilds them all from the samples.
+AGGREGATES_VERSION = "2"
+
+
+def _recompute(table: str, *refs: str) -> str:
+    """Trigger statements that rebuild ``table``'s rows of the keys of ``refs`` ("old.", "new.")."""
+    key, select = AGGREGATES[table]
+    match = " OR ".join("(" + " AND ".join(f"{c} = {r}{c}" for c in key) + ")" for r in refs)
+    return (f"  DELETE FROM {table} WHERE {match};\n"
+            f"  INSERT INTO {table} {select.format(cond=f' AND ({match})')};\n")
+
+
+_AGGREGATES = f"""CREATE TABLE IF NOT EXISTS question_outcomes (
+  run_id INTEGER NOT NULL,
+  task TEXT NOT NULL,
+  phase TEXT NOT NULL,             -- OUTCOME_PHASES: sample | eval | warm_eval
+  question_id TEXT NOT NULL,
+  grp TEXT NOT NULL,
+  n INTEGER NOT NULL,              -- samples (more than the bits of asked: several per iteration)
+  asked INTEGER NOT NULL,          -- bit i: the question has a sample of iteration i (i < OUTCOME_BITS)
+  solved INTEGER NOT NULL,         -- bit i: one of them is correct
+  PRIMARY KEY (run_id, task, phase, question_id)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS samples_outcome_ins AFTER INSERT ON samples
+WHEN new.phase IN ('sample', 'eval', 'warm_eval') AND new.iteration BETWEEN 0 AND 62 BEGIN
+  INSERT INTO question_outcomes VALUES (new.run_id, new.task, new.phase, new.question_id, new.grp, 1,
+                                        1 << new.iteration, (new.correct != 0) << new.iteration)
+  ON CONFLICT DO UPDATE SET n = n + 1, asked = asked | excluded.asked, solved = solved | excluded.solved,
+                            grp = min(grp, excluded.grp);
+END;
+CREATE TRIGGER IF NOT EXISTS samples_outcome_upd
+AFTER UPDATE OF run_id, task, phase, question_id, iteration, correct, grp ON samples BEGIN
+{_recompute("question_outcomes", "old.", "new.")}END;
+CREATE TRIGGER IF NOT EXISTS samples_outcome_del AFTER DELETE ON samples BEGIN
+{_recompute("question_outcomes", "old.")}END;
+CREATE TABLE IF NOT EXISTS eval_counts (
+  run_id INTEGER NOT NULL,
+  iteration INTEGER NOT NULL,
+  phase TEXT NOT NULL,             -- EVAL_PHASES
+  task TEXT NOT NULL,
+  split TEXT NOT NULL,
+  grp TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  n_correct INTEGER NOT NULL,
+  n_faithful INTEGER NOT NULL,     -- right and faithful
+  n_rationale INTEGER NOT NULL,    -- audit verdict not no_rationale
+  n_audited INTEGER NOT NULL,      -- audit version 2 or later
+  PRIMARY KEY (run_id, iteration, phase, task, split, grp)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS samples_eval_ins AFTER INSERT ON samples
+WHEN new.phase IN ('eval', 'warm_eval', 'direct_eval') BEGIN
+  INSERT INTO eval_counts VALUES (new.run_id, new.iteration, new.phase, new.task, new.split, new.grp, 1,
+    {", ".join(f"coalesce({e.format(r='new.')}, 0)" for e in _EVAL_SUMS)})
+  ON CONFLICT DO UPDATE SET n = n + 1, n_correct = n_correct + excluded.n_correct,
+    n_faithful = n_faithful + excluded.n_faithful, n_rationale = n_rationale + excluded.n_rationale,
+    n_audited = n_audited + excluded.n_audited;
+END;
+CREATE TRIGGER IF NOT EXISTS samples_eval_upd
+AFTER UPDATE OF run_id, iteration, phase, task, split, grp, correct, audit_faithful, audit_json ON samples
+WHEN old.phase IN ('eval', 'warm_eval', 'direct_eval') OR new.phase IN ('eval', 'warm_eval', 'direct_eval') BEGIN
+{_recompute("eval_counts", "old.", "new.")}END;
+CREATE TRIGGER IF NOT EXISTS samples_eval_del AFTER DELETE ON samples
+WHEN old.phase IN ('eval', 'warm_eval', 'direct_eval') BEGIN
+{_recompute("eval_counts", "old.")}END;
+"""
+
 #: Version 2's samples: the few-shot prefix stored once (``prompt_prefixes``, keyed by its SHA-256) and the
 #: prompt's tail per row; ``sample_counts`` holds the number of samples per combination of the browser's
 #: filter columns, and ``question_outcomes`` each question's iterations asked and solved (bit masks, for
@@ -234,45 +324,7 @@ AFTER UPDATE OF run_id, iteration, task, split, phase, decision, grp, correct, k
                                     new.grp, new.correct, new.kept, 1)
   ON CONFLICT DO UPDATE SET n = n + 1;
 END;
-CREATE TABLE IF NOT EXISTS question_outcomes (
-  run_id INTEGER NOT NULL,
-  task TEXT NOT NULL,
-  phase TEXT NOT NULL,             -- OUTCOME_PHASES: sample | eval
-  question_id TEXT NOT NULL,
-  asked INTEGER NOT NULL,          -- bit i: the question has a sample of iteration i (i < OUTCOME_BITS)
-  solved INTEGER NOT NULL,         -- bit i: one of them is correct
-  PRIMARY KEY (run_id, task, phase, question_id)
-) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS samples_outcome_ins AFTER INSERT ON samples
-WHEN new.phase IN ('sample', 'eval') AND new.iteration BETWEEN 0 AND 62 BEGIN
-  INSERT INTO question_outcomes VALUES (new.run_id, new.task, new.phase, new.question_id, 1 << new.iteration,
-                                        (new.correct != 0) << new.iteration)
-  ON CONFLICT DO UPDATE SET asked = asked | excluded.asked, solved = solved | excluded.solved;
-END;
-CREATE TRIGGER IF NOT EXISTS samples_outcome_upd
-AFTER UPDATE OF run_id, task, phase, question_id, iteration, correct ON samples BEGIN
-  DELETE FROM question_outcomes WHERE (run_id = old.run_id AND task = old.task AND phase = old.phase
-    AND question_id = old.question_id) OR (run_id = new.run_id AND task = new.task AND phase = new.phase
-    AND question_id = new.question_id);
-  INSERT INTO question_outcomes
-    SELECT run_id, task, phase, question_id, sum(DISTINCT 1 << iteration),
-           coalesce(sum(DISTINCT CASE WHEN correct != 0 THEN 1 << iteration END), 0)
-    FROM samples WHERE phase IN ('sample', 'eval') AND iteration BETWEEN 0 AND 62
-      AND ((run_id = old.run_id AND task = old.task AND phase = old.phase AND question_id = old.question_id)
-        OR (run_id = new.run_id AND task = new.task AND phase = new.phase AND question_id = new.question_id))
-    GROUP BY run_id, task, phase, question_id;
-END;
-CREATE TRIGGER IF NOT EXISTS samples_outcome_del AFTER DELETE ON samples BEGIN
-  DELETE FROM question_outcomes WHERE run_id = old.run_id AND task = old.task AND phase = old.phase
-    AND question_id = old.question_id;
-  INSERT INTO question_outcomes
-    SELECT run_id, task, phase, question_id, sum(DISTINCT 1 << iteration),
-           coalesce(sum(DISTINCT CASE WHEN correct != 0 THEN 1 << iteration END), 0)
-    FROM samples WHERE phase IN ('sample', 'eval') AND iteration BETWEEN 0 AND 62
-      AND run_id = old.run_id AND task = old.task AND phase = old.phase AND question_id = old.question_id
-    GROUP BY run_id, task, phase, question_id;
-END;
-CREATE INDEX IF NOT EXISTS train_examples_source ON train_examples (run_id, iteration, source);
+""" + _AGGREGATES + """CREATE INDEX IF NOT EXISTS train_examples_source ON train_examples (run_id, iteration, source);
 CREATE VIRTUAL TABLE IF NOT EXISTS samples_fts USING fts5(
   question_id, question, rationale, raw_output,
   content='samples', content_rowid='id', tokenize='trigram', detail='none');
@@ -410,7 +462,7 @@ def connect(db_path: str | os.PathLike, readonly: bool = False) -> sqlite3.Conne
 
 
 #: ``question_outcomes`` covers these phases and iterations below this (a 64-bit mask per question).
-OUTCOME_PHASES = ("sample", "eval")
+OUTCOME_PHASES = ("sample", "eval", "warm_eval")
 OUTCOME_BITS = 63
 #: The full prompt of a version 2 sample row (a column expression of ``samples``, named ``prompt``).
 PROMPT_SQL = ("coalesce((SELECT p.text FROM prompt_prefixes p WHERE p.id = samples.prefix_id), '')"
@@ -505,6 +557,14 @@ _SAMPLE_COLS = ("id, run_id, iteration, task, split, phase, question_id, k, grp,
                 "output_tokens, seconds, created_at")
 
 
+def rebuild_aggregates(con: sqlite3.Connection) -> None:
+    """Rebuild every table of ``AGGREGATES`` from the samples (inside the caller's transaction)."""
+    for table, (_, select) in AGGREGATES.items():
+        con.execute(f"DELETE FROM {table}")
+        con.execute(f"INSERT INTO {table} {select.format(cond='')}")
+    con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('aggregates_version', ?)", (AGGREGATES_VERSION,))
+
+
 def migrate_v1(con: sqlite3.Connection, chunk: int = 5000) -> int:
     """Rewrite a version 1 store as version 2 in one transaction (``star run --resume`` of an old run does
     this; readers read version 1 as it is): each prompt's few-shot prefix goes to ``prompt_prefixes`` once,
@@ -532,12 +592,7 @@ def migrate_v1(con: sqlite3.Connection, chunk: int = 5000) -> int:
             con.execute("ALTER TABLE samples_new RENAME TO samples")
             for x in stmts:
                 con.execute(x)
-            con.execute("INSERT INTO sample_counts SELECT run_id, iteration, task, split, phase, decision, grp,"
-                        " correct, kept, count(*) FROM samples GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9")
-            con.execute("INSERT INTO question_outcomes SELECT run_id, task, phase, question_id,"
-                        " sum(DISTINCT 1 << iteration), coalesce(sum(DISTINCT CASE WHEN correct != 0"
-                        " THEN 1 << iteration END), 0) FROM samples WHERE phase IN ('sample', 'eval')"
-                        " AND iteration BETWEEN 0 AND 62 GROUP BY run_id, task, phase, question_id")
+            rebuild_aggregates(con)
             con.execute("INSERT INTO samples_fts(samples_fts) VALUES ('rebuild')")
             con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
                         (str(SCHEMA_VERSION),))
@@ -602,6 +657,10 @@ class RunStore:
         self.con.execute(
             "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
         )
+        agg = self.con.execute("SELECT value FROM meta WHERE key='aggregates_version'").fetchone()
+        if agg is None or agg[0] != AGGREGATES_VERSION:  # a store of an earlier version 2 build: rebuild them
+            with self.tx() as c:
+                rebuild_aggregates(c)
         self.run_id = 1
         self._prefixes: PrefixTable | None = None
 

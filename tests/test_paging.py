@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import dash_fixtures as F
+import star_core.store as S
 from star_core import paging
 from star_core.store import (
     PROMPT_SQL,
@@ -304,10 +305,12 @@ def test_counts_follow_every_write(bulk, tmp_path):
     assert rows(st.con, "SELECT * FROM sample_counts WHERE n > 0 ORDER BY 1,2,3,4,5,6,7,8,9") == rows(
         st.con, "SELECT run_id, iteration, task, split, phase, decision, grp, correct, kept, count(*)"
                 " FROM samples GROUP BY 1,2,3,4,5,6,7,8,9 ORDER BY 1,2,3,4,5,6,7,8,9")
-    assert rows(st.con, "SELECT * FROM question_outcomes ORDER BY 1, 2, 3, 4") == rows(
-        st.con, "SELECT run_id, task, phase, question_id, sum(DISTINCT 1 << iteration), coalesce(sum(DISTINCT"
-                " CASE WHEN correct THEN 1 << iteration END), 0) FROM samples WHERE phase IN ('sample', 'eval')"
-                " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4")
+    st.con.execute("UPDATE samples SET correct = 1 - correct, audit_json = '{\"verdict\": \"no_rationale\"}'"
+                   " WHERE id IN (SELECT id FROM samples WHERE phase = 'eval' LIMIT 9)")
+    st.con.execute("DELETE FROM samples WHERE id IN (SELECT id FROM samples WHERE phase = 'eval' LIMIT 3 OFFSET 20)")
+    for table, (_, select) in S.AGGREGATES.items():
+        kept = sorted(rows(st.con, f"SELECT * FROM {table} WHERE {'n > 0' if table == 'sample_counts' else '1'}"))
+        assert kept == sorted(rows(st.con, select.format(cond=""))), table
     st.con.execute("INSERT INTO samples_fts(samples_fts) VALUES ('integrity-check')")
     st.close()
 
@@ -324,6 +327,11 @@ def test_the_dashboard_reads_the_same_from_version_1_and_its_migrated_copy(migra
         for it in its:
             assert Q.funnel(old, int(it)) == Q.funnel(d, int(it))
         pd.testing.assert_frame_equal(Q.solve_transitions(old), Q.solve_transitions(d), check_dtype=False)
+        for since in (None, 0):
+            pd.testing.assert_frame_equal(Q.changes_frame(old, since).drop(columns=["run_dir"]),
+                                          Q.changes_frame(d, since).drop(columns=["run_dir"]), check_dtype=False)
+        pd.testing.assert_frame_equal(Q.measures_frame(old).drop(columns=["run_dir"]),
+                                      Q.measures_frame(d).drop(columns=["run_dir"]), check_dtype=False)
         a, b = Q.summary(old), Q.summary(d)
         a.pop("run_dir"), b.pop("run_dir")
         assert a == b
@@ -356,6 +364,11 @@ def test_version_2_reads_equal_version_1_reads_of_the_same_rows(bulk, tmp_path):
     assert schema_version(con) == 1
     con.close()
     pd.testing.assert_frame_equal(Q.solve_transitions(old), Q.solve_transitions(bulk), check_dtype=False)
+    for since in (None, 0, 2):
+        pd.testing.assert_frame_equal(Q.changes_frame(old, since).drop(columns=["run_dir"]),
+                                      Q.changes_frame(bulk, since).drop(columns=["run_dir"]), check_dtype=False)
+    pd.testing.assert_frame_equal(Q.measures_frame(old).drop(columns=["run_dir"]),
+                                  Q.measures_frame(bulk).drop(columns=["run_dir"]), check_dtype=False)
     pd.testing.assert_frame_equal(Q.solve_transitions(old, "gsm8k"), Q.solve_transitions(bulk, "gsm8k"),
                                   check_dtype=False)
     assert Q.decision_counts(old).equals(Q.decision_counts(bulk))

@@ -71,7 +71,13 @@ _PHASES_SQL = lambda phases: "(" + ", ".join(f"'{p}'" for p in phases) + ")"  # 
 
 def _counts(con: sqlite3.Connection, rid: int) -> pd.DataFrame:
     """Per evaluation (iteration, phase), task, split and group ("all" included): n, right, right and faithful,
-    and the outputs that show a rationale."""
+    and the outputs that show a rationale (from the store's ``eval_counts`` on a version 2 store)."""
+    if schema_version(con) >= 2:
+        df = pd.read_sql_query(
+            "SELECT iteration, phase, task, split, grp, n, n_correct AS accuracy, n_faithful AS faithful_accuracy,"
+            " n_rationale AS rationale_share, n_audited AS audited FROM eval_counts WHERE run_id = ? AND n > 0"
+            " ORDER BY iteration, phase, task, split, grp", con, params=(rid,))
+        return _with_all(df, ["iteration", "phase", "task", "split"], ["n", *MEASURES, "audited"])
     df = pd.read_sql_query(
         "SELECT iteration, phase, task, split, grp, count(*) AS n, sum(correct) AS accuracy,"
         " sum(correct = 1 AND audit_faithful = 1) AS faithful_accuracy,"
@@ -80,7 +86,8 @@ def _counts(con: sqlite3.Connection, rid: int) -> pd.DataFrame:
         " sum(coalesce(CASE WHEN json_valid(audit_json) THEN json_extract(audit_json, '$.version') END, 1) >= 2)"
         " AS audited"
         f" FROM samples WHERE run_id = ? AND phase IN {_PHASES_SQL(EVAL_PHASES)}"
-        " GROUP BY iteration, phase, task, split, grp", con, params=(rid,))
+        " GROUP BY iteration, phase, task, split, grp ORDER BY iteration, phase, task, split, grp", con,
+        params=(rid,))
     return _with_all(df, ["iteration", "phase", "task", "split"], ["n", *MEASURES, "audited"])
 
 
@@ -354,7 +361,8 @@ def solve_transitions(run_dir: str | os.PathLike, task: str | None = None) -> pd
 def _transitions_from_masks(con: sqlite3.Connection, rid: int, task: str | None) -> pd.DataFrame:
     """``solve_transitions`` from ``question_outcomes`` (one row per question and phase, its iterations asked
     and solved as bit masks, kept by the store's triggers): the same numbers without reading the samples."""
-    sql, params = "SELECT task, phase, asked, solved FROM question_outcomes WHERE run_id=?", [rid]
+    sql, params = ("SELECT task, phase, asked, solved FROM question_outcomes WHERE run_id=?"
+                   " AND phase IN ('sample', 'eval')", [rid])
     if task:
         sql += " AND task=?"
         params.append(task)
@@ -424,10 +432,67 @@ _RANK = "iteration * 2 + (phase = 'warm_eval')"
 _OF_RANK = "{t}.iteration = {r} / 2 AND {t}.phase = CASE {r} % 2 WHEN 1 THEN 'warm_eval' ELSE 'eval' END"
 
 
+def _changes_from_masks(con: sqlite3.Connection, rid: int, since: int | None) -> pd.DataFrame | None:
+    """``_changes``'s pairs, lost and gained per group from ``question_outcomes`` (the iterations each question
+    was evaluated and answered right, as bit masks), or None where a question has several samples in one
+    evaluation (pairs are then per sample: the SQL below counts them)."""
+    df = pd.read_sql_query(
+        f"SELECT task, phase, question_id, grp, n, asked, solved FROM question_outcomes WHERE run_id = ?"
+        f" AND phase IN {_PHASES_SQL(CHAINED_PHASES)}", con, params=(rid,))
+    if df.empty:
+        return df
+    if (df["n"] != [bin(int(a)).count("1") for a in df["asked"]]).any():
+        return None
+    wide = df.pivot_table(index=["task", "question_id"], columns="phase", values=["asked", "solved"],
+                          aggfunc="first", fill_value=0)
+    grp = df.groupby(["task", "question_id"])["grp"].min().reindex(wide.index)
+    out = []
+    for t in wide.index.get_level_values(0).unique():
+        rows = wide.loc[t]
+        g = grp.loc[t].to_numpy()
+
+        def bits(kind: str, phase: str, it: int) -> np.ndarray:
+            col = (kind, phase)
+            if col not in rows.columns:
+                return np.zeros(len(rows), dtype=bool)
+            return (rows[col].to_numpy(np.int64) >> it & 1).astype(bool)
+
+        ranks = sorted(2 * i + w for w, ph in enumerate(CHAINED_PHASES) if ("asked", ph) in rows.columns
+                       for i in range(OUTCOME_BITS) if int(np.bitwise_or.reduce(rows[("asked", ph)].to_numpy(
+                           np.int64))) >> i & 1)
+        steps = [(max(a for a in ranks if a < b), b) for b in ranks if any(a < b for a in ranks)] \
+            if since is None else [(2 * int(since), b) for b in ranks if b > 2 * int(since)]
+        for ra, rb in steps:
+            pa, pb = CHAINED_PHASES[ra % 2], CHAINED_PHASES[rb % 2]
+            both = bits("asked", pa, ra // 2) & bits("asked", pb, rb // 2)
+            sa, sb = bits("solved", pa, ra // 2), bits("solved", pb, rb // 2)
+            for gv in sorted(set(g[both])):
+                m = both & (g == gv)
+                out.append({"task": t, "split": "eval", "grp": gv, "iteration": rb // 2, "phase": pb,
+                            "since": ra // 2, "since_phase": pa, "pairs": int(m.sum()),
+                            "lost": int((m & sa & ~sb).sum()), "gained": int((m & ~sa & sb).sum())})
+    return pd.DataFrame(out, columns=["task", "split", "grp", "iteration", "phase", "since", "since_phase", "pairs",
+                                      "lost", "gained"])
+
+
 def _changes(con: sqlite3.Connection, rid: int, since: int | None = None) -> pd.DataFrame:
     """Eval correctness of each evaluation paired, question by question, with the evaluation before it (the
     iteration before, or the warm start's when there is one; see ``CHAINED_PHASES``), or with the few-shot
     evaluation of iteration ``since``; per task, split and group ("all" included)."""
+    df = _changes_from_masks(con, rid, since) if schema_version(con) >= 2 else None
+    if df is None:
+        df = _changes_sql(con, rid, since)
+    if df.empty:
+        return pd.DataFrame(columns=_CHANGE_COLS)
+    df = _with_all(df, ["task", "split", "iteration", "phase", "since", "since_phase"], ["pairs", "lost", "gained"])
+    df["p_value"] = [mcnemar(int(lost), int(gained)) for lost, gained in zip(df["lost"], df["gained"])]
+    df["significant"] = df["p_value"].map(significant)
+    return df[_CHANGE_COLS].sort_values(["task", "split", "iteration", "phase", "since"], kind="stable")\
+        .reset_index(drop=True)
+
+
+def _changes_sql(con: sqlite3.Connection, rid: int, since: int | None = None) -> pd.DataFrame:
+    """``_changes`` before its "all" group and tests, from the samples (a paired self-join)."""
     chained = _PHASES_SQL(CHAINED_PHASES)
     if since is None:
         pairs = ("SELECT b.task, b.split, max(a.r) AS ra, b.r AS rb FROM ranks a JOIN ranks b ON a.task = b.task"
@@ -449,13 +514,7 @@ def _changes(con: sqlite3.Connection, rid: int, since: int | None = None) -> pd.
         f" AND b.k = a.k AND {_OF_RANK.format(t='b', r='s.rb')}"
         " GROUP BY a.task, a.split, a.grp, b.iteration, b.phase, a.iteration, a.phase",
         con, params=params)
-    if df.empty:
-        return pd.DataFrame(columns=_CHANGE_COLS)
-    df = _with_all(df, ["task", "split", "iteration", "phase", "since", "since_phase"], ["pairs", "lost", "gained"])
-    df["p_value"] = [mcnemar(int(lost), int(gained)) for lost, gained in zip(df["lost"], df["gained"])]
-    df["significant"] = df["p_value"].map(significant)
-    return df[_CHANGE_COLS].sort_values(["task", "split", "iteration", "phase", "since"], kind="stable")\
-        .reset_index(drop=True)
+    return df
 
 
 def changes_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike], since: int | None = None) -> pd.DataFrame:
