@@ -659,7 +659,15 @@ class RunStore:
         )
         agg = self.con.execute("SELECT value FROM meta WHERE key='aggregates_version'").fetchone()
         if agg is None or agg[0] != AGGREGATES_VERSION:  # a store of an earlier version 2 build: rebuild them
-            with self.tx() as c:
+            with self.tx() as c:  # their tables and triggers as this star defines them (until the rebuild
+                # commits, the version stays old, so an interrupted rebuild is done again)
+                for (name,) in c.execute("SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name='samples'"
+                                         " AND name NOT LIKE 'samples_fts%'").fetchall():
+                    c.execute(f'DROP TRIGGER "{name}"')
+                for table in AGGREGATES:
+                    c.execute(f"DROP TABLE IF EXISTS {table}")
+                for stmt in statements(SAMPLES_V2):
+                    c.execute(stmt)
                 rebuild_aggregates(c)
         self.run_id = 1
         self._prefixes: PrefixTable | None = None

@@ -386,3 +386,23 @@ def test_version_2_reads_equal_version_1_reads_of_the_same_rows(bulk, tmp_path):
                 off = (b2["position"] - 1) // 25 * 25
                 assert Q.samples_page(old, f, off, 25).equals(
                     Q.samples_page(bulk, f, off, 25, anchor=b2["sample_id"], anchor_position=b2["position"]))
+
+
+def test_aggregates_of_another_version_are_rebuilt_on_open(bulk, tmp_path):
+    d = tmp_path / "copy"
+    shutil.copytree(bulk, d)
+    con = sqlite3.connect(d / "store.sqlite")
+    with con:  # an earlier layout: no grp column, wrong contents, no version
+        con.execute("DROP TABLE question_outcomes")
+        con.execute("CREATE TABLE question_outcomes (run_id, task, phase, question_id, asked, solved)")
+        con.execute("UPDATE sample_counts SET n = n + 5")
+        con.execute("DELETE FROM meta WHERE key = 'aggregates_version'")
+    con.close()
+    st = RunStore(d)
+    for table, (_, select) in S.AGGREGATES.items():
+        got = sorted(rows(st.con, f"SELECT * FROM {table} WHERE {'n > 0' if table == 'sample_counts' else '1'}"))
+        assert got == sorted(rows(st.con, select.format(cond=""))), table
+    st.add_samples([SampleRecord(iteration=9, task="gsm8k", split="eval", phase="eval", question_id="new", question="q",
+                                 prompt="p", raw_output="o", gold="1", decision="wrong", reason="r", correct=False)])
+    assert st.con.execute("SELECT n, asked FROM question_outcomes WHERE question_id='new'").fetchone() == (1, 1 << 9)
+    st.close()
