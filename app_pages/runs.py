@@ -66,6 +66,18 @@ def _measure(measures: dict, key: str) -> str:
     return _measures(measures).get(key, "–")
 
 
+def _sampler(info: dict) -> str:
+    """Where the run decodes its rationales (the stored config's sampler; runs before it had none: local)."""
+    cfg = info.get("config") or {}
+    if cfg.get("sampler", "local") != "ray":
+        return "sampled in the run's process (sampler=local)"
+    n = cfg.get("ray_workers", "?")
+    per = ", ".join(f"{cfg[k]:g} {what}" for k, what in (("ray_cpus_per_worker", "CPU"), ("ray_gpus_per_worker", "GPU"))
+                    if isinstance(cfg.get(k), (int, float)) and cfg[k] > 0)
+    return (f"sampled on Ray: {n} worker{'s' if n != 1 else ''}" + (f" of {per}" if per else "")
+            + f" (ray_address={cfg.get('ray_address', '?')})")
+
+
 def _details(run_dir) -> None:
     info = ui.guard(Q.run_info, run_dir)
     s = ui.guard(ui.q, "summary", run_dir)
@@ -75,7 +87,7 @@ def _details(run_dir) -> None:
     planned = (info["iterations_planned"] or 0) + 1
     cur = s["iterations"][-1] if s["iterations"] else None
     st.markdown(f"{ui.md_escape(info['task'])} · model {ui.md_escape(info['model'])} · "
-                f"{ui.md_escape(info['device'] or 'device unknown')}")
+                f"{ui.md_escape(info['device'] or 'device unknown')} · {ui.md_escape(_sampler(info))}")
     m = st.columns(4)
     m[0].metric("Status", status, help="crashed and stopped runs are resumable")
     m[1].metric("Iterations done", f"{done} / {planned}", help="iteration 0 (few-shot baseline) included")

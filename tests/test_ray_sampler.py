@@ -147,3 +147,40 @@ def test_sampler_ray_without_ray_installed_says_how_to_install(tiny_model_dir, t
     with pytest.raises(loop.RunError, match=r"sampler=ray needs Ray Data.*pip install -e '\.\[ray\]'"):
         loop.start(cfg_of(tiny_model_dir, **RAY), tmp_path / "noray", progress=False)
     assert not (tmp_path / "noray").exists()
+
+
+def test_the_runs_page_shows_the_backend_and_its_workers(tmp_path, monkeypatch):
+    """From the stored config: a run sampled on Ray shows it with its workers; a run from before the
+    sampler setting reads as local."""
+    pytest.importorskip("streamlit.testing.v1")
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    import dash_fixtures as F
+    from star_core import queries as Q
+
+    for name, extra in (("on-ray", {"sampler": "ray", "ray_workers": 4, "ray_cpus_per_worker": 2.0,
+                                    "ray_gpus_per_worker": 1.0, "ray_address": "ray://head:10001"}),
+                        ("older", {})):
+        run = F.build_run(tmp_path / "runs" / name, iterations=1)
+        con = sqlite3.connect(run / DB_NAME)
+        cfg = json.loads(con.execute("SELECT config_json FROM runs").fetchone()[0])
+        con.execute("UPDATE runs SET config_json=?", (json.dumps({**cfg, **extra}),))
+        con.commit()
+        con.close()
+    monkeypatch.setenv("STAR_RUNS_ROOT", str(tmp_path / "runs"))
+    monkeypatch.setenv(Q.DEMO_RUNS_ENV, "0")
+    monkeypatch.chdir(tmp_path)
+    app = Path(__file__).resolve().parents[1] / "app.py"
+    shown = {}
+    for name in ("on-ray", "older"):
+        at = AppTest.from_file(str(app), default_timeout=60)
+        at.query_params["run"] = name
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        shown[name] = " ".join(str(m.value) for m in at.markdown)
+    from star_dashboard.ui import md_escape
+
+    assert md_escape("sampled on Ray: 4 workers of 2 CPU, 1 GPU (ray_address=ray://head:10001)") in shown["on-ray"]
+    assert md_escape("(sampler=local)") in shown["older"] and "Ray" not in shown["older"]
