@@ -247,7 +247,8 @@ if not allm.empty:
 st.subheader("Training loss")
 loss = ui.guard(ui.q_multi, "losses_frame", dirs)
 if loss.empty:
-    st.info("No training losses yet: they are stored when an iteration's training finishes.", icon=":material/hourglass_empty:")
+    st.info("No training losses yet: they are stored when an iteration's training finishes.",
+            icon=":material/hourglass_empty:")
 else:
     c1, c2 = st.columns([3, 2], gap="large")
     lr = loss[loss["run_dir"] == str(dirs[0])]

@@ -7,8 +7,8 @@ import streamlit as st
 from star_core import compare as C
 from star_core import exports as X
 from star_core import queries as Q
+from star_dashboard import hints, ui
 from star_dashboard import inspect as I
-from star_dashboard import ui
 
 PAGE = "cmp"
 KEYS = ("ra", "ia", "rb", "ib", "task", "phase", "f", "qid", "sid")
@@ -104,7 +104,8 @@ I.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go)
 st.caption(I.KEYS_HELP)
 
 with st.container(border=True):
-    st.caption(ui.md_escape(f"question id {row['question_id']}" + (f" · {row['grp']}-digit" if str(row['grp']).isdigit() else "")))
+    st.caption(ui.md_escape(f"question id {row['question_id']}"
+                            + (f" · {row['grp']}-digit" if str(row['grp']).isdigit() else "")))
     ui.show_text(row["question"], "Question")
     ui.show_text(row["gold"], "Gold answer")
     ha, hb = C.diff_html(row["a_text"], row["b_text"])
@@ -121,7 +122,7 @@ with st.container(border=True):
             ui.show_text(s["answer"] if s["answer"] is not None else "(none)")
             st.markdown(":green[:material/check_circle:] **matches gold**" if s["correct"]
                         else ":red[:material/cancel:] **does not match**")
-            ui.show_audit(s.get("audit"))
+            hints.show_audit(s)
             with st.expander(f"Annotate {side.upper()}'s sample"):
                 I.annotate(run_dir, int(s["id"]), key=f"{PAGE}_ann_{side}")
             st.page_link("app_pages/rationales.py", label="Open in Rationales", icon=":material/psychology:",

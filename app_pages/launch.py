@@ -13,7 +13,6 @@ from star_core.config import DEFAULT_MODEL
 from star_core.tasks import TASKS
 from star_dashboard import ui
 
-
 ui.page_header("Launch", "Start a STaR run in its own process (`star run ...`), follow its progress and log, "
                "and stop or resume it. The dashboard only reads the run's store; closing it does not stop the run.")
 ui.plain_url()
@@ -101,7 +100,8 @@ def monitor(run_dir: Path) -> None:
         if status == "corrupt":
             st.error(brief.get("problem") or "unreadable store")
         elif status in Q.RESUMABLE:
-            st.warning(f"This run is {status}. Resume continues from the last stored batch.", icon=":material/pause_circle:")
+            st.warning(f"This run is {status}. Resume continues from the last stored batch.",
+                       icon=":material/pause_circle:")
     ui.run_controls(run_dir, status, "launch")
     tail = procs.log_tail(run_dir)
     if tail is not None:

@@ -7,8 +7,8 @@ import streamlit as st
 from star_core import exports as X
 from star_core import queries as Q
 from star_core.annotations import LABELS, annotated_filter
+from star_dashboard import hints, ui
 from star_dashboard import inspect as I
-from star_dashboard import ui
 
 PAGE = "rat"
 KEYS = ("task", "phase", "it", "decision", "correct", "digits", "q", "ann", "sid")
@@ -20,7 +20,8 @@ run_dir = ui.current_run()
 ui.run_heading(run_dir)
 fac = ui.guard(ui.q, "facets", run_dir)
 if not fac["tasks"]:
-    st.info("This run has no samples yet. They appear here as soon as the first batch is stored.", icon=":material/hourglass_empty:")
+    st.info("This run has no samples yet. They appear here as soon as the first batch is stored.",
+            icon=":material/hourglass_empty:")
     st.stop()
 
 state = ui.url_state(PAGE, KEYS)
@@ -108,16 +109,11 @@ with left:
             ui.show_text(s["gold"])
         with a3:
             st.caption("Verdict")
-            st.markdown((":green[:material/check_circle:] **matches gold**" if s["correct"] else ":red[:material/cancel:] **does not match**")
+            st.markdown((":green[:material/check_circle:] **matches gold**" if s["correct"]
+                         else ":red[:material/cancel:] **does not match**")
                         + (" · kept for training" if s["kept"] else ""))
 
-        verdict = ui.show_audit(s.get("audit"))
-        if verdict == "unfaithful" and s["correct"]:
-            st.caption("A right answer from a wrong rationale: the paper's filter keeps it unless "
-                       "`reject_unfaithful` is on.")
-        elif verdict == "no_rationale" and s["correct"]:
-            st.caption("A right answer with no rationale: the paper's filter keeps it unless "
-                       "`reject_unfaithful` is on.")
+        hints.show_audit(s)
 
     with st.expander("Annotate this sample", icon=":material/edit_note:", expanded=True):
         I.annotate(run_dir, int(s["id"]), key=f"{PAGE}_ann")

@@ -10,8 +10,8 @@ from typing import Any
 import streamlit as st
 
 from star_core import queries as Q
-from star_dashboard import tour as T
 from star_dashboard import hints, ui
+from star_dashboard import tour as T
 
 PAGE = "tour"
 KEYS = ("q", "it")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up star in ./.venv (idempotent: a second run only checks).
 #   bash scripts/setup.sh         the engine and the dashboard
-#   bash scripts/setup.sh --dev   plus the test tools (pytest, playwright) and Debian's chromium when possible
+#   bash scripts/setup.sh --dev   plus the test tools (pytest, playwright, ruff) and Debian's chromium when possible
 #   (--dev also installs Ray, the [ray] extra that sampler=ray and its tests need)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -279,7 +279,8 @@ def cmd_runs(a: argparse.Namespace) -> int:
         if r.get("problem"):
             print(f"{r['status']:9} {'-':14} {'-':>10}  {'-':12}  {r.get('path')}  ({r['problem']})")
             continue
-        done = f"{max(0, (r.get('iterations_done') or 0) - 1)}/{r.get('iterations_planned', '?')}"  # iteration 0 is the baseline
+        # iteration 0 is the baseline
+        done = f"{max(0, (r.get('iterations_done') or 0) - 1)}/{r.get('iterations_planned', '?')}"
         stage = f"{r.get('current_iteration', '')}:{r.get('current_stage') or ''}"
         print(f"{r.get('status', '?'):9} {r.get('task') or '?':14} {done:>10}  {stage:12}  {r.get('path')}")
     return 0
@@ -294,8 +295,8 @@ def _print_measures(measures: dict, changes: dict) -> None:
     for task, splits in measures.items():
         for split, groups in splits.items():
             for g, m in groups.items():
-                parts = [describe(m[k]["k"], m[k]["n"]) if k == "accuracy" else f"{words} {describe(m[k]['k'], m[k]['n'])}"
-                         for k, words in MEASURES.items() if k in m]
+                parts = [describe(m[k]["k"], m[k]["n"]) if k == "accuracy"
+                         else f"{words} {describe(m[k]['k'], m[k]['n'])}" for k, words in MEASURES.items() if k in m]
                 ch = changes.get(task, {}).get(split, {}).get(g)
                 if ch:
                     since = f"iter {ch['since']}" if ch["since_phase"] == "eval" else "the warm start"
@@ -384,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, ModelError, StoreError) as e:
         print(f"star: error: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         from .loop import RunError, Stopped
 
         full = _disk_full(e)

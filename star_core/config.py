@@ -225,7 +225,7 @@ class StarConfig:
     ray_gpus_per_worker: float = 0.0
     """With sampler=ray: GPUs each worker reserves; > 0 decodes on CUDA, 0 on the CPU."""
 
-    def validate(self, source: str = "config", origins: dict[str, str] | None = None) -> "StarConfig":
+    def validate(self, source: str = "config", origins: dict[str, str] | None = None) -> StarConfig:
         """Check every field; the error names the field, its value and where it came from (``origins``:
         field -> the file, "command line" or "--set" that set it last)."""
         def bad(name: str, why: str) -> ConfigError:
@@ -436,7 +436,7 @@ def load_file(path: str | Path) -> dict[str, Any]:
                           "as UTF-8") from None
     try:
         data = (json.loads(text, object_pairs_hook=_no_duplicates) if p.suffix == ".json"
-                else yaml.load(text, Loader=_UniqueKeyLoader))  # noqa: S506  (a SafeLoader subclass)
+                else yaml.load(text, Loader=_UniqueKeyLoader))  # a SafeLoader subclass
     except (ValueError, yaml.YAMLError) as e:  # json.JSONDecodeError is a ValueError
         line = getattr(e, "lineno", None) or getattr(getattr(e, "problem_mark", None), "line", -1) + 1
         where = f", line {line}" if line > 0 else ""

@@ -7,7 +7,8 @@ counts every sample exactly once.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 
 def accuracy_rows(samples: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -17,8 +17,9 @@ without a choice named in words); any other verdict (``unfaithful``,
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .store import EVAL_PHASES, PHASES
 from .tasks.base import Audit, Parsed, Problem, Task

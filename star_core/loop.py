@@ -346,7 +346,7 @@ class Runner:
 
 
 def _install_sigterm() -> None:
-    def handler(signum, frame):  # noqa: ARG001
+    def handler(signum, frame):
         raise Stopped()
 
     signal.signal(signal.SIGTERM, handler)
@@ -444,7 +444,3 @@ def _execute(cfg: StarConfig, run_dir: Path, store: RunStore, data: Data, progre
         runner.backend.close()
     store.set_status("finished", message=f"finished in {time.time() - t0:.0f} s")
     store.close()  # checkpoints the WAL into the main file
-
-
-def read_config(run_dir: Path) -> dict[str, Any]:
-    return config_mod.load_file(run_dir / CONFIG_NAME)

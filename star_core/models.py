@@ -153,7 +153,7 @@ def load_base(model: str, quantization: str = "auto", device: str = "auto") -> L
     if quantization == "auto" and dev.type == "cuda":
         try:
             n_params = count_parameters(path)
-        except Exception as e:  # noqa: BLE001 - an unknown architecture: fall back to 4-bit
+        except Exception as e:  # an unknown architecture: fall back to 4-bit
             log.info("could not count the model's parameters (%s)", e)
         gpu_bytes = torch.cuda.get_device_properties(dev).total_memory
     quant, why = choose_quantization(quantization, dev, n_params, gpu_bytes)

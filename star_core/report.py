@@ -15,11 +15,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import json
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -207,7 +207,8 @@ def _sample_html(r: Any, ann: dict[int, dict[str, Any]]) -> str:
             f'{e(r.task)} · {e(r.phase)} · <span class="d d-{e(r.decision)}">{e(r.decision)}</span> · '
             f'<span class="q">{e(str(r.question)[:160])}</span></summary>'
             f'<div class="body"><div class="k">question id</div><pre>{e(r.question_id)}'
-            f'{" · k=" + str(int(r.k)) if r.k else ""}{" · " + e(r.grp) + "-digit" if str(r.grp).isdigit() else ""}</pre>'
+            f'{" · k=" + str(int(r.k)) if r.k else ""}'
+            f'{" · " + e(r.grp) + "-digit" if str(r.grp).isdigit() else ""}</pre>'
             f'<div class="k">question</div><pre>{e(r.question)}</pre>'
             f'<div class="k">rationale</div><pre>{e(rationale)}</pre>'
             f'<div class="k">answer · gold · right</div><pre>{e(r.answer if r.answer is not None else "(none)")} · '

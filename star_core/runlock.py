@@ -34,7 +34,7 @@ class RunLock:
             os.close(self._fd)  # closing the file releases the flock
             self._fd = None
 
-    def __enter__(self) -> "RunLock":
+    def __enter__(self) -> RunLock:
         return self
 
     def __exit__(self, *exc: object) -> None:

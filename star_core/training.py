@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
@@ -49,9 +49,9 @@ def _collate(batch: list[tuple[list[int], list[int]]], pad_id: int, device) -> d
     ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
     lab = torch.full((len(batch), n), -100, dtype=torch.long)
     att = torch.zeros((len(batch), n), dtype=torch.long)
-    for r, (i, l) in enumerate(batch):  # right padding for training
+    for r, (i, labels) in enumerate(batch):  # right padding for training
         ids[r, : len(i)] = torch.tensor(i)
-        lab[r, : len(l)] = torch.tensor(l)
+        lab[r, : len(labels)] = torch.tensor(labels)
         att[r, : len(i)] = 1
     return {"input_ids": ids.to(device), "labels": lab.to(device), "attention_mask": att.to(device)}
 

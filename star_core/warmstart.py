@@ -17,7 +17,7 @@ iteration's training set (``RunStore.training_set``).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .config import ConfigError, StarConfig
 from .store import SampleRecord

@@ -303,7 +303,8 @@ def _eval_accuracy(con: sqlite3.Connection, rid: int, iteration: int, task: str 
         sql = ("SELECT sum(n) AS n, sum(n_correct) AS c FROM metrics WHERE run_id=? AND iteration=? AND split='eval'"
                " AND grp='all'")
     else:
-        sql = "SELECT count(*) AS n, sum(correct) AS c FROM samples WHERE run_id=? AND iteration=? AND phase='warm_eval'"
+        sql = ("SELECT count(*) AS n, sum(correct) AS c FROM samples WHERE run_id=? AND iteration=?"
+               " AND phase='warm_eval'")
     params: list[Any] = [rid, iteration]
     if task:
         sql += " AND task=?"

@@ -13,8 +13,9 @@ import html
 import os
 import re
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import streamlit as st
 
@@ -298,14 +299,6 @@ def current_run() -> Path:
     return path
 
 
-def current_run_row() -> dict[str, Any] | None:
-    key = st.session_state.get("_run")
-    for r in st.session_state.get("_runs") or []:
-        if r["key"] == key:
-            return r
-    return None
-
-
 def page_header(title: str, caption: str) -> None:
     st.title(title)
     st.caption(caption)
@@ -470,7 +463,7 @@ def control_policy() -> procs.Policy:
     """May this session start, resume and stop runs? (``procs.policy`` on this server and browser)."""
     try:
         client = st.context.ip_address
-    except Exception:  # noqa: BLE001  (no client context: a script run, a test)
+    except Exception:  # no client context: a script run, a test
         client = None
     client = client if isinstance(client, str) else None  # None: loopback (or no browser: AppTest)
     return procs.policy(st.get_option("server.address"), client, st.session_state.get(_TOKEN_KEY))

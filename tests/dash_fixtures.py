@@ -13,8 +13,9 @@ import os
 import random
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from star_core.store import RunStore, SampleRecord
 from star_core.tasks.base import AUDIT_VERSION
@@ -55,7 +56,8 @@ def _arith_scratch(a: int, b: int) -> str:
         s = x + y + carry
         acc = str(s % 10) + acc
         carry = s // 10
-        lines.append(f"{_spaced(int(str(a)[-i - 1:] or 0))} + {_spaced(int(str(b)[-i - 1:] or 0))} , {' '.join(acc)} C: {carry}")
+        lines.append(f"{_spaced(int(str(a)[-i - 1:] or 0))} + {_spaced(int(str(b)[-i - 1:] or 0))} , "
+                     f"{' '.join(acc)} C: {carry}")
     return "<scratch>\n" + "\n".join(lines) + "\n</scratch>"
 
 

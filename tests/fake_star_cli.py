@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from star_core.store import RunStore  # noqa: E402
+from star_core.store import RunStore
 
 
 def main() -> int:
@@ -33,7 +33,7 @@ def main() -> int:
     store = RunStore(run_dir)
     stopped = False
 
-    def on_term(signum, frame):  # noqa: ARG001
+    def on_term(signum, frame):
         nonlocal stopped
         stopped = True
 

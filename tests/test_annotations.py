@@ -11,11 +11,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dash_fixtures as F  # noqa: E402
-
-from star_core.annotations import (ANNOTATIONS_NAME, AnnotationError, Annotations, agreement,  # noqa: E402
-                                   cohen_kappa)
-from star_core.cli import main  # noqa: E402
+import dash_fixtures as F
+from star_core.annotations import ANNOTATIONS_NAME, AnnotationError, Annotations, agreement, cohen_kappa
+from star_core.cli import main
 
 
 @pytest.fixture
@@ -72,7 +70,7 @@ def test_two_writers_lose_no_write(run):
                     a.set_label(sid, "faithful")
                 else:
                     a.set_note(sid, f"note {sid}")
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             errors.append(e)
 
     ts = [threading.Thread(target=writer, args=(w,)) for w in "ab"]

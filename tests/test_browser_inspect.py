@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_browser import ARTIFACTS, page, server, sql  # noqa: E402,F401  (fixtures)
+from test_browser import ARTIFACTS, sql  # fixtures
 
 pytestmark = pytest.mark.slow
 

@@ -5,13 +5,13 @@ import json
 import logging
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
 
 from dash_fixtures import build_run
-from star_core import __version__, config as config_mod, loop
+from star_core import __version__, loop
+from star_core import config as config_mod
 from star_core.cli import HELP, build_parser, main
 
 tomllib = pytest.importorskip("tomllib")

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dash_fixtures as F  # noqa: E402
-
-from star_core.compare import FILTERS, compare, compare_choices, diff_html, diff_ops, filter_mask  # noqa: E402
+import dash_fixtures as F
+from star_core.compare import FILTERS, compare, compare_choices, diff_html, diff_ops, filter_mask
 
 
 @pytest.fixture(scope="module")

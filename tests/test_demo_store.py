@@ -79,8 +79,8 @@ def test_demo_store_is_consistent(run):
         assert n_train == kept + warm and examples == kept
         assert q("SELECT COUNT(*) FROM train_losses WHERE iteration=?", it)[0][0] > 0
     # every kept sample reached the gold answer, and the stored example carries no hint
-    for answer, gold, decision, hint, prompt in q(
-            "SELECT s.answer, s.gold, s.decision, s.hint, t.prompt FROM samples s "
+    for answer, gold, decision, prompt in q(
+            "SELECT s.answer, s.gold, s.decision, t.prompt FROM samples s "
             "JOIN train_examples t ON t.sample_id = s.id"):
         assert answer == gold and decision in KEPT_DECISIONS
         assert "hint" not in prompt.lower() and "(CORRECT)" not in prompt

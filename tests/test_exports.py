@@ -11,13 +11,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dash_fixtures as F  # noqa: E402
-
-from star_core import queries as Q  # noqa: E402
-from star_core.annotations import Annotations  # noqa: E402
-from star_core.compare import compare  # noqa: E402
-from star_core.exports import (SAMPLE_COLUMNS, compare_frame, filtered_samples, to_csv,  # noqa: E402
-                               to_jsonl)
+import dash_fixtures as F
+from star_core import queries as Q
+from star_core.annotations import Annotations
+from star_core.compare import compare
+from star_core.exports import SAMPLE_COLUMNS, compare_frame, filtered_samples, to_csv, to_jsonl
 
 
 @pytest.fixture(scope="module")

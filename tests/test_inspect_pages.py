@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dash_fixtures as F  # noqa: E402
-
-from star_core import queries as Q  # noqa: E402
-from star_core.annotations import Annotations, agreement  # noqa: E402
-from star_core.compare import FILTERS, compare  # noqa: E402
+import dash_fixtures as F
+from star_core import queries as Q
+from star_core.annotations import Annotations, agreement
+from star_core.compare import FILTERS, compare
 
 pytest.importorskip("streamlit.testing.v1")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"

@@ -7,9 +7,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from star_core import config as C  # noqa: E402
-from star_core import loop  # noqa: E402
-from star_core.store import DB_NAME  # noqa: E402
+from star_core import config as C
+from star_core import loop
+from star_core.store import DB_NAME
 
 
 def tiny_cfg(model_dir, task, **kw):
@@ -139,9 +139,9 @@ def test_start_refuses_existing_run_and_bad_input_writes_nothing(tiny_model_dir,
 
 
 def test_star_eval_and_export(tiny_model_dir, tmp_path, monkeypatch, capsys):
-    import star_core.sampling as sampling
     from datasets import load_dataset
 
+    import star_core.sampling as sampling
     from star_core.cli import main
 
     cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=1)

@@ -404,5 +404,6 @@ def test_aggregates_of_another_version_are_rebuilt_on_open(bulk, tmp_path):
         assert got == sorted(rows(st.con, select.format(cond=""))), table
     st.add_samples([SampleRecord(iteration=9, task="gsm8k", split="eval", phase="eval", question_id="new", question="q",
                                  prompt="p", raw_output="o", gold="1", decision="wrong", reason="r", correct=False)])
-    assert tuple(st.con.execute("SELECT n, asked FROM question_outcomes WHERE question_id='new'").fetchone()) == (1, 1 << 9)
+    row = st.con.execute("SELECT n, asked FROM question_outcomes WHERE question_id='new'").fetchone()
+    assert tuple(row) == (1, 1 << 9)
     st.close()

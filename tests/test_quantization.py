@@ -7,8 +7,16 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from star_core import loop  # noqa: E402
-from star_core.models import (AUTO_4BIT_GPU_SHARE, choose_quantization, count_parameters,  # noqa: E402
-                              full_precision_copy, load_adapter, load_base, want_sampling_copy, weight_bytes)
+from star_core.models import (  # noqa: E402
+    AUTO_4BIT_GPU_SHARE,
+    choose_quantization,
+    count_parameters,
+    full_precision_copy,
+    load_adapter,
+    load_base,
+    want_sampling_copy,
+    weight_bytes,
+)
 
 GiB = 2 ** 30
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dash_fixtures as F  # noqa: E402
-
-from star_core import queries as Q  # noqa: E402
-from star_core.stats import mcnemar, wilson  # noqa: E402
+import dash_fixtures as F
+from star_core import queries as Q
+from star_core.stats import mcnemar, wilson
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,7 +130,8 @@ def test_funnel_numbers_add_up(runs):
     # per task
     a = Q.funnel(run, 2, "arithmetic")
     assert a["sampled"] == 14
-    assert sum(Q.funnel(run, 2, t)["kept"] for t in ("arithmetic", "commonsenseqa", "gsm8k")) == Q.funnel(run, 2)["kept"]
+    tasks = ("arithmetic", "commonsenseqa", "gsm8k")
+    assert sum(Q.funnel(run, 2, t)["kept"] for t in tasks) == Q.funnel(run, 2)["kept"]
     # no rationalization
     n = Q.funnel(runs / "norat", 1)
     assert n["retried"] == 0 and n["kept"] == n["correct"] == n["trained"]
@@ -316,7 +316,8 @@ def test_summary_reports_warm_start_direct_baseline_and_measures(runs):
     w = s["warm_start"]
     assert w["examples"] == 5 == sql(run, "SELECT count(*) FROM samples WHERE phase='warm_start'")[0][0]
     assert (w["train_steps"], w["adapter_path"]) == (30, "adapters/warm_start") and "not bootstrapped" in w["note"]
-    assert w["final_loss"] == pytest.approx(sql(run, "SELECT loss FROM train_losses WHERE iteration=0 AND step=30")[0][0])
+    last = sql(run, "SELECT loss FROM train_losses WHERE iteration=0 AND step=30")[0][0]
+    assert w["final_loss"] == pytest.approx(last)
     n, right, faithful, shown = _recount(run, 0, "warm_eval", "arithmetic", "all")
     wm = w["measures"]["arithmetic"]["eval"]["all"]
     assert (wm["accuracy"]["k"], wm["faithful_accuracy"]["k"], wm["rationale_share"]["k"], wm["accuracy"]["n"]) == (

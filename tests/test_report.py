@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dash_fixtures as F  # noqa: E402
-
-from star_core import queries as Q  # noqa: E402
-from star_core.annotations import Annotations  # noqa: E402
-from star_core.cli import main  # noqa: E402
-from star_core.stats import describe  # noqa: E402
+import dash_fixtures as F
+from star_core import queries as Q
+from star_core.annotations import Annotations
+from star_core.cli import main
+from star_core.stats import describe
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")

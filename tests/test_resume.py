@@ -17,8 +17,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from star_core import loop  # noqa: E402
-from star_core.store import DB_NAME  # noqa: E402
+from star_core import loop
+from star_core.store import DB_NAME
 
 SETS = ["n_train=120", "n_eval=40", "max_new_tokens=24", "batch_size=4", "train_steps=3", "iterations=2",
         "train_batch_size=2", "lora_r=4", "lora_alpha=8", "warmup_steps=1", "threads=1"]

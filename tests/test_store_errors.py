@@ -101,7 +101,7 @@ def test_runs_lists_bad_stores_with_the_reason(good, tmp_path, capsys):
     root = tmp_path / "runs"
     root.mkdir()
     _copy(good, root / "ok")
-    for case, (make, needle) in CASES.items():
+    for case, (make, _needle) in CASES.items():
         make(good, root / case)
     assert main(["runs", str(root)]) == 0
     out = capsys.readouterr().out
@@ -132,8 +132,8 @@ def test_full_disk_is_one_line(exc, good, tmp_path, capsys, monkeypatch):
     def full(*args, **kwargs):
         try:
             raise exc
-        except Exception as e:  # the crash handler's own write fails too: still one line
-            raise sqlite3.OperationalError("database or disk is full") if isinstance(e, OSError) else e
+        except OSError as e:  # the crash handler's own write fails too: still one line
+            raise sqlite3.OperationalError("database or disk is full") from e
 
     monkeypatch.setattr(loop, "resume", full)
     assert main(["run", "--resume", str(run), "--quiet"]) == 2
@@ -184,6 +184,7 @@ def test_no_training_questions_names_the_file(tmp_path):
     good_row = {"id": "a", "answerKey": "A", "rationale": "r.", "question": {"stem": "s", "choices": [
         {"label": L, "text": L.lower()} for L in "ABCDE"]}}
     f.write_text(json.dumps(good_row) + "\n")
-    cfg = config_mod.build(None, {"task": "commonsenseqa", "train_file": str(f), "exemplars_file": str(f), "n_exemplars": 1}, [])
+    cfg = config_mod.build(None, {"task": "commonsenseqa", "train_file": str(f), "exemplars_file": str(f),
+                                  "n_exemplars": 1}, [])
     with pytest.raises(loop.RunError, match=f"no training questions in {f}"):
         loop.load_data(cfg)

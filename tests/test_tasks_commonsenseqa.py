@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from task_helpers import SHARED_DATASETS, write_jsonl
 from star_core.tasks import DataError, get_task
 from star_core.tasks.base import sample_data_dir
 from star_core.tasks.commonsenseqa import BUILTIN_EXEMPLARS
+from task_helpers import SHARED_DATASETS, write_jsonl
 
 SHARED = SHARED_DATASETS / "commonsenseqa"
 
@@ -125,7 +125,8 @@ def test_parse_choice_text_with_problem(problem, completion, answer, rationale):
     assert parsed.rationale == rationale
 
 
-@pytest.mark.parametrize("answer, gold, ok", [("B", "B", True), ("b", "B", True), ("C", "B", False), (None, "B", False)])
+@pytest.mark.parametrize("answer, gold, ok", [("B", "B", True), ("b", "B", True), ("C", "B", False),
+                                              (None, "B", False)])
 def test_is_correct(answer, gold, ok):
     assert task().is_correct(answer, gold) is ok
 

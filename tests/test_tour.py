@@ -10,14 +10,13 @@ import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dash_fixtures as F  # noqa: E402
-
-from star_core import queries as Q  # noqa: E402
-from star_dashboard import tour as T  # noqa: E402
-from star_core.store import RunStore, SampleRecord  # noqa: E402
+import dash_fixtures as F
+from star_core import queries as Q
+from star_core.store import RunStore, SampleRecord
+from star_dashboard import tour as T
 
 pytest.importorskip("streamlit.testing.v1")
-from streamlit.testing.v1 import AppTest  # noqa: E402
+from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "app.py"

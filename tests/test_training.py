@@ -58,7 +58,7 @@ def test_4bit_quantized_path_on_cpu(tiny_model_dir):
     log = train(model, loaded.tokenizer, [("Q: 1 + 1?\nA:", " 2")] * 2,
                 TrainArgs(steps=2, learning_rate=1e-3, warmup_steps=1, batch_size=2, grad_accum=2,
                           max_grad_norm=1.0, mask_prompt=True, max_seq_len=64, seed=0))
-    assert len(log) == 2 and all(l == l for _, l, _, _ in log)  # finite losses
+    assert len(log) == 2 and all(loss == loss for _, loss, _, _ in log)  # finite losses
 
 
 def test_merge_for_inference_matches_unmerged_and_strips_back(tiny_model_dir):

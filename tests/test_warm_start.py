@@ -10,10 +10,9 @@ import pytest
 
 pytest.importorskip("torch")
 
-from test_loop import _fake_generate, rows, tiny_cfg  # noqa: E402
-
-from star_core import loop  # noqa: E402
-from star_core.store import DB_NAME  # noqa: E402
+from star_core import loop
+from star_core.store import DB_NAME
+from test_loop import _fake_generate, rows, tiny_cfg
 
 WARM = 6
 

@@ -29,8 +29,19 @@ from ..liveness import HEARTBEAT_STALE_S, RESUMABLE, effective_status, pid_alive
 from ..store import DECISIONS, EVAL_PHASES, PHASE_SPLIT, PHASES, STAGES
 from ..tasks.base import AUDIT_VERSION, VERDICTS
 from .connect import RunUnavailable, db_path, fingerprint, open_store
-from .runs import (DEMO_RUNS_ENV, ORDER_FILE, RUNS_ROOT_ENV, is_run_dir, list_runs, missing_adapters, resolve_run,
-                   run_brief, run_info, run_status, runs_roots)
+from .runs import (
+    DEMO_RUNS_ENV,
+    ORDER_FILE,
+    RUNS_ROOT_ENV,
+    is_run_dir,
+    list_runs,
+    missing_adapters,
+    resolve_run,
+    run_brief,
+    run_info,
+    run_status,
+    runs_roots,
+)
 from .text import HintMarks, audit_note, find_all, hint_leak, hint_marks, hint_spans, last_question_block, parse_audit
 
 #: The modules imported on first use of one of their names (they import pandas).
@@ -66,7 +77,7 @@ __all__ = [
     "HintMarks", "audit_note", "find_all", "hint_leak", "hint_marks", "hint_spans", "last_question_block",
     "parse_audit",
     # reads (lazy)
-    "SampleFilter", "browse", "count_samples", "events_frame", "exemplars_frame", "facets", "get_sample",
+    "SampleFilter", "browse", "count_samples", "events_frame", "facets", "get_sample",
     "iterations_frame", "question_history", "rationalization", "samples_page",
     # measures (lazy)
     "CHAINED_PHASES", "MEASURES", "PAPER_REFERENCE", "WARM_NOTE", "WARM_POINT", "changes_frame",

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,7 +67,9 @@ def _with_all(df: pd.DataFrame, keys: list[str], sums: list[str]) -> pd.DataFram
     return pd.concat([alls, df], ignore_index=True)
 
 
-_PHASES_SQL = lambda phases: "(" + ", ".join(f"'{p}'" for p in phases) + ")"  # noqa: E731  (fixed names only)
+def _phases_sql(phases: Sequence[str]) -> str:
+    """An SQL list of fixed phase names (never user input): ``('eval', 'warm_eval')``."""
+    return "(" + ", ".join(f"'{p}'" for p in phases) + ")"
 
 
 def _counts(con: sqlite3.Connection, rid: int) -> pd.DataFrame:
@@ -85,7 +88,7 @@ def _counts(con: sqlite3.Connection, rid: int) -> pd.DataFrame:
         " != 'no_rationale') AS rationale_share,"
         " sum(coalesce(CASE WHEN json_valid(audit_json) THEN json_extract(audit_json, '$.version') END, 1) >= 2)"
         " AS audited"
-        f" FROM samples WHERE run_id = ? AND phase IN {_PHASES_SQL(EVAL_PHASES)}"
+        f" FROM samples WHERE run_id = ? AND phase IN {_phases_sql(EVAL_PHASES)}"
         " GROUP BY iteration, phase, task, split, grp ORDER BY iteration, phase, task, split, grp", con,
         params=(rid,))
     return _with_all(df, ["iteration", "phase", "task", "split"], ["n", *MEASURES, "audited"])
@@ -438,7 +441,7 @@ def _changes_from_masks(con: sqlite3.Connection, rid: int, since: int | None) ->
     evaluation (pairs are then per sample: the SQL below counts them)."""
     df = pd.read_sql_query(
         f"SELECT task, phase, question_id, grp, n, asked, solved FROM question_outcomes WHERE run_id = ?"
-        f" AND phase IN {_PHASES_SQL(CHAINED_PHASES)}", con, params=(rid,))
+        f" AND phase IN {_phases_sql(CHAINED_PHASES)}", con, params=(rid,))
     if df.empty:
         return df
     if (df["n"] != [bin(int(a)).count("1") for a in df["asked"]]).any():
@@ -451,7 +454,7 @@ def _changes_from_masks(con: sqlite3.Connection, rid: int, since: int | None) ->
         rows = wide.loc[t]
         g = grp.loc[t].to_numpy()
 
-        def bits(kind: str, phase: str, it: int) -> np.ndarray:
+        def bits(kind: str, phase: str, it: int, rows: pd.DataFrame = rows) -> np.ndarray:
             col = (kind, phase)
             if col not in rows.columns:
                 return np.zeros(len(rows), dtype=bool)
@@ -493,7 +496,7 @@ def _changes(con: sqlite3.Connection, rid: int, since: int | None = None) -> pd.
 
 def _changes_sql(con: sqlite3.Connection, rid: int, since: int | None = None) -> pd.DataFrame:
     """``_changes`` before its "all" group and tests, from the samples (a paired self-join)."""
-    chained = _PHASES_SQL(CHAINED_PHASES)
+    chained = _phases_sql(CHAINED_PHASES)
     if since is None:
         pairs = ("SELECT b.task, b.split, max(a.r) AS ra, b.r AS rb FROM ranks a JOIN ranks b ON a.task = b.task"
                  " AND a.split = b.split AND a.r < b.r GROUP BY b.task, b.split, b.r")

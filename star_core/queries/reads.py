@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Iterable
+from dataclasses import dataclass, fields
+from typing import Any
 
 import pandas as pd
 
@@ -14,6 +14,7 @@ from .. import paging
 from ..store import PHASES, prompt_column
 from .connect import _rid, open_store
 from .text import parse_audit
+
 
 def iterations_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
     """iterations table: iteration, stage, started_at, finished_at, train_steps, n_train_examples, adapter_path."""
@@ -52,13 +53,6 @@ class SampleFilter:
 
     def items(self) -> tuple:
         return tuple((f.name, getattr(self, f.name)) for f in fields(self))
-
-    @classmethod
-    def from_items(cls, items: Iterable[tuple[str, Any]]) -> "SampleFilter":
-        return cls(**dict(items))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
 
     def where(self, rid: int) -> tuple[str, list[Any]]:
         """The filter as a WHERE clause over ``samples``, the text search as a LIKE scan (``paging.scan_where``)."""
@@ -196,11 +190,3 @@ def rationalization(run_dir: str | os.PathLike, sample_id: int) -> dict[str, Any
         te = con.execute("SELECT * FROM train_examples WHERE run_id=? AND sample_id=?", (rid, retry["id"])).fetchone()
     return {"retry": retry, "first": _parse_audit(dict(first)) if first else None,
             "train_example": dict(te) if te else None}
-
-
-
-def exemplars_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
-    with open_store(run_dir) as con:
-        rid = _rid(con)
-        return pd.read_sql_query("SELECT task, position, question_id, question, rationale, answer, source"
-                                 " FROM exemplars WHERE run_id=? ORDER BY task, position", con, params=(rid,))

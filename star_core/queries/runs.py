@@ -9,8 +9,9 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..liveness import RESUMABLE, effective_status
 from ..store import CONFIG_NAME, DB_NAME, SCHEMA_VERSION, STAGES

@@ -15,11 +15,22 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from . import audit as eq
-from .base import (Audit, DataError, Exemplar, Parsed, Problem, Task, is_data_file, read_records,
-                   require, seeded_limit, split_lead)
+from .base import (
+    Audit,
+    DataError,
+    Exemplar,
+    Parsed,
+    Problem,
+    Task,
+    is_data_file,
+    read_records,
+    require,
+    seeded_limit,
+    split_lead,
+)
 
 #: The rationale formats (``arith_format``), the default first: the one the bundled model can start from.
 FORMATS = ("decomposition", "columns", "scratchpad")

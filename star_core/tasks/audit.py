@@ -107,8 +107,8 @@ class _Node:
     value: Fraction | None = None
     pct: bool = False
     op: str = ""
-    left: "_Node | None" = None
-    right: "_Node | None" = None
+    left: _Node | None = None
+    right: _Node | None = None
 
     def eval(self, pct_mode: bool) -> Fraction:
         if self.kind == "num":
@@ -294,7 +294,7 @@ class Part:
         m = re.search(r"\.(\d+)", self.text)
         return len(m.group(1)) if m else 0
 
-    def terms(self) -> list[tuple[int, "Part"]]:
+    def terms(self) -> list[tuple[int, Part]]:
         return [(s, Part(self.source[n.start:n.end], n, self.source)) for s, n in _top_terms(self.node)]
 
     @property
@@ -398,13 +398,13 @@ def find_chains(text: str) -> list[Chain]:
                 groups[-1].append(t)
         current: list[Part] = []
 
-        def flush() -> None:
+        def flush(current: list[Part] = current) -> None:  # bound to this run's parts
             if len(current) >= 2 and any(p.has_op for p in current):
                 chains.append(Chain(tuple(current), current[0].node.start, current[-1].node.end,
                                     text[current[0].node.start:current[-1].node.end]))
             current.clear()
 
-        def add(node: _Node) -> None:
+        def add(node: _Node, current: list[Part] = current) -> None:
             current.append(Part(text[node.start:node.end], node, text))
 
         for gi, g in enumerate(groups):

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence, TypeVar
+from typing import Any, TypeVar
 
 
 @dataclass(frozen=True)
@@ -316,7 +317,7 @@ def hf_rows(path: str, split: str, name: str | None = None) -> Iterator[tuple[in
                 ds = datasets.load_dataset(path, split=split)
     except DataError:
         raise
-    except Exception as e:  # noqa: BLE001 - report any loader failure as a data error
+    except Exception as e:  # report any loader failure as a data error
         raise DataError(str(path), None, None,
                         f"datasets.load_dataset could not read split {split!r}: {type(e).__name__}: {e}") from e
     for i, row in enumerate(ds):

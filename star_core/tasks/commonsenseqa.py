@@ -21,8 +21,22 @@ import re
 from pathlib import Path
 from typing import Any
 
-from .base import (Audit, DataError, Exemplar, Parsed, Problem, Task, bundled_file, hf_rows, is_data_file,
-                   pick_exemplars, read_records, require, seeded_limit, split_lead)
+from .base import (
+    Audit,
+    DataError,
+    Exemplar,
+    Parsed,
+    Problem,
+    Task,
+    bundled_file,
+    hf_rows,
+    is_data_file,
+    pick_exemplars,
+    read_records,
+    require,
+    seeded_limit,
+    split_lead,
+)
 
 LABELS = ("A", "B", "C", "D", "E")
 BUILTIN_EXEMPLARS = Path(__file__).resolve().parent / "exemplars" / "commonsenseqa.json"

@@ -13,8 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from . import audit as eq
-from .base import (Audit, DataError, Exemplar, Parsed, Problem, Task, bundled_file, hf_rows,
-                   is_data_file, pick_exemplars, read_records, require, seeded_limit, split_lead)
+from .base import (
+    Audit,
+    DataError,
+    Exemplar,
+    Parsed,
+    Problem,
+    Task,
+    bundled_file,
+    hf_rows,
+    is_data_file,
+    pick_exemplars,
+    read_records,
+    require,
+    seeded_limit,
+    split_lead,
+)
 
 BUILTIN_EXEMPLARS = Path(__file__).resolve().parent / "exemplars" / "gsm8k.json"
 HF_SPLITS = {"train": "train", "eval": "test"}
