@@ -78,3 +78,13 @@ def test_the_engine_never_imports_streamlit():
 def test_the_dashboard_package_holds_the_streamlit_helpers():
     assert _imports(REPO / "star_dashboard" / "ui.py") >= {"streamlit", "star_core"}
     assert not (REPO / "star_core" / "ui.py").exists() and not (REPO / "star_core" / "tour.py").exists()
+
+
+def test_benchmarks_do_not_import_the_tests():
+    """bench/ scripts use the package (star_core.synthetic, star_core.tiny), never a module of tests/."""
+    test_modules = {p.stem for p in (REPO / "tests").glob("*.py")}
+    benches = sorted((REPO / "bench").glob("*.py"))
+    assert benches
+    for f in benches:
+        assert not _imports(f) & test_modules, f
+        assert '"tests"' not in f.read_text() and "'tests'" not in f.read_text(), f
