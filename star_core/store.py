@@ -173,12 +173,15 @@ AGGREGATES = {
                     + ", ".join(f"coalesce(sum({e.format(r='')}), 0)" for e in _EVAL_SUMS)
                     + " FROM samples WHERE phase IN ('eval', 'warm_eval', 'direct_eval'){cond}"
                     " GROUP BY run_id, iteration, phase, task, split, grp"),
+    "train_counts": (("run_id", "iteration", "task", "source"),
+                     "SELECT run_id, iteration, task, source, count(*) FROM train_examples WHERE 1{cond}"
+                     " GROUP BY run_id, iteration, task, source"),
     "sample_counts": (("run_id", "iteration", "task", "split", "phase", "decision", "grp", "correct", "kept"),
                       "SELECT run_id, iteration, task, split, phase, decision, grp, correct, kept, count(*)"
                       " FROM samples WHERE 1{cond} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9"),
 }
 #: Bump when an aggregate table changes: the writer then rebuilds them all from the samples.
-AGGREGATES_VERSION = "2"
+AGGREGATES_VERSION = "3"
 
 
 def _recompute(table: str, *refs: str) -> str:
@@ -212,6 +215,28 @@ AFTER UPDATE OF run_id, task, phase, question_id, iteration, correct, grp ON sam
 {_recompute("question_outcomes", "old.", "new.")}END;
 CREATE TRIGGER IF NOT EXISTS samples_outcome_del AFTER DELETE ON samples BEGIN
 {_recompute("question_outcomes", "old.")}END;
+CREATE TABLE IF NOT EXISTS train_counts (
+  run_id INTEGER NOT NULL,
+  iteration INTEGER NOT NULL,
+  task TEXT NOT NULL,
+  source TEXT NOT NULL,            -- TRAIN_SOURCE
+  n INTEGER NOT NULL,              -- training examples stored
+  PRIMARY KEY (run_id, iteration, task, source)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS train_count_ins AFTER INSERT ON train_examples BEGIN
+  INSERT INTO train_counts VALUES (new.run_id, new.iteration, new.task, new.source, 1)
+  ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS train_count_del AFTER DELETE ON train_examples BEGIN
+  UPDATE train_counts SET n = n - 1 WHERE run_id = old.run_id AND iteration = old.iteration AND task = old.task
+    AND source = old.source;
+END;
+CREATE TRIGGER IF NOT EXISTS train_count_upd AFTER UPDATE OF run_id, iteration, task, source ON train_examples BEGIN
+  UPDATE train_counts SET n = n - 1 WHERE run_id = old.run_id AND iteration = old.iteration AND task = old.task
+    AND source = old.source;
+  INSERT INTO train_counts VALUES (new.run_id, new.iteration, new.task, new.source, 1)
+  ON CONFLICT DO UPDATE SET n = n + 1;
+END;
 CREATE TABLE IF NOT EXISTS eval_counts (
   run_id INTEGER NOT NULL,
   iteration INTEGER NOT NULL,
@@ -324,7 +349,7 @@ AFTER UPDATE OF run_id, iteration, task, split, phase, decision, grp, correct, k
                                     new.grp, new.correct, new.kept, 1)
   ON CONFLICT DO UPDATE SET n = n + 1;
 END;
-""" + _AGGREGATES + """CREATE INDEX IF NOT EXISTS train_examples_source ON train_examples (run_id, iteration, source);
+""" + _AGGREGATES + """CREATE INDEX IF NOT EXISTS train_examples_sample ON train_examples (run_id, sample_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS samples_fts USING fts5(
   question_id, question, rationale, raw_output,
   content='samples', content_rowid='id', tokenize='trigram', detail='none');
@@ -661,8 +686,8 @@ class RunStore:
         if agg is None or agg[0] != AGGREGATES_VERSION:  # a store of an earlier version 2 build: rebuild them
             with self.tx() as c:  # their tables and triggers as this star defines them (until the rebuild
                 # commits, the version stays old, so an interrupted rebuild is done again)
-                for (name,) in c.execute("SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name='samples'"
-                                         " AND name NOT LIKE 'samples_fts%'").fetchall():
+                for (name,) in c.execute("SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name IN"
+                                         " ('samples', 'train_examples') AND name NOT LIKE 'samples_fts%'").fetchall():
                     c.execute(f'DROP TRIGGER "{name}"')
                 for table in AGGREGATES:
                     c.execute(f"DROP TABLE IF EXISTS {table}")

@@ -44,7 +44,7 @@ def bulk(tmp_path_factory):
 def migrated(tmp_path_factory):
     """Copies of the shipped demo stores (schema version 1), migrated by opening them for writing."""
     out = {}
-    for name in ("arithmetic-audit-filter", "commonsenseqa-slice", "gsm8k-slice"):
+    for name in ("arithmetic-audit-filter", "arithmetic-warm-start", "commonsenseqa-slice", "gsm8k-slice"):
         d = tmp_path_factory.mktemp("demo") / name
         d.mkdir()
         shutil.copy(DEMO / name / "store.sqlite", d / "store.sqlite")
@@ -309,7 +309,7 @@ def test_counts_follow_every_write(bulk, tmp_path):
                    " WHERE id IN (SELECT id FROM samples WHERE phase = 'eval' LIMIT 9)")
     st.con.execute("DELETE FROM samples WHERE id IN (SELECT id FROM samples WHERE phase = 'eval' LIMIT 3 OFFSET 20)")
     for table, (_, select) in S.AGGREGATES.items():
-        kept = sorted(rows(st.con, f"SELECT * FROM {table} WHERE {'n > 0' if table == 'sample_counts' else '1'}"))
+        kept = sorted(rows(st.con, f"SELECT * FROM {table} WHERE {'n > 0' if table.endswith('counts') else '1'}"))
         assert kept == sorted(rows(st.con, select.format(cond=""))), table
     st.con.execute("INSERT INTO samples_fts(samples_fts) VALUES ('integrity-check')")
     st.close()
@@ -400,7 +400,7 @@ def test_aggregates_of_another_version_are_rebuilt_on_open(bulk, tmp_path):
     con.close()
     st = RunStore(d)
     for table, (_, select) in S.AGGREGATES.items():
-        got = sorted(rows(st.con, f"SELECT * FROM {table} WHERE {'n > 0' if table == 'sample_counts' else '1'}"))
+        got = sorted(rows(st.con, f"SELECT * FROM {table} WHERE {'n > 0' if table.endswith('counts') else '1'}"))
         assert got == sorted(rows(st.con, select.format(cond=""))), table
     st.add_samples([SampleRecord(iteration=9, task="gsm8k", split="eval", phase="eval", question_id="new", question="q",
                                  prompt="p", raw_output="o", gold="1", decision="wrong", reason="r", correct=False)])

@@ -169,8 +169,8 @@ def summary(run_dir: str | os.PathLike) -> dict[str, Any]:
             " GROUP BY iteration, phase, decision", (rid,)):
             dec.setdefault(r["iteration"], {}).setdefault(r["phase"], {})[r["decision"]] = r["n"]
         kept = {r["iteration"]: (r["n"], r["nr"]) for r in con.execute(
-            "SELECT iteration, count(*) AS n, sum(source='rationalized') AS nr FROM train_examples"
-            " WHERE run_id=? GROUP BY iteration", (rid,))}
+            f"SELECT iteration, sum(n) AS n, sum(n * (source='rationalized')) AS nr FROM {_train_counts_from(con)}"
+            " WHERE run_id=? GROUP BY iteration HAVING sum(n) > 0", (rid,))}
         loss = {r["iteration"]: r["loss"] for r in con.execute(
             "SELECT t.iteration, t.loss FROM train_losses t JOIN (SELECT iteration, max(step) AS s"
             " FROM train_losses WHERE run_id=? GROUP BY iteration) m ON m.iteration=t.iteration AND m.s=t.step"
@@ -183,8 +183,8 @@ def summary(run_dir: str | os.PathLike) -> dict[str, Any]:
                 "ci95": list(wilson(r["n_correct"], r["n"]))}
         changes = _changes(con, rid)
         measures = _measures(con, rid)
-        warm_n = con.execute("SELECT count(*) FROM train_examples WHERE run_id=? AND iteration=0"
-                             " AND source='reference'", (rid,)).fetchone()[0]
+        warm_n = con.execute(f"SELECT coalesce(sum(n), 0) FROM {_train_counts_from(con)} WHERE run_id=?"
+                             " AND iteration=0 AND source='reference'", (rid,)).fetchone()[0]
     keys = ["task", "split", "grp"]
     change = {int(i): _nest(g, keys, _change_dict)
               for i, g in changes[changes["phase"] == "eval"].groupby("iteration")}
@@ -305,12 +305,13 @@ def train_counts(run_dir: str | os.PathLike) -> pd.DataFrame:
     with open_store(run_dir) as con:
         rid = _rid(con)
         te = pd.read_sql_query(
-            "SELECT iteration, sum(source='correct') AS correct, sum(source='rationalized') AS rationalized,"
-            " count(*) AS stored FROM train_examples WHERE run_id=? GROUP BY iteration", con, params=(rid,))
+            "SELECT iteration, sum(n * (source='correct')) AS correct, sum(n * (source='rationalized')) AS rationalized,"
+            f" sum(n) AS stored FROM {_train_counts_from(con)} WHERE run_id=? GROUP BY iteration HAVING sum(n) > 0",
+            con, params=(rid,))
         it = pd.read_sql_query("SELECT iteration, stage, n_train_examples AS trained, train_steps FROM iterations"
                                " WHERE run_id=?", con, params=(rid,))
-        warm = con.execute("SELECT count(*) FROM train_examples WHERE run_id=? AND iteration=0 AND source='reference'",
-                           (rid,)).fetchone()[0]
+        warm = con.execute(f"SELECT coalesce(sum(n), 0) FROM {_train_counts_from(con)} WHERE run_id=? AND iteration=0"
+                           " AND source='reference'", (rid,)).fetchone()[0]
     df = it.merge(te, on="iteration", how="outer").sort_values("iteration").reset_index(drop=True)
     for c in ("correct", "rationalized", "stored"):
         df[c] = df[c].fillna(0).astype(int)
@@ -361,29 +362,44 @@ def solve_transitions(run_dir: str | os.PathLike, task: str | None = None) -> pd
     return pd.DataFrame(out, columns=cols)
 
 
+def _train_counts_from(con: sqlite3.Connection) -> str:
+    """Training examples per (run, iteration, task, source) as a FROM source with ``n``: the store's
+    ``train_counts`` on version 2, a count of the rows on version 1."""
+    if schema_version(con) >= 2:
+        return "train_counts"
+    return "(SELECT run_id, iteration, task, source, 1 AS n FROM train_examples)"
+
+
+def _mask_bits(masks: np.ndarray, it: int) -> np.ndarray:
+    return (masks >> it & 1).astype(bool)
+
+
 def _transitions_from_masks(con: sqlite3.Connection, rid: int, task: str | None) -> pd.DataFrame:
     """``solve_transitions`` from ``question_outcomes`` (one row per question and phase, its iterations asked
-    and solved as bit masks, kept by the store's triggers): the same numbers without reading the samples."""
-    sql, params = ("SELECT task, phase, asked, solved FROM question_outcomes WHERE run_id=?"
+    and solved as bit masks, kept by the store's triggers), counted per distinct pair of masks: the same
+    numbers without reading the samples."""
+    sql, params = ("SELECT task, phase, asked, solved, count(*) AS q FROM question_outcomes WHERE run_id=?"
                    " AND phase IN ('sample', 'eval')", [rid])
     if task:
         sql += " AND task=?"
         params.append(task)
-    df = pd.read_sql_query(sql + " ORDER BY task, phase", con, params=params)
+    df = pd.read_sql_query(sql + " GROUP BY task, phase, asked, solved", con, params=params)
     cols = ["task", "split", "iteration", "questions", "solved", "newly_solved", "lost", "ever_solved"]
     out = []
     for (t, ph), g in df.groupby(["task", "phase"], sort=True):
-        asked, solved = g["asked"].to_numpy(np.int64), g["solved"].to_numpy(np.int64)
+        asked, solved, w = (g["asked"].to_numpy(np.int64), g["solved"].to_numpy(np.int64),
+                            g["q"].to_numpy(np.int64))
         present = int(np.bitwise_or.reduce(asked))
         prev = ever = np.zeros(len(g), dtype=bool)
         for j, it in enumerate(i for i in range(OUTCOME_BITS) if present >> i & 1):
-            a, s = (asked >> it & 1).astype(bool), (solved >> it & 1).astype(bool)
-            ever = ever | s
+            a, sv = _mask_bits(asked, it), _mask_bits(solved, it)
+            ever = ever | sv
             out.append({"task": t, "split": "train" if ph == "sample" else "eval", "iteration": it,
-                        "questions": int(a.sum()), "solved": int(s.sum()),
-                        "newly_solved": float((s & ~prev).sum()) if j else float("nan"),
-                        "lost": float((prev & a & ~s).sum()) if j else float("nan"), "ever_solved": int(ever.sum())})
-            prev = s
+                        "questions": int(w[a].sum()), "solved": int(w[sv].sum()),
+                        "newly_solved": float(w[sv & ~prev].sum()) if j else float("nan"),
+                        "lost": float(w[prev & a & ~sv].sum()) if j else float("nan"),
+                        "ever_solved": int(w[ever].sum())})
+            prev = sv
     return pd.DataFrame(out, columns=cols)
 
 
@@ -437,45 +453,48 @@ _OF_RANK = "{t}.iteration = {r} / 2 AND {t}.phase = CASE {r} % 2 WHEN 1 THEN 'wa
 
 def _changes_from_masks(con: sqlite3.Connection, rid: int, since: int | None) -> pd.DataFrame | None:
     """``_changes``'s pairs, lost and gained per group from ``question_outcomes`` (the iterations each question
-    was evaluated and answered right, as bit masks), or None where a question has several samples in one
-    evaluation (pairs are then per sample: the SQL below counts them)."""
+    was evaluated and answered right, as bit masks; the evaluation and the warm start's evaluation of a
+    question side by side), counted per distinct combination of masks; None where a question has several
+    samples in one evaluation (pairs are then per sample: the samples' self-join counts them)."""
     df = pd.read_sql_query(
-        f"SELECT task, phase, question_id, grp, n, asked, solved FROM question_outcomes WHERE run_id = ?"
-        f" AND phase IN {_phases_sql(CHAINED_PHASES)}", con, params=(rid,))
+        "SELECT e.task, e.grp, e.n + coalesce(w.n, 0) AS n, e.asked AS ea, e.solved AS es,"
+        " coalesce(w.asked, 0) AS wa, coalesce(w.solved, 0) AS ws, count(*) AS q"
+        " FROM question_outcomes e LEFT JOIN question_outcomes w ON w.run_id = e.run_id AND w.task = e.task"
+        " AND w.phase = 'warm_eval' AND w.question_id = e.question_id"
+        " WHERE e.run_id = ? AND e.phase = 'eval' GROUP BY 1, 2, 3, 4, 5, 6, 7", con, params=(rid,))
+    orphans = con.execute("SELECT count(*) FROM question_outcomes w WHERE run_id = ? AND phase = 'warm_eval' AND NOT"
+                          " EXISTS (SELECT 1 FROM question_outcomes e WHERE e.run_id = w.run_id AND e.task = w.task"
+                          " AND e.phase = 'eval' AND e.question_id = w.question_id)", (rid,)).fetchone()[0]
+    cols = ["task", "split", "grp", "iteration", "phase", "since", "since_phase", "pairs", "lost", "gained"]
+    if orphans:
+        return None  # a warm-start evaluation of a question never evaluated before it: leave it to the join
     if df.empty:
-        return df
-    if (df["n"] != [bin(int(a)).count("1") for a in df["asked"]]).any():
+        return pd.DataFrame(columns=cols)
+    ones = [bin(int(a)).count("1") + bin(int(b)).count("1") for a, b in zip(df["ea"], df["wa"])]
+    if (df["n"] != ones).any():
         return None
-    wide = df.pivot_table(index=["task", "question_id"], columns="phase", values=["asked", "solved"],
-                          aggfunc="first", fill_value=0)
-    grp = df.groupby(["task", "question_id"])["grp"].min().reindex(wide.index)
     out = []
-    for t in wide.index.get_level_values(0).unique():
-        rows = wide.loc[t]
-        g = grp.loc[t].to_numpy()
-
-        def bits(kind: str, phase: str, it: int, rows: pd.DataFrame = rows) -> np.ndarray:
-            col = (kind, phase)
-            if col not in rows.columns:
-                return np.zeros(len(rows), dtype=bool)
-            return (rows[col].to_numpy(np.int64) >> it & 1).astype(bool)
-
-        ranks = sorted(2 * i + w for w, ph in enumerate(CHAINED_PHASES) if ("asked", ph) in rows.columns
-                       for i in range(OUTCOME_BITS) if int(np.bitwise_or.reduce(rows[("asked", ph)].to_numpy(
-                           np.int64))) >> i & 1)
-        steps = [(max(a for a in ranks if a < b), b) for b in ranks if any(a < b for a in ranks)] \
-            if since is None else [(2 * int(since), b) for b in ranks if b > 2 * int(since)]
+    for t, g in df.groupby("task", sort=True):
+        masks = {("asked", "eval"): g["ea"].to_numpy(np.int64), ("solved", "eval"): g["es"].to_numpy(np.int64),
+                 ("asked", "warm_eval"): g["wa"].to_numpy(np.int64),
+                 ("solved", "warm_eval"): g["ws"].to_numpy(np.int64)}
+        w, grp = g["q"].to_numpy(np.int64), g["grp"].to_numpy()
+        ranks = sorted(2 * i + k for k, ph in enumerate(CHAINED_PHASES)
+                       for i in range(OUTCOME_BITS) if int(np.bitwise_or.reduce(masks[("asked", ph)])) >> i & 1)
+        if since is None:
+            steps = [(max(a for a in ranks if a < b), b) for b in ranks if any(a < b for a in ranks)]
+        else:
+            steps = [(2 * int(since), b) for b in ranks if b > 2 * int(since)]
         for ra, rb in steps:
             pa, pb = CHAINED_PHASES[ra % 2], CHAINED_PHASES[rb % 2]
-            both = bits("asked", pa, ra // 2) & bits("asked", pb, rb // 2)
-            sa, sb = bits("solved", pa, ra // 2), bits("solved", pb, rb // 2)
-            for gv in sorted(set(g[both])):
-                m = both & (g == gv)
+            both = _mask_bits(masks[("asked", pa)], ra // 2) & _mask_bits(masks[("asked", pb)], rb // 2)
+            sa, sb = _mask_bits(masks[("solved", pa)], ra // 2), _mask_bits(masks[("solved", pb)], rb // 2)
+            for gv in sorted(set(grp[both])):
+                m = both & (grp == gv)
                 out.append({"task": t, "split": "eval", "grp": gv, "iteration": rb // 2, "phase": pb,
-                            "since": ra // 2, "since_phase": pa, "pairs": int(m.sum()),
-                            "lost": int((m & sa & ~sb).sum()), "gained": int((m & ~sa & sb).sum())})
-    return pd.DataFrame(out, columns=["task", "split", "grp", "iteration", "phase", "since", "since_phase", "pairs",
-                                      "lost", "gained"])
+                            "since": ra // 2, "since_phase": pa, "pairs": int(w[m].sum()),
+                            "lost": int(w[m & sa & ~sb].sum()), "gained": int(w[m & ~sa & sb].sum())})
+    return pd.DataFrame(out, columns=cols)
 
 
 def _changes(con: sqlite3.Connection, rid: int, since: int | None = None) -> pd.DataFrame:
