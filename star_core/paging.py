@@ -21,11 +21,15 @@ Every function takes an open read connection, the run id and a filter with the f
 
 from __future__ import annotations
 
+import bisect
 import sqlite3
 from typing import Any
 
 from .store import schema_version
 
+#: Searches whose matching ids are kept, per process (keyed by store state, filter and needle).
+MATCH_CACHE = 8
+_MATCHES: dict[Any, list[int]] = {}
 #: The columns of ``sample_counts`` and of the ``samples_browse`` index, in order.
 KEY_COLS = ("run_id", "iteration", "task", "split", "phase", "decision", "grp", "correct", "kept")
 #: The trigram index cannot find a needle shorter than this.
@@ -96,7 +100,8 @@ class Plan:
     """How to read one filter from one store. ``where``: the filter's WHERE clause when it is more than its
     fields (a narrower subclass of SampleFilter); then no keyset over the counts is used."""
 
-    def __init__(self, con: sqlite3.Connection, f: Any, rid: int, where: tuple[str, list[Any]] | None = None):
+    def __init__(self, con: sqlite3.Connection, f: Any, rid: int, where: tuple[str, list[Any]] | None = None,
+                 cache_key: Any = None):
         self.con = con
         self.version = schema_version(con)
         vals = _values(f, rid)
@@ -111,15 +116,67 @@ class Plan:
         self.where, self.params = sql, list(params)
         #: keyset over sample_counts: every condition is on KEY_COLS
         self.keyed = self.version >= 2 and plain and f.question_id is None and not f.search
+        self._key_cache: list[tuple[tuple, int, int, int]] | None = None
+        #: a text search reads its matching ids once (``matches``)
+        self.listed = bool(f.search)
+        self._ids: list[int] | None = None
+        self.cache_key = cache_key
+
+    def matches(self) -> list[int]:
+        """Every matching id, in order (a search: the trigram candidates checked with LIKE, read once; the list
+        is kept for the same store state and filter, so Prev, Next and the pages do not search again)."""
+        if self._ids is None:
+            key = None if self.cache_key is None else (self.cache_key, self.where, tuple(self.params))
+            hit = _MATCHES.get(key) if key is not None else None
+            if hit is None:
+                hit = [r[0] for r in self.con.execute(f"SELECT id FROM samples WHERE {self.where} ORDER BY id",
+                                                      self.params)]
+                if key is not None:
+                    _MATCHES[key] = hit
+                    while len(_MATCHES) > MATCH_CACHE:
+                        _MATCHES.pop(next(iter(_MATCHES)))
+            self._ids = hit
+        return self._ids
+
+    def _keys(self) -> list[tuple[tuple, int, int, int]]:
+        """The filter's combinations of ``KEY_COLS``: (key, n, first id, last id), by first id."""
+        if self._key_cache is None:
+            rows = self.con.execute(
+                f"SELECT {', '.join('c.' + k for k in KEY_COLS)}, c.n,"
+                f" (SELECT min(s.id) FROM samples s WHERE {_KEY_EQ}), (SELECT max(s.id) FROM samples s WHERE {_KEY_EQ})"
+                f" FROM sample_counts c WHERE c.n > 0 AND {self.key_where}", self.key_params).fetchall()
+            nk = len(KEY_COLS)
+            self._key_cache = sorted(((tuple(r[:nk]), int(r[nk]), int(r[nk + 1]), int(r[nk + 2]))
+                                      for r in rows if r[nk + 1] is not None), key=lambda k: k[2])
+        return self._key_cache
+
+    def _count_upto(self, sid: int) -> int:
+        """Matching ids <= ``sid``: whole combinations from the counts, an index count only for the few whose
+        ids straddle ``sid`` (a combination's samples are written together, batch after batch)."""
+        total = 0
+        eq = " AND ".join(f"{c} = ?" for c in KEY_COLS)
+        for key, n, lo, hi in self._keys():
+            if hi <= sid:
+                total += n
+            elif lo <= sid:
+                total += self.con.execute(f"SELECT count(*) FROM samples WHERE {eq} AND id <= ?",
+                                          list(key) + [int(sid)]).fetchone()[0]
+        return total
 
     # ---- counts ---------------------------------------------------------------
     def count(self) -> int:
+        if self.listed:
+            return len(self.matches())
         if self.keyed:
             return int(self.con.execute(f"SELECT coalesce(sum(n), 0) FROM sample_counts c WHERE {self.key_where}",
                                         self.key_params).fetchone()[0])
         return int(self.con.execute(f"SELECT count(*) FROM samples WHERE {self.where}", self.params).fetchone()[0])
 
     def contains(self, sid: int) -> bool:
+        if self.listed:
+            ids = self.matches()
+            i = bisect.bisect_left(ids, int(sid))
+            return i < len(ids) and ids[i] == int(sid)
         return self.con.execute(f"SELECT 1 FROM samples WHERE {self.where} AND id = ?",
                                 self.params + [int(sid)]).fetchone() is not None
 
@@ -127,11 +184,10 @@ class Plan:
         """1-based position of ``sid`` in the filtered id order (it must match the filter). Counts the ids up
         to it: the one read whose cost grows with the position (a link or a jump needs it; Prev and Next
         carry the position instead, see ``browse``)."""
+        if self.listed:
+            return bisect.bisect_right(self.matches(), int(sid))
         if self.keyed:
-            return int(self.con.execute(
-                f"SELECT coalesce(sum((SELECT count(*) FROM samples s WHERE {_KEY_EQ} AND s.id <= ?)), 0)"
-                f" FROM sample_counts c WHERE c.n > 0 AND {self.key_where}", [int(sid)] + self.key_params
-            ).fetchone()[0])
+            return self._count_upto(int(sid))
         return int(self.con.execute(f"SELECT count(*) FROM samples WHERE {self.where} AND id <= ?",
                                     self.params + [int(sid)]).fetchone()[0])
 
@@ -145,6 +201,12 @@ class Plan:
         return self._seek("max", "<", sid)
 
     def _seek(self, agg: str, op: str, sid: int | None) -> int | None:
+        if self.listed:
+            ids = self.matches()
+            if sid is None:
+                return (ids[0] if agg == "min" else ids[-1]) if ids else None
+            i = bisect.bisect_right(ids, int(sid)) if op == ">" else bisect.bisect_left(ids, int(sid)) - 1
+            return ids[i] if 0 <= i < len(ids) else None
         bound = [] if sid is None else [int(sid)]
         if self.keyed:
             cond = f" AND s.id {op} ?" if bound else ""
@@ -161,6 +223,11 @@ class Plan:
             descending: bool = False) -> list[int]:
         """Up to ``limit`` matching ids after ``after`` and/or before ``before``, in id order (the last ones
         when ``descending``, still returned in ascending order)."""
+        if self.listed:
+            ids = self.matches()
+            lo = 0 if after is None else bisect.bisect_right(ids, int(after))
+            hi = len(ids) if before is None else bisect.bisect_left(ids, int(before))
+            return ids[max(lo, hi - limit):hi] if descending else ids[lo:min(hi, lo + limit)]
         order = "DESC" if descending else "ASC"
         cond, bound = "", []
         if after is not None:
@@ -169,15 +236,20 @@ class Plan:
         if before is not None:
             cond += " AND s.id < ?"
             bound.append(int(before))
-        if self.keyed:  # per key, its next ``limit`` ids (one index range each), merged
-            keys = self.con.execute(f"SELECT {', '.join(KEY_COLS)} FROM sample_counts c WHERE c.n > 0 AND "
-                                    f"{self.key_where}", self.key_params).fetchall()
+        if self.keyed:  # per key, its next ``limit`` ids (one index range each), merged; the keys are taken
+            # nearest first, and a key that lies wholly beyond the ``limit`` ids found so far is not read
             eq = " AND ".join(f"{c} = ?" for c in KEY_COLS)
+            keys = [k for k in self._keys() if (after is None or k[3] > after) and (before is None or k[2] < before)]
+            keys.sort(key=lambda k: -k[3] if descending else k[2])
             found: list[int] = []
-            for k in keys:
+            for key, _, lo, hi in keys:
+                if len(found) >= limit:
+                    edge = sorted(found, reverse=descending)[limit - 1]
+                    if (hi < edge) if descending else (lo > edge):
+                        break
                 found += [r[0] for r in self.con.execute(
                     f"SELECT id FROM samples s WHERE {eq}{cond} ORDER BY id {order} LIMIT ?",
-                    list(k) + bound + [int(limit)])]
+                    list(key) + bound + [int(limit)])]
         else:
             found = [r[0] for r in self.con.execute(
                 f"SELECT id FROM samples s WHERE {self.where}{cond} ORDER BY id {order} LIMIT ?",
@@ -186,14 +258,16 @@ class Plan:
         return sorted(found)
 
     def at(self, position: int) -> int | None:
-        """The id at 1-based ``position`` (a jump): its cost grows with the position."""
+        """The id at 1-based ``position`` (a jump)."""
+        if self.listed:
+            ids = self.matches()
+            return ids[position - 1] if 0 < position <= len(ids) else None
         if self.keyed:
-            keys = self.con.execute(f"SELECT {', '.join(KEY_COLS)}, n FROM sample_counts c WHERE c.n > 0 AND "
-                                    f"{self.key_where}", self.key_params).fetchall()
+            keys = self._keys()
             if len(keys) == 1:
                 eq = " AND ".join(f"{c} = ?" for c in KEY_COLS)
                 row = self.con.execute(f"SELECT id FROM samples WHERE {eq} ORDER BY id LIMIT 1 OFFSET ?",
-                                       list(keys[0][:-1]) + [int(position) - 1]).fetchone()
+                                       list(keys[0][0]) + [int(position) - 1]).fetchone()
                 return None if row is None else int(row[0])
             return self._at_by_bisection(position)
         row = self.con.execute(f"SELECT id FROM samples WHERE {self.where} ORDER BY id LIMIT 1 OFFSET ?",
@@ -202,10 +276,11 @@ class Plan:
 
     def _at_by_bisection(self, position: int) -> int | None:
         """The smallest matching id with ``position`` matching ids up to it: bisection over ids, each step a
-        count over the index (the ids of one key are written together, so few steps read many entries)."""
-        lo, hi = self.after(None), self.before(None)
-        if lo is None or hi is None:
+        count of the few combinations that straddle it (``_count_upto``)."""
+        keys = self._keys()
+        if not keys or position < 1 or position > sum(k[1] for k in keys):
             return None
+        lo, hi = keys[0][2], max(k[3] for k in keys)
         while lo < hi:
             mid = (lo + hi) // 2
             if self.position(mid) >= position:
@@ -216,12 +291,13 @@ class Plan:
 
 
 def browse(con: sqlite3.Connection, f: Any, rid: int, sample_id: int | None = None, position: int | None = None,
-           came_from: tuple[int, int] | None = None, where: tuple[str, list[Any]] | None = None) -> dict[str, Any]:
+           came_from: tuple[int, int] | None = None, where: tuple[str, list[Any]] | None = None,
+           cache_key: Any = None) -> dict[str, Any]:
     """Locate one sample in the filtered, id-ordered list without loading the list (see
     ``queries.browse``). ``came_from=(id, position)``: the sample shown before, when ``sample_id`` is its
     Prev or Next neighbour in the same filter and store state; its position is then carried (one more
     or one less) instead of counted."""
-    plan = Plan(con, f, rid, where)
+    plan = Plan(con, f, rid, where, cache_key)
     total = plan.count()
     sid = None
     if sample_id is not None:
@@ -250,10 +326,10 @@ def browse(con: sqlite3.Connection, f: Any, rid: int, sample_id: int | None = No
 
 
 def page(con: sqlite3.Connection, f: Any, rid: int, anchor: int | None = None, before: int = 0,
-         limit: int = 50, where: tuple[str, list[Any]] | None = None) -> list[int]:
+         limit: int = 50, where: tuple[str, list[Any]] | None = None, cache_key: Any = None) -> list[int]:
     """The ids of a table page: ``before`` matching ids before ``anchor`` (a sample id), then ``anchor`` and the
     ids after it, ``limit`` in all (keyset: no OFFSET). Without an anchor, the first ``limit``."""
-    plan = Plan(con, f, rid, where)
+    plan = Plan(con, f, rid, where, cache_key)
     if anchor is None:
         return plan.ids(limit=limit)
     head = plan.ids(before=anchor, limit=before, descending=True) if before > 0 else []

@@ -53,3 +53,16 @@ def test_descriptions():
     assert describe(8, 30) == "26.7 % [14.2–44.4] (8/30)"
     assert describe_change(6, 9) == "+9 −6 questions, p = 0.61 (not significant at 0.05)"
     assert describe_change(12, 1) == "+1 −12 questions, p = 0.0034 (significant at 0.05)"
+
+
+def test_mcnemar_with_thousands_of_pairs_is_exact_and_quick():
+    import math
+    import time
+
+    from star_core.stats import mcnemar
+
+    t0 = time.perf_counter()
+    p = mcnemar(2500, 2600)
+    assert time.perf_counter() - t0 < 0.5  # evaluations of 1M-sample runs pair thousands of questions
+    n = 5100
+    assert p == min(1.0, 2 * sum(math.comb(n, i) for i in range(2501)) / 2**n)

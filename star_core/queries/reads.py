@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import sqlite3
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .. import paging
 from ..store import PHASES, prompt_column
-from .connect import _rid, open_store
+from .connect import _rid, fingerprint, open_store
 from .text import parse_audit
 
 
@@ -59,12 +60,17 @@ class SampleFilter:
         return paging.scan_where(self, rid)
 
 
-def _plan(con: sqlite3.Connection, f: SampleFilter) -> paging.Plan:
+def _plan(con: sqlite3.Connection, f: SampleFilter, run_dir: str | os.PathLike) -> paging.Plan:
     """How to read ``f`` from this store: keyset seeks and maintained counts on a version 2 store, the trigram
     index for the search; a filter narrower than its fields (a subclass's ``where``) as its WHERE clause."""
     rid = _rid(con)
     narrower = type(f).where is not SampleFilter.where
-    return paging.Plan(con, f, rid, f.where(rid) if narrower else None)
+    return paging.Plan(con, f, rid, f.where(rid) if narrower else None, _state(run_dir))
+
+
+def _state(run_dir: str | os.PathLike) -> tuple:
+    """The store's identity and state (for the search results kept by ``paging``)."""
+    return (str(Path(run_dir).resolve()), fingerprint(run_dir))
 
 
 def facets(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -78,7 +84,8 @@ def facets(run_dir: str | os.PathLike) -> dict[str, Any]:
         grps: dict[str, list[str]] = {}
         for r in con.execute(f"SELECT DISTINCT task, grp FROM {src} WHERE run_id=?", (rid,)):
             grps.setdefault(r["task"], []).append(r["grp"])
-        last = con.execute("SELECT id FROM samples WHERE run_id=? ORDER BY id DESC LIMIT 1", (rid,)).fetchone()
+        last = con.execute("SELECT id FROM samples NOT INDEXED WHERE run_id=? ORDER BY id DESC LIMIT 1",
+                           (rid,)).fetchone()  # from the end of the table: no index scan
         total = last[0] if last else None
 
     def _grp_key(g: str) -> tuple:
@@ -98,7 +105,7 @@ def facets(run_dir: str | os.PathLike) -> dict[str, Any]:
 
 def count_samples(run_dir: str | os.PathLike, f: SampleFilter = SampleFilter()) -> int:
     with open_store(run_dir) as con:
-        return _plan(con, f).count()
+        return _plan(con, f, run_dir).count()
 
 
 def browse(run_dir: str | os.PathLike, f: SampleFilter = SampleFilter(), sample_id: int | None = None,
@@ -114,7 +121,8 @@ def browse(run_dir: str | os.PathLike, f: SampleFilter = SampleFilter(), sample_
     with open_store(run_dir) as con:
         rid = _rid(con)
         narrower = type(f).where is not SampleFilter.where
-        return paging.browse(con, f, rid, sample_id, position, came_from, where=f.where(rid) if narrower else None)
+        return paging.browse(con, f, rid, sample_id, position, came_from, where=f.where(rid) if narrower else None,
+                             cache_key=_state(run_dir))
 
 
 _PAGE_COLS = ("id, iteration, task, phase, grp, question_id, k, decision, correct, kept, answer, gold,"
@@ -131,10 +139,10 @@ def samples_page(run_dir: str | os.PathLike, f: SampleFilter = SampleFilter(), o
         if anchor is not None and anchor_position is not None and offset < anchor_position <= offset + limit:
             narrower = type(f).where is not SampleFilter.where
             ids = paging.page(con, f, rid, anchor=int(anchor), before=anchor_position - 1 - offset, limit=limit,
-                              where=f.where(rid) if narrower else None)
+                              where=f.where(rid) if narrower else None, cache_key=_state(run_dir))
             return pd.read_sql_query(f"SELECT {_PAGE_COLS} FROM samples WHERE id IN ({','.join('?' * len(ids))})"
                                      " ORDER BY id", con, params=ids)
-        plan = _plan(con, f)
+        plan = _plan(con, f, run_dir)
         return pd.read_sql_query(
             f"SELECT {_PAGE_COLS} FROM samples WHERE {plan.where} ORDER BY id LIMIT ? OFFSET ?", con,
             params=plan.params + [int(limit), max(int(offset), 0)])
