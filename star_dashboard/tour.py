@@ -259,7 +259,8 @@ def story(run_dir: str | os.PathLike, task: str, question_id: str) -> dict[str, 
     with open_store(run_dir) as con:
         rid = _run_row(con)["id"]
         rows = [dict(r) for r in con.execute(
-            f"SELECT {_STORY_COLS.format(prompt=prompt_column(con))} FROM samples WHERE run_id=? AND task=?"
+            f"SELECT {_STORY_COLS.format(prompt=prompt_column(con))} FROM samples INDEXED BY samples_question"
+            " WHERE run_id=? AND task=?"
             f" AND question_id=? AND {_STORY_SQL}"
             " ORDER BY iteration, id", (rid, task, question_id))]
         if not rows:

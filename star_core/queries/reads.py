@@ -173,7 +173,9 @@ def question_history(run_dir: str | os.PathLike, task: str, question_id: str) ->
         rid = _rid(con)
         return pd.read_sql_query(
             "SELECT id, iteration, phase, k, decision, correct, kept, answer, gold, audit_faithful"
-            " FROM samples WHERE run_id=? AND question_id=? AND task=? ORDER BY iteration, id",
+            # by question (the planner would otherwise walk samples_browse for its order: every sample)
+            " FROM samples INDEXED BY samples_question WHERE run_id=? AND question_id=? AND task=?"
+            " ORDER BY iteration, id",
             con, params=(rid, question_id, task))
 
 
