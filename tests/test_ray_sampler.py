@@ -77,7 +77,7 @@ def test_ray_workers_store_what_the_local_decoder_stores(tiny_model_dir, local_r
     base = {r[2]: r[4] for r in want if r[:2] == (0, "eval")}
     warm = {r[2]: r[4] for r in want if r[:2] == (0, "warm_eval")}
     assert len(base) == 8 and any(warm[q] != base[q] for q in base), "the adapter changes nothing: a weak test"
-    assert {r[1] for r in got} == {"eval", "warm_eval", "sample"}
+    assert {r[1] for r in got} == {"eval", "warm_start", "warm_eval", "sample"}
     assert len(got) == len(want) > 0
     assert got == want
     assert dupes(run) == 0
