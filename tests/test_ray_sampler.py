@@ -1,6 +1,7 @@
 """sampler=ray: star's decoder on a local Ray cluster (2 CPU workers, the tiny model) stores what the
-local decoder stores; a worker killed in the middle of a phase is restarted and its work redone,
-with nothing lost or stored twice; a bad ray_address is a quick, clear error; no Ray, a clear error.
+local decoder stores; a worker killed in the middle of a phase is restarted and its work redone, and
+a driver that dies mid-phase resumes, with nothing lost or stored twice; a bad ray_address is a
+quick, clear error; no Ray, a clear error; the Runs page shows the backend.
 
 Each Ray run starts its own small cluster (3 CPUs, a 200 MB object store, no dashboard, worker logs
 not forwarded) and shuts it down when the run ends.
@@ -89,33 +90,46 @@ def test_ray_workers_store_what_the_local_decoder_stores(tiny_model_dir, local_r
     assert not ray.is_initialized(), "the run's cluster was not shut down"
 
 
-def test_a_worker_killed_mid_phase_is_retried_nothing_lost_or_repeated(tiny_model_dir, local_run, tmp_path,
-                                                                       monkeypatch):
+class DriverDies(Exception):
+    """Stands for the driver dying in the middle of a phase."""
+
+
+def test_a_killed_worker_is_retried_and_a_crashed_driver_resumes(tiny_model_dir, local_run, tmp_path, monkeypatch):
+    """A worker SIGKILLed after the phase's first unit is restarted and its unit redone; the driver then
+    dies after the third unit, and `resume` decodes the rest: every sample stored once, as locally."""
     pytest.importorskip("ray.data")
-    killed, after = [], []
+    stored, killed = [], []
 
-    def kill_first_worker(unit, worker):
-        host, pid = worker.rsplit(":", 1)
-        if not killed:
-            os.kill(int(pid), signal.SIGKILL)  # the worker is decoding its next unit by now
+    def hook(unit, worker):
+        stored.append(worker)
+        if len(stored) == 1:
+            os.kill(int(worker.rsplit(":", 1)[1]), signal.SIGKILL)  # it is decoding its next unit by now
             killed.append(worker)
-        else:
-            after.append(worker)
+        elif len(stored) == 3:
+            raise DriverDies()
 
-    monkeypatch.setattr(samplers.RaySampler, "on_unit", staticmethod(kill_first_worker))
+    monkeypatch.setattr(samplers.RaySampler, "on_unit", staticmethod(hook))
     # iteration 0 only: 8 evaluation questions in 4 units of 2 over 2 workers
-    run = loop.start(cfg_of(tiny_model_dir, **RAY, iterations=0, warm_start=0), tmp_path / "killed",
-                     progress=False)
+    run = tmp_path / "killed"
+    with pytest.raises(DriverDies):
+        loop.start(cfg_of(tiny_model_dir, **RAY, iterations=0, warm_start=0), run, progress=False)
     assert killed, "no worker was killed"
-    assert len(after) == 3, f"units after the kill: {after}"  # the kill came with work left in the phase
-    assert set(after) - set(killed), "no other worker carried on after the kill"
+    assert set(stored[1:]) - set(killed), "no other worker carried on after the kill"
+    assert len(samples(run)) == 6 and dupes(run) == 0  # 3 units of 2 stored, then the driver died
+    import ray
+
+    assert not ray.is_initialized(), "the run's cluster outlived its driver"
+    from star_core import queries
+
+    assert queries.run_status(run) == "crashed"
+
+    monkeypatch.setattr(samplers.RaySampler, "on_unit", None)
+    loop.resume(run, progress=False)
     got = samples(run)
     want = samples(local_run, "iteration=0 AND phase='eval'")
     assert dupes(run) == 0
     assert got == want, "a sample was lost, repeated or changed"
-    con = sqlite3.connect(run / DB_NAME)
-    assert con.execute("SELECT status FROM runs").fetchone()[0] == "finished"
-    con.close()
+    assert queries.run_status(run) == "finished"
 
 
 @pytest.mark.parametrize("address, says", [
