@@ -173,6 +173,9 @@ AGGREGATES = {
                     + ", ".join(f"coalesce(sum({e.format(r='')}), 0)" for e in _EVAL_SUMS)
                     + " FROM samples WHERE phase IN ('eval', 'warm_eval', 'direct_eval'){cond}"
                     " GROUP BY run_id, iteration, phase, task, split, grp"),
+    "mask_counts": (("run_id", "task", "phase", "grp", "n", "asked", "solved"),
+                    "SELECT run_id, task, phase, grp, n, asked, solved, count(*) FROM question_outcomes WHERE 1{cond}"
+                    " GROUP BY run_id, task, phase, grp, n, asked, solved"),
     "train_counts": (("run_id", "iteration", "task", "source"),
                      "SELECT run_id, iteration, task, source, count(*) FROM train_examples WHERE 1{cond}"
                      " GROUP BY run_id, iteration, task, source"),
@@ -181,7 +184,7 @@ AGGREGATES = {
                       " FROM samples WHERE 1{cond} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9"),
 }
 #: Bump when an aggregate table changes: the writer then rebuilds them all from the samples.
-AGGREGATES_VERSION = "3"
+AGGREGATES_VERSION = "4"
 
 
 def _recompute(table: str, *refs: str) -> str:
@@ -215,6 +218,31 @@ AFTER UPDATE OF run_id, task, phase, question_id, iteration, correct, grp ON sam
 {_recompute("question_outcomes", "old.", "new.")}END;
 CREATE TRIGGER IF NOT EXISTS samples_outcome_del AFTER DELETE ON samples BEGIN
 {_recompute("question_outcomes", "old.")}END;
+CREATE TABLE IF NOT EXISTS mask_counts (
+  run_id INTEGER NOT NULL,
+  task TEXT NOT NULL,
+  phase TEXT NOT NULL,
+  grp TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  asked INTEGER NOT NULL,
+  solved INTEGER NOT NULL,
+  q INTEGER NOT NULL,              -- questions of question_outcomes with these values
+  PRIMARY KEY (run_id, task, phase, grp, n, asked, solved)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS outcome_mask_ins AFTER INSERT ON question_outcomes BEGIN
+  INSERT INTO mask_counts VALUES (new.run_id, new.task, new.phase, new.grp, new.n, new.asked, new.solved, 1)
+  ON CONFLICT DO UPDATE SET q = q + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS outcome_mask_del AFTER DELETE ON question_outcomes BEGIN
+  UPDATE mask_counts SET q = q - 1 WHERE run_id = old.run_id AND task = old.task AND phase = old.phase
+    AND grp = old.grp AND n = old.n AND asked = old.asked AND solved = old.solved;
+END;
+CREATE TRIGGER IF NOT EXISTS outcome_mask_upd AFTER UPDATE ON question_outcomes BEGIN
+  UPDATE mask_counts SET q = q - 1 WHERE run_id = old.run_id AND task = old.task AND phase = old.phase
+    AND grp = old.grp AND n = old.n AND asked = old.asked AND solved = old.solved;
+  INSERT INTO mask_counts VALUES (new.run_id, new.task, new.phase, new.grp, new.n, new.asked, new.solved, 1)
+  ON CONFLICT DO UPDATE SET q = q + 1;
+END;
 CREATE TABLE IF NOT EXISTS train_counts (
   run_id INTEGER NOT NULL,
   iteration INTEGER NOT NULL,
@@ -584,9 +612,11 @@ _SAMPLE_COLS = ("id, run_id, iteration, task, split, phase, question_id, k, grp,
 
 def rebuild_aggregates(con: sqlite3.Connection) -> None:
     """Rebuild every table of ``AGGREGATES`` from the samples (inside the caller's transaction)."""
-    for table, (_, select) in AGGREGATES.items():
+    for table, (_, select) in AGGREGATES.items():  # mask_counts after question_outcomes, whose triggers it has
         con.execute(f"DELETE FROM {table}")
         con.execute(f"INSERT INTO {table} {select.format(cond='')}")
+    con.execute("DELETE FROM mask_counts")
+    con.execute(f"INSERT INTO mask_counts {AGGREGATES['mask_counts'][1].format(cond='')}")
     con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('aggregates_version', ?)", (AGGREGATES_VERSION,))
 
 
@@ -687,7 +717,8 @@ class RunStore:
             with self.tx() as c:  # their tables and triggers as this star defines them (until the rebuild
                 # commits, the version stays old, so an interrupted rebuild is done again)
                 for (name,) in c.execute("SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name IN"
-                                         " ('samples', 'train_examples') AND name NOT LIKE 'samples_fts%'").fetchall():
+                                         " ('samples', 'train_examples', 'question_outcomes')"
+                                         " AND name NOT LIKE 'samples_fts%'").fetchall():
                     c.execute(f'DROP TRIGGER "{name}"')
                 for table in AGGREGATES:
                     c.execute(f"DROP TABLE IF EXISTS {table}")

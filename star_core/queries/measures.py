@@ -378,8 +378,8 @@ def _transitions_from_masks(con: sqlite3.Connection, rid: int, task: str | None)
     """``solve_transitions`` from ``question_outcomes`` (one row per question and phase, its iterations asked
     and solved as bit masks, kept by the store's triggers), counted per distinct pair of masks: the same
     numbers without reading the samples."""
-    sql, params = ("SELECT task, phase, asked, solved, count(*) AS q FROM question_outcomes WHERE run_id=?"
-                   " AND phase IN ('sample', 'eval')", [rid])
+    sql, params = ("SELECT task, phase, asked, solved, sum(q) AS q FROM mask_counts WHERE run_id=?"
+                   " AND phase IN ('sample', 'eval') AND q > 0", [rid])
     if task:
         sql += " AND task=?"
         params.append(task)
@@ -456,7 +456,13 @@ def _changes_from_masks(con: sqlite3.Connection, rid: int, since: int | None) ->
     was evaluated and answered right, as bit masks; the evaluation and the warm start's evaluation of a
     question side by side), counted per distinct combination of masks; None where a question has several
     samples in one evaluation (pairs are then per sample: the samples' self-join counts them)."""
+    warm = con.execute("SELECT 1 FROM mask_counts WHERE run_id = ? AND phase = 'warm_eval' AND q > 0 LIMIT 1",
+                       (rid,)).fetchone()
+    # without a warm start: one row per distinct combination (mask_counts); with one, each question's
+    # evaluation and warm-start evaluation side by side (question_outcomes)
     df = pd.read_sql_query(
+        "SELECT task, grp, n, asked AS ea, solved AS es, 0 AS wa, 0 AS ws, q FROM mask_counts"
+        " WHERE run_id = ? AND phase = 'eval' AND q > 0", con, params=(rid,)) if warm is None else pd.read_sql_query(
         "SELECT e.task, e.grp, e.n + coalesce(w.n, 0) AS n, e.asked AS ea, e.solved AS es,"
         " coalesce(w.asked, 0) AS wa, coalesce(w.solved, 0) AS ws, count(*) AS q"
         " FROM question_outcomes e LEFT JOIN question_outcomes w ON w.run_id = e.run_id AND w.task = e.task"
