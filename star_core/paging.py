@@ -25,7 +25,7 @@ import bisect
 import sqlite3
 from typing import Any
 
-from .store import schema_version
+from .store import has_aggregates, schema_version
 
 #: Searches whose matching ids are kept, per process (keyed by store state, filter and needle).
 MATCH_CACHE = 8
@@ -43,7 +43,7 @@ def counts_from(con: sqlite3.Connection) -> str:
     """A FROM source with the columns ``KEY_COLS`` and ``n`` (samples per combination), for ``sum(n)`` counts:
     the maintained ``sample_counts`` on a version 2 store (no scan of samples), one row per sample on
     version 1."""
-    if schema_version(con) >= 2:
+    if has_aggregates(con):
         return "(SELECT * FROM sample_counts WHERE n > 0)"
     return f"(SELECT {', '.join(KEY_COLS)}, 1 AS n FROM samples)"
 
@@ -115,7 +115,7 @@ class Plan:
             params = [q] + list(params)
         self.where, self.params = sql, list(params)
         #: keyset over sample_counts: every condition is on KEY_COLS
-        self.keyed = self.version >= 2 and plain and f.question_id is None and not f.search
+        self.keyed = has_aggregates(con) and plain and f.question_id is None and not f.search
         self._key_cache: list[tuple[tuple, int, int, int]] | None = None
         #: a text search reads its matching ids once (``matches``)
         self.listed = bool(f.search)

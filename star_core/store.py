@@ -537,6 +537,18 @@ def schema_version(con: sqlite3.Connection) -> int:
     return int(row[0]) if str(row[0]).isdigit() else 0
 
 
+def has_aggregates(con: sqlite3.Connection) -> bool:
+    """Whether the store's aggregate tables (``AGGREGATES``) are this star's: a version 2 store whose
+    aggregates were built by this version. Readers fall back to reading the samples otherwise."""
+    if schema_version(con) < 2:
+        return False
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key='aggregates_version'").fetchone()
+    except sqlite3.OperationalError:
+        return False
+    return row is not None and row[0] == AGGREGATES_VERSION
+
+
 def prompt_column(con: sqlite3.Connection) -> str:
     """The select-list expression of a sample's full prompt, named ``prompt``, for this store's version."""
     return "prompt" if schema_version(con) == 1 else PROMPT_SQL

@@ -409,3 +409,22 @@ def test_aggregates_of_another_version_are_rebuilt_on_open(bulk, tmp_path):
     row = st.con.execute("SELECT n, asked FROM question_outcomes WHERE question_id='new'").fetchone()
     assert tuple(row) == (1, 1 << 9)
     st.close()
+
+
+def test_readers_fall_back_to_the_samples_when_the_aggregates_are_not_this_version(bulk, tmp_path):
+    from star_core import queries as Q
+
+    d = tmp_path / "copy"
+    shutil.copytree(bulk, d)
+    want = (Q.decision_counts(d), Q.solve_transitions(d), Q.changes_frame(d).drop(columns=["run_dir"]),
+            Q.train_counts(d), Q.browse(d, Q.SampleFilter(task="gsm8k"), position=40))
+    con = sqlite3.connect(d / "store.sqlite")
+    with con:  # written by another build: its aggregate tables are not to be trusted (nor to exist)
+        con.execute("UPDATE meta SET value = 'other' WHERE key = 'aggregates_version'")
+        con.execute("DROP TABLE mask_counts")
+    con.close()
+    got = (Q.decision_counts(d), Q.solve_transitions(d), Q.changes_frame(d).drop(columns=["run_dir"]),
+           Q.train_counts(d), Q.browse(d, Q.SampleFilter(task="gsm8k"), position=40))
+    assert got[0].equals(want[0]) and got[4] == want[4]
+    for a, b in zip(got[1:4], want[1:4]):
+        pd.testing.assert_frame_equal(a, b, check_dtype=False)

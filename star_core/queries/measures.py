@@ -15,7 +15,7 @@ import pandas as pd
 from ..liveness import RESUMABLE, effective_status
 from ..paging import counts_from
 from ..stats import mcnemar, significant, wilson
-from ..store import EVAL_PHASES, OUTCOME_BITS, schema_version
+from ..store import EVAL_PHASES, OUTCOME_BITS, has_aggregates
 from .connect import _rid, _run_row, open_store
 
 #: The three numbers reported for every evaluation, in words. Right and faithful: the right answer with
@@ -75,7 +75,7 @@ def _phases_sql(phases: Sequence[str]) -> str:
 def _counts(con: sqlite3.Connection, rid: int) -> pd.DataFrame:
     """Per evaluation (iteration, phase), task, split and group ("all" included): n, right, right and faithful,
     and the outputs that show a rationale (from the store's ``eval_counts`` on a version 2 store)."""
-    if schema_version(con) >= 2:
+    if has_aggregates(con):
         df = pd.read_sql_query(
             "SELECT iteration, phase, task, split, grp, n, n_correct AS accuracy, n_faithful AS faithful_accuracy,"
             " n_rationale AS rationale_share, n_audited AS audited FROM eval_counts WHERE run_id = ? AND n > 0"
@@ -329,7 +329,7 @@ def solve_transitions(run_dir: str | os.PathLike, task: str | None = None) -> pd
     """
     with open_store(run_dir) as con:
         rid = _rid(con)
-        if schema_version(con) >= 2:
+        if has_aggregates(con):
             top = con.execute("SELECT max(iteration) FROM sample_counts WHERE n > 0").fetchone()[0]
             if top is None or top < OUTCOME_BITS:
                 return _transitions_from_masks(con, rid, task)
@@ -365,7 +365,7 @@ def solve_transitions(run_dir: str | os.PathLike, task: str | None = None) -> pd
 def _train_counts_from(con: sqlite3.Connection) -> str:
     """Training examples per (run, iteration, task, source) as a FROM source with ``n``: the store's
     ``train_counts`` on version 2, a count of the rows on version 1."""
-    if schema_version(con) >= 2:
+    if has_aggregates(con):
         return "train_counts"
     return "(SELECT run_id, iteration, task, source, 1 AS n FROM train_examples)"
 
@@ -507,7 +507,7 @@ def _changes(con: sqlite3.Connection, rid: int, since: int | None = None) -> pd.
     """Eval correctness of each evaluation paired, question by question, with the evaluation before it (the
     iteration before, or the warm start's when there is one; see ``CHAINED_PHASES``), or with the few-shot
     evaluation of iteration ``since``; per task, split and group ("all" included)."""
-    df = _changes_from_masks(con, rid, since) if schema_version(con) >= 2 else None
+    df = _changes_from_masks(con, rid, since) if has_aggregates(con) else None
     if df is None:
         df = _changes_sql(con, rid, since)
     if df.empty:
