@@ -288,7 +288,7 @@ class RaySampler:
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
         ctx.enable_auto_log_stats = False
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # not "progress bars disabled" every phase
         log.info("sampler=ray: %s, %d worker(s) of %g CPU and %g GPU; cluster: %s", cfg.ray_address,
                  cfg.ray_workers, cfg.ray_cpus_per_worker, cfg.ray_gpus_per_worker,
                  ", ".join(f"{have.get(k, 0):g} {k}" for k in ("CPU", "GPU")))
