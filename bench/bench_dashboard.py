@@ -97,15 +97,6 @@ def scenarios(app: str, run_key: str, mid: int):
             return at
         return go
 
-    def step_at(key: str, pos: int):
-        """Jump to ``pos`` (untimed), then click ``key``: a Prev or Next deep in the list."""
-        def go():
-            at = state["at"]
-            at.number_input(key="rat_goto").set_value(pos).run()
-            clear()
-            return at.button(key=key).click().run()
-        return go
-
     flt = dict(task="commonsenseqa", phase="sample", decision="wrong")
     yield "Rationales: open with a filter (cold)", fresh("rationales", True, **flt)
     yield "Rationales: click Next", click("rat_next")
@@ -117,7 +108,8 @@ def scenarios(app: str, run_key: str, mid: int):
     yield "Rationales: search all samples, no filter (cold)", fresh("rationales", True, q="cupboard")
     yield "Rationales: search a number, no filter (cold)", fresh("rationales", True, q="4217")
     yield "Rationales: open, no filter (cold)", fresh("rationales", True)
-    yield "Rationales: click Next at position 5", step_at("rat_next", 5)
+    yield "Rationales: jump to position 5", goto(5)
+    yield "Rationales: click Next at position 5", click("rat_next")
     yield "Rationales: jump to the middle", goto(mid)
     yield "Rationales: click Next in the middle", click("rat_next")
     yield "Rationales: click Prev in the middle", click("rat_prev")
