@@ -305,8 +305,9 @@ def train_counts(run_dir: str | os.PathLike) -> pd.DataFrame:
     with open_store(run_dir) as con:
         rid = _rid(con)
         te = pd.read_sql_query(
-            "SELECT iteration, sum(n * (source='correct')) AS correct, sum(n * (source='rationalized')) AS rationalized,"
-            f" sum(n) AS stored FROM {_train_counts_from(con)} WHERE run_id=? GROUP BY iteration HAVING sum(n) > 0",
+            "SELECT iteration, sum(n * (source='correct')) AS correct,"
+            f" sum(n * (source='rationalized')) AS rationalized, sum(n) AS stored FROM {_train_counts_from(con)}"
+            " WHERE run_id=? GROUP BY iteration HAVING sum(n) > 0",
             con, params=(rid,))
         it = pd.read_sql_query("SELECT iteration, stage, n_train_examples AS trained, train_steps FROM iterations"
                                " WHERE run_id=?", con, params=(rid,))
