@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import bisect
 import sqlite3
+import threading
+from array import array
 from typing import Any
 
 from .store import has_aggregates, schema_version
 
 #: Searches whose matching ids are kept, per process (keyed by store state, filter and needle).
 MATCH_CACHE = 8
-_MATCHES: dict[Any, list[int]] = {}
+_MATCHES: dict[Any, array] = {}
+_MATCHES_LOCK = threading.Lock()
 #: The columns of ``sample_counts`` and of the ``samples_browse`` index, in order.
 KEY_COLS = ("run_id", "iteration", "task", "split", "phase", "decision", "grp", "correct", "kept")
 #: The trigram index cannot find a needle shorter than this.
@@ -119,22 +122,25 @@ class Plan:
         self._key_cache: list[tuple[tuple, int, int, int]] | None = None
         #: a text search reads its matching ids once (``matches``)
         self.listed = bool(f.search)
-        self._ids: list[int] | None = None
+        self._ids: array | None = None
         self.cache_key = cache_key
 
-    def matches(self) -> list[int]:
-        """Every matching id, in order (a search: the trigram candidates checked with LIKE, read once; the list
-        is kept for the same store state and filter, so Prev, Next and the pages do not search again)."""
+    def matches(self) -> array:
+        """Every matching id, in order (a search: the trigram candidates checked with LIKE, read once; the ids
+        are kept, 8 bytes each, for the same store state and filter, so Prev, Next and the pages do not search
+        again)."""
         if self._ids is None:
             key = None if self.cache_key is None else (self.cache_key, self.where, tuple(self.params))
-            hit = _MATCHES.get(key) if key is not None else None
+            with _MATCHES_LOCK:  # the dashboard's sessions run in threads
+                hit = _MATCHES.get(key) if key is not None else None
             if hit is None:
-                hit = [r[0] for r in self.con.execute(f"SELECT id FROM samples WHERE {self.where} ORDER BY id",
-                                                      self.params)]
+                hit = array("q", (r[0] for r in self.con.execute(
+                    f"SELECT id FROM samples WHERE {self.where} ORDER BY id", self.params)))
                 if key is not None:
-                    _MATCHES[key] = hit
-                    while len(_MATCHES) > MATCH_CACHE:
-                        _MATCHES.pop(next(iter(_MATCHES)))
+                    with _MATCHES_LOCK:
+                        _MATCHES[key] = hit
+                        while len(_MATCHES) > MATCH_CACHE:
+                            _MATCHES.pop(next(iter(_MATCHES)))
             self._ids = hit
         return self._ids
 
@@ -227,7 +233,7 @@ class Plan:
             ids = self.matches()
             lo = 0 if after is None else bisect.bisect_right(ids, int(after))
             hi = len(ids) if before is None else bisect.bisect_left(ids, int(before))
-            return ids[max(lo, hi - limit):hi] if descending else ids[lo:min(hi, lo + limit)]
+            return list(ids[max(lo, hi - limit):hi] if descending else ids[lo:min(hi, lo + limit)])
         order = "DESC" if descending else "ASC"
         cond, bound = "", []
         if after is not None:
