@@ -34,8 +34,12 @@ PAGES = {
     ],
     "Inspect": [
         st.Page(P / "rationales.py", title="Rationales", icon=":material/psychology:", url_path="rationales"),
-        st.Page(P / "rationalizations.py", title="Rationalizations", icon=":material/lightbulb:",
-                url_path="rationalizations"),
+        st.Page(
+            P / "rationalizations.py",
+            title="Rationalizations",
+            icon=":material/lightbulb:",
+            url_path="rationalizations",
+        ),
         st.Page(P / "compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
         st.Page(P / "decisions.py", title="Filter decisions", icon=":material/filter_alt:", url_path="decisions"),
     ],

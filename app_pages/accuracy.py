@@ -16,22 +16,33 @@ from star_dashboard import ui
 PAGE = "acc"
 PALETTE = ["#1c7ed6", "#e8590c", "#2f9e44", "#9c36b5", "#e03131", "#0c8599", "#f08c00", "#5c940d"]
 
-ui.page_header("Accuracy", "Accuracy after each iteration (iteration 0 = the few-shot baseline, before any "
-               "training; ◆ = after the supervised warm start, when the run has one), per task and split, with its "
-               "95 % Wilson interval as error bars; the same for right-and-faithful answers and for the share of "
-               "outputs that show a rationale; whether a change between evaluations is significant (paired exact "
-               "McNemar test on the same questions); overlay runs to compare them (e.g. with and without "
-               "rationalization), and the training loss of each iteration.")
+ui.page_header(
+    "Accuracy",
+    "Accuracy after each iteration (iteration 0 = the few-shot baseline, before any "
+    "training; ◆ = after the supervised warm start, when the run has one), per task and split, with its "
+    "95 % Wilson interval as error bars; the same for right-and-faithful answers and for the share of "
+    "outputs that show a rationale; whether a change between evaluations is significant (paired exact "
+    "McNemar test on the same questions); overlay runs to compare them (e.g. with and without "
+    "rationalization), and the training loss of each iteration.",
+)
 
 
 def error_bars(g) -> dict:
     """The 95 % Wilson interval of each point, as plotly error bars around ``pct``."""
-    return dict(type="data", symmetric=False, array=(100 * g["high"] - g["pct"]).tolist(),
-                arrayminus=(g["pct"] - 100 * g["low"]).tolist(), thickness=1.2, width=4)
+    return dict(
+        type="data",
+        symmetric=False,
+        array=(100 * g["high"] - g["pct"]).tolist(),
+        arrayminus=(g["pct"] - 100 * g["low"]).tolist(),
+        thickness=1.2,
+        width=4,
+    )
 
 
-HOVER = ("%{customdata[4]}: %{y:.1f}% (%{customdata[0]}/%{customdata[1]}), "
-         "95% interval %{customdata[2]:.1f}–%{customdata[3]:.1f}%")
+HOVER = (
+    "%{customdata[4]}: %{y:.1f}% (%{customdata[0]}/%{customdata[1]}), "
+    "95% interval %{customdata[2]:.1f}–%{customdata[3]:.1f}%"
+)
 CUSTOM = ["k", "n", "low_pct", "high_pct", "where"]
 
 
@@ -49,13 +60,19 @@ def x_axis(points, title: str = "iteration (0 = few-shot)") -> dict:
 
 def in_percent(df):
     """Percentages for the plots, and where each evaluation sits in words (for the hover text)."""
-    return df.assign(pct=100 * df["value"], low_pct=100 * df["low"], high_pct=100 * df["high"],
-                     where=[Q.eval_label(i, ph) for i, ph in zip(df["iteration"], df["phase"])])
+    return df.assign(
+        pct=100 * df["value"],
+        low_pct=100 * df["low"],
+        high_pct=100 * df["high"],
+        where=[Q.eval_label(i, ph) for i, ph in zip(df["iteration"], df["phase"])],
+    )
 
 
 def markers(g) -> dict:
     warm = (g["phase"] == "warm_eval").tolist()
     return dict(symbol=["diamond" if w else "circle" for w in warm], size=[12 if w else 7 for w in warm])
+
+
 ui.plain_url()
 run_dir = ui.current_run()
 ui.run_heading(run_dir)
@@ -73,12 +90,21 @@ with st.sidebar:
     else:
         ss[f"{PAGE}_runs"] = [k for k in ss[f"{PAGE}_runs"] if k in keys]
     picked = st.multiselect("Runs to overlay", keys, key=f"{PAGE}_runs", format_func=lambda k: names.get(k, k))
-    measure = st.radio("Measure", list(Q.MEASURES), key=f"{PAGE}_measure", format_func=lambda m: Q.MEASURES[m],
-                       help="accuracy: the right answer; right and faithful: the right answer with every audited "
-                            "step holding and at least one shown; shows a rationale: outputs whose audit verdict is "
-                            "not 'no rationale' (right or wrong)")
-    show_ref = st.toggle("Paper's GPT-J numbers", value=True, key=f"{PAGE}_ref",
-                         help="Dashed lines: CommonsenseQA dev and GSM8K test results of the paper (GPT-J 6B)")
+    measure = st.radio(
+        "Measure",
+        list(Q.MEASURES),
+        key=f"{PAGE}_measure",
+        format_func=lambda m: Q.MEASURES[m],
+        help="accuracy: the right answer; right and faithful: the right answer with every audited "
+        "step holding and at least one shown; shows a rationale: outputs whose audit verdict is "
+        "not 'no rationale' (right or wrong)",
+    )
+    show_ref = st.toggle(
+        "Paper's GPT-J numbers",
+        value=True,
+        key=f"{PAGE}_ref",
+        help="Dashed lines: CommonsenseQA dev and GSM8K test results of the paper (GPT-J 6B)",
+    )
 dirs = []
 for k in picked or [cur]:
     try:
@@ -95,12 +121,17 @@ for d in dirs:
 allm = ui.guard(ui.q_multi, "measures_frame", dirs)
 met = allm[allm["measure"] == measure]
 if allm.empty:
-    st.info("No accuracy yet: metrics are written when an iteration's evaluation finishes "
-            "(iteration 0 evaluates the few-shot baseline first).", icon=":material/hourglass_empty:")
+    st.info(
+        "No accuracy yet: metrics are written when an iteration's evaluation finishes "
+        "(iteration 0 evaluates the few-shot baseline first).",
+        icon=":material/hourglass_empty:",
+    )
 elif met.empty:
-    st.info(f"No '{Q.MEASURES[measure]}' numbers for these runs: their outputs were audited under audit version 1, "
-            "which took a bare answer for a faithful rationale, so only their accuracy is given.",
-            icon=":material/info:")
+    st.info(
+        f"No '{Q.MEASURES[measure]}' numbers for these runs: their outputs were audited under audit version 1, "
+        "which took a bare answer for a faithful rationale, so only their accuracy is given.",
+        icon=":material/info:",
+    )
 if not met.empty:
     met = in_percent(met)
     direct = met[met["phase"] == "direct_eval"]
@@ -115,36 +146,71 @@ if not met.empty:
         for j, (rd, g) in enumerate(sub.groupby("run_dir", sort=False)):
             g = g.sort_values("point")
             color = PALETTE[j % len(PALETTE)]
-            fig.add_scatter(x=g["point"], y=g["pct"], mode="lines+markers", name=html.escape(labels[rd]),
-                            line=dict(color=color, width=3), marker=markers(g), error_y=error_bars(g),
-                            customdata=g[CUSTOM].values, hovertemplate=HOVER + "<extra>%{fullData.name}</extra>")
-            d = direct[(direct["run_dir"] == rd) & (direct["task"] == task) & (direct["split"] == split)
-                       & (direct["grp"] == "all")]
+            fig.add_scatter(
+                x=g["point"],
+                y=g["pct"],
+                mode="lines+markers",
+                name=html.escape(labels[rd]),
+                line=dict(color=color, width=3),
+                marker=markers(g),
+                error_y=error_bars(g),
+                customdata=g[CUSTOM].values,
+                hovertemplate=HOVER + "<extra>%{fullData.name}</extra>",
+            )
+            d = direct[
+                (direct["run_dir"] == rd)
+                & (direct["task"] == task)
+                & (direct["split"] == split)
+                & (direct["grp"] == "all")
+            ]
             for r in d.itertuples():
-                fig.add_scatter(x=[x0, x1], y=[r.pct, r.pct], mode="lines", meta="direct",
-                                name=html.escape(f"{labels[rd]}: direct answer, no rationale {r.pct:.1f}"),
-                                line=dict(color=color, dash="dot", width=1.5),
-                                hovertemplate=html.escape(f"direct answer (few-shot, no rationale): {r.pct:.1f}% "
-                                                          f"({r.k}/{r.n}), 95% interval {r.low_pct:.1f}–"
-                                                          f"{r.high_pct:.1f}%") + "<extra></extra>")
+                fig.add_scatter(
+                    x=[x0, x1],
+                    y=[r.pct, r.pct],
+                    mode="lines",
+                    meta="direct",
+                    name=html.escape(f"{labels[rd]}: direct answer, no rationale {r.pct:.1f}"),
+                    line=dict(color=color, dash="dot", width=1.5),
+                    hovertemplate=html.escape(
+                        f"direct answer (few-shot, no rationale): {r.pct:.1f}% "
+                        f"({r.k}/{r.n}), 95% interval {r.low_pct:.1f}–"
+                        f"{r.high_pct:.1f}%"
+                    )
+                    + "<extra></extra>",
+                )
         if show_ref and measure == "accuracy":
             for (lab, v), dash in zip(Q.PAPER_REFERENCE.get((task, split), {}).items(), ("dot", "dash", "longdash")):
-                fig.add_scatter(x=[x0, x1], y=[v, v], mode="lines", name=f"paper: {lab} {v}",
-                                line=dict(color="#868e96", dash=dash, width=1.5), hoverinfo="name",
-                                meta="reference")
-        fig.update_layout(title=f"{task} · {split} split · {Q.MEASURES[measure]}", height=380,
-                          margin=dict(l=10, r=10, t=40, b=10), xaxis=x_axis(sub["point"]),
-                          yaxis=dict(title=f"{Q.MEASURES[measure]} %", range=[0, 101]), showlegend=True,
-                          legend=dict(orientation="h", y=-0.25))
+                fig.add_scatter(
+                    x=[x0, x1],
+                    y=[v, v],
+                    mode="lines",
+                    name=f"paper: {lab} {v}",
+                    line=dict(color="#868e96", dash=dash, width=1.5),
+                    hoverinfo="name",
+                    meta="reference",
+                )
+        fig.update_layout(
+            title=f"{task} · {split} split · {Q.MEASURES[measure]}",
+            height=380,
+            margin=dict(l=10, r=10, t=40, b=10),
+            xaxis=x_axis(sub["point"]),
+            yaxis=dict(title=f"{Q.MEASURES[measure]} %", range=[0, 101]),
+            showlegend=True,
+            legend=dict(orientation="h", y=-0.25),
+        )
         with cols[n % len(cols)]:
             st.plotly_chart(fig, key=f"{PAGE}_curve_{task}_{split}")
     if (met["phase"] == "warm_eval").any():
-        st.caption("◆ warm start: the model after the warm start, " + Q.WARM_NOTE + ". Iteration 1 samples with "
-                   "it, so the gain from there on is STaR's, and the gain up to it is supervision's.")
+        st.caption(
+            "◆ warm start: the model after the warm start, " + Q.WARM_NOTE + ". Iteration 1 samples with "
+            "it, so the gain from there on is STaR's, and the gain up to it is supervision's."
+        )
     if not direct.empty:
-        st.caption("Dotted: the direct-answer baseline, the few-shot model prompted with bare answers "
-                   "(`47 + 38 = 85. The answer is 85.`, no rationale), so that the rationale format can be told "
-                   "apart from the arithmetic.")
+        st.caption(
+            "Dotted: the direct-answer baseline, the few-shot model prompted with bare answers "
+            "(`47 + 38 = 85. The answer is 85.`, no rationale), so that the rationale format can be told "
+            "apart from the arithmetic."
+        )
 
     st.subheader("Accuracy, right and faithful, and rationale share")
     first = allm[(allm["run_dir"] == str(dirs[0])) & (allm["grp"] == "all") & allm["phase"].isin(Q.CHAINED_PHASES)]
@@ -157,25 +223,44 @@ if not met.empty:
         for j, (m, words) in enumerate(Q.MEASURES.items()):
             g = sub[sub["measure"] == m].sort_values("point")
             if not g.empty:
-                fig.add_scatter(x=g["point"], y=g["pct"], mode="lines+markers", name=words, marker=markers(g),
-                                line=dict(color=PALETTE[j], width=2, dash=("solid", "dash", "dot")[j]),
-                                error_y=error_bars(g), customdata=g[CUSTOM].values,
-                                hovertemplate=HOVER + f"<extra>{words}</extra>")
-        fig.update_layout(title=f"{labels[str(dirs[0])]} · {task} · {split}", height=340,
-                          margin=dict(l=10, r=10, t=40, b=10), xaxis=x_axis(sub["point"]),
-                          yaxis=dict(title="%", range=[0, 101]), legend=dict(orientation="h", y=-0.3))
+                fig.add_scatter(
+                    x=g["point"],
+                    y=g["pct"],
+                    mode="lines+markers",
+                    name=words,
+                    marker=markers(g),
+                    line=dict(color=PALETTE[j], width=2, dash=("solid", "dash", "dot")[j]),
+                    error_y=error_bars(g),
+                    customdata=g[CUSTOM].values,
+                    hovertemplate=HOVER + f"<extra>{words}</extra>",
+                )
+        fig.update_layout(
+            title=f"{labels[str(dirs[0])]} · {task} · {split}",
+            height=340,
+            margin=dict(l=10, r=10, t=40, b=10),
+            xaxis=x_axis(sub["point"]),
+            yaxis=dict(title="%", range=[0, 101]),
+            legend=dict(orientation="h", y=-0.3),
+        )
         with cols[n % len(cols)]:
             st.plotly_chart(fig, key=f"{PAGE}_measures_{task}_{split}")
-    st.caption("Right and faithful: the right answer with the audit verdict 'faithful' (every checked step holds "
-               "and the rationale shows one). Shows a rationale: outputs, right or wrong, whose audit verdict is not "
-               "'no rationale' (a bare answer or the question restated); an output without an answer is not "
-               "audited and counts as showing one. Runs audited under audit version 1 have accuracy only.")
+    st.caption(
+        "Right and faithful: the right answer with the audit verdict 'faithful' (every checked step holds "
+        "and the rationale shows one). Shows a rationale: outputs, right or wrong, whose audit verdict is not "
+        "'no rationale' (a bare answer or the question restated); an output without an answer is not "
+        "audited and counts as showing one. Runs audited under audit version 1 have accuracy only."
+    )
 
     ar = met[(met["task"] == "arithmetic") & (met["grp"] != "all")]
     if not ar.empty:
         st.subheader("Arithmetic by number of digits")
-        ar_run = st.selectbox("Run", list(dict.fromkeys(ar["run_dir"])), format_func=lambda d: labels.get(d, d),
-                              key=f"{PAGE}_ar_run") if ar["run_dir"].nunique() > 1 else ar["run_dir"].iloc[0]
+        ar_run = (
+            st.selectbox(
+                "Run", list(dict.fromkeys(ar["run_dir"])), format_func=lambda d: labels.get(d, d), key=f"{PAGE}_ar_run"
+            )
+            if ar["run_dir"].nunique() > 1
+            else ar["run_dir"].iloc[0]
+        )
         a = ar[ar["run_dir"] == ar_run]
         split = "eval" if "eval" in set(a["split"]) else a["split"].iloc[0]
         a = a[a["split"] == split].copy()
@@ -184,23 +269,51 @@ if not met.empty:
         fig = go.Figure()
         for j, (dg, g) in enumerate(a.sort_values("digits").groupby("digits", sort=True)):
             g = g.sort_values("point")
-            fig.add_scatter(x=g["point"], y=g["pct"], mode="lines+markers", name=f"{dg} digits", marker=markers(g),
-                            line=dict(color=PALETTE[j % len(PALETTE)]), error_y=error_bars(g),
-                            customdata=g[CUSTOM].values, hovertemplate=HOVER + f"<extra>{dg} digits</extra>")
-        fig.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10),
-                          title=f"{split} {Q.MEASURES[measure]} per digit count",
-                          xaxis=x_axis(a["point"], "iteration"),
-                          yaxis=dict(title=f"{Q.MEASURES[measure]} %", range=[0, 101]))
+            fig.add_scatter(
+                x=g["point"],
+                y=g["pct"],
+                mode="lines+markers",
+                name=f"{dg} digits",
+                marker=markers(g),
+                line=dict(color=PALETTE[j % len(PALETTE)]),
+                error_y=error_bars(g),
+                customdata=g[CUSTOM].values,
+                hovertemplate=HOVER + f"<extra>{dg} digits</extra>",
+            )
+        fig.update_layout(
+            height=360,
+            margin=dict(l=10, r=10, t=30, b=10),
+            title=f"{split} {Q.MEASURES[measure]} per digit count",
+            xaxis=x_axis(a["point"], "iteration"),
+            yaxis=dict(title=f"{Q.MEASURES[measure]} %", range=[0, 101]),
+        )
         c1.plotly_chart(fig, key=f"{PAGE}_digits")
         piv = a.pivot_table(index="digits", columns="point", values="pct", aggfunc="mean").sort_index()
-        heat = go.Figure(go.Heatmap(z=piv.values, x=[tick(c) for c in piv.columns], y=[str(i) for i in piv.index],
-                                    colorscale="Blues", zmin=0, zmax=100, text=piv.round(0).values,
-                                    texttemplate="%{text}", colorbar=dict(title="%")))
-        heat.update_layout(height=360, margin=dict(l=10, r=10, t=30, b=10), title="digits × iteration",
-                           xaxis=dict(title="iteration", type="category"), yaxis_title="digits")
+        heat = go.Figure(
+            go.Heatmap(
+                z=piv.values,
+                x=[tick(c) for c in piv.columns],
+                y=[str(i) for i in piv.index],
+                colorscale="Blues",
+                zmin=0,
+                zmax=100,
+                text=piv.round(0).values,
+                texttemplate="%{text}",
+                colorbar=dict(title="%"),
+            )
+        )
+        heat.update_layout(
+            height=360,
+            margin=dict(l=10, r=10, t=30, b=10),
+            title="digits × iteration",
+            xaxis=dict(title="iteration", type="category"),
+            yaxis_title="digits",
+        )
         c2.plotly_chart(heat, key=f"{PAGE}_heat")
-        st.caption("Without rationalization the paper's model learned one digit length at a time; with it, "
-                   "2-digit accuracy jumped from under 1% to 32% in one iteration.")
+        st.caption(
+            "Without rationalization the paper's model learned one digit length at a time; with it, "
+            "2-digit accuracy jumped from under 1% to 32% in one iteration."
+        )
 
 if not allm.empty:
     st.subheader("Changes between evaluations")
@@ -208,37 +321,72 @@ if not allm.empty:
     if ch.empty:
         st.caption("No change yet: it needs two evaluated iterations.")
     else:
-        ch = ch.assign(run=ch["run_dir"].map(labels),
-                       evaluation=[Q.eval_label(i, ph) for i, ph in zip(ch["iteration"], ch["phase"])],
-                       compared_with=[Q.eval_label(i, ph) for i, ph in zip(ch["since"], ch["since_phase"])])
+        ch = ch.assign(
+            run=ch["run_dir"].map(labels),
+            evaluation=[Q.eval_label(i, ph) for i, ph in zip(ch["iteration"], ch["phase"])],
+            compared_with=[Q.eval_label(i, ph) for i, ph in zip(ch["since"], ch["since_phase"])],
+        )
         top = ch[ch["grp"] == "all"]
         for r in top.itertuples(index=False):
             icon = ":green[:material/check_circle:]" if r.significant else ":gray[:material/remove:]"
-            what = (f"iteration {r.iteration} vs {r.since}" if r.phase == r.since_phase == "eval"
-                    else f"{r.evaluation} vs {r.compared_with}")
-            st.markdown(icon + " " + ui.md_escape(
-                f"{r.run} · {r.task} {r.split}, {what}: {stats.describe_change(int(r.lost), int(r.gained))}"))
+            what = (
+                f"iteration {r.iteration} vs {r.since}"
+                if r.phase == r.since_phase == "eval"
+                else f"{r.evaluation} vs {r.compared_with}"
+            )
+            st.markdown(
+                icon
+                + " "
+                + ui.md_escape(
+                    f"{r.run} · {r.task} {r.split}, {what}: {stats.describe_change(int(r.lost), int(r.gained))}"
+                )
+            )
         view = ch.assign(significant=ch["significant"].map({True: "yes", False: "no"}))[
-            ["run", "task", "split", "grp", "compared_with", "evaluation", "pairs", "gained", "lost", "p_value",
-             "significant"]]
-        st.dataframe(view, hide_index=True, width="stretch", column_config={
-            "grp": st.column_config.TextColumn("group", help="digit count for arithmetic; all = every question"),
-            "gained": st.column_config.NumberColumn(help="questions wrong before and right now"),
-            "lost": st.column_config.NumberColumn(help="questions right before and wrong now"),
-            "p_value": st.column_config.NumberColumn("p (McNemar)", format="%.3g",
-                                                     help="two-sided exact binomial test on gained vs lost"),
-            "significant": st.column_config.TextColumn(f"significant (p < {stats.ALPHA})")})
-        st.caption("Each change pairs every evaluation question with its answer one evaluation before (the "
-                   "iteration before, or the warm-started model for iteration 1). Only the "
-                   "questions that changed count (gained, lost); with no real change each would go either way "
-                   "with probability ½. On 30 questions a 95 % interval is about ±17 points wide on each side, so a "
-                   "change of a few questions is rarely significant.")
+            [
+                "run",
+                "task",
+                "split",
+                "grp",
+                "compared_with",
+                "evaluation",
+                "pairs",
+                "gained",
+                "lost",
+                "p_value",
+                "significant",
+            ]
+        ]
+        st.dataframe(
+            view,
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "grp": st.column_config.TextColumn("group", help="digit count for arithmetic; all = every question"),
+                "gained": st.column_config.NumberColumn(help="questions wrong before and right now"),
+                "lost": st.column_config.NumberColumn(help="questions right before and wrong now"),
+                "p_value": st.column_config.NumberColumn(
+                    "p (McNemar)", format="%.3g", help="two-sided exact binomial test on gained vs lost"
+                ),
+                "significant": st.column_config.TextColumn(f"significant (p < {stats.ALPHA})"),
+            },
+        )
+        st.caption(
+            "Each change pairs every evaluation question with its answer one evaluation before (the "
+            "iteration before, or the warm-started model for iteration 1). Only the "
+            "questions that changed count (gained, lost); with no real change each would go either way "
+            "with probability ½. On 30 questions a 95 % interval is about ±17 points wide on each side, so a "
+            "change of a few questions is rarely significant."
+        )
 
     with st.expander("Table of every measure (with 95 % Wilson intervals)"):
-        cell = allm.assign(label=allm["run_dir"].map(labels), measure=allm["measure"].map(Q.MEASURES),
-                           column=[("direct answer" if ph == "direct_eval" else tick(p))
-                                   for ph, p in zip(allm["phase"], allm["point"])],
-                           cell=[stats.describe(int(k), int(n)) for k, n in zip(allm["k"], allm["n"])])
+        cell = allm.assign(
+            label=allm["run_dir"].map(labels),
+            measure=allm["measure"].map(Q.MEASURES),
+            column=[
+                ("direct answer" if ph == "direct_eval" else tick(p)) for ph, p in zip(allm["phase"], allm["point"])
+            ],
+            cell=[stats.describe(int(k), int(n)) for k, n in zip(allm["k"], allm["n"])],
+        )
         heads = cell.drop_duplicates("column")
         order = heads.assign(direct=heads["phase"] == "direct_eval").sort_values(["direct", "point"])["column"]
         tbl = cell.pivot(index=["label", "task", "split", "grp", "measure"], columns="column", values="cell")
@@ -247,8 +395,10 @@ if not allm.empty:
 st.subheader("Training loss")
 loss = ui.guard(ui.q_multi, "losses_frame", dirs)
 if loss.empty:
-    st.info("No training losses yet: they are stored when an iteration's training finishes.",
-            icon=":material/hourglass_empty:")
+    st.info(
+        "No training losses yet: they are stored when an iteration's training finishes.",
+        icon=":material/hourglass_empty:",
+    )
 else:
     c1, c2 = st.columns([3, 2], gap="large")
     lr = loss[loss["run_dir"] == str(dirs[0])]
@@ -257,20 +407,39 @@ else:
     for j, it in enumerate(its):
         g = lr[lr["iteration"] == it]
         shade = 0.35 + 0.65 * (j + 1) / max(len(its), 1)
-        fig.add_scatter(x=g["step"], y=g["loss"], mode="lines",
-                        name="warm start (supervised)" if it == 0 else f"iteration {it}",
-                        line=dict(color=f"rgba(28,126,214,{shade:.2f})", width=2))
-    fig.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="optimizer step",
-                      yaxis_title="loss", title=f"{labels.get(str(dirs[0]), '')}: loss per iteration "
-                      "(a fresh adapter each time)")
+        fig.add_scatter(
+            x=g["step"],
+            y=g["loss"],
+            mode="lines",
+            name="warm start (supervised)" if it == 0 else f"iteration {it}",
+            line=dict(color=f"rgba(28,126,214,{shade:.2f})", width=2),
+        )
+    fig.update_layout(
+        height=340,
+        margin=dict(l=10, r=10, t=30, b=10),
+        xaxis_title="optimizer step",
+        yaxis_title="loss",
+        title=f"{labels.get(str(dirs[0]), '')}: loss per iteration (a fresh adapter each time)",
+    )
     c1.plotly_chart(fig, key=f"{PAGE}_loss")
     final = loss.sort_values("step").groupby(["run_dir", "iteration"], as_index=False).last()
     f2 = go.Figure()
     for j, (rd, g) in enumerate(final.groupby("run_dir", sort=False)):
-        f2.add_scatter(x=g["iteration"], y=g["loss"], mode="lines+markers", name=html.escape(labels.get(rd, rd)),
-                       line=dict(color=PALETTE[j % len(PALETTE)]))
-    f2.update_layout(height=340, margin=dict(l=10, r=10, t=30, b=10), title="final loss of each iteration",
-                     xaxis=dict(title="iteration", dtick=1), yaxis_title="loss", legend=dict(orientation="h", y=-0.3))
+        f2.add_scatter(
+            x=g["iteration"],
+            y=g["loss"],
+            mode="lines+markers",
+            name=html.escape(labels.get(rd, rd)),
+            line=dict(color=PALETTE[j % len(PALETTE)]),
+        )
+    f2.update_layout(
+        height=340,
+        margin=dict(l=10, r=10, t=30, b=10),
+        title="final loss of each iteration",
+        xaxis=dict(title="iteration", dtick=1),
+        yaxis_title="loss",
+        legend=dict(orientation="h", y=-0.3),
+    )
     c2.plotly_chart(f2, key=f"{PAGE}_final_loss")
 
 I.agreement_view(dirs[0], labels.get(str(dirs[0]), dirs[0].name))

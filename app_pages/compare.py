@@ -13,8 +13,11 @@ from star_dashboard import inspect as I
 PAGE = "cmp"
 KEYS = ("ra", "ia", "rb", "ib", "task", "phase", "f", "qid", "sid")
 
-ui.page_header("Compare", "One question under two runs, or under two iterations of one run: both rationales with "
-               "their differences marked, both decisions and both audits. Questions are matched by question id.")
+ui.page_header(
+    "Compare",
+    "One question under two runs, or under two iterations of one run: both rationales with "
+    "their differences marked, both decisions and both audits. Questions are matched by question id.",
+)
 runs = [r for r in (st.session_state.get("_runs") or []) if r["status"] not in ("corrupt", "empty")]
 if not runs:
     ui.no_runs_message()
@@ -49,8 +52,15 @@ with st.sidebar:
         st.stop()
     task = ui.state_select(PAGE, state, "task", "Task", tasks, default=tasks[0])
     phases = [p for p in Q.PHASES if p in set(both.loc[both["task"] == task, "phase"])]
-    phase = ui.state_select(PAGE, state, "phase", "Phase", phases, default="eval" if "eval" in phases else phases[0],
-                            format_func=ui.phase_label)
+    phase = ui.state_select(
+        PAGE,
+        state,
+        "phase",
+        "Phase",
+        phases,
+        default="eval" if "eval" in phases else phases[0],
+        format_func=ui.phase_label,
+    )
     its_a = [str(i) for i in sorted(ca[(ca["task"] == task) & (ca["phase"] == phase)]["iteration"])]
     its_b = [str(i) for i in sorted(cb[(cb["task"] == task) & (cb["phase"] == phase)]["iteration"])]
     ia = ui.state_select(PAGE, state, "ia", "Iteration of A", its_a, default=its_a[0])
@@ -63,14 +73,26 @@ label_a = C.side_label(names.get(ra, ra), int(ia))
 label_b = C.side_label(names.get(rb, rb), int(ib))
 with st.sidebar:
     st.subheader("Show")
-    flt = ui.state_select(PAGE, state, "f", "Questions", list(C.FILTERS), default="all",
-                          format_func=lambda k: f"{C.FILTERS[k]} ({counts[k]:,})")
+    flt = ui.state_select(
+        PAGE,
+        state,
+        "f",
+        "Questions",
+        list(C.FILTERS),
+        default="all",
+        format_func=lambda k: f"{C.FILTERS[k]} ({counts[k]:,})",
+    )
 
-st.markdown(f"**A**: {ui.md_escape(label_a)} · **B**: {ui.md_escape(label_b)} · {ui.md_escape(task)} · "
-            f"{ui.md_escape(ui.phase_label(phase))}")
+st.markdown(
+    f"**A**: {ui.md_escape(label_a)} · **B**: {ui.md_escape(label_b)} · {ui.md_escape(task)} · "
+    f"{ui.md_escape(ui.phase_label(phase))}"
+)
 if res["only_a"] or res["only_b"]:
-    st.info(f"The two sides ask different questions: {len(rows):,} are in both and shown here; "
-            f"{res['only_a']:,} only in A and {res['only_b']:,} only in B are left out.", icon=":material/join_inner:")
+    st.info(
+        f"The two sides ask different questions: {len(rows):,} are in both and shown here; "
+        f"{res['only_a']:,} only in A and {res['only_b']:,} only in B are left out.",
+        icon=":material/join_inner:",
+    )
 shown = rows[C.filter_mask(rows, flt)].reset_index(drop=True)
 
 # where we are: the question id (in the URL), or A's sample id (the navigator's Prev / Next)
@@ -91,8 +113,12 @@ if shown.empty:
     st.stop()
 pos = qids.index(state["qid"])
 row = shown.iloc[pos]
-b = {"total": len(shown), "position": pos + 1, "prev_id": ids[pos - 1] if pos else None,
-     "next_id": ids[pos + 1] if pos + 1 < len(ids) else None}
+b = {
+    "total": len(shown),
+    "position": pos + 1,
+    "prev_id": ids[pos - 1] if pos else None,
+    "next_id": ids[pos + 1] if pos + 1 < len(ids) else None,
+}
 
 
 def _go(sid: int) -> None:
@@ -104,8 +130,11 @@ I.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go)
 st.caption(I.KEYS_HELP)
 
 with st.container(border=True):
-    st.caption(ui.md_escape(f"question id {row['question_id']}"
-                            + (f" · {row['grp']}-digit" if str(row['grp']).isdigit() else "")))
+    st.caption(
+        ui.md_escape(
+            f"question id {row['question_id']}" + (f" · {row['grp']}-digit" if str(row["grp"]).isdigit() else "")
+        )
+    )
     ui.show_text(row["question"], "Question")
     ui.show_text(row["gold"], "Gold answer")
     ha, hb = C.diff_html(row["a_text"], row["b_text"])
@@ -120,17 +149,29 @@ with st.container(border=True):
             st.html(html_)
             st.caption("Parsed answer")
             ui.show_text(s["answer"] if s["answer"] is not None else "(none)")
-            st.markdown(":green[:material/check_circle:] **matches gold**" if s["correct"]
-                        else ":red[:material/cancel:] **does not match**")
+            st.markdown(
+                ":green[:material/check_circle:] **matches gold**"
+                if s["correct"]
+                else ":red[:material/cancel:] **does not match**"
+            )
             hints.show_audit(s)
             with st.expander(f"Annotate {side.upper()}'s sample"):
                 I.annotate(run_dir, int(s["id"]), key=f"{PAGE}_ann_{side}")
-            st.page_link("app_pages/rationales.py", label="Open in Rationales", icon=":material/psychology:",
-                         query_params={"run": ra if side == "a" else rb, "sid": str(int(s["id"]))})
+            st.page_link(
+                "app_pages/rationales.py",
+                label="Open in Rationales",
+                icon=":material/psychology:",
+                query_params={"run": ra if side == "a" else rb, "sid": str(int(s["id"]))},
+            )
 
 st.subheader("The questions shown")
-view = shown[["question_id", "a_answer", "b_answer", "gold", "a_correct", "b_correct", "answer_changed",
-              "rationale_changed"]]
+view = shown[
+    ["question_id", "a_answer", "b_answer", "gold", "a_correct", "b_correct", "answer_changed", "rationale_changed"]
+]
 st.dataframe(view, hide_index=True, width="stretch", height=min(400, 35 * (len(view) + 1) + 3))
-I.downloads(lambda: X.compare_frame(shown, label_a, label_b), I.safe_stem("compare", label_a, "vs", label_b, flt),
-            f"{PAGE}_dl", "these questions, both sides")
+I.downloads(
+    lambda: X.compare_frame(shown, label_a, label_b),
+    I.safe_stem("compare", label_a, "vs", label_b, flt),
+    f"{PAGE}_dl",
+    "these questions, both sides",
+)

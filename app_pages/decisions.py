@@ -11,9 +11,12 @@ from star_dashboard import ui
 PAGE = "dec"
 COLORS = {d: hexa for d, (_, hexa) in ui.DECISION_COLOR.items()}
 
-ui.page_header("Filter decisions", "Per iteration: how many train questions were sampled, how many answers were "
-               "right, how many wrong ones were rescued by a hinted retry, what was rejected and why, and how "
-               "many examples trained the next model. Click a bar or a button to read those samples.")
+ui.page_header(
+    "Filter decisions",
+    "Per iteration: how many train questions were sampled, how many answers were "
+    "right, how many wrong ones were rescued by a hinted retry, what was rejected and why, and how "
+    "many examples trained the next model. Click a bar or a button to read those samples.",
+)
 ui.plain_url()
 run_dir = ui.current_run()
 ui.run_heading(run_dir)
@@ -22,15 +25,18 @@ counts = ui.guard(ui.q, "decision_counts", run_dir)
 n_warm = int(counts.loc[counts["phase"] == "warm_start", "n"].sum())
 if n_warm:
     with st.container(border=True):
-        st.markdown(ui.warm_start_note(n_warm) + " They were not sampled or filtered: each is kept as "
-                    "`reference`.")
+        st.markdown(ui.warm_start_note(n_warm) + " They were not sampled or filtered: each is kept as `reference`.")
         if st.button(f"Open the {n_warm} reference rationales", key=f"{PAGE}_open_warm"):
-            st.switch_page("app_pages/rationales.py",
-                           query_params={"run": ui.run_key(), "it": "0", "phase": "warm_start"})
+            st.switch_page(
+                "app_pages/rationales.py", query_params={"run": ui.run_key(), "it": "0", "phase": "warm_start"}
+            )
 train_its = sorted(counts.loc[counts["phase"].isin(["sample", "rationalize"]), "iteration"].unique().tolist())
 if not train_its:
-    st.info("No training-split samples yet: iteration 0 only evaluates the few-shot baseline. "
-            "The filter's numbers appear once iteration 1 has sampled.", icon=":material/hourglass_empty:")
+    st.info(
+        "No training-split samples yet: iteration 0 only evaluates the few-shot baseline. "
+        "The filter's numbers appear once iteration 1 has sampled.",
+        icon=":material/hourglass_empty:",
+    )
     st.stop()
 
 c1, c2 = st.columns(2)
@@ -39,9 +45,13 @@ task = c1.selectbox("Task", [ui.ALL] + tasks, key=f"{PAGE}_task") if len(tasks) 
 task_arg = None if task == ui.ALL else task
 if task_arg:
     counts = counts[counts["task"] == task_arg]
-iteration = c2.selectbox("Iteration", train_its, index=len(train_its) - 1, key=f"{PAGE}_it",
-                         help="Iteration i samples with model i-1, keeps correct and rationalized answers, "
-                              "and trains adapter i on them.")
+iteration = c2.selectbox(
+    "Iteration",
+    train_its,
+    index=len(train_its) - 1,
+    key=f"{PAGE}_it",
+    help="Iteration i samples with model i-1, keeps correct and rationalized answers, and trains adapter i on them.",
+)
 
 
 def open_samples(it: int, phase: str, decision: str | None) -> None:
@@ -60,11 +70,13 @@ m[0].metric("Sampled", fn["sampled"], help="train questions × samples per quest
 m[1].metric("Correct", fn["correct"], help="kept as is")
 m[2].metric("Failed", fn["failed"])
 m[3].metric("Retried with hint", fn["retried"])
-m[4].metric("Rationalized", fn["rationalized"], help="hinted retries that reached the gold answer; kept, "
-            "hint removed")
+m[4].metric("Rationalized", fn["rationalized"], help="hinted retries that reached the gold answer; kept, hint removed")
 m[5].metric("Kept", fn["kept"])
-m[6].metric("Trained on", fn["trained"] if fn["trained"] is not None else "–",
-            help="iterations.n_train_examples: what adapter of this iteration was trained on")
+m[6].metric(
+    "Trained on",
+    fn["trained"] if fn["trained"] is not None else "–",
+    help="iterations.n_train_examples: what adapter of this iteration was trained on",
+)
 
 
 def sankey(fn: dict) -> go.Figure:
@@ -111,11 +123,19 @@ def sankey(fn: dict) -> go.Figure:
             link(retried, a, n, c + "80")
             if d == "rationalized":
                 link(a, trained, fn["rationalized"], c + "80")
-    fig = go.Figure(go.Sankey(arrangement="snap", node=dict(label=labels, color=colors, pad=18, thickness=16),
-                              link=dict(source=src, target=dst, value=val, color=lcol),
-                              textfont=dict(size=13, color="#212529")))
-    fig.update_layout(height=380, margin=dict(l=10, r=10, t=30, b=10),
-                      title=f"Iteration {fn['iteration']}: from samples to the training set")
+    fig = go.Figure(
+        go.Sankey(
+            arrangement="snap",
+            node=dict(label=labels, color=colors, pad=18, thickness=16),
+            link=dict(source=src, target=dst, value=val, color=lcol),
+            textfont=dict(size=13, color="#212529"),
+        )
+    )
+    fig.update_layout(
+        height=380,
+        margin=dict(l=10, r=10, t=30, b=10),
+        title=f"Iteration {fn['iteration']}: from samples to the training set",
+    )
     return fig
 
 
@@ -137,8 +157,13 @@ with right:
     if reasons.empty:
         st.caption("Nothing was rejected.")
     else:
-        st.dataframe(reasons, hide_index=True, width="stretch", height=min(36 * (len(reasons) + 1) + 4, 300),
-                     column_config={"reason": st.column_config.TextColumn(width="large")})
+        st.dataframe(
+            reasons,
+            hide_index=True,
+            width="stretch",
+            height=min(36 * (len(reasons) + 1) + 4, 300),
+            column_config={"reason": st.column_config.TextColumn(width="large")},
+        )
 
 # ---- decisions per iteration (click a bar) ---------------------------------------
 st.subheader("Decisions per iteration")
@@ -151,15 +176,27 @@ for phase in ("sample", "rationalize"):
     sub = agg[agg["phase"] == phase]
     for d in sorted(sub["decision"].unique(), key=lambda x: (x not in ("correct", "rationalized"), x)):
         dd = sub[sub["decision"] == d]
-        fig.add_bar(x=[f"{i}" for i in dd["iteration"]], y=dd["n"].tolist(), name=f"{Q.PHASES[phase]}: {d}",
-                    marker_color=COLORS.get(d, ui.OTHER_COLOR[1]), offsetgroup=phase,
-                    marker_pattern_shape="/" if phase == "rationalize" else "",
-                    customdata=[[phase, d, int(i)] for i in dd["iteration"]],
-                    hovertemplate="iteration %{customdata[2]}<br>%{fullData.name}: %{y}<extra></extra>")
+        fig.add_bar(
+            x=[f"{i}" for i in dd["iteration"]],
+            y=dd["n"].tolist(),
+            name=f"{Q.PHASES[phase]}: {d}",
+            marker_color=COLORS.get(d, ui.OTHER_COLOR[1]),
+            offsetgroup=phase,
+            marker_pattern_shape="/" if phase == "rationalize" else "",
+            customdata=[[phase, d, int(i)] for i in dd["iteration"]],
+            hovertemplate="iteration %{customdata[2]}<br>%{fullData.name}: %{y}<extra></extra>",
+        )
         meta.append((phase, d))
-fig.update_layout(barmode="stack", height=380, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="iteration",
-                  xaxis=dict(type="category"), yaxis_title="samples", legend=dict(orientation="h", y=-0.25),
-                  clickmode="event+select")
+fig.update_layout(
+    barmode="stack",
+    height=380,
+    margin=dict(l=10, r=10, t=10, b=10),
+    xaxis_title="iteration",
+    xaxis=dict(type="category"),
+    yaxis_title="samples",
+    legend=dict(orientation="h", y=-0.25),
+    clickmode="event+select",
+)
 event = st.plotly_chart(fig, key=f"{PAGE}_bars", on_select="rerun", selection_mode="points")
 pts = (event.selection.points if event and getattr(event, "selection", None) else []) or []
 if pts:  # customdata carries (phase, decision, iteration): x is offset by the grouped bars
@@ -175,44 +212,87 @@ with c1:
     tc = tc[(tc["iteration"] > 0) | (tc["reference"] > 0)]
     f2 = go.Figure()
     f2.add_bar(x=tc["iteration"], y=tc["correct"], name="correct (first attempt)", marker_color=COLORS["correct"])
-    f2.add_bar(x=tc["iteration"], y=tc["rationalized"], name="rationalized (hint removed)",
-               marker_color=COLORS["rationalized"])
+    f2.add_bar(
+        x=tc["iteration"], y=tc["rationalized"], name="rationalized (hint removed)", marker_color=COLORS["rationalized"]
+    )
     if n_warm:
-        f2.add_bar(x=tc["iteration"], y=tc["reference"], name="reference (warm start: supervised)",
-                   marker_color=COLORS["reference"], marker_pattern_shape="x")
-    f2.add_scatter(x=tc["iteration"], y=tc["trained"], name="trained on", mode="markers+lines",
-                   marker=dict(symbol="diamond", size=9, color="#212529"))
-    f2.update_layout(barmode="stack", height=330, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="iteration",
-                     xaxis=dict(dtick=1), legend=dict(orientation="h", y=-0.3))
+        f2.add_bar(
+            x=tc["iteration"],
+            y=tc["reference"],
+            name="reference (warm start: supervised)",
+            marker_color=COLORS["reference"],
+            marker_pattern_shape="x",
+        )
+    f2.add_scatter(
+        x=tc["iteration"],
+        y=tc["trained"],
+        name="trained on",
+        mode="markers+lines",
+        marker=dict(symbol="diamond", size=9, color="#212529"),
+    )
+    f2.update_layout(
+        barmode="stack",
+        height=330,
+        margin=dict(l=10, r=10, t=10, b=10),
+        xaxis_title="iteration",
+        xaxis=dict(dtick=1),
+        legend=dict(orientation="h", y=-0.3),
+    )
     st.plotly_chart(f2, key=f"{PAGE}_train")
-    st.caption("Each iteration trains a fresh adapter from the base model on that iteration's kept set only "
-               "(the set is not accumulated)" + (", with the warm start's reference examples (iteration 0: the "
-                                                 "warm start itself)." if n_warm else "."))
+    st.caption(
+        "Each iteration trains a fresh adapter from the base model on that iteration's kept set only "
+        "(the set is not accumulated)"
+        + (", with the warm start's reference examples (iteration 0: the warm start itself)." if n_warm else ".")
+    )
 
 # ---- exploration: newly solved vs lost ---------------------------------------------
 with c2:
     st.subheader("Newly solved and lost questions")
     trans = ui.guard(ui.q, "solve_transitions", run_dir, task_arg)
-    split = st.radio("Split", ["train", "eval"], horizontal=True, key=f"{PAGE}_split",
-                     help="train: the previous model's plain first attempts; eval: the evaluation split")
-    tt = trans[trans["split"] == split].groupby("iteration", as_index=False)[
-        ["questions", "solved", "newly_solved", "lost", "ever_solved"]].sum(min_count=1)
+    split = st.radio(
+        "Split",
+        ["train", "eval"],
+        horizontal=True,
+        key=f"{PAGE}_split",
+        help="train: the previous model's plain first attempts; eval: the evaluation split",
+    )
+    tt = (
+        trans[trans["split"] == split]
+        .groupby("iteration", as_index=False)[["questions", "solved", "newly_solved", "lost", "ever_solved"]]
+        .sum(min_count=1)
+    )
     f3 = go.Figure()
     f3.add_bar(x=tt["iteration"], y=tt["newly_solved"], name="newly solved", marker_color=COLORS["correct"])
-    f3.add_bar(x=tt["iteration"], y=-tt["lost"], name="lost (solved before, not now)", marker_color=COLORS["wrong"],
-               customdata=tt["lost"], hovertemplate="lost %{customdata}<extra></extra>")
+    f3.add_bar(
+        x=tt["iteration"],
+        y=-tt["lost"],
+        name="lost (solved before, not now)",
+        marker_color=COLORS["wrong"],
+        customdata=tt["lost"],
+        hovertemplate="lost %{customdata}<extra></extra>",
+    )
     f3.add_scatter(x=tt["iteration"], y=tt["solved"], name="solved", mode="markers+lines", marker_color="#212529")
-    f3.add_scatter(x=tt["iteration"], y=tt["ever_solved"], name="ever solved", mode="lines",
-                   line=dict(dash="dot", color="#868e96"))
-    f3.update_layout(barmode="relative", height=330, margin=dict(l=10, r=10, t=10, b=10), xaxis_title="iteration",
-                     xaxis=dict(dtick=1), legend=dict(orientation="h", y=-0.3))
+    f3.add_scatter(
+        x=tt["iteration"], y=tt["ever_solved"], name="ever solved", mode="lines", line=dict(dash="dot", color="#868e96")
+    )
+    f3.update_layout(
+        barmode="relative",
+        height=330,
+        margin=dict(l=10, r=10, t=10, b=10),
+        xaxis_title="iteration",
+        xaxis=dict(dtick=1),
+        legend=dict(orientation="h", y=-0.3),
+    )
     st.plotly_chart(f3, key=f"{PAGE}_trans")
-    st.caption("Exploration fades when few questions are newly solved per iteration (B-STaR). The first "
-               "iteration of a split has nothing to compare with.")
+    st.caption(
+        "Exploration fades when few questions are newly solved per iteration (B-STaR). The first "
+        "iteration of a split has nothing to compare with."
+    )
     show = tt.copy()
     st.dataframe(show, hide_index=True, width="stretch")
 
 with st.expander("All decision counts"):
-    piv = counts.pivot_table(index=["iteration", "phase"], columns="decision", values="n", aggfunc="sum",
-                             fill_value=0).reset_index()
+    piv = counts.pivot_table(
+        index=["iteration", "phase"], columns="decision", values="n", aggfunc="sum", fill_value=0
+    ).reset_index()
     st.dataframe(piv, hide_index=True, width="stretch")

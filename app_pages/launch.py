@@ -13,42 +13,65 @@ from star_core.config import DEFAULT_MODEL
 from star_core.tasks import TASKS
 from star_dashboard import ui
 
-ui.page_header("Launch", "Start a STaR run in its own process (`star run ...`), follow its progress and log, "
-               "and stop or resume it. The dashboard only reads the run's store; closing it does not stop the run.")
+ui.page_header(
+    "Launch",
+    "Start a STaR run in its own process (`star run ...`), follow its progress and log, "
+    "and stop or resume it. The dashboard only reads the run's store; closing it does not stop the run.",
+)
 ui.plain_url()
 ss = st.session_state
 procs.reap()
 user_root = ui.roots()[0]
 pol = ui.control_policy()
 if not pol.allowed:
-    st.info(pol.reason + " Start runs from a shell: `star run --task arithmetic --out runs/first`.",
-            icon=":material/block:")
+    st.info(
+        pol.reason + " Start runs from a shell: `star run --task arithmetic --out runs/first`.", icon=":material/block:"
+    )
     ui.token_box(pol)
     st.stop()
-st.caption(f"At most {pol.max_runs} launched run{'s' if pol.max_runs > 1 else ''} at once "
-           f"(`STAR_DASHBOARD_MAX_RUNS`); Stop only stops runs this dashboard started.")
+st.caption(
+    f"At most {pol.max_runs} launched run{'s' if pol.max_runs > 1 else ''} at once "
+    f"(`STAR_DASHBOARD_MAX_RUNS`); Stop only stops runs this dashboard started."
+)
 task_default = "star"
 
 with st.form("launch_form"):
     c1, c2, c3 = st.columns(3)
     if not ss.get("launch_name"):
         ss["launch_name"] = f"{task_default}-{time.strftime('%Y%m%d-%H%M%S')}"
-    name = c1.text_input("Run name", key="launch_name", max_chars=64,
-                         help=f"The run folder is {user_root}/<name>")
+    name = c1.text_input("Run name", key="launch_name", max_chars=64, help=f"The run folder is {user_root}/<name>")
     task = c2.selectbox("Task", list(TASKS))
-    model = c3.text_input("Model", value=DEFAULT_MODEL,
-                          help="Hugging Face id, local folder, .gguf file, or bundled:smollm2-135m (offline)")
+    model = c3.text_input(
+        "Model",
+        value=DEFAULT_MODEL,
+        help="Hugging Face id, local folder, .gguf file, or bundled:smollm2-135m (offline)",
+    )
     c1, c2, c3, c4 = st.columns(4)
-    iterations = c1.number_input("Iterations", min_value=0, max_value=50, value=2, step=1,
-                                 help="STaR outer iterations; iteration 0 (few-shot baseline) is extra")
+    iterations = c1.number_input(
+        "Iterations",
+        min_value=0,
+        max_value=50,
+        value=2,
+        step=1,
+        help="STaR outer iterations; iteration 0 (few-shot baseline) is extra",
+    )
     n_train = c2.number_input("Train questions (n_train)", min_value=1, max_value=100_000, value=64, step=16)
     n_eval = c3.number_input("Eval questions (n_eval)", min_value=1, max_value=100_000, value=50, step=10)
     max_new_tokens = c4.number_input("max_new_tokens", min_value=8, max_value=4096, value=96, step=8)
     c1, c2, c3, c4 = st.columns(4)
-    rationalize = c1.toggle("Rationalization", value=True,
-                            help="Retry wrong answers with the gold answer as a hint (the paper's rationalization)")
-    temperature = c2.number_input("Temperature", min_value=0.0, max_value=2.0, value=0.0, step=0.1,
-                                  help="0 = greedy (the paper found sampling at 0.5-0.7 worse)")
+    rationalize = c1.toggle(
+        "Rationalization",
+        value=True,
+        help="Retry wrong answers with the gold answer as a hint (the paper's rationalization)",
+    )
+    temperature = c2.number_input(
+        "Temperature",
+        min_value=0.0,
+        max_value=2.0,
+        value=0.0,
+        step=0.1,
+        help="0 = greedy (the paper found sampling at 0.5-0.7 worse)",
+    )
     spq = c3.number_input("Samples per question", min_value=1, max_value=16, value=1, step=1)
     seed = c4.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1)
     submitted = st.form_submit_button("Start run", type="primary", icon=":material/rocket_launch:")
@@ -63,8 +86,9 @@ if submitted:
     elif not model.strip():
         st.error("Model: give a model id or path.")
     else:
-        cmd = procs.run_command(out, task, model.strip(), iterations, rationalize, n_train, n_eval, max_new_tokens,
-                             temperature, spq, seed)
+        cmd = procs.run_command(
+            out, task, model.strip(), iterations, rationalize, n_train, n_eval, max_new_tokens, temperature, spq, seed
+        )
         pid, msg = ui.start_run(cmd, out, pol)
         if pid is None:
             st.error(msg)
@@ -90,18 +114,30 @@ def monitor(run_dir: Path) -> None:
     alive = procs.launched_alive(run_dir)
     status = Q.run_status(run_dir) if Q.is_run_dir(run_dir) else "empty"
     if status == "empty":
-        st.info("Starting: the engine is loading the data and the model; the run's store appears shortly."
-                if alive else "No run store in this folder yet.", icon=":material/hourglass_empty:")
+        st.info(
+            "Starting: the engine is loading the data and the model; the run's store appears shortly."
+            if alive
+            else "No run store in this folder yet.",
+            icon=":material/hourglass_empty:",
+        )
     else:
         brief = Q.run_brief(run_dir)
-        st.progress(brief["progress"], text=f"{ui.STATUS_ICON.get(status, '')} {status} · "
-                    + (f"iteration {brief['current_iteration']}: {brief['current_stage']}"
-                       if brief["current_stage"] else "starting") + f" · updated {ui.ago(brief['updated_at'])}")
+        st.progress(
+            brief["progress"],
+            text=f"{ui.STATUS_ICON.get(status, '')} {status} · "
+            + (
+                f"iteration {brief['current_iteration']}: {brief['current_stage']}"
+                if brief["current_stage"]
+                else "starting"
+            )
+            + f" · updated {ui.ago(brief['updated_at'])}",
+        )
         if status == "corrupt":
             st.error(brief.get("problem") or "unreadable store")
         elif status in Q.RESUMABLE:
-            st.warning(f"This run is {status}. Resume continues from the last stored batch.",
-                       icon=":material/pause_circle:")
+            st.warning(
+                f"This run is {status}. Resume continues from the last stored batch.", icon=":material/pause_circle:"
+            )
     ui.run_controls(run_dir, status, "launch")
     tail = procs.log_tail(run_dir)
     if tail is not None:

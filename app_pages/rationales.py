@@ -14,24 +14,41 @@ PAGE = "rat"
 KEYS = ("task", "phase", "it", "decision", "correct", "digits", "q", "ann", "sid")
 TABLE_ROWS = 25
 
-ui.page_header("Rationales", "One model completion at a time: the question, the rationale the model wrote, its "
-               "answer against the gold answer, and why the filter kept or rejected it.")
+ui.page_header(
+    "Rationales",
+    "One model completion at a time: the question, the rationale the model wrote, its "
+    "answer against the gold answer, and why the filter kept or rejected it.",
+)
 run_dir = ui.current_run()
 ui.run_heading(run_dir)
 fac = ui.guard(ui.q, "facets", run_dir)
 if not fac["tasks"]:
-    st.info("This run has no samples yet. They appear here as soon as the first batch is stored.",
-            icon=":material/hourglass_empty:")
+    st.info(
+        "This run has no samples yet. They appear here as soon as the first batch is stored.",
+        icon=":material/hourglass_empty:",
+    )
     st.stop()
 
 state = ui.url_state(PAGE, KEYS)
 with st.sidebar:
     st.subheader("Filters")
     task = ui.state_select(PAGE, state, "task", "Task", [ui.ALL] + fac["tasks"])
-    phase = ui.state_select(PAGE, state, "phase", "Split / phase", [ui.ALL] + fac["phases"],
-                            format_func=lambda p: p if p == ui.ALL else ui.phase_label(p))
-    it = ui.state_select(PAGE, state, "it", "Iteration", [ui.ALL] + [str(i) for i in fac["iterations"]],
-                         help="0 = few-shot baseline. Iteration i samples with model i-1, then trains adapter i.")
+    phase = ui.state_select(
+        PAGE,
+        state,
+        "phase",
+        "Split / phase",
+        [ui.ALL] + fac["phases"],
+        format_func=lambda p: p if p == ui.ALL else ui.phase_label(p),
+    )
+    it = ui.state_select(
+        PAGE,
+        state,
+        "it",
+        "Iteration",
+        [ui.ALL] + [str(i) for i in fac["iterations"]],
+        help="0 = few-shot baseline. Iteration i samples with model i-1, then trains adapter i.",
+    )
     decision = ui.state_select(PAGE, state, "decision", "Decision", [ui.ALL] + fac["decisions"])
     correct = ui.state_select(PAGE, state, "correct", "Answer equals gold", [ui.ALL, "yes", "no"])
     grps = fac["grps"].get("arithmetic", []) if task in (ui.ALL, "arithmetic") else []
@@ -40,23 +57,53 @@ with st.sidebar:
     anns = I.annotations_frame(run_dir)
     ann_tags = sorted({t for ts in anns["tags"] for t in ts}) if anns is not None and not anns.empty else []
     ann_opts = [ui.ALL, "any", *LABELS, "none", *[f"tag:{t}" for t in ann_tags]]
-    ann = ui.state_select(PAGE, state, "ann", "Annotation", ann_opts, help="your labels and tags (annotate a sample "
-                          "below it); none: annotated without a label",
-                          format_func=lambda v: {"any": "annotated (anything)", "none": "annotated, no label"}.get(
-                              v, v.replace("tag:", "tag: ").replace("_", " ")))
+    ann = ui.state_select(
+        PAGE,
+        state,
+        "ann",
+        "Annotation",
+        ann_opts,
+        help="your labels and tags (annotate a sample below it); none: annotated without a label",
+        format_func=lambda v: {"any": "annotated (anything)", "none": "annotated, no label"}.get(
+            v, v.replace("tag:", "tag: ").replace("_", " ")
+        ),
+    )
 
 f = Q.SampleFilter(
-    task=None if task == ui.ALL else task, phase=None if phase == ui.ALL else phase,
-    iteration=None if it == ui.ALL else int(it), decision=None if decision == ui.ALL else decision,
-    correct=None if correct == ui.ALL else correct == "yes", grp=None if digits == ui.ALL else digits,
-    search=search or None)
+    task=None if task == ui.ALL else task,
+    phase=None if phase == ui.ALL else phase,
+    iteration=None if it == ui.ALL else int(it),
+    decision=None if decision == ui.ALL else decision,
+    correct=None if correct == ui.ALL else correct == "yes",
+    grp=None if digits == ui.ALL else digits,
+    search=search or None,
+)
 if ann != ui.ALL and anns is not None:
-    sel = anns if ann == "any" else anns[anns["tags"].map(lambda ts: ann[4:] in ts)] if ann.startswith("tag:") \
-        else anns[anns["label"].isna()] if ann == "none" else anns[anns["label"] == ann]
+    sel = (
+        anns
+        if ann == "any"
+        else anns[anns["tags"].map(lambda ts: ann[4:] in ts)]
+        if ann.startswith("tag:")
+        else anns[anns["label"].isna()]
+        if ann == "none"
+        else anns[anns["label"] == ann]
+    )
     f = annotated_filter(f, sel["sample_id"])
 b = ui.browse_current(PAGE, run_dir, f, state)
-ui.write_url(PAGE, {"task": task, "phase": phase, "it": it, "decision": decision, "correct": correct,
-                    "digits": digits, "q": search, "ann": ann, "sid": state.get("sid")})
+ui.write_url(
+    PAGE,
+    {
+        "task": task,
+        "phase": phase,
+        "it": it,
+        "decision": decision,
+        "correct": correct,
+        "digits": digits,
+        "q": search,
+        "ann": ann,
+        "sid": state.get("sid"),
+    },
+)
 
 if b["sample_id"] is None:
     st.info("No sample matches these filters.", icon=":material/search_off:")
@@ -73,15 +120,23 @@ with left:
 
     I.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go)
     if not b["in_filter"]:
-        st.warning("This sample was opened by id and lies outside the current filters; Prev/Next move through "
-                   "the filtered list.", icon=":material/call_split:")
+        st.warning(
+            "This sample was opened by id and lies outside the current filters; Prev/Next move through "
+            "the filtered list.",
+            icon=":material/call_split:",
+        )
     with st.container(border=True):
         c1, c2, c3 = st.columns([2, 2, 1.2], vertical_alignment="center")
-        c1.markdown(f"**Iteration {s['iteration']}** · {ui.md_escape(s['task'])} · "
-                    f"{ui.md_escape(ui.phase_label(s['phase']))}")
-        c2.caption(ui.md_escape(f"question id {s['question_id']} · sample #{s['id']}"
-                                + (f" · k={s['k']}" if s["k"] else "")
-                                + (f" · {s['grp']}-digit" if s["grp"] != "all" else "")))
+        c1.markdown(
+            f"**Iteration {s['iteration']}** · {ui.md_escape(s['task'])} · {ui.md_escape(ui.phase_label(s['phase']))}"
+        )
+        c2.caption(
+            ui.md_escape(
+                f"question id {s['question_id']} · sample #{s['id']}"
+                + (f" · k={s['k']}" if s["k"] else "")
+                + (f" · {s['grp']}-digit" if s["grp"] != "all" else "")
+            )
+        )
         ui.decision_badge(s["decision"], c3)
         st.text(s["reason"])
 
@@ -90,11 +145,18 @@ with left:
         if s.get("hint"):
             st.markdown("**Hint given** (rationalization; the gold answer as a hint)")
             ui.show_text(s["hint"])
-            st.page_link("app_pages/rationalizations.py", label="Compare with the first attempt",
-                         icon=":material/lightbulb:", query_params={"run": ui.run_key(), "sid": s["id"]})
+            st.page_link(
+                "app_pages/rationalizations.py",
+                label="Compare with the first attempt",
+                icon=":material/lightbulb:",
+                query_params={"run": ui.run_key(), "sid": s["id"]},
+            )
         if s["phase"] == "warm_start":
-            st.info("Warm start: a reference rationale written by the task, not by the model. It trained the "
-                    f"warm-start adapter before iteration 1: {Q.WARM_NOTE}.", icon=":material/school:")
+            st.info(
+                "Warm start: a reference rationale written by the task, not by the model. It trained the "
+                f"warm-start adapter before iteration 1: {Q.WARM_NOTE}.",
+                icon=":material/school:",
+            )
             st.markdown("**Reference rationale** (the task's, not the model's)")
         else:
             st.markdown("**Model rationale**")
@@ -109,9 +171,14 @@ with left:
             ui.show_text(s["gold"])
         with a3:
             st.caption("Verdict")
-            st.markdown((":green[:material/check_circle:] **matches gold**" if s["correct"]
-                         else ":red[:material/cancel:] **does not match**")
-                        + (" · kept for training" if s["kept"] else ""))
+            st.markdown(
+                (
+                    ":green[:material/check_circle:] **matches gold**"
+                    if s["correct"]
+                    else ":red[:material/cancel:] **does not match**"
+                )
+                + (" · kept for training" if s["kept"] else "")
+            )
 
         hints.show_audit(s)
 
@@ -124,8 +191,13 @@ with left:
     if s.get("train_example"):
         with st.expander("Training example as stored"):
             te = s["train_example"]
-            st.caption(ui.md_escape(f"trains adapter {te['iteration']} · source {te['source']}" if te["iteration"]
-                                    else f"trains the warm-start adapter and every later one · source {te['source']}"))
+            st.caption(
+                ui.md_escape(
+                    f"trains adapter {te['iteration']} · source {te['source']}"
+                    if te["iteration"]
+                    else f"trains the warm-start adapter and every later one · source {te['source']}"
+                )
+            )
             ui.show_text(te["prompt"], "prompt")
             ui.show_text(te["completion"], "completion (the loss is on these tokens)")
     with st.expander("This question across iterations"):
@@ -133,19 +205,28 @@ with left:
         st.dataframe(hist, hide_index=True, width="stretch")
         others = [int(x) for x in hist["id"] if int(x) != s["id"]]
         if others:
+
             def _open(key: str = f"{PAGE}_hist") -> None:
                 state["sid"] = str(st.session_state[key])
 
-            st.selectbox("Open sample #", others, index=None, key=f"{PAGE}_hist", on_change=_open,
-                         placeholder="pick a sample id")
+            st.selectbox(
+                "Open sample #", others, index=None, key=f"{PAGE}_hist", on_change=_open, placeholder="pick a sample id"
+            )
 
 with right:
     pos = b["position"] or 1
     offset = (pos - 1) // TABLE_ROWS * TABLE_ROWS
-    df = ui.guard(ui.q, "samples_page", run_dir, f, offset, TABLE_ROWS,  # read around the sample shown (keyset)
-                  anchor=b["sample_id"] if b["in_filter"] else None, anchor_position=b["position"])
-    st.caption(f"Rows {offset + 1:,}–{offset + len(df):,} of {b['total']:,} (click a row to open it). "
-               + I.KEYS_HELP)
+    df = ui.guard(
+        ui.q,
+        "samples_page",
+        run_dir,
+        f,
+        offset,
+        TABLE_ROWS,  # read around the sample shown (keyset)
+        anchor=b["sample_id"] if b["in_filter"] else None,
+        anchor_position=b["position"],
+    )
+    st.caption(f"Rows {offset + 1:,}–{offset + len(df):,} of {b['total']:,} (click a row to open it). " + I.KEYS_HELP)
     ids = [int(x) for x in df["id"]]
 
     def _pick(key: str = f"{PAGE}_table_{offset}") -> None:
@@ -153,16 +234,28 @@ with right:
         if rows and rows[0] < len(ids):
             state["sid"] = str(ids[rows[0]])
 
-    view = df[["id", "iteration", "task", "decision", "answer", "gold", "question"]].rename(
-        columns={"iteration": "it"})
-    st.dataframe(view, hide_index=True, width="stretch", height=35 * (len(df) + 1) + 3,
-                 on_select=_pick, selection_mode="single-row", key=f"{PAGE}_table_{offset}",
-                 column_config={"question": st.column_config.TextColumn(width="large"),
-                                "id": st.column_config.NumberColumn(format="%d", width="small"),
-                                "it": st.column_config.NumberColumn(width="small",
-                                                                    help="iteration (0 = few-shot baseline)")})
-    st.caption(f"Download the {min(b['total'], X.EXPORT_LIMIT):,} samples of these filters"
-               + (f" (the first {X.EXPORT_LIMIT:,} of {b['total']:,})" if b["total"] > X.EXPORT_LIMIT else ""))
-    I.downloads(lambda: X.filtered_samples(run_dir, f, annotations=anns)[0],
-                I.safe_stem(run_dir.name, "samples", *(v for v in (task, phase, it, decision) if v != ui.ALL)),
-                f"{PAGE}_dl", "the filtered samples")
+    view = df[["id", "iteration", "task", "decision", "answer", "gold", "question"]].rename(columns={"iteration": "it"})
+    st.dataframe(
+        view,
+        hide_index=True,
+        width="stretch",
+        height=35 * (len(df) + 1) + 3,
+        on_select=_pick,
+        selection_mode="single-row",
+        key=f"{PAGE}_table_{offset}",
+        column_config={
+            "question": st.column_config.TextColumn(width="large"),
+            "id": st.column_config.NumberColumn(format="%d", width="small"),
+            "it": st.column_config.NumberColumn(width="small", help="iteration (0 = few-shot baseline)"),
+        },
+    )
+    st.caption(
+        f"Download the {min(b['total'], X.EXPORT_LIMIT):,} samples of these filters"
+        + (f" (the first {X.EXPORT_LIMIT:,} of {b['total']:,})" if b["total"] > X.EXPORT_LIMIT else "")
+    )
+    I.downloads(
+        lambda: X.filtered_samples(run_dir, f, annotations=anns)[0],
+        I.safe_stem(run_dir.name, "samples", *(v for v in (task, phase, it, decision) if v != ui.ALL)),
+        f"{PAGE}_dl",
+        "the filtered samples",
+    )

@@ -10,20 +10,28 @@ from star_dashboard import hints, ui
 PAGE = "rz"
 KEYS = ("task", "it", "decision", "sid")
 
-ui.page_header("Rationalizations", "For a question the model got wrong: its first attempt, the prompt retried "
-               "with the gold answer as a hint (highlighted), the hinted output, and the training example stored "
-               "from it with the hint removed. Hint leaks are marked.")
+ui.page_header(
+    "Rationalizations",
+    "For a question the model got wrong: its first attempt, the prompt retried "
+    "with the gold answer as a hint (highlighted), the hinted output, and the training example stored "
+    "from it with the hint removed. Hint leaks are marked.",
+)
 run_dir = ui.current_run()
 ui.run_heading(run_dir)
 fac = ui.guard(ui.q, "facets", run_dir)
 if "rationalize" not in fac["phases"]:
     info = ui.guard(Q.run_info, run_dir)
     if info.get("config", {}).get("rationalize") is False:
-        st.info("Rationalization is off in this run's config: wrong answers are not retried with a hint.",
-                icon=":material/block:")
+        st.info(
+            "Rationalization is off in this run's config: wrong answers are not retried with a hint.",
+            icon=":material/block:",
+        )
     else:
-        st.info("No hinted retries stored yet. They appear once an iteration has sampled the training split "
-                "and retried its wrong answers.", icon=":material/hourglass_empty:")
+        st.info(
+            "No hinted retries stored yet. They appear once an iteration has sampled the training split "
+            "and retried its wrong answers.",
+            icon=":material/hourglass_empty:",
+        )
     st.stop()
 
 state = ui.url_state(PAGE, KEYS)
@@ -33,11 +41,21 @@ with st.sidebar:
     st.subheader("Filters")
     task = ui.state_select(PAGE, state, "task", "Task", [ui.ALL] + fac["tasks"])
     it = ui.state_select(PAGE, state, "it", "Iteration", [ui.ALL] + [str(i) for i in fac["iterations"] if i > 0])
-    decision = ui.state_select(PAGE, state, "decision", "Retry outcome", [ui.ALL] + rz_decisions,
-                               help="rationalized = kept; hint_leak = the rationale leans on the hint")
+    decision = ui.state_select(
+        PAGE,
+        state,
+        "decision",
+        "Retry outcome",
+        [ui.ALL] + rz_decisions,
+        help="rationalized = kept; hint_leak = the rationale leans on the hint",
+    )
 
-f = Q.SampleFilter(phase="rationalize", task=None if task == ui.ALL else task,
-                   iteration=None if it == ui.ALL else int(it), decision=None if decision == ui.ALL else decision)
+f = Q.SampleFilter(
+    phase="rationalize",
+    task=None if task == ui.ALL else task,
+    iteration=None if it == ui.ALL else int(it),
+    decision=None if decision == ui.ALL else decision,
+)
 b = ui.browse_current(PAGE, run_dir, f, state)
 ui.write_url(PAGE, {"task": task, "it": it, "decision": decision, "sid": state.get("sid")})
 if b["sample_id"] is None:
@@ -53,8 +71,10 @@ ui.navigator(PAGE, state, b, noun="retry")
 hint = retry.get("hint") or ""
 with st.container(border=True):
     h1, h2 = st.columns([4, 1], vertical_alignment="center")
-    h1.markdown(f"**Iteration {retry['iteration']}** · {ui.md_escape(retry['task'])} · question "
-                f"{ui.md_escape(retry['question_id'])} · retry #{retry['id']}")
+    h1.markdown(
+        f"**Iteration {retry['iteration']}** · {ui.md_escape(retry['task'])} · question "
+        f"{ui.md_escape(retry['question_id'])} · retry #{retry['id']}"
+    )
     ui.decision_badge(retry["decision"], h2)
     c1, c2 = st.columns(2)
     with c1:
@@ -75,8 +95,12 @@ with row1[0]:
         ui.decision_badge(first["decision"])
         ui.show_text(first["question"], "question")
         ui.show_text(first["raw_output"], "model output")
-        st.caption(ui.md_escape(f"parsed answer: {first['answer'] if first['answer'] is not None else '(none)'}"
-                                f" · gold: {first['gold']} · {first['reason']}"))
+        st.caption(
+            ui.md_escape(
+                f"parsed answer: {first['answer'] if first['answer'] is not None else '(none)'}"
+                f" · gold: {first['gold']} · {first['reason']}"
+            )
+        )
 with row1[1]:
     st.markdown("#### 2 · Hinted prompt (hint highlighted)")
     hints.show_hinted_prompt(retry, show_hint=False)
@@ -86,14 +110,20 @@ with row2[0]:
     st.markdown("#### 3 · Hinted output")
     ui.decision_badge(retry["decision"])
     ui.show_highlighted(retry["raw_output"], leak["spans"], hints.LEAK_BG)
-    st.caption(ui.md_escape(f"parsed answer: {retry['answer'] if retry['answer'] is not None else '(none)'}"
-                            f" · matches gold: {'yes' if retry['correct'] else 'no'}"))
+    st.caption(
+        ui.md_escape(
+            f"parsed answer: {retry['answer'] if retry['answer'] is not None else '(none)'}"
+            f" · matches gold: {'yes' if retry['correct'] else 'no'}"
+        )
+    )
     hints.show_audit(retry)
 with row2[1]:
     st.markdown("#### 4 · Training example as stored (hint removed)")
     if te is None:
-        st.info(f"Not kept: the retry was rejected ({retry['decision']}), so nothing was stored for training.",
-                icon=":material/delete:")
+        st.info(
+            f"Not kept: the retry was rejected ({retry['decision']}), so nothing was stored for training.",
+            icon=":material/delete:",
+        )
     else:
         st.caption(ui.md_escape(f"trains adapter {te['iteration']} · source {te['source']}"))
         still = Q.find_all(te["prompt"], hint.strip()) if leak["checkable"] else []

@@ -11,8 +11,11 @@ from star_core import queries as Q
 from star_core import stats
 from star_dashboard import ui
 
-ui.page_header("Runs", "Every STaR run found in the runs folders: its status, configuration and how far each "
-               "iteration got. Pick a run here or in the sidebar; every page then shows it.")
+ui.page_header(
+    "Runs",
+    "Every STaR run found in the runs folders: its status, configuration and how far each "
+    "iteration got. Pick a run here or in the sidebar; every page then shows it.",
+)
 ui.plain_url()
 
 if not st.session_state.get("_runs"):
@@ -20,7 +23,6 @@ if not st.session_state.get("_runs"):
     st.stop()
 if st.session_state.get("_bad_run"):
     ui.current_run()  # shows the error and stops
-
 
 
 def _pick_from_table() -> None:
@@ -32,21 +34,41 @@ def _pick_from_table() -> None:
 
 
 def _table(runs: list[dict]) -> None:
-    df = pd.DataFrame([{
-        "status": f"{ui.STATUS_SYMBOL.get(r['status'], '')} {r['status']}" + (" (resumable)" if r["resumable"] else ""),
-        "run": r["name"], "task": r["task"] or "–", "model": r["model"] or "–",
-        "iterations": (f"{r['iterations_done']}/{(r['iterations_planned'] or 0) + 1}"
-                       if r["iterations_planned"] is not None else "–"),
-        "stage": (f"iter {r['current_iteration']}: {r['current_stage']}" if r["current_stage"] else "–"),
-        "progress": r["progress"], "updated": ui.ago(r["updated_at"]), "device": r["device"] or "–",
-        "folder": r["path"],
-    } for r in runs])
+    df = pd.DataFrame(
+        [
+            {
+                "status": f"{ui.STATUS_SYMBOL.get(r['status'], '')} {r['status']}"
+                + (" (resumable)" if r["resumable"] else ""),
+                "run": r["name"],
+                "task": r["task"] or "–",
+                "model": r["model"] or "–",
+                "iterations": (
+                    f"{r['iterations_done']}/{(r['iterations_planned'] or 0) + 1}"
+                    if r["iterations_planned"] is not None
+                    else "–"
+                ),
+                "stage": (f"iter {r['current_iteration']}: {r['current_stage']}" if r["current_stage"] else "–"),
+                "progress": r["progress"],
+                "updated": ui.ago(r["updated_at"]),
+                "device": r["device"] or "–",
+                "folder": r["path"],
+            }
+            for r in runs
+        ]
+    )
     st.session_state["_runs_table_keys"] = [r["key"] for r in runs]
-    st.dataframe(df, hide_index=True, width="stretch", on_select=_pick_from_table, selection_mode="single-row",
-                 key="runs_table", column_config={
-                     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
-                                                                 format="percent"),
-                     "iterations": st.column_config.TextColumn(help="done / planned (iteration 0 included)")})
+    st.dataframe(
+        df,
+        hide_index=True,
+        width="stretch",
+        on_select=_pick_from_table,
+        selection_mode="single-row",
+        key="runs_table",
+        column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+            "iterations": st.column_config.TextColumn(help="done / planned (iteration 0 included)"),
+        },
+    )
     if st.session_state.pop("_runs_table_picked", False):
         st.rerun()
 
@@ -55,8 +77,14 @@ def _measures(measures: dict) -> dict[str, str]:
     """Each measure of an evaluation ("all" group of each task's splits) in words, with n and its interval."""
     out = {}
     for key in Q.MEASURES:
-        cells = [f"{t} {stats.describe(m[key]['k'], m[key]['n'])}" for t, sp in measures.items() for g in sp.values()
-                 if g for m in [g.get("all", next(iter(g.values())))] if key in m]
+        cells = [
+            f"{t} {stats.describe(m[key]['k'], m[key]['n'])}"
+            for t, sp in measures.items()
+            for g in sp.values()
+            if g
+            for m in [g.get("all", next(iter(g.values())))]
+            if key in m
+        ]
         if cells:
             out[key] = ", ".join(cells)
     return out
@@ -72,10 +100,16 @@ def _sampler(info: dict) -> str:
     if cfg.get("sampler", "local") != "ray":
         return "sampled in the run's process (sampler=local)"
     n = cfg.get("ray_workers", "?")
-    per = ", ".join(f"{cfg[k]:g} {what}" for k, what in (("ray_cpus_per_worker", "CPU"), ("ray_gpus_per_worker", "GPU"))
-                    if isinstance(cfg.get(k), (int, float)) and cfg[k] > 0)
-    return (f"sampled on Ray: {n} worker{'s' if n != 1 else ''}" + (f" of {per}" if per else "")
-            + f" (ray_address={cfg.get('ray_address', '?')})")
+    per = ", ".join(
+        f"{cfg[k]:g} {what}"
+        for k, what in (("ray_cpus_per_worker", "CPU"), ("ray_gpus_per_worker", "GPU"))
+        if isinstance(cfg.get(k), (int, float)) and cfg[k] > 0
+    )
+    return (
+        f"sampled on Ray: {n} worker{'s' if n != 1 else ''}"
+        + (f" of {per}" if per else "")
+        + f" (ray_address={cfg.get('ray_address', '?')})"
+    )
 
 
 def _details(run_dir) -> None:
@@ -86,21 +120,28 @@ def _details(run_dir) -> None:
     done = sum(1 for i in s["iterations"] if i["stage"] == "done")
     planned = (info["iterations_planned"] or 0) + 1
     cur = s["iterations"][-1] if s["iterations"] else None
-    st.markdown(f"{ui.md_escape(info['task'])} · model {ui.md_escape(info['model'])} · "
-                f"{ui.md_escape(info['device'] or 'device unknown')} · {ui.md_escape(_sampler(info))}")
+    st.markdown(
+        f"{ui.md_escape(info['task'])} · model {ui.md_escape(info['model'])} · "
+        f"{ui.md_escape(info['device'] or 'device unknown')} · {ui.md_escape(_sampler(info))}"
+    )
     m = st.columns(4)
     m[0].metric("Status", status, help="crashed and stopped runs are resumable")
     m[1].metric("Iterations done", f"{done} / {planned}", help="iteration 0 (few-shot baseline) included")
-    m[2].metric("Current stage", f"{cur['iteration']}: {cur['stage'] or '?'}" if cur else "–",
-                help="iteration: pending → sampled → rationalized → trained → done")
+    m[2].metric(
+        "Current stage",
+        f"{cur['iteration']}: {cur['stage'] or '?'}" if cur else "–",
+        help="iteration: pending → sampled → rationalized → trained → done",
+    )
     m[3].metric("Last heartbeat", ui.ago(info.get("heartbeat_at")))
     st.progress(Q.run_brief(run_dir)["progress"], text=f"{done} of {planned} iterations done")
     if status == "running":
         st.caption("Live: this view refreshes every few seconds.")
     how = "with the button below, or from a shell:" if ui.control_policy().allowed else "from a shell:"
     if status == "crashed":
-        st.error("This run stopped without finishing (its process is gone or its heartbeat is stale). "
-                 f"Resume it {how}", icon=":material/error:")
+        st.error(
+            f"This run stopped without finishing (its process is gone or its heartbeat is stale). Resume it {how}",
+            icon=":material/error:",
+        )
         st.code(f"star run --resume {run_dir}", language="bash")
     elif status == "stopped":
         st.warning(f"This run was stopped. Resume it {how}", icon=":material/pause_circle:")
@@ -108,10 +149,13 @@ def _details(run_dir) -> None:
     ui.run_controls(run_dir, status, "runs")
     gone = Q.missing_adapters(run_dir)
     if gone:
-        st.info(f"The LoRA adapters of iteration{'s' if len(gone) > 1 else ''} {', '.join(map(str, gone))} are not "
-                "in this folder (the bundled demo runs leave them out to keep the repository small). Every sample, "
-                "decision, training example, loss and metric is in the store; re-record with "
-                "`bash scripts/record_demo.sh` to get the adapters.", icon=":material/info:")
+        st.info(
+            f"The LoRA adapters of iteration{'s' if len(gone) > 1 else ''} {', '.join(map(str, gone))} are not "
+            "in this folder (the bundled demo runs leave them out to keep the repository small). Every sample, "
+            "decision, training example, loss and metric is in the store; re-record with "
+            "`bash scripts/record_demo.sh` to get the adapters.",
+            icon=":material/info:",
+        )
     if info.get("error"):
         with st.expander("Error", expanded=status == "crashed"):
             ui.show_text(info["error"])
@@ -120,44 +164,80 @@ def _details(run_dir) -> None:
     for it in s["iterations"]:
         sd = it["decisions"].get("sample", {})
         rd = it["decisions"].get("rationalize", {})
-        accs = [f"{t} {stats.describe(a['n_correct'], a['n'])}"
-                for t, sp in it["accuracy"].items() for g in sp.values() if g
-                for a in [g.get("all", next(iter(g.values())))]]
-        rows.append({
-            "iteration": it["iteration"],
-            "stage": it["stage"],
-            "sampled": sum(sd.values()) or None, "correct": sd.get("correct"),
-            "retried": sum(rd.values()) or None, "rationalized": it["rationalized"] or None,
-            "trained on": it["n_train_examples"], "steps": it["train_steps"],
-            "final loss": it["final_loss"], "eval accuracy": ", ".join(accs),
-            "right and faithful": _measure(it["measures"], "faithful_accuracy"),
-            "shows a rationale": _measure(it["measures"], "rationale_share"),
-        })
+        accs = [
+            f"{t} {stats.describe(a['n_correct'], a['n'])}"
+            for t, sp in it["accuracy"].items()
+            for g in sp.values()
+            if g
+            for a in [g.get("all", next(iter(g.values())))]
+        ]
+        rows.append(
+            {
+                "iteration": it["iteration"],
+                "stage": it["stage"],
+                "sampled": sum(sd.values()) or None,
+                "correct": sd.get("correct"),
+                "retried": sum(rd.values()) or None,
+                "rationalized": it["rationalized"] or None,
+                "trained on": it["n_train_examples"],
+                "steps": it["train_steps"],
+                "final loss": it["final_loss"],
+                "eval accuracy": ", ".join(accs),
+                "right and faithful": _measure(it["measures"], "faithful_accuracy"),
+                "shows a rationale": _measure(it["measures"], "rationale_share"),
+            }
+        )
     warm = s.get("warm_start")
-    st.markdown("**Iterations** (0 = few-shot baseline" + (": evaluation, then the warm start)" if warm else
-                                                            ", evaluation only)"))
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                 column_config={"final loss": st.column_config.NumberColumn(format="%.3f")})
+    st.markdown(
+        "**Iterations** (0 = few-shot baseline"
+        + (": evaluation, then the warm start)" if warm else ", evaluation only)")
+    )
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        width="stretch",
+        column_config={"final loss": st.column_config.NumberColumn(format="%.3f")},
+    )
     if warm:
-        st.markdown(ui.warm_start_note(warm["examples"], warm["train_steps"]) + " After it: "
-                    + ui.md_escape("; ".join(f"{Q.MEASURES[k]} {v}" for k, v in _measures(warm["measures"]).items())
-                                   or "not evaluated yet") + ".")
+        st.markdown(
+            ui.warm_start_note(warm["examples"], warm["train_steps"])
+            + " After it: "
+            + ui.md_escape(
+                "; ".join(f"{Q.MEASURES[k]} {v}" for k, v in _measures(warm["measures"]).items()) or "not evaluated yet"
+            )
+            + "."
+        )
     if s.get("direct_baseline"):
-        st.markdown("**Direct-answer baseline** (the few-shot model prompted without rationales, for reference): "
-                    + ui.md_escape(_measure(s["direct_baseline"], "accuracy")) + ".")
+        st.markdown(
+            "**Direct-answer baseline** (the few-shot model prompted without rationales, for reference): "
+            + ui.md_escape(_measure(s["direct_baseline"], "accuracy"))
+            + "."
+        )
 
     c1, c2 = st.columns(2)
     with c1:
         st.markdown("**Configuration**")
         cfg = info.get("config") or {}
         if "rationalize" in cfg:
-            st.markdown("Rationalization: " + ("**on** (wrong answers are retried with the gold answer as a hint)"
-                                               if cfg["rationalize"] else "**off**"))
+            st.markdown(
+                "Rationalization: "
+                + (
+                    "**on** (wrong answers are retried with the gold answer as a hint)"
+                    if cfg["rationalize"]
+                    else "**off**"
+                )
+            )
         if cfg.get("warm_start"):
-            st.markdown(f"Warm start: **{int(cfg['warm_start'])} reference rationales**, supervised, not "
-                        "bootstrapped (see above)")
-        st.dataframe([{"setting": k, "value": json.dumps(v) if not isinstance(v, str) else v}
-                      for k, v in sorted(cfg.items())], hide_index=True, width="stretch", height=280)
+            st.markdown(
+                f"Warm start: **{int(cfg['warm_start'])} reference rationales**, supervised, not "
+                "bootstrapped (see above)"
+            )
+        st.dataframe(
+            [{"setting": k, "value": json.dumps(v) if not isinstance(v, str) else v} for k, v in sorted(cfg.items())],
+            hide_index=True,
+            width="stretch",
+            height=280,
+        )
         if info.get("config_yaml"):
             with st.expander("config.yaml"):
                 st.code(info["config_yaml"], language="yaml")
@@ -180,8 +260,11 @@ def live() -> None:
     if row is None:
         return
     if row["status"] in ("corrupt", "empty"):
-        ui.show_unavailable(Q.RunUnavailable("corrupt" if row["status"] == "corrupt" else "empty",
-                                             row.get("problem") or "unreadable run store"))
+        ui.show_unavailable(
+            Q.RunUnavailable(
+                "corrupt" if row["status"] == "corrupt" else "empty", row.get("problem") or "unreadable run store"
+            )
+        )
         return
     _details(Q.resolve_run(row["key"], ui.roots()))
 

@@ -71,6 +71,7 @@ def scenarios(app: str, run_key: str, mid: int):
             at.run()
             state["at"] = at
             return at
+
         return go
 
     def click(key: str):
@@ -79,6 +80,7 @@ def scenarios(app: str, run_key: str, mid: int):
             at = state["at"]
             at.button(key=key).click().run()
             return at
+
         return go
 
     def goto(pos: int):
@@ -87,6 +89,7 @@ def scenarios(app: str, run_key: str, mid: int):
             at = state["at"]
             at.number_input(key="rat_goto").set_value(pos).run()
             return at
+
         return go
 
     def search(text: str):
@@ -95,6 +98,7 @@ def scenarios(app: str, run_key: str, mid: int):
             at = state["at"]
             at.text_input(key="rat_q").input(text).run()
             return at
+
         return go
 
     flt = dict(task="commonsenseqa", phase="sample", decision="wrong")
@@ -141,8 +145,9 @@ def assert_numbers(run: Path) -> None:
     from streamlit.testing.v1 import AppTest
 
     con = sqlite3.connect(run / "store.sqlite")
-    n = con.execute("SELECT count(*) FROM samples WHERE task='commonsenseqa' AND phase='sample' AND "
-                    "decision='wrong'").fetchone()[0]
+    n = con.execute(
+        "SELECT count(*) FROM samples WHERE task='commonsenseqa' AND phase='sample' AND decision='wrong'"
+    ).fetchone()[0]
     con.close()
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.query_params.update(run="big", task="commonsenseqa", phase="sample", decision="wrong")
@@ -159,8 +164,13 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="median of this many runs per interaction")
     ap.add_argument("--extra-index", action="store_true", help="also time with EXTRA_INDEXES added")
     ap.add_argument("--keep", help="build the store in this folder once, keep it and reuse it")
-    ap.add_argument("--floor", type=int, default=0, metavar="N",
-                    help="also time the same interactions on an N-sample store (what the page costs without data)")
+    ap.add_argument(
+        "--floor",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time the same interactions on an N-sample store (what the page costs without data)",
+    )
     a = ap.parse_args()
 
     tmp = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="star-bench-"))
@@ -181,14 +191,17 @@ def main() -> int:
         version = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
         con.close()
         size = (run / "store.sqlite").stat().st_size
-        print(f"store: {n:,} samples, {a.iterations} iterations, {tasks} tasks, schema version {version},"
-              f" {size / 1e6:.0f} MB ({size / max(n, 1):.0f} bytes per sample)"
-              f"{f' (built in {build_s:.0f} s)' if build_s else ''} at {run}")
+        print(
+            f"store: {n:,} samples, {a.iterations} iterations, {tasks} tasks, schema version {version},"
+            f" {size / 1e6:.0f} MB ({size / max(n, 1):.0f} bytes per sample)"
+            f"{f' (built in {build_s:.0f} s)' if build_s else ''} at {run}"
+        )
 
         os.environ["STAR_RUNS_ROOT"] = str(runs)
         os.environ["STAR_DEMO_RUNS"] = "0"
         app = str(ROOT / "app.py")
         import logging
+
         logging.getLogger("streamlit").setLevel(logging.ERROR)
         mid = max(n // 2, 1)
         measure(app, "big", 1, mid)  # warm-up: imports, OS file cache
@@ -210,9 +223,11 @@ def main() -> int:
             extra = measure(app, "big", a.repeat, mid)
 
         w = max(len(k) for k in base)
-        head = f"{'interaction':{w}}  {'median s':>8}  {'max s':>6}" + (
-            f"  {'median s, +extra index':>22}" if extra else "") + (
-            f"  {f'median s, {a.floor:,} samples':>24}" if floor else "")
+        head = (
+            f"{'interaction':{w}}  {'median s':>8}  {'max s':>6}"
+            + (f"  {'median s, +extra index':>22}" if extra else "")
+            + (f"  {f'median s, {a.floor:,} samples':>24}" if floor else "")
+        )
         print("\n" + head + "\n" + "-" * len(head))
         over = 0
         for k, (med, mx) in base.items():
@@ -224,8 +239,10 @@ def main() -> int:
             target = SEARCH_TARGET_S if "search" in k else TARGET_S
             over += med >= target
             print(line + ("" if med < target else "  (over target)"))
-        print(f"\n{a.repeat} runs each; targets < {TARGET_S} s, searches < {SEARCH_TARGET_S} s; "
-              f"{'all within target' if not over else f'{over} over target'}")
+        print(
+            f"\n{a.repeat} runs each; targets < {TARGET_S} s, searches < {SEARCH_TARGET_S} s; "
+            f"{'all within target' if not over else f'{over} over target'}"
+        )
         return 0
     finally:
         if not a.keep:
@@ -239,8 +256,10 @@ def report_writes(timings: list[tuple[int, int, float]]) -> None:
     k = max(len(timings) // 20, 1)
     for label, part in (("first 5 %", timings[:k]), ("last 5 %", timings[-k:])):
         ms = statistics.median(t for _, _, t in part) * 1000
-        print(f"add_samples, {label} of the build (store at {part[0][0]:,} to {part[-1][0]:,} samples, "
-              f"batches of {part[0][1]}): median {ms:.1f} ms per batch")
+        print(
+            f"add_samples, {label} of the build (store at {part[0][0]:,} to {part[-1][0]:,} samples, "
+            f"batches of {part[0][1]}): median {ms:.1f} ms per batch"
+        )
 
 
 if __name__ == "__main__":

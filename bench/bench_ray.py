@@ -92,12 +92,25 @@ def run_local(cfg, task, prompts, max_new_tokens: int, threads: int):
     loaded = load_base(cfg.model, "none", "cpu")
     with TreeCPU() as cpu:
         t0 = time.perf_counter()
-        gens = generate(loaded.model, loaded.tokenizer, prompts, max_new_tokens=max_new_tokens,
-                        is_complete=task.is_complete, batch_size=cfg.batch_size if cfg.batch_size != "auto" else 32,
-                        stop_chars=task.stop_chars)
+        gens = generate(
+            loaded.model,
+            loaded.tokenizer,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            is_complete=task.is_complete,
+            batch_size=cfg.batch_size if cfg.batch_size != "auto" else 32,
+            stop_chars=task.stop_chars,
+        )
         wall = time.perf_counter() - t0
-    return {"wall": wall, "cpu": cpu.seconds, "start": 0.0, "start_cpu": 0.0, "decode": sum(g.seconds for g in gens),
-            "texts": [g.text for g in gens], "tokens": sum(g.output_tokens for g in gens)}
+    return {
+        "wall": wall,
+        "cpu": cpu.seconds,
+        "start": 0.0,
+        "start_cpu": 0.0,
+        "decode": sum(g.seconds for g in gens),
+        "texts": [g.text for g in gens],
+        "tokens": sum(g.output_tokens for g in gens),
+    }
 
 
 def run_ray(cfg, prompts, max_new_tokens: int, workers: int):
@@ -106,8 +119,11 @@ def run_ray(cfg, prompts, max_new_tokens: int, workers: int):
     from star_core import config as C
     from star_core.samplers import RaySampler
 
-    C.apply(cfg, {"sampler": "ray", "ray_workers": workers, "ray_cpus_per_worker": 1,
-                  "max_new_tokens": max_new_tokens}, "bench")
+    C.apply(
+        cfg,
+        {"sampler": "ray", "ray_workers": workers, "ray_cpus_per_worker": 1, "max_new_tokens": max_new_tokens},
+        "bench",
+    )
     cfg.validate()
     sampler = RaySampler(cfg, Path("."))
     texts: dict[int, str] = {}
@@ -129,8 +145,15 @@ def run_ray(cfg, prompts, max_new_tokens: int, workers: int):
             t2 = time.perf_counter()
     finally:
         sampler.close()
-    return {"wall": t2 - t1, "start": t1 - t0, "start_cpu": start_cpu.seconds, "cpu": cpu.seconds,
-            "decode": decode[0], "texts": [texts[i] for i in range(len(prompts))], "tokens": tokens[0]}
+    return {
+        "wall": t2 - t1,
+        "start": t1 - t0,
+        "start_cpu": start_cpu.seconds,
+        "cpu": cpu.seconds,
+        "decode": decode[0],
+        "texts": [texts[i] for i in range(len(prompts))],
+        "tokens": tokens[0],
+    }
 
 
 def main() -> None:
@@ -143,7 +166,7 @@ def main() -> None:
     cfg, task, prompts = load_prompts(a.n)
     res = {}
     for i, mode in enumerate(a.modes.split(",")):
-        kind, k = mode.rstrip("0123456789"), int(mode[len(mode.rstrip("0123456789")):] or 1)
+        kind, k = mode.rstrip("0123456789"), int(mode[len(mode.rstrip("0123456789")) :] or 1)
         cfg_m, task_m, _ = load_prompts(a.n)
         key = mode if mode not in res else f"{mode} (again, run {i + 1})"
         if kind == "local":
@@ -153,10 +176,13 @@ def main() -> None:
         else:
             raise SystemExit(f"--modes: {mode!r} is not local<threads> or ray<workers>")
         r, mode = res[key], key
-        print(f"{mode:7} phase: wall {r['wall']:6.1f} s, cpu (all processes) {r['cpu']:6.1f} s, "
-              f"{a.n / r['wall']:.2f} rationales/s; decoding as reported {r['decode']:6.1f} s (summed over "
-              f"workers); cluster start: wall {r['start']:5.1f} s, cpu {r['start_cpu']:5.1f} s; "
-              f"{r['tokens']} tokens; load {os.getloadavg()[0]:.1f}", flush=True)
+        print(
+            f"{mode:7} phase: wall {r['wall']:6.1f} s, cpu (all processes) {r['cpu']:6.1f} s, "
+            f"{a.n / r['wall']:.2f} rationales/s; decoding as reported {r['decode']:6.1f} s (summed over "
+            f"workers); cluster start: wall {r['start']:5.1f} s, cpu {r['start_cpu']:5.1f} s; "
+            f"{r['tokens']} tokens; load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
     ref = next(iter(res.values()))["texts"]
     same = all(r["texts"] == ref for r in res.values())
     print(f"greedy outputs identical across {', '.join(res)}: {same}")

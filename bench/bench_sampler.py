@@ -37,11 +37,17 @@ def hf_batched(model, tok, prompts, max_new_tokens, batch_size, stop_strings):
     texts, ntok = [], []
     pad = tok.pad_token_id
     for s in range(0, len(prompts), batch_size):
-        enc = tok(prompts[s:s + batch_size], return_tensors="pt", padding=True).to(model.device)
+        enc = tok(prompts[s : s + batch_size], return_tensors="pt", padding=True).to(model.device)
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad,
-                                 stop_strings=list(stop_strings), tokenizer=tok)
-        new = out[:, enc["input_ids"].shape[1]:]
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=pad,
+                stop_strings=list(stop_strings),
+                tokenizer=tok,
+            )
+        new = out[:, enc["input_ids"].shape[1] :]
         for row in new:
             keep = row[row != pad]
             texts.append(tok.decode(keep, skip_special_tokens=True))
@@ -94,15 +100,27 @@ def throughput(a) -> None:
     hf_batched(model, tok, prompts[:2], 4, 2, task.stop_strings)
 
     if a.sweep:
-        print(f"task={a.task} device={a.device} dtype={a.dtype} quantization={a.quantization} "
-              f"threads={torch.get_num_threads()} clock={'cpu' if a.cpu_time else 'wall'} n={len(prompts)}")
+        print(
+            f"task={a.task} device={a.device} dtype={a.dtype} quantization={a.quantization} "
+            f"threads={torch.get_num_threads()} clock={'cpu' if a.cpu_time else 'wall'} n={len(prompts)}"
+        )
         for b in a.sweep:
-            out, t = timed(lambda b=b: generate(model, tok, prompts, max_new_tokens=a.max_new_tokens,
-                                                is_complete=task.is_complete, stop_chars=task.stop_chars,
-                                                batch_size=b))
+            out, t = timed(
+                lambda b=b: generate(
+                    model,
+                    tok,
+                    prompts,
+                    max_new_tokens=a.max_new_tokens,
+                    is_complete=task.is_complete,
+                    stop_chars=task.stop_chars,
+                    batch_size=b,
+                )
+            )
             right = sum(task.parse(task.trim(o.text)).answer == p.gold for o, p in zip(out, data.eval))
-            print(f"star batch {b:4d}: {len(out) / t:7.2f} rationales/s, "
-                  f"{sum(o.output_tokens for o in out) / t:8.1f} tokens/s, right {right}/{len(out)}")
+            print(
+                f"star batch {b:4d}: {len(out) / t:7.2f} rationales/s, "
+                f"{sum(o.output_tokens for o in out) / t:8.1f} tokens/s, right {right}/{len(out)}"
+            )
         return
     rows = []
     if a.baseline_n:
@@ -110,26 +128,40 @@ def throughput(a) -> None:
         rows.append(("model.generate, batch 1, no stop", len(b1), sum(g.output_tokens for g in b1), t))
     (hf_texts, hf_tok), t = timed(lambda: hf_batched(model, tok, prompts, a.max_new_tokens, bs, task.stop_strings))
     rows.append((f"model.generate, batch {bs}, left padding + stop_strings", len(hf_texts), sum(hf_tok), t))
-    ours, t = timed(lambda: generate(model, tok, prompts, max_new_tokens=a.max_new_tokens,
-                                     is_complete=task.is_complete, stop_chars=task.stop_chars, batch_size=bs))
-    rows.append((f"star, batch {bs}, continuous + shared prefix + token stop", len(ours),
-                 sum(g.output_tokens for g in ours), t))
+    ours, t = timed(
+        lambda: generate(
+            model,
+            tok,
+            prompts,
+            max_new_tokens=a.max_new_tokens,
+            is_complete=task.is_complete,
+            stop_chars=task.stop_chars,
+            batch_size=bs,
+        )
+    )
+    rows.append(
+        (f"star, batch {bs}, continuous + shared prefix + token stop", len(ours), sum(g.output_tokens for g in ours), t)
+    )
 
     def answer(text):
         return task.parse(task.trim(text)).answer
 
     same = sum(answer(o.text) == answer(h) for o, h in zip(ours, hf_texts))
     right = sum(answer(o.text) == p.gold for o, p in zip(ours, data.eval))
-    print(f"task={a.task} model={a.model} device={a.device} dtype={a.dtype} quantization={a.quantization} "
-          f"threads={torch.get_num_threads()} clock={'cpu' if a.cpu_time else 'wall'} "
-          f"n={len(prompts)} batch={bs} max_new_tokens={a.max_new_tokens}")
+    print(
+        f"task={a.task} model={a.model} device={a.device} dtype={a.dtype} quantization={a.quantization} "
+        f"threads={torch.get_num_threads()} clock={'cpu' if a.cpu_time else 'wall'} "
+        f"n={len(prompts)} batch={bs} max_new_tokens={a.max_new_tokens}"
+    )
     print(f"{'sampler':58} {'rationales':>10} {'tokens':>7} {'sec':>7} {'rat/s':>7} {'tok/s':>8}")
     for label, n, ntok, t in rows:
         print(f"{label:58} {n:10d} {ntok:7d} {t:7.2f} {n / t:7.2f} {ntok / t:8.1f}")
     r = {label: n / t for label, n, _, t in rows}
     star_r = rows[-1][1] / rows[-1][3]
-    print("star's rationales/s over: " + ", ".join(f"{k.split(',')[0]} {k.split(',')[1].strip()}: "
-                                                   f"{star_r / v:.2f}x" for k, v in list(r.items())[:-1]))
+    print(
+        "star's rationales/s over: "
+        + ", ".join(f"{k.split(',')[0]} {k.split(',')[1].strip()}: {star_r / v:.2f}x" for k, v in list(r.items())[:-1])
+    )
     print(f"same parsed answer as the batched baseline: {same}/{len(ours)}; right: {right}/{len(ours)}")
 
 
@@ -163,19 +195,30 @@ def main() -> None:
     ap.add_argument("--task", default="arithmetic")
     ap.add_argument("--model", default="bundled:smollm2-135m")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "int8"],
-                    help="auto: as star loads it (fp32 on the CPU, bf16 on CUDA)")
+    ap.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "int8"],
+        help="auto: as star loads it (fp32 on the CPU, bf16 on CUDA)",
+    )
     ap.add_argument("--quantization", default="none", choices=["none", "4bit"])
     ap.add_argument("--n", type=int, default=32, help="questions for the batched samplers")
     ap.add_argument("--baseline-n", type=int, default=8, help="questions for the batch-1 reference (0: skip)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--sweep", type=lambda v: [int(x) for x in v.split(",")], default=None,
-                    help="only star's decoder, at these batch sizes (e.g. 16,32,64)")
-    ap.add_argument("--cpu-time", action="store_true",
-                    help="time with this process's CPU time, not wall time: with --threads 1 another process on "
-                         "the other core does not change the figures")
+    ap.add_argument(
+        "--sweep",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=None,
+        help="only star's decoder, at these batch sizes (e.g. 16,32,64)",
+    )
+    ap.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time with this process's CPU time, not wall time: with --threads 1 another process on "
+        "the other core does not change the figures",
+    )
     ap.add_argument("--host-overhead", action="store_true", help="steps/s on a tiny model at batch 16 and 128")
     a = ap.parse_args()
     host_overhead(a) if a.host_overhead else throughput(a)

@@ -28,9 +28,11 @@ sys.path.insert(0, str(ROOT))
 from star_core import synthetic as F  # noqa: E402
 from star_core.store import PROMPT_SQL, SAMPLES_V1, SCHEMA, TRAIN_SOURCE, RunStore  # noqa: E402
 
-_V1_COLS = ("run_id, iteration, task, split, phase, question_id, k, grp, question, prompt, hint, raw_output, "
-            "rationale, answer, gold, correct, decision, kept, reason, audit_faithful, audit_json, prompt_tokens, "
-            "output_tokens, seconds, created_at")
+_V1_COLS = (
+    "run_id, iteration, task, split, phase, question_id, k, grp, question, prompt, hint, raw_output, "
+    "rationale, answer, gold, correct, decision, kept, reason, audit_faithful, audit_json, prompt_tokens, "
+    "output_tokens, seconds, created_at"
+)
 
 
 def v1_store(path: Path) -> sqlite3.Connection:
@@ -40,8 +42,10 @@ def v1_store(path: Path) -> sqlite3.Connection:
     con.execute("PRAGMA synchronous=NORMAL")
     con.executescript(SCHEMA + SAMPLES_V1)
     con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
-    con.execute("INSERT INTO runs(id, name, task, model, config_json, status, created_at, updated_at,"
-                " iterations_planned) VALUES (1, 'v1', 't', 'm', '{}', 'finished', 0, 0, 1)")
+    con.execute(
+        "INSERT INTO runs(id, name, task, model, config_json, status, created_at, updated_at,"
+        " iterations_planned) VALUES (1, 'v1', 't', 'm', '{}', 'finished', 0, 0, 1)"
+    )
     return con
 
 
@@ -54,16 +58,48 @@ def write_v1(con: sqlite3.Connection, recs) -> float:
         audit = r.audit or {}
         cur = con.execute(
             f"INSERT OR IGNORE INTO samples({_V1_COLS}) VALUES ({','.join('?' * 25)})",
-            (1, r.iteration, r.task, r.split, r.phase, r.question_id, r.k, r.grp, r.question, r.prompt, r.hint,
-             r.raw_output, r.rationale, r.answer, r.gold, int(r.correct), r.decision, int(r.kept), r.reason,
-             None if audit.get("faithful") is None else int(audit["faithful"]),
-             json.dumps(r.audit) if r.audit is not None else None, r.prompt_tokens, r.output_tokens, r.seconds,
-             time.time()))
+            (
+                1,
+                r.iteration,
+                r.task,
+                r.split,
+                r.phase,
+                r.question_id,
+                r.k,
+                r.grp,
+                r.question,
+                r.prompt,
+                r.hint,
+                r.raw_output,
+                r.rationale,
+                r.answer,
+                r.gold,
+                int(r.correct),
+                r.decision,
+                int(r.kept),
+                r.reason,
+                None if audit.get("faithful") is None else int(audit["faithful"]),
+                json.dumps(r.audit) if r.audit is not None else None,
+                r.prompt_tokens,
+                r.output_tokens,
+                r.seconds,
+                time.time(),
+            ),
+        )
         if r.kept and cur.rowcount:
-            con.execute("INSERT INTO train_examples(run_id, iteration, sample_id, task, question_id, source, prompt,"
-                        " completion) VALUES (1,?,?,?,?,?,?,?)",
-                        (r.iteration, cur.lastrowid, r.task, r.question_id, TRAIN_SOURCE[r.phase], r.train_prompt,
-                         r.train_completion))
+            con.execute(
+                "INSERT INTO train_examples(run_id, iteration, sample_id, task, question_id, source, prompt,"
+                " completion) VALUES (1,?,?,?,?,?,?,?)",
+                (
+                    r.iteration,
+                    cur.lastrowid,
+                    r.task,
+                    r.question_id,
+                    TRAIN_SOURCE[r.phase],
+                    r.train_prompt,
+                    r.train_completion,
+                ),
+            )
     con.execute("UPDATE runs SET updated_at=? WHERE id=1", (time.time(),))
     con.execute("COMMIT")
     return time.perf_counter() - t0
@@ -101,9 +137,14 @@ def group(by: dict[str, int]) -> dict[str, int]:
 
 def one_task(task: str, n: int, tmp: Path) -> None:
     per = n / (1.39 * 3 + 0.25 * 4)  # 3 iterations: samples, ~39 % hinted retries, evals
-    recs = [r for _, _, b in F.synth_records((task,), 3, int(per), int(per * 0.25), True, 0, payload=False,
-                                             real_prefixes=True) for r in b]
-    batches = [recs[i:i + 64] for i in range(0, len(recs), 64)]
+    recs = [
+        r
+        for _, _, b in F.synth_records(
+            (task,), 3, int(per), int(per * 0.25), True, 0, payload=False, real_prefixes=True
+        )
+        for r in b
+    ]
+    batches = [recs[i : i + 64] for i in range(0, len(recs), 64)]
     con = v1_store(tmp / f"{task}-v1" / "store.sqlite")
     t1 = [write_v1(con, b) for b in batches]
     con.close()
@@ -126,8 +167,10 @@ def one_task(task: str, n: int, tmp: Path) -> None:
             print(f"  {k:24} {g1[k] / n1:10.0f} {g2[k] / n2:10.0f}")
     tot1, tot2 = sum(s1.values()) / n1, sum(s2.values()) / n2
     print(f"  {'whole file':24} {tot1:10.0f} {tot2:10.0f}   ({tot2 / tot1:.2f} x)")
-    print(f"  median ms per batch of 64: version 1 {statistics.median(t1) * 1000:.1f}, "
-          f"version 2 {statistics.median(t2) * 1000:.1f}")
+    print(
+        f"  median ms per batch of 64: version 1 {statistics.median(t1) * 1000:.1f}, "
+        f"version 2 {statistics.median(t2) * 1000:.1f}"
+    )
 
 
 def v1_copy(run_dir: Path, out_dir: Path) -> None:
@@ -145,9 +188,11 @@ def v1_copy(run_dir: Path, out_dir: Path) -> None:
         con.execute(f"INSERT INTO main.{t} SELECT * FROM src.{t}")
     con.execute("UPDATE main.meta SET value='1' WHERE key='schema_version'")
     cols = _V1_COLS.replace("prompt, ", "")
-    con.execute(f"INSERT INTO main.samples(id, {cols}, prompt) SELECT id, {cols},"
-                " coalesce((SELECT text FROM src.prompt_prefixes p WHERE p.id = s.prefix_id), '') || s.prompt_tail"
-                " FROM src.samples s ORDER BY id")
+    con.execute(
+        f"INSERT INTO main.samples(id, {cols}, prompt) SELECT id, {cols},"
+        " coalesce((SELECT text FROM src.prompt_prefixes p WHERE p.id = s.prefix_id), '') || s.prompt_tail"
+        " FROM src.samples s ORDER BY id"
+    )
     con.execute("COMMIT")
     con.execute("DETACH DATABASE src")
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -37,9 +37,11 @@ ANNOTATIONS_NAME = "annotations.sqlite"
 SCHEMA_VERSION = 1
 #: A person's verdict on a rationale, the same words as the audit's verdicts (``tasks.base.VERDICTS``), so
 #: the two can be compared.
-LABELS = {"faithful": "faithful: every step holds and supports the answer",
-          "unfaithful": "unfaithful: a step is wrong or does not support the answer",
-          "no_rationale": "no rationale: a bare answer or the question restated"}
+LABELS = {
+    "faithful": "faithful: every step holds and supports the answer",
+    "unfaithful": "unfaithful: a step is wrong or does not support the answer",
+    "no_rationale": "no rationale: a bare answer or the question restated",
+}
 #: Tags offered as buttons; any other tag (letters, digits, - and _, up to 40 characters) may be typed.
 SUGGESTED_TAGS = ("interesting",)
 TAG_RE = re.compile(r"^[\w-]{1,40}$", re.UNICODE)
@@ -88,13 +90,17 @@ def _check_file(p: Path) -> None:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         row = con.execute("SELECT value FROM meta WHERE key='kind'").fetchone() if "meta" in tables else None
     except sqlite3.DatabaseError as e:
-        raise AnnotationError(f"{p}: the annotations file is damaged or not SQLite ({e}); move it aside "
-                              f"(the run store is not affected) and annotate afresh, or restore a copy") from None
+        raise AnnotationError(
+            f"{p}: the annotations file is damaged or not SQLite ({e}); move it aside "
+            f"(the run store is not affected) and annotate afresh, or restore a copy"
+        ) from None
     finally:
         con.close()
     if tables and (row is None or row[0] != "star-annotations"):
-        raise AnnotationError(f"{p}: an SQLite file that is not a star annotations file (its tables: "
-                              f"{', '.join(sorted(tables))}); star does not write to it")
+        raise AnnotationError(
+            f"{p}: an SQLite file that is not a star annotations file (its tables: "
+            f"{', '.join(sorted(tables))}); star does not write to it"
+        )
 
 
 class Annotations:
@@ -125,19 +131,23 @@ class Annotations:
                 con.execute("PRAGMA synchronous=NORMAL")
                 con.executescript(_SCHEMA)
                 con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('kind', 'star-annotations')")
-                con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
-                            (str(SCHEMA_VERSION),))
+                con.execute(
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
         except sqlite3.OperationalError as e:
-            raise AnnotationError(f"{p}: cannot {'write' if write else 'read'} annotations ({e}); "
-                                  "is the run folder writable?") from None
+            raise AnnotationError(
+                f"{p}: cannot {'write' if write else 'read'} annotations ({e}); is the run folder writable?"
+            ) from None
         except sqlite3.DatabaseError as e:
-            raise AnnotationError(f"{p}: the annotations file is damaged ({e}); move it aside and annotate "
-                                  "afresh, or restore a copy") from None
+            raise AnnotationError(
+                f"{p}: the annotations file is damaged ({e}); move it aside and annotate afresh, or restore a copy"
+            ) from None
         try:
             yield con
         except sqlite3.DatabaseError as e:
-            raise AnnotationError(f"{p}: the annotations file cannot be {'written' if write else 'read'} "
-                                  f"({e})") from None
+            raise AnnotationError(
+                f"{p}: the annotations file cannot be {'written' if write else 'read'} ({e})"
+            ) from None
         finally:
             con.close()
 
@@ -157,8 +167,9 @@ class Annotations:
         """(question_id, task, iteration, phase) of a sample in the run store; an error when it is not there."""
         con = sqlite3.connect(f"file:{self.run_dir / DB_NAME}?mode=ro", uri=True, timeout=10)
         try:
-            r = con.execute("SELECT question_id, task, iteration, phase FROM samples WHERE id=?",
-                            (int(sample_id),)).fetchone()
+            r = con.execute(
+                "SELECT question_id, task, iteration, phase FROM samples WHERE id=?", (int(sample_id),)
+            ).fetchone()
         except sqlite3.DatabaseError as e:
             raise AnnotationError(f"{self.run_dir / DB_NAME}: cannot read the sample to annotate ({e})") from None
         finally:
@@ -170,8 +181,11 @@ class Annotations:
     def _ensure_row(self, c: sqlite3.Connection, sample_id: int) -> None:
         if c.execute("SELECT 1 FROM labels WHERE sample_id=?", (sample_id,)).fetchone() is None:
             qid, task, it, phase = self._sample_key(sample_id)
-            c.execute("INSERT OR IGNORE INTO labels(sample_id, question_id, task, iteration, phase, label, note,"
-                      " updated_at) VALUES (?,?,?,?,?,NULL,NULL,?)", (sample_id, qid, task, it, phase, time.time()))
+            c.execute(
+                "INSERT OR IGNORE INTO labels(sample_id, question_id, task, iteration, phase, label, note,"
+                " updated_at) VALUES (?,?,?,?,?,NULL,NULL,?)",
+                (sample_id, qid, task, it, phase, time.time()),
+            )
 
     # ---- writes: one field of one sample per transaction ------------------------
     def set_label(self, sample_id: int, label: str | None) -> None:
@@ -216,8 +230,9 @@ class Annotations:
                 return out
             try:
                 r = con.execute("SELECT label, note FROM labels WHERE sample_id=?", (int(sample_id),)).fetchone()
-                tags = [t[0] for t in con.execute("SELECT tag FROM tags WHERE sample_id=? ORDER BY tag",
-                                                  (int(sample_id),))]
+                tags = [
+                    t[0] for t in con.execute("SELECT tag FROM tags WHERE sample_id=? ORDER BY tag", (int(sample_id),))
+                ]
             except sqlite3.OperationalError:  # created by a writer that has not made its tables yet
                 return out
         if r is not None:
@@ -233,8 +248,11 @@ class Annotations:
             if con is None:
                 return pd.DataFrame(columns=cols)
             try:
-                df = pd.read_sql_query("SELECT sample_id, question_id, task, iteration, phase, label, note,"
-                                       " updated_at FROM labels ORDER BY sample_id", con)
+                df = pd.read_sql_query(
+                    "SELECT sample_id, question_id, task, iteration, phase, label, note,"
+                    " updated_at FROM labels ORDER BY sample_id",
+                    con,
+                )
                 tg = pd.read_sql_query("SELECT sample_id, tag FROM tags ORDER BY sample_id, tag", con)
             except (sqlite3.OperationalError, pd.errors.DatabaseError):
                 return pd.DataFrame(columns=cols)
@@ -274,12 +292,24 @@ class Annotations:
         n = 0
         with Path(out).open("w", encoding="utf-8") as f:
             for r in df.itertuples(index=False):
-                f.write(json.dumps({"sample_id": int(r.sample_id), "task": r.task, "iteration": int(r.iteration),
-                                    "phase": r.phase, "question_id": r.question_id,
-                                    "label": r.label if isinstance(r.label, str) else None,
-                                    "tags": list(r.tags), "note": r.note if isinstance(r.note, str) else None,
-                                    "audit_verdict": audit.get(int(r.sample_id)),
-                                    "updated_at": float(r.updated_at)}, ensure_ascii=False) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "sample_id": int(r.sample_id),
+                            "task": r.task,
+                            "iteration": int(r.iteration),
+                            "phase": r.phase,
+                            "question_id": r.question_id,
+                            "label": r.label if isinstance(r.label, str) else None,
+                            "tags": list(r.tags),
+                            "note": r.note if isinstance(r.note, str) else None,
+                            "audit_verdict": audit.get(int(r.sample_id)),
+                            "updated_at": float(r.updated_at),
+                        },
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
                 n += 1
         return n
 
@@ -297,8 +327,9 @@ class AnnotatedFilter(SampleFilter):
 
 def annotated_filter(base: SampleFilter, ids: Iterable[int]) -> AnnotatedFilter:
     """``base`` narrowed to the samples ``ids`` (from ``Annotations.sample_ids``)."""
-    return AnnotatedFilter(**{f.name: getattr(base, f.name) for f in fields(base)},
-                           ids=tuple(sorted({int(i) for i in ids})))
+    return AnnotatedFilter(
+        **{f.name: getattr(base, f.name) for f in fields(base)}, ids=tuple(sorted({int(i) for i in ids}))
+    )
 
 
 def normalize_tag(tag: str) -> str:
@@ -318,9 +349,10 @@ def _audit_verdicts(run_dir: Path, ids: list[int]) -> dict[int, str | None]:
     try:
         out: dict[int, str | None] = {}
         for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            for r in con.execute(f"SELECT id, audit_json FROM samples WHERE id IN ({','.join('?' * len(chunk))})",
-                                 chunk):
+            chunk = ids[i : i + 500]
+            for r in con.execute(
+                f"SELECT id, audit_json FROM samples WHERE id IN ({','.join('?' * len(chunk))})", chunk
+            ):
                 a = parse_audit(r[1])
                 out[int(r[0])] = a["verdict"] if a else None
         return out
@@ -360,11 +392,26 @@ def agreement(run_dir: str | os.PathLike) -> dict[str, Any]:
     conf = pd.DataFrame(0, index=pd.Index(list(LABELS), name="human"), columns=pd.Index(list(LABELS), name="audit"))
     for h, a in both:
         conf.loc[h, a] += 1
-    return {"n": len(both), "labelled": len(pairs), "no_audit": len(pairs) - len(both), "confusion": conf,
-            "agree": sum(h == a for h, a in both),
-            "kappa": cohen_kappa([h for h, _ in both], [a for _, a in both])}
+    return {
+        "n": len(both),
+        "labelled": len(pairs),
+        "no_audit": len(pairs) - len(both),
+        "confusion": conf,
+        "agree": sum(h == a for h, a in both),
+        "kappa": cohen_kappa([h for h, _ in both], [a for _, a in both]),
+    }
 
 
-__all__ = ["ANNOTATIONS_NAME", "LABELS", "SUGGESTED_TAGS", "AnnotationError", "Annotations", "agreement",
-           "AnnotatedFilter", "annotated_filter",
-           "annotations_path", "cohen_kappa", "normalize_tag"]
+__all__ = [
+    "ANNOTATIONS_NAME",
+    "LABELS",
+    "SUGGESTED_TAGS",
+    "AnnotationError",
+    "Annotations",
+    "agreement",
+    "AnnotatedFilter",
+    "annotated_filter",
+    "annotations_path",
+    "cohen_kappa",
+    "normalize_tag",
+]

@@ -1,14 +1,14 @@
 """The ``star`` command line.
 
-  star run [--config F] [--task T] [--model M] [--iterations N] [--out DIR] [--set k=v ...]
-  star run --resume DIR
-  star eval [--task T] [--model M] [--adapter DIR] [--direct] [--out DIR] [--set k=v ...]
-  star export DIR [--out FOLDER] [--annotations]
-  star report DIR [-o report.html]
-  star runs [ROOT ...] [--json]
-  star summary DIR [--json]
-  star config [--yaml]   (every config field with its doc and default; --yaml: a starter file)
-  star --version          (also: python -m star_core ...)
+star run [--config F] [--task T] [--model M] [--iterations N] [--out DIR] [--set k=v ...]
+star run --resume DIR
+star eval [--task T] [--model M] [--adapter DIR] [--direct] [--out DIR] [--set k=v ...]
+star export DIR [--out FOLDER] [--annotations]
+star report DIR [-o report.html]
+star runs [ROOT ...] [--json]
+star summary DIR [--json]
+star config [--yaml]   (every config field with its doc and default; --yaml: a starter file)
+star --version          (also: python -m star_core ...)
 """
 
 from __future__ import annotations
@@ -37,66 +37,91 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-file", dest="train_file", help="training questions (JSONL or datasets folder/id)")
     p.add_argument("--eval-file", dest="eval_file", help="evaluation questions (JSONL or datasets folder/id)")
     p.add_argument("--out", help="run folder (default: runs/<task>-<timestamp>)")
-    p.add_argument("--sampler", help="where rationales are decoded: local (default) | ray (Ray workers; "
-                                     "see ray_address, ray_workers in `star config`)")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config field (repeatable); see `star config`")
+    p.add_argument(
+        "--sampler",
+        help="where rationales are decoded: local (default) | ray (Ray workers; "
+        "see ray_address, ray_workers in `star config`)",
+    )
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config field (repeatable); see `star config`",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 _RAW = argparse.RawDescriptionHelpFormatter
 HELP = {  # subcommand: (help line, description, examples)
-    "run": ("start (or resume) a STaR run",
-            "Start a STaR run: few-shot rationales, filter, fine-tune a LoRA adapter, repeat (Zelikman et al. 2022).\n"
-            "Every sample, decision, loss and accuracy goes to RUN_DIR/store.sqlite; a stopped or crashed run\n"
-            "resumes where it stopped.",
-            "star run --task arithmetic --iterations 2 --set n_train=200 --out runs/arith\n"
-            "  star run --config star.yaml            (a starter file: star config --yaml > star.yaml)\n"
-            "  star run --resume runs/arith"),
-    "eval": ("evaluate a model (and optionally an adapter) on a task's eval split",
-             "Evaluate a model, or an adapter on its base model, on a task's eval split (a run of 0 iterations).\n"
-             "With --adapter and no --model, the base model is the one the adapter was trained on (its run's\n"
-             "config.yaml, else adapter_config.json); a different --model is used with a warning.",
-             "star eval --task gsm8k --model bundled:smollm2-135m --direct\n"
-             "  star eval --task arithmetic --adapter runs/arith/adapters/iter_2"),
-    "export": ("write the kept training examples of each iteration as JSONL",
-               "Write the kept training examples of each iteration (prompt, completion, gold, reason) as\n"
-               "RUN_DIR/export/iter_<i>.jsonl, e.g. to fine-tune with another trainer. With --annotations,\n"
-               "write the people's annotations (RUN_DIR/annotations.sqlite) as JSONL instead.",
-               "star export runs/arith\n  star export runs/arith --out /tmp/arith-examples\n"
-               "  star export runs/arith --annotations --out arith-annotations.jsonl"),
-    "report": ("write a self-contained HTML report of a run",
-               "Write one HTML file that opens without a server or a network: the accuracy curves with their\n"
-               "95 % intervals, the filter funnel of each iteration, and a filterable list of the samples.",
-               "star report runs/arith -o arith.html\n  star report runs/arith -o arith.html --max-samples 20000"),
-    "runs": ("list runs with their status",
-             "List the run folders under each ROOT (default ./runs): status, task, iterations done, stage;\n"
-             "an unreadable store is listed as corrupt or empty with the reason.",
-             "star runs\n  star runs runs sample_data/runs --json"),
-    "summary": ("status, decisions and accuracies of a run",
-                "Status, decisions and accuracies (with n, 95 % intervals and paired changes) of one run.\n"
-                "Checks the store first (PRAGMA quick_check): a damaged store is an error (exit 2).",
-                "star summary runs/arith\n  star summary runs/arith --json"),
-    "config": ("list every config field with its default and doc",
-               "List every config field with its default, doc and range; --yaml prints a starter config file\n"
-               "(every field at its default, docs as comments) that star run --config accepts.",
-               "star config\n  star config --yaml > star.yaml && star run --config star.yaml"),
+    "run": (
+        "start (or resume) a STaR run",
+        "Start a STaR run: few-shot rationales, filter, fine-tune a LoRA adapter, repeat (Zelikman et al. 2022).\n"
+        "Every sample, decision, loss and accuracy goes to RUN_DIR/store.sqlite; a stopped or crashed run\n"
+        "resumes where it stopped.",
+        "star run --task arithmetic --iterations 2 --set n_train=200 --out runs/arith\n"
+        "  star run --config star.yaml            (a starter file: star config --yaml > star.yaml)\n"
+        "  star run --resume runs/arith",
+    ),
+    "eval": (
+        "evaluate a model (and optionally an adapter) on a task's eval split",
+        "Evaluate a model, or an adapter on its base model, on a task's eval split (a run of 0 iterations).\n"
+        "With --adapter and no --model, the base model is the one the adapter was trained on (its run's\n"
+        "config.yaml, else adapter_config.json); a different --model is used with a warning.",
+        "star eval --task gsm8k --model bundled:smollm2-135m --direct\n"
+        "  star eval --task arithmetic --adapter runs/arith/adapters/iter_2",
+    ),
+    "export": (
+        "write the kept training examples of each iteration as JSONL",
+        "Write the kept training examples of each iteration (prompt, completion, gold, reason) as\n"
+        "RUN_DIR/export/iter_<i>.jsonl, e.g. to fine-tune with another trainer. With --annotations,\n"
+        "write the people's annotations (RUN_DIR/annotations.sqlite) as JSONL instead.",
+        "star export runs/arith\n  star export runs/arith --out /tmp/arith-examples\n"
+        "  star export runs/arith --annotations --out arith-annotations.jsonl",
+    ),
+    "report": (
+        "write a self-contained HTML report of a run",
+        "Write one HTML file that opens without a server or a network: the accuracy curves with their\n"
+        "95 % intervals, the filter funnel of each iteration, and a filterable list of the samples.",
+        "star report runs/arith -o arith.html\n  star report runs/arith -o arith.html --max-samples 20000",
+    ),
+    "runs": (
+        "list runs with their status",
+        "List the run folders under each ROOT (default ./runs): status, task, iterations done, stage;\n"
+        "an unreadable store is listed as corrupt or empty with the reason.",
+        "star runs\n  star runs runs sample_data/runs --json",
+    ),
+    "summary": (
+        "status, decisions and accuracies of a run",
+        "Status, decisions and accuracies (with n, 95 % intervals and paired changes) of one run.\n"
+        "Checks the store first (PRAGMA quick_check): a damaged store is an error (exit 2).",
+        "star summary runs/arith\n  star summary runs/arith --json",
+    ),
+    "config": (
+        "list every config field with its default and doc",
+        "List every config field with its default, doc and range; --yaml prints a starter config file\n"
+        "(every field at its default, docs as comments) that star run --config accepts.",
+        "star config\n  star config --yaml > star.yaml && star run --config star.yaml",
+    ),
 }
 
 
 def _sub(sub, name: str) -> argparse.ArgumentParser:
     helpline, desc, examples = HELP[name]
-    return sub.add_parser(name, help=helpline, description=desc, epilog=f"example:\n  {examples}",
-                          formatter_class=_RAW)
+    return sub.add_parser(name, help=helpline, description=desc, epilog=f"example:\n  {examples}", formatter_class=_RAW)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    ap = argparse.ArgumentParser(prog="star", description="STaR: self-taught reasoner workbench",
-                                 epilog="example:\n  star run --task arithmetic --iterations 2\n"
-                                        "  star <command> --help   (each command's options and examples)",
-                                 formatter_class=_RAW)
+    ap = argparse.ArgumentParser(
+        prog="star",
+        description="STaR: self-taught reasoner workbench",
+        epilog="example:\n  star run --task arithmetic --iterations 2\n"
+        "  star <command> --help   (each command's options and examples)",
+        formatter_class=_RAW,
+    )
     ap.add_argument("--version", action="version", version=f"star {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
@@ -108,21 +133,35 @@ def build_parser() -> argparse.ArgumentParser:
     e = _sub(sub, "eval")
     _add_run_flags(e)
     e.add_argument("--adapter", help="peft adapter folder to evaluate on top of its base model (or --model)")
-    e.add_argument("--direct", action="store_true",
-                   help="also evaluate without rationales (direct-answer exemplars; sets direct_baseline=true)")
+    e.add_argument(
+        "--direct",
+        action="store_true",
+        help="also evaluate without rationales (direct-answer exemplars; sets direct_baseline=true)",
+    )
 
     x = _sub(sub, "export")
     x.add_argument("run_dir")
-    x.add_argument("--out", help="folder for iter_<i>.jsonl (default: RUN_DIR/export); with --annotations, "
-                                 "the JSONL file (default: RUN_DIR/export/annotations.jsonl)")
-    x.add_argument("--annotations", action="store_true",
-                   help="export the annotations (label, tags, note, the audit's verdict) instead")
+    x.add_argument(
+        "--out",
+        help="folder for iter_<i>.jsonl (default: RUN_DIR/export); with --annotations, "
+        "the JSONL file (default: RUN_DIR/export/annotations.jsonl)",
+    )
+    x.add_argument(
+        "--annotations",
+        action="store_true",
+        help="export the annotations (label, tags, note, the audit's verdict) instead",
+    )
 
     rp = _sub(sub, "report")
     rp.add_argument("run_dir")
     rp.add_argument("-o", "--out", default="report.html", help="the HTML file to write (default: report.html)")
-    rp.add_argument("--max-samples", type=int, default=5000, dest="max_samples",
-                    help="at most this many samples in the list (the newest iterations first; default 5000)")
+    rp.add_argument(
+        "--max-samples",
+        type=int,
+        default=5000,
+        dest="max_samples",
+        help="at most this many samples in the list (the newest iterations first; default 5000)",
+    )
 
     ls = _sub(sub, "runs")
     ls.add_argument("roots", nargs="*", default=["runs"])
@@ -149,9 +188,18 @@ def cmd_run(a: argparse.Namespace) -> int:
             raise ConfigError("--resume takes no other settings: the run's saved config is used")
         loop.resume(a.resume, progress=not a.quiet)
         return _finished(Path(a.resume))
-    cfg = config_mod.build(a.config, {"task": a.task, "model": a.model, "iterations": a.iterations,
-                                      "train_file": a.train_file, "eval_file": a.eval_file,
-                                      "sampler": a.sampler}, a.sets)
+    cfg = config_mod.build(
+        a.config,
+        {
+            "task": a.task,
+            "model": a.model,
+            "iterations": a.iterations,
+            "train_file": a.train_file,
+            "eval_file": a.eval_file,
+            "sampler": a.sampler,
+        },
+        a.sets,
+    )
     out = Path(a.out) if a.out else _default_out(cfg.task)
     log.info("run folder: %s", out)
     loop.start(cfg, out, progress=not a.quiet)
@@ -198,9 +246,18 @@ def cmd_eval(a: argparse.Namespace) -> int:
             log.info("--adapter %s: base model %s (from %s)", a.adapter, base, source)
     if a.direct:
         sets.append("direct_baseline=true")
-    cfg = config_mod.build(a.config, {"task": a.task, "model": model, "iterations": 0,
-                                      "train_file": a.train_file, "eval_file": a.eval_file,
-                                      "sampler": a.sampler}, sets)
+    cfg = config_mod.build(
+        a.config,
+        {
+            "task": a.task,
+            "model": model,
+            "iterations": 0,
+            "train_file": a.train_file,
+            "eval_file": a.eval_file,
+            "sampler": a.sampler,
+        },
+        sets,
+    )
     if a.adapter and base and cfg.model != base:
         log.warning("--adapter %s was trained on %s (%s), but is evaluated on %s", a.adapter, base, source, cfg.model)
     out = Path(a.out) if a.out else Path("runs") / f"eval-{cfg.task}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -208,8 +265,17 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from .queries import summary
 
     s = summary(out)
-    print(json.dumps({"run_dir": str(out), "accuracy": s["iterations"][0]["accuracy"],
-                      "measures": s["iterations"][0]["measures"], "direct_baseline": s["direct_baseline"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "run_dir": str(out),
+                "accuracy": s["iterations"][0]["accuracy"],
+                "measures": s["iterations"][0]["measures"],
+                "direct_baseline": s["direct_baseline"],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -234,11 +300,27 @@ def cmd_export(a: argparse.Namespace) -> int:
         path = out / f"iter_{i}.jsonl"
         n = 0
         with path.open("w", encoding="utf-8") as f:
-            for r in con.execute("SELECT te.*, s.decision, s.reason, s.gold FROM train_examples te "
-                                 "JOIN samples s ON s.id = te.sample_id WHERE te.iteration=? ORDER BY te.id", (i,)):
-                f.write(json.dumps({"iteration": i, "task": r["task"], "question_id": r["question_id"],
-                                    "source": r["source"], "prompt": r["prompt"], "completion": r["completion"],
-                                    "gold": r["gold"], "reason": r["reason"]}, ensure_ascii=False) + "\n")
+            for r in con.execute(
+                "SELECT te.*, s.decision, s.reason, s.gold FROM train_examples te "
+                "JOIN samples s ON s.id = te.sample_id WHERE te.iteration=? ORDER BY te.id",
+                (i,),
+            ):
+                f.write(
+                    json.dumps(
+                        {
+                            "iteration": i,
+                            "task": r["task"],
+                            "question_id": r["question_id"],
+                            "source": r["source"],
+                            "prompt": r["prompt"],
+                            "completion": r["completion"],
+                            "gold": r["gold"],
+                            "reason": r["reason"],
+                        },
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
                 n += 1
         print(f"{path}: {n} examples")
     con.close()
@@ -295,8 +377,11 @@ def _print_measures(measures: dict, changes: dict) -> None:
     for task, splits in measures.items():
         for split, groups in splits.items():
             for g, m in groups.items():
-                parts = [describe(m[k]["k"], m[k]["n"]) if k == "accuracy"
-                         else f"{words} {describe(m[k]['k'], m[k]['n'])}" for k, words in MEASURES.items() if k in m]
+                parts = [
+                    describe(m[k]["k"], m[k]["n"]) if k == "accuracy" else f"{words} {describe(m[k]['k'], m[k]['n'])}"
+                    for k, words in MEASURES.items()
+                    if k in m
+                ]
                 ch = changes.get(task, {}).get(split, {}).get(g)
                 if ch:
                     since = f"iter {ch['since']}" if ch["since_phase"] == "eval" else "the warm start"
@@ -315,8 +400,9 @@ def cmd_summary(a: argparse.Namespace) -> int:
         return 0
     print(f"{s.get('name')}  [{s.get('status')}]  task={s.get('task')}  model={s.get('model')}")
     for it in s.get("iterations", []):
-        dec = ", ".join(f"{ph}: " + " ".join(f"{k}={v}" for k, v in d.items())
-                        for ph, d in it.get("decisions", {}).items())
+        dec = ", ".join(
+            f"{ph}: " + " ".join(f"{k}={v}" for k, v in d.items()) for ph, d in it.get("decisions", {}).items()
+        )
         print(f"  iter {it['iteration']} ({it['stage']})  {dec}")
         _print_measures(it.get("measures") or {}, it.get("change") or {})
         if it["iteration"] == 0 and s.get("direct_baseline"):
@@ -380,8 +466,15 @@ def main(argv: list[str] | None = None) -> int:
     from .tasks import DataError
 
     try:
-        return {"run": cmd_run, "eval": cmd_eval, "export": cmd_export, "report": cmd_report, "runs": cmd_runs,
-                "summary": cmd_summary, "config": cmd_config}[a.cmd](a)
+        return {
+            "run": cmd_run,
+            "eval": cmd_eval,
+            "export": cmd_export,
+            "report": cmd_report,
+            "runs": cmd_runs,
+            "summary": cmd_summary,
+            "config": cmd_config,
+        }[a.cmd](a)
     except (ConfigError, DataError, ModelError, StoreError) as e:
         print(f"star: error: {e}", file=sys.stderr)
         return 2
@@ -392,8 +485,11 @@ def main(argv: list[str] | None = None) -> int:
         if full:
             run = getattr(a, "resume", None) or getattr(a, "out", None)
             again = f"star run --resume {run}" if a.cmd == "run" and run else "the command again"
-            print(f"star: error: disk full ({full}); the run store keeps every committed batch: free some space, "
-                  f"then run {again}", file=sys.stderr)
+            print(
+                f"star: error: disk full ({full}); the run store keeps every committed batch: free some space, "
+                f"then run {again}",
+                file=sys.stderr,
+            )
             return 2
         if isinstance(e, RunError):
             print(f"star: error: {e}", file=sys.stderr)

@@ -23,14 +23,18 @@ import pandas as pd
 from . import queries as Q
 
 #: The filters of the comparison, in words (A and B are the two sides).
-FILTERS = {"all": "every question in both",
-           "a_right_b_wrong": "A right, B wrong",
-           "a_wrong_b_right": "A wrong, B right",
-           "answer_changed": "the answer changed",
-           "rationale_changed": "the rationale changed"}
+FILTERS = {
+    "all": "every question in both",
+    "a_right_b_wrong": "A right, B wrong",
+    "a_wrong_b_right": "A wrong, B right",
+    "answer_changed": "the answer changed",
+    "rationale_changed": "the rationale changed",
+}
 
-_COLS = ("id, question_id, k, grp, question, rationale, raw_output, answer, gold, correct, decision, kept, reason,"
-         " audit_json")
+_COLS = (
+    "id, question_id, k, grp, question, rationale, raw_output, answer, gold, correct, decision, kept, reason,"
+    " audit_json"
+)
 
 
 def _side(run_dir: str | os.PathLike, iteration: int, task: str, phase: str) -> pd.DataFrame:
@@ -38,8 +42,12 @@ def _side(run_dir: str | os.PathLike, iteration: int, task: str, phase: str) -> 
         row = con.execute("SELECT id FROM runs ORDER BY id LIMIT 1").fetchone()
         if row is None:
             raise Q.RunUnavailable("empty", "The run store holds no run yet.")
-        df = pd.read_sql_query(f"SELECT {_COLS} FROM samples WHERE run_id=? AND iteration=? AND task=? AND phase=?"
-                               " ORDER BY question_id, k, id", con, params=(row[0], int(iteration), task, phase))
+        df = pd.read_sql_query(
+            f"SELECT {_COLS} FROM samples WHERE run_id=? AND iteration=? AND task=? AND phase=?"
+            " ORDER BY question_id, k, id",
+            con,
+            params=(row[0], int(iteration), task, phase),
+        )
     return df.drop_duplicates("question_id", keep="first")
 
 
@@ -49,17 +57,21 @@ def compare_choices(run_dir: str | os.PathLike) -> pd.DataFrame:
         row = con.execute("SELECT id FROM runs ORDER BY id LIMIT 1").fetchone()
         if row is None:
             raise Q.RunUnavailable("empty", "The run store holds no run yet.")
-        return pd.read_sql_query("SELECT task, phase, iteration, count(*) AS n FROM samples WHERE run_id=?"
-                                 " GROUP BY task, phase, iteration ORDER BY task, phase, iteration", con,
-                                 params=(row[0],))
+        return pd.read_sql_query(
+            "SELECT task, phase, iteration, count(*) AS n FROM samples WHERE run_id=?"
+            " GROUP BY task, phase, iteration ORDER BY task, phase, iteration",
+            con,
+            params=(row[0],),
+        )
 
 
 def _norm(text: Any) -> str:
     return " ".join(str(text or "").split())
 
 
-def compare(run_a: str | os.PathLike, it_a: int, run_b: str | os.PathLike, it_b: int, task: str,
-            phase: str = "eval") -> dict[str, Any]:
+def compare(
+    run_a: str | os.PathLike, it_a: int, run_b: str | os.PathLike, it_b: int, task: str, phase: str = "eval"
+) -> dict[str, Any]:
     """Pair the questions of side A (``run_a`` at iteration ``it_a``) with those of side B.
 
     Returns {"rows": one row per question in both (question_id, grp, question, gold, a_id, b_id, a_answer,
@@ -68,21 +80,36 @@ def compare(run_a: str | os.PathLike, it_a: int, run_b: str | os.PathLike, it_b:
     "only_a", "only_b": questions one side has and the other lacks, "n_a", "n_b": questions per side}."""
     a, b = _side(run_a, it_a, task, phase), _side(run_b, it_b, task, phase)
     m = a.merge(b, on="question_id", suffixes=("_a", "_b"), how="inner").sort_values("id_a", kind="stable")
-    rows = pd.DataFrame({
-        "question_id": m["question_id"], "grp": m["grp_a"], "question": m["question_a"], "gold": m["gold_a"],
-        "a_id": m["id_a"].astype(int), "b_id": m["id_b"].astype(int),
-        "a_answer": m["answer_a"], "b_answer": m["answer_b"],
-        "a_correct": m["correct_a"].astype(bool), "b_correct": m["correct_b"].astype(bool),
-        "a_decision": m["decision_a"], "b_decision": m["decision_b"],
-        "a_text": [r if isinstance(r, str) else o for r, o in zip(m["rationale_a"], m["raw_output_a"])],
-        "b_text": [r if isinstance(r, str) else o for r, o in zip(m["rationale_b"], m["raw_output_b"])],
-        "gold_differs": m["gold_a"].astype(str) != m["gold_b"].astype(str),
-    }).reset_index(drop=True)
+    rows = pd.DataFrame(
+        {
+            "question_id": m["question_id"],
+            "grp": m["grp_a"],
+            "question": m["question_a"],
+            "gold": m["gold_a"],
+            "a_id": m["id_a"].astype(int),
+            "b_id": m["id_b"].astype(int),
+            "a_answer": m["answer_a"],
+            "b_answer": m["answer_b"],
+            "a_correct": m["correct_a"].astype(bool),
+            "b_correct": m["correct_b"].astype(bool),
+            "a_decision": m["decision_a"],
+            "b_decision": m["decision_b"],
+            "a_text": [r if isinstance(r, str) else o for r, o in zip(m["rationale_a"], m["raw_output_a"])],
+            "b_text": [r if isinstance(r, str) else o for r, o in zip(m["rationale_b"], m["raw_output_b"])],
+            "gold_differs": m["gold_a"].astype(str) != m["gold_b"].astype(str),
+        }
+    ).reset_index(drop=True)
     rows["answer_changed"] = [_norm(x) != _norm(y) for x, y in zip(rows["a_answer"], rows["b_answer"])]
     rows["rationale_changed"] = [_norm(x) != _norm(y) for x, y in zip(rows["a_text"], rows["b_text"])]
     qa, qb = set(a["question_id"]), set(b["question_id"])
-    return {"rows": rows, "counts": {k: int(filter_mask(rows, k).sum()) for k in FILTERS},
-            "only_a": len(qa - qb), "only_b": len(qb - qa), "n_a": len(qa), "n_b": len(qb)}
+    return {
+        "rows": rows,
+        "counts": {k: int(filter_mask(rows, k).sum()) for k in FILTERS},
+        "only_a": len(qa - qb),
+        "only_b": len(qb - qa),
+        "n_a": len(qa),
+        "n_b": len(qb),
+    }
 
 
 def filter_mask(rows: pd.DataFrame, name: str) -> pd.Series:
@@ -109,8 +136,10 @@ def diff_ops(a: str | None, b: str | None) -> list[tuple[str, str, str]]:
     return [(op, "".join(ta[i1:i2]), "".join(tb[j1:j2])) for op, i1, i2, j1, j2 in sm.get_opcodes()]
 
 
-_PRE = ('<pre class="star-diff" style="white-space:pre-wrap;word-break:break-word;font-size:0.85rem;'
-        'background:rgba(128,128,128,0.08);padding:0.6rem;border-radius:0.4rem;max-height:28rem;overflow:auto">')
+_PRE = (
+    '<pre class="star-diff" style="white-space:pre-wrap;word-break:break-word;font-size:0.85rem;'
+    'background:rgba(128,128,128,0.08);padding:0.6rem;border-radius:0.4rem;max-height:28rem;overflow:auto">'
+)
 _DEL = '<del style="background:#ffc9c9;color:inherit;text-decoration:line-through">'
 _INS = '<ins style="background:#b2f2bb;color:inherit;text-decoration:none">'
 

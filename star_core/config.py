@@ -95,8 +95,9 @@ def range_text(name: str) -> str:
         return ""
     lo, hi, bounds = RANGES[name]
     hi = hi() if callable(hi) else hi
-    return (f"{'>' if bounds[0] == '(' else '>='} {_num(lo)} and {'<' if bounds[1] == ')' else '<='} {_num(hi)}"
-            + (" (finite)" if isinstance(lo, float) else ""))
+    return f"{'>' if bounds[0] == '(' else '>='} {_num(lo)} and {'<' if bounds[1] == ')' else '<='} {_num(hi)}" + (
+        " (finite)" if isinstance(lo, float) else ""
+    )
 
 
 class ModelError(ValueError):
@@ -228,6 +229,7 @@ class StarConfig:
     def validate(self, source: str = "config", origins: dict[str, str] | None = None) -> StarConfig:
         """Check every field; the error names the field, its value and where it came from (``origins``:
         field -> the file, "command line" or "--set" that set it last)."""
+
         def bad(name: str, why: str) -> ConfigError:
             where = (origins or {}).get(name, source)
             return ConfigError(f"{where}: field '{name}' = {getattr(self, name)!r}: {why}")
@@ -241,22 +243,31 @@ class StarConfig:
                 raise bad(name, "must be a finite number")
             if v < lo or v > hi or (v == lo and bounds[0] == "(") or (v == hi and bounds[1] == ")"):
                 raise bad(name, f"must be {range_text(name)}")
-        if self.batch_size != "auto" and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
-                                          or not 1 <= self.batch_size <= MAX_BATCH_SIZE):
+        if self.batch_size != "auto" and (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or not 1 <= self.batch_size <= MAX_BATCH_SIZE
+        ):
             raise bad("batch_size", f"must be auto or an integer from 1 to {_num(MAX_BATCH_SIZE)}")
         if self.samples_per_question > 1 and self.temperature == 0:
             raise bad("samples_per_question", "k > 1 needs temperature > 0 (greedy gives k identical samples)")
         if self.warm_start and self.task not in WARM_START_TASKS:
-            raise bad("warm_start", f"unsupported for {self.task}: it has no reference rationales "
-                                    f"(supported: {', '.join(WARM_START_TASKS)})")
+            raise bad(
+                "warm_start",
+                f"unsupported for {self.task}: it has no reference rationales "
+                f"(supported: {', '.join(WARM_START_TASKS)})",
+            )
         if self.warm_start and self.eval_adapter:
             raise bad("warm_start", "cannot be combined with eval_adapter (star eval --adapter)")
         if self.direct_baseline and (self.task != "arithmetic" or self.arith_format == "scratchpad"):
             raise bad("direct_baseline", "arithmetic with the decomposition or columns format only")
         last = self.train_steps * self.steps_growth ** max(0, self.iterations - 1)
         if last > MAX_STEPS:
-            raise bad("steps_growth", f"train_steps * steps_growth ** (iterations - 1) = {last:.3g} steps in the "
-                                      f"last iteration; at most {MAX_STEPS:,}")
+            raise bad(
+                "steps_growth",
+                f"train_steps * steps_growth ** (iterations - 1) = {last:.3g} steps in the "
+                f"last iteration; at most {MAX_STEPS:,}",
+            )
         if self.arith_format not in FORMATS:
             raise bad("arith_format", f"choose {', '.join(FORMATS[:-1])} or {FORMATS[-1]}")
         for name in ("train_digits", "eval_digits", "warm_start_digits"):
@@ -355,8 +366,11 @@ def _coerce(name: str, value: Any, source: str) -> Any:
                 value = [int(v) for v in value.replace("-", ",").split(",") if v.strip()]
             except ValueError:
                 raise fail("expected two integers, e.g. 1-5 or [1, 5]") from None
-        if not isinstance(value, (list, tuple)) or len(value) != 2 or not all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value):
+        if (
+            not isinstance(value, (list, tuple))
+            or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        ):
             raise fail("expected two integers, e.g. 1-5 or [1, 5]")
         return (int(value[0]), int(value[1]))
     if origin is list:
@@ -402,7 +416,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 continue
             if first != line:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first on line {first})", key_node.start_mark)
+                    None, None, f"duplicate key {key!r} (first on line {first})", key_node.start_mark
+                )
         return super().construct_mapping(node, deep=deep)
 
 
@@ -432,18 +447,24 @@ def load_file(path: str | Path) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{p}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); save the config "
-                          "as UTF-8") from None
+        raise ConfigError(
+            f"{p}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); save the config as UTF-8"
+        ) from None
     try:
-        data = (json.loads(text, object_pairs_hook=_no_duplicates) if p.suffix == ".json"
-                else yaml.load(text, Loader=_UniqueKeyLoader))  # a SafeLoader subclass
+        data = (
+            json.loads(text, object_pairs_hook=_no_duplicates)
+            if p.suffix == ".json"
+            else yaml.load(text, Loader=_UniqueKeyLoader)
+        )  # a SafeLoader subclass
     except (ValueError, yaml.YAMLError) as e:  # json.JSONDecodeError is a ValueError
         line = getattr(e, "lineno", None) or getattr(getattr(e, "problem_mark", None), "line", -1) + 1
         where = f", line {line}" if line > 0 else ""
         raise ConfigError(f"{p}{where}: cannot parse config: {e}") from None
     if data is None:
-        raise ConfigError(f"{p}: the config file is empty (no field: value lines); add settings, or leave out "
-                          "--config to run the defaults")
+        raise ConfigError(
+            f"{p}: the config file is empty (no field: value lines); add settings, or leave out "
+            "--config to run the defaults"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: config must be a mapping of field: value")
     return data
@@ -459,8 +480,7 @@ def parse_set(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def build(file: str | None = None, flags: dict[str, Any] | None = None,
-          sets: list[str] | None = None) -> StarConfig:
+def build(file: str | None = None, flags: dict[str, Any] | None = None, sets: list[str] | None = None) -> StarConfig:
     cfg = StarConfig()
     origins: dict[str, str] = {}
     if file:

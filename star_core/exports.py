@@ -26,15 +26,39 @@ from . import queries as Q
 
 #: At most this many rows in one download (the Rationales page says when a filter matches more).
 EXPORT_LIMIT = 20_000
-SAMPLE_COLUMNS = ["id", "iteration", "task", "split", "phase", "grp", "question_id", "k", "question", "rationale",
-                  "raw_output", "answer", "gold", "correct", "decision", "kept", "reason", "audit_verdict",
-                  "audit_errors", "label", "tags", "note"]
-_SQL_COLS = ("id, iteration, task, split, phase, grp, question_id, k, question, rationale, raw_output, answer, gold,"
-             " correct, decision, kept, reason, audit_json")
+SAMPLE_COLUMNS = [
+    "id",
+    "iteration",
+    "task",
+    "split",
+    "phase",
+    "grp",
+    "question_id",
+    "k",
+    "question",
+    "rationale",
+    "raw_output",
+    "answer",
+    "gold",
+    "correct",
+    "decision",
+    "kept",
+    "reason",
+    "audit_verdict",
+    "audit_errors",
+    "label",
+    "tags",
+    "note",
+]
+_SQL_COLS = (
+    "id, iteration, task, split, phase, grp, question_id, k, question, rationale, raw_output, answer, gold,"
+    " correct, decision, kept, reason, audit_json"
+)
 
 
-def filtered_samples(run_dir: str | os.PathLike, f: Any, limit: int = EXPORT_LIMIT,
-                     annotations: pd.DataFrame | None = None) -> tuple[pd.DataFrame, int]:
+def filtered_samples(
+    run_dir: str | os.PathLike, f: Any, limit: int = EXPORT_LIMIT, annotations: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, int]:
     """The samples a ``SampleFilter`` matches (id order, at most ``limit``) with ``SAMPLE_COLUMNS``, and how
     many it matches. ``annotations``: ``Annotations.frame()``, to fill label, tags and note."""
     with Q.open_store(run_dir) as con:
@@ -43,18 +67,25 @@ def filtered_samples(run_dir: str | os.PathLike, f: Any, limit: int = EXPORT_LIM
             raise Q.RunUnavailable("empty", "The run store holds no run yet.")
         w, p = f.where(row[0])
         total = int(con.execute(f"SELECT count(*) FROM samples WHERE {w}", p).fetchone()[0])
-        df = pd.read_sql_query(f"SELECT {_SQL_COLS} FROM samples WHERE {w} ORDER BY id LIMIT ?", con,
-                               params=p + [int(limit)])
+        df = pd.read_sql_query(
+            f"SELECT {_SQL_COLS} FROM samples WHERE {w} ORDER BY id LIMIT ?", con, params=p + [int(limit)]
+        )
     return with_audit_and_annotations(df, annotations), total
 
 
 def with_audit_and_annotations(df: pd.DataFrame, annotations: pd.DataFrame | None) -> pd.DataFrame:
     audits = [Q.parse_audit(a) for a in df["audit_json"]] if "audit_json" in df else [None] * len(df)
-    df = df.assign(correct=df["correct"].astype(bool), kept=df["kept"].astype(bool),
-                   audit_verdict=[(a or {}).get("verdict") for a in audits],
-                   audit_errors=["; ".join(a["errors"]) if a else None for a in audits])
-    ann = {} if annotations is None or annotations.empty else {
-        int(r.sample_id): r for r in annotations.itertuples(index=False)}
+    df = df.assign(
+        correct=df["correct"].astype(bool),
+        kept=df["kept"].astype(bool),
+        audit_verdict=[(a or {}).get("verdict") for a in audits],
+        audit_errors=["; ".join(a["errors"]) if a else None for a in audits],
+    )
+    ann = (
+        {}
+        if annotations is None or annotations.empty
+        else {int(r.sample_id): r for r in annotations.itertuples(index=False)}
+    )
     df["label"] = [_str(getattr(ann.get(int(i)), "label", None)) for i in df["id"]]
     df["tags"] = [",".join(getattr(ann.get(int(i)), "tags", None) or []) or None for i in df["id"]]
     df["note"] = [_str(getattr(ann.get(int(i)), "note", None)) for i in df["id"]]
@@ -95,14 +126,32 @@ def _plain(v: Any) -> Any:
 def to_jsonl(df: pd.DataFrame, columns: Sequence[str] | None = None) -> bytes:
     """One JSON object per row, the text as stored."""
     cols = list(columns or df.columns)
-    lines = [json.dumps({c: _plain(v) for c, v in zip(cols, row)}, ensure_ascii=False)
-             for row in df[cols].itertuples(index=False, name=None)]
+    lines = [
+        json.dumps({c: _plain(v) for c, v in zip(cols, row)}, ensure_ascii=False)
+        for row in df[cols].itertuples(index=False, name=None)
+    ]
     return ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8")
 
 
 #: The Compare page's columns in a download.
-COMPARE_COLUMNS = ["question_id", "grp", "question", "gold", "a_id", "a_answer", "a_correct", "a_decision", "a_text",
-                   "b_id", "b_answer", "b_correct", "b_decision", "b_text", "answer_changed", "rationale_changed"]
+COMPARE_COLUMNS = [
+    "question_id",
+    "grp",
+    "question",
+    "gold",
+    "a_id",
+    "a_answer",
+    "a_correct",
+    "a_decision",
+    "a_text",
+    "b_id",
+    "b_answer",
+    "b_correct",
+    "b_decision",
+    "b_text",
+    "answer_changed",
+    "rationale_changed",
+]
 
 
 def compare_frame(rows: pd.DataFrame, label_a: str, label_b: str) -> pd.DataFrame:
@@ -113,5 +162,13 @@ def compare_frame(rows: pd.DataFrame, label_a: str, label_b: str) -> pd.DataFram
     return out
 
 
-__all__ = ["COMPARE_COLUMNS", "EXPORT_LIMIT", "SAMPLE_COLUMNS", "compare_frame", "filtered_samples", "to_csv",
-           "to_jsonl", "with_audit_and_annotations"]
+__all__ = [
+    "COMPARE_COLUMNS",
+    "EXPORT_LIMIT",
+    "SAMPLE_COLUMNS",
+    "compare_frame",
+    "filtered_samples",
+    "to_csv",
+    "to_jsonl",
+    "with_audit_and_annotations",
+]

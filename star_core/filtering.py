@@ -45,8 +45,15 @@ def _short(s: str | None, n: int = 40) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def judge(task: Task, problem: Problem, completion: str, truncated: bool, phase: str,
-          max_new_tokens: int, reject_unfaithful: bool = False) -> Decision:
+def judge(
+    task: Task,
+    problem: Problem,
+    completion: str,
+    truncated: bool,
+    phase: str,
+    max_new_tokens: int,
+    reject_unfaithful: bool = False,
+) -> Decision:
     if phase not in JUDGED_PHASES:
         raise ValueError(f"unknown phase {phase!r}")
     text = task.trim(completion)
@@ -108,12 +115,23 @@ def limit_per_question(kept: Sequence[Mapping[str, Any]], max_kept: int) -> list
         texts = seen.setdefault(r["question_id"], [])
         same = next((k for t, k in texts if t == _same_text(r["completion"])), None)
         if same is not None:
-            out.append((r["id"], "duplicate", f"right answer, but the same rationale as sample k={same}, "
-                                              "already kept for this question"))
+            out.append(
+                (
+                    r["id"],
+                    "duplicate",
+                    f"right answer, but the same rationale as sample k={same}, already kept for this question",
+                )
+            )
         elif len(texts) >= max_kept:
-            out.append((r["id"], "over_limit", f"right answer, but {max_kept} distinct rationale"
-                                               f"{'s are' if max_kept > 1 else ' is'} already kept for this "
-                                               f"question (max_kept_per_question={max_kept})"))
+            out.append(
+                (
+                    r["id"],
+                    "over_limit",
+                    f"right answer, but {max_kept} distinct rationale"
+                    f"{'s are' if max_kept > 1 else ' is'} already kept for this "
+                    f"question (max_kept_per_question={max_kept})",
+                )
+            )
         else:
             texts.append((_same_text(r["completion"]), r["k"]))
     return out

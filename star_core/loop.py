@@ -60,8 +60,12 @@ class Stopped(Exception):
 
 def make_task(cfg: StarConfig) -> Task:
     if cfg.task == "arithmetic":
-        return get_task("arithmetic", format=cfg.arith_format, train_digits=tuple(cfg.train_digits),
-                        eval_digits=tuple(cfg.eval_digits))
+        return get_task(
+            "arithmetic",
+            format=cfg.arith_format,
+            train_digits=tuple(cfg.train_digits),
+            eval_digits=tuple(cfg.eval_digits),
+        )
     return get_task(cfg.task)
 
 
@@ -191,8 +195,7 @@ class Runner:
         split = PHASE_SPLIT[phase]
         exemplars = self.data.direct_exemplars if phase == "direct_eval" else self.data.exemplars
         prompts = [task.prompt(p, exemplars, hint=hint) for p, _ in todo]
-        bar = tqdm(total=len(todo), desc=f"iter {iteration} {phase}", unit="q", disable=not self.progress,
-                   leave=False)
+        bar = tqdm(total=len(todo), desc=f"iter {iteration} {phase}", unit="q", disable=not self.progress, leave=False)
 
         def on_batch(idx: list[int], gens) -> None:
             recs = []
@@ -200,12 +203,29 @@ class Runner:
                 p, j = todo[i]
                 d = judge(task, p, g.text, g.truncated, phase, cfg.max_new_tokens, cfg.reject_unfaithful)
                 rec = SampleRecord(
-                    iteration=iteration, task=task.name, split=split, phase=phase, question_id=p.id, k=j,
-                    grp=p.group, question=p.question, prompt=prompts[i],
-                    hint=task.hint_text(p) if hint else None, raw_output=g.text, rationale=d.parsed.rationale,
-                    answer=d.parsed.answer, gold=p.gold, decision=d.decision, reason=d.reason,
-                    correct=d.correct, kept=d.kept, audit=d.audit.to_dict(), prompt_tokens=g.prompt_tokens,
-                    output_tokens=g.output_tokens, seconds=g.seconds)
+                    iteration=iteration,
+                    task=task.name,
+                    split=split,
+                    phase=phase,
+                    question_id=p.id,
+                    k=j,
+                    grp=p.group,
+                    question=p.question,
+                    prompt=prompts[i],
+                    hint=task.hint_text(p) if hint else None,
+                    raw_output=g.text,
+                    rationale=d.parsed.rationale,
+                    answer=d.parsed.answer,
+                    gold=p.gold,
+                    decision=d.decision,
+                    reason=d.reason,
+                    correct=d.correct,
+                    kept=d.kept,
+                    audit=d.audit.to_dict(),
+                    prompt_tokens=g.prompt_tokens,
+                    output_tokens=g.output_tokens,
+                    seconds=g.seconds,
+                )
                 if d.kept:
                     rec.train_prompt = self.train_prompt(p)
                     rec.train_completion = d.text.rstrip()
@@ -215,8 +235,13 @@ class Runner:
             bar.update(len(idx))
 
         seed = cfg.seed * 7919 + iteration * 31 + _SEED_OFFSET[phase]
-        self.backend.generate(prompts, adapter=self.adapter, seed=seed, on_batch=on_batch,
-                              temperature=0.0 if phase in EVAL_PHASES else cfg.temperature)
+        self.backend.generate(
+            prompts,
+            adapter=self.adapter,
+            seed=seed,
+            on_batch=on_batch,
+            temperature=0.0 if phase in EVAL_PHASES else cfg.temperature,
+        )
         bar.close()
 
     def limit_kept(self, iteration: int) -> None:
@@ -251,18 +276,28 @@ class Runner:
         if not cfg.restart_from_base and prev is not None and (self.run_dir / prev).is_dir():
             self.model = load_adapter(base, self.run_dir / prev, trainable=True)
         else:
-            self.model = fresh_lora(base, lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout,
-                                                      self.lora_targets), seed=cfg.seed + iteration)
+            self.model = fresh_lora(
+                base,
+                lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, self.lora_targets),
+                seed=cfg.seed + iteration,
+            )
         self.adapter = None
         steps = cfg.steps_for(iteration) if iteration >= 1 else cfg.warm_start_steps
         losses: list = []
         if examples:
             name = f"iter {iteration} train" if iteration >= 1 else "warm start (supervised)"
             bar = tqdm(total=steps, desc=name, unit="step", disable=not self.progress, leave=False)
-            args = TrainArgs(steps=steps, learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps,
-                             batch_size=cfg.train_batch_size, grad_accum=cfg.grad_accum,
-                             max_grad_norm=cfg.max_grad_norm, mask_prompt=cfg.mask_prompt,
-                             max_seq_len=cfg.max_seq_len, seed=cfg.seed + iteration)
+            args = TrainArgs(
+                steps=steps,
+                learning_rate=cfg.learning_rate,
+                warmup_steps=cfg.warmup_steps,
+                batch_size=cfg.train_batch_size,
+                grad_accum=cfg.grad_accum,
+                max_grad_norm=cfg.max_grad_norm,
+                mask_prompt=cfg.mask_prompt,
+                max_seq_len=cfg.max_seq_len,
+                seed=cfg.seed + iteration,
+            )
 
             def on_step(step: int, loss: float, lr: float) -> None:
                 bar.update(1)
@@ -378,9 +413,19 @@ def start(cfg: StarConfig, run_dir: str | Path, progress: bool = True) -> Path:
         store = RunStore(run_dir)
         name = cfg.name or run_dir.name
         store.create_run(name, cfg.task, cfg.model, cfg.to_dict(), cfg.iterations, device="starting")
-        store.save_exemplars(cfg.task, [
-            {"question_id": e.problem.id, "question": e.problem.question, "rationale": e.rationale,
-             "answer": e.answer, "source": data.exemplar_source} for e in data.exemplars])
+        store.save_exemplars(
+            cfg.task,
+            [
+                {
+                    "question_id": e.problem.id,
+                    "question": e.problem.question,
+                    "rationale": e.rationale,
+                    "answer": e.answer,
+                    "source": data.exemplar_source,
+                }
+                for e in data.exemplars
+            ],
+        )
         _execute(cfg, run_dir, store, data, progress)
     return run_dir
 
@@ -430,15 +475,19 @@ def _execute(cfg: StarConfig, run_dir: Path, store: RunStore, data: Data, progre
         runner.backend.start()  # sampler=ray: join or start the cluster before the model loads
         runner._ensure_model()
         with store.tx() as c:
-            c.execute("UPDATE runs SET device=?, pid=? WHERE id=?",
-                      (runner.loaded.description, os.getpid(), store.run_id))
+            c.execute(
+                "UPDATE runs SET device=?, pid=? WHERE id=?", (runner.loaded.description, os.getpid(), store.run_id)
+            )
         runner.run()
     except (Stopped, KeyboardInterrupt):
         store.set_status("stopped", message="stopped by signal; resume with star run --resume")
         raise
     except BaseException as e:
-        store.set_status("crashed", error="".join(traceback.format_exception_only(type(e), e)).strip(),
-                         message=traceback.format_exc()[-2000:])
+        store.set_status(
+            "crashed",
+            error="".join(traceback.format_exception_only(type(e), e)).strip(),
+            message=traceback.format_exc()[-2000:],
+        )
         raise
     finally:
         runner.backend.close()

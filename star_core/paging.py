@@ -68,14 +68,17 @@ def like_clause(needle: str) -> tuple[str, list[str]]:
     """The plain scan: ``needle`` anywhere in the question, rationale, raw output or question id (LIKE: case
     folded for ASCII letters only)."""
     pat = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return ("(question LIKE ? ESCAPE '\\' OR rationale LIKE ? ESCAPE '\\'"
-            " OR raw_output LIKE ? ESCAPE '\\' OR question_id LIKE ? ESCAPE '\\')", [pat] * 4)
+    return (
+        "(question LIKE ? ESCAPE '\\' OR rationale LIKE ? ESCAPE '\\'"
+        " OR raw_output LIKE ? ESCAPE '\\' OR question_id LIKE ? ESCAPE '\\')",
+        [pat] * 4,
+    )
 
 
 def fts_query(needle: str) -> str | None:
     """An FTS5 query for the rows holding every trigram of ``needle`` (None below ``MIN_TRIGRAM``
     characters). The rows it finds include every row that holds the needle."""
-    grams = list(dict.fromkeys(needle[i:i + 3] for i in range(len(needle) - 2)))
+    grams = list(dict.fromkeys(needle[i : i + 3] for i in range(len(needle) - 2)))
     if not grams:
         return None
     if len(grams) > MAX_TRIGRAMS:  # evenly spread, the first and the last included
@@ -103,8 +106,14 @@ class Plan:
     """How to read one filter from one store. ``where``: the filter's WHERE clause when it is more than its
     fields (a narrower subclass of SampleFilter); then no keyset over the counts is used."""
 
-    def __init__(self, con: sqlite3.Connection, f: Any, rid: int, where: tuple[str, list[Any]] | None = None,
-                 cache_key: Any = None):
+    def __init__(
+        self,
+        con: sqlite3.Connection,
+        f: Any,
+        rid: int,
+        where: tuple[str, list[Any]] | None = None,
+        cache_key: Any = None,
+    ):
         self.con = con
         self.version = schema_version(con)
         vals = _values(f, rid)
@@ -134,8 +143,13 @@ class Plan:
             with _MATCHES_LOCK:  # the dashboard's sessions run in threads
                 hit = _MATCHES.get(key) if key is not None else None
             if hit is None:
-                hit = array("q", (r[0] for r in self.con.execute(
-                    f"SELECT id FROM samples WHERE {self.where} ORDER BY id", self.params)))
+                hit = array(
+                    "q",
+                    (
+                        r[0]
+                        for r in self.con.execute(f"SELECT id FROM samples WHERE {self.where} ORDER BY id", self.params)
+                    ),
+                )
                 if key is not None:
                     with _MATCHES_LOCK:
                         _MATCHES[key] = hit
@@ -150,10 +164,14 @@ class Plan:
             rows = self.con.execute(
                 f"SELECT {', '.join('c.' + k for k in KEY_COLS)}, c.n,"
                 f" (SELECT min(s.id) FROM samples s WHERE {_KEY_EQ}), (SELECT max(s.id) FROM samples s WHERE {_KEY_EQ})"
-                f" FROM sample_counts c WHERE c.n > 0 AND {self.key_where}", self.key_params).fetchall()
+                f" FROM sample_counts c WHERE c.n > 0 AND {self.key_where}",
+                self.key_params,
+            ).fetchall()
             nk = len(KEY_COLS)
-            self._key_cache = sorted(((tuple(r[:nk]), int(r[nk]), int(r[nk + 1]), int(r[nk + 2]))
-                                      for r in rows if r[nk + 1] is not None), key=lambda k: k[2])
+            self._key_cache = sorted(
+                ((tuple(r[:nk]), int(r[nk]), int(r[nk + 1]), int(r[nk + 2])) for r in rows if r[nk + 1] is not None),
+                key=lambda k: k[2],
+            )
         return self._key_cache
 
     def _count_upto(self, sid: int) -> int:
@@ -165,8 +183,9 @@ class Plan:
             if hi <= sid:
                 total += n
             elif lo <= sid:
-                total += self.con.execute(f"SELECT count(*) FROM samples WHERE {eq} AND id <= ?",
-                                          list(key) + [int(sid)]).fetchone()[0]
+                total += self.con.execute(
+                    f"SELECT count(*) FROM samples WHERE {eq} AND id <= ?", list(key) + [int(sid)]
+                ).fetchone()[0]
         return total
 
     # ---- counts ---------------------------------------------------------------
@@ -174,8 +193,11 @@ class Plan:
         if self.listed:
             return len(self.matches())
         if self.keyed:
-            return int(self.con.execute(f"SELECT coalesce(sum(n), 0) FROM sample_counts c WHERE {self.key_where}",
-                                        self.key_params).fetchone()[0])
+            return int(
+                self.con.execute(
+                    f"SELECT coalesce(sum(n), 0) FROM sample_counts c WHERE {self.key_where}", self.key_params
+                ).fetchone()[0]
+            )
         return int(self.con.execute(f"SELECT count(*) FROM samples WHERE {self.where}", self.params).fetchone()[0])
 
     def contains(self, sid: int) -> bool:
@@ -183,8 +205,12 @@ class Plan:
             ids = self.matches()
             i = bisect.bisect_left(ids, int(sid))
             return i < len(ids) and ids[i] == int(sid)
-        return self.con.execute(f"SELECT 1 FROM samples WHERE {self.where} AND id = ?",
-                                self.params + [int(sid)]).fetchone() is not None
+        return (
+            self.con.execute(
+                f"SELECT 1 FROM samples WHERE {self.where} AND id = ?", self.params + [int(sid)]
+            ).fetchone()
+            is not None
+        )
 
     def position(self, sid: int) -> int:
         """1-based position of ``sid`` in the filtered id order (it must match the filter). Counts the ids up
@@ -194,8 +220,11 @@ class Plan:
             return bisect.bisect_right(self.matches(), int(sid))
         if self.keyed:
             return self._count_upto(int(sid))
-        return int(self.con.execute(f"SELECT count(*) FROM samples WHERE {self.where} AND id <= ?",
-                                    self.params + [int(sid)]).fetchone()[0])
+        return int(
+            self.con.execute(
+                f"SELECT count(*) FROM samples WHERE {self.where} AND id <= ?", self.params + [int(sid)]
+            ).fetchone()[0]
+        )
 
     # ---- keyset seeks -----------------------------------------------------------
     def after(self, sid: int | None) -> int | None:
@@ -218,22 +247,26 @@ class Plan:
             cond = f" AND s.id {op} ?" if bound else ""
             row = self.con.execute(
                 f"SELECT {agg}((SELECT {agg}(s.id) FROM samples s WHERE {_KEY_EQ}{cond}))"
-                f" FROM sample_counts c WHERE c.n > 0 AND {self.key_where}", bound + self.key_params).fetchone()
+                f" FROM sample_counts c WHERE c.n > 0 AND {self.key_where}",
+                bound + self.key_params,
+            ).fetchone()
         else:
             cond = f" AND id {op} ?" if bound else ""
-            row = self.con.execute(f"SELECT {agg}(id) FROM samples WHERE {self.where}{cond}",
-                                   self.params + bound).fetchone()
+            row = self.con.execute(
+                f"SELECT {agg}(id) FROM samples WHERE {self.where}{cond}", self.params + bound
+            ).fetchone()
         return None if row[0] is None else int(row[0])
 
-    def ids(self, after: int | None = None, before: int | None = None, limit: int = 50,
-            descending: bool = False) -> list[int]:
+    def ids(
+        self, after: int | None = None, before: int | None = None, limit: int = 50, descending: bool = False
+    ) -> list[int]:
         """Up to ``limit`` matching ids after ``after`` and/or before ``before``, in id order (the last ones
         when ``descending``, still returned in ascending order)."""
         if self.listed:
             ids = self.matches()
             lo = 0 if after is None else bisect.bisect_right(ids, int(after))
             hi = len(ids) if before is None else bisect.bisect_left(ids, int(before))
-            return list(ids[max(lo, hi - limit):hi] if descending else ids[lo:min(hi, lo + limit)])
+            return list(ids[max(lo, hi - limit) : hi] if descending else ids[lo : min(hi, lo + limit)])
         order = "DESC" if descending else "ASC"
         cond, bound = "", []
         if after is not None:
@@ -253,13 +286,21 @@ class Plan:
                     edge = sorted(found, reverse=descending)[limit - 1]
                     if (hi < edge) if descending else (lo > edge):
                         break
-                found += [r[0] for r in self.con.execute(
-                    f"SELECT id FROM samples s WHERE {eq}{cond} ORDER BY id {order} LIMIT ?",
-                    list(key) + bound + [int(limit)])]
+                found += [
+                    r[0]
+                    for r in self.con.execute(
+                        f"SELECT id FROM samples s WHERE {eq}{cond} ORDER BY id {order} LIMIT ?",
+                        list(key) + bound + [int(limit)],
+                    )
+                ]
         else:
-            found = [r[0] for r in self.con.execute(
-                f"SELECT id FROM samples s WHERE {self.where}{cond} ORDER BY id {order} LIMIT ?",
-                self.params + bound + [int(limit)])]
+            found = [
+                r[0]
+                for r in self.con.execute(
+                    f"SELECT id FROM samples s WHERE {self.where}{cond} ORDER BY id {order} LIMIT ?",
+                    self.params + bound + [int(limit)],
+                )
+            ]
         found = sorted(found, reverse=descending)[:limit]
         return sorted(found)
 
@@ -272,12 +313,15 @@ class Plan:
             keys = self._keys()
             if len(keys) == 1:
                 eq = " AND ".join(f"{c} = ?" for c in KEY_COLS)
-                row = self.con.execute(f"SELECT id FROM samples WHERE {eq} ORDER BY id LIMIT 1 OFFSET ?",
-                                       list(keys[0][0]) + [int(position) - 1]).fetchone()
+                row = self.con.execute(
+                    f"SELECT id FROM samples WHERE {eq} ORDER BY id LIMIT 1 OFFSET ?",
+                    list(keys[0][0]) + [int(position) - 1],
+                ).fetchone()
                 return None if row is None else int(row[0])
             return self._at_by_bisection(position)
-        row = self.con.execute(f"SELECT id FROM samples WHERE {self.where} ORDER BY id LIMIT 1 OFFSET ?",
-                               self.params + [int(position) - 1]).fetchone()
+        row = self.con.execute(
+            f"SELECT id FROM samples WHERE {self.where} ORDER BY id LIMIT 1 OFFSET ?", self.params + [int(position) - 1]
+        ).fetchone()
         return None if row is None else int(row[0])
 
     def _at_by_bisection(self, position: int) -> int | None:
@@ -296,9 +340,16 @@ class Plan:
         return lo
 
 
-def browse(con: sqlite3.Connection, f: Any, rid: int, sample_id: int | None = None, position: int | None = None,
-           came_from: tuple[int, int] | None = None, where: tuple[str, list[Any]] | None = None,
-           cache_key: Any = None) -> dict[str, Any]:
+def browse(
+    con: sqlite3.Connection,
+    f: Any,
+    rid: int,
+    sample_id: int | None = None,
+    position: int | None = None,
+    came_from: tuple[int, int] | None = None,
+    where: tuple[str, list[Any]] | None = None,
+    cache_key: Any = None,
+) -> dict[str, Any]:
     """Locate one sample in the filtered, id-ordered list without loading the list (see
     ``queries.browse``). ``came_from=(id, position)``: the sample shown before, when ``sample_id`` is its
     Prev or Next neighbour in the same filter and store state; its position is then carried (one more
@@ -313,8 +364,14 @@ def browse(con: sqlite3.Connection, f: Any, rid: int, sample_id: int | None = No
     if sid is None and total:
         pos = min(max(int(position or 1), 1), total)
         sid = plan.after(None) if pos == 1 else plan.before(None) if pos == total else plan.at(pos)
-    out: dict[str, Any] = {"total": total, "sample_id": sid, "position": None, "prev_id": None, "next_id": None,
-                           "in_filter": False}
+    out: dict[str, Any] = {
+        "total": total,
+        "sample_id": sid,
+        "position": None,
+        "prev_id": None,
+        "next_id": None,
+        "in_filter": False,
+    }
     if sid is None:
         return out
     out["in_filter"] = plan.contains(sid)
@@ -331,8 +388,16 @@ def browse(con: sqlite3.Connection, f: Any, rid: int, sample_id: int | None = No
     return out
 
 
-def page(con: sqlite3.Connection, f: Any, rid: int, anchor: int | None = None, before: int = 0,
-         limit: int = 50, where: tuple[str, list[Any]] | None = None, cache_key: Any = None) -> list[int]:
+def page(
+    con: sqlite3.Connection,
+    f: Any,
+    rid: int,
+    anchor: int | None = None,
+    before: int = 0,
+    limit: int = 50,
+    where: tuple[str, list[Any]] | None = None,
+    cache_key: Any = None,
+) -> list[int]:
     """The ids of a table page: ``before`` matching ids before ``anchor`` (a sample id), then ``anchor`` and the
     ids after it, ``limit`` in all (keyset: no OFFSET). Without an anchor, the first ``limit``."""
     plan = Plan(con, f, rid, where, cache_key)

@@ -95,29 +95,49 @@ def policy(bind_address: str | None, client_ip: str | None = None, token_given: 
     session that gave ``token_given``, start, resume and stop runs?"""
     n = max_runs()
     if os.environ.get(LAUNCH_ENV, "1").strip() == "0":
-        return Policy(False, f"Process control is turned off for this dashboard ({LAUNCH_ENV}=0): it neither "
-                      "starts, resumes nor stops runs.", False, n)
+        return Policy(
+            False,
+            f"Process control is turned off for this dashboard ({LAUNCH_ENV}=0): it neither "
+            "starts, resumes nor stops runs.",
+            False,
+            n,
+        )
     token = os.environ.get(TOKEN_ENV, "").strip()
     if token and len(token) < MIN_TOKEN_LEN:
-        return Policy(False, f"{TOKEN_ENV} is shorter than {MIN_TOKEN_LEN} characters, so process control is "
-                      "off. Set a longer secret (for example `python -c 'import secrets; "
-                      "print(secrets.token_urlsafe(24))'`) and restart the dashboard.", False, n)
+        return Policy(
+            False,
+            f"{TOKEN_ENV} is shorter than {MIN_TOKEN_LEN} characters, so process control is "
+            "off. Set a longer secret (for example `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(24))'`) and restart the dashboard.",
+            False,
+            n,
+        )
     if token:
         if token_given and hmac.compare_digest(token_given.strip().encode(), token.encode()):
             return Policy(True, "", False, n)
-        return Policy(False, f"Starting, resuming and stopping runs needs this dashboard's token ({TOKEN_ENV}): "
-                      f"open the dashboard with `?{TOKEN_PARAM}=...` appended to its URL, or enter it on the "
-                      "Launch page.", True, n)
+        return Policy(
+            False,
+            f"Starting, resuming and stopping runs needs this dashboard's token ({TOKEN_ENV}): "
+            f"open the dashboard with `?{TOKEN_PARAM}=...` appended to its URL, or enter it on the "
+            "Launch page.",
+            True,
+            n,
+        )
     where = []
     if not is_loopback(bind_address):
         where.append(f"it listens on {bind_address or 'every interface'}")
     if client_ip and not is_loopback(client_ip):
         where.append(f"this browser connects from {client_ip}")
     if where:
-        return Policy(False, "This dashboard is reachable beyond loopback (" + " and ".join(where) + "), so "
-                      "starting, resuming and stopping runs is off. Listen on loopback only "
-                      "(`--server.address 127.0.0.1`, the default in .streamlit/config.toml), or set "
-                      f"{TOKEN_ENV} to a secret and open the dashboard with `?{TOKEN_PARAM}=<secret>`.", False, n)
+        return Policy(
+            False,
+            "This dashboard is reachable beyond loopback (" + " and ".join(where) + "), so "
+            "starting, resuming and stopping runs is off. Listen on loopback only "
+            "(`--server.address 127.0.0.1`, the default in .streamlit/config.toml), or set "
+            f"{TOKEN_ENV} to a secret and open the dashboard with `?{TOKEN_PARAM}=<secret>`.",
+            False,
+            n,
+        )
     return Policy(True, "", False, n)
 
 
@@ -129,20 +149,50 @@ def cli_prefix() -> list[str]:
     env = os.environ.get(CLI_ENV, "").strip()
     if env:
         return shlex.split(env)
-    exe = shutil.which("star") or (str(Path(sys.executable).parent / "star")
-                                   if (Path(sys.executable).parent / "star").is_file() else None)
+    exe = shutil.which("star") or (
+        str(Path(sys.executable).parent / "star") if (Path(sys.executable).parent / "star").is_file() else None
+    )
     return [exe] if exe else [sys.executable, "-m", "star_core.cli"]
 
 
-def run_command(out: str | os.PathLike, task: str, model: str, iterations: int, rationalize: bool,
-                n_train: int, n_eval: int, max_new_tokens: int, temperature: float = 0.0,
-                samples_per_question: int = 1, seed: int = 0) -> list[str]:
+def run_command(
+    out: str | os.PathLike,
+    task: str,
+    model: str,
+    iterations: int,
+    rationalize: bool,
+    n_train: int,
+    n_eval: int,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    samples_per_question: int = 1,
+    seed: int = 0,
+) -> list[str]:
     return cli_prefix() + [
-        "run", "--out", str(out), "--task", task, "--model", model, "--iterations", str(int(iterations)),
-        "--set", f"rationalize={'true' if rationalize else 'false'}", "--set", f"n_train={int(n_train)}",
-        "--set", f"n_eval={int(n_eval)}", "--set", f"max_new_tokens={int(max_new_tokens)}",
-        "--set", f"temperature={float(temperature)}", "--set", f"samples_per_question={int(samples_per_question)}",
-        "--set", f"seed={int(seed)}", "--quiet",
+        "run",
+        "--out",
+        str(out),
+        "--task",
+        task,
+        "--model",
+        model,
+        "--iterations",
+        str(int(iterations)),
+        "--set",
+        f"rationalize={'true' if rationalize else 'false'}",
+        "--set",
+        f"n_train={int(n_train)}",
+        "--set",
+        f"n_eval={int(n_eval)}",
+        "--set",
+        f"max_new_tokens={int(max_new_tokens)}",
+        "--set",
+        f"temperature={float(temperature)}",
+        "--set",
+        f"samples_per_question={int(samples_per_question)}",
+        "--set",
+        f"seed={int(seed)}",
+        "--quiet",
     ]
 
 
@@ -186,7 +236,7 @@ def _ours(pid: int, info: dict[str, Any]) -> bool:
         return not Path("/proc").is_dir()  # no /proc (macOS): trust launch.json and the pid
     args = [a.decode(errors="replace") for a in cmd.rstrip(b"\0").split(b"\0")]
     tail = [str(a) for a in (info.get("cmd") or [])[1:]]
-    return bool(tail) and args[-len(tail):] == tail
+    return bool(tail) and args[-len(tail) :] == tail
 
 
 def launched_alive(run_dir: Path) -> int | None:
@@ -220,8 +270,15 @@ def spawn(cmd: list[str], run_dir: Path) -> int:
     env.setdefault("PYTHONUNBUFFERED", "1")
     env.pop(TOKEN_ENV, None)  # the run has no use for the dashboard's secret
     try:
-        p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True, cwd=os.getcwd(), env=env)
+        p = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=os.getcwd(),
+            env=env,
+        )
     finally:
         log.close()
     _PROCS[p.pid] = p
@@ -237,7 +294,8 @@ def start(cmd: list[str], run_dir: Path, roots: Sequence[Path], limit: int) -> i
             raise LaunchRefused(
                 f"{len(alive)} launched run{'s are' if len(alive) > 1 else ' is'} still going "
                 f"({', '.join(p.name for p in alive)}); this dashboard runs at most {limit} at once "
-                f"({MAX_RUNS_ENV}). Wait for it to finish, or stop it first.")
+                f"({MAX_RUNS_ENV}). Wait for it to finish, or stop it first."
+            )
         return spawn(cmd, run_dir)
 
 

@@ -28,8 +28,10 @@ from .stats import describe
 
 #: The measures' line styles on the curves (colour, dash pattern).
 _STYLE = {"accuracy": ("#1c7ed6", ""), "faithful_accuracy": ("#2f9e44", "6 4"), "rationale_share": ("#e8590c", "2 4")}
-_SAMPLE_COLS = ("id, iteration, task, split, phase, grp, question_id, k, question, rationale, raw_output, answer,"
-                " gold, correct, decision, kept, reason, audit_json")
+_SAMPLE_COLS = (
+    "id, iteration, task, split, phase, grp, question_id, k, question, rationale, raw_output, answer,"
+    " gold, correct, decision, kept, reason, audit_json"
+)
 
 
 def e(x: Any) -> str:
@@ -49,8 +51,11 @@ def report_samples(run_dir: str | os.PathLike, limit: int = 5000) -> tuple[pd.Da
             raise Q.RunUnavailable("empty", "The run store holds no run yet.")
         rid = row[0]
         total = int(con.execute("SELECT count(*) FROM samples WHERE run_id=?", (rid,)).fetchone()[0])
-        df = pd.read_sql_query(f"SELECT {_SAMPLE_COLS} FROM samples WHERE run_id=? ORDER BY iteration DESC, id"
-                               " LIMIT ?", con, params=(rid, max(int(limit), 0)))
+        df = pd.read_sql_query(
+            f"SELECT {_SAMPLE_COLS} FROM samples WHERE run_id=? ORDER BY iteration DESC, id LIMIT ?",
+            con,
+            params=(rid, max(int(limit), 0)),
+        )
     return df.sort_values(["iteration", "id"], kind="stable").reset_index(drop=True), total
 
 
@@ -72,39 +77,53 @@ def svg_curves(df: pd.DataFrame, title: str, width: int = 620, height: int = 300
     def Y(v: float) -> float:
         return mt + (1 - v) * ph
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" width="{width}" '
-           f'height="{height}" role="img" aria-label="{e(title)}">',
-           f'<text x="{ml}" y="18" class="ct">{e(title)}</text>']
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" role="img" aria-label="{e(title)}">',
+        f'<text x="{ml}" y="18" class="ct">{e(title)}</text>',
+    ]
     for v in (0, 0.25, 0.5, 0.75, 1.0):
-        out.append(f'<line x1="{ml}" x2="{ml + pw}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" class="grid"/>'
-                   f'<text x="{ml - 6}" y="{Y(v) + 4:.1f}" class="ax" text-anchor="end">{int(v * 100)}%</text>')
+        out.append(
+            f'<line x1="{ml}" x2="{ml + pw}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" class="grid"/>'
+            f'<text x="{ml - 6}" y="{Y(v) + 4:.1f}" class="ax" text-anchor="end">{int(v * 100)}%</text>'
+        )
     for p in pts:
         lab = "warm" if p == Q.WARM_POINT else f"{p:g}"
         out.append(f'<text x="{X(p):.1f}" y="{mt + ph + 16}" class="ax" text-anchor="middle">{e(lab)}</text>')
-    out.append(f'<text x="{ml + pw / 2:.1f}" y="{mt + ph + 32}" class="ax" text-anchor="middle">iteration '
-               '(0 = few-shot)</text>')
+    out.append(
+        f'<text x="{ml + pw / 2:.1f}" y="{mt + ph + 32}" class="ax" text-anchor="middle">iteration '
+        "(0 = few-shot)</text>"
+    )
     legend_x = ml
     for m, words in Q.MEASURES.items():
         g = df[df["measure"] == m].sort_values("point")
         if g.empty:
             continue
         color, dash = _STYLE[m]
-        d = " ".join(f"{'M' if i == 0 else 'L'}{X(p):.1f},{Y(v):.1f}" for i, (p, v) in enumerate(zip(g["point"],
-                                                                                                   g["value"])))
-        out.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="2.5"'
-                   + (f' stroke-dasharray="{dash}"' if dash else "") + f' class="line" data-measure="{e(m)}"/>')
+        d = " ".join(
+            f"{'M' if i == 0 else 'L'}{X(p):.1f},{Y(v):.1f}" for i, (p, v) in enumerate(zip(g["point"], g["value"]))
+        )
+        out.append(
+            f'<path d="{d}" fill="none" stroke="{color}" stroke-width="2.5"'
+            + (f' stroke-dasharray="{dash}"' if dash else "")
+            + f' class="line" data-measure="{e(m)}"/>'
+        )
         for r in g.itertuples(index=False):
             x, lo, hi = X(r.point), Y(r.low), Y(r.high)
             tip = f"{words}, {Q.eval_label(int(r.iteration), r.phase)}: {describe(int(r.k), int(r.n))}, 95 % interval"
-            out.append(f'<g class="pt"><title>{e(tip)}</title>'
-                       f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{lo:.1f}" y2="{hi:.1f}" stroke="{color}" class="ci"/>'
-                       f'<line x1="{x - 4:.1f}" x2="{x + 4:.1f}" y1="{lo:.1f}" y2="{lo:.1f}" stroke="{color}"/>'
-                       f'<line x1="{x - 4:.1f}" x2="{x + 4:.1f}" y1="{hi:.1f}" y2="{hi:.1f}" stroke="{color}"/>'
-                       f'<circle cx="{x:.1f}" cy="{Y(r.value):.1f}" r="4" fill="{color}"/></g>')
+            out.append(
+                f'<g class="pt"><title>{e(tip)}</title>'
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{lo:.1f}" y2="{hi:.1f}" stroke="{color}" class="ci"/>'
+                f'<line x1="{x - 4:.1f}" x2="{x + 4:.1f}" y1="{lo:.1f}" y2="{lo:.1f}" stroke="{color}"/>'
+                f'<line x1="{x - 4:.1f}" x2="{x + 4:.1f}" y1="{hi:.1f}" y2="{hi:.1f}" stroke="{color}"/>'
+                f'<circle cx="{x:.1f}" cy="{Y(r.value):.1f}" r="4" fill="{color}"/></g>'
+            )
         ly = height - 10
-        out.append(f'<line x1="{legend_x}" x2="{legend_x + 22}" y1="{ly - 4}" y2="{ly - 4}" stroke="{color}" '
-                   f'stroke-width="2.5"' + (f' stroke-dasharray="{dash}"' if dash else "") + "/>"
-                   f'<text x="{legend_x + 27}" y="{ly}" class="ax">{e(words)}</text>')
+        out.append(
+            f'<line x1="{legend_x}" x2="{legend_x + 22}" y1="{ly - 4}" y2="{ly - 4}" stroke="{color}" '
+            f'stroke-width="2.5"' + (f' stroke-dasharray="{dash}"' if dash else "") + "/>"
+            f'<text x="{legend_x + 27}" y="{ly}" class="ax">{e(words)}</text>'
+        )
         legend_x += 40 + 7 * len(words)
     out.append("</svg>")
     return "".join(out)
@@ -125,8 +144,10 @@ def _curves_section(run_dir: Path) -> str:
 
 def _measure_table(rows: pd.DataFrame) -> str:
     """Every evaluation of one task and split: each group and measure with n and its 95 % interval."""
-    rows = rows.assign(ev=[Q.eval_label(int(i), ph) for i, ph in zip(rows["iteration"], rows["phase"])],
-                       order=[(ph == "direct_eval", p) for ph, p in zip(rows["phase"], rows["point"])])
+    rows = rows.assign(
+        ev=[Q.eval_label(int(i), ph) for i, ph in zip(rows["iteration"], rows["phase"])],
+        order=[(ph == "direct_eval", p) for ph, p in zip(rows["phase"], rows["point"])],
+    )
     evs = list(dict.fromkeys(rows.sort_values("order", kind="stable")["ev"]))
     head = "".join(f"<th>{e(x)}</th>" for x in evs)
     body = []
@@ -138,21 +159,28 @@ def _measure_table(rows: pd.DataFrame) -> str:
                 continue
             cells = {r.ev: describe(int(r.k), int(r.n)) for r in sub.itertuples(index=False)}
             label = "all" if grp == "all" else f"{grp}-digit sums" if str(grp).isdigit() else grp
-            body.append(f"<tr><td>{e(label)}</td><td>{e(words)}</td>"
-                        + "".join(f"<td>{e(cells.get(x, '–'))}</td>" for x in evs) + "</tr>")
-    return (f'<table class="num"><thead><tr><th>group</th><th>measure</th>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table>')
+            body.append(
+                f"<tr><td>{e(label)}</td><td>{e(words)}</td>"
+                + "".join(f"<td>{e(cells.get(x, '–'))}</td>" for x in evs)
+                + "</tr>"
+            )
+    return (
+        f'<table class="num"><thead><tr><th>group</th><th>measure</th>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
 
 
 # --------------------------------------------------------------------------
 # the funnel of each iteration
 # --------------------------------------------------------------------------
-_FUNNEL = (("sampled", "sampled (training questions, the previous model)"),
-           ("correct", "right at the first attempt, kept"),
-           ("retried", "wrong, retried with the answer as a hint"),
-           ("rationalized", "rationalized, kept (stored without the hint)"),
-           ("kept", "kept for training"),
-           ("trained", "trained on (with the warm start's examples, if any)"))
+_FUNNEL = (
+    ("sampled", "sampled (training questions, the previous model)"),
+    ("correct", "right at the first attempt, kept"),
+    ("retried", "wrong, retried with the answer as a hint"),
+    ("rationalized", "rationalized, kept (stored without the hint)"),
+    ("kept", "kept for training"),
+    ("trained", "trained on (with the warm start's examples, if any)"),
+)
 
 
 def _funnel_section(run_dir: Path) -> str:
@@ -166,12 +194,16 @@ def _funnel_section(run_dir: Path) -> str:
             v = f.get(key)
             if v is None:
                 continue
-            rows.append(f'<tr><td>{e(words)}</td><td class="n">{int(v):,}</td><td class="barc">'
-                        f'<div class="bar b-{e(key)}" style="width:{100 * int(v) / top:.1f}%"></div></td></tr>')
+            rows.append(
+                f'<tr><td>{e(words)}</td><td class="n">{int(v):,}</td><td class="barc">'
+                f'<div class="bar b-{e(key)}" style="width:{100 * int(v) / top:.1f}%"></div></td></tr>'
+            )
         dec = ", ".join(f"{e(k)} {int(v)}" for k, v in sorted(f["sample_decisions"].items()))
         rdec = ", ".join(f"{e(k)} {int(v)}" for k, v in sorted(f["retry_decisions"].items()))
-        parts.append(f'<div class="card"><h3>Iteration {it}</h3><table class="funnel">{"".join(rows)}</table>'
-                     f'<p class="muted">First attempts: {dec or "none"}. Hinted retries: {rdec or "none"}.</p></div>')
+        parts.append(
+            f'<div class="card"><h3>Iteration {it}</h3><table class="funnel">{"".join(rows)}</table>'
+            f'<p class="muted">First attempts: {dec or "none"}. Hinted retries: {rdec or "none"}.</p></div>'
+        )
     return "".join(parts) or "<p class='muted'>No STaR iteration yet (iteration 0 is the few-shot baseline).</p>"
 
 
@@ -198,43 +230,59 @@ def _sample_html(r: Any, ann: dict[int, dict[str, Any]]) -> str:
             audit_lines.append(f"• {audit['no_rationale']}")
     human = ""
     if a:
-        human = (f'<div class="k">annotation</div><pre>{e(label or "(no label)")}'
-                 f'{" · tags: " + e(", ".join(a.get("tags") or [])) if a.get("tags") else ""}'
-                 f'{chr(10) + e(a["note"]) if a.get("note") else ""}</pre>')
-    return (f'<details class="s" data-task="{e(r.task)}" data-it="{int(r.iteration)}" data-phase="{e(r.phase)}" '
-            f'data-decision="{e(r.decision)}" data-right="{right}" data-verdict="{e(verdict)}" '
-            f'data-label="{e(label)}"><summary><span class="id">#{int(r.id)}</span> it {int(r.iteration)} · '
-            f'{e(r.task)} · {e(r.phase)} · <span class="d d-{e(r.decision)}">{e(r.decision)}</span> · '
-            f'<span class="q">{e(str(r.question)[:160])}</span></summary>'
-            f'<div class="body"><div class="k">question id</div><pre>{e(r.question_id)}'
-            f'{" · k=" + str(int(r.k)) if r.k else ""}'
-            f'{" · " + e(r.grp) + "-digit" if str(r.grp).isdigit() else ""}</pre>'
-            f'<div class="k">question</div><pre>{e(r.question)}</pre>'
-            f'<div class="k">rationale</div><pre>{e(rationale)}</pre>'
-            f'<div class="k">answer · gold · right</div><pre>{e(r.answer if r.answer is not None else "(none)")} · '
-            f'{e(r.gold)} · {right}{" · kept for training" if r.kept else ""}</pre>'
-            f'<div class="k">decision</div><pre>{e(r.decision)}: {e(r.reason)}</pre>'
-            + (f'<div class="k">rationale audit</div><pre>{e(chr(10).join(audit_lines))}</pre>' if audit_lines else "")
-            + human + "</div></details>")
+        human = (
+            f'<div class="k">annotation</div><pre>{e(label or "(no label)")}'
+            f"{' · tags: ' + e(', '.join(a.get('tags') or [])) if a.get('tags') else ''}"
+            f"{chr(10) + e(a['note']) if a.get('note') else ''}</pre>"
+        )
+    return (
+        f'<details class="s" data-task="{e(r.task)}" data-it="{int(r.iteration)}" data-phase="{e(r.phase)}" '
+        f'data-decision="{e(r.decision)}" data-right="{right}" data-verdict="{e(verdict)}" '
+        f'data-label="{e(label)}"><summary><span class="id">#{int(r.id)}</span> it {int(r.iteration)} · '
+        f'{e(r.task)} · {e(r.phase)} · <span class="d d-{e(r.decision)}">{e(r.decision)}</span> · '
+        f'<span class="q">{e(str(r.question)[:160])}</span></summary>'
+        f'<div class="body"><div class="k">question id</div><pre>{e(r.question_id)}'
+        f"{' · k=' + str(int(r.k)) if r.k else ''}"
+        f"{' · ' + e(r.grp) + '-digit' if str(r.grp).isdigit() else ''}</pre>"
+        f'<div class="k">question</div><pre>{e(r.question)}</pre>'
+        f'<div class="k">rationale</div><pre>{e(rationale)}</pre>'
+        f'<div class="k">answer · gold · right</div><pre>{e(r.answer if r.answer is not None else "(none)")} · '
+        f"{e(r.gold)} · {right}{' · kept for training' if r.kept else ''}</pre>"
+        f'<div class="k">decision</div><pre>{e(r.decision)}: {e(r.reason)}</pre>'
+        + (f'<div class="k">rationale audit</div><pre>{e(chr(10).join(audit_lines))}</pre>' if audit_lines else "")
+        + human
+        + "</div></details>"
+    )
 
 
 def _samples_section(df: pd.DataFrame, total: int, ann: dict[int, dict[str, Any]]) -> str:
-    filters = "".join([
-        _options("task", "task", sorted(df["task"].unique())),
-        _options("it", "iteration", sorted(df["iteration"].unique())),
-        _options("phase", "phase", [p for p in Q.PHASES if p in set(df["phase"])]),
-        _options("decision", "decision", sorted(df["decision"].unique())),
-        _options("right", "answer", ["yes", "no"], lambda v: "right" if v == "yes" else "wrong"),
-        _options("verdict", "audit", list(Q.VERDICTS)),
-        (_options("label", "annotation", sorted({a["label"] for a in ann.values() if a.get("label")}))
-         if ann else ""),
-    ])
-    left_out = (f" The run holds {total:,} samples; this file lists {len(df):,} (the latest iterations); "
-                "`star report --max-samples` sets how many." if total > len(df) else "")
-    return (f'<div class="filters">{filters}<label>search <input type="search" id="q" '
-            f'placeholder="question, rationale, id"></label> <span id="count">{len(df):,} shown</span></div>'
-            f'<p class="muted">Click a sample to open it.{e(left_out)}</p>'
-            f'<div id="samples">{"".join(_sample_html(r, ann) for r in df.itertuples(index=False))}</div>')
+    filters = "".join(
+        [
+            _options("task", "task", sorted(df["task"].unique())),
+            _options("it", "iteration", sorted(df["iteration"].unique())),
+            _options("phase", "phase", [p for p in Q.PHASES if p in set(df["phase"])]),
+            _options("decision", "decision", sorted(df["decision"].unique())),
+            _options("right", "answer", ["yes", "no"], lambda v: "right" if v == "yes" else "wrong"),
+            _options("verdict", "audit", list(Q.VERDICTS)),
+            (
+                _options("label", "annotation", sorted({a["label"] for a in ann.values() if a.get("label")}))
+                if ann
+                else ""
+            ),
+        ]
+    )
+    left_out = (
+        f" The run holds {total:,} samples; this file lists {len(df):,} (the latest iterations); "
+        "`star report --max-samples` sets how many."
+        if total > len(df)
+        else ""
+    )
+    return (
+        f'<div class="filters">{filters}<label>search <input type="search" id="q" '
+        f'placeholder="question, rationale, id"></label> <span id="count">{len(df):,} shown</span></div>'
+        f'<p class="muted">Click a sample to open it.{e(left_out)}</p>'
+        f'<div id="samples">{"".join(_sample_html(r, ann) for r in df.itertuples(index=False))}</div>'
+    )
 
 
 _SCRIPT = """
@@ -293,15 +341,22 @@ def render_report(run_dir: str | os.PathLike, max_samples: int = 5000) -> tuple[
     samples, total = report_samples(run_dir, max_samples)
     try:
         af = Annotations(run_dir).frame()
-        ann = {int(r.sample_id): {"label": r.label if isinstance(r.label, str) else None, "tags": list(r.tags),
-                                  "note": r.note if isinstance(r.note, str) else None}
-               for r in af.itertuples(index=False)}
+        ann = {
+            int(r.sample_id): {
+                "label": r.label if isinstance(r.label, str) else None,
+                "tags": list(r.tags),
+                "note": r.note if isinstance(r.note, str) else None,
+            }
+            for r in af.itertuples(index=False)
+        }
         ann_note = ""
     except AnnotationError as ex:
         ann, ann_note = {}, f"<p class='muted'>Annotations left out: {e(ex)}</p>"
     script_hash = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode()
-    csp = (f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'sha256-{script_hash}'; "
-           "base-uri 'none'; form-action 'none'")
+    csp = (
+        f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'sha256-{script_hash}'; "
+        "base-uri 'none'; form-action 'none'"
+    )
     warm = ""
     if (samples["phase"] == "warm_start").any() or (Q.measures_frame(run_dir)["phase"] == "warm_eval").any():
         warm = f"<p class='muted'>warm: the model after the warm start ({e(Q.WARM_NOTE)}).</p>"
@@ -309,10 +364,10 @@ def render_report(run_dir: str | os.PathLike, max_samples: int = 5000) -> tuple[
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{e(csp)}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{e(info['name'])} · star report</title><style>{_CSS}</style></head><body>
-<h1>{e(info['name'])}</h1>
-<p class="muted">{e(info['task'])} · model {e(info['model'])} · {e(info['status'])} ·
-report written {e(time.strftime('%Y-%m-%d %H:%M'))} by star report, from the run store (read only)</p>
+<title>{e(info["name"])} · star report</title><style>{_CSS}</style></head><body>
+<h1>{e(info["name"])}</h1>
+<p class="muted">{e(info["task"])} · model {e(info["model"])} · {e(info["status"])} ·
+report written {e(time.strftime("%Y-%m-%d %H:%M"))} by star report, from the run store (read only)</p>
 <h2>Accuracy</h2>
 <p class="muted">Each point with its 95 % Wilson interval (the bars); hover a point for n. Right and faithful: the
 right answer with the audit verdict "faithful". Shows a rationale: the audit's verdict is not "no rationale".</p>

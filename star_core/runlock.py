@@ -63,12 +63,21 @@ def acquire(run_dir: str | os.PathLike, what: str = "star run") -> RunLock:
         h = holder(run_dir) or {}
         pid = h.get("pid")
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h["since"])) if h.get("since") else None
-        who = (f"pid {pid}" + (f" on {h['host']}" if h.get("host") else "") + (f", since {since}" if since else "")
-               if pid else "a process that has not written its pid yet")
-        raise RunLocked(f"{run_dir} is in use by another star process ({who}); one process at a time writes a "
-                        f"run. Wait for it to end, or stop it (kill -TERM {pid or 'PID'}), then try again.") from None
+        who = (
+            f"pid {pid}" + (f" on {h['host']}" if h.get("host") else "") + (f", since {since}" if since else "")
+            if pid
+            else "a process that has not written its pid yet"
+        )
+        raise RunLocked(
+            f"{run_dir} is in use by another star process ({who}); one process at a time writes a "
+            f"run. Wait for it to end, or stop it (kill -TERM {pid or 'PID'}), then try again."
+        ) from None
     os.ftruncate(fd, 0)
-    os.write(fd, (json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
-                              "what": what}) + "\n").encode())
+    os.write(
+        fd,
+        (
+            json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "what": what}) + "\n"
+        ).encode(),
+    )
     os.fsync(fd)
     return RunLock(path, fd)

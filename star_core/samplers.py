@@ -75,16 +75,27 @@ class LocalSampler:
     def close(self) -> None:
         pass
 
-    def generate(self, prompts: Sequence[str], *, adapter: str | None, temperature: float, seed: int,
-                 on_batch: OnBatch) -> None:
+    def generate(
+        self, prompts: Sequence[str], *, adapter: str | None, temperature: float, seed: int, on_batch: OnBatch
+    ) -> None:
         from . import sampling  # looked up at call time (tests replace sampling.generate)
 
         cfg, task, r = self.runner.cfg, self.runner.task, self.runner
         model = r.sampler()  # the model with ``adapter`` attached (Runner.use_adapter chose it)
-        sampling.generate(model, r.loaded.tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
-                          is_complete=task.is_complete, temperature=temperature, top_p=cfg.top_p,
-                          batch_size=cfg.batch_size, share_prefix=cfg.share_prefix_cache, seed=seed,
-                          stop_chars=task.stop_chars, on_batch=on_batch)
+        sampling.generate(
+            model,
+            r.loaded.tokenizer,
+            prompts,
+            max_new_tokens=cfg.max_new_tokens,
+            is_complete=task.is_complete,
+            temperature=temperature,
+            top_p=cfg.top_p,
+            batch_size=cfg.batch_size,
+            share_prefix=cfg.share_prefix_cache,
+            seed=seed,
+            stop_chars=task.stop_chars,
+            on_batch=on_batch,
+        )
 
 
 def make(cfg: StarConfig, runner) -> LocalSampler | RaySampler:
@@ -134,8 +145,10 @@ def preflight(cfg: StarConfig) -> None:
         try:
             address = canonicalize_bootstrap_address("auto") or "local"
         except Exception as e:
-            raise _error(f"ray_address=auto: no running Ray cluster found ({str(e).strip().splitlines()[0]}). "
-                         "Start one with `ray start --head`, set RAY_ADDRESS, or use ray_address=local") from None
+            raise _error(
+                f"ray_address=auto: no running Ray cluster found ({str(e).strip().splitlines()[0]}). "
+                "Start one with `ray start --head`, set RAY_ADDRESS, or use ray_address=local"
+            ) from None
     hp = _host_port(address) if address != "local" else None
     if hp is None:
         return
@@ -147,9 +160,11 @@ def preflight(cfg: StarConfig) -> None:
             pass
     except OSError as e:
         why = e.strerror or str(e) or type(e).__name__
-        raise _error(f"ray_address={cfg.ray_address}: cannot reach the Ray cluster at {host}:{port} ({why}, within "
-                     f"{CONNECT_TIMEOUT_S:g} s). Start its head node (`ray start --head`), check the address and "
-                     "port, or use ray_address=local to start a cluster on this machine") from None
+        raise _error(
+            f"ray_address={cfg.ray_address}: cannot reach the Ray cluster at {host}:{port} ({why}, within "
+            f"{CONNECT_TIMEOUT_S:g} s). Start its head node (`ray start --head`), check the address and "
+            "port, or use ray_address=local to start a cluster on this machine"
+        ) from None
 
 
 def adapter_files(folder: Path) -> dict[str, bytes]:
@@ -175,8 +190,13 @@ def unit_seed(seed: int, unit: int) -> int:
 
 
 def _gen_to_dict(g) -> dict:
-    return {"text": g.text, "prompt_tokens": g.prompt_tokens, "output_tokens": g.output_tokens,
-            "truncated": g.truncated, "seconds": g.seconds}
+    return {
+        "text": g.text,
+        "prompt_tokens": g.prompt_tokens,
+        "output_tokens": g.output_tokens,
+        "truncated": g.truncated,
+        "seconds": g.seconds,
+    }
 
 
 class DecodeWorker:
@@ -186,8 +206,7 @@ class DecodeWorker:
     the object store (or None for the base model) and the phase's sampling settings.
     """
 
-    def __init__(self, cfg: dict, adapter, temperature: float, device: str,
-                 threads: int) -> None:
+    def __init__(self, cfg: dict, adapter, temperature: float, device: str, threads: int) -> None:
         import torch
 
         from . import config as config_mod
@@ -221,11 +240,19 @@ class DecodeWorker:
         c = self.cfg
         units, outs = [], []
         for unit, seed, prompts in zip(batch["unit"], batch["seed"], batch["prompts"]):
-            gens = sampling.generate(self.model, self.tokenizer, json.loads(prompts),
-                                     max_new_tokens=c.max_new_tokens, is_complete=self.task.is_complete,
-                                     temperature=self.temperature, top_p=c.top_p, batch_size=c.batch_size,
-                                     share_prefix=c.share_prefix_cache, seed=int(seed),
-                                     stop_chars=self.task.stop_chars)
+            gens = sampling.generate(
+                self.model,
+                self.tokenizer,
+                json.loads(prompts),
+                max_new_tokens=c.max_new_tokens,
+                is_complete=self.task.is_complete,
+                temperature=self.temperature,
+                top_p=c.top_p,
+                batch_size=c.batch_size,
+                share_prefix=c.share_prefix_cache,
+                seed=int(seed),
+                stop_chars=self.task.stop_chars,
+            )
             units.append(int(unit))
             outs.append(json.dumps([_gen_to_dict(g) for g in gens]))
         return {"unit": units, "gens": outs, "worker": [self.worker] * len(units)}
@@ -255,31 +282,42 @@ class RaySampler:
         ray = import_ray()
         cfg = self.cfg
         if not ray.is_initialized():
-            kw: dict = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
-                        "configure_logging": False}
+            kw: dict = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "logging_level": logging.WARNING,
+                "configure_logging": False,
+            }
             if cfg.ray_address == "local":
                 # Room for the pool, and one CPU more for Ray Data's own small tasks.
-                kw.update(address="local", num_cpus=math.ceil(cfg.ray_workers * cfg.ray_cpus_per_worker) + 1,
-                          object_store_memory=LOCAL_OBJECT_STORE_BYTES)
+                kw.update(
+                    address="local",
+                    num_cpus=math.ceil(cfg.ray_workers * cfg.ray_cpus_per_worker) + 1,
+                    object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                )
             else:
                 kw["address"] = cfg.ray_address
             try:
                 ray.init(**kw)
             except Exception as e:
-                raise _error(f"ray_address={cfg.ray_address}: cannot start or join a Ray cluster "
-                             f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})"
-                             ) from None
+                raise _error(
+                    f"ray_address={cfg.ray_address}: cannot start or join a Ray cluster "
+                    f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})"
+                ) from None
             self.owns_cluster = True
         else:
             log.info("sampler=ray: using the Ray cluster this process is already connected to")
         self.ray = ray
         have = ray.cluster_resources()
         need = {"CPU": cfg.ray_workers * cfg.ray_cpus_per_worker, "GPU": cfg.ray_workers * cfg.ray_gpus_per_worker}
-        short = [f"{n:g} {k}s (the cluster has {have.get(k, 0):g})" for k, n in need.items()
-                 if n > 0 and have.get(k, 0) < n]
+        short = [
+            f"{n:g} {k}s (the cluster has {have.get(k, 0):g})" for k, n in need.items() if n > 0 and have.get(k, 0) < n
+        ]
         if short:
-            msg = (f"ray_workers={cfg.ray_workers} with ray_cpus_per_worker={cfg.ray_cpus_per_worker:g} and "
-                   f"ray_gpus_per_worker={cfg.ray_gpus_per_worker:g} need " + " and ".join(short))
+            msg = (
+                f"ray_workers={cfg.ray_workers} with ray_cpus_per_worker={cfg.ray_cpus_per_worker:g} and "
+                f"ray_gpus_per_worker={cfg.ray_gpus_per_worker:g} need " + " and ".join(short)
+            )
             if cfg.ray_address == "local":  # a cluster of this machine never grows
                 self.close()
                 raise _error(msg + ": lower ray_workers or the resources per worker")
@@ -289,9 +327,14 @@ class RaySampler:
         ctx.print_on_execution_start = False
         ctx.enable_auto_log_stats = False
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # not "progress bars disabled" every phase
-        log.info("sampler=ray: %s, %d worker(s) of %g CPU and %g GPU; cluster: %s", cfg.ray_address,
-                 cfg.ray_workers, cfg.ray_cpus_per_worker, cfg.ray_gpus_per_worker,
-                 ", ".join(f"{have.get(k, 0):g} {k}" for k in ("CPU", "GPU")))
+        log.info(
+            "sampler=ray: %s, %d worker(s) of %g CPU and %g GPU; cluster: %s",
+            cfg.ray_address,
+            cfg.ray_workers,
+            cfg.ray_cpus_per_worker,
+            cfg.ray_gpus_per_worker,
+            ", ".join(f"{have.get(k, 0):g} {k}" for k in ("CPU", "GPU")),
+        )
 
     def close(self) -> None:
         if self.ray is not None and self.owns_cluster and self.ray.is_initialized():
@@ -307,8 +350,9 @@ class RaySampler:
             self._adapter_ref = (adapter, self.ray.put(adapter_files(self.run_dir / adapter)))
         return self._adapter_ref[1]
 
-    def generate(self, prompts: Sequence[str], *, adapter: str | None, temperature: float, seed: int,
-                 on_batch: OnBatch) -> None:
+    def generate(
+        self, prompts: Sequence[str], *, adapter: str | None, temperature: float, seed: int, on_batch: OnBatch
+    ) -> None:
         from .sampling import Generation
 
         if self.ray is None:
@@ -318,8 +362,10 @@ class RaySampler:
         units = [list(range(i, min(i + size, len(prompts)))) for i in range(0, len(prompts), size)]
         if not units:
             return
-        rows = [{"unit": u, "seed": unit_seed(seed, u), "prompts": json.dumps([prompts[i] for i in idx])}
-                for u, idx in enumerate(units)]
+        rows = [
+            {"unit": u, "seed": unit_seed(seed, u), "prompts": json.dumps([prompts[i] for i in idx])}
+            for u, idx in enumerate(units)
+        ]
         device = "cuda" if cfg.ray_gpus_per_worker > 0 else "cpu"
         threads = cfg.threads or max(1, int(cfg.ray_cpus_per_worker))
         ref = self._adapter(adapter)
@@ -329,12 +375,22 @@ class RaySampler:
             # named replacement yet (pyproject pins ray below 2.64, which removes it).
             warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
             ds = ds.map_batches(
-                DecodeWorker, batch_size=1, batch_format="numpy",
+                DecodeWorker,
+                batch_size=1,
+                batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=min(cfg.ray_workers, len(rows))),
-                fn_constructor_kwargs={"cfg": cfg.to_dict(), "adapter": None if ref is None else [ref],
-                                       "temperature": temperature, "device": device, "threads": threads},
-                num_cpus=cfg.ray_cpus_per_worker, num_gpus=cfg.ray_gpus_per_worker or None,
-                max_restarts=RAY_RETRIES, max_task_retries=RAY_RETRIES)
+                fn_constructor_kwargs={
+                    "cfg": cfg.to_dict(),
+                    "adapter": None if ref is None else [ref],
+                    "temperature": temperature,
+                    "device": device,
+                    "threads": threads,
+                },
+                num_cpus=cfg.ray_cpus_per_worker,
+                num_gpus=cfg.ray_gpus_per_worker or None,
+                max_restarts=RAY_RETRIES,
+                max_task_retries=RAY_RETRIES,
+            )
         done: set[int] = set()
         try:
             for row in ds.iter_rows():
@@ -344,8 +400,9 @@ class RaySampler:
                     continue
                 gens = [Generation(**g) for g in json.loads(row["gens"])]
                 if len(gens) != len(units[u]):
-                    raise _error(f"sampler=ray: unit {u} came back with {len(gens)} outputs for "
-                                 f"{len(units[u])} prompts")
+                    raise _error(
+                        f"sampler=ray: unit {u} came back with {len(gens)} outputs for {len(units[u])} prompts"
+                    )
                 on_batch(units[u], gens)
                 done.add(u)
                 self.workers_seen.add(str(row["worker"]))
@@ -353,11 +410,15 @@ class RaySampler:
                     self.on_unit(u, str(row["worker"]))
         except Exception as e:
             if isinstance(e, ray.exceptions.RayError) or type(e).__module__.startswith("ray."):
-                raise _error(f"sampler=ray: the workers failed ({type(e).__name__}: "
-                             f"{str(e).strip()[-1500:]}); what was stored is kept: resume with "
-                             f"star run --resume {self.run_dir}") from e
+                raise _error(
+                    f"sampler=ray: the workers failed ({type(e).__name__}: "
+                    f"{str(e).strip()[-1500:]}); what was stored is kept: resume with "
+                    f"star run --resume {self.run_dir}"
+                ) from e
             raise
         missing = [u for u in range(len(units)) if u not in done]
         if missing:
-            raise _error(f"sampler=ray: {len(missing)} of {len(units)} units never came back; resume with "
-                         f"star run --resume {self.run_dir}")
+            raise _error(
+                f"sampler=ray: {len(missing)} of {len(units)} units never came back; resume with "
+                f"star run --resume {self.run_dir}"
+            )

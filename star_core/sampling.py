@@ -89,8 +89,11 @@ def batch_decoder(tokenizer) -> Callable[[list[list[int]]], list[str]]:
     """``seqs -> texts`` as ``tokenizer.batch_decode(seqs, skip_special_tokens=True)`` gives them,
     straight from the Rust tokenizer when no Python post-processing applies (much less overhead)."""
     fast = getattr(tokenizer, "_tokenizer", None)
-    if fast is not None and hasattr(fast, "decode_batch") and not getattr(tokenizer, "clean_up_tokenization_spaces",
-                                                                          True):
+    if (
+        fast is not None
+        and hasattr(fast, "decode_batch")
+        and not getattr(tokenizer, "clean_up_tokenization_spaces", True)
+    ):
         return lambda seqs: fast.decode_batch(seqs, skip_special_tokens=True)
     return lambda seqs: tokenizer.batch_decode(seqs, skip_special_tokens=True)
 
@@ -158,8 +161,8 @@ class _SlotLayer(DynamicLayer):
             self.lazy_initialization(key_states, value_states)
         q = key_states.shape[-2]
         self._reserve(key_states.shape[0], key_states, self.n + q)
-        self.kb[:, :, self.n: self.n + q] = key_states
-        self.vb[:, :, self.n: self.n + q] = value_states
+        self.kb[:, :, self.n : self.n + q] = key_states
+        self.vb[:, :, self.n : self.n + q] = value_states
         self.n += q
         self._views()
         return self.keys, self.values
@@ -177,7 +180,7 @@ class _SlotLayer(DynamicLayer):
         for buf, src in ((self.kb, k), (self.vb, v)):
             blk = src.new_zeros((len(rows), src.shape[1], length, src.shape[3]))
             blk[:, :, :P] = src[:, :, :P]
-            blk[:, :, length - S:] = src[:, :, P:]
+            blk[:, :, length - S :] = src[:, :, P:]
             buf[rows, :, :length] = blk
         self._views()
 
@@ -189,7 +192,7 @@ class _SlotLayer(DynamicLayer):
         """Remove columns ``[start, stop)`` (padding no live row attends to)."""
         w = self.n - stop
         for buf in (self.kb, self.vb):
-            buf[:, :, start: start + w] = buf[:, :, stop: self.n].clone()
+            buf[:, :, start : start + w] = buf[:, :, stop : self.n].clone()
         self.n = start + w
         self._views()
 
@@ -218,11 +221,21 @@ def auto_batch_size(model, device: torch.device, tokens_per_row: int) -> int:
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
-             is_complete: Callable[[str], bool], temperature: float = 0.0, top_p: float = 1.0,
-             batch_size: int | str = 16, share_prefix: bool = True, seed: int = 0,
-             stop_chars: str | None = None,
-             on_batch: Callable[[list[int], list[Generation]], None] | None = None) -> list[Generation]:
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    is_complete: Callable[[str], bool],
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    batch_size: int | str = 16,
+    share_prefix: bool = True,
+    seed: int = 0,
+    stop_chars: str | None = None,
+    on_batch: Callable[[list[int], list[Generation]], None] | None = None,
+) -> list[Generation]:
     """Generate one completion per prompt.
 
     ``is_complete(text)`` says when a row's answer is done. With ``stop_chars`` it is
@@ -250,8 +263,9 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
     ckw = _cache_kw(model)
     if P > 0:
         prefix_cache = DynamicCache()
-        model(input_ids=torch.tensor([ids[0][:P]], device=device), use_cache=True, logits_to_keep=1,
-              **{ckw: prefix_cache})
+        model(
+            input_ids=torch.tensor([ids[0][:P]], device=device), use_cache=True, logits_to_keep=1, **{ckw: prefix_cache}
+        )
 
     # Longest suffixes first: a later prompt's suffix always fits in the columns a slot already has.
     waiting = sorted(range(len(ids)), key=lambda i: -len(ids[i]))[::-1]  # pop() from the end
@@ -260,8 +274,8 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
 
     cache = SlotCache()
     rows = slots
-    row_prompt = [-1] * rows          # prompt index in each row, -1 when free
-    row_start = [0] * rows            # first cache column of the row's suffix
+    row_prompt = [-1] * rows  # prompt index in each row, -1 when free
+    row_start = [0] * rows  # first cache column of the row's suffix
     buf = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
     cnt = torch.zeros(rows, dtype=torch.long, device=device)
     live = torch.zeros(rows, dtype=torch.bool, device=device)
@@ -285,15 +299,21 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
         inp = torch.full((k, S), pad_id, dtype=torch.long)
         a = torch.ones((k, P + S), dtype=torch.long)
         for j, s in enumerate(suf):
-            inp[j, S - len(s):] = torch.tensor(s)
-            a[j, P:P + S - len(s)] = 0
+            inp[j, S - len(s) :] = torch.tensor(s)
+            a[j, P : P + S - len(s)] = 0
         pos = (a.cumsum(-1) - 1).clamp(min=0)
         tmp = copy.deepcopy(prefix_cache) if prefix_cache is not None else DynamicCache()
         if prefix_cache is not None and k > 1:
             tmp.batch_repeat_interleave(k)
         a, pos = a.to(device), pos.to(device)
-        out = model(input_ids=inp.to(device), attention_mask=a, position_ids=pos[:, P:], use_cache=True,
-                    logits_to_keep=1, **{ckw: tmp})
+        out = model(
+            input_ids=inp.to(device),
+            attention_mask=a,
+            position_ids=pos[:, P:],
+            use_cache=True,
+            logits_to_keep=1,
+            **{ckw: tmp},
+        )
         T = max(attn.shape[1], P + S)
         assert T - P >= S, "suffixes must arrive longest first"
         if attn.shape[1] < T:  # the first admission sets the width
@@ -303,7 +323,7 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
             layer.place(r, src.keys, src.values, P, T)
         row_mask = a.new_zeros((k, T))
         row_mask[:, :P] = a[:, :P]
-        row_mask[:, T - S:] = a[:, P:]
+        row_mask[:, T - S :] = a[:, P:]
         attn[r] = row_mask
         next_pos[r] = pos[:, -1] + 1
         cnt[r] = 0
@@ -351,7 +371,7 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
         freed: list[int] = []
         if hit.numel():
             counts = cnt[hit].tolist()
-            seqs = [t[:c - (t[c - 1] in eos)] for t, c in zip(buf[hit, : max(counts)].tolist(), counts)]
+            seqs = [t[: c - (t[c - 1] in eos)] for t, c in zip(buf[hit, : max(counts)].tolist(), counts)]
             for row, c, t, text in zip(hit.tolist(), counts, seqs, decode(seqs)):
                 if len(t) < c:  # ended with EOS (not part of the text)
                     finish(row, text, c - 1, False)
@@ -379,8 +399,9 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
             rows = len(keep)
             ar = torch.arange(rows, device=device)
         attn = torch.cat([attn, attn.new_ones((rows, 1))], dim=-1)
-        out = model(input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None],
-                    use_cache=True, **{ckw: cache})
+        out = model(
+            input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None], use_cache=True, **{ckw: cache}
+        )
         logits = out.logits[:, -1, :]
         next_pos = next_pos + 1
         if freed and waiting:
@@ -411,9 +432,15 @@ def generate_plain(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: 
     for p in prompts:
         enc = tokenizer(p, return_tensors="pt").to(device)
         t0 = time.perf_counter()
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id)
-        new = out[0, enc["input_ids"].shape[1]:]
-        res.append(Generation(tokenizer.decode(new, skip_special_tokens=True), enc["input_ids"].shape[1],
-                              len(new), len(new) >= max_new_tokens, time.perf_counter() - t0))
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        new = out[0, enc["input_ids"].shape[1] :]
+        res.append(
+            Generation(
+                tokenizer.decode(new, skip_special_tokens=True),
+                enc["input_ids"].shape[1],
+                len(new),
+                len(new) >= max_new_tokens,
+                time.perf_counter() - t0,
+            )
+        )
     return res

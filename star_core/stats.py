@@ -52,8 +52,10 @@ def describe(k: int, n: int) -> str:
 def describe_change(lost: int, gained: int) -> str:
     """A paired change in words: ``+9 −6 questions, p = 0.61 (not significant)``."""
     p = mcnemar(lost, gained)
-    return (f"+{gained} −{lost} questions, p = {p:.2g} "
-            f"({'significant' if significant(p) else 'not significant'} at {ALPHA})")
+    return (
+        f"+{gained} −{lost} questions, p = {p:.2g} "
+        f"({'significant' if significant(p) else 'not significant'} at {ALPHA})"
+    )
 
 
 __all__ = ["ALPHA", "Z95", "describe", "describe_change", "mcnemar", "significant", "wilson"]

@@ -156,32 +156,47 @@ CREATE INDEX IF NOT EXISTS samples_grp ON samples (run_id, task, grp);
 #: The per-row contributions to ``eval_counts`` ({r}: "new." or "old." in a trigger, "" in a query). A NULL
 #: (no audit) counts 0: in a trigger under the writer's INSERT OR IGNORE a NULL in a NOT NULL column would
 #: silently drop the update.
-_EVAL_SUMS = ("{r}correct", "{r}correct = 1 AND {r}audit_faithful = 1",
-              "coalesce(CASE WHEN json_valid({r}audit_json) THEN json_extract({r}audit_json, '$.verdict') END, '')"
-              " != 'no_rationale'",
-              "coalesce(CASE WHEN json_valid({r}audit_json) THEN json_extract({r}audit_json, '$.version') END, 1) >= 2")
+_EVAL_SUMS = (
+    "{r}correct",
+    "{r}correct = 1 AND {r}audit_faithful = 1",
+    "coalesce(CASE WHEN json_valid({r}audit_json) THEN json_extract({r}audit_json, '$.verdict') END, '')"
+    " != 'no_rationale'",
+    "coalesce(CASE WHEN json_valid({r}audit_json) THEN json_extract({r}audit_json, '$.version') END, 1) >= 2",
+)
 _EVAL_KEY = ("run_id", "iteration", "phase", "task", "split", "grp")
 _OUTCOME_KEY = ("run_id", "task", "phase", "question_id")
 #: Each aggregate table: (its key columns, the SELECT over samples that builds it, {cond} narrowing the rows).
 AGGREGATES = {
-    "question_outcomes": (_OUTCOME_KEY, "SELECT run_id, task, phase, question_id, min(grp), count(*),"
-                          " sum(DISTINCT 1 << iteration),"
-                          " coalesce(sum(DISTINCT CASE WHEN correct != 0 THEN 1 << iteration END), 0) FROM samples"
-                          " WHERE phase IN ('sample', 'eval', 'warm_eval') AND iteration BETWEEN 0 AND 62{cond}"
-                          " GROUP BY run_id, task, phase, question_id"),
-    "eval_counts": (_EVAL_KEY, "SELECT run_id, iteration, phase, task, split, grp, count(*), "
-                    + ", ".join(f"coalesce(sum({e.format(r='')}), 0)" for e in _EVAL_SUMS)
-                    + " FROM samples WHERE phase IN ('eval', 'warm_eval', 'direct_eval'){cond}"
-                    " GROUP BY run_id, iteration, phase, task, split, grp"),
-    "mask_counts": (("run_id", "task", "phase", "grp", "n", "asked", "solved"),
-                    "SELECT run_id, task, phase, grp, n, asked, solved, count(*) FROM question_outcomes WHERE 1{cond}"
-                    " GROUP BY run_id, task, phase, grp, n, asked, solved"),
-    "train_counts": (("run_id", "iteration", "task", "source"),
-                     "SELECT run_id, iteration, task, source, count(*) FROM train_examples WHERE 1{cond}"
-                     " GROUP BY run_id, iteration, task, source"),
-    "sample_counts": (("run_id", "iteration", "task", "split", "phase", "decision", "grp", "correct", "kept"),
-                      "SELECT run_id, iteration, task, split, phase, decision, grp, correct, kept, count(*)"
-                      " FROM samples WHERE 1{cond} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9"),
+    "question_outcomes": (
+        _OUTCOME_KEY,
+        "SELECT run_id, task, phase, question_id, min(grp), count(*),"
+        " sum(DISTINCT 1 << iteration),"
+        " coalesce(sum(DISTINCT CASE WHEN correct != 0 THEN 1 << iteration END), 0) FROM samples"
+        " WHERE phase IN ('sample', 'eval', 'warm_eval') AND iteration BETWEEN 0 AND 62{cond}"
+        " GROUP BY run_id, task, phase, question_id",
+    ),
+    "eval_counts": (
+        _EVAL_KEY,
+        "SELECT run_id, iteration, phase, task, split, grp, count(*), "
+        + ", ".join(f"coalesce(sum({e.format(r='')}), 0)" for e in _EVAL_SUMS)
+        + " FROM samples WHERE phase IN ('eval', 'warm_eval', 'direct_eval'){cond}"
+        " GROUP BY run_id, iteration, phase, task, split, grp",
+    ),
+    "mask_counts": (
+        ("run_id", "task", "phase", "grp", "n", "asked", "solved"),
+        "SELECT run_id, task, phase, grp, n, asked, solved, count(*) FROM question_outcomes WHERE 1{cond}"
+        " GROUP BY run_id, task, phase, grp, n, asked, solved",
+    ),
+    "train_counts": (
+        ("run_id", "iteration", "task", "source"),
+        "SELECT run_id, iteration, task, source, count(*) FROM train_examples WHERE 1{cond}"
+        " GROUP BY run_id, iteration, task, source",
+    ),
+    "sample_counts": (
+        ("run_id", "iteration", "task", "split", "phase", "decision", "grp", "correct", "kept"),
+        "SELECT run_id, iteration, task, split, phase, decision, grp, correct, kept, count(*)"
+        " FROM samples WHERE 1{cond} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9",
+    ),
 }
 #: Bump when an aggregate table changes: the writer then rebuilds them all from the samples.
 AGGREGATES_VERSION = "4"
@@ -191,8 +206,7 @@ def _recompute(table: str, *refs: str) -> str:
     """Trigger statements that rebuild ``table``'s rows of the keys of ``refs`` ("old.", "new.")."""
     key, select = AGGREGATES[table]
     match = " OR ".join("(" + " AND ".join(f"{c} = {r}{c}" for c in key) + ")" for r in refs)
-    return (f"  DELETE FROM {table} WHERE {match};\n"
-            f"  INSERT INTO {table} {select.format(cond=f' AND ({match})')};\n")
+    return f"  DELETE FROM {table} WHERE {match};\n  INSERT INTO {table} {select.format(cond=f' AND ({match})')};\n"
 
 
 _AGGREGATES = f"""CREATE TABLE IF NOT EXISTS question_outcomes (
@@ -302,7 +316,8 @@ WHEN old.phase IN ('eval', 'warm_eval', 'direct_eval') BEGIN
 #: newly solved and lost questions), both kept by triggers (so every write keeps them true); ``samples_fts``
 #: is a trigram index (detail=none: which rows hold a trigram, not where) over the searched text, kept by
 #: triggers too.
-SAMPLES_V2 = """
+SAMPLES_V2 = (
+    """
 CREATE TABLE IF NOT EXISTS prompt_prefixes (
   id INTEGER PRIMARY KEY,
   sha256 TEXT NOT NULL UNIQUE,
@@ -377,7 +392,9 @@ AFTER UPDATE OF run_id, iteration, task, split, phase, decision, grp, correct, k
                                     new.grp, new.correct, new.kept, 1)
   ON CONFLICT DO UPDATE SET n = n + 1;
 END;
-""" + _AGGREGATES + """CREATE INDEX IF NOT EXISTS train_examples_sample ON train_examples (run_id, sample_id);
+"""
+    + _AGGREGATES
+    + """CREATE INDEX IF NOT EXISTS train_examples_sample ON train_examples (run_id, sample_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS samples_fts USING fts5(
   question_id, question, rationale, raw_output,
   content='samples', content_rowid='id', tokenize='trigram', detail='none');
@@ -397,6 +414,7 @@ ON samples BEGIN
   VALUES (new.id, new.question_id, new.question, new.rationale, new.raw_output);
 END;
 """
+)
 
 # ---- the vocabularies of the text columns, defined once ---------------------
 #: ``iterations.stage``, in order. Iteration i >= 1 goes through all of them. Iteration 0 goes
@@ -412,13 +430,30 @@ PHASES = {
     "direct_eval": "direct-answer evaluation (few-shot, no rationale)",
 }
 #: The split each phase reads.
-PHASE_SPLIT = {"sample": "train", "rationalize": "train", "warm_start": "train", "eval": "eval",
-               "warm_eval": "eval", "direct_eval": "eval"}
+PHASE_SPLIT = {
+    "sample": "train",
+    "rationalize": "train",
+    "warm_start": "train",
+    "eval": "eval",
+    "warm_eval": "eval",
+    "direct_eval": "eval",
+}
 #: Phases that evaluate a model on the eval split: nothing is kept from them.
 EVAL_PHASES = ("eval", "warm_eval", "direct_eval")
 #: ``samples.decision`` (star_core.filtering decides all but ``reference``).
-DECISIONS = ("correct", "rationalized", "reference", "wrong", "unparsable", "truncated", "hint_leak", "unfaithful",
-             "no_rationale", "duplicate", "over_limit")
+DECISIONS = (
+    "correct",
+    "rationalized",
+    "reference",
+    "wrong",
+    "unparsable",
+    "truncated",
+    "hint_leak",
+    "unfaithful",
+    "no_rationale",
+    "duplicate",
+    "over_limit",
+)
 #: Decisions that make a sample a training example.
 KEPT_DECISIONS = ("correct", "rationalized", "reference")
 #: ``train_examples.source`` of a kept sample, by its phase.
@@ -430,8 +465,17 @@ class StoreError(RuntimeError):
 
 
 #: The tables every star store has; a SQLite file without them is not a run store.
-STAR_TABLES = ("meta", "runs", "iterations", "exemplars", "samples", "train_examples", "train_losses", "metrics",
-               "events")
+STAR_TABLES = (
+    "meta",
+    "runs",
+    "iterations",
+    "exemplars",
+    "samples",
+    "train_examples",
+    "train_losses",
+    "metrics",
+    "events",
+)
 SQLITE_HEADER = b"SQLite format 3\x00"
 _REMEDY = "restore it from a copy, or start a new run in another folder"
 
@@ -451,8 +495,9 @@ def check(db_path: str | os.PathLike, deep: bool = False) -> None:
     except OSError as e:
         raise StoreError(f"{p}: cannot read the run store ({e.strerror or e})") from None
     if not head:
-        raise StoreError(f"{p}: the run store is empty (0 bytes; the run never started, or the file was "
-                         f"truncated); {_REMEDY}")
+        raise StoreError(
+            f"{p}: the run store is empty (0 bytes; the run never started, or the file was truncated); {_REMEDY}"
+        )
     if not head.startswith(SQLITE_HEADER) or len(head) < 100:
         raise StoreError(f"{p}: not an SQLite database (garbage, or a truncated or overwritten file); {_REMEDY}")
     try:
@@ -473,24 +518,36 @@ def check(db_path: str | os.PathLike, deep: bool = False) -> None:
             raise StoreError(f"{p}: the run store is damaged ({e}); {_REMEDY}") from None
         if "runs" not in tables or "meta" not in tables:
             other = ", ".join(sorted(tables)[:8]) or "none"
-            raise StoreError(f"{p}: an SQLite database that is not a star run store (its tables: {other}); "
-                             f"star does not write to it: use another run folder")
+            raise StoreError(
+                f"{p}: an SQLite database that is not a star run store (its tables: {other}); "
+                f"star does not write to it: use another run folder"
+            )
         missing = [t for t in STAR_TABLES if t not in tables]
         if missing:
-            raise StoreError(f"{p}: the run store lacks star's tables {', '.join(missing)} (damaged, or written "
-                             f"by another program); {_REMEDY}")
+            raise StoreError(
+                f"{p}: the run store lacks star's tables {', '.join(missing)} (damaged, or written "
+                f"by another program); {_REMEDY}"
+            )
         try:
             row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is not None and str(row[0]) not in {str(v) for v in READABLE_VERSIONS}:
-                raise StoreError(f"{p}: run store schema version {row[0]}; this star reads versions "
-                                 f"{', '.join(map(str, READABLE_VERSIONS))}")
+                raise StoreError(
+                    f"{p}: run store schema version {row[0]}; this star reads versions "
+                    f"{', '.join(map(str, READABLE_VERSIONS))}"
+                )
             if deep:
-                rows = [ln for r in con.execute("PRAGMA quick_check") for ln in str(r[0]).splitlines()
-                        if ln.strip() and not ln.startswith("*** in database")]
+                rows = [
+                    ln
+                    for r in con.execute("PRAGMA quick_check")
+                    for ln in str(r[0]).splitlines()
+                    if ln.strip() and not ln.startswith("*** in database")
+                ]
                 if rows != ["ok"]:
                     more = f" (and {len(rows) - 1} more problems)" if len(rows) > 1 else ""
-                    raise StoreError(f"{p}: the run store is damaged (quick_check: {rows[0]}{more}); "
-                                     f"`sqlite3 {p} .recover` may save part of it; {_REMEDY}")
+                    raise StoreError(
+                        f"{p}: the run store is damaged (quick_check: {rows[0]}{more}); "
+                        f"`sqlite3 {p} .recover` may save part of it; {_REMEDY}"
+                    )
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{p}: the run store is damaged ({e}); {_REMEDY}") from None
     finally:
@@ -518,8 +575,10 @@ def connect(db_path: str | os.PathLike, readonly: bool = False) -> sqlite3.Conne
 OUTCOME_PHASES = ("sample", "eval", "warm_eval")
 OUTCOME_BITS = 63
 #: The full prompt of a version 2 sample row (a column expression of ``samples``, named ``prompt``).
-PROMPT_SQL = ("coalesce((SELECT p.text FROM prompt_prefixes p WHERE p.id = samples.prefix_id), '')"
-              " || samples.prompt_tail AS prompt")
+PROMPT_SQL = (
+    "coalesce((SELECT p.text FROM prompt_prefixes p WHERE p.id = samples.prefix_id), '')"
+    " || samples.prompt_tail AS prompt"
+)
 #: A shared prefix shorter than this is left in the rows.
 MIN_PREFIX_CHARS = 64
 
@@ -564,7 +623,7 @@ def split_prompt(prompt: str, known: Iterable[str] = ()) -> str:
     if best:
         return best
     cut = prompt.rfind("\n\n")
-    return prompt[:cut + 2] if cut >= 0 else ""
+    return prompt[: cut + 2] if cut >= 0 else ""
 
 
 class PrefixTable:
@@ -590,7 +649,7 @@ class PrefixTable:
             common = os.path.commonprefix(prompts)
             cut = common.rfind("\n\n")
             if cut + 2 >= MIN_PREFIX_CHARS:
-                known.insert(0, common[:cut + 2])
+                known.insert(0, common[: cut + 2])
         out: list[tuple[int | None, str]] = []
         last = ""
         for p in prompts:
@@ -599,7 +658,7 @@ class PrefixTable:
                 out.append((None, p))
                 continue
             last = pre
-            out.append((self._id(con, pre), p[len(pre):]))
+            out.append((self._id(con, pre), p[len(pre) :]))
         return out
 
 
@@ -617,9 +676,11 @@ def statements(script: str) -> list[str]:
     return out
 
 
-_SAMPLE_COLS = ("id, run_id, iteration, task, split, phase, question_id, k, grp, question, hint, raw_output, "
-                "rationale, answer, gold, correct, decision, kept, reason, audit_faithful, audit_json, prompt_tokens, "
-                "output_tokens, seconds, created_at")
+_SAMPLE_COLS = (
+    "id, run_id, iteration, task, split, phase, question_id, k, grp, question, hint, raw_output, "
+    "rationale, answer, gold, correct, decision, kept, reason, audit_faithful, audit_json, prompt_tokens, "
+    "output_tokens, seconds, created_at"
+)
 
 
 def rebuild_aggregates(con: sqlite3.Connection) -> None:
@@ -653,7 +714,8 @@ def migrate_v1(con: sqlite3.Connection, chunk: int = 5000) -> int:
                 con.executemany(
                     f"INSERT INTO samples_new({_SAMPLE_COLS}, prefix_id, prompt_tail)"
                     f" VALUES ({','.join('?' * (len(cols) + 2))})",
-                    [(*r[:-1], pid, tail) for r, (pid, tail) in zip(rows, split)])
+                    [(*r[:-1], pid, tail) for r, (pid, tail) in zip(rows, split)],
+                )
                 moved += len(rows)
             con.execute("DROP TABLE samples")
             con.execute("ALTER TABLE samples_new RENAME TO samples")
@@ -661,8 +723,7 @@ def migrate_v1(con: sqlite3.Connection, chunk: int = 5000) -> int:
                 con.execute(x)
             rebuild_aggregates(con)
             con.execute("INSERT INTO samples_fts(samples_fts) VALUES ('rebuild')")
-            con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
-                        (str(SCHEMA_VERSION),))
+            con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             bad = con.execute("PRAGMA foreign_key_check").fetchall()
             if bad:
                 raise StoreError(f"migration to schema version {SCHEMA_VERSION} would break {len(bad)} references")
@@ -721,16 +782,16 @@ class RunStore:
         if schema_version(self.con) == 1:
             migrate_v1(self.con)
         self.con.executescript(SAMPLES_V2)
-        self.con.execute(
-            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
+        self.con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         agg = self.con.execute("SELECT value FROM meta WHERE key='aggregates_version'").fetchone()
         if agg is None or agg[0] != AGGREGATES_VERSION:  # a store of an earlier version 2 build: rebuild them
             with self.tx() as c:  # their tables and triggers as this star defines them (until the rebuild
                 # commits, the version stays old, so an interrupted rebuild is done again)
-                for (name,) in c.execute("SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name IN"
-                                         " ('samples', 'train_examples', 'question_outcomes')"
-                                         " AND name NOT LIKE 'samples_fts%'").fetchall():
+                for (name,) in c.execute(
+                    "SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name IN"
+                    " ('samples', 'train_examples', 'question_outcomes')"
+                    " AND name NOT LIKE 'samples_fts%'"
+                ).fetchall():
                     c.execute(f'DROP TRIGGER "{name}"')
                 for table in AGGREGATES:
                     c.execute(f"DROP TABLE IF EXISTS {table}")
@@ -761,15 +822,29 @@ class RunStore:
     def has_run(self) -> bool:
         return self.con.execute("SELECT 1 FROM runs WHERE id=?", (self.run_id,)).fetchone() is not None
 
-    def create_run(self, name: str, task: str, model: str, config: dict[str, Any],
-                   iterations_planned: int, device: str) -> None:
+    def create_run(
+        self, name: str, task: str, model: str, config: dict[str, Any], iterations_planned: int, device: str
+    ) -> None:
         now = time.time()
         with self.tx() as c:
             c.execute(
                 "INSERT INTO runs(id, name, task, model, config_json, status, created_at, updated_at,"
                 " heartbeat_at, pid, host, device, iterations_planned) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (self.run_id, name, task, model, json.dumps(config, sort_keys=True), "running", now, now,
-                 now, os.getpid(), os.uname().nodename, device, iterations_planned),
+                (
+                    self.run_id,
+                    name,
+                    task,
+                    model,
+                    json.dumps(config, sort_keys=True),
+                    "running",
+                    now,
+                    now,
+                    now,
+                    os.getpid(),
+                    os.uname().nodename,
+                    device,
+                    iterations_planned,
+                ),
             )
             self._event(c, "started", f"run started on {device}")
 
@@ -788,13 +863,15 @@ class RunStore:
             c.execute("UPDATE runs SET heartbeat_at=?, updated_at=? WHERE id=?", (now, now, self.run_id))
 
     def _event(self, c: sqlite3.Connection, kind: str, message: str) -> None:
-        c.execute("INSERT INTO events(run_id, at, kind, message) VALUES (?,?,?,?)",
-                  (self.run_id, time.time(), kind, message))
+        c.execute(
+            "INSERT INTO events(run_id, at, kind, message) VALUES (?,?,?,?)", (self.run_id, time.time(), kind, message)
+        )
 
     # ---- iterations ----------------------------------------------------------
     def iteration_stage(self, iteration: int) -> str | None:
-        row = self.con.execute("SELECT stage FROM iterations WHERE run_id=? AND iteration=?",
-                               (self.run_id, iteration)).fetchone()
+        row = self.con.execute(
+            "SELECT stage FROM iterations WHERE run_id=? AND iteration=?", (self.run_id, iteration)
+        ).fetchone()
         return row["stage"] if row else None
 
     def begin_iteration(self, iteration: int, train_steps: int | None) -> None:
@@ -812,8 +889,10 @@ class RunStore:
             raise ValueError(f"unknown iteration fields {sorted(bad)}")
         sets = ", ".join(["stage=?"] + [f"{k}=?" for k in fields])
         with self.tx() as c:
-            c.execute(f"UPDATE iterations SET {sets} WHERE run_id=? AND iteration=?",
-                      (stage, *fields.values(), self.run_id, iteration))
+            c.execute(
+                f"UPDATE iterations SET {sets} WHERE run_id=? AND iteration=?",
+                (stage, *fields.values(), self.run_id, iteration),
+            )
             self._event(c, "stage", f"iteration {iteration}: {stage}")
 
     # ---- exemplars -------------------------------------------------------------
@@ -823,8 +902,10 @@ class RunStore:
             c.executemany(
                 "INSERT INTO exemplars(run_id, task, position, question_id, question, rationale, answer, source)"
                 " VALUES (?,?,?,?,?,?,?,?)",
-                [(self.run_id, task, i, r["question_id"], r["question"], r["rationale"], r["answer"], r["source"])
-                 for i, r in enumerate(rows)],
+                [
+                    (self.run_id, task, i, r["question_id"], r["question"], r["rationale"], r["answer"], r["source"])
+                    for i, r in enumerate(rows)
+                ],
             )
 
     # ---- samples ---------------------------------------------------------------
@@ -852,12 +933,34 @@ class RunStore:
                     " question, prefix_id, prompt_tail, hint, raw_output, rationale, answer, gold, correct, decision,"
                     " kept, reason, audit_faithful, audit_json, prompt_tokens, output_tokens, seconds, created_at)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (self.run_id, r.iteration, r.task, r.split, r.phase, r.question_id, r.k, r.grp,
-                     r.question, prefix_id, tail, r.hint, r.raw_output, r.rationale, r.answer, r.gold,
-                     int(r.correct), r.decision, int(r.kept), r.reason,
-                     None if not r.audit or r.audit.get("faithful") is None else int(r.audit["faithful"]),
-                     json.dumps(r.audit) if r.audit is not None else None,
-                     r.prompt_tokens, r.output_tokens, r.seconds, now),
+                    (
+                        self.run_id,
+                        r.iteration,
+                        r.task,
+                        r.split,
+                        r.phase,
+                        r.question_id,
+                        r.k,
+                        r.grp,
+                        r.question,
+                        prefix_id,
+                        tail,
+                        r.hint,
+                        r.raw_output,
+                        r.rationale,
+                        r.answer,
+                        r.gold,
+                        int(r.correct),
+                        r.decision,
+                        int(r.kept),
+                        r.reason,
+                        None if not r.audit or r.audit.get("faithful") is None else int(r.audit["faithful"]),
+                        json.dumps(r.audit) if r.audit is not None else None,
+                        r.prompt_tokens,
+                        r.output_tokens,
+                        r.seconds,
+                        now,
+                    ),
                 )
                 if cur.rowcount == 0:
                     continue
@@ -868,9 +971,16 @@ class RunStore:
                     c.execute(
                         "INSERT INTO train_examples(run_id, iteration, sample_id, task, question_id, source,"
                         " prompt, completion) VALUES (?,?,?,?,?,?,?,?)",
-                        (self.run_id, r.train_iteration if r.train_iteration is not None else r.iteration,
-                         cur.lastrowid, r.task, r.question_id, TRAIN_SOURCE[r.phase],
-                         r.train_prompt, r.train_completion),
+                        (
+                            self.run_id,
+                            r.train_iteration if r.train_iteration is not None else r.iteration,
+                            cur.lastrowid,
+                            r.task,
+                            r.question_id,
+                            TRAIN_SOURCE[r.phase],
+                            r.train_prompt,
+                            r.train_completion,
+                        ),
                     )
             c.execute("UPDATE runs SET heartbeat_at=?, updated_at=? WHERE id=?", (now, now, self.run_id))
         return new
@@ -886,7 +996,8 @@ class RunStore:
         the warm start's reference examples, which are stored for iteration 0 and join every iteration."""
         return self.con.execute(
             "SELECT * FROM train_examples WHERE run_id=? AND (iteration=? OR (iteration=0 AND ? > 0))"
-            " ORDER BY iteration, id", (self.run_id, iteration, iteration),
+            " ORDER BY iteration, id",
+            (self.run_id, iteration, iteration),
         ).fetchall()
 
     def kept_samples(self, iteration: int, task: str, phase: str) -> list[sqlite3.Row]:
@@ -894,7 +1005,8 @@ class RunStore:
         return self.con.execute(
             "SELECT s.id, s.question_id, s.k, t.completion FROM samples s JOIN train_examples t"
             " ON t.run_id=s.run_id AND t.sample_id=s.id WHERE s.run_id=? AND s.iteration=? AND s.task=?"
-            " AND s.phase=? AND s.kept=1 ORDER BY s.id", (self.run_id, iteration, task, phase),
+            " AND s.phase=? AND s.kept=1 ORDER BY s.id",
+            (self.run_id, iteration, task, phase),
         ).fetchall()
 
     def unkeep(self, changes: list[tuple[int, str, str]]) -> None:
@@ -903,10 +1015,13 @@ class RunStore:
         if not changes:
             return
         with self.tx() as c:
-            c.executemany("UPDATE samples SET decision=?, reason=?, kept=0 WHERE run_id=? AND id=?",
-                          [(d, r, self.run_id, i) for i, d, r in changes])
-            c.executemany("DELETE FROM train_examples WHERE run_id=? AND sample_id=?",
-                          [(self.run_id, i) for i, _, _ in changes])
+            c.executemany(
+                "UPDATE samples SET decision=?, reason=?, kept=0 WHERE run_id=? AND id=?",
+                [(d, r, self.run_id, i) for i, d, r in changes],
+            )
+            c.executemany(
+                "DELETE FROM train_examples WHERE run_id=? AND sample_id=?", [(self.run_id, i) for i, _, _ in changes]
+            )
 
     def samples(self, iteration: int, task: str, phase: str) -> list[sqlite3.Row]:
         """One phase's samples, each with its full ``prompt``."""
@@ -916,8 +1031,9 @@ class RunStore:
         ).fetchall()
 
     # ---- training --------------------------------------------------------------
-    def finish_training(self, iteration: int, losses: list[tuple[int, float, float, float]],
-                        adapter_path: str, n_examples: int) -> None:
+    def finish_training(
+        self, iteration: int, losses: list[tuple[int, float, float, float]], adapter_path: str, n_examples: int
+    ) -> None:
         """Record a finished training run atomically: losses + iteration stage."""
         with self.tx() as c:
             c.execute("DELETE FROM train_losses WHERE run_id=? AND iteration=?", (self.run_id, iteration))
@@ -940,9 +1056,13 @@ class RunStore:
             c.executemany(
                 "INSERT INTO metrics(run_id, iteration, task, split, grp, n, n_correct, accuracy)"
                 " VALUES (?,?,?,?,?,?,?,?)",
-                [(self.run_id, iteration, m["task"], m["split"], m["grp"], m["n"], m["n_correct"],
-                  m["accuracy"]) for m in metrics],
+                [
+                    (self.run_id, iteration, m["task"], m["split"], m["grp"], m["n"], m["n_correct"], m["accuracy"])
+                    for m in metrics
+                ],
             )
-            c.execute("UPDATE iterations SET stage='done', finished_at=? WHERE run_id=? AND iteration=?",
-                      (time.time(), self.run_id, iteration))
+            c.execute(
+                "UPDATE iterations SET stage='done', finished_at=? WHERE run_id=? AND iteration=?",
+                (time.time(), self.run_id, iteration),
+            )
             self._event(c, "stage", f"iteration {iteration}: done")

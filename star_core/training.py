@@ -60,8 +60,26 @@ _LLAMA_STYLE = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 #: ``lora_targets=auto``: the attention and MLP projections of each known ``config.model_type``;
 #: any other model gets ``all-linear`` (every linear layer but the output head).
 LORA_TARGETS: dict[str, list[str]] = {
-    **{t: _LLAMA_STYLE for t in ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "gemma", "gemma2",
-                                 "gemma3_text", "olmo", "olmo2", "granite", "cohere", "smollm3", "deepseek_v3")},
+    **{
+        t: _LLAMA_STYLE
+        for t in (
+            "llama",
+            "mistral",
+            "mixtral",
+            "qwen2",
+            "qwen2_moe",
+            "qwen3",
+            "gemma",
+            "gemma2",
+            "gemma3_text",
+            "olmo",
+            "olmo2",
+            "granite",
+            "cohere",
+            "smollm3",
+            "deepseek_v3",
+        )
+    },
     "gpt2": ["c_attn", "c_proj", "c_fc"],
     "gpt_bigcode": ["c_attn", "c_proj", "c_fc"],
     "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
@@ -88,15 +106,28 @@ def resolve_lora_targets(targets: Sequence[str], model) -> list[str]:
         return targets
     missing = [t for t in targets if t not in names]
     if missing:
-        linear = sorted({n.rsplit(".", 1)[-1] for n, m in base.named_modules()
-                         if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"} - {"lm_head"})
-        raise ValueError(f"lora_targets {missing} match no module of this {getattr(base.config, 'model_type', '?')}"
-                         f" model (its linear layers: {', '.join(linear[:12])}); use lora_targets=auto")
+        linear = sorted(
+            {
+                n.rsplit(".", 1)[-1]
+                for n, m in base.named_modules()
+                if isinstance(m, torch.nn.Linear) or type(m).__name__ == "Conv1D"
+            }
+            - {"lm_head"}
+        )
+        raise ValueError(
+            f"lora_targets {missing} match no module of this {getattr(base.config, 'model_type', '?')}"
+            f" model (its linear layers: {', '.join(linear[:12])}); use lora_targets=auto"
+        )
     return targets
 
 
-def train(model, tokenizer, examples: Sequence[tuple[str, str]], args: TrainArgs,
-          on_step: Callable[[int, float, float], None] | None = None) -> list[tuple[int, float, float, float]]:
+def train(
+    model,
+    tokenizer,
+    examples: Sequence[tuple[str, str]],
+    args: TrainArgs,
+    on_step: Callable[[int, float, float], None] | None = None,
+) -> list[tuple[int, float, float, float]]:
     """Train the (peft) model in place. Returns [(step, loss, lr, seconds)]."""
     if not examples:
         return []
@@ -109,8 +140,7 @@ def train(model, tokenizer, examples: Sequence[tuple[str, str]], args: TrainArgs
     if not params:
         raise RuntimeError("no trainable parameters: LoRA was not attached")
     opt = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, args.warmup_steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, args.warmup_steps)))
 
     order: list[int] = []
 

@@ -33,20 +33,30 @@ def problems(cfg: StarConfig, task: Task, train: list[Problem], evals: list[Prob
     n = cfg.warm_start
     if task.name == "arithmetic":
         try:
-            return task.disjoint_problems(n, tuple(cfg.warm_start_digits), cfg.seed, train + evals,  # type: ignore[attr-defined]
-                                          "warm")
+            return task.disjoint_problems(
+                n,
+                tuple(cfg.warm_start_digits),
+                cfg.seed,
+                train + evals,  # type: ignore[attr-defined]
+                "warm",
+            )
         except ValueError as e:
             raise ConfigError(f"warm_start={n}, warm_start_digits={list(cfg.warm_start_digits)}: {e}") from None
     if task.name == "gsm8k":
         # the training file in the run's seeded order: STaR's questions are its first n_train
         pool = task.load("train", path=cfg.train_file, limit=cfg.n_train + n, seed=cfg.seed)
         used = {p.id for p in train} | {" ".join(p.question.split()).lower() for p in evals}
-        out = [p for p in pool if p.id not in used and " ".join(p.question.split()).lower() not in used
-               and task.reference_rationale(p)][:n]
+        out = [
+            p
+            for p in pool
+            if p.id not in used and " ".join(p.question.split()).lower() not in used and task.reference_rationale(p)
+        ][:n]
         if len(out) < n:
-            raise ConfigError(f"warm_start={n}: the training file holds only {len(out)} questions with a "
-                                 f"reference solution beyond the n_train={cfg.n_train} that STaR uses; lower "
-                                 "warm_start or n_train, or pass a larger --train-file")
+            raise ConfigError(
+                f"warm_start={n}: the training file holds only {len(out)} questions with a "
+                f"reference solution beyond the n_train={cfg.n_train} that STaR uses; lower "
+                "warm_start or n_train, or pass a larger --train-file"
+            )
         return out
     raise ConfigError(f"warm_start: the {task.name} task has no reference rationales")
 
@@ -59,10 +69,28 @@ def records(task: Task, problems: list[Problem], train_prompt: Callable[[Problem
         parsed = task.parse(target, p)
         audit = task.audit(p, parsed)
         prompt = train_prompt(p)
-        out.append(SampleRecord(
-            iteration=0, task=task.name, split="train", phase="warm_start", question_id=p.id, question=p.question,
-            prompt=prompt, raw_output=target, gold=p.gold, decision="reference", reason=REASON,
-            correct=task.is_correct(parsed.answer, p.gold), kept=True, grp=p.group, rationale=parsed.rationale,
-            answer=parsed.answer, audit=audit.to_dict(), train_prompt=prompt, train_completion=target.rstrip(),
-            train_iteration=0))
+        out.append(
+            SampleRecord(
+                iteration=0,
+                task=task.name,
+                split="train",
+                phase="warm_start",
+                question_id=p.id,
+                question=p.question,
+                prompt=prompt,
+                raw_output=target,
+                gold=p.gold,
+                decision="reference",
+                reason=REASON,
+                correct=task.is_correct(parsed.answer, p.gold),
+                kept=True,
+                grp=p.group,
+                rationale=parsed.rationale,
+                answer=parsed.answer,
+                audit=audit.to_dict(),
+                train_prompt=prompt,
+                train_completion=target.rstrip(),
+                train_iteration=0,
+            )
+        )
     return out

@@ -43,8 +43,7 @@ def show_hinted_prompt(sample: dict[str, Any], show_hint: bool = True) -> Q.Hint
         st.code(hint if hint else "(no hint stored)", language="text")
     marks = Q.hint_marks(prompt, hint)
     if marks.in_block:
-        st.caption("the hinted prompt's last question block (hint highlighted; the few-shot exemplars come "
-                   "before it)")
+        st.caption("the hinted prompt's last question block (hint highlighted; the few-shot exemplars come before it)")
         ui.show_highlighted(marks.block, marks.block_spans, HINT_BG)
     elif marks.spans:
         st.caption("the hint's last place in the prompt (not in its last question block)")
@@ -68,10 +67,14 @@ def show_leak(sample: dict[str, Any]) -> dict[str, Any]:
         if leak["flagged"]:
             msg += "the filter rejected this retry as hint_leak. "
         if leak["spans"]:
-            msg += (f"The hint (or the word \"hint\") appears {len(leak['spans'])} time(s) in the output, "
-                    "marked in red below.")
+            msg += (
+                f'The hint (or the word "hint") appears {len(leak["spans"])} time(s) in the output, '
+                "marked in red below."
+            )
         st.error(msg, icon=":material/warning:")
     elif not leak["checkable"]:
-        st.caption("The hint is the bare answer, so finding it in the output proves nothing; only the "
-                   "filter's decision can flag a leak here.")
+        st.caption(
+            "The hint is the bare answer, so finding it in the output proves nothing; only the "
+            "filter's decision can flag a leak here."
+        )
     return leak

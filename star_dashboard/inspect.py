@@ -98,14 +98,32 @@ def annotate(run_dir: Path, sample_id: int, key: str) -> None:
     def on_note() -> None:
         _write(ann.set_note, sample_id, ss[f"{k}_note"])
 
-    st.segmented_control("Your verdict on the rationale", list(LABELS), key=f"{k}_label", on_change=on_label,
-                         format_func=lambda v: _LABEL_WORDS.get(v, v), help="\n\n".join(LABELS.values()))
+    st.segmented_control(
+        "Your verdict on the rationale",
+        list(LABELS),
+        key=f"{k}_label",
+        on_change=on_label,
+        format_func=lambda v: _LABEL_WORDS.get(v, v),
+        help="\n\n".join(LABELS.values()),
+    )
     opts = list(dict.fromkeys([*SUGGESTED_TAGS, *run_tags, *cur["tags"]]))
-    st.multiselect("Tags", opts, key=f"{k}_tags", on_change=on_tags, accept_new_options=True,
-                   placeholder="interesting, or type a new tag",
-                   help="letters, digits, - and _; a new tag is offered on every sample of this run")
-    st.text_area("Note", key=f"{k}_note", on_change=on_note, height=80, max_chars=10_000,
-                 placeholder="what you saw (saved when you leave the box, or Ctrl+Enter)")
+    st.multiselect(
+        "Tags",
+        opts,
+        key=f"{k}_tags",
+        on_change=on_tags,
+        accept_new_options=True,
+        placeholder="interesting, or type a new tag",
+        help="letters, digits, - and _; a new tag is offered on every sample of this run",
+    )
+    st.text_area(
+        "Note",
+        key=f"{k}_note",
+        on_change=on_note,
+        height=80,
+        max_chars=10_000,
+        placeholder="what you saw (saved when you leave the box, or Ctrl+Enter)",
+    )
     err = ss.pop("_ann_error", None)
     if err:
         st.error(err, icon=":material/error:")
@@ -123,22 +141,29 @@ def agreement_view(run_dir: Path, name: str) -> None:
         st.error(f"Annotations unavailable: {e}", icon=":material/error:")
         return
     if not g["labelled"]:
-        st.caption(f"{ui.md_escape(name)}: no sample has a label of yours yet. Label rationales faithful, "
-                   "unfaithful or no rationale while reading them (Rationales, Compare), and this shows how "
-                   "often the audit agrees.")
+        st.caption(
+            f"{ui.md_escape(name)}: no sample has a label of yours yet. Label rationales faithful, "
+            "unfaithful or no rationale while reading them (Rationales, Compare), and this shows how "
+            "often the audit agrees."
+        )
         return
     kappa = "–" if g["kappa"] is None else f"{g['kappa']:.2f}"
     c1, c2, c3 = st.columns(3)
     c1.metric("Samples with both verdicts", f"{g['n']:,}", help="labelled by you and given a verdict by the audit")
     c2.metric("Agree", "–" if not g["n"] else f"{100 * g['agree'] / g['n']:.0f} % ({g['agree']}/{g['n']})")
-    c3.metric("Cohen's kappa", kappa, help="agreement beyond chance: 1 = always agree, 0 = as often as chance, "
-                                           "below 0 = less often")
+    c3.metric(
+        "Cohen's kappa",
+        kappa,
+        help="agreement beyond chance: 1 = always agree, 0 = as often as chance, below 0 = less often",
+    )
     conf = g["confusion"].rename(index=_LABEL_WORDS, columns=_LABEL_WORDS)
     conf.index.name, conf.columns.name = "your label", "the audit's verdict"
     st.dataframe(conf, width="content")
-    st.caption(f"{ui.md_escape(name)}: rows are your labels, columns the audit's verdicts. "
-               f"{g['no_audit']:,} labelled sample(s) with no audit verdict (nothing checkable) are left out. "
-               f"With few labels kappa is uncertain: label more before trusting it.")
+    st.caption(
+        f"{ui.md_escape(name)}: rows are your labels, columns the audit's verdicts. "
+        f"{g['no_audit']:,} labelled sample(s) with no audit verdict (nothing checkable) are left out. "
+        f"With few labels kappa is uncertain: label more before trusting it."
+    )
 
 
 # --------------------------------------------------------------------------
@@ -191,12 +216,28 @@ KEYS_HELP = "Keys: J or → next, K or ← previous (outside text boxes)."
 def downloads(make: Callable[[], pd.DataFrame], stem: str, key: str, what: str) -> None:
     """CSV and JSONL download buttons; the frame is built only when a button is clicked."""
     c1, c2 = st.columns(2)
-    c1.download_button("CSV", data=lambda: X.to_csv(make()), file_name=f"{stem}.csv", mime="text/csv",
-                       icon=":material/download:", key=f"{key}_csv", on_click="ignore", width="stretch",
-                       help=f"{what} as CSV (a spreadsheet; formula-like cells get a leading ')")
-    c2.download_button("JSONL", data=lambda: X.to_jsonl(make()), file_name=f"{stem}.jsonl",
-                       mime="application/jsonl", icon=":material/download:", key=f"{key}_jsonl", on_click="ignore",
-                       width="stretch", help=f"{what} as JSON lines, the text as stored")
+    c1.download_button(
+        "CSV",
+        data=lambda: X.to_csv(make()),
+        file_name=f"{stem}.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        key=f"{key}_csv",
+        on_click="ignore",
+        width="stretch",
+        help=f"{what} as CSV (a spreadsheet; formula-like cells get a leading ')",
+    )
+    c2.download_button(
+        "JSONL",
+        data=lambda: X.to_jsonl(make()),
+        file_name=f"{stem}.jsonl",
+        mime="application/jsonl",
+        icon=":material/download:",
+        key=f"{key}_jsonl",
+        on_click="ignore",
+        width="stretch",
+        help=f"{what} as JSON lines, the text as stored",
+    )
 
 
 def safe_stem(*parts: Any) -> str:
@@ -226,5 +267,14 @@ def compare_choices(run_dir: Path) -> pd.DataFrame:
     return ui.guard(_choices, str(run_dir), Q.fingerprint(run_dir))
 
 
-__all__ = ["KEYS_HELP", "agreement_view", "annotate", "annotations_frame", "compare", "compare_choices", "downloads",
-           "keyboard_moves", "safe_stem"]
+__all__ = [
+    "KEYS_HELP",
+    "agreement_view",
+    "annotate",
+    "annotations_frame",
+    "compare",
+    "compare_choices",
+    "downloads",
+    "keyboard_moves",
+    "safe_stem",
+]

@@ -32,21 +32,36 @@ _STORY_SQL = "phase IN (" + ", ".join(f"'{p}'" for p in STORY_PHASES) + ")"
 
 #: Kinds of story, best first: (kind, short tag for labels, sentence for the page).
 STORY_KINDS: tuple[tuple[str, str, str], ...] = (
-    ("learned", "wrong → rationalized → learned",
-     "The model got this question wrong, was rescued by rationalization (a hinted retry that reached the "
-     "gold answer), and a later model then answered it correctly without any hint: STaR's whole cycle."),
-    ("rationalized", "wrong → rationalized",
-     "The model got this question wrong and was rescued by rationalization, but no later model has answered "
-     "it correctly without the hint (yet)."),
-    ("self_learned", "wrong → learned",
-     "The model got this question wrong and it was not rescued by rationalization (rationalization was off, "
-     "or the hinted retry failed), yet a later model answered it correctly on its own: it learned from the "
-     "other questions' kept rationales."),
-    ("wrong", "wrong",
-     "The model got this question wrong; it was not rescued by rationalization, and no later model has "
-     "answered it correctly (yet)."),
-    ("any", "seen",
-     "No question of this run went wrong and was then rescued; this one simply shows what the model wrote."),
+    (
+        "learned",
+        "wrong → rationalized → learned",
+        "The model got this question wrong, was rescued by rationalization (a hinted retry that reached the "
+        "gold answer), and a later model then answered it correctly without any hint: STaR's whole cycle.",
+    ),
+    (
+        "rationalized",
+        "wrong → rationalized",
+        "The model got this question wrong and was rescued by rationalization, but no later model has answered "
+        "it correctly without the hint (yet).",
+    ),
+    (
+        "self_learned",
+        "wrong → learned",
+        "The model got this question wrong and it was not rescued by rationalization (rationalization was off, "
+        "or the hinted retry failed), yet a later model answered it correctly on its own: it learned from the "
+        "other questions' kept rationales.",
+    ),
+    (
+        "wrong",
+        "wrong",
+        "The model got this question wrong; it was not rescued by rationalization, and no later model has "
+        "answered it correctly (yet).",
+    ),
+    (
+        "any",
+        "seen",
+        "No question of this run went wrong and was then rescued; this one simply shows what the model wrote.",
+    ),
 )
 KIND_ORDER = {k: i for i, (k, _, _) in enumerate(STORY_KINDS)}
 KIND_TAG = {k: t for k, t, _ in STORY_KINDS}
@@ -72,8 +87,6 @@ def as_bool(v: Any) -> bool | None:
     return None
 
 
-
-
 def _config(row: sqlite3.Row) -> dict[str, Any]:
     try:
         cfg = json.loads(row["config_json"] or "{}")
@@ -94,27 +107,35 @@ def overview(run_dir: str | os.PathLike) -> dict[str, Any]:
         row = _run_row(con)
         rid = row["id"]
         cfg = _config(row)
-        stages = {r["iteration"]: r["stage"] for r in con.execute(
-            "SELECT iteration, stage FROM iterations WHERE run_id=? ORDER BY iteration", (rid,))}
+        stages = {
+            r["iteration"]: r["stage"]
+            for r in con.execute("SELECT iteration, stage FROM iterations WHERE run_id=? ORDER BY iteration", (rid,))
+        }
         phases: dict[int, set[str]] = {}
         for r in con.execute("SELECT DISTINCT iteration, phase FROM samples WHERE run_id=?", (rid,)):
             phases.setdefault(r["iteration"], set()).add(r["phase"])
-        tasks = [r["task"] for r in con.execute("SELECT DISTINCT task FROM samples WHERE run_id=? ORDER BY task",
-                                                 (rid,))]
+        tasks = [
+            r["task"] for r in con.execute("SELECT DISTINCT task FROM samples WHERE run_id=? ORDER BY task", (rid,))
+        ]
         n_samples = con.execute("SELECT count(*) FROM samples WHERE run_id=?", (rid,)).fetchone()[0]
         warm = con.execute("SELECT count(*) FROM samples WHERE run_id=? AND phase='warm_start'", (rid,)).fetchone()[0]
     its = sorted(set(stages) | set(phases))
     return {
-        "name": row["name"], "task": row["task"], "model": row["model"], "status": row["status"],
+        "name": row["name"],
+        "task": row["task"],
+        "model": row["model"],
+        "status": row["status"],
         "tasks": tasks or [t for t in str(row["task"] or "").split(",") if t],
         "rationalize": as_bool(cfg.get("rationalize")),
         "restart_from_base": as_bool(cfg.get("restart_from_base")),
         "samples_per_question": cfg.get("samples_per_question"),
         "iterations_planned": row["iterations_planned"],
-        "iterations": its, "stages": stages,
+        "iterations": its,
+        "stages": stages,
         "sampled_iterations": [i for i in its if "sample" in phases.get(i, set())],
         "rationalized_iterations": [i for i in its if "rationalize" in phases.get(i, set())],
-        "n_samples": int(n_samples), "warm_start": int(warm),
+        "n_samples": int(n_samples),
+        "warm_start": int(warm),
     }
 
 
@@ -173,23 +194,39 @@ def candidates(run_dir: str | os.PathLike, per_kind: int = MAX_PER_KIND) -> dict
             "SELECT task, question_id, iteration, phase, max(correct) AS c, max(kept) AS kept,"
             " max(phase = 'rationalize' AND decision = 'rationalized' AND kept = 1) AS rz, min(id) AS first_id"
             f" FROM samples WHERE run_id=? AND {_STORY_SQL} GROUP BY task, question_id, iteration, phase",
-            (rid,)).fetchall()
+            (rid,),
+        ).fetchall()
         per_q: dict[tuple[str, str], dict[tuple[int, str], tuple[int, int, int]]] = {}
         first_id: dict[tuple[str, str], int] = {}
         for r in rows:
             q = (r["task"], r["question_id"])
-            per_q.setdefault(q, {})[(r["iteration"], r["phase"])] = (int(r["c"] or 0), int(r["kept"] or 0),
-                                                                      int(r["rz"] or 0))
+            per_q.setdefault(q, {})[(r["iteration"], r["phase"])] = (
+                int(r["c"] or 0),
+                int(r["kept"] or 0),
+                int(r["rz"] or 0),
+            )
             first_id[q] = min(first_id.get(q, r["first_id"]), r["first_id"])
         classified = []
         for q, per in per_q.items():
             kind, focus, learned = _classify(per)
             eval_only = not any(ph == "sample" for _, ph in per)  # training questions tell STaR's story
             # a question that stays learned makes the cleaner story
-            lost = learned is not None and any(ph == "sample" and j > learned and not c
-                                               for (j, ph), (c, _, _) in per.items())
-            classified.append((KIND_ORDER[kind], eval_only, focus if focus is not None else 1 << 30, lost,
-                               first_id[q], q, kind, focus, learned))
+            lost = learned is not None and any(
+                ph == "sample" and j > learned and not c for (j, ph), (c, _, _) in per.items()
+            )
+            classified.append(
+                (
+                    KIND_ORDER[kind],
+                    eval_only,
+                    focus if focus is not None else 1 << 30,
+                    lost,
+                    first_id[q],
+                    q,
+                    kind,
+                    focus,
+                    learned,
+                )
+            )
         classified.sort(key=lambda t: t[:5])
         counts: dict[str, int] = {k: 0 for k, _, _ in STORY_KINDS}
         chosen = []
@@ -200,18 +237,30 @@ def candidates(run_dir: str | os.PathLike, per_kind: int = MAX_PER_KIND) -> dict
         snippets: dict[int, tuple[str, str]] = {}
         ids = [t[4] for t in chosen]
         for n in range(0, len(ids), 500):
-            part = ids[n:n + 500]
-            for r in con.execute(f"SELECT id, grp, substr(question, 1, 200) AS q FROM samples WHERE id IN "
-                                 f"({','.join('?' * len(part))})", part):
+            part = ids[n : n + 500]
+            for r in con.execute(
+                f"SELECT id, grp, substr(question, 1, 200) AS q FROM samples WHERE id IN ({','.join('?' * len(part))})",
+                part,
+            ):
                 snippets[r["id"]] = (r["grp"], r["q"] or "")
     out = []
     for _, _, _, _, fid, (task, qid), kind, focus, learned in chosen:
         grp, text = snippets.get(fid, ("all", ""))
         snippet = " ".join(str(text).split())
         snippet = snippet[:70] + ("…" if len(snippet) > 70 else "")
-        out.append({"key": question_key(task, qid), "task": task, "question_id": qid, "kind": kind,
-                    "focus_iteration": focus, "learned_iteration": learned, "grp": grp, "snippet": snippet,
-                    "label": f"[{KIND_TAG[kind]}] {task} · {qid} · {snippet}"})
+        out.append(
+            {
+                "key": question_key(task, qid),
+                "task": task,
+                "question_id": qid,
+                "kind": kind,
+                "focus_iteration": focus,
+                "learned_iteration": learned,
+                "grp": grp,
+                "snippet": snippet,
+                "label": f"[{KIND_TAG[kind]}] {task} · {qid} · {snippet}",
+            }
+        )
     best = out[0]["kind"] if out else None
     return {"best_kind": best, "counts": counts, "candidates": out}
 
@@ -234,8 +283,10 @@ def surprise(cands: dict[str, Any], current: str | None = None, seed: int | None
 # --------------------------------------------------------------------------
 # one question's story
 # --------------------------------------------------------------------------
-_STORY_COLS = ("id, iteration, task, split, phase, question_id, k, grp, question, {prompt}, hint, raw_output,"
-               " rationale, answer, gold, correct, decision, kept, reason, audit_faithful, audit_json")
+_STORY_COLS = (
+    "id, iteration, task, split, phase, question_id, k, grp, question, {prompt}, hint, raw_output,"
+    " rationale, answer, gold, correct, decision, kept, reason, audit_faithful, audit_json"
+)
 
 
 #: Where each phase's samples go in an iteration of a story.
@@ -258,16 +309,26 @@ def story(run_dir: str | os.PathLike, task: str, question_id: str) -> dict[str, 
     """
     with open_store(run_dir) as con:
         rid = _run_row(con)["id"]
-        rows = [dict(r) for r in con.execute(
-            f"SELECT {_STORY_COLS.format(prompt=prompt_column(con))} FROM samples INDEXED BY samples_question"
-            " WHERE run_id=? AND task=?"
-            f" AND question_id=? AND {_STORY_SQL}"
-            " ORDER BY iteration, id", (rid, task, question_id))]
+        rows = [
+            dict(r)
+            for r in con.execute(
+                f"SELECT {_STORY_COLS.format(prompt=prompt_column(con))} FROM samples INDEXED BY samples_question"
+                " WHERE run_id=? AND task=?"
+                f" AND question_id=? AND {_STORY_SQL}"
+                " ORDER BY iteration, id",
+                (rid, task, question_id),
+            )
+        ]
         if not rows:
             return None
-        tex = [dict(r) for r in con.execute(
-            "SELECT id, iteration, sample_id, source, prompt, completion FROM train_examples"
-            " WHERE run_id=? AND task=? AND question_id=? ORDER BY iteration, id", (rid, task, question_id))]
+        tex = [
+            dict(r)
+            for r in con.execute(
+                "SELECT id, iteration, sample_id, source, prompt, completion FROM train_examples"
+                " WHERE run_id=? AND task=? AND question_id=? ORDER BY iteration, id",
+                (rid, task, question_id),
+            )
+        ]
     by_sample = {t["sample_id"]: t for t in tex}
     per: dict[tuple[int, str], tuple[int, int, int]] = {}
     its: dict[int, dict[str, Any]] = {}
@@ -279,8 +340,10 @@ def story(run_dir: str | os.PathLike, task: str, question_id: str) -> dict[str, 
         it[_STORY_LIST[r["phase"]]].append(r)
         c, k, z = per.get((r["iteration"], r["phase"]), (0, 0, 0))
         per[(r["iteration"], r["phase"])] = (
-            c | int(r["correct"]), k | int(r["kept"]),
-            z | int(r["phase"] == "rationalize" and r["decision"] == "rationalized" and r["kept"]))
+            c | int(r["correct"]),
+            k | int(r["kept"]),
+            z | int(r["phase"] == "rationalize" and r["decision"] == "rationalized" and r["kept"]),
+        )
     for t in tex:
         its.setdefault(t["iteration"], _story_iteration(t["iteration"]))["train"].append(t)
     for it in its.values():
@@ -288,24 +351,37 @@ def story(run_dir: str | os.PathLike, task: str, question_id: str) -> dict[str, 
         it["solved_without_hint"] = any(s["correct"] for s in plain) if plain else None
     kind, focus, learned = _classify(per)
     head = rows[0]
-    return {"task": task, "question_id": question_id, "question": head["question"], "gold": head["gold"],
-            "grp": head["grp"], "split": head["split"], "kind": kind, "focus_iteration": focus,
-            "learned_iteration": learned, "iterations": [its[i] for i in sorted(its)]}
+    return {
+        "task": task,
+        "question_id": question_id,
+        "question": head["question"],
+        "gold": head["gold"],
+        "grp": head["grp"],
+        "split": head["split"],
+        "kind": kind,
+        "focus_iteration": focus,
+        "learned_iteration": learned,
+        "iterations": [its[i] for i in sorted(its)],
+    }
 
 
 # --------------------------------------------------------------------------
 # the objective, with this run's numbers
 # --------------------------------------------------------------------------
-def _eval_accuracy(con: sqlite3.Connection, rid: int, iteration: int, task: str | None,
-                   phase: str = "eval") -> dict[str, Any] | None:
+def _eval_accuracy(
+    con: sqlite3.Connection, rid: int, iteration: int, task: str | None, phase: str = "eval"
+) -> dict[str, Any] | None:
     """The eval accuracy of M(iteration): from the metrics, or for the warm-started model (phase warm_eval)
     from its samples. ``phase`` is returned with it."""
     if phase == "eval":
-        sql = ("SELECT sum(n) AS n, sum(n_correct) AS c FROM metrics WHERE run_id=? AND iteration=? AND split='eval'"
-               " AND grp='all'")
+        sql = (
+            "SELECT sum(n) AS n, sum(n_correct) AS c FROM metrics WHERE run_id=? AND iteration=? AND split='eval'"
+            " AND grp='all'"
+        )
     else:
-        sql = ("SELECT count(*) AS n, sum(correct) AS c FROM samples WHERE run_id=? AND iteration=?"
-               " AND phase='warm_eval'")
+        sql = (
+            "SELECT count(*) AS n, sum(correct) AS c FROM samples WHERE run_id=? AND iteration=? AND phase='warm_eval'"
+        )
     params: list[Any] = [rid, iteration]
     if task:
         sql += " AND task=?"
@@ -313,8 +389,13 @@ def _eval_accuracy(con: sqlite3.Connection, rid: int, iteration: int, task: str 
     r = con.execute(sql, params).fetchone()
     if r is None or not r["n"]:
         return None
-    return {"iteration": iteration, "phase": phase, "n": int(r["n"]), "n_correct": int(r["c"] or 0),
-            "accuracy": (r["c"] or 0) / r["n"]}
+    return {
+        "iteration": iteration,
+        "phase": phase,
+        "n": int(r["n"]),
+        "n_correct": int(r["c"] or 0),
+        "accuracy": (r["c"] or 0) / r["n"],
+    }
 
 
 def objective_numbers(run_dir: str | os.PathLike, iteration: int, task: str | None = None) -> dict[str, Any]:
@@ -341,38 +422,78 @@ def objective_numbers(run_dir: str | os.PathLike, iteration: int, task: str | No
             "SELECT count(*) AS n, count(DISTINCT task || char(31) || question_id) AS q,"
             " coalesce(sum(correct), 0) AS c, coalesce(sum(kept), 0) AS k,"
             " coalesce(sum(correct = 1 AND kept = 0), 0) AS cr"
-            f" FROM samples WHERE run_id=? AND iteration=? AND phase='sample'{tsql}", [rid, iteration] + tp).fetchone()
+            f" FROM samples WHERE run_id=? AND iteration=? AND phase='sample'{tsql}",
+            [rid, iteration] + tp,
+        ).fetchone()
         failed_q = con.execute(
             "SELECT count(*) FROM (SELECT task, question_id FROM samples WHERE run_id=? AND iteration=?"
             f" AND phase='sample'{tsql} GROUP BY task, question_id HAVING max(kept) = 0)",
-            [rid, iteration] + tp).fetchone()[0]
+            [rid, iteration] + tp,
+        ).fetchone()[0]
         r = con.execute(
             "SELECT count(*) AS n, coalesce(sum(kept), 0) AS k,"
             " count(DISTINCT CASE WHEN kept = 1 THEN task || char(31) || question_id END) AS kq"
             f" FROM samples WHERE run_id=? AND iteration=? AND phase='rationalize'{tsql}",
-            [rid, iteration] + tp).fetchone()
-        te = {x["source"]: x["n"] for x in con.execute(
-            f"SELECT source, count(*) AS n FROM train_examples WHERE run_id=? AND iteration=?{tsql} GROUP BY source",
-            [rid, iteration] + tp)}
-        it = con.execute("SELECT stage, n_train_examples, train_steps FROM iterations WHERE run_id=? AND iteration=?",
-                         (rid, iteration)).fetchone()
-        warm = con.execute(f"SELECT count(*) FROM train_examples WHERE run_id=? AND iteration=0 AND source='reference'"
-                           f"{tsql}", [rid] + tp).fetchone()[0]
+            [rid, iteration] + tp,
+        ).fetchone()
+        te = {
+            x["source"]: x["n"]
+            for x in con.execute(
+                "SELECT source, count(*) AS n FROM train_examples "
+                f"WHERE run_id=? AND iteration=?{tsql} GROUP BY source",
+                [rid, iteration] + tp,
+            )
+        }
+        it = con.execute(
+            "SELECT stage, n_train_examples, train_steps FROM iterations WHERE run_id=? AND iteration=?",
+            (rid, iteration),
+        ).fetchone()
+        warm = con.execute(
+            f"SELECT count(*) FROM train_examples WHERE run_id=? AND iteration=0 AND source='reference'{tsql}",
+            [rid] + tp,
+        ).fetchone()[0]
         ev_prev = (_eval_accuracy(con, rid, 0, task, "warm_eval") if iteration == 1 and warm else None) or (
-            _eval_accuracy(con, rid, iteration - 1, task) if iteration >= 1 else None)
+            _eval_accuracy(con, rid, iteration - 1, task) if iteration >= 1 else None
+        )
         ev_now = _eval_accuracy(con, rid, iteration, task)
     sampled, kept_first, rescued = int(s["n"]), int(s["k"]), int(r["k"])
     return {
-        "iteration": iteration, "task": task, "stage": it["stage"] if it else None,
+        "iteration": iteration,
+        "task": task,
+        "stage": it["stage"] if it else None,
         "rationalize": as_bool(cfg.get("rationalize")),
-        "sampled": sampled, "questions": int(s["q"]), "correct": int(s["c"]), "kept_first": kept_first,
-        "correct_rejected": int(s["cr"]), "dropped": sampled - kept_first, "questions_failed": int(failed_q),
-        "retried": int(r["n"]), "rescued": rescued, "rescued_questions": int(r["kq"]),
-        "K": kept_first + rescued, "train_examples": sum(te.values()), "train_by_source": te,
-        "trained": it["n_train_examples"] if it else None, "train_steps": it["train_steps"] if it else None,
-        "warm_examples": int(warm) if iteration >= 1 else 0, "eval_prev": ev_prev, "eval_now": ev_now,
+        "sampled": sampled,
+        "questions": int(s["q"]),
+        "correct": int(s["c"]),
+        "kept_first": kept_first,
+        "correct_rejected": int(s["cr"]),
+        "dropped": sampled - kept_first,
+        "questions_failed": int(failed_q),
+        "retried": int(r["n"]),
+        "rescued": rescued,
+        "rescued_questions": int(r["kq"]),
+        "K": kept_first + rescued,
+        "train_examples": sum(te.values()),
+        "train_by_source": te,
+        "trained": it["n_train_examples"] if it else None,
+        "train_steps": it["train_steps"] if it else None,
+        "warm_examples": int(warm) if iteration >= 1 else 0,
+        "eval_prev": ev_prev,
+        "eval_now": ev_now,
     }
 
 
-__all__ = ["KIND_TAG", "KIND_TEXT", "STORY_KINDS", "as_bool", "auto_pick", "candidates", "objective_numbers",
-           "overview", "question_key", "split_key", "story", "surprise"]
+__all__ = [
+    "KIND_TAG",
+    "KIND_TEXT",
+    "STORY_KINDS",
+    "as_bool",
+    "auto_pick",
+    "candidates",
+    "objective_numbers",
+    "overview",
+    "question_key",
+    "split_key",
+    "story",
+    "surprise",
+]

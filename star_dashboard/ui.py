@@ -26,17 +26,30 @@ from star_core import queries as Q
 APP_DIR = Path(__file__).resolve().parent.parent
 
 #: Markdown icons (Material Symbols, bundled with Streamlit) per run status.
-STATUS_ICON = {"running": ":green[:material/play_circle:]", "finished": ":green[:material/check_circle:]",
-               "crashed": ":red[:material/error:]", "stopped": ":orange[:material/pause_circle:]",
-               "empty": ":gray[:material/hourglass_empty:]", "corrupt": ":red[:material/block:]"}
+STATUS_ICON = {
+    "running": ":green[:material/play_circle:]",
+    "finished": ":green[:material/check_circle:]",
+    "crashed": ":red[:material/error:]",
+    "stopped": ":orange[:material/pause_circle:]",
+    "empty": ":gray[:material/hourglass_empty:]",
+    "corrupt": ":red[:material/block:]",
+}
 #: Plain-text symbols (tables, select boxes).
 STATUS_SYMBOL = {"running": "●", "finished": "✓", "crashed": "✗", "stopped": "■", "empty": "○", "corrupt": "⚠"}
 #: Every decision (``Q.DECISIONS``) with its badge colour and its chart colour.
-DECISION_COLOR = {"correct": ("green", "#2f9e44"), "rationalized": ("blue", "#1c7ed6"), "wrong": ("red", "#e03131"),
-                  "unparsable": ("orange", "#f08c00"), "truncated": ("orange", "#fab005"),
-                  "hint_leak": ("violet", "#9c36b5"), "unfaithful": ("violet", "#ae3ec9"),
-                  "no_rationale": ("gray", "#495057"), "reference": ("primary", "#5f3dc4"),
-                  "duplicate": ("gray", "#adb5bd"), "over_limit": ("gray", "#868e96")}
+DECISION_COLOR = {
+    "correct": ("green", "#2f9e44"),
+    "rationalized": ("blue", "#1c7ed6"),
+    "wrong": ("red", "#e03131"),
+    "unparsable": ("orange", "#f08c00"),
+    "truncated": ("orange", "#fab005"),
+    "hint_leak": ("violet", "#9c36b5"),
+    "unfaithful": ("violet", "#ae3ec9"),
+    "no_rationale": ("gray", "#495057"),
+    "reference": ("primary", "#5f3dc4"),
+    "duplicate": ("gray", "#adb5bd"),
+    "over_limit": ("gray", "#868e96"),
+}
 OTHER_COLOR = ("gray", "#868e96")
 #: Badge colour of each audit verdict (``Q.VERDICTS`` says what each means).
 VERDICT_COLOR = {"faithful": "green", "unfaithful": "orange", "no_rationale": "red"}
@@ -52,9 +65,11 @@ def phase_label(phase: str) -> str:
 def warm_start_note(examples: int, steps: int | None = None) -> str:
     """The warm start in one sentence (markdown), wherever a page shows it."""
     steps_s = f", {steps} steps" if steps else ""
-    return (f"**Warm start** ({examples} reference rationales{steps_s}): {md_escape(Q.WARM_NOTE)}. "
-            "Iteration 1 samples with the warm-started model, and these examples join every iteration's "
-            "training set.")
+    return (
+        f"**Warm start** ({examples} reference rationales{steps_s}): {md_escape(Q.WARM_NOTE)}. "
+        "Iteration 1 samples with the warm-started model, and these examples join every iteration's "
+        "training set."
+    )
 
 
 def init(app_file: str | os.PathLike) -> None:
@@ -96,14 +111,18 @@ def highlight(text: str, spans: Sequence[tuple[int, int]], color: str = "#ffe066
         if a < pos:
             continue
         out.append(html.escape(text[pos:a], quote=True))
-        out.append(f'<mark style="background:{color};padding:0 2px;border-radius:3px">'
-                   f"{html.escape(text[a:b], quote=True)}</mark>")
+        out.append(
+            f'<mark style="background:{color};padding:0 2px;border-radius:3px">'
+            f"{html.escape(text[a:b], quote=True)}</mark>"
+        )
         pos = b
     out.append(html.escape(text[pos:], quote=True))
     head = f'<div style="font-size:0.8rem;opacity:0.7">{html.escape(title)}</div>' if title else ""
-    return (head + '<pre class="star-hl" style="white-space:pre-wrap;word-break:break-word;'
-            'font-size:0.85rem;background:rgba(128,128,128,0.08);padding:0.6rem;border-radius:0.4rem;'
-            'max-height:28rem;overflow:auto">' + "".join(out) + "</pre>")
+    return (
+        head + '<pre class="star-hl" style="white-space:pre-wrap;word-break:break-word;'
+        "font-size:0.85rem;background:rgba(128,128,128,0.08);padding:0.6rem;border-radius:0.4rem;"
+        'max-height:28rem;overflow:auto">' + "".join(out) + "</pre>"
+    )
 
 
 def show_highlighted(text: str | None, spans: Sequence[tuple[int, int]], color: str = "#ffe066") -> None:
@@ -138,8 +157,10 @@ def show_audit(audit: dict[str, Any] | None) -> str | None:
     if notes:
         show_text("\n".join(f"• {e}" for e in notes))
     if v == "faithful" and (audit.get("version") or 1) < Q.AUDIT_VERSION:
-        st.caption(f"Audited under rules version {audit.get('version') or 1}, before a bare answer got its own "
-                   "verdict: an answer without an intermediate step counts as faithful here.")
+        st.caption(
+            f"Audited under rules version {audit.get('version') or 1}, before a bare answer got its own "
+            "verdict: an answer without an intermediate step counts as faithful here."
+        )
     return v
 
 
@@ -210,8 +231,10 @@ def show_unavailable(e: Q.RunUnavailable) -> None:
     if e.kind == "empty":
         st.info(f"This run has no data yet. {e}", icon=":material/hourglass_empty:")
     elif e.kind == "corrupt":
-        st.error(f"This run folder cannot be read: {e} Check the folder, or delete it if it is a leftover.",
-                 icon=":material/error:")
+        st.error(
+            f"This run folder cannot be read: {e} Check the folder, or delete it if it is a leftover.",
+            icon=":material/error:",
+        )
     else:
         st.error(str(e), icon=":material/error:")
 
@@ -225,10 +248,13 @@ def _run_label(r: dict[str, Any]) -> str:
 
 def no_runs_message() -> None:
     rs = roots()
-    st.info("No runs yet. Start one on the **Launch** page, or from a shell: "
-            "`star run --task arithmetic --out runs/first`. The dashboard looks for run folders in: "
-            + ", ".join(f"`{md_escape(r)}`" for r in rs) + f" (set `{Q.RUNS_ROOT_ENV}` to change the first).",
-            icon=":material/inbox:")
+    st.info(
+        "No runs yet. Start one on the **Launch** page, or from a shell: "
+        "`star run --task arithmetic --out runs/first`. The dashboard looks for run folders in: "
+        + ", ".join(f"`{md_escape(r)}`" for r in rs)
+        + f" (set `{Q.RUNS_ROOT_ENV}` to change the first).",
+        icon=":material/inbox:",
+    )
 
 
 def run_key() -> str | None:
@@ -271,9 +297,14 @@ def sidebar_run_picker() -> None:
             ss["_run"] = keys[0]
         ss["run_pick"] = ss["_run"]
         labels = {r["key"]: _run_label(r) for r in runs}
-        st.selectbox("Run", keys, key="run_pick", format_func=lambda k: labels.get(k, k),
-                     on_change=lambda: pick_run(ss["run_pick"]),
-                     help="The run every page shows. Also in the URL as ?run=...")
+        st.selectbox(
+            "Run",
+            keys,
+            key="run_pick",
+            format_func=lambda k: labels.get(k, k),
+            on_change=lambda: pick_run(ss["run_pick"]),
+            help="The run every page shows. Also in the URL as ?run=...",
+        )
     if not ss["_bad_run"]:
         st.query_params["run"] = ss["_run"]
         ss["_run_qp_applied"] = ss["_run"]
@@ -283,8 +314,11 @@ def current_run() -> Path:
     """The picked run's folder (inside the roots), or a message and a stopped page."""
     ss = st.session_state
     if ss.get("_bad_run"):
-        st.error(f"The link asks for run {ss['_bad_run']!r}, which is not a run folder inside the configured "
-                 "runs roots. Pick a run in the sidebar.", icon=":material/block:")
+        st.error(
+            f"The link asks for run {ss['_bad_run']!r}, which is not a run folder inside the configured "
+            "runs roots. Pick a run in the sidebar.",
+            icon=":material/block:",
+        )
         st.stop()
     runs = ss.get("_runs") or []
     if not runs:
@@ -308,8 +342,10 @@ def run_heading(run_dir: Path) -> dict[str, Any]:
     """A one-line heading with the run's name, status and task; stops the page on an unreadable store."""
     info = guard(Q.run_info, run_dir)
     status = info["status"]
-    st.markdown(f"{STATUS_ICON.get(status, '')} **{md_escape(info['name'])}** · {md_escape(info['task'])} · "
-                f"model {md_escape(info['model'])} · {status}")
+    st.markdown(
+        f"{STATUS_ICON.get(status, '')} **{md_escape(info['name'])}** · {md_escape(info['task'])} · "
+        f"model {md_escape(info['model'])} · {status}"
+    )
     if info.get("schema_newer"):
         st.warning("This store was written by a newer version of star; some views may be incomplete.")
     return info
@@ -358,8 +394,16 @@ def write_url(page: str, params: dict[str, Any]) -> None:
     set_params(clean)
 
 
-def state_select(page: str, state: dict[str, str], key: str, label: str, options: Sequence[str],
-                 format_func: Callable[[Any], str] = str, default: str = ALL, **kw: Any) -> str:
+def state_select(
+    page: str,
+    state: dict[str, str],
+    key: str,
+    label: str,
+    options: Sequence[str],
+    format_func: Callable[[Any], str] = str,
+    default: str = ALL,
+    **kw: Any,
+) -> str:
     """A selectbox whose value persists in ``state[key]`` (and so in the URL)."""
     ss = st.session_state
     wkey = f"{page}_{key}"
@@ -385,7 +429,7 @@ def state_text(page: str, state: dict[str, str], key: str, label: str, **kw: Any
 
 
 def navigator(page: str, state: dict[str, str], b: dict[str, Any], noun: str = "sample") -> None:
-    """"17 of 342" with Prev / Next buttons and a jump box; moves by setting state['sid']."""
+    """ "17 of 342" with Prev / Next buttons and a jump box; moves by setting state['sid']."""
     ss = st.session_state
 
     def go(sid: int | None) -> None:
@@ -403,14 +447,38 @@ def navigator(page: str, state: dict[str, str], b: dict[str, Any], noun: str = "
         c1.markdown(f"**{noun.capitalize()} {pos:,} of {total:,}**")
     else:
         c1.markdown(f"**{noun.capitalize()} outside the filter** ({total:,} match)")
-    c2.button("Prev", icon=":material/chevron_left:", key=f"{page}_prev", on_click=go, args=(b["prev_id"],),
-              disabled=b["prev_id"] is None, width="stretch")
-    c3.button("Next", icon=":material/chevron_right:", icon_position="right", key=f"{page}_next", on_click=go,
-              args=(b["next_id"],), disabled=b["next_id"] is None, width="stretch", type="primary")
+    c2.button(
+        "Prev",
+        icon=":material/chevron_left:",
+        key=f"{page}_prev",
+        on_click=go,
+        args=(b["prev_id"],),
+        disabled=b["prev_id"] is None,
+        width="stretch",
+    )
+    c3.button(
+        "Next",
+        icon=":material/chevron_right:",
+        icon_position="right",
+        key=f"{page}_next",
+        on_click=go,
+        args=(b["next_id"],),
+        disabled=b["next_id"] is None,
+        width="stretch",
+        type="primary",
+    )
     if total > 1:
         ss[f"{page}_goto"] = int(pos or 1)
-        c4.number_input("Go to", min_value=1, max_value=max(total, 1), step=1, key=f"{page}_goto",
-                        on_change=jump, label_visibility="collapsed", help=f"jump to a position (1-{total})")
+        c4.number_input(
+            "Go to",
+            min_value=1,
+            max_value=max(total, 1),
+            step=1,
+            key=f"{page}_goto",
+            on_change=jump,
+            label_visibility="collapsed",
+            help=f"jump to a position (1-{total})",
+        )
 
 
 def browse_current(page: str, run_dir: Path, f: Q.SampleFilter, state: dict[str, str]) -> dict[str, Any]:
@@ -430,8 +498,15 @@ def browse_current(page: str, run_dir: Path, f: Q.SampleFilter, state: dict[str,
     at_pos, _, at_fp = rest.partition(":")
     if not goto and at_fp == fp and at_sid.isdigit() and at_pos.isdigit():
         came_from = (int(at_sid), int(at_pos))
-    b = guard(q, "browse", run_dir, f, sample_id=None if goto or not (sid or "").isdigit() else int(sid),
-              position=int(goto) if goto and goto.isdigit() else None, came_from=came_from)
+    b = guard(
+        q,
+        "browse",
+        run_dir,
+        f,
+        sample_id=None if goto or not (sid or "").isdigit() else int(sid),
+        position=int(goto) if goto and goto.isdigit() else None,
+        came_from=came_from,
+    )
     if b["sample_id"] is not None:
         state["sid"] = str(b["sample_id"])
     else:
@@ -494,21 +569,32 @@ def run_controls(run_dir: Path, status: str, key: str) -> None:
     live_pid = procs.launched_alive(run_dir)
     other = procs.foreign_pid(run_dir) if status == "running" else None
     if other:
-        st.caption(f"This run's process (pid {other}) was not started by this dashboard, so the dashboard will "
-                   f"not stop it: stop it where it runs (Ctrl-C), or with `kill -TERM {other}` on its machine.")
+        st.caption(
+            f"This run's process (pid {other}) was not started by this dashboard, so the dashboard will "
+            f"not stop it: stop it where it runs (Ctrl-C), or with `kill -TERM {other}` on its machine."
+        )
     if not pol.allowed:
         if live_pid or status in Q.RESUMABLE:
             st.caption(pol.reason)
         return
     if live_pid:
-        if st.button("Stop run", icon=":material/stop_circle:", key=f"stop_{key}",
-                     help=f"SIGTERM to pid {live_pid}, which this dashboard started: the run stops after the "
-                          "current batch and stays resumable"):
+        if st.button(
+            "Stop run",
+            icon=":material/stop_circle:",
+            key=f"stop_{key}",
+            help=f"SIGTERM to pid {live_pid}, which this dashboard started: the run stops after the "
+            "current batch and stays resumable",
+        ):
             ss[msg_key] = procs.stop_run(run_dir)
     elif status in Q.RESUMABLE:
-        if st.button("Resume run", icon=":material/play_arrow:", key=f"resume_{key}", type="primary",
-                     help=f"star run --resume {run_dir}"):
+        if st.button(
+            "Resume run",
+            icon=":material/play_arrow:",
+            key=f"resume_{key}",
+            type="primary",
+            help=f"star run --resume {run_dir}",
+        ):
             pid, msg = start_run(procs.resume_command(run_dir), run_dir, pol)
-            ss[msg_key] = (f"Resuming (pid {pid}); output goes to {procs.LOG_NAME} in the run folder." if pid else msg)
+            ss[msg_key] = f"Resuming (pid {pid}); output goes to {procs.LOG_NAME} in the run folder." if pid else msg
     if ss.get(msg_key):
         st.caption(md_escape(ss[msg_key]))

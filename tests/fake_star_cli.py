@@ -42,8 +42,7 @@ def main() -> int:
         store.set_status("running", message="resumed")
         print(f"resumed {run_dir}", flush=True)
     else:
-        cfg = {"task": a.task, "model": a.model, "iterations": a.iterations,
-               **dict(s.split("=", 1) for s in a.sets)}
+        cfg = {"task": a.task, "model": a.model, "iterations": a.iterations, **dict(s.split("=", 1) for s in a.sets)}
         (run_dir / "config.yaml").write_text("".join(f"{k}: {v}\n" for k, v in cfg.items()))
         store.create_run(run_dir.name, a.task, a.model, cfg, a.iterations, "cpu (fake)")
         store.begin_iteration(0, None)

@@ -119,9 +119,12 @@ def test_cohen_kappa_against_a_hand_computed_value():
 
 
 def test_agreement_with_the_audit(run):
-    rows = F.sql(run, "SELECT id, json_extract(audit_json, '$.verdict') FROM samples "
-                      "WHERE json_extract(audit_json, '$.verdict') IN ('faithful', 'unfaithful', 'no_rationale')"
-                      " ORDER BY id")
+    rows = F.sql(
+        run,
+        "SELECT id, json_extract(audit_json, '$.verdict') FROM samples "
+        "WHERE json_extract(audit_json, '$.verdict') IN ('faithful', 'unfaithful', 'no_rationale')"
+        " ORDER BY id",
+    )
     assert len(rows) >= 6
     a = Annotations(run)
     flip = {"faithful": "unfaithful", "unfaithful": "faithful", "no_rationale": "faithful"}

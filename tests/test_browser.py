@@ -41,14 +41,32 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser_runs")
     F.build_run(root / "alpha", tasks=("arithmetic", "commonsenseqa"), iterations=2, n_train=10, n_eval=5)
     port = _free_port()
-    env = dict(os.environ, STAR_RUNS_ROOT=str(root), STAR_DEMO_RUNS="0", OMP_NUM_THREADS="1",
-               PYTHONUNBUFFERED="1")
+    env = dict(os.environ, STAR_RUNS_ROOT=str(root), STAR_DEMO_RUNS="0", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.fileWatcherType", "none",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "app.py"),
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.fileWatcherType",
+            "none",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         t0 = time.time()
@@ -78,9 +96,17 @@ def page(server):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"])
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         try:
             pg = browser.new_page(viewport={"width": 1500, "height": 1600})
             pg.dialogs = []
@@ -99,8 +125,9 @@ def code_block(pg, text: str):
 
 def test_rationales_next_in_a_browser(server, page):
     base, run = server
-    rows = sql(run, "SELECT id, question FROM samples WHERE iteration=2 AND phase='sample' AND decision='wrong' "
-                    "ORDER BY id")
+    rows = sql(
+        run, "SELECT id, question FROM samples WHERE iteration=2 AND phase='sample' AND decision='wrong' ORDER BY id"
+    )
     n = len(rows)
     assert n >= 2
     page.goto(f"{base}/rationales?run=alpha&it=2&phase=sample&decision=wrong", wait_until="domcontentloaded")
@@ -158,8 +185,13 @@ def test_clicking_a_decision_bar_opens_those_samples(server, page):
     page.wait_for_function("() => window.location.pathname.endsWith('/rationales')", timeout=30_000)
     page.wait_for_function("() => window.location.search.includes('decision=')", timeout=30_000)
     q = {k: v[0] for k, v in parse_qs(urlparse(page.url).query).items()}
-    n = sql(run, "SELECT count(*) FROM samples WHERE iteration=? AND phase=? AND decision=?",
-            int(q["it"]), q["phase"], q["decision"])[0][0]
+    n = sql(
+        run,
+        "SELECT count(*) FROM samples WHERE iteration=? AND phase=? AND decision=?",
+        int(q["it"]),
+        q["phase"],
+        q["decision"],
+    )[0][0]
     page.get_by_text(f"Sample 1 of {n}", exact=True).wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "browser_bar_click.png"), full_page=True)
 

@@ -54,8 +54,10 @@ def test_keys_move_through_rationales(server, page):
 
 def test_keys_move_through_compare(server, page):
     base, run = server
-    page.goto(f"{base}/compare?run=alpha&ra=alpha&ia=0&rb=alpha&ib=2&task=arithmetic&phase=eval",
-              wait_until="domcontentloaded")
+    page.goto(
+        f"{base}/compare?run=alpha&ra=alpha&ia=0&rb=alpha&ib=2&task=arithmetic&phase=eval",
+        wait_until="domcontentloaded",
+    )
     page.get_by_text("Question 1 of", exact=False).first.wait_for(timeout=60_000)
     total = page.get_by_text("Question 1 of", exact=False).first.inner_text().split(" of ")[1].strip()
     page.wait_for_timeout(500)

@@ -32,10 +32,18 @@ def test_bundled_model_solves_one_digit_sums(tmp_path_factory):
     # default exemplars are sums of 2 digits or more (every one shows steps); after them this model
     # writes made-up steps for one-digit sums and gets 4 of these 8 right (6 after the exemplars
     # drawn before, which mixed 1- and 2-digit sums).
-    ex = [Exemplar(p, task.reference_rationale(p), p.gold)
-          for p in (task.make_problem(a, b, f"ex-{a}+{b}") for a, b in ((0, 1), (2, 4), (7, 5), (3, 3)))]
-    gens = generate(loaded.model, loaded.tokenizer, [task.prompt(p, ex) for p in problems],
-                    max_new_tokens=40, is_complete=task.is_complete, batch_size=8)
+    ex = [
+        Exemplar(p, task.reference_rationale(p), p.gold)
+        for p in (task.make_problem(a, b, f"ex-{a}+{b}") for a, b in ((0, 1), (2, 4), (7, 5), (3, 3)))
+    ]
+    gens = generate(
+        loaded.model,
+        loaded.tokenizer,
+        [task.prompt(p, ex) for p in problems],
+        max_new_tokens=40,
+        is_complete=task.is_complete,
+        batch_size=8,
+    )
     decisions = [judge(task, p, g.text, g.truncated, "eval", 40).decision for p, g in zip(problems, gens)]
     assert decisions.count("correct") >= 5, list(zip([p.question for p in problems], [g.text for g in gens]))
     assert all(not g.truncated for g in gens)  # stop-at-answer ends every row early

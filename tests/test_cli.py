@@ -12,15 +12,18 @@ from star_core.cli import main
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["run", "--task", "chess"], "field 'task' = 'chess'"),
-    (["run", "--model", "./no/such/model"], "--model ./no/such/model: path does not exist"),
-    (["run", "--model", "missing.gguf"], "GGUF file does not exist"),
-    (["run", "--model", "bundled:gpt5"], "unknown bundled model"),
-    (["run", "--set", "learing_rate=1"], "unknown field 'learing_rate'"),
-    (["run", "--set", "n_train=0"], "field 'n_train' = 0"),
-    (["run", "--config", "nope.yaml"], "nope.yaml: config file not found"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["run", "--task", "chess"], "field 'task' = 'chess'"),
+        (["run", "--model", "./no/such/model"], "--model ./no/such/model: path does not exist"),
+        (["run", "--model", "missing.gguf"], "GGUF file does not exist"),
+        (["run", "--model", "bundled:gpt5"], "unknown bundled model"),
+        (["run", "--set", "learing_rate=1"], "unknown field 'learing_rate'"),
+        (["run", "--set", "n_train=0"], "field 'n_train' = 0"),
+        (["run", "--config", "nope.yaml"], "nope.yaml: config file not found"),
+    ],
+)
 def test_bad_run_arguments(argv, needle, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = main([*argv, "--out", str(tmp_path / "run")])
@@ -31,8 +34,11 @@ def test_bad_run_arguments(argv, needle, tmp_path, capsys, monkeypatch):
 
 def test_bad_data_file_names_file_line_field(tmp_path, capsys):
     f = tmp_path / "cqa.jsonl"
-    good = {"id": "a", "answerKey": "A", "question": {"stem": "s", "choices": [
-        {"label": L, "text": L.lower()} for L in "ABCDE"]}}
+    good = {
+        "id": "a",
+        "answerKey": "A",
+        "question": {"stem": "s", "choices": [{"label": L, "text": L.lower()} for L in "ABCDE"]},
+    }
     bad = json.loads(json.dumps(good))
     bad["question"]["choices"] = bad["question"]["choices"][:4]
     f.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
@@ -56,8 +62,10 @@ def test_config_lists_every_field(capsys):
 
 
 def test_console_script_help_runs_without_torch_import():
-    code = ("import sys; from star_core import cli, queries, store, tasks, config; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys; from star_core import cli, queries, store, tasks, config; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 

@@ -30,8 +30,9 @@ def test_version_matches_pyproject(capsys):
 def test_python_dash_m_star_core():
     r = subprocess.run([sys.executable, "-m", "star_core", "--version"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0 and r.stdout.strip() == f"star {__version__}", r.stderr
-    r = subprocess.run([sys.executable, "-m", "star_core", "summary", "/no/such/run"], capture_output=True,
-                       text=True, cwd=REPO)
+    r = subprocess.run(
+        [sys.executable, "-m", "star_core", "summary", "/no/such/run"], capture_output=True, text=True, cwd=REPO
+    )
     assert r.returncode == 2 and "not a run folder" in r.stderr
 
 
@@ -79,8 +80,9 @@ def eval_cfg(monkeypatch):
 
 def _adapter(folder: Path, base: str | None) -> Path:
     folder.mkdir(parents=True)
-    (folder / "adapter_config.json").write_text(json.dumps(
-        {"peft_type": "LORA", **({"base_model_name_or_path": base} if base else {})}))
+    (folder / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", **({"base_model_name_or_path": base} if base else {})})
+    )
     return folder
 
 

@@ -21,9 +21,11 @@ def test_resume_reads_the_status_without_pandas(tmp_path):
     run.mkdir()
     for name in ("store.sqlite", "config.yaml"):
         shutil.copy(DEMO / name, run / name)
-    r = _python("import sys\nfrom star_core.cli import main\n"
-                f"code = main(['run', '--resume', {str(run)!r}])\n"
-                "print('exit', code, 'pandas' in sys.modules, 'star_core.queries' in sys.modules)")
+    r = _python(
+        "import sys\nfrom star_core.cli import main\n"
+        f"code = main(['run', '--resume', {str(run)!r}])\n"
+        "print('exit', code, 'pandas' in sys.modules, 'star_core.queries' in sys.modules)"
+    )
     assert "has already finished" in r.stderr, r.stderr
     assert r.stdout.split() == ["exit", "2", "False", "True"], (r.stdout, r.stderr)
 
@@ -45,10 +47,12 @@ def test_queries_package_reexports_every_name():
     the pandas modules load only when one of their names is used."""
     names = sorted({n for f in (REPO / "star_core" / "queries").glob("[!_]*.py") for n in _defined(f)})
     assert {"summary", "browse", "list_runs", "open_store", "hint_spans"} <= set(names)
-    r = _python("import sys\nimport star_core.queries as Q\n"
-                "assert 'pandas' not in sys.modules, 'pandas imported by the package itself'\n"
-                f"names = {names!r} + list(Q.__all__)\n"
-                "print('missing', [n for n in names if not hasattr(Q, n)])")
+    r = _python(
+        "import sys\nimport star_core.queries as Q\n"
+        "assert 'pandas' not in sys.modules, 'pandas imported by the package itself'\n"
+        f"names = {names!r} + list(Q.__all__)\n"
+        "print('missing', [n for n in names if not hasattr(Q, n)])"
+    )
     assert r.returncode == 0 and r.stdout.strip() == "missing []", (r.stdout, r.stderr)
 
 
@@ -69,9 +73,11 @@ def test_the_engine_never_imports_streamlit():
     files = sorted((REPO / "star_core").rglob("*.py"))
     assert len(files) > 20
     assert [str(f.relative_to(REPO)) for f in files if "streamlit" in _imports(f)] == []
-    r = _python("import sys\nimport star_core.cli, star_core.queries, star_core.procs, star_core.store\n"
-                "import star_core.queries.reads, star_core.queries.measures\n"
-                "print('streamlit' in sys.modules)")
+    r = _python(
+        "import sys\nimport star_core.cli, star_core.queries, star_core.procs, star_core.store\n"
+        "import star_core.queries.reads, star_core.queries.measures\n"
+        "print('streamlit' in sys.modules)"
+    )
     assert r.stdout.strip() == "False", (r.stdout, r.stderr)
 
 

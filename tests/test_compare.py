@@ -23,8 +23,12 @@ def runs(tmp_path_factory):
 
 
 def _eval(run, it):
-    rows = F.sql(run, "SELECT question_id, id, correct, answer, coalesce(rationale, raw_output) FROM samples "
-                      "WHERE iteration=? AND phase='eval' AND task='arithmetic'", it)
+    rows = F.sql(
+        run,
+        "SELECT question_id, id, correct, answer, coalesce(rationale, raw_output) FROM samples "
+        "WHERE iteration=? AND phase='eval' AND task='arithmetic'",
+        it,
+    )
     return {r[0]: r[1:] for r in rows}
 
 
@@ -35,11 +39,13 @@ def test_two_iterations_of_one_run(runs):
     both = sorted(set(A) & set(B))
     assert len(res["rows"]) == len(both) and res["only_b"] == 0
     assert res["only_a"] == len(set(A) - set(B)) == 1  # the payload question is evaluated at iteration 0 only
-    exp = {"all": len(both),
-           "a_right_b_wrong": sum(A[q][1] and not B[q][1] for q in both),
-           "a_wrong_b_right": sum(not A[q][1] and B[q][1] for q in both),
-           "answer_changed": sum((A[q][2] or "") != (B[q][2] or "") for q in both),
-           "rationale_changed": sum(" ".join(A[q][3].split()) != " ".join(B[q][3].split()) for q in both)}
+    exp = {
+        "all": len(both),
+        "a_right_b_wrong": sum(A[q][1] and not B[q][1] for q in both),
+        "a_wrong_b_right": sum(not A[q][1] and B[q][1] for q in both),
+        "answer_changed": sum((A[q][2] or "") != (B[q][2] or "") for q in both),
+        "rationale_changed": sum(" ".join(A[q][3].split()) != " ".join(B[q][3].split()) for q in both),
+    }
     assert res["counts"] == exp
     assert exp["a_right_b_wrong"] + exp["a_wrong_b_right"] > 0 and exp["rationale_changed"] > 0
     r = res["rows"].set_index("question_id")

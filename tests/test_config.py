@@ -22,8 +22,11 @@ def test_every_field_has_a_doc():
 def test_precedence_file_then_flags_then_set(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("task: gsm8k\niterations: 5\nlearning_rate: 0.001\n")
-    cfg = C.build(str(f), {"iterations": 3, "model": None}, ["learning_rate=2e-4", "rationalize=false",
-                                                                 "train_digits=1-4", "lora_targets=q_proj,v_proj"])
+    cfg = C.build(
+        str(f),
+        {"iterations": 3, "model": None},
+        ["learning_rate=2e-4", "rationalize=false", "train_digits=1-4", "lora_targets=q_proj,v_proj"],
+    )
     assert (cfg.task, cfg.iterations, cfg.learning_rate, cfg.rationalize) == ("gsm8k", 3, 2e-4, False)
     assert cfg.train_digits == (1, 4) and cfg.lora_targets == ["q_proj", "v_proj"]
 
@@ -35,24 +38,27 @@ def test_json_config(tmp_path):
     assert cfg.task == "commonsenseqa" and cfg.keep_prefix_in_training
 
 
-@pytest.mark.parametrize("sets, needle", [
-    (["learning_rat=1e-4"], "unknown field 'learning_rat' (did you mean 'learning_rate'?)"),
-    (["iterations=two"], "field 'iterations'"),
-    (["task=chess"], "field 'task' = 'chess'"),
-    (["temperature=-1"], "field 'temperature'"),
-    (["samples_per_question=4"], "needs temperature > 0"),
-    (["arith_format=roman"], "field 'arith_format'"),
-    (["train_digits=5-2"], "field 'train_digits'"),
-    (["rationalize=maybe"], "expected true or false"),
-    (["nokey"], "expected key=value"),
-    (["warm_start=-1"], "field 'warm_start' = -1: must be >= 0"),
-    (["task=commonsenseqa", "warm_start=8"], "field 'warm_start' = 8: unsupported for commonsenseqa"),
-    (["warm_start_digits=3-1"], "field 'warm_start_digits'"),
-    (["warm_start_steps=0"], "field 'warm_start_steps'"),
-    (["max_kept_per_question=-2"], "field 'max_kept_per_question'"),
-    (["task=gsm8k", "direct_baseline=true"], "field 'direct_baseline'"),
-    (["arith_format=scratchpad", "direct_baseline=true"], "field 'direct_baseline'"),
-])
+@pytest.mark.parametrize(
+    "sets, needle",
+    [
+        (["learning_rat=1e-4"], "unknown field 'learning_rat' (did you mean 'learning_rate'?)"),
+        (["iterations=two"], "field 'iterations'"),
+        (["task=chess"], "field 'task' = 'chess'"),
+        (["temperature=-1"], "field 'temperature'"),
+        (["samples_per_question=4"], "needs temperature > 0"),
+        (["arith_format=roman"], "field 'arith_format'"),
+        (["train_digits=5-2"], "field 'train_digits'"),
+        (["rationalize=maybe"], "expected true or false"),
+        (["nokey"], "expected key=value"),
+        (["warm_start=-1"], "field 'warm_start' = -1: must be >= 0"),
+        (["task=commonsenseqa", "warm_start=8"], "field 'warm_start' = 8: unsupported for commonsenseqa"),
+        (["warm_start_digits=3-1"], "field 'warm_start_digits'"),
+        (["warm_start_steps=0"], "field 'warm_start_steps'"),
+        (["max_kept_per_question=-2"], "field 'max_kept_per_question'"),
+        (["task=gsm8k", "direct_baseline=true"], "field 'direct_baseline'"),
+        (["arith_format=scratchpad", "direct_baseline=true"], "field 'direct_baseline'"),
+    ],
+)
 def test_bad_values_name_the_field(sets, needle):
     with pytest.raises(C.ConfigError) as e:
         C.build(None, {}, sets)
@@ -100,8 +106,13 @@ def _edges(name):
 
 
 #: Settings a field needs beside it to be valid at its edges (k > 1 samples need a temperature).
-_COMPANIONS = {"samples_per_question": ["temperature=0.7"], "warm_start": ["warm_start=0"],
-               "iterations": ["steps_growth=1.0"], "train_steps": ["iterations=1"], "steps_growth": ["iterations=1"]}
+_COMPANIONS = {
+    "samples_per_question": ["temperature=0.7"],
+    "warm_start": ["warm_start=0"],
+    "iterations": ["steps_growth=1.0"],
+    "train_steps": ["iterations=1"],
+    "steps_growth": ["iterations=1"],
+}
 
 
 @pytest.mark.parametrize("name,value,ok", [(n, v, ok) for n in sorted(C.RANGES) for v, ok in _edges(n)])
@@ -116,26 +127,29 @@ def test_numeric_ranges(name, value, ok):
         assert ("finite" if value != value or value in (float("inf"), float("-inf")) else "must be") in str(e.value)
 
 
-@pytest.mark.parametrize("sets, needle", [
-    (["seed=12345678901234567890"], "field 'seed' = 12345678901234567890: must be >= 0 and <= 4,294,967,295"),
-    (["threads=-1"], "field 'threads' = -1"),
-    (["max_grad_norm=-1"], "field 'max_grad_norm' = -1.0: must be > 0"),
-    (["learning_rate=nan"], "field 'learning_rate' = nan: must be a finite number"),
-    (["steps_growth=.inf"], "field 'steps_growth' = inf: must be a finite number"),
-    (["temperature=inf"], "field 'temperature' = inf: must be a finite number"),
-    (["n_train=1000000000000"], "field 'n_train'"),
-    (["n_exemplars=100000"], "field 'n_exemplars'"),
-    (["iterations=60"], "steps in the last iteration"),
-    (["batch_size=0"], "field 'batch_size'"),
-    (["batch_size=1000000"], "field 'batch_size'"),
-    (["train_digits=1-x"], "field 'train_digits' = '1-x': expected two integers"),
-    (["eval_digits=x"], "field 'eval_digits'"),
-    (["warm_start_digits=[1, 2, 3]"], "field 'warm_start_digits'"),
-    (["train_digits=0-3"], "field 'train_digits'"),
-    (["eval_digits=1-31"], "field 'eval_digits'"),
-    (["lora_targets="], "field 'lora_targets'"),
-    (["iterations=2.5"], "expected an integer"),
-])
+@pytest.mark.parametrize(
+    "sets, needle",
+    [
+        (["seed=12345678901234567890"], "field 'seed' = 12345678901234567890: must be >= 0 and <= 4,294,967,295"),
+        (["threads=-1"], "field 'threads' = -1"),
+        (["max_grad_norm=-1"], "field 'max_grad_norm' = -1.0: must be > 0"),
+        (["learning_rate=nan"], "field 'learning_rate' = nan: must be a finite number"),
+        (["steps_growth=.inf"], "field 'steps_growth' = inf: must be a finite number"),
+        (["temperature=inf"], "field 'temperature' = inf: must be a finite number"),
+        (["n_train=1000000000000"], "field 'n_train'"),
+        (["n_exemplars=100000"], "field 'n_exemplars'"),
+        (["iterations=60"], "steps in the last iteration"),
+        (["batch_size=0"], "field 'batch_size'"),
+        (["batch_size=1000000"], "field 'batch_size'"),
+        (["train_digits=1-x"], "field 'train_digits' = '1-x': expected two integers"),
+        (["eval_digits=x"], "field 'eval_digits'"),
+        (["warm_start_digits=[1, 2, 3]"], "field 'warm_start_digits'"),
+        (["train_digits=0-3"], "field 'train_digits'"),
+        (["eval_digits=1-31"], "field 'eval_digits'"),
+        (["lora_targets="], "field 'lora_targets'"),
+        (["iterations=2.5"], "expected an integer"),
+    ],
+)
 def test_harmful_values_are_refused(sets, needle):
     with pytest.raises(C.ConfigError) as e:
         C.build(None, {}, sets)
@@ -143,19 +157,22 @@ def test_harmful_values_are_refused(sets, needle):
 
 
 # ---- the config file reader -----------------------------------------------------------------
-@pytest.mark.parametrize("name, content, needle", [
-    ("bin.yaml", b"task: arithmetic\n\x00\x01\x02", "a binary file"),
-    ("latin1.yaml", "name: caf\xe9\n".encode("latin-1"), "not UTF-8 text (byte 0xe9 at offset 9)"),
-    ("empty.yaml", b"", "the config file is empty"),
-    ("comments.yaml", b"# nothing here\n\n", "the config file is empty"),
-    ("dup.yaml", b"task: arithmetic\niterations: 2\ntask: gsm8k\n", "line 3"),
-    ("dup.yaml", b"task: arithmetic\niterations: 2\ntask: gsm8k\n", "duplicate key 'task' (first on line 1)"),
-    ("dup.json", b'{"task": "arithmetic", "task": "gsm8k"}', "duplicate key 'task'"),
-    ("range.yaml", b"train_digits: \"1-x\"\n", "field 'train_digits' = '1-x': expected two integers"),
-    ("list.yaml", b"- task\n- arithmetic\n", "must be a mapping"),
-    ("nan.yaml", b"learning_rate: .nan\n", "field 'learning_rate' = nan: must be a finite number"),
-    ("huge.yaml", b"#" * (C.MAX_CONFIG_BYTES + 1), "too large for a config file"),
-])
+@pytest.mark.parametrize(
+    "name, content, needle",
+    [
+        ("bin.yaml", b"task: arithmetic\n\x00\x01\x02", "a binary file"),
+        ("latin1.yaml", "name: caf\xe9\n".encode("latin-1"), "not UTF-8 text (byte 0xe9 at offset 9)"),
+        ("empty.yaml", b"", "the config file is empty"),
+        ("comments.yaml", b"# nothing here\n\n", "the config file is empty"),
+        ("dup.yaml", b"task: arithmetic\niterations: 2\ntask: gsm8k\n", "line 3"),
+        ("dup.yaml", b"task: arithmetic\niterations: 2\ntask: gsm8k\n", "duplicate key 'task' (first on line 1)"),
+        ("dup.json", b'{"task": "arithmetic", "task": "gsm8k"}', "duplicate key 'task'"),
+        ("range.yaml", b'train_digits: "1-x"\n', "field 'train_digits' = '1-x': expected two integers"),
+        ("list.yaml", b"- task\n- arithmetic\n", "must be a mapping"),
+        ("nan.yaml", b"learning_rate: .nan\n", "field 'learning_rate' = nan: must be a finite number"),
+        ("huge.yaml", b"#" * (C.MAX_CONFIG_BYTES + 1), "too large for a config file"),
+    ],
+)
 def test_bad_config_files_name_the_file(tmp_path, name, content, needle):
     f = tmp_path / name
     f.write_bytes(content)

@@ -20,8 +20,7 @@ from star_core.exports import SAMPLE_COLUMNS, compare_frame, filtered_samples, t
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    return F.build_run(tmp_path_factory.mktemp("exp") / "r", tasks=("arithmetic",), iterations=2, n_train=8,
-                       n_eval=6)
+    return F.build_run(tmp_path_factory.mktemp("exp") / "r", tasks=("arithmetic",), iterations=2, n_train=8, n_eval=6)
 
 
 def test_filtered_samples_as_csv_and_jsonl(run):
@@ -46,10 +45,10 @@ def test_filtered_samples_as_csv_and_jsonl(run):
 def test_csv_defuses_formulas_but_keeps_numbers(run):
     import pandas as pd
 
-    df = pd.DataFrame({"answer": ["-5", "=HYPERLINK(\"http://x\")", "@SUM(A1)", "+1", "plain", "-x"]})
+    df = pd.DataFrame({"answer": ["-5", '=HYPERLINK("http://x")', "@SUM(A1)", "+1", "plain", "-x"]})
     cells = [r["answer"] for r in csv.DictReader(io.StringIO(to_csv(df).decode("utf-8-sig")))]
-    assert cells == ["-5", "'=HYPERLINK(\"http://x\")", "'@SUM(A1)", "+1", "plain", "'-x"]
-    assert json.loads(to_jsonl(df).decode().splitlines()[1])["answer"] == "=HYPERLINK(\"http://x\")"
+    assert cells == ["-5", '\'=HYPERLINK("http://x")', "'@SUM(A1)", "+1", "plain", "'-x"]
+    assert json.loads(to_jsonl(df).decode().splitlines()[1])["answer"] == '=HYPERLINK("http://x")'
 
 
 def test_compare_rows_as_a_download(run):

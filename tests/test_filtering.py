@@ -10,8 +10,15 @@ P47 = ARITH.make_problem(47, 38, "p47")
 GSM = get_task("gsm8k")
 PG = Problem("g1", "Tom has 3 apples and buys 4. How many?", "7", meta={})
 CQA = get_task("commonsenseqa")
-PC = Problem("c1", "Where is money kept?", "B", meta={"stem": "Where is money kept?", "choices": [
-    {"label": L, "text": t} for L, t in zip("ABCDE", ["pocket", "bank", "oven", "river", "shoe"])]})
+PC = Problem(
+    "c1",
+    "Where is money kept?",
+    "B",
+    meta={
+        "stem": "Where is money kept?",
+        "choices": [{"label": L, "text": t} for L, t in zip("ABCDE", ["pocket", "bank", "oven", "river", "shoe"])],
+    },
+)
 
 GOOD = " 47 + 38 = (40 + 30) + (7 + 8) = 70 + 15 = 85. The answer is 85."
 BARE = " 47 + 38 = 85. The answer is 85."  # no intermediate step
@@ -20,11 +27,19 @@ COPIED = " 47 + 38 = (40 + 30) + (7 + 8) = 70 + 14 = 84. The answer is 85."  # s
 CASES = [
     # task, problem, phase, completion, truncated, reject_unfaithful, decision, kept, reason contains
     (ARITH, P47, "sample", GOOD, False, False, "correct", True, "all 6 steps hold"),
-    (ARITH, P47, "sample", " 47 + 38 = 86. The answer is 86.", False, False, "wrong", False,
-     "answered 86, gold is 85"),
+    (ARITH, P47, "sample", " 47 + 38 = 86. The answer is 86.", False, False, "wrong", False, "answered 86, gold is 85"),
     (ARITH, P47, "sample", " I think it is big.", False, False, "unparsable", False, "no final answer"),
-    (ARITH, P47, "sample", " 47 + 38 = (40 + 30) + (7 + 8) = 70", True, False, "truncated", False,
-     "max_new_tokens (96)"),
+    (
+        ARITH,
+        P47,
+        "sample",
+        " 47 + 38 = (40 + 30) + (7 + 8) = 70",
+        True,
+        False,
+        "truncated",
+        False,
+        "max_new_tokens (96)",
+    ),
     (ARITH, P47, "sample", GOOD, True, False, "truncated", False, "answer 85"),
     (ARITH, P47, "sample", COPIED, False, False, "correct", True, "audit:"),
     (ARITH, P47, "sample", COPIED, False, True, "unfaithful", False, "a step is wrong"),
@@ -42,14 +57,32 @@ CASES = [
     (CQA, PC, "sample", " Money goes in a bank. So the answer is bank (b).", False, False, "correct", True, ""),
     (CQA, PC, "sample", " So the answer is oven (b).", False, True, "unfaithful", False, "names (c)"),
     (CQA, PC, "sample", " So the answer is oven (c).", False, False, "wrong", False, "answered C, gold is B"),
-    (CQA, PC, "rationalize", " The bank is marked (CORRECT). So the answer is bank (b).", False, False,
-     "hint_leak", False, "CORRECT"),
+    (
+        CQA,
+        PC,
+        "rationalize",
+        " The bank is marked (CORRECT). So the answer is bank (b).",
+        False,
+        False,
+        "hint_leak",
+        False,
+        "CORRECT",
+    ),
     # no rationale: a bare answer or the question restated is kept by the paper's rule only
     (ARITH, P47, "sample", BARE, False, False, "correct", True, "audit: no rationale (no intermediate step"),
     (ARITH, P47, "sample", BARE, False, True, "no_rationale", False, "right answer 85 but no rationale"),
     (ARITH, P47, "sample", " The answer is 85.", False, True, "no_rationale", False, "no arithmetic steps"),
-    (ARITH, P47, "rationalize", " 47 + 38 = (47 + 38) = 85. The answer is 85.", False, True, "no_rationale",
-     False, "writes only the question and the answer"),
+    (
+        ARITH,
+        P47,
+        "rationalize",
+        " 47 + 38 = (47 + 38) = 85. The answer is 85.",
+        False,
+        True,
+        "no_rationale",
+        False,
+        "writes only the question and the answer",
+    ),
     (ARITH, P47, "eval", BARE, False, True, "correct", False, "no rationale"),
     (GSM, PG, "sample", " He has 7 apples.\n#### 7", False, True, "no_rationale", False, "no equation"),
     (CQA, PC, "sample", " Money is kept safe in a bank (b).", False, True, "correct", True, ""),  # nothing checkable
@@ -80,12 +113,14 @@ def test_limit_per_question_keeps_the_first_distinct_ones():
     from star_core.filtering import limit_per_question
 
     texts = [" 1 + 2 = 3.", "1 +  2 = 3. ", " x = 3.", " y = 3."]
-    kept = [{"id": 10 * n + k, "question_id": q, "k": k, "completion": t}
-            for n, q in enumerate(("a", "b"), 1) for k, t in enumerate(texts)]
+    kept = [
+        {"id": 10 * n + k, "question_id": q, "k": k, "completion": t}
+        for n, q in enumerate(("a", "b"), 1)
+        for k, t in enumerate(texts)
+    ]
     assert limit_per_question(kept, 0) == []
     got = {i: (d, r) for i, d, r in limit_per_question(kept, 2)}
-    assert {i: d for i, (d, _) in got.items()} == {11: "duplicate", 13: "over_limit", 21: "duplicate",
-                                                  23: "over_limit"}
+    assert {i: d for i, (d, _) in got.items()} == {11: "duplicate", 13: "over_limit", 21: "duplicate", 23: "over_limit"}
     assert "sample k=0" in got[11][1] and "max_kept_per_question=2" in got[13][1]
     # sample order decides, not the order the rows come in
     assert sorted(limit_per_question(list(reversed(kept)), 2)) == sorted(limit_per_question(kept, 2))

@@ -61,8 +61,9 @@ def _codes(at: AppTest) -> list[str]:
 def test_compare_two_iterations_with_counts_and_url(env):
     run = env / "alpha"
     res = compare(run, 0, run, 2, "arithmetic", "eval")
-    at = open_page("compare", run="alpha", ra="alpha", ia=0, rb="alpha", ib=2, task="arithmetic", phase="eval",
-                   f="a_wrong_b_right")
+    at = open_page(
+        "compare", run="alpha", ra="alpha", ia=0, rb="alpha", ib=2, task="arithmetic", phase="eval", f="a_wrong_b_right"
+    )
     sel = at.selectbox(key="cmp_f")
     assert sel.value == "a_wrong_b_right"
     for k in FILTERS:  # each filter is offered with its count
@@ -94,8 +95,9 @@ def test_compare_runs_with_different_questions_shows_the_overlap(env):
 
 def test_compare_escapes_model_text(env):
     sid = F.sql(env / "alpha", "SELECT id FROM samples WHERE question_id=? AND phase='eval'", F.PAYLOAD_QID)[0][0]
-    at = open_page("compare", run="alpha", ra="alpha", ia=0, rb="alpha", ib=0, task="arithmetic", phase="eval",
-                   qid=F.PAYLOAD_QID)
+    at = open_page(
+        "compare", run="alpha", ra="alpha", ia=0, rb="alpha", ib=0, task="arithmetic", phase="eval", qid=F.PAYLOAD_QID
+    )
     assert any("Payload question <script>" in c for c in _codes(at))
     for h in at.get("html"):
         assert "<script" not in h.proto.body and "<img" not in h.proto.body
@@ -118,8 +120,9 @@ def test_two_sessions_annotate_the_same_sample_without_losing_a_write(env):
     assert two.segmented_control(key=f"cmp_ann_a_{sid}_label").value in (None, "unfaithful")
     two.run()
     assert two.segmented_control(key=f"cmp_ann_a_{sid}_label").value == "unfaithful"
-    assert "annotations.sqlite" in os.listdir(run) and F.sql(run, "SELECT count(*) FROM sqlite_master "
-                                                                   "WHERE name LIKE '%annot%'") == [(0,)]
+    assert "annotations.sqlite" in os.listdir(run) and F.sql(
+        run, "SELECT count(*) FROM sqlite_master WHERE name LIKE '%annot%'"
+    ) == [(0,)]
     Annotations(run).set_label(sid, None)
     Annotations(run).remove_tag(sid, "interesting")
     Annotations(run).set_note(sid, None)
@@ -148,8 +151,11 @@ def test_rationales_annotate_filter_and_download(env):
 
 def test_accuracy_shows_agreement_with_the_audit(env):
     run = env / "alpha"
-    rows = F.sql(run, "SELECT id, json_extract(audit_json, '$.verdict') FROM samples WHERE "
-                      "json_extract(audit_json, '$.verdict') IN ('faithful', 'unfaithful') ORDER BY id LIMIT 4")
+    rows = F.sql(
+        run,
+        "SELECT id, json_extract(audit_json, '$.verdict') FROM samples WHERE "
+        "json_extract(audit_json, '$.verdict') IN ('faithful', 'unfaithful') ORDER BY id LIMIT 4",
+    )
     a = Annotations(run)
     for sid, v in rows[:3]:
         a.set_label(sid, v)

@@ -13,9 +13,19 @@ from star_core.store import DB_NAME
 
 
 def tiny_cfg(model_dir, task, **kw):
-    sets = {"n_train": 6, "n_eval": 4, "max_new_tokens": 8, "batch_size": 4, "train_steps": 2,
-            "train_batch_size": 2, "lora_r": 4, "lora_alpha": 8, "iterations": 2, "warmup_steps": 1,
-            "threads": 1}
+    sets = {
+        "n_train": 6,
+        "n_eval": 4,
+        "max_new_tokens": 8,
+        "batch_size": 4,
+        "train_steps": 2,
+        "train_batch_size": 2,
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "iterations": 2,
+        "warmup_steps": 1,
+        "threads": 1,
+    }
     sets.update(kw)
     cfg = C.StarConfig(task=task, model=str(model_dir))
     C.apply(cfg, sets, "test")
@@ -165,9 +175,24 @@ def test_star_eval_and_export(tiny_model_dir, tmp_path, monkeypatch, capsys):
     assert set(ds.column_names) >= {"prompt", "completion", "source", "question_id"}
 
     capsys.readouterr()
-    code = main(["eval", "--quiet", "--model", str(tiny_model_dir), "--adapter", str(run / "adapters" / "iter_1"),
-                 "--out", str(tmp_path / "ev"), "--set", "n_eval=4", "--set", "max_new_tokens=6",
-                 "--set", "threads=1"])
+    code = main(
+        [
+            "eval",
+            "--quiet",
+            "--model",
+            str(tiny_model_dir),
+            "--adapter",
+            str(run / "adapters" / "iter_1"),
+            "--out",
+            str(tmp_path / "ev"),
+            "--set",
+            "n_eval=4",
+            "--set",
+            "max_new_tokens=6",
+            "--set",
+            "threads=1",
+        ]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert "arithmetic" in out["accuracy"]
@@ -182,8 +207,15 @@ def test_continue_from_last_adapter_option(tiny_model_dir, tmp_path, monkeypatch
     import star_core.sampling as sampling
 
     def run(name, restart):
-        cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=2, restart_from_base=restart,
-                       train_steps=3, steps_growth=1.0)
+        cfg = tiny_cfg(
+            tiny_model_dir,
+            "arithmetic",
+            n_train=8,
+            iterations=2,
+            restart_from_base=restart,
+            train_steps=3,
+            steps_growth=1.0,
+        )
         task = loop.make_task(cfg)
         monkeypatch.setattr(sampling, "generate", _fake_generate(task, lambda a, b: True))
         out = loop.start(cfg, tmp_path / name, progress=False)

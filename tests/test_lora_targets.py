@@ -22,8 +22,17 @@ def _gpt2(tok):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    return GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=64, n_layer=2, n_head=2, n_positions=256,
-                                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id))
+    return GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tok),
+            n_embd=64,
+            n_layer=2,
+            n_head=2,
+            n_positions=256,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+    )
 
 
 def _qwen2(tok):
@@ -31,10 +40,20 @@ def _qwen2(tok):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(0)
-    return Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                                        num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
-                                        max_position_embeddings=256, pad_token_id=tok.pad_token_id,
-                                        eos_token_id=tok.eos_token_id, tie_word_embeddings=True))
+    return Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=len(tok),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            max_position_embeddings=256,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+            tie_word_embeddings=True,
+        )
+    )
 
 
 def test_auto_is_the_default():
@@ -52,9 +71,22 @@ def test_auto_targets_train_one_step(build, want, tok):
     names = [n for n, _ in peft.named_parameters() if "lora_A" in n]
     assert all(any(f".{t}.lora_A" in n for n in names) for t in want), names
     before = {n: p.detach().clone() for n, p in peft.named_parameters() if "lora_B" in n}
-    losses = train(peft, tok, [("Q: What is 2 + 3?\nA:", " 2 + 3 = 5. The answer is 5.")],
-                   TrainArgs(steps=1, learning_rate=1e-2, warmup_steps=1, batch_size=1, grad_accum=1,
-                             max_grad_norm=1.0, mask_prompt=True, max_seq_len=64, seed=0))
+    losses = train(
+        peft,
+        tok,
+        [("Q: What is 2 + 3?\nA:", " 2 + 3 = 5. The answer is 5.")],
+        TrainArgs(
+            steps=1,
+            learning_rate=1e-2,
+            warmup_steps=1,
+            batch_size=1,
+            grad_accum=1,
+            max_grad_norm=1.0,
+            mask_prompt=True,
+            max_seq_len=64,
+            seed=0,
+        ),
+    )
     assert len(losses) == 1 and losses[0][1] > 0
     assert any(not p.detach().equal(before[n]) for n, p in peft.named_parameters() if n in before)
 

@@ -162,8 +162,9 @@ def test_no_runs_yet(monkeypatch, tmp_path):
 # ---- rationales --------------------------------------------------------------------
 def test_rationales_next_prev_and_url(env):
     run = env / "alpha"
-    ids = sql(run, "SELECT id, question FROM samples WHERE iteration=2 AND phase='sample' AND decision='wrong' "
-                   "ORDER BY id")
+    ids = sql(
+        run, "SELECT id, question FROM samples WHERE iteration=2 AND phase='sample' AND decision='wrong' ORDER BY id"
+    )
     n = len(ids)
     at = open_page("rationales", run="alpha", it=2, phase="sample", decision="wrong")
     assert f"**Sample 1 of {n}**" in texts(at, "markdown")
@@ -191,15 +192,21 @@ def test_rationales_next_prev_and_url(env):
 
 def test_rationales_link_opens_that_sample(env):
     run = env / "alpha"
-    sid, q = sql(run, "SELECT id, question FROM samples WHERE task='arithmetic' AND grp='3' AND correct=1 "
-                      "ORDER BY id LIMIT 1 OFFSET 1")[0]
+    sid, q = sql(
+        run,
+        "SELECT id, question FROM samples WHERE task='arithmetic' AND grp='3' AND correct=1 "
+        "ORDER BY id LIMIT 1 OFFSET 1",
+    )[0]
     n = sql(run, "SELECT count(*) FROM samples WHERE task='arithmetic' AND grp='3' AND correct=1")[0][0]
     at = open_page("rationales", run="alpha", task="arithmetic", digits="3", correct="yes", sid=sid)
     assert f"**Sample 2 of {n}**" in texts(at, "markdown") and q in texts(at, "code")
     # search
     at = open_page("rationales", run="alpha", q="cupboard")
-    n = sql(run, "SELECT count(*) FROM samples WHERE question LIKE '%cupboard%' OR rationale LIKE '%cupboard%' "
-                 "OR raw_output LIKE '%cupboard%'")[0][0]
+    n = sql(
+        run,
+        "SELECT count(*) FROM samples WHERE question LIKE '%cupboard%' OR rationale LIKE '%cupboard%' "
+        "OR raw_output LIKE '%cupboard%'",
+    )[0][0]
     assert f"**Sample 1 of {n}**" in texts(at, "markdown")
 
 
@@ -228,15 +235,19 @@ def test_rationales_show_the_no_rationale_verdict(env, tmp_path, monkeypatch):
     sid = sql(run, "SELECT id FROM samples WHERE phase='sample' AND correct=1 ORDER BY id LIMIT 1")[0][0]
     con = sqlite3.connect(run / "store.sqlite")
     with con:
-        con.execute("UPDATE samples SET decision='no_rationale', kept=0, audit_faithful=0, audit_json=? WHERE id=?",
-                    (json.dumps(audit), sid))
+        con.execute(
+            "UPDATE samples SET decision='no_rationale', kept=0, audit_faithful=0, audit_json=? WHERE id=?",
+            (json.dumps(audit), sid),
+        )
     con.close()
     at = open_page("rationales", run="gamma", sid=sid)
     assert any(Q.VERDICTS["no_rationale"].split(":")[0] in m and "3 step(s) checked" in m for m in markdowns(at))
     assert "• " + why in texts(at, "code")  # the reason, literal
     # what the filter did with it, from its stored decision: rejected, so not trained on
-    assert any(m.startswith("Right answer, no rationale") and "rejected it" in m and "not trained on" in m
-               for m in texts(at, "info"))
+    assert any(
+        m.startswith("Right answer, no rationale") and "rejected it" in m and "not trained on" in m
+        for m in texts(at, "info")
+    )
     # a record made under audit version 1 says that its faithful verdict predates the rule
     old = {"checked": 3, "errors": [], "faithful": True}
     con = sqlite3.connect(run / "store.sqlite")
@@ -249,8 +260,11 @@ def test_rationales_show_the_no_rationale_verdict(env, tmp_path, monkeypatch):
 
 def test_rationales_question_history_opens_another_sample(env):
     run = env / "alpha"
-    sid, qid = sql(run, "SELECT id, question_id FROM samples WHERE iteration=1 AND phase='sample' AND "
-                        "task='commonsenseqa' ORDER BY id LIMIT 1")[0]
+    sid, qid = sql(
+        run,
+        "SELECT id, question_id FROM samples WHERE iteration=1 AND phase='sample' AND "
+        "task='commonsenseqa' ORDER BY id LIMIT 1",
+    )[0]
     later = sql(run, "SELECT id FROM samples WHERE question_id=? AND iteration=3 AND phase='sample'", qid)[0][0]
     at = open_page("rationales", run="alpha", it=1, sid=sid)
     hist = at.dataframe[0].value
@@ -283,9 +297,12 @@ def test_live_run_shows_stop_and_refreshes(env, tmp_path, monkeypatch):
 # ---- rationalizations --------------------------------------------------------------------
 def test_rationalization_hint_highlighted(env):
     run = env / "alpha"
-    sid, first_q = sql(run, "SELECT r.id, s.raw_output FROM samples r JOIN samples s ON s.question_id=r.question_id "
-                            "AND s.iteration=r.iteration AND s.phase='sample' WHERE r.phase='rationalize' AND "
-                            "r.task='commonsenseqa' AND r.decision='rationalized' ORDER BY r.id LIMIT 1")[0]
+    sid, first_q = sql(
+        run,
+        "SELECT r.id, s.raw_output FROM samples r JOIN samples s ON s.question_id=r.question_id "
+        "AND s.iteration=r.iteration AND s.phase='sample' WHERE r.phase='rationalize' AND "
+        "r.task='commonsenseqa' AND r.decision='rationalized' ORDER BY r.id LIMIT 1",
+    )[0]
     at = open_page("rationalizations", run="alpha", sid=sid)
     htmls = texts(at, "html")
     block = htmls[0]
@@ -369,12 +386,20 @@ def test_accuracy_curves_overlay_and_reference(env):
     run = env / "alpha"
     at = open_page("accuracy", run="alpha")
     ch = charts(at)
-    assert {"acc_curve_arithmetic_eval", "acc_curve_commonsenseqa_eval", "acc_curve_gsm8k_eval", "acc_digits",
-            "acc_heat", "acc_loss", "acc_final_loss"} <= set(ch)
+    assert {
+        "acc_curve_arithmetic_eval",
+        "acc_curve_commonsenseqa_eval",
+        "acc_curve_gsm8k_eval",
+        "acc_digits",
+        "acc_heat",
+        "acc_loss",
+        "acc_final_loss",
+    } <= set(ch)
     tr = [t for t in ch["acc_curve_gsm8k_eval"]["data"] if t.get("meta") != "reference"]
     assert len(tr) == 1
-    want = [100 * a for (a,) in sql(run, "SELECT accuracy FROM metrics WHERE task='gsm8k' AND grp='all' "
-                                         "ORDER BY iteration")]
+    want = [
+        100 * a for (a,) in sql(run, "SELECT accuracy FROM metrics WHERE task='gsm8k' AND grp='all' ORDER BY iteration")
+    ]
     assert arr(tr[0]["x"]) == [0, 1, 2, 3] and arr(tr[0]["y"]) == pytest.approx(want)
     refs = [t for t in ch["acc_curve_commonsenseqa_eval"]["data"] if t.get("meta") == "reference"]
     assert sorted(arr(t["y"])[0] for t in refs) == [36.6, 60.0, 72.5]
@@ -624,17 +649,20 @@ def test_process_control_with_the_token(env, monkeypatch):
         restore()
 
 
-@pytest.mark.parametrize("env_vars,address,client,allowed,needle", [
-    ({}, "127.0.0.1", None, True, ""),
-    ({}, "localhost", None, True, ""),
-    ({}, "::1", None, True, ""),
-    ({}, None, None, False, "every interface"),
-    ({}, "0.0.0.0", None, False, "listens on 0.0.0.0"),
-    ({}, "127.0.0.1", "10.0.0.5", False, "connects from 10.0.0.5"),
-    ({"STAR_DASHBOARD_LAUNCH": "0"}, "127.0.0.1", None, False, "STAR_DASHBOARD_LAUNCH=0"),
-    ({"STAR_DASHBOARD_TOKEN": "short"}, "0.0.0.0", None, False, "shorter than 16"),
-    ({"STAR_DASHBOARD_TOKEN": "x" * 20}, "127.0.0.1", None, False, "needs this dashboard's token"),
-])
+@pytest.mark.parametrize(
+    "env_vars,address,client,allowed,needle",
+    [
+        ({}, "127.0.0.1", None, True, ""),
+        ({}, "localhost", None, True, ""),
+        ({}, "::1", None, True, ""),
+        ({}, None, None, False, "every interface"),
+        ({}, "0.0.0.0", None, False, "listens on 0.0.0.0"),
+        ({}, "127.0.0.1", "10.0.0.5", False, "connects from 10.0.0.5"),
+        ({"STAR_DASHBOARD_LAUNCH": "0"}, "127.0.0.1", None, False, "STAR_DASHBOARD_LAUNCH=0"),
+        ({"STAR_DASHBOARD_TOKEN": "short"}, "0.0.0.0", None, False, "shorter than 16"),
+        ({"STAR_DASHBOARD_TOKEN": "x" * 20}, "127.0.0.1", None, False, "needs this dashboard's token"),
+    ],
+)
 def test_process_control_policy(monkeypatch, env_vars, address, client, allowed, needle):
     from star_core import procs
 
@@ -666,8 +694,9 @@ def test_stop_only_signals_what_the_dashboard_started(tmp_path):
     try:
         run_dir = tmp_path / "r"
         run_dir.mkdir()
-        (run_dir / procs.LAUNCH_INFO).write_text(json.dumps({"pid": sleeper.pid, "cmd": ["star", "run", "--out",
-                                                                                          str(run_dir)]}))
+        (run_dir / procs.LAUNCH_INFO).write_text(
+            json.dumps({"pid": sleeper.pid, "cmd": ["star", "run", "--out", str(run_dir)]})
+        )
         assert procs.launched_alive(run_dir) is None
         assert "nothing was stopped" in procs.stop_run(run_dir)
         assert sleeper.poll() is None
@@ -683,10 +712,32 @@ def test_launch_command_line(monkeypatch):
     prefix = procs.cli_prefix()
     assert prefix[0].endswith("star") or prefix[-2:] == ["-m", "star_core.cli"]
     cmd = procs.run_command("runs/x", "gsm8k", "m", 3, True, 10, 5, 64, 0.0, 1, 7)
-    assert cmd[len(prefix):] == ["run", "--out", "runs/x", "--task", "gsm8k", "--model", "m", "--iterations", "3",
-                         "--set", "rationalize=true", "--set", "n_train=10", "--set", "n_eval=5",
-                         "--set", "max_new_tokens=64", "--set", "temperature=0.0", "--set",
-                         "samples_per_question=1", "--set", "seed=7", "--quiet"]
+    assert cmd[len(prefix) :] == [
+        "run",
+        "--out",
+        "runs/x",
+        "--task",
+        "gsm8k",
+        "--model",
+        "m",
+        "--iterations",
+        "3",
+        "--set",
+        "rationalize=true",
+        "--set",
+        "n_train=10",
+        "--set",
+        "n_eval=5",
+        "--set",
+        "max_new_tokens=64",
+        "--set",
+        "temperature=0.0",
+        "--set",
+        "samples_per_question=1",
+        "--set",
+        "seed=7",
+        "--quiet",
+    ]
     assert procs.resume_command("runs/x")[-4:] == ["run", "--resume", "runs/x", "--quiet"]
 
 

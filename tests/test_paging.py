@@ -74,8 +74,10 @@ def test_a_new_store_is_version_2_and_the_demo_stores_stay_version_1(tmp_path):
 def test_migration_keeps_every_sample_its_prompt_and_its_training_example(migrated):
     for name, d in migrated.items():
         src = sqlite3.connect(DEMO / name / "store.sqlite")
-        cols = ("id, run_id, iteration, task, split, phase, question_id, k, grp, question, hint, raw_output, "
-                "rationale, answer, gold, correct, decision, kept, reason, audit_faithful, audit_json")
+        cols = (
+            "id, run_id, iteration, task, split, phase, question_id, k, grp, question, hint, raw_output, "
+            "rationale, answer, gold, correct, decision, kept, reason, audit_faithful, audit_json"
+        )
         before = rows(src, f"SELECT {cols}, prompt FROM samples ORDER BY id")
         te_before = rows(src, "SELECT * FROM train_examples ORDER BY id")
         src.close()
@@ -87,8 +89,10 @@ def test_migration_keeps_every_sample_its_prompt_and_its_training_example(migrat
         n_prefixes = st.con.execute("SELECT count(*) FROM prompt_prefixes").fetchone()[0]
         assert 1 <= n_prefixes <= 4, (name, n_prefixes)  # plain and hinted (and direct) prefixes, once each
         assert rows(st.con, "SELECT * FROM sample_counts WHERE n > 0 ORDER BY 1,2,3,4,5,6,7,8,9") == rows(
-            st.con, "SELECT run_id, iteration, task, split, phase, decision, grp, correct, kept, count(*)"
-                    " FROM samples GROUP BY 1,2,3,4,5,6,7,8,9 ORDER BY 1,2,3,4,5,6,7,8,9")
+            st.con,
+            "SELECT run_id, iteration, task, split, phase, decision, grp, correct, kept, count(*)"
+            " FROM samples GROUP BY 1,2,3,4,5,6,7,8,9 ORDER BY 1,2,3,4,5,6,7,8,9",
+        )
         st.close()
         check(d / "store.sqlite", deep=True)
         RunStore(d).close()  # opening again does nothing more
@@ -103,8 +107,10 @@ def test_a_failed_migration_leaves_version_1(tmp_path):
     with pytest.raises(ZeroDivisionError):
         _failing_migration(con)
     assert schema_version(con) == 1 and con.execute("SELECT count(*) FROM samples").fetchone()[0] == n
-    assert con.execute("SELECT count(*) FROM sqlite_master WHERE name IN ('samples_new', 'prompt_prefixes')"
-                       ).fetchone()[0] == 0
+    assert (
+        con.execute("SELECT count(*) FROM sqlite_master WHERE name IN ('samples_new', 'prompt_prefixes')").fetchone()[0]
+        == 0
+    )
     con.close()
 
 
@@ -139,36 +145,86 @@ def test_version_3_is_refused(tmp_path):
 # ---- prefixes -------------------------------------------------------------------------------
 @pytest.mark.parametrize("task", ["arithmetic", "commonsenseqa", "gsm8k"])
 def test_the_full_prompt_reads_back_as_written(tmp_path, task):
-    recs = [r for _, _, b in F.synth_records((task,), 2, 30, 10, True, 0, payload=True, real_prefixes=True)
-            for r in b]
-    odd = [SampleRecord(iteration=9, task=task, split="train", phase="sample", question_id=f"odd{i}", question="q",
-                        prompt=p, raw_output="o", gold="1", decision="wrong", reason="r", correct=False)
-           for i, p in enumerate(["", "no blank line", "\n\n", "x" * 70 + "\n\nQ: two\n\nblank lines\nA:",
-                                  "é\u2028\x00 zero byte\n\n" * 8 + "Q:", recs[0].prompt[:-5]])]
+    recs = [r for _, _, b in F.synth_records((task,), 2, 30, 10, True, 0, payload=True, real_prefixes=True) for r in b]
+    odd = [
+        SampleRecord(
+            iteration=9,
+            task=task,
+            split="train",
+            phase="sample",
+            question_id=f"odd{i}",
+            question="q",
+            prompt=p,
+            raw_output="o",
+            gold="1",
+            decision="wrong",
+            reason="r",
+            correct=False,
+        )
+        for i, p in enumerate(
+            [
+                "",
+                "no blank line",
+                "\n\n",
+                "x" * 70 + "\n\nQ: two\n\nblank lines\nA:",
+                "é\u2028\x00 zero byte\n\n" * 8 + "Q:",
+                recs[0].prompt[:-5],
+            ]
+        )
+    ]
     st = RunStore(tmp_path / "r")
     st.create_run("r", task, "m", {}, 2, "cpu")
     for i in range(0, len(recs), 7):
-        st.add_samples(recs[i:i + 7])
+        st.add_samples(recs[i : i + 7])
     st.add_samples(odd[:3])
     for r in odd[3:]:
         st.add_samples([r])  # batches of one
     written = {(r.iteration, r.phase, r.question_id, r.k): r.prompt for r in recs + odd}
-    read = {(r[0], r[1], r[2], r[3]): r[4] for r in st.con.execute(
-        f"SELECT iteration, phase, question_id, k, {PROMPT_SQL} FROM samples")}
+    read = {
+        (r[0], r[1], r[2], r[3]): r[4]
+        for r in st.con.execute(f"SELECT iteration, phase, question_id, k, {PROMPT_SQL} FROM samples")
+    }
     assert read == written
     assert [dict(r)["prompt"] for r in st.samples(1, task, "sample")] == [
-        r.prompt for r in recs if r.iteration == 1 and r.phase == "sample"]
+        r.prompt for r in recs if r.iteration == 1 and r.phase == "sample"
+    ]
     prefixes = [r[0] for r in st.con.execute("SELECT text FROM prompt_prefixes")]
     assert F.real_prefix(task, False) in prefixes and F.real_prefix(task, True) in prefixes
-    tails = st.con.execute("SELECT avg(length(prompt_tail)) FROM samples WHERE question_id NOT LIKE 'odd%'"
-                           " AND question_id != ?", (F.PAYLOAD_QID,)).fetchone()[0]
+    tails = st.con.execute(
+        "SELECT avg(length(prompt_tail)) FROM samples WHERE question_id NOT LIKE 'odd%' AND question_id != ?",
+        (F.PAYLOAD_QID,),
+    ).fetchone()[0]
     assert tails < 300  # the prefix (500-2,100 characters) is not in the rows
     st.close()
 
 
 # ---- search ---------------------------------------------------------------------------------
-NEEDLES = ["12", "7", "37", "answer", "ANSWER", "the answer is", " + ", "(c)", "cupboard", "%", "_", "a_b", "\\",
-           '"', "'s", "(CORRECT)", "é", "É", "Scissors", "xyzzy-not-there", "#### 4", "= 1", "q-", "00"]
+NEEDLES = [
+    "12",
+    "7",
+    "37",
+    "answer",
+    "ANSWER",
+    "the answer is",
+    " + ",
+    "(c)",
+    "cupboard",
+    "%",
+    "_",
+    "a_b",
+    "\\",
+    '"',
+    "'s",
+    "(CORRECT)",
+    "é",
+    "É",
+    "Scissors",
+    "xyzzy-not-there",
+    "#### 4",
+    "= 1",
+    "q-",
+    "00",
+]
 
 
 def scan(con, f):
@@ -186,19 +242,21 @@ def test_search_finds_exactly_what_a_scan_finds(migrated, bulk):
         samples = con.execute("SELECT question, raw_output FROM samples ORDER BY random() LIMIT 20").fetchall()
         rnd = random.Random(1)
         for q, o in samples:  # substrings of stored text, of every length
-            t = (q + o)
+            t = q + o
             i = rnd.randrange(max(len(t) - 1, 1))
-            extra.append(t[i:i + rnd.randint(1, 12)])
+            extra.append(t[i : i + rnd.randint(1, 12)])
     for con in cons:
-        assert con.execute("SELECT count(*) FROM samples_fts_docsize").fetchone()[0] == \
-            con.execute("SELECT count(*) FROM samples").fetchone()[0]
+        assert (
+            con.execute("SELECT count(*) FROM samples_fts_docsize").fetchone()[0]
+            == con.execute("SELECT count(*) FROM samples").fetchone()[0]
+        )
         for needle in NEEDLES + extra:
             if not needle:
                 continue
             f = flt(search=needle)
             plan = paging.Plan(con, f, 1)
             want = scan(con, f)
-            assert plan.ids(limit=10 ** 6) == want, needle
+            assert plan.ids(limit=10**6) == want, needle
             assert plan.count() == len(want), needle
         con.close()
 
@@ -208,8 +266,9 @@ def test_short_needles_scan_and_long_ones_use_the_index(bulk):
     assert paging.fts_query("ab") is None
     plan = paging.Plan(con, flt(search="cupboard"), 1)
     assert "samples_fts" in plan.where
-    detail = " ".join(r[-1] for r in con.execute(f"EXPLAIN QUERY PLAN SELECT count(*) FROM samples WHERE "
-                                                 f"{plan.where}", plan.params))
+    detail = " ".join(
+        r[-1] for r in con.execute(f"EXPLAIN QUERY PLAN SELECT count(*) FROM samples WHERE {plan.where}", plan.params)
+    )
     assert "VIRTUAL TABLE INDEX" in detail
     assert "samples_fts" not in paging.Plan(con, flt(search="ab"), 1).where
     con.close()
@@ -217,12 +276,21 @@ def test_short_needles_scan_and_long_ones_use_the_index(bulk):
 
 # ---- counts and keyset paging -----------------------------------------------------------------
 def filters(con):
-    vals = {c: [None] + [r[0] for r in con.execute(f"SELECT DISTINCT {c} FROM samples")]
-            for c in ("task", "phase", "iteration", "decision")}
+    vals = {
+        c: [None] + [r[0] for r in con.execute(f"SELECT DISTINCT {c} FROM samples")]
+        for c in ("task", "phase", "iteration", "decision")
+    }
     out = [flt(**dict(zip(vals, combo))) for combo in itertools.product(*vals.values())]
-    out += [flt(task="arithmetic", grp="2"), flt(correct=True, kept=False), flt(kept=True, phase="rationalize"),
-            flt(split="eval", correct=False), flt(task="gsm8k", search="12"), flt(decision="wrong", search="the"),
-            flt(question_id="cqa-train-00003"), flt(task="nothing")]
+    out += [
+        flt(task="arithmetic", grp="2"),
+        flt(correct=True, kept=False),
+        flt(kept=True, phase="rationalize"),
+        flt(split="eval", correct=False),
+        flt(task="gsm8k", search="12"),
+        flt(decision="wrong", search="the"),
+        flt(question_id="cqa-train-00003"),
+        flt(task="nothing"),
+    ]
     return out
 
 
@@ -248,8 +316,16 @@ def test_keyset_paging_equals_offset_paging(bulk):
     rnd = random.Random(0)
     fs = filters(con)
     keyed = [f for f in fs if paging.Plan(con, f, 1).keyed]
-    assert any(len(con.execute("SELECT 1 FROM sample_counts c WHERE c.n > 0 AND " + paging.Plan(con, f, 1).key_where,
-                               paging.Plan(con, f, 1).key_params).fetchall()) > 5 for f in keyed)  # merged keys
+    assert any(
+        len(
+            con.execute(
+                "SELECT 1 FROM sample_counts c WHERE c.n > 0 AND " + paging.Plan(con, f, 1).key_where,
+                paging.Plan(con, f, 1).key_params,
+            ).fetchall()
+        )
+        > 5
+        for f in keyed
+    )  # merged keys
     for f in rnd.sample(fs, 60) + fs[:3] + fs[-8:]:
         plan = paging.Plan(con, f, 1)
         _, ids = offset_ids(con, f)
@@ -272,7 +348,7 @@ def test_keyset_paging_equals_offset_paging(bulk):
         if ids:
             for i in rnd.sample(range(len(ids)), min(len(ids), 4)):
                 start = i // 25 * 25
-                assert paging.page(con, f, 1, anchor=ids[i], before=i - start, limit=25) == ids[start:start + 25]
+                assert paging.page(con, f, 1, anchor=ids[i], before=i - start, limit=25) == ids[start : start + 25]
             assert paging.page(con, f, 1, limit=25) == ids[:25]
     con.close()
 
@@ -301,14 +377,20 @@ def test_counts_follow_every_write(bulk, tmp_path):
     st = RunStore(d)
     kept = st.con.execute("SELECT id FROM samples WHERE kept=1 AND phase='sample' LIMIT 5").fetchall()
     st.unkeep([(r[0], "over_limit", "too many") for r in kept])
-    st.con.execute("UPDATE samples SET decision='no_rationale', correct=0 WHERE id IN (SELECT id FROM samples"
-                   " WHERE decision='wrong' LIMIT 7)")  # a direct write, as some tests do
+    st.con.execute(
+        "UPDATE samples SET decision='no_rationale', correct=0 WHERE id IN (SELECT id FROM samples"
+        " WHERE decision='wrong' LIMIT 7)"
+    )  # a direct write, as some tests do
     st.con.execute("DELETE FROM samples WHERE id = (SELECT max(id) FROM samples)")
     assert rows(st.con, "SELECT * FROM sample_counts WHERE n > 0 ORDER BY 1,2,3,4,5,6,7,8,9") == rows(
-        st.con, "SELECT run_id, iteration, task, split, phase, decision, grp, correct, kept, count(*)"
-                " FROM samples GROUP BY 1,2,3,4,5,6,7,8,9 ORDER BY 1,2,3,4,5,6,7,8,9")
-    st.con.execute("UPDATE samples SET correct = 1 - correct, audit_json = '{\"verdict\": \"no_rationale\"}'"
-                   " WHERE id IN (SELECT id FROM samples WHERE phase = 'eval' LIMIT 9)")
+        st.con,
+        "SELECT run_id, iteration, task, split, phase, decision, grp, correct, kept, count(*)"
+        " FROM samples GROUP BY 1,2,3,4,5,6,7,8,9 ORDER BY 1,2,3,4,5,6,7,8,9",
+    )
+    st.con.execute(
+        'UPDATE samples SET correct = 1 - correct, audit_json = \'{"verdict": "no_rationale"}\''
+        " WHERE id IN (SELECT id FROM samples WHERE phase = 'eval' LIMIT 9)"
+    )
     st.con.execute("DELETE FROM samples WHERE id IN (SELECT id FROM samples WHERE phase = 'eval' LIMIT 3 OFFSET 20)")
     for table, (_, select) in S.AGGREGATES.items():
         kept = sorted(rows(st.con, f"SELECT * FROM {table} WHERE {LIVE.get(table, '1')}"))
@@ -330,15 +412,26 @@ def test_the_dashboard_reads_the_same_from_version_1_and_its_migrated_copy(migra
             assert Q.funnel(old, int(it)) == Q.funnel(d, int(it))
         pd.testing.assert_frame_equal(Q.solve_transitions(old), Q.solve_transitions(d), check_dtype=False)
         for since in (None, 0):
-            pd.testing.assert_frame_equal(Q.changes_frame(old, since).drop(columns=["run_dir"]),
-                                          Q.changes_frame(d, since).drop(columns=["run_dir"]), check_dtype=False)
-        pd.testing.assert_frame_equal(Q.measures_frame(old).drop(columns=["run_dir"]),
-                                      Q.measures_frame(d).drop(columns=["run_dir"]), check_dtype=False)
+            pd.testing.assert_frame_equal(
+                Q.changes_frame(old, since).drop(columns=["run_dir"]),
+                Q.changes_frame(d, since).drop(columns=["run_dir"]),
+                check_dtype=False,
+            )
+        pd.testing.assert_frame_equal(
+            Q.measures_frame(old).drop(columns=["run_dir"]),
+            Q.measures_frame(d).drop(columns=["run_dir"]),
+            check_dtype=False,
+        )
         a, b = Q.summary(old), Q.summary(d)
         a.pop("run_dir"), b.pop("run_dir")
         assert a == b
-        for f in (Q.SampleFilter(), Q.SampleFilter(phase="eval", correct=False), Q.SampleFilter(search="the"),
-                  Q.SampleFilter(search="4"), Q.SampleFilter(decision="wrong", search="answer is")):
+        for f in (
+            Q.SampleFilter(),
+            Q.SampleFilter(phase="eval", correct=False),
+            Q.SampleFilter(search="the"),
+            Q.SampleFilter(search="4"),
+            Q.SampleFilter(decision="wrong", search="answer is"),
+        ):
             assert Q.count_samples(old, f) == Q.count_samples(d, f)
             assert Q.browse(old, f, position=3) == Q.browse(d, f, position=3)
             assert Q.samples_page(old, f, 25, 25).equals(Q.samples_page(d, f, 25, 25))
@@ -367,19 +460,30 @@ def test_version_2_reads_equal_version_1_reads_of_the_same_rows(bulk, tmp_path):
     con.close()
     pd.testing.assert_frame_equal(Q.solve_transitions(old), Q.solve_transitions(bulk), check_dtype=False)
     for since in (None, 0, 2):
-        pd.testing.assert_frame_equal(Q.changes_frame(old, since).drop(columns=["run_dir"]),
-                                      Q.changes_frame(bulk, since).drop(columns=["run_dir"]), check_dtype=False)
-    pd.testing.assert_frame_equal(Q.measures_frame(old).drop(columns=["run_dir"]),
-                                  Q.measures_frame(bulk).drop(columns=["run_dir"]), check_dtype=False)
-    pd.testing.assert_frame_equal(Q.solve_transitions(old, "gsm8k"), Q.solve_transitions(bulk, "gsm8k"),
-                                  check_dtype=False)
+        pd.testing.assert_frame_equal(
+            Q.changes_frame(old, since).drop(columns=["run_dir"]),
+            Q.changes_frame(bulk, since).drop(columns=["run_dir"]),
+            check_dtype=False,
+        )
+    pd.testing.assert_frame_equal(
+        Q.measures_frame(old).drop(columns=["run_dir"]),
+        Q.measures_frame(bulk).drop(columns=["run_dir"]),
+        check_dtype=False,
+    )
+    pd.testing.assert_frame_equal(
+        Q.solve_transitions(old, "gsm8k"), Q.solve_transitions(bulk, "gsm8k"), check_dtype=False
+    )
     assert Q.decision_counts(old).equals(Q.decision_counts(bulk))
     assert Q.facets(old) == Q.facets(bulk)
     for it in (1, 2, 3):
         assert Q.funnel(old, it, "commonsenseqa") == Q.funnel(bulk, it, "commonsenseqa")
     pd.testing.assert_frame_equal(Q.train_counts(old), Q.train_counts(bulk))
-    for f in (Q.SampleFilter(task="arithmetic", grp="3"), Q.SampleFilter(phase="rationalize", decision="wrong"),
-              Q.SampleFilter(search="cupboard", iteration=2), Q.SampleFilter(kept=True)):
+    for f in (
+        Q.SampleFilter(task="arithmetic", grp="3"),
+        Q.SampleFilter(phase="rationalize", decision="wrong"),
+        Q.SampleFilter(search="cupboard", iteration=2),
+        Q.SampleFilter(kept=True),
+    ):
         assert Q.count_samples(old, f) == Q.count_samples(bulk, f)
         for pos in (1, 7, 30):
             b1, b2 = Q.browse(old, f, position=pos), Q.browse(bulk, f, position=pos)
@@ -387,7 +491,8 @@ def test_version_2_reads_equal_version_1_reads_of_the_same_rows(bulk, tmp_path):
             if b2["sample_id"] is not None:
                 off = (b2["position"] - 1) // 25 * 25
                 assert Q.samples_page(old, f, off, 25).equals(
-                    Q.samples_page(bulk, f, off, 25, anchor=b2["sample_id"], anchor_position=b2["position"]))
+                    Q.samples_page(bulk, f, off, 25, anchor=b2["sample_id"], anchor_position=b2["position"])
+                )
 
 
 def test_aggregates_of_another_version_are_rebuilt_on_open(bulk, tmp_path):
@@ -404,8 +509,24 @@ def test_aggregates_of_another_version_are_rebuilt_on_open(bulk, tmp_path):
     for table, (_, select) in S.AGGREGATES.items():
         got = sorted(rows(st.con, f"SELECT * FROM {table} WHERE {LIVE.get(table, '1')}"))
         assert got == sorted(rows(st.con, select.format(cond=""))), table
-    st.add_samples([SampleRecord(iteration=9, task="gsm8k", split="eval", phase="eval", question_id="new", question="q",
-                                 prompt="p", raw_output="o", gold="1", decision="wrong", reason="r", correct=False)])
+    st.add_samples(
+        [
+            SampleRecord(
+                iteration=9,
+                task="gsm8k",
+                split="eval",
+                phase="eval",
+                question_id="new",
+                question="q",
+                prompt="p",
+                raw_output="o",
+                gold="1",
+                decision="wrong",
+                reason="r",
+                correct=False,
+            )
+        ]
+    )
     row = st.con.execute("SELECT n, asked FROM question_outcomes WHERE question_id='new'").fetchone()
     assert tuple(row) == (1, 1 << 9)
     st.close()
@@ -416,15 +537,25 @@ def test_readers_fall_back_to_the_samples_when_the_aggregates_are_not_this_versi
 
     d = tmp_path / "copy"
     shutil.copytree(bulk, d)
-    want = (Q.decision_counts(d), Q.solve_transitions(d), Q.changes_frame(d).drop(columns=["run_dir"]),
-            Q.train_counts(d), Q.browse(d, Q.SampleFilter(task="gsm8k"), position=40))
+    want = (
+        Q.decision_counts(d),
+        Q.solve_transitions(d),
+        Q.changes_frame(d).drop(columns=["run_dir"]),
+        Q.train_counts(d),
+        Q.browse(d, Q.SampleFilter(task="gsm8k"), position=40),
+    )
     con = sqlite3.connect(d / "store.sqlite")
     with con:  # written by another build: its aggregate tables are not to be trusted (nor to exist)
         con.execute("UPDATE meta SET value = 'other' WHERE key = 'aggregates_version'")
         con.execute("DROP TABLE mask_counts")
     con.close()
-    got = (Q.decision_counts(d), Q.solve_transitions(d), Q.changes_frame(d).drop(columns=["run_dir"]),
-           Q.train_counts(d), Q.browse(d, Q.SampleFilter(task="gsm8k"), position=40))
+    got = (
+        Q.decision_counts(d),
+        Q.solve_transitions(d),
+        Q.changes_frame(d).drop(columns=["run_dir"]),
+        Q.train_counts(d),
+        Q.browse(d, Q.SampleFilter(task="gsm8k"), position=40),
+    )
     assert got[0].equals(want[0]) and got[4] == want[4]
     for a, b in zip(got[1:4], want[1:4]):
         pd.testing.assert_frame_equal(a, b, check_dtype=False)

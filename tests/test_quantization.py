@@ -18,20 +18,23 @@ from star_core.models import (  # noqa: E402
     weight_bytes,
 )
 
-GiB = 2 ** 30
+GiB = 2**30
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 
 
-@pytest.mark.parametrize("quantization,dev,params,gpu,expect", [
-    ("auto", CUDA, 135_000_000, 80 * GiB, False),      # the bundled model on an H100: bf16
-    ("auto", CUDA, 8_000_000_000, 24 * GiB, True),     # 16 GiB of bf16 weights on a 24 GiB card: NF4
-    ("auto", CUDA, 8_000_000_000, 80 * GiB, False),    # 16 GiB is 20% of 80 GiB: bf16
-    ("auto", CUDA, 12_000_000_000, 80 * GiB, True),    # 24 GiB is 30%: NF4
-    ("auto", CUDA, None, 80 * GiB, True),              # unknown size: the safe choice
-    ("auto", CPU, 135_000_000, None, False),
-    ("4bit", CPU, 135_000_000, None, True),
-    ("none", CUDA, 70_000_000_000, 80 * GiB, False),
-])
+@pytest.mark.parametrize(
+    "quantization,dev,params,gpu,expect",
+    [
+        ("auto", CUDA, 135_000_000, 80 * GiB, False),  # the bundled model on an H100: bf16
+        ("auto", CUDA, 8_000_000_000, 24 * GiB, True),  # 16 GiB of bf16 weights on a 24 GiB card: NF4
+        ("auto", CUDA, 8_000_000_000, 80 * GiB, False),  # 16 GiB is 20% of 80 GiB: bf16
+        ("auto", CUDA, 12_000_000_000, 80 * GiB, True),  # 24 GiB is 30%: NF4
+        ("auto", CUDA, None, 80 * GiB, True),  # unknown size: the safe choice
+        ("auto", CPU, 135_000_000, None, False),
+        ("4bit", CPU, 135_000_000, None, True),
+        ("none", CUDA, 70_000_000_000, 80 * GiB, False),
+    ],
+)
 def test_choose_quantization(quantization, dev, params, gpu, expect):
     quant, why = choose_quantization(quantization, dev, params, gpu)
     assert quant is expect
@@ -70,8 +73,15 @@ def test_run_samples_from_the_copy_with_the_adapter_merged(tiny_model_dir, tmp_p
     pytest.importorskip("bitsandbytes")
     from test_loop import tiny_cfg
 
-    cfg = tiny_cfg(tiny_model_dir, "arithmetic", iterations=1, quantization="4bit", sample_from="full", warm_start=4,
-                   learning_rate=3e-2)
+    cfg = tiny_cfg(
+        tiny_model_dir,
+        "arithmetic",
+        iterations=1,
+        quantization="4bit",
+        sample_from="full",
+        warm_start=4,
+        learning_rate=3e-2,
+    )
     with caplog.at_level(logging.INFO, logger="star"):
         run = loop.start(cfg, tmp_path / "run", progress=False)
     assert "sampling from a full-precision copy" in caplog.text

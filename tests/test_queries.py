@@ -25,8 +25,17 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     F.build_run(root / "multi", tasks=("arithmetic", "commonsenseqa", "gsm8k"), iterations=3, n_train=14, n_eval=7)
     F.build_run(root / "norat", tasks=("arithmetic",), iterations=2, rationalize=False, seed=1)
-    F.build_run(root / "warm", tasks=("arithmetic", "commonsenseqa"), iterations=2, n_train=10, n_eval=8,
-                warm_start=5, direct=True, seed=2, payload=False)
+    F.build_run(
+        root / "warm",
+        tasks=("arithmetic", "commonsenseqa"),
+        iterations=2,
+        n_train=10,
+        n_eval=8,
+        warm_start=5,
+        direct=True,
+        seed=2,
+        payload=False,
+    )
     return root
 
 
@@ -40,7 +49,11 @@ def test_parse_audit_reads_new_and_old_records():
     new = Audit(checked=3, no_rationale="no intermediate step").to_dict()
     a = Q.parse_audit(json.dumps(new))
     assert (a["verdict"], a["faithful"], a["no_rationale"], a["version"]) == (
-        "no_rationale", False, "no intermediate step", Q.AUDIT_VERSION)
+        "no_rationale",
+        False,
+        "no intermediate step",
+        Q.AUDIT_VERSION,
+    )
     # records from before the verdict: it follows from "faithful", version 1
     assert Q.parse_audit(json.dumps({"checked": 3, "errors": [], "faithful": True}))["verdict"] == "faithful"
     old = Q.parse_audit(json.dumps({"checked": 2, "errors": ["x"], "faithful": False}))
@@ -61,19 +74,32 @@ def test_summary_counts_match_the_store(runs):
     for it in s["iterations"]:
         for phase, decs in it["decisions"].items():
             for d, n in decs.items():
-                assert n == sql(run, "SELECT count(*) FROM samples WHERE iteration=? AND phase=? AND decision=?",
-                                it["iteration"], phase, d)[0][0]
+                assert (
+                    n
+                    == sql(
+                        run,
+                        "SELECT count(*) FROM samples WHERE iteration=? AND phase=? AND decision=?",
+                        it["iteration"],
+                        phase,
+                        d,
+                    )[0][0]
+                )
         assert it["kept"] == sql(run, "SELECT count(*) FROM train_examples WHERE iteration=?", it["iteration"])[0][0]
-        assert it["rationalized"] == sql(run, "SELECT count(*) FROM train_examples WHERE iteration=? AND "
-                                         "source='rationalized'", it["iteration"])[0][0]
+        assert (
+            it["rationalized"]
+            == sql(
+                run, "SELECT count(*) FROM train_examples WHERE iteration=? AND source='rationalized'", it["iteration"]
+            )[0][0]
+        )
     it0 = s["iterations"][0]
     assert set(it0["decisions"]) == {"eval"} and it0["kept"] == 0 and it0["final_loss"] is None
     it1 = s["iterations"][1]
     assert it1["stage"] == "done" and it1["n_train_examples"] == it1["kept"] and it1["train_steps"] == 40
     last = sql(run, "SELECT loss FROM train_losses WHERE iteration=1 ORDER BY step DESC LIMIT 1")[0][0]
     assert it1["final_loss"] == pytest.approx(last)
-    acc, n, k = sql(run, "SELECT accuracy, n, n_correct FROM metrics WHERE iteration=2 AND task='arithmetic'"
-                         " AND grp='3'")[0]
+    acc, n, k = sql(
+        run, "SELECT accuracy, n, n_correct FROM metrics WHERE iteration=2 AND task='arithmetic' AND grp='3'"
+    )[0]
     a = s["iterations"][2]["accuracy"]["arithmetic"]["eval"]["3"]
     assert a["accuracy"] == pytest.approx(acc) and (a["n"], a["n_correct"]) == (n, k)
     assert a["ci95"] == pytest.approx(list(wilson(k, n)))
@@ -83,10 +109,15 @@ def test_summary_counts_match_the_store(runs):
         for task, splits in it["change"].items():
             for grp, c in splits["eval"].items():
                 where = "" if grp == "all" else f" AND a.grp='{grp}'"
-                lost, gained = sql(run, "SELECT sum(a.correct > b.correct), sum(a.correct < b.correct) FROM samples a"
-                                        " JOIN samples b ON b.question_id=a.question_id AND b.task=a.task"
-                                        " AND b.phase='eval' AND b.iteration=a.iteration+1 WHERE a.phase='eval'"
-                                        " AND a.task=? AND b.iteration=?" + where, task, it["iteration"])[0]
+                lost, gained = sql(
+                    run,
+                    "SELECT sum(a.correct > b.correct), sum(a.correct < b.correct) FROM samples a"
+                    " JOIN samples b ON b.question_id=a.question_id AND b.task=a.task"
+                    " AND b.phase='eval' AND b.iteration=a.iteration+1 WHERE a.phase='eval'"
+                    " AND a.task=? AND b.iteration=?" + where,
+                    task,
+                    it["iteration"],
+                )[0]
                 assert (c["since"], c["lost"], c["gained"]) == (it["iteration"] - 1, lost, gained)
                 assert c["p_value"] == pytest.approx(mcnemar(lost, gained))
                 assert c["significant"] is (c["p_value"] < 0.05)
@@ -112,11 +143,11 @@ def test_funnel_numbers_add_up(runs):
     for it in (1, 2, 3):
         fn = Q.funnel(run, it)
         sample_n = sql(run, "SELECT count(*) FROM samples WHERE iteration=? AND phase='sample'", it)[0][0]
-        correct = sql(run, "SELECT count(*) FROM samples WHERE iteration=? AND phase='sample' AND decision='correct'",
-                      it)[0][0]
+        correct = sql(
+            run, "SELECT count(*) FROM samples WHERE iteration=? AND phase='sample' AND decision='correct'", it
+        )[0][0]
         assert fn["sampled"] == sample_n and fn["correct"] == correct
-        assert fn["failed"] == sample_n - correct == sum(v for k, v in fn["sample_decisions"].items()
-                                                         if k != "correct")
+        assert fn["failed"] == sample_n - correct == sum(v for k, v in fn["sample_decisions"].items() if k != "correct")
         # rationalization on: every failed question is retried once (iteration 1 also holds the payload retry,
         # which has no first attempt)
         extra = 1 if it == 1 else 0
@@ -155,8 +186,11 @@ def test_decision_counts_reasons_and_train_counts(runs):
 def test_solve_transitions(runs):
     run = runs / "multi"
     tr = Q.solve_transitions(run)
-    rows = sql(run, "SELECT task, phase, iteration, question_id, max(correct) FROM samples "
-                    "WHERE phase IN ('sample','eval') GROUP BY 1,2,3,4")
+    rows = sql(
+        run,
+        "SELECT task, phase, iteration, question_id, max(correct) FROM samples "
+        "WHERE phase IN ('sample','eval') GROUP BY 1,2,3,4",
+    )
     solved: dict = {}
     for t, ph, it, qid, ok in rows:
         solved.setdefault((t, ph), {}).setdefault(it, set())
@@ -180,8 +214,12 @@ def test_solve_transitions(runs):
 def test_browse_positions_prev_next(runs):
     run = runs / "multi"
     f = Q.SampleFilter(phase="sample", decision="wrong", iteration=2)
-    ids = [r[0] for r in sql(run, "SELECT id FROM samples WHERE phase='sample' AND decision='wrong' AND iteration=2 "
-                                  "ORDER BY id")]
+    ids = [
+        r[0]
+        for r in sql(
+            run, "SELECT id FROM samples WHERE phase='sample' AND decision='wrong' AND iteration=2 ORDER BY id"
+        )
+    ]
     assert len(ids) >= 3
     b = Q.browse(run, f)
     assert b["total"] == len(ids) == Q.count_samples(run, f)
@@ -217,7 +255,7 @@ def test_filters_correct_grp_and_search(runs):
     assert s["train_example"] is None
     kept = sql(run, "SELECT sample_id FROM train_examples LIMIT 1")[0][0]
     assert Q.get_sample(run, kept)["train_example"]["sample_id"] == kept
-    assert Q.get_sample(run, 10 ** 9) is None
+    assert Q.get_sample(run, 10**9) is None
 
 
 def test_facets_history_and_rationalization(runs):
@@ -228,8 +266,11 @@ def test_facets_history_and_rationalization(runs):
     assert fac["grps"]["arithmetic"] == ["1", "2", "3", "4", "5", "6"]
     h = Q.question_history(run, "commonsenseqa", "cqa-train-00001")
     assert set(h["iteration"]) == {1, 2, 3} and (h["phase"].isin(["sample", "rationalize"])).all()
-    rid, qid, it = sql(run, "SELECT id, question_id, iteration FROM samples WHERE phase='rationalize' AND "
-                            "task='commonsenseqa' AND decision='rationalized' LIMIT 1")[0]
+    rid, qid, it = sql(
+        run,
+        "SELECT id, question_id, iteration FROM samples WHERE phase='rationalize' AND "
+        "task='commonsenseqa' AND decision='rationalized' LIMIT 1",
+    )[0]
     rz = Q.rationalization(run, rid)
     assert rz["first"]["phase"] == "sample" and rz["first"]["question_id"] == qid and rz["first"]["iteration"] == it
     assert rz["train_example"]["source"] == "rationalized"
@@ -237,7 +278,7 @@ def test_facets_history_and_rationalization(runs):
     spans = Q.hint_spans(rz["retry"]["prompt"], rz["retry"]["hint"])
     tail = rz["retry"]["prompt"].rstrip().rfind("\n\n")
     assert len(spans) == 1 and spans[0][0] > tail  # the question's marker, not the exemplars'
-    assert rz["retry"]["prompt"][spans[0][0]:spans[0][1]] == " (CORRECT)"
+    assert rz["retry"]["prompt"][spans[0][0] : spans[0][1]] == " (CORRECT)"
     assert len(Q.find_all(rz["retry"]["prompt"], " (CORRECT)")) == 3  # 2 exemplars + the question
 
 
@@ -266,11 +307,20 @@ def test_metrics_and_losses_frames(runs):
 # ---- the three measures, the warm start and the direct-answer baseline -------------------
 def _recount(run, iteration, phase, task, grp):
     """(n, right, right and faithful, shows a rationale) of one evaluation, read row by row."""
-    rows = sql(run, "SELECT grp, correct, audit_json FROM samples WHERE iteration=? AND phase=? AND task=?",
-               iteration, phase, task)
+    rows = sql(
+        run,
+        "SELECT grp, correct, audit_json FROM samples WHERE iteration=? AND phase=? AND task=?",
+        iteration,
+        phase,
+        task,
+    )
     rows = [(c, Q.parse_audit(a)) for g, c, a in rows if grp in ("all", g)]
-    return (len(rows), sum(c for c, _ in rows), sum(bool(c and a["verdict"] == "faithful") for c, a in rows),
-            sum(a["verdict"] != "no_rationale" for _, a in rows))
+    return (
+        len(rows),
+        sum(c for c, _ in rows),
+        sum(bool(c and a["verdict"] == "faithful") for c, a in rows),
+        sum(a["verdict"] != "no_rationale" for _, a in rows),
+    )
 
 
 def test_measures_match_the_samples(runs):
@@ -321,15 +371,21 @@ def test_summary_reports_warm_start_direct_baseline_and_measures(runs):
     n, right, faithful, shown = _recount(run, 0, "warm_eval", "arithmetic", "all")
     wm = w["measures"]["arithmetic"]["eval"]["all"]
     assert (wm["accuracy"]["k"], wm["faithful_accuracy"]["k"], wm["rationale_share"]["k"], wm["accuracy"]["n"]) == (
-        right, faithful, shown, n)
+        right,
+        faithful,
+        shown,
+        n,
+    )
     assert wm["accuracy"]["ci95"] == pytest.approx(list(wilson(right, n)))
     c = w["change"]["arithmetic"]["eval"]["all"]
     assert (c["since"], c["since_phase"]) == (0, "eval")  # the warm start against the few-shot model
     d = s["direct_baseline"]["arithmetic"]["eval"]["all"]["accuracy"]
     assert (d["k"], d["n"]) == _recount(run, 0, "direct_eval", "arithmetic", "all")[1::-1]
     it0, it1, it2 = s["iterations"]
-    assert it0["measures"]["arithmetic"]["eval"]["all"]["accuracy"]["k"] == _recount(run, 0, "eval", "arithmetic",
-                                                                                      "all")[1]
+    assert (
+        it0["measures"]["arithmetic"]["eval"]["all"]["accuracy"]["k"]
+        == _recount(run, 0, "eval", "arithmetic", "all")[1]
+    )
     assert it0["change"] == {}
     # iteration 1 is compared with the warm-started model it was sampled from, iteration 2 with iteration 1
     assert {(c["since"], c["since_phase"]) for c in it1["change"]["arithmetic"]["eval"].values()} == {(0, "warm_eval")}
@@ -345,10 +401,16 @@ def test_changes_chain_through_the_warm_start(runs):
     ch = Q.changes_frame(run)
     a = ch[(ch["task"] == "arithmetic") & (ch["grp"] == "all")]
     assert list(zip(a["iteration"], a["phase"], a["since"], a["since_phase"])) == [
-        (0, "warm_eval", 0, "eval"), (1, "eval", 0, "warm_eval"), (2, "eval", 1, "eval")]
-    lost, gained = sql(run, "SELECT sum(a.correct > b.correct), sum(a.correct < b.correct) FROM samples a JOIN"
-                            " samples b ON b.question_id = a.question_id AND b.task = a.task AND b.iteration = 1"
-                            " AND b.phase = 'eval' WHERE a.phase = 'warm_eval' AND a.task = 'arithmetic'")[0]
+        (0, "warm_eval", 0, "eval"),
+        (1, "eval", 0, "warm_eval"),
+        (2, "eval", 1, "eval"),
+    ]
+    lost, gained = sql(
+        run,
+        "SELECT sum(a.correct > b.correct), sum(a.correct < b.correct) FROM samples a JOIN"
+        " samples b ON b.question_id = a.question_id AND b.task = a.task AND b.iteration = 1"
+        " AND b.phase = 'eval' WHERE a.phase = 'warm_eval' AND a.task = 'arithmetic'",
+    )[0]
     row = a[a["iteration"] == 1].iloc[0]
     assert (row["lost"], row["gained"]) == (lost, gained) and row["pairs"] == 8
     since = Q.changes_frame(run, since=0)
@@ -428,8 +490,7 @@ def test_list_runs(runs, tmp_path):
 
 
 def test_progress_of_a_run_in_the_middle(tmp_path):
-    run = F.build_run(tmp_path / "mid", iterations=3, n_train=4, n_eval=2, status="running",
-                      stop_after=(2, "sample"))
+    run = F.build_run(tmp_path / "mid", iterations=3, n_train=4, n_eval=2, status="running", stop_after=(2, "sample"))
     b = Q.run_brief(run)
     assert b["status"] == "running" and b["current_iteration"] == 2 and b["current_stage"] == "sampled"
     assert 0.3 < b["progress"] < 0.8
@@ -442,8 +503,22 @@ def test_resolve_run_guard(runs, tmp_path):
     outside = F.build_run(tmp_path / "outside", iterations=0, n_train=1, n_eval=1)
     (runs / "escape").symlink_to(outside, target_is_directory=True)
     nested = F.build_run(runs / "multi" / "nested", iterations=0, n_train=1, n_eval=1)
-    for bad in ("../../etc", "..", "multi/../norat", "/etc", str(outside), "escape", "nested", "multi/nested",
-                str(nested), "", "nope", "not-a-run", "multi\x00", "~"):
+    for bad in (
+        "../../etc",
+        "..",
+        "multi/../norat",
+        "/etc",
+        str(outside),
+        "escape",
+        "nested",
+        "multi/nested",
+        str(nested),
+        "",
+        "nope",
+        "not-a-run",
+        "multi\x00",
+        "~",
+    ):
         with pytest.raises(Q.RunUnavailable):
             Q.resolve_run(bad, roots)
     assert "escape" not in {r["key"] for r in Q.list_runs(roots)}
@@ -457,8 +532,10 @@ def test_runs_roots(monkeypatch, tmp_path):
 
 
 def test_no_torch_on_the_dashboard_path():
-    code = ("import sys; import star_core.queries, star_dashboard.ui, star_dashboard.tour; "
-            "assert 'torch' not in sys.modules, 'torch imported'; print('ok')")
+    code = (
+        "import sys; import star_core.queries, star_dashboard.ui, star_dashboard.tour; "
+        "assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr
 
@@ -478,15 +555,27 @@ def test_demo_runs_open_on_the_showcase_run():
     assert first["key"] == "arithmetic-warm-start" and first["status"] == "finished"
 
 
-@pytest.mark.parametrize("prompt, hint, marked", [
-    ("Q: x\n(a) one (CORRECT)\nA: y\n\nQ: z\n(a) up\n(b) down (CORRECT)\nA:", "(b) down (CORRECT)",
-     "(b) down (CORRECT)"),
-    ("Q: x\n(a) one (CORRECT)\nA: y\n\nQ: z\n(a) up\n(b) down (CORRECT)\nA:", "choice (b) marked (CORRECT)",
-     "(b) down (CORRECT)"),
-    ("Q: What is 1 + 1? (Hint: the answer is 2.)\nA: 2\n\nQ: What is 4 + 4? (Hint: the answer is 8.)\nA:",
-     "the answer is 8", "the answer is 8"),
-    ("Q: no hint here\nA:", "the answer is 8", None),
-])
+@pytest.mark.parametrize(
+    "prompt, hint, marked",
+    [
+        (
+            "Q: x\n(a) one (CORRECT)\nA: y\n\nQ: z\n(a) up\n(b) down (CORRECT)\nA:",
+            "(b) down (CORRECT)",
+            "(b) down (CORRECT)",
+        ),
+        (
+            "Q: x\n(a) one (CORRECT)\nA: y\n\nQ: z\n(a) up\n(b) down (CORRECT)\nA:",
+            "choice (b) marked (CORRECT)",
+            "(b) down (CORRECT)",
+        ),
+        (
+            "Q: What is 1 + 1? (Hint: the answer is 2.)\nA: 2\n\nQ: What is 4 + 4? (Hint: the answer is 8.)\nA:",
+            "the answer is 8",
+            "the answer is 8",
+        ),
+        ("Q: no hint here\nA:", "the answer is 8", None),
+    ],
+)
 def test_hint_spans_mark_the_hint_in_the_last_question(prompt, hint, marked):
     spans = Q.hint_spans(prompt, hint)
     if marked is None:

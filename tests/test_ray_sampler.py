@@ -25,9 +25,23 @@ from star_core.store import DB_NAME
 # A warm start trains an adapter at iteration 0 (reference rationales, no sampling needed), so that
 # every phase after it decodes with a trained adapter that the workers must receive. Rationalization is
 # off: its phase is one more decoding call like the others, and each phase starts its workers afresh.
-SETS = {"n_train": 6, "n_eval": 8, "max_new_tokens": 10, "batch_size": 2, "train_steps": 2,
-        "train_batch_size": 2, "lora_r": 4, "lora_alpha": 8, "iterations": 1, "warmup_steps": 1,
-        "threads": 1, "warm_start": 8, "warm_start_steps": 3, "learning_rate": 0.05, "rationalize": False}
+SETS = {
+    "n_train": 6,
+    "n_eval": 8,
+    "max_new_tokens": 10,
+    "batch_size": 2,
+    "train_steps": 2,
+    "train_batch_size": 2,
+    "lora_r": 4,
+    "lora_alpha": 8,
+    "iterations": 1,
+    "warmup_steps": 1,
+    "threads": 1,
+    "warm_start": 8,
+    "warm_start_steps": 3,
+    "learning_rate": 0.05,
+    "rationalize": False,
+}
 RAY = {"sampler": "ray", "ray_address": "local", "ray_workers": 2, "ray_cpus_per_worker": 1}
 
 
@@ -40,9 +54,10 @@ def cfg_of(model_dir, **kw):
 def samples(run, where="1=1"):
     con = sqlite3.connect(run / DB_NAME)
     try:
-        return con.execute(f"SELECT iteration, phase, question_id, k, raw_output, answer, decision, kept, "
-                           f"output_tokens FROM samples WHERE {where} ORDER BY iteration, phase, question_id, k"
-                           ).fetchall()
+        return con.execute(
+            f"SELECT iteration, phase, question_id, k, raw_output, answer, decision, kept, "
+            f"output_tokens FROM samples WHERE {where} ORDER BY iteration, phase, question_id, k"
+        ).fetchall()
     finally:
         con.close()
 
@@ -50,8 +65,10 @@ def samples(run, where="1=1"):
 def dupes(run):
     con = sqlite3.connect(run / DB_NAME)
     try:
-        return con.execute("SELECT COUNT(*) FROM (SELECT 1 FROM samples GROUP BY iteration, task, phase, "
-                           "question_id, k HAVING COUNT(*) > 1)").fetchone()[0]
+        return con.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM samples GROUP BY iteration, task, phase, "
+            "question_id, k HAVING COUNT(*) > 1)"
+        ).fetchone()[0]
     finally:
         con.close()
 
@@ -132,16 +149,35 @@ def test_a_killed_worker_is_retried_and_a_crashed_driver_resumes(tiny_model_dir,
     assert queries.run_status(run) == "finished"
 
 
-@pytest.mark.parametrize("address, says", [
-    ("127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1"),
-    ("ray://no-such-host.invalid:10001", "cannot reach the Ray cluster at no-such-host.invalid:10001"),
-])
+@pytest.mark.parametrize(
+    "address, says",
+    [
+        ("127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1"),
+        ("ray://no-such-host.invalid:10001", "cannot reach the Ray cluster at no-such-host.invalid:10001"),
+    ],
+)
 def test_a_bad_ray_address_is_a_quick_clear_error(tiny_model_dir, tmp_path, capsys, address, says):
     pytest.importorskip("ray.data")
     run = tmp_path / "bad"
     t0 = time.time()
-    rc = cli.main(["run", "--quiet", "--model", str(tiny_model_dir), "--out", str(run), "--sampler", "ray",
-                   "--set", f"ray_address={address}", "--set", "iterations=0", "--set", "n_eval=2"])
+    rc = cli.main(
+        [
+            "run",
+            "--quiet",
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(run),
+            "--sampler",
+            "ray",
+            "--set",
+            f"ray_address={address}",
+            "--set",
+            "iterations=0",
+            "--set",
+            "n_eval=2",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2
     assert says in err and "star: error: ray_address=" in err
@@ -174,9 +210,19 @@ def test_the_runs_page_shows_the_backend_and_its_workers(tmp_path, monkeypatch):
     import dash_fixtures as F
     from star_core import queries as Q
 
-    for name, extra in (("on-ray", {"sampler": "ray", "ray_workers": 4, "ray_cpus_per_worker": 2.0,
-                                    "ray_gpus_per_worker": 1.0, "ray_address": "ray://head:10001"}),
-                        ("older", {})):
+    for name, extra in (
+        (
+            "on-ray",
+            {
+                "sampler": "ray",
+                "ray_workers": 4,
+                "ray_cpus_per_worker": 2.0,
+                "ray_gpus_per_worker": 1.0,
+                "ray_address": "ray://head:10001",
+            },
+        ),
+        ("older", {}),
+    ):
         run = F.build_run(tmp_path / "runs" / name, iterations=1)
         con = sqlite3.connect(run / DB_NAME)
         cfg = json.loads(con.execute("SELECT config_json FROM runs").fetchone()[0])

@@ -78,13 +78,22 @@ def test_report_offline_in_chromium(report):
     wrong = F.sql(run, "SELECT count(*) FROM samples WHERE iteration=2 AND phase='sample' AND decision='wrong'")[0][0]
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
         try:
             ctx = browser.new_context(offline=True, viewport={"width": 1300, "height": 1400})
             requests = []
-            ctx.route("**/*", lambda route: (requests.append(route.request.url), route.abort())
-                      if not route.request.url.startswith("file:") else route.continue_())
+            ctx.route(
+                "**/*",
+                lambda route: (
+                    (requests.append(route.request.url), route.abort())
+                    if not route.request.url.startswith("file:")
+                    else route.continue_()
+                ),
+            )
             pg = ctx.new_page()
             dialogs, errors = [], []
             pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))

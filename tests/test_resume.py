@@ -20,8 +20,19 @@ pytest.importorskip("torch")
 from star_core import loop
 from star_core.store import DB_NAME
 
-SETS = ["n_train=120", "n_eval=40", "max_new_tokens=24", "batch_size=4", "train_steps=3", "iterations=2",
-        "train_batch_size=2", "lora_r=4", "lora_alpha=8", "warmup_steps=1", "threads=1"]
+SETS = [
+    "n_train=120",
+    "n_eval=40",
+    "max_new_tokens=24",
+    "batch_size=4",
+    "train_steps=3",
+    "iterations=2",
+    "train_batch_size=2",
+    "lora_r=4",
+    "lora_alpha=8",
+    "warmup_steps=1",
+    "threads=1",
+]
 
 
 def _count(run: Path, sql: str) -> int:
@@ -39,8 +50,12 @@ def _count(run: Path, sql: str) -> int:
 
 def _run_args(model_dir, run: Path):
     """Environment, run folder and `star run` arguments of a small tiny-model arithmetic run."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
     args = ["run", "--quiet", "--task", "arithmetic", "--model", str(model_dir), "--out", str(run)]
     for s in SETS:
         args += ["--set", s]
@@ -48,8 +63,13 @@ def _run_args(model_dir, run: Path):
 
 
 def _spawn(args, env):
-    return subprocess.Popen([sys.executable, "-m", "star_core.cli", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "star_core.cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def _kill_when(proc, run, sql, at_least, timeout=240):
@@ -72,15 +92,20 @@ def _snapshot(run: Path):
     try:
         samples = con.execute(
             "SELECT iteration, phase, question_id, k, raw_output, answer, decision, kept FROM samples "
-            "ORDER BY iteration, phase, question_id, k").fetchall()
-        metrics = con.execute("SELECT iteration, task, split, grp, n, n_correct FROM metrics "
-                              "ORDER BY iteration, task, split, grp").fetchall()
-        examples = con.execute("SELECT iteration, question_id, prompt, completion FROM train_examples "
-                               "ORDER BY iteration, question_id").fetchall()
+            "ORDER BY iteration, phase, question_id, k"
+        ).fetchall()
+        metrics = con.execute(
+            "SELECT iteration, task, split, grp, n, n_correct FROM metrics ORDER BY iteration, task, split, grp"
+        ).fetchall()
+        examples = con.execute(
+            "SELECT iteration, question_id, prompt, completion FROM train_examples ORDER BY iteration, question_id"
+        ).fetchall()
         losses = con.execute("SELECT iteration, COUNT(*) FROM train_losses GROUP BY iteration").fetchall()
         status = con.execute("SELECT status FROM runs").fetchone()[0]
-        dupes = con.execute("SELECT COUNT(*) FROM (SELECT 1 FROM samples GROUP BY iteration, task, phase, "
-                            "question_id, k HAVING COUNT(*) > 1)").fetchone()[0]
+        dupes = con.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM samples GROUP BY iteration, task, phase, "
+            "question_id, k HAVING COUNT(*) > 1)"
+        ).fetchone()[0]
     finally:
         con.close()
     return samples, metrics, examples, losses, status, dupes

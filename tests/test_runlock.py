@@ -19,17 +19,22 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_TH
 
 
 def _try_in_subprocess(run_dir: Path) -> subprocess.CompletedProcess:
-    code = ("import sys; from star_core import runlock\n"
-            "try:\n    runlock.acquire(sys.argv[1])\nexcept runlock.RunLocked as e:\n    print(e); sys.exit(3)\n"
-            "print('locked')")
-    return subprocess.run([sys.executable, "-c", code, str(run_dir)], env=ENV, capture_output=True, text=True,
-                          timeout=60)
+    code = (
+        "import sys; from star_core import runlock\n"
+        "try:\n    runlock.acquire(sys.argv[1])\nexcept runlock.RunLocked as e:\n    print(e); sys.exit(3)\n"
+        "print('locked')"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, str(run_dir)], env=ENV, capture_output=True, text=True, timeout=60
+    )
 
 
 def _holder(run_dir: Path) -> subprocess.Popen:
     """Another process that takes the run's lock and keeps it until killed."""
-    code = ("import sys, time; from star_core import runlock\n"
-            "lock = runlock.acquire(sys.argv[1]); print('held', flush=True); time.sleep(120)")
+    code = (
+        "import sys, time; from star_core import runlock\n"
+        "lock = runlock.acquire(sys.argv[1]); print('held', flush=True); time.sleep(120)"
+    )
     p = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], env=ENV, stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "held"
     return p
@@ -71,8 +76,22 @@ def test_second_run_out_is_refused_before_writing(tmp_path, tiny_model_dir, caps
     p = _holder(run_dir)  # a first `star run --out x`, between its lock and its config.yaml
     try:
         (run_dir / "config.yaml").write_text("task: gsm8k\n")
-        rc = main(["run", "--quiet", "--out", str(run_dir), "--model", str(tiny_model_dir), "--set", "n_train=4",
-                   "--set", "n_eval=2", "--set", "threads=1"])
+        rc = main(
+            [
+                "run",
+                "--quiet",
+                "--out",
+                str(run_dir),
+                "--model",
+                str(tiny_model_dir),
+                "--set",
+                "n_train=4",
+                "--set",
+                "n_eval=2",
+                "--set",
+                "threads=1",
+            ]
+        )
         err = capsys.readouterr().err
         assert rc == 2 and f"in use by another star process (pid {p.pid}" in err
         assert (run_dir / "config.yaml").read_text() == "task: gsm8k\n"  # the first run's config is untouched

@@ -18,15 +18,22 @@ def tiny(tiny_model_dir):
 
 
 PREFIX = "Q: What is 1 + 2?\nA: 1 + 2 = 3. The answer is 3.\n\nQ: What is 4 + 4?\nA: 4 + 4 = 8. The answer is 8.\n\n"
-QUESTIONS = ["Q: What is 47 + 38?\nA:", "Q: What is 3 + 5?\nA:", "Q: What is 123 + 456?\nA:",
-             "Q: Where would you put a plate?\nA:", "Q: What is 9 + 9?\nA:"]
+QUESTIONS = [
+    "Q: What is 47 + 38?\nA:",
+    "Q: What is 3 + 5?\nA:",
+    "Q: What is 123 + 456?\nA:",
+    "Q: Where would you put a plate?\nA:",
+    "Q: What is 9 + 9?\nA:",
+]
 
 
 def many_prompts(n=24, seed=0):
     """Suffixes of many different lengths, so continuous batching admits prompts mid-way."""
     rng = random.Random(seed)
-    return [PREFIX + f"Q: What is {rng.randint(1, 999)} + {rng.randint(1, 99999)}?{' x' * rng.randint(0, 6)}\nA:"
-            for _ in range(n)]
+    return [
+        PREFIX + f"Q: What is {rng.randint(1, 999)} + {rng.randint(1, 99999)}?{' x' * rng.randint(0, 6)}\nA:"
+        for _ in range(n)
+    ]
 
 
 def never(_text):
@@ -43,8 +50,15 @@ def test_batched_equals_plain_greedy(tiny, share_prefix, batch_size):
     from star_core.sampling import generate, generate_plain
 
     prompts = [PREFIX + q for q in QUESTIONS]
-    ours = generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=12, is_complete=never,
-                    batch_size=batch_size, share_prefix=share_prefix)
+    ours = generate(
+        tiny.model,
+        tiny.tokenizer,
+        prompts,
+        max_new_tokens=12,
+        is_complete=never,
+        batch_size=batch_size,
+        share_prefix=share_prefix,
+    )
     ref = generate_plain(tiny.model, tiny.tokenizer, prompts, max_new_tokens=12)
     for o, r in zip(ours, ref):
         assert o.text == r.text[: len(o.text)]
@@ -63,13 +77,29 @@ def test_continuous_batching_matches_previous_decoder(tiny, batch_size, share_pr
 
     prompts = many_prompts()
     for chars in ("7", "e", " "):
+
         def done(t, chars=chars):
             return chars in t.lstrip()
 
-        ours = generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=30, is_complete=done,
-                        batch_size=batch_size, share_prefix=share_prefix, stop_chars=chars)
-        ref = generate_reference(tiny.model, tiny.tokenizer, prompts, max_new_tokens=30, is_complete=done,
-                                 batch_size=batch_size, share_prefix=share_prefix)
+        ours = generate(
+            tiny.model,
+            tiny.tokenizer,
+            prompts,
+            max_new_tokens=30,
+            is_complete=done,
+            batch_size=batch_size,
+            share_prefix=share_prefix,
+            stop_chars=chars,
+        )
+        ref = generate_reference(
+            tiny.model,
+            tiny.tokenizer,
+            prompts,
+            max_new_tokens=30,
+            is_complete=done,
+            batch_size=batch_size,
+            share_prefix=share_prefix,
+        )
         assert same(ours, ref), chars
         stopped = sum(not g.truncated for g in ours)
         assert 0 < stopped < len(ours)  # a mix of early stops and truncations: slots were refilled
@@ -91,12 +121,12 @@ def test_padding_columns_are_dropped_without_changing_outputs(tiny):
 
     sampling._SlotLayer.drop_columns = spy
     try:
-        ours = sampling.generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=40, is_complete=never,
-                                 batch_size=2, stop_chars="7")
+        ours = sampling.generate(
+            tiny.model, tiny.tokenizer, prompts, max_new_tokens=40, is_complete=never, batch_size=2, stop_chars="7"
+        )
     finally:
         sampling._SlotLayer.drop_columns = real_drop
-    ref = generate_reference(tiny.model, tiny.tokenizer, prompts, max_new_tokens=40, is_complete=never,
-                             batch_size=2)
+    ref = generate_reference(tiny.model, tiny.tokenizer, prompts, max_new_tokens=40, is_complete=never, batch_size=2)
     assert widths, "no compaction happened"
     assert same(ours, ref)
 
@@ -106,8 +136,9 @@ def test_stop_at_answer_and_truncation(tiny):
 
     prompts = [PREFIX + q for q in QUESTIONS]
     # stop as soon as 3 characters are produced: every row stops early, none truncated
-    short = generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=30,
-                     is_complete=lambda t: len(t) >= 3, batch_size=3)
+    short = generate(
+        tiny.model, tiny.tokenizer, prompts, max_new_tokens=30, is_complete=lambda t: len(t) >= 3, batch_size=3
+    )
     assert all(not g.truncated for g in short)
     assert all(len(g.text) >= 3 or g.output_tokens < 30 for g in short)  # stopped by the check or at EOS
     assert sum(g.output_tokens for g in short) < 30 * len(short)  # stop-at-answer cut decoding short
@@ -122,8 +153,16 @@ def test_on_batch_delivers_every_row_once(tiny):
 
     prompts = many_prompts(11)
     seen: list[int] = []
-    out = generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=10, is_complete=lambda t: "e" in t,
-                   batch_size=4, stop_chars="e", on_batch=lambda idx, gens: seen.extend(idx))
+    out = generate(
+        tiny.model,
+        tiny.tokenizer,
+        prompts,
+        max_new_tokens=10,
+        is_complete=lambda t: "e" in t,
+        batch_size=4,
+        stop_chars="e",
+        on_batch=lambda idx, gens: seen.extend(idx),
+    )
     assert sorted(seen) == list(range(11))
     assert all(g is not None and g.seconds >= 0 for g in out)
 
@@ -132,10 +171,8 @@ def test_sampling_is_seeded(tiny):
     from star_core.sampling import generate
 
     prompts = [PREFIX + q for q in QUESTIONS]
-    a = generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=8, is_complete=never,
-                 temperature=1.0, seed=3)
-    b = generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=8, is_complete=never,
-                 temperature=1.0, seed=3)
+    a = generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=8, is_complete=never, temperature=1.0, seed=3)
+    b = generate(tiny.model, tiny.tokenizer, prompts, max_new_tokens=8, is_complete=never, temperature=1.0, seed=3)
     assert [g.text for g in a] == [g.text for g in b]
 
 
@@ -146,8 +183,9 @@ def test_stop_token_mask(tiny):
     mask = stop_token_mask(tok, ".\n")
     for i in range(len(tok)):
         text = tok.decode([i])
-        assert bool(mask[i]) == ("." in text or "\n" in text or i in {tok.eos_token_id, tok.bos_token_id,
-                                                                        tok.pad_token_id}), (i, text)
+        assert bool(mask[i]) == (
+            "." in text or "\n" in text or i in {tok.eos_token_id, tok.bos_token_id, tok.pad_token_id}
+        ), (i, text)
 
 
 # ---- each task's stop characters ------------------------------------------------------------
@@ -164,15 +202,24 @@ def completions_for(task_name: str, fmt: str = "decomposition") -> tuple[object,
     for db in demo.glob("*/store.sqlite") if fmt == "decomposition" else ():  # the demos' arithmetic format
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         try:
-            texts += [r[0] for r in con.execute("SELECT raw_output FROM samples WHERE task = ? LIMIT 400",
-                                                (task_name,))]
+            texts += [
+                r[0] for r in con.execute("SELECT raw_output FROM samples WHERE task = ? LIMIT 400", (task_name,))
+            ]
         finally:
             con.close()
     return task, texts
 
 
-@pytest.mark.parametrize("task_name,fmt", [("arithmetic", "decomposition"), ("arithmetic", "columns"),
-                                           ("arithmetic", "scratchpad"), ("commonsenseqa", ""), ("gsm8k", "")])
+@pytest.mark.parametrize(
+    "task_name,fmt",
+    [
+        ("arithmetic", "decomposition"),
+        ("arithmetic", "columns"),
+        ("arithmetic", "scratchpad"),
+        ("commonsenseqa", ""),
+        ("gsm8k", ""),
+    ],
+)
 def test_is_complete_turns_true_only_on_a_stop_char(task_name, fmt):
     """The decoder asks is_complete only after a token holding one of task.stop_chars: so along any
     completion, is_complete may turn true only at such a character."""

@@ -9,10 +9,24 @@ from star_core.store import RunStore, SampleRecord, connect
 
 
 def rec(qid, kept=False, iteration=1, phase="sample", **kw):
-    return SampleRecord(iteration=iteration, task="arithmetic", split="train", phase=phase, question_id=qid,
-                        question="q", prompt="p", raw_output="o", gold="1", decision="correct" if kept else "wrong",
-                        reason="r", correct=kept, kept=kept,
-                        train_prompt="Q:" if kept else None, train_completion=" 1" if kept else None, **kw)
+    return SampleRecord(
+        iteration=iteration,
+        task="arithmetic",
+        split="train",
+        phase=phase,
+        question_id=qid,
+        question="q",
+        prompt="p",
+        raw_output="o",
+        gold="1",
+        decision="correct" if kept else "wrong",
+        reason="r",
+        correct=kept,
+        kept=kept,
+        train_prompt="Q:" if kept else None,
+        train_completion=" 1" if kept else None,
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -53,8 +67,9 @@ def test_training_and_metrics_are_atomic_and_replaceable(store):
     store.finish_training(1, [(1, 1.5, 1e-4, 0.1)], "adapters/iter_1", 5)  # a redone training run
     assert count(store, "SELECT COUNT(*) FROM train_losses") == 1
     assert store.iteration_stage(1) == "trained"
-    store.finish_iteration(1, [{"task": "arithmetic", "split": "eval", "grp": "all", "n": 4, "n_correct": 1,
-                                "accuracy": 0.25}])
+    store.finish_iteration(
+        1, [{"task": "arithmetic", "split": "eval", "grp": "all", "n": 4, "n_correct": 1, "accuracy": 0.25}]
+    )
     assert store.iteration_stage(1) == "done"
     with pytest.raises(ValueError):
         store.set_stage(1, "done", bogus=1)

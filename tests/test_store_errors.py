@@ -36,7 +36,7 @@ def _index_page_damaged(good: Path, dst: Path) -> Path:
     root = con.execute("SELECT rootpage FROM sqlite_master WHERE name='samples_question'").fetchone()[0]
     con.close()
     b = bytearray((dst / DB_NAME).read_bytes())
-    b[(root - 1) * ps:(root - 1) * ps + 8] = b"\xff" * 8
+    b[(root - 1) * ps : (root - 1) * ps + 8] = b"\xff" * 8
     (dst / DB_NAME).write_bytes(bytes(b))
     return dst
 
@@ -122,10 +122,13 @@ def test_eval_or_run_into_a_bad_store_folder(good, tmp_path, capsys):
     assert "0 bytes" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("exc", [
-    sqlite3.OperationalError("database or disk is full"),
-    OSError(errno.ENOSPC, "No space left on device", "runs/x/adapters/iter_1.tmp/adapter_model.safetensors"),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        sqlite3.OperationalError("database or disk is full"),
+        OSError(errno.ENOSPC, "No space left on device", "runs/x/adapters/iter_1.tmp/adapter_model.safetensors"),
+    ],
+)
 def test_full_disk_is_one_line(exc, good, tmp_path, capsys, monkeypatch):
     run = _copy(good, tmp_path / "run")
 
@@ -181,10 +184,15 @@ def test_no_training_questions_names_the_file(tmp_path):
     from star_core import config as config_mod
 
     f = tmp_path / "one.jsonl"
-    good_row = {"id": "a", "answerKey": "A", "rationale": "r.", "question": {"stem": "s", "choices": [
-        {"label": L, "text": L.lower()} for L in "ABCDE"]}}
+    good_row = {
+        "id": "a",
+        "answerKey": "A",
+        "rationale": "r.",
+        "question": {"stem": "s", "choices": [{"label": L, "text": L.lower()} for L in "ABCDE"]},
+    }
     f.write_text(json.dumps(good_row) + "\n")
-    cfg = config_mod.build(None, {"task": "commonsenseqa", "train_file": str(f), "exemplars_file": str(f),
-                                  "n_exemplars": 1}, [])
+    cfg = config_mod.build(
+        None, {"task": "commonsenseqa", "train_file": str(f), "exemplars_file": str(f), "n_exemplars": 1}, []
+    )
     with pytest.raises(loop.RunError, match=f"no training questions in {f}"):
         loop.load_data(cfg)

@@ -21,22 +21,56 @@ def prob(a, b, fmt="decomposition"):
 
 # ---- prompt formats ------------------------------------------------------------
 
-@pytest.mark.parametrize("fmt, a, b, question, target", [
-    ("decomposition", 47, 38, "Q: What is 47 + 38?\nA:",
-     " 47 + 38 = (40 + 30) + (7 + 8) = 70 + 15 = 85. The answer is 85."),
-    ("decomposition", 347, 258, "Q: What is 347 + 258?\nA:",
-     " 347 + 258 = (300 + 200) + (40 + 50) + (7 + 8) = 500 + 90 + 15 = 605. The answer is 605."),
-    ("decomposition", 3, 5, "Q: What is 3 + 5?\nA:", " 3 + 5 = 8. The answer is 8."),
-    ("columns", 47, 38, "Q: What is 47 + 38?\nA:",
-     " Add the ones: 7 + 8 = 15, write 5 carry 1. Add the tens: 4 + 3 + 1 = 8, write 8. The answer is 85."),
-    ("columns", 95, 17, "Q: What is 95 + 17?\nA:",
-     " Add the ones: 5 + 7 = 12, write 2 carry 1. Add the tens: 9 + 1 + 1 = 11, write 1 carry 1."
-     " Write the last carry 1. The answer is 112."),
-    ("scratchpad", 29, 57, "Input:\n2 9 + 5 7\nTarget:",
-     "\n<scratch>\n2 9 + 5 7 , C: 0\n2 + 5 , 6 C: 1\n, 8 6 C: 0\n</scratch>\n8 6"),
-    ("scratchpad", 95, 17, "Input:\n9 5 + 1 7\nTarget:",
-     "\n<scratch>\n9 5 + 1 7 , C: 0\n9 + 1 , 2 C: 1\n, 1 2 C: 1\n</scratch>\n1 1 2"),
-])
+
+@pytest.mark.parametrize(
+    "fmt, a, b, question, target",
+    [
+        (
+            "decomposition",
+            47,
+            38,
+            "Q: What is 47 + 38?\nA:",
+            " 47 + 38 = (40 + 30) + (7 + 8) = 70 + 15 = 85. The answer is 85.",
+        ),
+        (
+            "decomposition",
+            347,
+            258,
+            "Q: What is 347 + 258?\nA:",
+            " 347 + 258 = (300 + 200) + (40 + 50) + (7 + 8) = 500 + 90 + 15 = 605. The answer is 605.",
+        ),
+        ("decomposition", 3, 5, "Q: What is 3 + 5?\nA:", " 3 + 5 = 8. The answer is 8."),
+        (
+            "columns",
+            47,
+            38,
+            "Q: What is 47 + 38?\nA:",
+            " Add the ones: 7 + 8 = 15, write 5 carry 1. Add the tens: 4 + 3 + 1 = 8, write 8. The answer is 85.",
+        ),
+        (
+            "columns",
+            95,
+            17,
+            "Q: What is 95 + 17?\nA:",
+            " Add the ones: 5 + 7 = 12, write 2 carry 1. Add the tens: 9 + 1 + 1 = 11, write 1 carry 1."
+            " Write the last carry 1. The answer is 112.",
+        ),
+        (
+            "scratchpad",
+            29,
+            57,
+            "Input:\n2 9 + 5 7\nTarget:",
+            "\n<scratch>\n2 9 + 5 7 , C: 0\n2 + 5 , 6 C: 1\n, 8 6 C: 0\n</scratch>\n8 6",
+        ),
+        (
+            "scratchpad",
+            95,
+            17,
+            "Input:\n9 5 + 1 7\nTarget:",
+            "\n<scratch>\n9 5 + 1 7 , C: 0\n9 + 1 , 2 C: 1\n, 1 2 C: 1\n</scratch>\n1 1 2",
+        ),
+    ],
+)
 def test_prompt_formats(fmt, a, b, question, target):
     t = task(fmt)
     p = prob(a, b, fmt)
@@ -47,11 +81,14 @@ def test_prompt_formats(fmt, a, b, question, target):
     assert t.audit(p, parsed).faithful is True
 
 
-@pytest.mark.parametrize("fmt, hinted", [
-    ("decomposition", "Q: What is 47 + 38? (Hint: the answer is 85.)\nA:"),
-    ("columns", "Q: What is 47 + 38? (Hint: the answer is 85.)\nA:"),
-    ("scratchpad", "Input:\n4 7 + 3 8 (Hint: the answer is 8 5)\nTarget:"),
-])
+@pytest.mark.parametrize(
+    "fmt, hinted",
+    [
+        ("decomposition", "Q: What is 47 + 38? (Hint: the answer is 85.)\nA:"),
+        ("columns", "Q: What is 47 + 38? (Hint: the answer is 85.)\nA:"),
+        ("scratchpad", "Input:\n4 7 + 3 8 (Hint: the answer is 8 5)\nTarget:"),
+    ],
+)
 def test_hinted_question(fmt, hinted):
     t = task(fmt)
     p = prob(47, 38, fmt)
@@ -71,7 +108,7 @@ def test_few_shot_prefix_round_trips(fmt):
         for e, block in zip(exs, blocks):
             q = t.format_question(e.problem, hint=hint)
             assert block.startswith(q)
-            completion = block[len(q):]
+            completion = block[len(q) :]
             assert completion == t.format_target(e.rationale, e.answer)
             assert t.trim(completion + "\n\nQ: more") == completion
             parsed = t.parse(completion)
@@ -93,75 +130,109 @@ def test_generated_reference_rationales_parse_and_audit(fmt, split):
 
 # ---- parsing -------------------------------------------------------------------
 
-@pytest.mark.parametrize("completion, answer, rationale", [
-    (" 47 + 38 = 85. The answer is 85.", "85", "47 + 38 = 85."),
-    ("The answer is 1,234.", "1234", ""),
-    ("the answer is 85", "85", ""),                      # lowercase, no period
-    ("The answer is: 85.", "85", ""),
-    ("The answer is 8 5.", "85", ""),                    # digits spaced out
-    ("The answer is 0085.", "85", ""),                   # leading zeros
-    ("The answer is -7.", "-7", ""),                     # negatives
-    ("I think the answer is 84. Wait, the answer is 85. Q: What", "85", "I think the answer is 84. Wait,"),
-    ("The answer is 85 apples and 3 pears.", "85", ""),  # extra text after the answer
-    ("47 + 38 = 85.", None, "47 + 38 = 85."),            # no answer sentence
-    ("The answer is unknown.", None, "The answer is unknown."),
-    ("", None, ""),
-])
+
+@pytest.mark.parametrize(
+    "completion, answer, rationale",
+    [
+        (" 47 + 38 = 85. The answer is 85.", "85", "47 + 38 = 85."),
+        ("The answer is 1,234.", "1234", ""),
+        ("the answer is 85", "85", ""),  # lowercase, no period
+        ("The answer is: 85.", "85", ""),
+        ("The answer is 8 5.", "85", ""),  # digits spaced out
+        ("The answer is 0085.", "85", ""),  # leading zeros
+        ("The answer is -7.", "-7", ""),  # negatives
+        ("I think the answer is 84. Wait, the answer is 85. Q: What", "85", "I think the answer is 84. Wait,"),
+        ("The answer is 85 apples and 3 pears.", "85", ""),  # extra text after the answer
+        ("47 + 38 = 85.", None, "47 + 38 = 85."),  # no answer sentence
+        ("The answer is unknown.", None, "The answer is unknown."),
+        ("", None, ""),
+    ],
+)
 def test_parse(completion, answer, rationale):
     parsed = task().parse(completion)
     assert parsed.answer == answer
     assert parsed.rationale == rationale
 
 
-@pytest.mark.parametrize("completion, answer", [
-    ("\n<scratch>\n2 9 + 5 7 , C: 0\n2 + 5 , 6 C: 1\n, 8 6 C: 0\n</scratch>\n8 6", "86"),
-    ("\n<scratch>\n, 8 6 C: 0\n</scratch>\n1,086\n\nInput:", "1086"),
-    ("\n<scratch>\n2 9 + 5 7 , C: 0\n</scratch>", None),     # no digits after </scratch>
-    ("\n<scratch>\n...\nThe answer is 86.", "86"),           # falls back to "The answer is"
-])
+@pytest.mark.parametrize(
+    "completion, answer",
+    [
+        ("\n<scratch>\n2 9 + 5 7 , C: 0\n2 + 5 , 6 C: 1\n, 8 6 C: 0\n</scratch>\n8 6", "86"),
+        ("\n<scratch>\n, 8 6 C: 0\n</scratch>\n1,086\n\nInput:", "1086"),
+        ("\n<scratch>\n2 9 + 5 7 , C: 0\n</scratch>", None),  # no digits after </scratch>
+        ("\n<scratch>\n...\nThe answer is 86.", "86"),  # falls back to "The answer is"
+    ],
+)
 def test_parse_scratchpad(completion, answer):
     assert task("scratchpad").parse(completion).answer == answer
 
 
-@pytest.mark.parametrize("answer, gold, ok", [
-    ("85", "85", True), ("085", "85", True), ("84", "85", False), (None, "85", False),
-])
+@pytest.mark.parametrize(
+    "answer, gold, ok",
+    [
+        ("85", "85", True),
+        ("085", "85", True),
+        ("84", "85", False),
+        (None, "85", False),
+    ],
+)
 def test_is_correct(answer, gold, ok):
     assert task().is_correct(answer, gold) is ok
 
 
 # ---- the rationale audit -----------------------------------------------------------
 
-@pytest.mark.parametrize("completion, verdict, errors", [
-    (" 47 + 38 = (40 + 30) + (7 + 8) = 70 + 15 = 85. The answer is 85.", "faithful", []),
-    # a wrong step
-    (" 47 + 38 = (40 + 30) + (7 + 8) = 70 + 14 = 84. The answer is 84.", "unfaithful",
-     ["(7 + 8) = 14 is wrong: 7 + 8 = 15"]),
-    (" 47 + 38 = (40 + 30) + (7 + 8) = 70 + 15 = 84. The answer is 84.", "unfaithful",
-     ["70 + 15 = 84 is wrong: 70 + 15 = 85"]),
-    # the answer copied from the hint while the steps are wrong
-    (" 47 + 38 = (40 + 30) + (7 + 8) = 70 + 14 = 84. The answer is 85.", "unfaithful",
-     ["(7 + 8) = 14 is wrong: 7 + 8 = 15", "the steps end at 84 but the answer says 85"]),
-    # right steps, then a different answer
-    (" 47 + 38 = (40 + 30) + (7 + 8) = 70 + 15 = 85. The answer is 86.", "unfaithful",
-     ["the steps end at 85 but the answer says 86"]),
-    # the chain starts from another problem
-    (" 47 + 39 = (40 + 30) + (7 + 9) = 70 + 16 = 86. The answer is 85.", "unfaithful",
-     ["the steps start from 47 + 39, not the problem's 47 + 38",
-      "the steps end at 86 but the answer says 85"]),
-    # operands in the other order are fine
-    (" 38 + 47 = (30 + 40) + (8 + 7) = 70 + 15 = 85. The answer is 85.", "faithful", []),
-    # one intermediate step is enough
-    (" 47 + 38 = 47 + 30 + 8 = 77 + 8 = 85. The answer is 85.", "faithful", []),
-    # no step at all, a bare answer, the question restated (in any order): no rationale
-    (" The answer is 85.", "no_rationale", []),
-    (" 47 + 38 = 85. The answer is 85.", "no_rationale", []),
-    (" 47 + 38 = (47 + 38) = 85. The answer is 85.", "no_rationale", []),
-    (" 47 + 38 = 38 + 47 + 0 = 85 = 85. The answer is 85.", "no_rationale", []),
-    # a wrong bare answer is unfaithful: a wrong step outweighs a missing one
-    (" 47 + 38 = 86. The answer is 85.", "unfaithful",
-     ["47 + 38 = 86 is wrong: 47 + 38 = 85", "the steps end at 86 but the answer says 85"]),
-])
+
+@pytest.mark.parametrize(
+    "completion, verdict, errors",
+    [
+        (" 47 + 38 = (40 + 30) + (7 + 8) = 70 + 15 = 85. The answer is 85.", "faithful", []),
+        # a wrong step
+        (
+            " 47 + 38 = (40 + 30) + (7 + 8) = 70 + 14 = 84. The answer is 84.",
+            "unfaithful",
+            ["(7 + 8) = 14 is wrong: 7 + 8 = 15"],
+        ),
+        (
+            " 47 + 38 = (40 + 30) + (7 + 8) = 70 + 15 = 84. The answer is 84.",
+            "unfaithful",
+            ["70 + 15 = 84 is wrong: 70 + 15 = 85"],
+        ),
+        # the answer copied from the hint while the steps are wrong
+        (
+            " 47 + 38 = (40 + 30) + (7 + 8) = 70 + 14 = 84. The answer is 85.",
+            "unfaithful",
+            ["(7 + 8) = 14 is wrong: 7 + 8 = 15", "the steps end at 84 but the answer says 85"],
+        ),
+        # right steps, then a different answer
+        (
+            " 47 + 38 = (40 + 30) + (7 + 8) = 70 + 15 = 85. The answer is 86.",
+            "unfaithful",
+            ["the steps end at 85 but the answer says 86"],
+        ),
+        # the chain starts from another problem
+        (
+            " 47 + 39 = (40 + 30) + (7 + 9) = 70 + 16 = 86. The answer is 85.",
+            "unfaithful",
+            ["the steps start from 47 + 39, not the problem's 47 + 38", "the steps end at 86 but the answer says 85"],
+        ),
+        # operands in the other order are fine
+        (" 38 + 47 = (30 + 40) + (8 + 7) = 70 + 15 = 85. The answer is 85.", "faithful", []),
+        # one intermediate step is enough
+        (" 47 + 38 = 47 + 30 + 8 = 77 + 8 = 85. The answer is 85.", "faithful", []),
+        # no step at all, a bare answer, the question restated (in any order): no rationale
+        (" The answer is 85.", "no_rationale", []),
+        (" 47 + 38 = 85. The answer is 85.", "no_rationale", []),
+        (" 47 + 38 = (47 + 38) = 85. The answer is 85.", "no_rationale", []),
+        (" 47 + 38 = 38 + 47 + 0 = 85 = 85. The answer is 85.", "no_rationale", []),
+        # a wrong bare answer is unfaithful: a wrong step outweighs a missing one
+        (
+            " 47 + 38 = 86. The answer is 85.",
+            "unfaithful",
+            ["47 + 38 = 86 is wrong: 47 + 38 = 85", "the steps end at 86 but the answer says 85"],
+        ),
+    ],
+)
 def test_audit_decomposition(completion, verdict, errors):
     t = task()
     p = prob(47, 38)
@@ -172,46 +243,66 @@ def test_audit_decomposition(completion, verdict, errors):
         assert "no " in a.no_rationale  # the reason, in words
 
 
-@pytest.mark.parametrize("a, b, completion, verdict", [
-    (3, 5, " 3 + 5 = 8. The answer is 8.", "faithful"),          # a 1-digit sum needs no intermediate step
-    (3, 5, " The answer is 8.", "no_rationale"),                  # but it needs its equation
-    (7386, 8090, " 7386 + 8090 = 15476. The answer is 15476.", "no_rationale"),
-    (47, 5, " 47 + 5 = (40 + 0) + (7 + 5) = 40 + 12 = 52. The answer is 52.", "faithful"),
-    (47, 5, " 47 + 5 = 52. The answer is 52.", "no_rationale"),   # 2 digits: max of the operands
-])
+@pytest.mark.parametrize(
+    "a, b, completion, verdict",
+    [
+        (3, 5, " 3 + 5 = 8. The answer is 8.", "faithful"),  # a 1-digit sum needs no intermediate step
+        (3, 5, " The answer is 8.", "no_rationale"),  # but it needs its equation
+        (7386, 8090, " 7386 + 8090 = 15476. The answer is 15476.", "no_rationale"),
+        (47, 5, " 47 + 5 = (40 + 0) + (7 + 5) = 40 + 12 = 52. The answer is 52.", "faithful"),
+        (47, 5, " 47 + 5 = 52. The answer is 52.", "no_rationale"),  # 2 digits: max of the operands
+    ],
+)
 def test_audit_needs_an_intermediate_step_from_two_digits(a, b, completion, verdict):
     t = task()
     assert t.audit(prob(a, b), t.parse(completion)).verdict == verdict
 
 
-@pytest.mark.parametrize("fmt, completion", [
-    ("columns", " The answer is 85."),
-    ("scratchpad", " 8 5"),
-    ("scratchpad", "\n<scratch>\n</scratch>\n8 5"),
-])
+@pytest.mark.parametrize(
+    "fmt, completion",
+    [
+        ("columns", " The answer is 85."),
+        ("scratchpad", " 8 5"),
+        ("scratchpad", "\n<scratch>\n</scratch>\n8 5"),
+    ],
+)
 def test_audit_of_other_formats_without_steps_is_no_rationale(fmt, completion):
     t = task(fmt)
     a = t.audit(prob(47, 38, fmt), Parsed(completion, "85"))
     assert a.verdict == "no_rationale" and a.errors == () and a.checked == 0
 
 
-@pytest.mark.parametrize("completion, errors", [
-    (" Add the ones: 7 + 8 = 15, write 5 carry 1. Add the tens: 4 + 3 + 1 = 8, write 8. The answer is 85.", []),
-    # wrong carry: the tens then add without it
-    (" Add the ones: 7 + 8 = 15, write 5. Add the tens: 4 + 3 = 7, write 7. The answer is 75.",
-     ["column 1 (ones): wrote 5 carry 0, expected 5 carry 1",
-      "column 2 (tens): added 4 + 3, expected 4 + 3 + 1",
-      "column 2 (tens): wrote 7 carry 0, expected 8 carry 0"]),
-    # wrong sum in a step
-    (" Add the ones: 7 + 8 = 14, write 4 carry 1. Add the tens: 4 + 3 + 1 = 8, write 8. The answer is 84.",
-     ["7 + 8 = 14 is wrong: 7 + 8 = 15", "column 1 (ones): wrote 4 carry 1, expected 5 carry 1"]),
-    # copied answer, wrong steps
-    (" Add the ones: 7 + 8 = 14, write 4 carry 1. Add the tens: 4 + 3 + 1 = 8, write 8. The answer is 85.",
-     ["7 + 8 = 14 is wrong: 7 + 8 = 15", "column 1 (ones): wrote 4 carry 1, expected 5 carry 1",
-      "the written digits give 84 but the answer says 85"]),
-    # a missing column
-    (" Add the ones: 7 + 8 = 15, write 5 carry 1. The answer is 85.", ["column 2 (tens) is missing"]),
-])
+@pytest.mark.parametrize(
+    "completion, errors",
+    [
+        (" Add the ones: 7 + 8 = 15, write 5 carry 1. Add the tens: 4 + 3 + 1 = 8, write 8. The answer is 85.", []),
+        # wrong carry: the tens then add without it
+        (
+            " Add the ones: 7 + 8 = 15, write 5. Add the tens: 4 + 3 = 7, write 7. The answer is 75.",
+            [
+                "column 1 (ones): wrote 5 carry 0, expected 5 carry 1",
+                "column 2 (tens): added 4 + 3, expected 4 + 3 + 1",
+                "column 2 (tens): wrote 7 carry 0, expected 8 carry 0",
+            ],
+        ),
+        # wrong sum in a step
+        (
+            " Add the ones: 7 + 8 = 14, write 4 carry 1. Add the tens: 4 + 3 + 1 = 8, write 8. The answer is 84.",
+            ["7 + 8 = 14 is wrong: 7 + 8 = 15", "column 1 (ones): wrote 4 carry 1, expected 5 carry 1"],
+        ),
+        # copied answer, wrong steps
+        (
+            " Add the ones: 7 + 8 = 14, write 4 carry 1. Add the tens: 4 + 3 + 1 = 8, write 8. The answer is 85.",
+            [
+                "7 + 8 = 14 is wrong: 7 + 8 = 15",
+                "column 1 (ones): wrote 4 carry 1, expected 5 carry 1",
+                "the written digits give 84 but the answer says 85",
+            ],
+        ),
+        # a missing column
+        (" Add the ones: 7 + 8 = 15, write 5 carry 1. The answer is 85.", ["column 2 (tens) is missing"]),
+    ],
+)
 def test_audit_columns(completion, errors):
     t = task("columns")
     a = t.audit(prob(47, 38, "columns"), t.parse(completion))
@@ -229,20 +320,35 @@ def test_audit_columns_final_carry():
     assert "the final carry 1 is not written" in a.errors
 
 
-@pytest.mark.parametrize("scratch, answer, errors", [
-    ("2 9 + 5 7 , C: 0\n2 + 5 , 6 C: 1\n, 8 6 C: 0", "8 6", []),
-    # wrong carry in column 1
-    ("2 9 + 5 7 , C: 0\n2 + 5 , 6 C: 0\n, 7 6 C: 0", "7 6",
-     ["column 1: wrote 6 carry 0, expected 6 carry 1", "column 2: wrote 7 carry 0, expected 8 carry 0"]),
-    # wrong digit, answer copied from the hint
-    ("2 9 + 5 7 , C: 0\n2 + 5 , 5 C: 1\n, 8 5 C: 0", "8 6",
-     ["column 1: wrote 5 carry 1, expected 6 carry 1", "column 2: line ', 8 5 C: 0' should read ', 8 6 C: 0'",
-      "the scratchpad gives 8 5 but the answer says 8 6"]),
-    # the input restated wrongly
-    ("2 9 + 5 8 , C: 0\n2 + 5 , 6 C: 1\n, 8 6 C: 0", "8 6",
-     ["first line '2 9 + 5 8 , C: 0' should read '2 9 + 5 7 , C: 0'"]),
-    ("2 9 + 5 7 , C: 0", "8 6", ["column 1 is missing", "column 2 is missing"]),
-])
+@pytest.mark.parametrize(
+    "scratch, answer, errors",
+    [
+        ("2 9 + 5 7 , C: 0\n2 + 5 , 6 C: 1\n, 8 6 C: 0", "8 6", []),
+        # wrong carry in column 1
+        (
+            "2 9 + 5 7 , C: 0\n2 + 5 , 6 C: 0\n, 7 6 C: 0",
+            "7 6",
+            ["column 1: wrote 6 carry 0, expected 6 carry 1", "column 2: wrote 7 carry 0, expected 8 carry 0"],
+        ),
+        # wrong digit, answer copied from the hint
+        (
+            "2 9 + 5 7 , C: 0\n2 + 5 , 5 C: 1\n, 8 5 C: 0",
+            "8 6",
+            [
+                "column 1: wrote 5 carry 1, expected 6 carry 1",
+                "column 2: line ', 8 5 C: 0' should read ', 8 6 C: 0'",
+                "the scratchpad gives 8 5 but the answer says 8 6",
+            ],
+        ),
+        # the input restated wrongly
+        (
+            "2 9 + 5 8 , C: 0\n2 + 5 , 6 C: 1\n, 8 6 C: 0",
+            "8 6",
+            ["first line '2 9 + 5 8 , C: 0' should read '2 9 + 5 7 , C: 0'"],
+        ),
+        ("2 9 + 5 7 , C: 0", "8 6", ["column 1 is missing", "column 2 is missing"]),
+    ],
+)
 def test_audit_scratchpad(scratch, answer, errors):
     t = task("scratchpad")
     completion = f"\n<scratch>\n{scratch}\n</scratch>\n{answer}"
@@ -261,13 +367,17 @@ def test_audit_counts_steps():
 
 # ---- hint leaks ---------------------------------------------------------------
 
-@pytest.mark.parametrize("completion, leaks", [
-    (" 47 + 38 = (40 + 30) + (7 + 8) = 70 + 15 = 85. The answer is 85.", False),
-    (" The hint says 85. The answer is 85.", True),
-    (" As the HINT shows, 47 + 38 = 85. The answer is 85.", True),
-    (" The answer is given as 85. The answer is 85.", True),
-    (" We are told the answer is 85. The answer is 85.", True),
-])
+
+@pytest.mark.parametrize(
+    "completion, leaks",
+    [
+        (" 47 + 38 = (40 + 30) + (7 + 8) = 70 + 15 = 85. The answer is 85.", False),
+        (" The hint says 85. The answer is 85.", True),
+        (" As the HINT shows, 47 + 38 = 85. The answer is 85.", True),
+        (" The answer is given as 85. The answer is 85.", True),
+        (" We are told the answer is 85. The answer is 85.", True),
+    ],
+)
 def test_hint_leak(completion, leaks):
     t = task()
     assert (t.hint_leak(prob(47, 38), completion) is not None) is leaks
@@ -275,18 +385,26 @@ def test_hint_leak(completion, leaks):
 
 # ---- decoding ------------------------------------------------------------------
 
-@pytest.mark.parametrize("fmt, completion, complete, trimmed", [
-    ("decomposition", " 3 + 5 = 8. The answer is 8.", True, " 3 + 5 = 8. The answer is 8."),
-    ("decomposition", " 3 + 5 = 8. The answer is 8", False, " 3 + 5 = 8. The answer is 8"),
-    ("decomposition", " 3 + 5 = 8. The answer is 8.\nQ: What", True, " 3 + 5 = 8. The answer is 8."),
-    ("decomposition", " 3 + 5 = 8. The answer is 8. Q: What is", True, " 3 + 5 = 8. The answer is 8."),
-    ("decomposition", " 3 + 5 = 8", False, " 3 + 5 = 8"),
-    ("decomposition", "\n 3 + 5 = 8. The answer is 8.\nQ:", True, "\n 3 + 5 = 8. The answer is 8."),
-    ("scratchpad", "\n<scratch>\n, 8 C: 0\n</scratch>\n8\n", True, "\n<scratch>\n, 8 C: 0\n</scratch>\n8"),
-    ("scratchpad", "\n<scratch>\n, 8 C: 0\n</scratch>\n8\n\nInput:\n1 + 1", True,
-     "\n<scratch>\n, 8 C: 0\n</scratch>\n8"),
-    ("scratchpad", "\n<scratch>\n, 8 C: 0\n", False, "\n<scratch>\n, 8 C: 0\n"),
-])
+
+@pytest.mark.parametrize(
+    "fmt, completion, complete, trimmed",
+    [
+        ("decomposition", " 3 + 5 = 8. The answer is 8.", True, " 3 + 5 = 8. The answer is 8."),
+        ("decomposition", " 3 + 5 = 8. The answer is 8", False, " 3 + 5 = 8. The answer is 8"),
+        ("decomposition", " 3 + 5 = 8. The answer is 8.\nQ: What", True, " 3 + 5 = 8. The answer is 8."),
+        ("decomposition", " 3 + 5 = 8. The answer is 8. Q: What is", True, " 3 + 5 = 8. The answer is 8."),
+        ("decomposition", " 3 + 5 = 8", False, " 3 + 5 = 8"),
+        ("decomposition", "\n 3 + 5 = 8. The answer is 8.\nQ:", True, "\n 3 + 5 = 8. The answer is 8."),
+        ("scratchpad", "\n<scratch>\n, 8 C: 0\n</scratch>\n8\n", True, "\n<scratch>\n, 8 C: 0\n</scratch>\n8"),
+        (
+            "scratchpad",
+            "\n<scratch>\n, 8 C: 0\n</scratch>\n8\n\nInput:\n1 + 1",
+            True,
+            "\n<scratch>\n, 8 C: 0\n</scratch>\n8",
+        ),
+        ("scratchpad", "\n<scratch>\n, 8 C: 0\n", False, "\n<scratch>\n, 8 C: 0\n"),
+    ],
+)
 def test_stop_and_trim(fmt, completion, complete, trimmed):
     t = task(fmt)
     assert t.is_complete(completion) is complete
@@ -294,6 +412,7 @@ def test_stop_and_trim(fmt, completion, complete, trimmed):
 
 
 # ---- generation and loading ------------------------------------------------------
+
 
 def test_generation_spreads_digits_and_operands_have_exactly_d_digits():
     t = task(train_digits=(1, 5), eval_digits=(1, 6))
@@ -364,14 +483,17 @@ def test_load_jsonl(tmp_path):
     assert [(p.id, p.gold, p.group) for p in probs] == [("add-row0001-123+45", "168", "3"), ("x1", "18", "1")]
 
 
-@pytest.mark.parametrize("content, line, field", [
-    ('{"a": 1, "b": 2}\n{"a": 1, "b": 2}\n{"a": 1, "b": \n', 3, None),   # malformed JSON on line 3
-    ('{"a": 1, "b": 2}\n{"a": 1}\n', 2, "b"),                           # missing field
-    ('{"a": "1", "b": 2}\n', 1, "a"),                                   # wrong type
-    ('{"a": true, "b": 2}\n', 1, "a"),                                  # bool is not an int
-    ('{"a": -1, "b": 2}\n', 1, "a"),                                    # negative
-    ('[1, 2]\n', 1, None),                                              # not an object
-])
+@pytest.mark.parametrize(
+    "content, line, field",
+    [
+        ('{"a": 1, "b": 2}\n{"a": 1, "b": 2}\n{"a": 1, "b": \n', 3, None),  # malformed JSON on line 3
+        ('{"a": 1, "b": 2}\n{"a": 1}\n', 2, "b"),  # missing field
+        ('{"a": "1", "b": 2}\n', 1, "a"),  # wrong type
+        ('{"a": true, "b": 2}\n', 1, "a"),  # bool is not an int
+        ('{"a": -1, "b": 2}\n', 1, "a"),  # negative
+        ("[1, 2]\n", 1, None),  # not an object
+    ],
+)
 def test_load_bad_rows(tmp_path, content, line, field):
     f = tmp_path / "bad.jsonl"
     f.write_text(content)
@@ -399,8 +521,10 @@ def test_parsed_without_answer_audits_steps_only():
 def test_no_torch_import():
     import subprocess
 
-    code = ("import sys, star_core.tasks.arithmetic, star_core.tasks.commonsenseqa, star_core.tasks.gsm8k;"
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys, star_core.tasks.arithmetic, star_core.tasks.commonsenseqa, star_core.tasks.gsm8k;"
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -432,8 +556,9 @@ def test_disjoint_problems_avoid_eval_train_and_exemplars():
         ArithmeticTask(train_digits=(3, 3)).disjoint_problems(101, (1, 1), 0, [], "warm")
 
 
-@pytest.mark.parametrize("fmt, direct", [("decomposition", "47 + 38 = 85."), ("columns", "47 + 38 = 85."),
-                                         ("scratchpad", None)])
+@pytest.mark.parametrize(
+    "fmt, direct", [("decomposition", "47 + 38 = 85."), ("columns", "47 + 38 = 85."), ("scratchpad", None)]
+)
 def test_direct_rationale_is_the_bare_equation(fmt, direct):
     t = ArithmeticTask(format=fmt)
     p = t.make_problem(47, 38, "x")

@@ -11,10 +11,21 @@ from task_helpers import SHARED_DATASETS, write_jsonl
 
 SHARED = SHARED_DATASETS / "commonsenseqa"
 
-ROW = {"answerKey": "B", "id": "q1", "question": {"question_concept": "money", "choices": [
-    {"label": "A", "text": "pocket"}, {"label": "B", "text": "bank"}, {"label": "C", "text": "oven"},
-    {"label": "D", "text": "river"}, {"label": "E", "text": "bank vault door"}],
-    "stem": "Where do you keep savings?"}}
+ROW = {
+    "answerKey": "B",
+    "id": "q1",
+    "question": {
+        "question_concept": "money",
+        "choices": [
+            {"label": "A", "text": "pocket"},
+            {"label": "B", "text": "bank"},
+            {"label": "C", "text": "oven"},
+            {"label": "D", "text": "river"},
+            {"label": "E", "text": "bank vault door"},
+        ],
+        "stem": "Where do you keep savings?",
+    },
+}
 
 
 def task(**kw):
@@ -28,15 +39,18 @@ def problem(tmp_path):
 
 # ---- prompt format -------------------------------------------------------------
 
+
 def test_question_formats(problem):
     t = task()
     assert problem.gold == "B" and problem.id == "q1"
     assert t.format_question(problem) == (
         "Q: Where do you keep savings?\nAnswer Choices:\n(a) pocket\n(b) bank\n(c) oven\n(d) river\n"
-        "(e) bank vault door\nA:")
+        "(e) bank vault door\nA:"
+    )
     assert t.format_question(problem, hint=True) == (
         "Q: Where do you keep savings?\nAnswer Choices:\n(a) pocket\n(b) bank (CORRECT)\n(c) oven\n(d) river\n"
-        "(e) bank vault door\nA:")
+        "(e) bank vault door\nA:"
+    )
     assert t.hint_text(problem) == "(b) bank (CORRECT)"
     assert t.hint_text(problem) in t.format_question(problem, hint=True)  # so the dashboard can highlight it
     assert t.reference_rationale(problem) is None
@@ -57,7 +71,7 @@ def test_exemplar_prefix_round_trips(hint):
     for e, block in zip(exs, blocks):
         q = t.format_question(e.problem, hint=hint)
         assert block.startswith(q)
-        completion = block[len(q):]
+        completion = block[len(q) :]
         assert "\n" not in completion  # one line, so the "\n" stop string never cuts it
         assert t.trim(completion + "\n\nQ: next") == completion
         parsed = t.parse(completion)
@@ -95,66 +109,81 @@ def test_builtin_exemplars_are_train_rows():
 
 # ---- parsing -------------------------------------------------------------------
 
-@pytest.mark.parametrize("completion, answer", [
-    (" Savings go in a bank. So the answer is bank (b).", "B"),
-    (" So the answer is bank (B).", "B"),                           # uppercase letter
-    (" the answer is (b)", "B"),                                    # letter only
-    (" The answer is: (e) bank vault door.", "E"),
-    (" The answer is B.", "B"),                                     # bare capital letter
-    (" the answer is b.", "B"),                                     # bare small letter at the end
-    (" Options (a) and (c) are wrong. So the answer is bank (b). Then (d) maybe.", "B"),  # extra text
-    (" I pick bank (b)", "B"),                                      # no "answer is": last marker
-    (" So the answer is a place for money.", None),                 # "a" is an article here
-    (" So the answer is bank.", None),                              # text only, no problem given
-    (" I do not know.", None),
-    ("", None),
-])
+
+@pytest.mark.parametrize(
+    "completion, answer",
+    [
+        (" Savings go in a bank. So the answer is bank (b).", "B"),
+        (" So the answer is bank (B).", "B"),  # uppercase letter
+        (" the answer is (b)", "B"),  # letter only
+        (" The answer is: (e) bank vault door.", "E"),
+        (" The answer is B.", "B"),  # bare capital letter
+        (" the answer is b.", "B"),  # bare small letter at the end
+        (" Options (a) and (c) are wrong. So the answer is bank (b). Then (d) maybe.", "B"),  # extra text
+        (" I pick bank (b)", "B"),  # no "answer is": last marker
+        (" So the answer is a place for money.", None),  # "a" is an article here
+        (" So the answer is bank.", None),  # text only, no problem given
+        (" I do not know.", None),
+        ("", None),
+    ],
+)
 def test_parse(completion, answer):
     assert task().parse(completion).answer == answer
 
 
-@pytest.mark.parametrize("completion, answer, rationale", [
-    (" Money is kept in a bank. So the answer is bank.", "B", "Money is kept in a bank. So the answer is bank"),
-    (" So the answer is the oven!", "C", "So the answer is the oven"),
-    (" So the answer is Bank Vault Door.", "E", "So the answer is Bank Vault Door"),
-    (" So the answer is vault.", None, "So the answer is vault."),   # matches no choice exactly
-])
+@pytest.mark.parametrize(
+    "completion, answer, rationale",
+    [
+        (" Money is kept in a bank. So the answer is bank.", "B", "Money is kept in a bank. So the answer is bank"),
+        (" So the answer is the oven!", "C", "So the answer is the oven"),
+        (" So the answer is Bank Vault Door.", "E", "So the answer is Bank Vault Door"),
+        (" So the answer is vault.", None, "So the answer is vault."),  # matches no choice exactly
+    ],
+)
 def test_parse_choice_text_with_problem(problem, completion, answer, rationale):
     parsed = task().parse(completion, problem=problem)
     assert parsed.answer == answer
     assert parsed.rationale == rationale
 
 
-@pytest.mark.parametrize("answer, gold, ok", [("B", "B", True), ("b", "B", True), ("C", "B", False),
-                                              (None, "B", False)])
+@pytest.mark.parametrize(
+    "answer, gold, ok", [("B", "B", True), ("b", "B", True), ("C", "B", False), (None, "B", False)]
+)
 def test_is_correct(answer, gold, ok):
     assert task().is_correct(answer, gold) is ok
 
 
 # ---- hint leaks ----------------------------------------------------------------
 
-@pytest.mark.parametrize("completion, leaks", [
-    (" Savings go in a bank. So the answer is bank (b).", False),
-    (" Bank is correct because savings go there. So the answer is bank (b).", False),
-    (" bank (CORRECT) is where savings go. So the answer is bank (b).", True),
-    (" The choice bank (correct) fits. So the answer is bank (b).", True),
-    (" Bank is CORRECT. So the answer is bank (b).", True),
-    (" The hint points to bank. So the answer is bank (b).", True),
-    (" The option marked as correct is bank. So the answer is bank (b).", True),
-])
+
+@pytest.mark.parametrize(
+    "completion, leaks",
+    [
+        (" Savings go in a bank. So the answer is bank (b).", False),
+        (" Bank is correct because savings go there. So the answer is bank (b).", False),
+        (" bank (CORRECT) is where savings go. So the answer is bank (b).", True),
+        (" The choice bank (correct) fits. So the answer is bank (b).", True),
+        (" Bank is CORRECT. So the answer is bank (b).", True),
+        (" The hint points to bank. So the answer is bank (b).", True),
+        (" The option marked as correct is bank. So the answer is bank (b).", True),
+    ],
+)
 def test_hint_leak(problem, completion, leaks):
     assert (task().hint_leak(problem, completion) is not None) is leaks
 
 
-@pytest.mark.parametrize("completion, complete, trimmed", [
-    (" So the answer is bank (b).", True, " So the answer is bank (b)."),
-    (" So the answer is bank (b). Also (c)", True, " So the answer is bank (b)."),
-    (" So the answer is bank (b).\n\nQ: Where", True, " So the answer is bank (b)."),
-    (" Savings go in a", False, " Savings go in a"),
-    (" Savings go in a bank.\nQ:", True, " Savings go in a bank."),
-    ("\n So the answer is bank (b).\nQ:", True, "\n So the answer is bank (b)."),  # a leading newline is kept
-    ("\n", False, "\n"),
-])
+@pytest.mark.parametrize(
+    "completion, complete, trimmed",
+    [
+        (" So the answer is bank (b).", True, " So the answer is bank (b)."),
+        (" So the answer is bank (b). Also (c)", True, " So the answer is bank (b)."),
+        (" So the answer is bank (b).\n\nQ: Where", True, " So the answer is bank (b)."),
+        (" Savings go in a", False, " Savings go in a"),
+        (" Savings go in a bank.\nQ:", True, " Savings go in a bank."),
+        ("\n So the answer is bank (b).\nQ:", True, "\n So the answer is bank (b)."),  # a leading newline is kept
+        ("\n", False, "\n"),
+    ],
+)
 def test_stop_and_trim(completion, complete, trimmed):
     t = task()
     assert t.is_complete(completion) is complete
@@ -162,6 +191,7 @@ def test_stop_and_trim(completion, complete, trimmed):
 
 
 # ---- loaders -------------------------------------------------------------------
+
 
 def test_bundled_sample_loads_and_excludes_exemplars():
     t = task()
@@ -228,16 +258,19 @@ def _drop(r, *keys):
     return r
 
 
-@pytest.mark.parametrize("bad, field, words", [
-    (_four_choices(ROW), "question.choices", "exactly 5 choices"),
-    (_bad_label(ROW), "question.choices", "A-E"),
-    (dict(ROW, answerKey="F"), "answerKey", "A-E"),
-    (dict(ROW, answerKey=2), "answerKey", "expected str"),
-    (_drop(ROW, "answerKey"), "answerKey", "missing"),
-    (_drop(ROW, "question", "stem"), "question.stem", "missing"),
-    (_drop(ROW, "id"), "id", "missing"),
-    (dict(ROW, question=5), "question", "expected dict or str"),
-])
+@pytest.mark.parametrize(
+    "bad, field, words",
+    [
+        (_four_choices(ROW), "question.choices", "exactly 5 choices"),
+        (_bad_label(ROW), "question.choices", "A-E"),
+        (dict(ROW, answerKey="F"), "answerKey", "A-E"),
+        (dict(ROW, answerKey=2), "answerKey", "expected str"),
+        (_drop(ROW, "answerKey"), "answerKey", "missing"),
+        (_drop(ROW, "question", "stem"), "question.stem", "missing"),
+        (_drop(ROW, "id"), "id", "missing"),
+        (dict(ROW, question=5), "question", "expected dict or str"),
+    ],
+)
 def test_bad_rows(tmp_path, bad, field, words):
     path = write_jsonl(tmp_path / "bad.jsonl", [ROW, ROW, bad])
     with pytest.raises(DataError) as ei:
@@ -256,9 +289,13 @@ def test_malformed_json_line(tmp_path):
 
 def _flat(row):
     q = row["question"]
-    return {"id": row["id"], "question": q["stem"], "question_concept": q["question_concept"],
-            "choices": {"label": [c["label"] for c in q["choices"]], "text": [c["text"] for c in q["choices"]]},
-            "answerKey": row["answerKey"]}
+    return {
+        "id": row["id"],
+        "question": q["stem"],
+        "question_concept": q["question_concept"],
+        "choices": {"label": [c["label"] for c in q["choices"]], "text": [c["text"] for c in q["choices"]]},
+        "answerKey": row["answerKey"],
+    }
 
 
 def test_flattened_layout_jsonl(tmp_path):
@@ -279,8 +316,9 @@ def test_hugging_face_folder(tmp_path):
     assert [p.id for p in t.load("train", path=str(folder))] == ["q1", "q2"]
     ev = t.load("eval", path=str(folder))
     assert [(p.id, p.gold) for p in ev] == [("v1", "D")]
-    assert t.format_question(ev[0]) == t.format_question(t.load("eval", path=write_jsonl(
-        tmp_path / "v.jsonl", [dict(ROW, id="v1", answerKey="D")]))[0])
+    assert t.format_question(ev[0]) == t.format_question(
+        t.load("eval", path=write_jsonl(tmp_path / "v.jsonl", [dict(ROW, id="v1", answerKey="D")]))[0]
+    )
 
 
 def test_hugging_face_bad_row(tmp_path):
@@ -309,15 +347,18 @@ def test_sample_files_are_byte_identical_prefixes():
         assert got == want
 
 
-@pytest.mark.parametrize("completion, faithful, needle", [
-    (" Money is kept safe in a bank. So the answer is bank (b).", True, None),
-    (" Money is kept safe. So the answer is the bank (b).", True, None),
-    (" Money is kept safe. So the answer is oven (b).", False, "names (c) 'oven' but answers (b) 'bank'"),
-    (" Hot things. So the answer is oven (c).", True, None),
-    (" Money. So the answer is a sock drawer (b).", False, "none of the choices"),
-    (" Money is kept in a bank (b).", None, None),  # nothing named in words: nothing to check
-    (" I am not sure.", None, None),
-])
+@pytest.mark.parametrize(
+    "completion, faithful, needle",
+    [
+        (" Money is kept safe in a bank. So the answer is bank (b).", True, None),
+        (" Money is kept safe. So the answer is the bank (b).", True, None),
+        (" Money is kept safe. So the answer is oven (b).", False, "names (c) 'oven' but answers (b) 'bank'"),
+        (" Hot things. So the answer is oven (c).", True, None),
+        (" Money. So the answer is a sock drawer (b).", False, "none of the choices"),
+        (" Money is kept in a bank (b).", None, None),  # nothing named in words: nothing to check
+        (" I am not sure.", None, None),
+    ],
+)
 def test_audit_checks_the_named_choice_against_the_letter(problem, completion, faithful, needle):
     t = task()
     parsed = t.parse(completion, problem)

@@ -11,10 +11,12 @@ from task_helpers import SHARED_DATASETS, write_jsonl
 
 SHARED = SHARED_DATASETS / "gsm8k"
 
-ROW = {"question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
-                   "How many clips did Natalia sell altogether in April and May?",
-       "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
-                 "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72"}
+ROW = {
+    "question": "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May?",
+    "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+    "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72",
+}
 
 
 def task(**kw):
@@ -28,12 +30,12 @@ def problem(tmp_path):
 
 # ---- prompt format -------------------------------------------------------------
 
+
 def test_formats(problem):
     t = task()
     assert problem.id == "gsm8k-test-0" and problem.gold == "72"
     ref = t.reference_rationale(problem)
-    assert ref == ("Natalia sold 48/2 = 24 clips in May.\n"
-                   "Natalia sold 48+24 = 72 clips altogether in April and May.")
+    assert ref == ("Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 72 clips altogether in April and May.")
     assert t.format_question(problem) == f"Q: {ROW['question']}\nA:"
     assert t.format_question(problem, hint=True) == f"Q: {ROW['question']} (The answer is 72.)\nA:"
     assert "48/2" not in t.format_question(problem, hint=True)  # only the number, never the solution
@@ -58,7 +60,7 @@ def test_exemplar_prefix_round_trips(hint):
     for e, block in zip(exs, blocks):
         q = t.format_question(e.problem, hint=hint)
         assert block.startswith(q)
-        completion = block[len(q):]
+        completion = block[len(q) :]
         assert "<<" not in completion and "\n\n" not in completion
         assert t.trim(completion + "\n\nQ: next") == completion
         assert t.is_complete(completion + "\n")
@@ -91,51 +93,75 @@ def test_builtin_exemplars_are_train_rows():
 
 # ---- parsing -------------------------------------------------------------------
 
-@pytest.mark.parametrize("completion, answer", [
-    (" He has 5 + 3 = 8 apples.\n#### 8", "8"),
-    (" ...\n#### 1,080", "1080"),                 # commas
-    (" ...\n#### $1,080.", "1080"),               # dollar sign and trailing period
-    (" ...\n#### -7", "-7"),                      # negative
-    (" ...\n#### 18.50", "18.5"),
-    (" ...\n#### 18.00", "18"),
-    (" ...\n####72", "72"),
-    (" #### 5\n#### 6", "6"),                      # the last #### wins
-    (" ...\n#### 72 clips\nQ: next", "72"),        # extra text after the answer
-    (" So the answer is 42.", "42"),              # fallback without ####
-    (" The answer is $3,000.", "3000"),
-    (" ...\n#### many", None),
-    (" He has 8 apples.", None),
-    ("", None),
-])
+
+@pytest.mark.parametrize(
+    "completion, answer",
+    [
+        (" He has 5 + 3 = 8 apples.\n#### 8", "8"),
+        (" ...\n#### 1,080", "1080"),  # commas
+        (" ...\n#### $1,080.", "1080"),  # dollar sign and trailing period
+        (" ...\n#### -7", "-7"),  # negative
+        (" ...\n#### 18.50", "18.5"),
+        (" ...\n#### 18.00", "18"),
+        (" ...\n####72", "72"),
+        (" #### 5\n#### 6", "6"),  # the last #### wins
+        (" ...\n#### 72 clips\nQ: next", "72"),  # extra text after the answer
+        (" So the answer is 42.", "42"),  # fallback without ####
+        (" The answer is $3,000.", "3000"),
+        (" ...\n#### many", None),
+        (" He has 8 apples.", None),
+        ("", None),
+    ],
+)
 def test_parse(completion, answer):
     assert task().parse(completion).answer == answer
 
 
-@pytest.mark.parametrize("raw, norm", [
-    ("72", "72"), ("1,080", "1080"), ("$5", "5"), ("-7", "-7"), ("0.50", "0.5"), ("007", "7"), ("x", None),
-])
+@pytest.mark.parametrize(
+    "raw, norm",
+    [
+        ("72", "72"),
+        ("1,080", "1080"),
+        ("$5", "5"),
+        ("-7", "-7"),
+        ("0.50", "0.5"),
+        ("007", "7"),
+        ("x", None),
+    ],
+)
 def test_normalize_number(raw, norm):
     assert normalize_number(raw) == norm
 
 
-@pytest.mark.parametrize("answer, gold, ok", [
-    ("72", "72", True), ("72.0", "72", True), ("1,080", "1080", True), ("71", "72", False), (None, "72", False),
-])
+@pytest.mark.parametrize(
+    "answer, gold, ok",
+    [
+        ("72", "72", True),
+        ("72.0", "72", True),
+        ("1,080", "1080", True),
+        ("71", "72", False),
+        (None, "72", False),
+    ],
+)
 def test_is_correct(answer, gold, ok):
     assert task().is_correct(answer, gold) is ok
 
 
 # ---- decoding ------------------------------------------------------------------
 
-@pytest.mark.parametrize("completion, complete, trimmed", [
-    (" 5 + 3 = 8\n#### 8\n", True, " 5 + 3 = 8\n#### 8"),
-    (" 5 + 3 = 8\n#### 8", False, " 5 + 3 = 8\n#### 8"),          # "8" may continue: "80"
-    (" 5 + 3 = 8\n#### 8 apples\nMore text", True, " 5 + 3 = 8\n#### 8"),
-    (" 5 + 3 = 8\n#### 8\n\nQ: A new question", True, " 5 + 3 = 8\n#### 8"),
-    (" 5 + 3 = 8\nQ: A new question", True, " 5 + 3 = 8"),
-    (" 5 + 3 = 8\nThen", False, " 5 + 3 = 8\nThen"),
-    ("\n\n5 + 3 = 8\n#### 8\n\nQ:", True, "\n\n5 + 3 = 8\n#### 8"),     # leading blank lines are kept
-])
+
+@pytest.mark.parametrize(
+    "completion, complete, trimmed",
+    [
+        (" 5 + 3 = 8\n#### 8\n", True, " 5 + 3 = 8\n#### 8"),
+        (" 5 + 3 = 8\n#### 8", False, " 5 + 3 = 8\n#### 8"),  # "8" may continue: "80"
+        (" 5 + 3 = 8\n#### 8 apples\nMore text", True, " 5 + 3 = 8\n#### 8"),
+        (" 5 + 3 = 8\n#### 8\n\nQ: A new question", True, " 5 + 3 = 8\n#### 8"),
+        (" 5 + 3 = 8\nQ: A new question", True, " 5 + 3 = 8"),
+        (" 5 + 3 = 8\nThen", False, " 5 + 3 = 8\nThen"),
+        ("\n\n5 + 3 = 8\n#### 8\n\nQ:", True, "\n\n5 + 3 = 8\n#### 8"),  # leading blank lines are kept
+    ],
+)
 def test_stop_and_trim(completion, complete, trimmed):
     t = task()
     assert t.is_complete(completion) is complete
@@ -144,17 +170,24 @@ def test_stop_and_trim(completion, complete, trimmed):
 
 # ---- audit and hint leaks -----------------------------------------------------------
 
-@pytest.mark.parametrize("rationale, faithful, errors", [
-    ("Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 72 clips.", True, []),
-    ("Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 70 clips.", False,
-     ["48+24 = 70 is wrong: 48+24 = 72"]),
-    ("The boxes hold 2 * 3 * 4 = 24 cans, worth $1,200 / 4 = $300.", True, []),
-    ("She pays 12/60 = $0.2 a minute, so 0.2 x 50 = $10.", True, []),
-    ("The share is 10/3 = 3.33 each.", True, []),                 # rounding to 2 decimals
-    ("The tip is 20% * $200 = $40.", True, []),
-    ("Natalia sold half as many clips, so she sold 72 in all.", False, []),   # no verified step: no rationale
-    ("She sold 48/2 = <<48/2=24>>24 in May.", True, []),          # annotations are ignored
-])
+
+@pytest.mark.parametrize(
+    "rationale, faithful, errors",
+    [
+        ("Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 72 clips.", True, []),
+        (
+            "Natalia sold 48/2 = 24 clips in May.\nNatalia sold 48+24 = 70 clips.",
+            False,
+            ["48+24 = 70 is wrong: 48+24 = 72"],
+        ),
+        ("The boxes hold 2 * 3 * 4 = 24 cans, worth $1,200 / 4 = $300.", True, []),
+        ("She pays 12/60 = $0.2 a minute, so 0.2 x 50 = $10.", True, []),
+        ("The share is 10/3 = 3.33 each.", True, []),  # rounding to 2 decimals
+        ("The tip is 20% * $200 = $40.", True, []),
+        ("Natalia sold half as many clips, so she sold 72 in all.", False, []),  # no verified step: no rationale
+        ("She sold 48/2 = <<48/2=24>>24 in May.", True, []),  # annotations are ignored
+    ],
+)
 def test_audit(problem, rationale, faithful, errors):
     a = task().audit(problem, Parsed(rationale, "72"))
     assert a.faithful is faithful
@@ -162,20 +195,24 @@ def test_audit(problem, rationale, faithful, errors):
     assert (a.verdict == "no_rationale") is (not faithful and not errors)
 
 
-@pytest.mark.parametrize("completion, leaks", [
-    (" Natalia sold 48/2 = 24 clips in May.\n#### 72", False),
-    (" The hint says 72.\n#### 72", True),
-    (" (The answer is 72.) She sold 72.\n#### 72", True),
-    (" The answer is 72.\n#### 72", True),                          # repeats the hint sentence
-    (" We are given that the answer is 72.\n#### 72", True),
-    (" The answer is given as 72.\n#### 72", True),
-    (" She sold 24 more, 72 in total, so the answer is 72.\n#### 72", False),
-])
+@pytest.mark.parametrize(
+    "completion, leaks",
+    [
+        (" Natalia sold 48/2 = 24 clips in May.\n#### 72", False),
+        (" The hint says 72.\n#### 72", True),
+        (" (The answer is 72.) She sold 72.\n#### 72", True),
+        (" The answer is 72.\n#### 72", True),  # repeats the hint sentence
+        (" We are given that the answer is 72.\n#### 72", True),
+        (" The answer is given as 72.\n#### 72", True),
+        (" She sold 24 more, 72 in total, so the answer is 72.\n#### 72", False),
+    ],
+)
 def test_hint_leak(problem, completion, leaks):
     assert (task().hint_leak(problem, completion) is not None) is leaks
 
 
 # ---- loaders -------------------------------------------------------------------
+
 
 def test_bundled_sample():
     t = task()
@@ -191,7 +228,7 @@ def test_train_loader_excludes_exemplars(tmp_path):
     t = task()
     ex = json.loads(BUILTIN_EXEMPLARS.read_text())["exemplars"][0]
     path = write_jsonl(tmp_path / "t.jsonl", [ROW, {"question": ex["question"], "answer": ex["answer"]}])
-    assert [p.id for p in t.load("train", path=path)] == ["gsm8k-train-0"]   # matched by question text
+    assert [p.id for p in t.load("train", path=path)] == ["gsm8k-train-0"]  # matched by question text
     assert len(t.load("eval", path=path)) == 2
     ex_file = write_jsonl(tmp_path / "ex.jsonl", [ROW])
     t2 = task(exemplar_file=ex_file)
@@ -209,13 +246,16 @@ def test_limit_is_seeded(tmp_path):
     assert a[:3] == [p.id for p in t.load("eval", path=path, limit=3, seed=4)]
 
 
-@pytest.mark.parametrize("bad, field, words", [
-    ({"question": "Q?", "answer": "It is 5."}, "answer", "no '####'"),
-    ({"question": "Q?", "answer": "It is 5.\n#### five"}, "answer", "not followed by a number"),
-    ({"question": "Q?"}, "answer", "missing"),
-    ({"answer": "#### 5"}, "question", "missing"),
-    ({"question": 3, "answer": "#### 5"}, "question", "expected str"),
-])
+@pytest.mark.parametrize(
+    "bad, field, words",
+    [
+        ({"question": "Q?", "answer": "It is 5."}, "answer", "no '####'"),
+        ({"question": "Q?", "answer": "It is 5.\n#### five"}, "answer", "not followed by a number"),
+        ({"question": "Q?"}, "answer", "missing"),
+        ({"answer": "#### 5"}, "question", "missing"),
+        ({"question": 3, "answer": "#### 5"}, "question", "expected str"),
+    ],
+)
 def test_bad_rows(tmp_path, bad, field, words):
     path = write_jsonl(tmp_path / "bad.jsonl", [ROW, ROW, bad])
     with pytest.raises(DataError) as ei:

@@ -27,8 +27,17 @@ PREFIX = "Input:\n1 + 1\nAnswer: 2\nTarget:\n<scratch>\n1 + 1 , 2 C: 0\n</scratc
 GOLD = {"q-learn": "12", "q-rz": "30", "q-ok": "7", "q-wrong": "99", "e-1": "5", "e-2": "8"}
 
 
-def _rec(it: int, phase: str, qid: str, ok: bool, *, decision: str | None = None, kept: bool | None = None,
-         out: str | None = None, audit: dict | None = None) -> SampleRecord:
+def _rec(
+    it: int,
+    phase: str,
+    qid: str,
+    ok: bool,
+    *,
+    decision: str | None = None,
+    kept: bool | None = None,
+    out: str | None = None,
+    audit: dict | None = None,
+) -> SampleRecord:
     gold = GOLD[qid]
     ans = gold if ok else str(int(gold) + 1)
     hinted = phase == "rationalize"
@@ -39,12 +48,27 @@ def _rec(it: int, phase: str, qid: str, ok: bool, *, decision: str | None = None
     if kept is None:
         kept = phase != "eval" and decision in ("correct", "rationalized")
     return SampleRecord(
-        iteration=it, task="arithmetic", split="eval" if phase == "eval" else "train", phase=phase, question_id=qid,
-        question=f"{qid} sum", prompt=PREFIX + block, raw_output=out, gold=gold, decision=decision,
-        reason=f"answer {ans} vs gold {gold}", correct=ok, kept=kept, hint=f"Answer: {gold}" if hinted else None,
-        rationale=out.rsplit("\n", 1)[0], answer=ans, audit=audit,
-        train_prompt=f"Input:\n{qid} sum\nTarget:\n" if kept else None, train_completion=" " + out if kept else None,
-        train_iteration=it if kept else None)
+        iteration=it,
+        task="arithmetic",
+        split="eval" if phase == "eval" else "train",
+        phase=phase,
+        question_id=qid,
+        question=f"{qid} sum",
+        prompt=PREFIX + block,
+        raw_output=out,
+        gold=gold,
+        decision=decision,
+        reason=f"answer {ans} vs gold {gold}",
+        correct=ok,
+        kept=kept,
+        hint=f"Answer: {gold}" if hinted else None,
+        rationale=out.rsplit("\n", 1)[0],
+        answer=ans,
+        audit=audit,
+        train_prompt=f"Input:\n{qid} sum\nTarget:\n" if kept else None,
+        train_completion=" " + out if kept else None,
+        train_iteration=it if kept else None,
+    )
 
 
 def _metrics(recs: list[SampleRecord]) -> list[dict]:
@@ -55,8 +79,9 @@ def _metrics(recs: list[SampleRecord]) -> list[dict]:
 UNFAITHFUL = {"checked": 2, "errors": ["step 2: 5 + 6 is not 12"], "faithful": False}
 
 
-def build_story_run(run_dir: Path, *, rationalize: bool = True, iterations: int = 2,
-                    stop_after_sample: int | None = None) -> Path:
+def build_story_run(
+    run_dir: Path, *, rationalize: bool = True, iterations: int = 2, stop_after_sample: int | None = None
+) -> Path:
     """Iteration 1: q-learn wrong -> rationalized (output holds a <script>, audit unfaithful); q-rz wrong ->
     rationalized; q-ok correct; q-wrong wrong, retry wrong. Iteration 2: q-learn and q-ok correct; q-rz and
     q-wrong wrong, retries wrong. Eval questions e-1, e-2 at each iteration."""
@@ -64,10 +89,14 @@ def build_story_run(run_dir: Path, *, rationalize: bool = True, iterations: int 
     cfg = {"task": "arithmetic", "rationalize": rationalize, "iterations": iterations}
     st.create_run(run_dir.name, "arithmetic", "tiny", cfg, iterations, "cpu (test)")
     plan = {
-        1: {"sample": [("q-learn", False), ("q-rz", False), ("q-ok", True), ("q-wrong", False)],
-            "rationalize": [("q-learn", True), ("q-rz", True), ("q-wrong", False)]},
-        2: {"sample": [("q-learn", True), ("q-rz", False), ("q-ok", True), ("q-wrong", False)],
-            "rationalize": [("q-rz", False), ("q-wrong", False)]},
+        1: {
+            "sample": [("q-learn", False), ("q-rz", False), ("q-ok", True), ("q-wrong", False)],
+            "rationalize": [("q-learn", True), ("q-rz", True), ("q-wrong", False)],
+        },
+        2: {
+            "sample": [("q-learn", True), ("q-rz", False), ("q-ok", True), ("q-wrong", False)],
+            "rationalize": [("q-rz", False), ("q-wrong", False)],
+        },
     }
     evals = {0: [False, True], 1: [True, False], 2: [True, True]}
     for it in range(iterations + 1):
@@ -81,8 +110,16 @@ def build_story_run(run_dir: Path, *, rationalize: bool = True, iterations: int 
                 recs = []
                 for q, ok in plan[it]["rationalize"]:
                     special = q == "q-learn" and it == 1
-                    recs.append(_rec(it, "rationalize", q, ok, audit=UNFAITHFUL if special else None,
-                                     out=f"I reason {SCRIPT}\n{GOLD[q]}" if special else None))
+                    recs.append(
+                        _rec(
+                            it,
+                            "rationalize",
+                            q,
+                            ok,
+                            audit=UNFAITHFUL if special else None,
+                            out=f"I reason {SCRIPT}\n{GOLD[q]}" if special else None,
+                        )
+                    )
                 st.add_samples(recs)
                 st.set_stage(it, "rationalized")
             st.finish_training(it, [(1, 1.0, 3e-4, 0.1)], f"adapters/iter_{it}", len(st.train_examples(it)))
@@ -106,8 +143,9 @@ def build_strict_run(run_dir: Path) -> Path:
         if it:
             st.add_samples([_rec(1, "sample", "q-learn", False), _rec(1, "sample", "q-ok", True)])
             st.set_stage(1, "sampled")
-            st.add_samples([_rec(1, "rationalize", "q-learn", True, decision="unfaithful", kept=False,
-                                 audit=UNFAITHFUL)])
+            st.add_samples(
+                [_rec(1, "rationalize", "q-learn", True, decision="unfaithful", kept=False, audit=UNFAITHFUL)]
+            )
             st.set_stage(1, "rationalized")
             st.finish_training(1, [(1, 1.0, 3e-4, 0.1)], "adapters/iter_1", len(st.train_examples(1)))
         ev = [_rec(it, "eval", "e-1", True, audit=UNFAITHFUL), _rec(it, "eval", "e-2", False)]
@@ -142,11 +180,21 @@ def root(tmp_path_factory):
 def test_auto_pick_finds_wrong_rationalized_then_learned(root):
     c = T.candidates(root / "story")
     pick = T.auto_pick(c)
-    assert (pick["question_id"], pick["kind"], pick["focus_iteration"], pick["learned_iteration"]) == \
-        ("q-learn", "learned", 1, 2)
+    assert (pick["question_id"], pick["kind"], pick["focus_iteration"], pick["learned_iteration"]) == (
+        "q-learn",
+        "learned",
+        1,
+        2,
+    )
     kinds = {x["question_id"]: x["kind"] for x in c["candidates"]}
-    assert kinds == {"q-learn": "learned", "q-rz": "rationalized", "q-wrong": "wrong", "q-ok": "any",
-                     "e-1": "wrong", "e-2": "wrong"}
+    assert kinds == {
+        "q-learn": "learned",
+        "q-rz": "rationalized",
+        "q-wrong": "wrong",
+        "q-ok": "any",
+        "e-1": "wrong",
+        "e-2": "wrong",
+    }
     # training questions before evaluation-only ones within a kind
     order = [x["question_id"] for x in c["candidates"]]
     assert order.index("q-wrong") < order.index("e-1")
@@ -186,8 +234,12 @@ def test_objective_numbers_match_the_store(root):
     assert n2["eval_now"]["n_correct"] == 2 and n2["eval_prev"]["n_correct"] == 1
     # the same numbers as the SQL the dashboard's funnel uses
     fn = Q.funnel(run, 1)
-    assert (fn["sampled"], fn["correct"], fn["rationalized"], fn["kept"]) == \
-        (n1["sampled"], n1["kept_first"], n1["rescued"], n1["K"])
+    assert (fn["sampled"], fn["correct"], fn["rationalized"], fn["kept"]) == (
+        n1["sampled"],
+        n1["kept_first"],
+        n1["rescued"],
+        n1["K"],
+    )
 
 
 def test_fallbacks_without_rationalization_and_iteration_zero_only(root):
@@ -218,11 +270,13 @@ def _marks(prompt: str, hint: str) -> tuple[str, list[tuple[int, int]]]:
 
 def test_hint_marks_in_the_last_block():
     ex = "Q: ex\nAnswer Choices:\n(a) x (CORRECT)\nA: fine\n\n"
-    block, spans = _marks(ex + "Q: where?\nAnswer Choices:\n(a) desk\n(b) shelf (CORRECT)\nA:",
-                          "choice (b) marked (CORRECT)")  # the hint text of older stores: the marked choice
+    block, spans = _marks(
+        ex + "Q: where?\nAnswer Choices:\n(a) desk\n(b) shelf (CORRECT)\nA:", "choice (b) marked (CORRECT)"
+    )  # the hint text of older stores: the marked choice
     assert block.startswith("Q: where?") and [block[a:b] for a, b in spans] == ["(b) shelf (CORRECT)"]
-    block, spans = _marks(ex + "Q: where?\nAnswer Choices:\n(a) desk\n(b) shelf (CORRECT)\nA:",
-                          "(b) shelf (CORRECT)")  # the engine's CommonsenseQA hint text now
+    block, spans = _marks(
+        ex + "Q: where?\nAnswer Choices:\n(a) desk\n(b) shelf (CORRECT)\nA:", "(b) shelf (CORRECT)"
+    )  # the engine's CommonsenseQA hint text now
     assert [block[a:b] for a, b in spans] == ["(b) shelf (CORRECT)"]
     block, spans = _marks(ex + "Q: Ann has 40 and 2 more. (The answer is 42.)\nA:", "The answer is 42.")
     assert [block[a:b] for a, b in spans] == ["The answer is 42."]
@@ -275,15 +329,18 @@ def test_page_tells_the_picked_story_with_the_objective(env):
     assert at.title[0].value == "Teaching tour" and at.caption[0].value.startswith("One question followed")
     latex = texts(at, "latex")
     assert any(r"J = \sum_i \mathbb{E}[\mathbb{1}(\hat y_i = y_i)]" in x for x in latex)
-    assert any(r"\nabla J = \sum_i \mathbb{E}[\mathbb{1}(\hat y_i = y_i)\,\nabla \log p(\hat y_i, \hat r_i \mid x_i)]"
-               in x for x in latex)
+    assert any(
+        r"\nabla J = \sum_i \mathbb{E}[\mathbb{1}(\hat y_i = y_i)\,\nabla \log p(\hat y_i, \hat r_i \mid x_i)]" in x
+        for x in latex
+    )
     assert any("K = 1 + 2 = 3" in x for x in latex)
     assert at.selectbox(key="tour_q").value == "arithmetic::q-learn" and at.query_params["q"] == "arithmetic::q-learn"
     md = " ".join(texts(at, "markdown"))
     assert "Story: wrong → rationalized → learned" in md
     codes = texts(at, "code")
-    first_out, rz_out = sql(run, "SELECT raw_output FROM samples WHERE question_id='q-learn' AND iteration=1 "
-                                 "ORDER BY phase='rationalize'")
+    first_out, rz_out = sql(
+        run, "SELECT raw_output FROM samples WHERE question_id='q-learn' AND iteration=1 ORDER BY phase='rationalize'"
+    )
     assert first_out[0] in codes and rz_out[0] in codes  # first attempt and rationalization, shown literally
     te_prompt, te_completion = sql(run, "SELECT prompt, completion FROM train_examples WHERE question_id='q-learn'")[0]
     assert te_prompt.rstrip() in codes and te_completion in codes  # st.code drops trailing whitespace
@@ -313,6 +370,7 @@ def test_page_tells_the_picked_story_with_the_objective(env):
 def test_page_says_what_was_kept_of_a_right_answer_with_wrong_steps(env):
     """The warning "kept and trained on" follows the sample's stored decision: never for an evaluation output,
     nor for a retry that reject_unfaithful rejected; and it stays for a rationalization that was kept."""
+
     def notes(at: AppTest) -> list[str]:
         return [x for x in texts(at, "warning") + texts(at, "info") if x.startswith("Right answer, wrong steps")]
 
@@ -412,8 +470,9 @@ print("ok")
 
 
 def test_the_warm_start_is_labelled_and_no_story(tmp_path, monkeypatch):
-    run = F.build_run(tmp_path / "roots" / "warm", iterations=2, n_train=8, n_eval=6, warm_start=5, direct=True,
-                      payload=False)
+    run = F.build_run(
+        tmp_path / "roots" / "warm", iterations=2, n_train=8, n_eval=6, warm_start=5, direct=True, payload=False
+    )
     assert T.overview(run)["warm_start"] == 5
     cands = T.candidates(run)["candidates"]
     assert cands and not [c for c in cands if c["question_id"].startswith("warm-")]

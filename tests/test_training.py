@@ -31,9 +31,22 @@ def test_lora_training_lowers_loss_and_saves_peft_adapter(tiny_model_dir, tmp_pa
     base_w = {k: v.clone() for k, v in loaded.model.state_dict().items()}
     model = fresh_lora(loaded.model, lora_config(8, 16, 0.0, ["all-linear"]), seed=0)
     examples = [("Q: What is 2 + 3?\nA:", " 2 + 3 = 5. The answer is 5.")] * 4
-    log = train(model, loaded.tokenizer, examples,
-                TrainArgs(steps=30, learning_rate=3e-2, warmup_steps=2, batch_size=4, grad_accum=1,
-                          max_grad_norm=1.0, mask_prompt=True, max_seq_len=128, seed=0))
+    log = train(
+        model,
+        loaded.tokenizer,
+        examples,
+        TrainArgs(
+            steps=30,
+            learning_rate=3e-2,
+            warmup_steps=2,
+            batch_size=4,
+            grad_accum=1,
+            max_grad_norm=1.0,
+            mask_prompt=True,
+            max_seq_len=128,
+            seed=0,
+        ),
+    )
     assert len(log) == 30
     assert log[-1][1] < 0.5 * log[0][1]
     model.save_pretrained(tmp_path / "adapter")
@@ -55,9 +68,22 @@ def test_4bit_quantized_path_on_cpu(tiny_model_dir):
     loaded = load_base(str(tiny_model_dir), quantization="4bit", device="cpu")
     assert loaded.quantized and "4-bit" in loaded.description
     model = fresh_lora(loaded.model, lora_config(8, 16, 0.0, ["q_proj", "v_proj"]), seed=0)
-    log = train(model, loaded.tokenizer, [("Q: 1 + 1?\nA:", " 2")] * 2,
-                TrainArgs(steps=2, learning_rate=1e-3, warmup_steps=1, batch_size=2, grad_accum=2,
-                          max_grad_norm=1.0, mask_prompt=True, max_seq_len=64, seed=0))
+    log = train(
+        model,
+        loaded.tokenizer,
+        [("Q: 1 + 1?\nA:", " 2")] * 2,
+        TrainArgs(
+            steps=2,
+            learning_rate=1e-3,
+            warmup_steps=1,
+            batch_size=2,
+            grad_accum=2,
+            max_grad_norm=1.0,
+            mask_prompt=True,
+            max_seq_len=64,
+            seed=0,
+        ),
+    )
     assert len(log) == 2 and all(loss == loss for _, loss, _, _ in log)  # finite losses
 
 

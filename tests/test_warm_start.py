@@ -46,8 +46,16 @@ def test_warm_start_is_its_own_supervised_stage(tiny_model_dir, tmp_path, monkey
     assert (1, "sample", loop.WARM_ADAPTER) in spy  # iteration 1 samples with the warm-started model
     warm = rows(run, "SELECT * FROM samples WHERE phase='warm_start' ORDER BY id")
     assert len(warm) == WARM
-    assert all(w["iteration"] == 0 and w["split"] == "train" and w["decision"] == "reference" and w["kept"]
-               and w["correct"] and w["audit_faithful"] == 1 and "supervised" in w["reason"] for w in warm)
+    assert all(
+        w["iteration"] == 0
+        and w["split"] == "train"
+        and w["decision"] == "reference"
+        and w["kept"]
+        and w["correct"]
+        and w["audit_faithful"] == 1
+        and "supervised" in w["reason"]
+        for w in warm
+    )
     digits = {int(w["grp"]) for w in warm}
     assert digits <= {1, 2} and 2 in digits
     asked = {r["question"] for r in rows(run, "SELECT question FROM samples WHERE phase IN ('eval', 'sample')")}
@@ -115,15 +123,19 @@ def test_continuing_adapters_start_from_the_warm_one(tiny_model_dir, tmp_path, m
 def _snapshot(run):
     con = sqlite3.connect(run / DB_NAME)
     try:
-        return [con.execute(q).fetchall() for q in (
-            "SELECT iteration, phase, question_id, k, raw_output, decision, kept FROM samples"
-            " ORDER BY iteration, phase, question_id, k",
-            "SELECT iteration, question_id, source, prompt, completion FROM train_examples"
-            " ORDER BY iteration, question_id",
-            "SELECT iteration, step, loss FROM train_losses ORDER BY iteration, step",
-            "SELECT iteration, task, split, grp, n, n_correct FROM metrics ORDER BY iteration, grp",
-            "SELECT iteration, stage, n_train_examples, adapter_path FROM iterations ORDER BY iteration",
-            "SELECT status FROM runs")]
+        return [
+            con.execute(q).fetchall()
+            for q in (
+                "SELECT iteration, phase, question_id, k, raw_output, decision, kept FROM samples"
+                " ORDER BY iteration, phase, question_id, k",
+                "SELECT iteration, question_id, source, prompt, completion FROM train_examples"
+                " ORDER BY iteration, question_id",
+                "SELECT iteration, step, loss FROM train_losses ORDER BY iteration, step",
+                "SELECT iteration, task, split, grp, n, n_correct FROM metrics ORDER BY iteration, grp",
+                "SELECT iteration, stage, n_train_examples, adapter_path FROM iterations ORDER BY iteration",
+                "SELECT status FROM runs",
+            )
+        ]
     finally:
         con.close()
 
@@ -163,7 +175,7 @@ def test_resume_across_the_warm_start(tiny_model_dir, tmp_path, monkeypatch, cra
     assert stage == ("trained" if crash_at == "warm_eval" else "pending")
     before = trained[:]
     loop.resume(run, progress=False)
-    redone = trained[len(before):]
+    redone = trained[len(before) :]
     assert redone == ([1] if crash_at == "warm_eval" else [0, 1])
     assert _snapshot(run)[:5] == _snapshot(clean)[:5]
     assert _snapshot(run)[5] == [("finished",)]
@@ -230,8 +242,24 @@ def test_star_eval_direct_flag(tiny_model_dir, tmp_path, monkeypatch, capsys):
 
     cfg = tiny_cfg(tiny_model_dir, "arithmetic")
     monkeypatch.setattr(sampling, "generate", _fake_generate(loop.make_task(cfg), lambda a, b: True))
-    assert main(["eval", "--quiet", "--direct", "--model", str(tiny_model_dir), "--out", str(tmp_path / "ev"),
-                 "--set", "n_eval=4", "--set", "threads=1"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--quiet",
+                "--direct",
+                "--model",
+                str(tiny_model_dir),
+                "--out",
+                str(tmp_path / "ev"),
+                "--set",
+                "n_eval=4",
+                "--set",
+                "threads=1",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["direct_baseline"]["arithmetic"]["eval"]["all"]["accuracy"]["n"] == 4
     assert len(rows(tmp_path / "ev", "SELECT * FROM samples WHERE phase='direct_eval'")) == 4
@@ -263,16 +291,26 @@ REF = lambda t, p: t.format_target(t.reference_rationale(p), p.gold)  # noqa: E7
 OTHER = lambda t, p: f" I add them up and get {p.gold}. The answer is {p.gold}."  # noqa: E731
 
 
-@pytest.mark.parametrize("limit, kept, rejected", [
-    (1, [0], {1: "duplicate", 2: "over_limit"}),
-    (2, [0, 2], {1: "duplicate"}),
-    (0, [0, 1, 2], {}),
-])
+@pytest.mark.parametrize(
+    "limit, kept, rejected",
+    [
+        (1, [0], {1: "duplicate", 2: "over_limit"}),
+        (2, [0, 2], {1: "duplicate"}),
+        (0, [0, 1, 2], {}),
+    ],
+)
 def test_max_kept_per_question(tiny_model_dir, tmp_path, monkeypatch, limit, kept, rejected):
     import star_core.sampling as sampling
 
-    cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=4, iterations=1, samples_per_question=3, temperature=0.7,
-                   max_kept_per_question=limit)
+    cfg = tiny_cfg(
+        tiny_model_dir,
+        "arithmetic",
+        n_train=4,
+        iterations=1,
+        samples_per_question=3,
+        temperature=0.7,
+        max_kept_per_question=limit,
+    )
     monkeypatch.setattr(sampling, "generate", _k_generate(loop.make_task(cfg), [REF, REF, OTHER]))
     run = loop.start(cfg, tmp_path / "run", progress=False)
     samples = rows(run, "SELECT * FROM samples WHERE iteration=1 AND phase='sample' ORDER BY question_id, k")

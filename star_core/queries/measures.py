@@ -23,8 +23,7 @@ from .connect import _rid, _run_row, open_store
 #: without a parsed answer is not audited and counts as showing one; so does a CommonsenseQA answer naming no
 #: choice in words). Both are given only where every output was audited under today's rules (version 2 and
 #: later): under version 1 a bare answer was faithful and no verdict said "no rationale".
-MEASURES = {"accuracy": "accuracy", "faithful_accuracy": "right and faithful",
-            "rationale_share": "shows a rationale"}
+MEASURES = {"accuracy": "accuracy", "faithful_accuracy": "right and faithful", "rationale_share": "shows a rationale"}
 #: The sequence of a run's evaluations: the model after iteration i (phase eval; iteration 0 is the few-shot
 #: model), and at iteration 0, after it, the warm-started model (phase warm_eval). direct_eval is a reference
 #: beside iteration 0, not a step of the sequence.
@@ -32,13 +31,13 @@ CHAINED_PHASES = ("eval", "warm_eval")
 #: Where the evaluation after the warm start sits on the accuracy curves: between iteration 0 and 1.
 WARM_POINT = 0.5
 #: What the warm start is, wherever it appears.
-WARM_NOTE = ("supervised, not bootstrapped: fine-tuned on reference rationales written by the task, "
-             "not on the model's own")
+WARM_NOTE = (
+    "supervised, not bootstrapped: fine-tuned on reference rationales written by the task, not on the model's own"
+)
 
 #: The paper's GPT-J 6B numbers (percent), for reference lines. (task, split) -> {label: value}.
 PAPER_REFERENCE: dict[tuple[str, str], dict[str, float]] = {
-    ("commonsenseqa", "eval"): {"few-shot CoT (GPT-J)": 36.6, "direct fine-tuned (GPT-J)": 60.0,
-                                "STaR (GPT-J)": 72.5},
+    ("commonsenseqa", "eval"): {"few-shot CoT (GPT-J)": 36.6, "direct fine-tuned (GPT-J)": 60.0, "STaR (GPT-J)": 72.5},
     ("gsm8k", "eval"): {"few-shot CoT (GPT-J)": 3.1, "direct fine-tuned (GPT-J)": 5.8, "STaR (GPT-J)": 10.7},
 }
 
@@ -79,7 +78,10 @@ def _counts(con: sqlite3.Connection, rid: int) -> pd.DataFrame:
         df = pd.read_sql_query(
             "SELECT iteration, phase, task, split, grp, n, n_correct AS accuracy, n_faithful AS faithful_accuracy,"
             " n_rationale AS rationale_share, n_audited AS audited FROM eval_counts WHERE run_id = ? AND n > 0"
-            " ORDER BY iteration, phase, task, split, grp", con, params=(rid,))
+            " ORDER BY iteration, phase, task, split, grp",
+            con,
+            params=(rid,),
+        )
         return _with_all(df, ["iteration", "phase", "task", "split"], ["n", *MEASURES, "audited"])
     df = pd.read_sql_query(
         "SELECT iteration, phase, task, split, grp, count(*) AS n, sum(correct) AS accuracy,"
@@ -89,8 +91,10 @@ def _counts(con: sqlite3.Connection, rid: int) -> pd.DataFrame:
         " sum(coalesce(CASE WHEN json_valid(audit_json) THEN json_extract(audit_json, '$.version') END, 1) >= 2)"
         " AS audited"
         f" FROM samples WHERE run_id = ? AND phase IN {_phases_sql(EVAL_PHASES)}"
-        " GROUP BY iteration, phase, task, split, grp ORDER BY iteration, phase, task, split, grp", con,
-        params=(rid,))
+        " GROUP BY iteration, phase, task, split, grp ORDER BY iteration, phase, task, split, grp",
+        con,
+        params=(rid,),
+    )
     return _with_all(df, ["iteration", "phase", "task", "split"], ["n", *MEASURES, "audited"])
 
 
@@ -101,14 +105,25 @@ def _measures(con: sqlite3.Connection, rid: int) -> pd.DataFrame:
     c = _counts(con, rid)
     if c.empty:
         return pd.DataFrame(columns=_MEASURE_COLS)
-    long = c.melt(id_vars=["iteration", "phase", "task", "split", "grp", "n", "audited"], value_vars=list(MEASURES),
-                  var_name="measure", value_name="k")
+    long = c.melt(
+        id_vars=["iteration", "phase", "task", "split", "grp", "n", "audited"],
+        value_vars=list(MEASURES),
+        var_name="measure",
+        value_name="k",
+    )
     long = long[(long["measure"] == "accuracy") | (long["audited"] == long["n"])]  # see MEASURES
     ci = [wilson(int(k), int(n)) for k, n in zip(long["k"], long["n"])]
-    long = long.assign(point=[eval_point(i, ph) for i, ph in zip(long["iteration"], long["phase"])],
-                       value=long["k"] / long["n"], low=[lo for lo, _ in ci], high=[hi for _, hi in ci])
-    return long[_MEASURE_COLS].sort_values(["task", "split", "measure", "grp", "point"], kind="stable")\
+    long = long.assign(
+        point=[eval_point(i, ph) for i, ph in zip(long["iteration"], long["phase"])],
+        value=long["k"] / long["n"],
+        low=[lo for lo, _ in ci],
+        high=[hi for _, hi in ci],
+    )
+    return (
+        long[_MEASURE_COLS]
+        .sort_values(["task", "split", "measure", "grp", "point"], kind="stable")
         .reset_index(drop=True)
+    )
 
 
 def measures_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.DataFrame:
@@ -135,8 +150,15 @@ def _measure_dict(r) -> dict[str, Any]:
 
 
 def _change_dict(r) -> dict[str, Any]:
-    return {"since": int(r.since), "since_phase": r.since_phase, "pairs": int(r.pairs), "lost": int(r.lost),
-            "gained": int(r.gained), "p_value": float(r.p_value), "significant": bool(r.significant)}
+    return {
+        "since": int(r.since),
+        "since_phase": r.since_phase,
+        "pairs": int(r.pairs),
+        "lost": int(r.lost),
+        "gained": int(r.gained),
+        "p_value": float(r.p_value),
+        "significant": bool(r.significant),
+    }
 
 
 # --------------------------------------------------------------------------
@@ -160,59 +182,103 @@ def summary(run_dir: str | os.PathLike) -> dict[str, Any]:
         row = _run_row(con)
         rid = row["id"]
         status = effective_status(row)
-        its = {r["iteration"]: dict(r) for r in con.execute(
-            "SELECT iteration, stage, n_train_examples, train_steps, adapter_path FROM iterations WHERE run_id=?"
-            " ORDER BY iteration", (rid,))}
+        its = {
+            r["iteration"]: dict(r)
+            for r in con.execute(
+                "SELECT iteration, stage, n_train_examples, train_steps, adapter_path FROM iterations WHERE run_id=?"
+                " ORDER BY iteration",
+                (rid,),
+            )
+        }
         dec: dict[int, dict[str, dict[str, int]]] = {}
         for r in con.execute(
             f"SELECT iteration, phase, decision, sum(n) AS n FROM {counts_from(con)} WHERE run_id=?"
-            " GROUP BY iteration, phase, decision", (rid,)):
+            " GROUP BY iteration, phase, decision",
+            (rid,),
+        ):
             dec.setdefault(r["iteration"], {}).setdefault(r["phase"], {})[r["decision"]] = r["n"]
-        kept = {r["iteration"]: (r["n"], r["nr"]) for r in con.execute(
-            f"SELECT iteration, sum(n) AS n, sum(n * (source='rationalized')) AS nr FROM {_train_counts_from(con)}"
-            " WHERE run_id=? GROUP BY iteration HAVING sum(n) > 0", (rid,))}
-        loss = {r["iteration"]: r["loss"] for r in con.execute(
-            "SELECT t.iteration, t.loss FROM train_losses t JOIN (SELECT iteration, max(step) AS s"
-            " FROM train_losses WHERE run_id=? GROUP BY iteration) m ON m.iteration=t.iteration AND m.s=t.step"
-            " WHERE t.run_id=?", (rid, rid))}
+        kept = {
+            r["iteration"]: (r["n"], r["nr"])
+            for r in con.execute(
+                f"SELECT iteration, sum(n) AS n, sum(n * (source='rationalized')) AS nr FROM {_train_counts_from(con)}"
+                " WHERE run_id=? GROUP BY iteration HAVING sum(n) > 0",
+                (rid,),
+            )
+        }
+        loss = {
+            r["iteration"]: r["loss"]
+            for r in con.execute(
+                "SELECT t.iteration, t.loss FROM train_losses t JOIN (SELECT iteration, max(step) AS s"
+                " FROM train_losses WHERE run_id=? GROUP BY iteration) m ON m.iteration=t.iteration AND m.s=t.step"
+                " WHERE t.run_id=?",
+                (rid, rid),
+            )
+        }
         acc: dict[int, dict] = {}
-        for r in con.execute("SELECT iteration, task, split, grp, n, n_correct, accuracy FROM metrics"
-                             " WHERE run_id=?", (rid,)):
+        for r in con.execute(
+            "SELECT iteration, task, split, grp, n, n_correct, accuracy FROM metrics WHERE run_id=?", (rid,)
+        ):
             acc.setdefault(r["iteration"], {}).setdefault(r["task"], {}).setdefault(r["split"], {})[r["grp"]] = {
-                "accuracy": r["accuracy"], "n": r["n"], "n_correct": r["n_correct"],
-                "ci95": list(wilson(r["n_correct"], r["n"]))}
+                "accuracy": r["accuracy"],
+                "n": r["n"],
+                "n_correct": r["n_correct"],
+                "ci95": list(wilson(r["n_correct"], r["n"])),
+            }
         changes = _changes(con, rid)
         measures = _measures(con, rid)
-        warm_n = con.execute(f"SELECT coalesce(sum(n), 0) FROM {_train_counts_from(con)} WHERE run_id=?"
-                             " AND iteration=0 AND source='reference'", (rid,)).fetchone()[0]
+        warm_n = con.execute(
+            f"SELECT coalesce(sum(n), 0) FROM {_train_counts_from(con)} WHERE run_id=?"
+            " AND iteration=0 AND source='reference'",
+            (rid,),
+        ).fetchone()[0]
     keys = ["task", "split", "grp"]
-    change = {int(i): _nest(g, keys, _change_dict)
-              for i, g in changes[changes["phase"] == "eval"].groupby("iteration")}
+    change = {int(i): _nest(g, keys, _change_dict) for i, g in changes[changes["phase"] == "eval"].groupby("iteration")}
     by_phase = {ph: measures[measures["phase"] == ph] for ph in EVAL_PHASES}
     meas = {int(i): _nest(g, [*keys, "measure"], _measure_dict) for i, g in by_phase["eval"].groupby("iteration")}
     warm = None
     if warm_n or not by_phase["warm_eval"].empty:
         it0 = its.get(0, {})
-        warm = {"examples": int(warm_n), "train_steps": it0.get("train_steps"), "final_loss": loss.get(0),
-                "adapter_path": it0.get("adapter_path"), "note": WARM_NOTE,
-                "measures": _nest(by_phase["warm_eval"], [*keys, "measure"], _measure_dict),
-                "change": _nest(changes[changes["phase"] == "warm_eval"], keys, _change_dict)}
+        warm = {
+            "examples": int(warm_n),
+            "train_steps": it0.get("train_steps"),
+            "final_loss": loss.get(0),
+            "adapter_path": it0.get("adapter_path"),
+            "note": WARM_NOTE,
+            "measures": _nest(by_phase["warm_eval"], [*keys, "measure"], _measure_dict),
+            "change": _nest(changes[changes["phase"] == "warm_eval"], keys, _change_dict),
+        }
     direct = _nest(by_phase["direct_eval"], [*keys, "measure"], _measure_dict) or None
     iterations = []
     for i in sorted(set(its) | set(dec) | set(kept) | set(acc)):
         it = its.get(i, {})
-        iterations.append({
-            "iteration": i, "stage": it.get("stage"), "decisions": dec.get(i, {}),
-            "kept": kept.get(i, (0, 0))[0], "rationalized": int(kept.get(i, (0, 0))[1] or 0),
-            "n_train_examples": it.get("n_train_examples"), "train_steps": it.get("train_steps"),
-            "final_loss": loss.get(i), "accuracy": acc.get(i, {}), "measures": meas.get(i, {}),
-            "change": change.get(i, {}),
-        })
+        iterations.append(
+            {
+                "iteration": i,
+                "stage": it.get("stage"),
+                "decisions": dec.get(i, {}),
+                "kept": kept.get(i, (0, 0))[0],
+                "rationalized": int(kept.get(i, (0, 0))[1] or 0),
+                "n_train_examples": it.get("n_train_examples"),
+                "train_steps": it.get("train_steps"),
+                "final_loss": loss.get(i),
+                "accuracy": acc.get(i, {}),
+                "measures": meas.get(i, {}),
+                "change": change.get(i, {}),
+            }
+        )
     return {
-        "run_dir": str(run_dir), "name": row["name"], "task": row["task"], "model": row["model"],
-        "status": status, "resumable": status in RESUMABLE, "device": row["device"],
-        "iterations_planned": row["iterations_planned"], "iterations": iterations, "warm_start": warm,
-        "direct_baseline": direct, "error": row["error"],
+        "run_dir": str(run_dir),
+        "name": row["name"],
+        "task": row["task"],
+        "model": row["model"],
+        "status": status,
+        "resumable": status in RESUMABLE,
+        "device": row["device"],
+        "iterations_planned": row["iterations_planned"],
+        "iterations": iterations,
+        "warm_start": warm,
+        "direct_baseline": direct,
+        "error": row["error"],
     }
 
 
@@ -246,12 +312,19 @@ def funnel(run_dir: str | os.PathLike, iteration: int, task: str | None = None) 
         tsql, tp = (" AND task=?", [task]) if task else ("", [])
         counts: dict[str, dict[str, int]] = {}
         src = counts_from(con)
-        for r in con.execute(f"SELECT phase, decision, sum(n) AS n FROM {src} WHERE run_id=? AND iteration=?"
-                             f"{tsql} GROUP BY phase, decision", [rid, iteration] + tp):
+        for r in con.execute(
+            f"SELECT phase, decision, sum(n) AS n FROM {src} WHERE run_id=? AND iteration=?"
+            f"{tsql} GROUP BY phase, decision",
+            [rid, iteration] + tp,
+        ):
             counts.setdefault(r["phase"], {})[r["decision"]] = r["n"]
-        kept_by_phase = {r["phase"]: r["n"] for r in con.execute(
-            f"SELECT phase, sum(n) AS n FROM {src} WHERE run_id=? AND iteration=? AND kept=1{tsql}"
-            " GROUP BY phase", [rid, iteration] + tp)}
+        kept_by_phase = {
+            r["phase"]: r["n"]
+            for r in con.execute(
+                f"SELECT phase, sum(n) AS n FROM {src} WHERE run_id=? AND iteration=? AND kept=1{tsql} GROUP BY phase",
+                [rid, iteration] + tp,
+            )
+        }
         tsql_r = tsql.replace("task", "r.task")
         retry_from: dict[tuple[str, str], int] = {}
         for r in con.execute(
@@ -259,28 +332,53 @@ def funnel(run_dir: str | os.PathLike, iteration: int, task: str | None = None) 
             " LEFT JOIN samples s ON s.run_id=r.run_id AND s.iteration=r.iteration AND s.task=r.task"
             " AND s.phase='sample' AND s.question_id=r.question_id AND s.k=r.k"
             f" WHERE r.run_id=? AND r.iteration=? AND r.phase='rationalize'{tsql_r} GROUP BY 1, 2",
-                [rid, iteration] + tp):
+            [rid, iteration] + tp,
+        ):
             retry_from[(r["first"], r["retry"])] = r["n"]
-        te = {r["source"]: r["n"] for r in con.execute(
-            f"SELECT source, count(*) AS n FROM train_examples WHERE run_id=? AND iteration=?{tsql} GROUP BY source",
-            [rid, iteration] + tp)}
-        it = con.execute("SELECT n_train_examples, train_steps, stage FROM iterations WHERE run_id=? AND iteration=?",
-                         (rid, iteration)).fetchone()
+        te = {
+            r["source"]: r["n"]
+            for r in con.execute(
+                "SELECT source, count(*) AS n FROM train_examples "
+                f"WHERE run_id=? AND iteration=?{tsql} GROUP BY source",
+                [rid, iteration] + tp,
+            )
+        }
+        it = con.execute(
+            "SELECT n_train_examples, train_steps, stage FROM iterations WHERE run_id=? AND iteration=?",
+            (rid, iteration),
+        ).fetchone()
     sd, rd = counts.get("sample", {}), counts.get("rationalize", {})
     sampled, retried = sum(sd.values()), sum(rd.values())
     correct, rationalized = kept_by_phase.get("sample", 0), kept_by_phase.get("rationalize", 0)
     return {
-        "iteration": iteration, "task": task, "sampled": sampled, "correct": correct, "failed": sampled - correct,
-        "sample_decisions": sd, "retried": retried, "rationalized": rationalized,
-        "retry_rejected": retried - rationalized, "retry_decisions": rd, "retry_from": retry_from,
-        "kept": correct + rationalized, "train_examples": te, "train_examples_total": sum(te.values()),
-        "trained": it["n_train_examples"] if it else None, "train_steps": it["train_steps"] if it else None,
-        "stage": it["stage"] if it else None, "eval": counts.get("eval", {}),
+        "iteration": iteration,
+        "task": task,
+        "sampled": sampled,
+        "correct": correct,
+        "failed": sampled - correct,
+        "sample_decisions": sd,
+        "retried": retried,
+        "rationalized": rationalized,
+        "retry_rejected": retried - rationalized,
+        "retry_decisions": rd,
+        "retry_from": retry_from,
+        "kept": correct + rationalized,
+        "train_examples": te,
+        "train_examples_total": sum(te.values()),
+        "trained": it["n_train_examples"] if it else None,
+        "train_steps": it["train_steps"] if it else None,
+        "stage": it["stage"] if it else None,
+        "eval": counts.get("eval", {}),
     }
 
 
-def top_reasons(run_dir: str | os.PathLike, iteration: int | None = None, task: str | None = None,
-                limit: int = 20, rejected_only: bool = True) -> pd.DataFrame:
+def top_reasons(
+    run_dir: str | os.PathLike,
+    iteration: int | None = None,
+    task: str | None = None,
+    limit: int = 20,
+    rejected_only: bool = True,
+) -> pd.DataFrame:
     """The most frequent (phase, decision, reason) triples."""
     with open_store(run_dir) as con:
         rid = _rid(con)
@@ -308,11 +406,19 @@ def train_counts(run_dir: str | os.PathLike) -> pd.DataFrame:
             "SELECT iteration, sum(n * (source='correct')) AS correct,"
             f" sum(n * (source='rationalized')) AS rationalized, sum(n) AS stored FROM {_train_counts_from(con)}"
             " WHERE run_id=? GROUP BY iteration HAVING sum(n) > 0",
-            con, params=(rid,))
-        it = pd.read_sql_query("SELECT iteration, stage, n_train_examples AS trained, train_steps FROM iterations"
-                               " WHERE run_id=?", con, params=(rid,))
-        warm = con.execute(f"SELECT coalesce(sum(n), 0) FROM {_train_counts_from(con)} WHERE run_id=? AND iteration=0"
-                           " AND source='reference'", (rid,)).fetchone()[0]
+            con,
+            params=(rid,),
+        )
+        it = pd.read_sql_query(
+            "SELECT iteration, stage, n_train_examples AS trained, train_steps FROM iterations WHERE run_id=?",
+            con,
+            params=(rid,),
+        )
+        warm = con.execute(
+            f"SELECT coalesce(sum(n), 0) FROM {_train_counts_from(con)} WHERE run_id=? AND iteration=0"
+            " AND source='reference'",
+            (rid,),
+        ).fetchone()[0]
     df = it.merge(te, on="iteration", how="outer").sort_values("iteration").reset_index(drop=True)
     for c in ("correct", "rationalized", "stored"):
         df[c] = df[c].fillna(0).astype(int)
@@ -334,8 +440,10 @@ def solve_transitions(run_dir: str | os.PathLike, task: str | None = None) -> pd
             top = con.execute("SELECT max(iteration) FROM sample_counts WHERE n > 0").fetchone()[0]
             if top is None or top < OUTCOME_BITS:
                 return _transitions_from_masks(con, rid, task)
-        sql = ("SELECT task, phase, iteration, question_id, max(correct) AS solved FROM samples"
-               " WHERE run_id=? AND phase IN ('sample', 'eval')")
+        sql = (
+            "SELECT task, phase, iteration, question_id, max(correct) AS solved FROM samples"
+            " WHERE run_id=? AND phase IN ('sample', 'eval')"
+        )
         params: list[Any] = [rid]
         if task:
             sql += " AND task=?"
@@ -356,10 +464,18 @@ def solve_transitions(run_dir: str | os.PathLike, task: str | None = None) -> pd
         lost = (prev & asked & ~solved).sum()
         ever = solved.cummax(axis=1).sum()
         for j, it in enumerate(m.columns):
-            out.append({"task": t, "split": "train" if ph == "sample" else "eval", "iteration": int(it),
-                        "questions": int(asked[it].sum()), "solved": int(solved[it].sum()),
-                        "newly_solved": float(newly[it]) if j else float("nan"),
-                        "lost": float(lost[it]) if j else float("nan"), "ever_solved": int(ever[it])})
+            out.append(
+                {
+                    "task": t,
+                    "split": "train" if ph == "sample" else "eval",
+                    "iteration": int(it),
+                    "questions": int(asked[it].sum()),
+                    "solved": int(solved[it].sum()),
+                    "newly_solved": float(newly[it]) if j else float("nan"),
+                    "lost": float(lost[it]) if j else float("nan"),
+                    "ever_solved": int(ever[it]),
+                }
+            )
     return pd.DataFrame(out, columns=cols)
 
 
@@ -379,8 +495,11 @@ def _transitions_from_masks(con: sqlite3.Connection, rid: int, task: str | None)
     """``solve_transitions`` from ``question_outcomes`` (one row per question and phase, its iterations asked
     and solved as bit masks, kept by the store's triggers), counted per distinct pair of masks: the same
     numbers without reading the samples."""
-    sql, params = ("SELECT task, phase, asked, solved, sum(q) AS q FROM mask_counts WHERE run_id=?"
-                   " AND phase IN ('sample', 'eval') AND q > 0", [rid])
+    sql, params = (
+        "SELECT task, phase, asked, solved, sum(q) AS q FROM mask_counts WHERE run_id=?"
+        " AND phase IN ('sample', 'eval') AND q > 0",
+        [rid],
+    )
     if task:
         sql += " AND task=?"
         params.append(task)
@@ -388,18 +507,24 @@ def _transitions_from_masks(con: sqlite3.Connection, rid: int, task: str | None)
     cols = ["task", "split", "iteration", "questions", "solved", "newly_solved", "lost", "ever_solved"]
     out = []
     for (t, ph), g in df.groupby(["task", "phase"], sort=True):
-        asked, solved, w = (g["asked"].to_numpy(np.int64), g["solved"].to_numpy(np.int64),
-                            g["q"].to_numpy(np.int64))
+        asked, solved, w = (g["asked"].to_numpy(np.int64), g["solved"].to_numpy(np.int64), g["q"].to_numpy(np.int64))
         present = int(np.bitwise_or.reduce(asked))
         prev = ever = np.zeros(len(g), dtype=bool)
         for j, it in enumerate(i for i in range(OUTCOME_BITS) if present >> i & 1):
             a, sv = _mask_bits(asked, it), _mask_bits(solved, it)
             ever = ever | sv
-            out.append({"task": t, "split": "train" if ph == "sample" else "eval", "iteration": it,
-                        "questions": int(w[a].sum()), "solved": int(w[sv].sum()),
-                        "newly_solved": float(w[sv & ~prev].sum()) if j else float("nan"),
-                        "lost": float(w[prev & a & ~sv].sum()) if j else float("nan"),
-                        "ever_solved": int(w[ever].sum())})
+            out.append(
+                {
+                    "task": t,
+                    "split": "train" if ph == "sample" else "eval",
+                    "iteration": it,
+                    "questions": int(w[a].sum()),
+                    "solved": int(w[sv].sum()),
+                    "newly_solved": float(w[sv & ~prev].sum()) if j else float("nan"),
+                    "lost": float(w[prev & a & ~sv].sum()) if j else float("nan"),
+                    "ever_solved": int(w[ever].sum()),
+                }
+            )
             prev = sv
     return pd.DataFrame(out, columns=cols)
 
@@ -407,8 +532,11 @@ def _transitions_from_masks(con: sqlite3.Connection, rid: int, task: str | None)
 # --------------------------------------------------------------------------
 # accuracy and losses
 # --------------------------------------------------------------------------
-def _runs_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike], columns: list[str],
-                read: Callable[[sqlite3.Connection, int], pd.DataFrame]) -> pd.DataFrame:
+def _runs_frame(
+    run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
+    columns: list[str],
+    read: Callable[[sqlite3.Connection, int], pd.DataFrame],
+) -> pd.DataFrame:
     """``read(con, run_id)`` for one or several runs, with the run's name and folder in front."""
     dirs = [run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs)
     frames = []
@@ -425,7 +553,8 @@ def _runs_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike], colum
 
 def _table(table: str, columns: list[str], order: str) -> Callable[[sqlite3.Connection, int], pd.DataFrame]:
     return lambda con, rid: pd.read_sql_query(
-        f"SELECT {', '.join(columns)} FROM {table} WHERE run_id=? ORDER BY {order}", con, params=(rid,))
+        f"SELECT {', '.join(columns)} FROM {table} WHERE run_id=? ORDER BY {order}", con, params=(rid,)
+    )
 
 
 _METRIC_COLS = ["iteration", "task", "split", "grp", "n", "n_correct", "accuracy"]
@@ -445,8 +574,20 @@ def losses_frame(run_dirs: str | os.PathLike | Sequence[str | os.PathLike]) -> p
     return _runs_frame(run_dirs, cols, _table("train_losses", cols, "iteration, step"))
 
 
-_CHANGE_COLS = ["task", "split", "grp", "iteration", "phase", "since", "since_phase", "pairs", "lost", "gained",
-                "p_value", "significant"]
+_CHANGE_COLS = [
+    "task",
+    "split",
+    "grp",
+    "iteration",
+    "phase",
+    "since",
+    "since_phase",
+    "pairs",
+    "lost",
+    "gained",
+    "p_value",
+    "significant",
+]
 #: An evaluation's rank in the sequence of ``CHAINED_PHASES`` (SQL), and the evaluation of a rank ``r``.
 _RANK = "iteration * 2 + (phase = 'warm_eval')"
 _OF_RANK = "{t}.iteration = {r} / 2 AND {t}.phase = CASE {r} % 2 WHEN 1 THEN 'warm_eval' ELSE 'eval' END"
@@ -457,21 +598,35 @@ def _changes_from_masks(con: sqlite3.Connection, rid: int, since: int | None) ->
     was evaluated and answered right, as bit masks; the evaluation and the warm start's evaluation of a
     question side by side), counted per distinct combination of masks; None where a question has several
     samples in one evaluation (pairs are then per sample: the samples' self-join counts them)."""
-    warm = con.execute("SELECT 1 FROM mask_counts WHERE run_id = ? AND phase = 'warm_eval' AND q > 0 LIMIT 1",
-                       (rid,)).fetchone()
+    warm = con.execute(
+        "SELECT 1 FROM mask_counts WHERE run_id = ? AND phase = 'warm_eval' AND q > 0 LIMIT 1", (rid,)
+    ).fetchone()
     # without a warm start: one row per distinct combination (mask_counts); with one, each question's
     # evaluation and warm-start evaluation side by side (question_outcomes)
-    df = pd.read_sql_query(
-        "SELECT task, grp, n, asked AS ea, solved AS es, 0 AS wa, 0 AS ws, q FROM mask_counts"
-        " WHERE run_id = ? AND phase = 'eval' AND q > 0", con, params=(rid,)) if warm is None else pd.read_sql_query(
-        "SELECT e.task, e.grp, e.n + coalesce(w.n, 0) AS n, e.asked AS ea, e.solved AS es,"
-        " coalesce(w.asked, 0) AS wa, coalesce(w.solved, 0) AS ws, count(*) AS q"
-        " FROM question_outcomes e LEFT JOIN question_outcomes w ON w.run_id = e.run_id AND w.task = e.task"
-        " AND w.phase = 'warm_eval' AND w.question_id = e.question_id"
-        " WHERE e.run_id = ? AND e.phase = 'eval' GROUP BY 1, 2, 3, 4, 5, 6, 7", con, params=(rid,))
-    orphans = con.execute("SELECT count(*) FROM question_outcomes w WHERE run_id = ? AND phase = 'warm_eval' AND NOT"
-                          " EXISTS (SELECT 1 FROM question_outcomes e WHERE e.run_id = w.run_id AND e.task = w.task"
-                          " AND e.phase = 'eval' AND e.question_id = w.question_id)", (rid,)).fetchone()[0]
+    df = (
+        pd.read_sql_query(
+            "SELECT task, grp, n, asked AS ea, solved AS es, 0 AS wa, 0 AS ws, q FROM mask_counts"
+            " WHERE run_id = ? AND phase = 'eval' AND q > 0",
+            con,
+            params=(rid,),
+        )
+        if warm is None
+        else pd.read_sql_query(
+            "SELECT e.task, e.grp, e.n + coalesce(w.n, 0) AS n, e.asked AS ea, e.solved AS es,"
+            " coalesce(w.asked, 0) AS wa, coalesce(w.solved, 0) AS ws, count(*) AS q"
+            " FROM question_outcomes e LEFT JOIN question_outcomes w ON w.run_id = e.run_id AND w.task = e.task"
+            " AND w.phase = 'warm_eval' AND w.question_id = e.question_id"
+            " WHERE e.run_id = ? AND e.phase = 'eval' GROUP BY 1, 2, 3, 4, 5, 6, 7",
+            con,
+            params=(rid,),
+        )
+    )
+    orphans = con.execute(
+        "SELECT count(*) FROM question_outcomes w WHERE run_id = ? AND phase = 'warm_eval' AND NOT"
+        " EXISTS (SELECT 1 FROM question_outcomes e WHERE e.run_id = w.run_id AND e.task = w.task"
+        " AND e.phase = 'eval' AND e.question_id = w.question_id)",
+        (rid,),
+    ).fetchone()[0]
     cols = ["task", "split", "grp", "iteration", "phase", "since", "since_phase", "pairs", "lost", "gained"]
     if orphans:
         return None  # a warm-start evaluation of a question never evaluated before it: leave it to the join
@@ -482,12 +637,19 @@ def _changes_from_masks(con: sqlite3.Connection, rid: int, since: int | None) ->
         return None
     out = []
     for t, g in df.groupby("task", sort=True):
-        masks = {("asked", "eval"): g["ea"].to_numpy(np.int64), ("solved", "eval"): g["es"].to_numpy(np.int64),
-                 ("asked", "warm_eval"): g["wa"].to_numpy(np.int64),
-                 ("solved", "warm_eval"): g["ws"].to_numpy(np.int64)}
+        masks = {
+            ("asked", "eval"): g["ea"].to_numpy(np.int64),
+            ("solved", "eval"): g["es"].to_numpy(np.int64),
+            ("asked", "warm_eval"): g["wa"].to_numpy(np.int64),
+            ("solved", "warm_eval"): g["ws"].to_numpy(np.int64),
+        }
         w, grp = g["q"].to_numpy(np.int64), g["grp"].to_numpy()
-        ranks = sorted(2 * i + k for k, ph in enumerate(CHAINED_PHASES)
-                       for i in range(OUTCOME_BITS) if int(np.bitwise_or.reduce(masks[("asked", ph)])) >> i & 1)
+        ranks = sorted(
+            2 * i + k
+            for k, ph in enumerate(CHAINED_PHASES)
+            for i in range(OUTCOME_BITS)
+            if int(np.bitwise_or.reduce(masks[("asked", ph)])) >> i & 1
+        )
         if since is None:
             steps = [(max(a for a in ranks if a < b), b) for b in ranks if any(a < b for a in ranks)]
         else:
@@ -498,9 +660,20 @@ def _changes_from_masks(con: sqlite3.Connection, rid: int, since: int | None) ->
             sa, sb = _mask_bits(masks[("solved", pa)], ra // 2), _mask_bits(masks[("solved", pb)], rb // 2)
             for gv in sorted(set(grp[both])):
                 m = both & (grp == gv)
-                out.append({"task": t, "split": "eval", "grp": gv, "iteration": rb // 2, "phase": pb,
-                            "since": ra // 2, "since_phase": pa, "pairs": int(w[m].sum()),
-                            "lost": int(w[m & sa & ~sb].sum()), "gained": int(w[m & ~sa & sb].sum())})
+                out.append(
+                    {
+                        "task": t,
+                        "split": "eval",
+                        "grp": gv,
+                        "iteration": rb // 2,
+                        "phase": pb,
+                        "since": ra // 2,
+                        "since_phase": pa,
+                        "pairs": int(w[m].sum()),
+                        "lost": int(w[m & sa & ~sb].sum()),
+                        "gained": int(w[m & ~sa & sb].sum()),
+                    }
+                )
     return pd.DataFrame(out, columns=cols)
 
 
@@ -516,16 +689,21 @@ def _changes(con: sqlite3.Connection, rid: int, since: int | None = None) -> pd.
     df = _with_all(df, ["task", "split", "iteration", "phase", "since", "since_phase"], ["pairs", "lost", "gained"])
     df["p_value"] = [mcnemar(int(lost), int(gained)) for lost, gained in zip(df["lost"], df["gained"])]
     df["significant"] = df["p_value"].map(significant)
-    return df[_CHANGE_COLS].sort_values(["task", "split", "iteration", "phase", "since"], kind="stable")\
+    return (
+        df[_CHANGE_COLS]
+        .sort_values(["task", "split", "iteration", "phase", "since"], kind="stable")
         .reset_index(drop=True)
+    )
 
 
 def _changes_sql(con: sqlite3.Connection, rid: int, since: int | None = None) -> pd.DataFrame:
     """``_changes`` before its "all" group and tests, from the samples (a paired self-join)."""
     chained = _phases_sql(CHAINED_PHASES)
     if since is None:
-        pairs = ("SELECT b.task, b.split, max(a.r) AS ra, b.r AS rb FROM ranks a JOIN ranks b ON a.task = b.task"
-                 " AND a.split = b.split AND a.r < b.r GROUP BY b.task, b.split, b.r")
+        pairs = (
+            "SELECT b.task, b.split, max(a.r) AS ra, b.r AS rb FROM ranks a JOIN ranks b ON a.task = b.task"
+            " AND a.split = b.split AND a.r < b.r GROUP BY b.task, b.split, b.r"
+        )
         params: tuple = (rid, rid)
     else:
         pairs = "SELECT task, split, ? * 2 AS ra, r AS rb FROM ranks WHERE r > ? * 2"
@@ -542,7 +720,9 @@ def _changes_sql(con: sqlite3.Connection, rid: int, since: int | None = None) ->
         " AND b.run_id = a.run_id AND b.question_id = a.question_id AND b.task = a.task AND b.split = a.split"
         f" AND b.k = a.k AND {_OF_RANK.format(t='b', r='s.rb')}"
         " GROUP BY a.task, a.split, a.grp, b.iteration, b.phase, a.iteration, a.phase",
-        con, params=params)
+        con,
+        params=params,
+    )
     return df
 
 

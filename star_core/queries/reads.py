@@ -23,15 +23,21 @@ def iterations_frame(run_dir: str | os.PathLike) -> pd.DataFrame:
         rid = _rid(con)
         return pd.read_sql_query(
             "SELECT iteration, stage, started_at, finished_at, train_steps, n_train_examples, adapter_path"
-            " FROM iterations WHERE run_id=? ORDER BY iteration", con, params=(rid,))
+            " FROM iterations WHERE run_id=? ORDER BY iteration",
+            con,
+            params=(rid,),
+        )
 
 
 def events_frame(run_dir: str | os.PathLike, limit: int = 50) -> pd.DataFrame:
     """The latest events, newest first."""
     with open_store(run_dir) as con:
         rid = _rid(con)
-        return pd.read_sql_query("SELECT at, kind, message FROM events WHERE run_id=? ORDER BY id DESC LIMIT ?",
-                                 con, params=(rid, int(limit)))
+        return pd.read_sql_query(
+            "SELECT at, kind, message FROM events WHERE run_id=? ORDER BY id DESC LIMIT ?",
+            con,
+            params=(rid, int(limit)),
+        )
 
 
 # --------------------------------------------------------------------------
@@ -79,13 +85,14 @@ def facets(run_dir: str | os.PathLike) -> dict[str, Any]:
         rid = _rid(con)
         src = paging.counts_from(con)
         rows = con.execute(
-            f"SELECT DISTINCT iteration, task, split, phase, decision FROM {src} WHERE run_id=?",
-            (rid,)).fetchall()
+            f"SELECT DISTINCT iteration, task, split, phase, decision FROM {src} WHERE run_id=?", (rid,)
+        ).fetchall()
         grps: dict[str, list[str]] = {}
         for r in con.execute(f"SELECT DISTINCT task, grp FROM {src} WHERE run_id=?", (rid,)):
             grps.setdefault(r["task"], []).append(r["grp"])
-        last = con.execute("SELECT id FROM samples NOT INDEXED WHERE run_id=? ORDER BY id DESC LIMIT 1",
-                           (rid,)).fetchone()  # from the end of the table: no index scan
+        last = con.execute(
+            "SELECT id FROM samples NOT INDEXED WHERE run_id=? ORDER BY id DESC LIMIT 1", (rid,)
+        ).fetchone()  # from the end of the table: no index scan
         total = last[0] if last else None
 
     def _grp_key(g: str) -> tuple:
@@ -108,8 +115,13 @@ def count_samples(run_dir: str | os.PathLike, f: SampleFilter = SampleFilter()) 
         return _plan(con, f, run_dir).count()
 
 
-def browse(run_dir: str | os.PathLike, f: SampleFilter = SampleFilter(), sample_id: int | None = None,
-           position: int | None = None, came_from: tuple[int, int] | None = None) -> dict[str, Any]:
+def browse(
+    run_dir: str | os.PathLike,
+    f: SampleFilter = SampleFilter(),
+    sample_id: int | None = None,
+    position: int | None = None,
+    came_from: tuple[int, int] | None = None,
+) -> dict[str, Any]:
     """Locate one sample in the filtered, id-ordered list, without loading the list.
 
     Picks ``sample_id`` when given (it may lie outside the filter: then ``position`` is
@@ -121,16 +133,32 @@ def browse(run_dir: str | os.PathLike, f: SampleFilter = SampleFilter(), sample_
     with open_store(run_dir) as con:
         rid = _rid(con)
         narrower = type(f).where is not SampleFilter.where
-        return paging.browse(con, f, rid, sample_id, position, came_from, where=f.where(rid) if narrower else None,
-                             cache_key=_state(run_dir))
+        return paging.browse(
+            con,
+            f,
+            rid,
+            sample_id,
+            position,
+            came_from,
+            where=f.where(rid) if narrower else None,
+            cache_key=_state(run_dir),
+        )
 
 
-_PAGE_COLS = ("id, iteration, task, phase, grp, question_id, k, decision, correct, kept, answer, gold,"
-              " substr(question, 1, 120) AS question")
+_PAGE_COLS = (
+    "id, iteration, task, phase, grp, question_id, k, decision, correct, kept, answer, gold,"
+    " substr(question, 1, 120) AS question"
+)
 
 
-def samples_page(run_dir: str | os.PathLike, f: SampleFilter = SampleFilter(), offset: int = 0,
-                 limit: int = 50, anchor: int | None = None, anchor_position: int | None = None) -> pd.DataFrame:
+def samples_page(
+    run_dir: str | os.PathLike,
+    f: SampleFilter = SampleFilter(),
+    offset: int = 0,
+    limit: int = 50,
+    anchor: int | None = None,
+    anchor_position: int | None = None,
+) -> pd.DataFrame:
     """One page of the filtered samples (compact columns, id order), for a table view: the ``limit`` rows from
     1-based position ``offset + 1``. With ``anchor`` (a sample in the filter) at ``anchor_position``, the page
     is read around the anchor (keyset: the cost does not grow with the offset); else with OFFSET."""
@@ -138,14 +166,27 @@ def samples_page(run_dir: str | os.PathLike, f: SampleFilter = SampleFilter(), o
         rid = _rid(con)
         if anchor is not None and anchor_position is not None and offset < anchor_position <= offset + limit:
             narrower = type(f).where is not SampleFilter.where
-            ids = paging.page(con, f, rid, anchor=int(anchor), before=anchor_position - 1 - offset, limit=limit,
-                              where=f.where(rid) if narrower else None, cache_key=_state(run_dir))
-            return pd.read_sql_query(f"SELECT {_PAGE_COLS} FROM samples WHERE id IN ({','.join('?' * len(ids))})"
-                                     " ORDER BY id", con, params=ids)
+            ids = paging.page(
+                con,
+                f,
+                rid,
+                anchor=int(anchor),
+                before=anchor_position - 1 - offset,
+                limit=limit,
+                where=f.where(rid) if narrower else None,
+                cache_key=_state(run_dir),
+            )
+            return pd.read_sql_query(
+                f"SELECT {_PAGE_COLS} FROM samples WHERE id IN ({','.join('?' * len(ids))}) ORDER BY id",
+                con,
+                params=ids,
+            )
         plan = _plan(con, f, run_dir)
         return pd.read_sql_query(
-            f"SELECT {_PAGE_COLS} FROM samples WHERE {plan.where} ORDER BY id LIMIT ? OFFSET ?", con,
-            params=plan.params + [int(limit), max(int(offset), 0)])
+            f"SELECT {_PAGE_COLS} FROM samples WHERE {plan.where} ORDER BY id LIMIT ? OFFSET ?",
+            con,
+            params=plan.params + [int(limit), max(int(offset), 0)],
+        )
 
 
 def _parse_audit(d: dict[str, Any]) -> dict[str, Any]:
@@ -157,8 +198,9 @@ def get_sample(run_dir: str | os.PathLike, sample_id: int) -> dict[str, Any] | N
     """One sample with its audit parsed and its training example (if kept)."""
     with open_store(run_dir) as con:
         rid = _rid(con)
-        r = con.execute(f"SELECT *, {prompt_column(con)} FROM samples WHERE run_id=? AND id=?",
-                        (rid, int(sample_id))).fetchone()
+        r = con.execute(
+            f"SELECT *, {prompt_column(con)} FROM samples WHERE run_id=? AND id=?", (rid, int(sample_id))
+        ).fetchone()
         if r is None:
             return None
         d = _parse_audit(dict(r))
@@ -176,7 +218,9 @@ def question_history(run_dir: str | os.PathLike, task: str, question_id: str) ->
             # by question (the planner would otherwise walk samples_browse for its order: every sample)
             " FROM samples INDEXED BY samples_question WHERE run_id=? AND question_id=? AND task=?"
             " ORDER BY iteration, id",
-            con, params=(rid, question_id, task))
+            con,
+            params=(rid, question_id, task),
+        )
 
 
 # --------------------------------------------------------------------------
@@ -187,8 +231,9 @@ def rationalization(run_dir: str | os.PathLike, sample_id: int) -> dict[str, Any
     and the training example stored from it. Keys: retry, first, train_example."""
     with open_store(run_dir) as con:
         rid = _rid(con)
-        r = con.execute(f"SELECT *, {prompt_column(con)} FROM samples WHERE run_id=? AND id=?",
-                        (rid, int(sample_id))).fetchone()
+        r = con.execute(
+            f"SELECT *, {prompt_column(con)} FROM samples WHERE run_id=? AND id=?", (rid, int(sample_id))
+        ).fetchone()
         if r is None:
             return None
         retry = _parse_audit(dict(r))
@@ -196,7 +241,11 @@ def rationalization(run_dir: str | os.PathLike, sample_id: int) -> dict[str, Any
             f"SELECT *, {prompt_column(con)} FROM samples WHERE run_id=? AND iteration=? AND task=? AND phase='sample'"
             " AND question_id=?"
             " ORDER BY (k = ?) DESC, k LIMIT 1",
-            (rid, retry["iteration"], retry["task"], retry["question_id"], retry["k"])).fetchone()
+            (rid, retry["iteration"], retry["task"], retry["question_id"], retry["k"]),
+        ).fetchone()
         te = con.execute("SELECT * FROM train_examples WHERE run_id=? AND sample_id=?", (rid, retry["id"])).fetchone()
-    return {"retry": retry, "first": _parse_audit(dict(first)) if first else None,
-            "train_example": dict(te) if te else None}
+    return {
+        "retry": retry,
+        "first": _parse_audit(dict(first)) if first else None,
+        "train_example": dict(te) if te else None,
+    }

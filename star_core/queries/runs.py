@@ -150,7 +150,7 @@ def list_runs(roots: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
 
 
 def run_status(run_dir: str | os.PathLike) -> str:
-    """"finished" | "running" | "crashed" | "stopped" | "empty" | "corrupt".
+    """ "finished" | "running" | "crashed" | "stopped" | "empty" | "corrupt".
 
     "empty": no store, or a store without a run row yet. A "running" row whose pid
     is dead on this host, or whose heartbeat is older than 10 minutes, is "crashed".
@@ -174,28 +174,52 @@ def run_brief(run_dir: str | os.PathLike) -> dict[str, Any]:
     """One line of the runs list (never raises for an unreadable store)."""
     run_dir = Path(run_dir)
     base: dict[str, Any] = {
-        "path": str(run_dir), "name": run_dir.name, "status": "empty", "resumable": False, "task": None,
-        "model": None, "device": None, "iterations_planned": None, "iterations_done": 0,
-        "current_iteration": None, "current_stage": None, "progress": 0.0, "created_at": None,
-        "updated_at": None, "error": None, "problem": None,
+        "path": str(run_dir),
+        "name": run_dir.name,
+        "status": "empty",
+        "resumable": False,
+        "task": None,
+        "model": None,
+        "device": None,
+        "iterations_planned": None,
+        "iterations_done": 0,
+        "current_iteration": None,
+        "current_stage": None,
+        "progress": 0.0,
+        "created_at": None,
+        "updated_at": None,
+        "error": None,
+        "problem": None,
     }
     try:
         with open_store(run_dir) as con:
             row = _run_row(con)
             status = effective_status(row)
-            stages = {r["iteration"]: r["stage"] for r in con.execute(
-                "SELECT iteration, stage FROM iterations WHERE run_id=? ORDER BY iteration", (row["id"],))}
+            stages = {
+                r["iteration"]: r["stage"]
+                for r in con.execute(
+                    "SELECT iteration, stage FROM iterations WHERE run_id=? ORDER BY iteration", (row["id"],)
+                )
+            }
     except RunUnavailable as e:
         base.update(status="corrupt" if e.kind == "corrupt" else "empty", problem=str(e))
         return base
     cur = max(stages) if stages else None
     base.update(
-        name=row["name"] or run_dir.name, status=status, resumable=status in RESUMABLE, task=row["task"],
-        model=row["model"], device=row["device"], iterations_planned=row["iterations_planned"],
-        iterations_done=sum(1 for s in stages.values() if s == "done"), current_iteration=cur,
+        name=row["name"] or run_dir.name,
+        status=status,
+        resumable=status in RESUMABLE,
+        task=row["task"],
+        model=row["model"],
+        device=row["device"],
+        iterations_planned=row["iterations_planned"],
+        iterations_done=sum(1 for s in stages.values() if s == "done"),
+        current_iteration=cur,
         current_stage=stages.get(cur) if cur is not None else None,
         progress=_progress(row["iterations_planned"] or 0, stages, status),
-        created_at=row["created_at"], updated_at=row["updated_at"], error=row["error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        error=row["error"],
     )
     return base
 
@@ -227,12 +251,11 @@ def run_info(run_dir: str | os.PathLike) -> dict[str, Any]:
     return d
 
 
-
 def missing_adapters(run_dir: str | os.PathLike) -> list[int]:
     """Trained iterations whose adapter folder is not on disk (e.g. left out of a shipped demo run)."""
     run_dir = Path(run_dir)
     with open_store(run_dir) as con:
-        rows = con.execute("SELECT iteration, adapter_path FROM iterations WHERE adapter_path IS NOT NULL"
-                           " ORDER BY iteration").fetchall()
-    return [r["iteration"] for r in rows
-            if not (run_dir / r["adapter_path"] / "adapter_config.json").is_file()]
+        rows = con.execute(
+            "SELECT iteration, adapter_path FROM iterations WHERE adapter_path IS NOT NULL ORDER BY iteration"
+        ).fetchall()
+    return [r["iteration"] for r in rows if not (run_dir / r["adapter_path"] / "adapter_config.json").is_file()]

@@ -27,22 +27,38 @@ def parse_audit(raw: str | None) -> dict[str, Any] | None:
     except (TypeError, ValueError):
         a = None
     if not isinstance(a, dict):
-        return {"checked": None, "errors": [f"unreadable audit record: {str(raw)[:200]}"], "faithful": None,
-                "verdict": None, "no_rationale": None, "version": None}
+        return {
+            "checked": None,
+            "errors": [f"unreadable audit record: {str(raw)[:200]}"],
+            "faithful": None,
+            "verdict": None,
+            "no_rationale": None,
+            "version": None,
+        }
     errs = a.get("errors")
     errs = [str(e) for e in errs] if isinstance(errs, list) else ([] if errs is None else [str(errs)])
     faithful = None if a.get("faithful") is None else bool(a["faithful"])
-    verdict = a.get("verdict") if a.get("verdict") in VERDICTS else (
-        None if faithful is None else "faithful" if faithful else "unfaithful")
+    verdict = (
+        a.get("verdict")
+        if a.get("verdict") in VERDICTS
+        else (None if faithful is None else "faithful" if faithful else "unfaithful")
+    )
     no_rationale = a.get("no_rationale")
-    return {"checked": a.get("checked"), "errors": errs, "faithful": faithful, "verdict": verdict,
-            "no_rationale": None if no_rationale is None else str(no_rationale), "version": a.get("version", 1)}
-
+    return {
+        "checked": a.get("checked"),
+        "errors": errs,
+        "faithful": faithful,
+        "verdict": verdict,
+        "no_rationale": None if no_rationale is None else str(no_rationale),
+        "version": a.get("version", 1),
+    }
 
 
 #: What a right answer with a doubtful rationale is, per audit verdict.
-_DOUBTFUL = {"unfaithful": "Right answer, wrong steps: an unfaithful rationale.",
-             "no_rationale": "Right answer, no rationale: the output gives the answer without an intermediate step."}
+_DOUBTFUL = {
+    "unfaithful": "Right answer, wrong steps: an unfaithful rationale.",
+    "no_rationale": "Right answer, no rationale: the output gives the answer without an intermediate step.",
+}
 
 
 def audit_note(sample: dict[str, Any]) -> tuple[bool, str] | None:
@@ -61,10 +77,16 @@ def audit_note(sample: dict[str, Any]) -> tuple[bool, str] | None:
     if phase in EVAL_PHASES:
         return False, f"{what} This is an evaluation output: it is scored, and nothing from it is trained on."
     if sample.get("kept") and decision in KEPT_DECISIONS:
-        return True, (f"{what} The filter checked only the final answer, so this reasoning was kept and is trained "
-                      "on" + (": the case to point at in class." if verdict == "unfaithful" else
-                              ": the model learns to skip the reasoning.")
-                      + " (`reject_unfaithful` rejects such answers.)")
+        return True, (
+            f"{what} The filter checked only the final answer, so this reasoning was kept and is trained "
+            "on"
+            + (
+                ": the case to point at in class."
+                if verdict == "unfaithful"
+                else ": the model learns to skip the reasoning."
+            )
+            + " (`reject_unfaithful` rejects such answers.)"
+        )
     if decision == verdict:
         return False, f"{what} The filter rejected it (`reject_unfaithful`): it is not trained on."
     return False, f"{what} Not kept (decision {decision}): it is not trained on."
@@ -98,8 +120,9 @@ def last_question_block(prompt: str | None) -> tuple[str, int]:
 #: How the engine's tasks mark the hint in a hinted prompt, when the hint text itself is not found: CommonsenseQA's
 #: " (CORRECT)" after the right choice (the choice's line is marked), arithmetic's "(Hint: ...)", GSM8K's
 #: "(The answer is N.)".
-_HINT_MARKERS = re.compile(r"^[^\n]*\(CORRECT\)|\(Hint:[^)\n]*\)|\(The answer is [^)\n]*\)|\(Answer:[^)\n]*\)",
-                           re.IGNORECASE | re.MULTILINE)
+_HINT_MARKERS = re.compile(
+    r"^[^\n]*\(CORRECT\)|\(Hint:[^)\n]*\)|\(The answer is [^)\n]*\)|\(Answer:[^)\n]*\)", re.IGNORECASE | re.MULTILINE
+)
 
 
 @dataclass(frozen=True)
@@ -170,6 +193,5 @@ def hint_leak(sample: dict[str, Any]) -> dict[str, Any]:
     out = sample.get("raw_output") or ""
     checkable = len(hint) >= 3 and not _bare_number(hint)
     spans = find_all(out, hint) if checkable else []
-    spans += [m.span() for m in _HINT_WORD.finditer(out)
-              if not any(a <= m.start() < b for a, b in spans)]
+    spans += [m.span() for m in _HINT_WORD.finditer(out) if not any(a <= m.start() < b for a, b in spans)]
     return {"flagged": sample.get("decision") == "hint_leak", "spans": sorted(spans), "checkable": checkable}

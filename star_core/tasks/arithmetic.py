@@ -38,8 +38,18 @@ DEFAULT_FORMAT = FORMATS[0]
 #: Digit counts of training and evaluation sums by default (a run's ``train_digits`` and ``eval_digits``).
 TRAIN_DIGITS = (1, 3)
 EVAL_DIGITS = (1, 4)
-PLACES = ("ones", "tens", "hundreds", "thousands", "ten-thousands", "hundred-thousands", "millions",
-          "ten-millions", "hundred-millions", "billions")
+PLACES = (
+    "ones",
+    "tens",
+    "hundreds",
+    "thousands",
+    "ten-thousands",
+    "hundred-thousands",
+    "millions",
+    "ten-millions",
+    "hundred-millions",
+    "billions",
+)
 
 #: Exemplars are excluded from training problems; this many per seed are reserved.
 RESERVED_EXEMPLARS = 16
@@ -48,7 +58,9 @@ _ANSWER_RE = re.compile(r"the answer is\s*:?\s*(-?\d(?:[\d,]|\s(?=\d))*)", re.I)
 _SCRATCH_ANSWER_RE = re.compile(r"</scratch>[ \t]*\n?[ \t]*(-?\d(?:[\d,]|[ \t](?=\d))*)")
 _COLUMN_RE = re.compile(
     r"add the ([\w-]+)\s*:\s*([^=:]*?)\s*=\s*(-?\d+)\s*,?\s*write\s+(\d+)"
-    r"(?:\s*(?:,|and)?\s*carry\s+(\d+))?", re.I)
+    r"(?:\s*(?:,|and)?\s*carry\s+(\d+))?",
+    re.I,
+)
 _FINAL_CARRY_RE = re.compile(r"write the (?:last |final )?carry\s+(\d+)", re.I)
 
 
@@ -100,8 +112,14 @@ class ArithmeticTask(Task):
     name = "arithmetic"
     default_exemplars = 4
 
-    def __init__(self, format: str = DEFAULT_FORMAT, train_digits=TRAIN_DIGITS, eval_digits=EVAL_DIGITS,
-                 train_size: int = 1000, eval_size: int = 300):
+    def __init__(
+        self,
+        format: str = DEFAULT_FORMAT,
+        train_digits=TRAIN_DIGITS,
+        eval_digits=EVAL_DIGITS,
+        train_size: int = 1000,
+        eval_size: int = 300,
+    ):
         if format not in FORMATS:
             raise ValueError(f"unknown arithmetic format {format!r}; choose one of {', '.join(FORMATS)}")
         self.format = format
@@ -120,8 +138,7 @@ class ArithmeticTask(Task):
     @staticmethod
     def make_problem(a: int, b: int, pid: str) -> Problem:
         d = max(_digits(a), _digits(b))
-        return Problem(id=pid, question=f"{a} + {b}", gold=str(a + b), group=str(d),
-                       meta={"a": a, "b": b, "digits": d})
+        return Problem(id=pid, question=f"{a} + {b}", gold=str(a + b), group=str(d), meta={"a": a, "b": b, "digits": d})
 
     @staticmethod
     def _bounds(d: int) -> tuple[int, int]:
@@ -133,8 +150,9 @@ class ArithmeticTask(Task):
         lo, hi = cls._bounds(d)
         return rng.randint(lo, hi), rng.randint(lo, hi)
 
-    def disjoint_problems(self, n: int, digits: tuple[int, int], seed: int, avoid: Iterable[Problem],
-                          prefix: str) -> list[Problem]:
+    def disjoint_problems(
+        self, n: int, digits: tuple[int, int], seed: int, avoid: Iterable[Problem], prefix: str
+    ) -> list[Problem]:
         """``n`` distinct sums, digit counts round-robin over ``digits`` (seeded), none of them a problem of
         ``avoid`` (same operands) or a reserved exemplar. A digit count whose sums run out (there are 100
         one-digit sums) leaves its turns to the others; ValueError when the whole range runs out."""
@@ -158,8 +176,10 @@ class ArithmeticTask(Task):
         out: list[Problem] = []
         while len(out) < n:
             if not open_digits:
-                raise ValueError(f"only {len(out)} sums of {digits[0]}-{digits[1]} digits are not evaluation, "
-                                 f"training or exemplar questions; {n} were requested")
+                raise ValueError(
+                    f"only {len(out)} sums of {digits[0]}-{digits[1]} digits are not evaluation, "
+                    f"training or exemplar questions; {n} were requested"
+                )
             d = open_digits[len(out) % len(open_digits)]
             pair = draw(d)
             if pair is None:
@@ -170,8 +190,9 @@ class ArithmeticTask(Task):
             out.append(self.make_problem(a, b, f"{prefix}-{d}d-{len(out):04d}-{a}+{b}"))
         return out
 
-    def _generate(self, n: int, digits: tuple[int, int], rng_seed: int, prefix: str,
-                  exclude: set[tuple[int, int]]) -> list[Problem]:
+    def _generate(
+        self, n: int, digits: tuple[int, int], rng_seed: int, prefix: str, exclude: set[tuple[int, int]]
+    ) -> list[Problem]:
         """``n`` problems, digit counts round-robin over ``digits``; a prefix of a longer list."""
         rng = random.Random(rng_seed)
         ds = list(range(digits[0], digits[1] + 1))
@@ -191,8 +212,9 @@ class ArithmeticTask(Task):
         return out
 
     def _exemplar_pairs(self, seed: int) -> set[tuple[int, int]]:
-        pairs = {(e.problem.meta["a"], e.problem.meta["b"])
-                 for e in self._generated_exemplars(RESERVED_EXEMPLARS, seed)}
+        pairs = {
+            (e.problem.meta["a"], e.problem.meta["b"]) for e in self._generated_exemplars(RESERVED_EXEMPLARS, seed)
+        }
         return pairs | self._handed_out
 
     @property
@@ -200,8 +222,7 @@ class ArithmeticTask(Task):
         """Operand pairs (``"a+b"``) kept out of training: seed-0 exemplars and any handed out."""
         return frozenset(f"{a}+{b}" for a, b in self._exemplar_pairs(0))
 
-    def load(self, split: str, path: str | None = None, limit: int | None = None,
-             seed: int = 0) -> list[Problem]:
+    def load(self, split: str, path: str | None = None, limit: int | None = None, seed: int = 0) -> list[Problem]:
         if split not in ("train", "eval"):
             raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
         if path is not None:
@@ -212,14 +233,12 @@ class ArithmeticTask(Task):
             return seeded_limit(rows, limit, seed)
         n = limit if limit is not None else (self.train_size if split == "train" else self.eval_size)
         if split == "train":
-            return self._generate(n, self.train_digits, seed * 1000, "add",
-                                  self._exemplar_pairs(seed))
+            return self._generate(n, self.train_digits, seed * 1000, "add", self._exemplar_pairs(seed))
         return self._generate(n, self.eval_digits, seed * 1000 + 1, "add-eval", set())
 
     def _read_pairs(self, path: str) -> list[Problem]:
         if not is_data_file(path):
-            raise DataError(str(path), None, None,
-                            "arithmetic reads a .jsonl/.json file of {\"a\": int, \"b\": int} rows")
+            raise DataError(str(path), None, None, 'arithmetic reads a .jsonl/.json file of {"a": int, "b": int} rows')
         out = []
         for line, row in read_records(path):
             a = require(row, "a", int, path, line)
@@ -311,8 +330,7 @@ class ArithmeticTask(Task):
         cols = _columns(a, b)
         for i, (da, db, cin, d, cout) in enumerate(cols):
             expr = f"{da} + {db}" + (" + 1" if cin else "")
-            steps.append(f"Add the {_place(i)}: {expr} = {da + db + cin}, write {d}"
-                         + (" carry 1." if cout else "."))
+            steps.append(f"Add the {_place(i)}: {expr} = {da + db + cin}, write {d}" + (" carry 1." if cout else "."))
         if cols[-1][4]:
             steps.append("Write the last carry 1.")
         return " ".join(steps)
@@ -397,8 +415,11 @@ class ArithmeticTask(Task):
             return [], "no arithmetic steps in the rationale"
         steps: list[eq.Step] = []
         first = chains[0].parts[0]
-        operands = sorted(p.value() for _, p in first.terms()) if all(
-            s == 1 and p.is_number for s, p in first.terms()) else None
+        operands = (
+            sorted(p.value() for _, p in first.terms())
+            if all(s == 1 and p.is_number for s, p in first.terms())
+            else None
+        )
         if operands == sorted([a, b]):
             steps.append(eq.Step(True))
         else:
@@ -417,9 +438,11 @@ class ArithmeticTask(Task):
             else:
                 steps.append(eq.Step(False, f"the steps end at {last.text} but the answer says {parsed.answer}"))
         shown = max(_digits(a), _digits(b)) == 1 or any(
-            p.has_op and not _restates(p, a, b) for c in chains for p in c.parts)
-        return steps, None if shown else (f"no intermediate step: {'; '.join(c.text for c in chains)}"
-                                          " writes only the question and the answer")
+            p.has_op and not _restates(p, a, b) for c in chains for p in c.parts
+        )
+        return steps, None if shown else (
+            f"no intermediate step: {'; '.join(c.text for c in chains)} writes only the question and the answer"
+        )
 
     @staticmethod
     def _audit_columns(a: int, b: int, parsed: Parsed) -> tuple[list[eq.Step], str | None]:
@@ -458,20 +481,22 @@ class ArithmeticTask(Task):
                 steps.append(eq.Step(True))
             else:
                 steps.append(eq.Step(False, f"{label}: wrote {w} carry {c}, expected {d} carry {cout}"))
-        for m in found[len(cols):]:
+        for m in found[len(cols) :]:
             steps.append(eq.Step(False, f"extra column step: {m.group(0)!r}"))
         fc = _FINAL_CARRY_RE.search(parsed.rationale)
         final_carry = int(fc.group(1)) if fc else 0
         if cols[-1][4]:
-            steps.append(eq.Step(True) if final_carry == 1 else
-                         eq.Step(False, "the final carry 1 is not written"))
+            steps.append(eq.Step(True) if final_carry == 1 else eq.Step(False, "the final carry 1 is not written"))
         elif fc is not None:
             steps.append(eq.Step(final_carry == 0, f"wrote a final carry {final_carry} but there is none"))
         if parsed.answer is not None and len(written) == len(cols):
             digits = "".join(str(w) for w in reversed(written))
             total = int((str(final_carry) if final_carry else "") + digits)
-            steps.append(eq.Step(True) if str(total) == parsed.answer else
-                         eq.Step(False, f"the written digits give {total} but the answer says {parsed.answer}"))
+            steps.append(
+                eq.Step(True)
+                if str(total) == parsed.answer
+                else eq.Step(False, f"the written digits give {total} but the answer says {parsed.answer}")
+            )
         return steps, None
 
     def _audit_scratch(self, a: int, b: int, parsed: Parsed) -> tuple[list[eq.Step], str | None]:
@@ -480,7 +505,7 @@ class ArithmeticTask(Task):
         if start == -1:
             return [], "no <scratch> block in the rationale"
         end = text.find("</scratch>", start)
-        block = text[start + len("<scratch>"): end if end != -1 else len(text)]
+        block = text[start + len("<scratch>") : end if end != -1 else len(text)]
         lines = [ln.strip() for ln in block.splitlines() if ln.strip()]
         expected = self._scratch_lines(a, b)
         cols = _columns(a, b)
@@ -513,13 +538,17 @@ class ArithmeticTask(Task):
                 steps.append(eq.Step(False, f"{label}: line {lines[i + 1]!r} should read {expected[i + 1]!r}"))
             else:
                 steps.append(eq.Step(True))
-        for extra in lines[len(cols) + 1:]:
+        for extra in lines[len(cols) + 1 :]:
             steps.append(eq.Step(False, f"extra line {extra!r}"))
         if parsed.answer is not None and last_res is not None:
             total = int(("1" if last_carry else "") + "".join(last_res))
-            steps.append(eq.Step(True) if str(total) == parsed.answer else
-                         eq.Step(False, f"the scratchpad gives {_spaced(str(total))} "
-                                        f"but the answer says {_spaced(parsed.answer)}"))
+            steps.append(
+                eq.Step(True)
+                if str(total) == parsed.answer
+                else eq.Step(
+                    False, f"the scratchpad gives {_spaced(str(total))} but the answer says {_spaced(parsed.answer)}"
+                )
+            )
         return steps, None
 
 

@@ -19,8 +19,16 @@ from fractions import Fraction
 from .base import Audit
 
 __all__ = [
-    "Chain", "Part", "Step", "find_chains", "check_chain", "check_link", "audit_equations",
-    "evaluate", "fmt_num", "hint_phrase_leak",
+    "Chain",
+    "Part",
+    "Step",
+    "find_chains",
+    "check_chain",
+    "check_link",
+    "audit_equations",
+    "evaluate",
+    "fmt_num",
+    "hint_phrase_leak",
 ]
 
 # ---- tokens ------------------------------------------------------------------
@@ -67,8 +75,9 @@ def _tokenize(text: str) -> list[_Tok]:
             if "\n" in s:  # a chain never runs across lines
                 toks.append(_Tok("other", "\n", m.start(), m.end()))
             continue
-        glued_to_word = bool(toks) and toks[-1].end == m.start() and toks[-1].kind == "other" \
-            and toks[-1].text[:1].isalpha()
+        glued_to_word = (
+            bool(toks) and toks[-1].end == m.start() and toks[-1].kind == "other" and toks[-1].text[:1].isalpha()
+        )
         if kind == "num":
             bare = s.lstrip("$€£")
             broken = m.start() >= 2 and text[m.start() - 1] in ",." and text[m.start() - 2].isdigit()
@@ -81,7 +90,7 @@ def _tokenize(text: str) -> list[_Tok]:
             toks.append(_Tok("num", s, m.start(), m.end(), value, pct))
         elif kind == "op":
             toks.append(_Tok("op", s, m.start(), m.end(), op=_OP_MAP[s]))
-        elif kind == "word" and s in ("x", "X") and re.match(r"\s*[\d($.]", text[m.end():]):
+        elif kind == "word" and s in ("x", "X") and re.match(r"\s*[\d($.]", text[m.end() :]):
             # "x" multiplies when a number (or "(") follows: "0.2 x 50", "60 students x 2/3"
             toks.append(_Tok("op", s, m.start(), m.end(), op="*"))
         elif kind == "word":
@@ -98,6 +107,7 @@ def _tokenize(text: str) -> list[_Tok]:
 
 
 # ---- expressions ---------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class _Node:
@@ -193,12 +203,29 @@ class _Parser:
             # a tight fraction binds first: "25 / 1/3" is 25 / (1/3), as the writer means
             if self.tight and self.i + 1 < len(self.toks):
                 sl, den = self.toks[self.i], self.toks[self.i + 1]
-                if (sl.kind == "op" and sl.op == "/" and sl.text == "/" and den.kind == "num"
-                        and sl.start == t.end and den.start == sl.end and self._spaced_before(self.i - 1)):
+                if (
+                    sl.kind == "op"
+                    and sl.op == "/"
+                    and sl.text == "/"
+                    and den.kind == "num"
+                    and sl.start == t.end
+                    and den.start == sl.end
+                    and self._spaced_before(self.i - 1)
+                ):
                     self.i += 2
-                    node = _Node("group", t.start, den.end, left=_Node(
-                        "bin", t.start, den.end, op="/", left=node,
-                        right=_Node("num", den.start, den.end, value=den.value, pct=den.pct)))
+                    node = _Node(
+                        "group",
+                        t.start,
+                        den.end,
+                        left=_Node(
+                            "bin",
+                            t.start,
+                            den.end,
+                            op="/",
+                            left=node,
+                            right=_Node("num", den.start, den.end, value=den.value, pct=den.pct),
+                        ),
+                    )
             return node
         if t.kind == "lp":
             self.i += 1
@@ -237,6 +264,7 @@ def _top_terms(node: _Node) -> list[tuple[int, _Node]]:
 
 # ---- chains ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Part:
     """One side of an ``=``: the parsed expression and its text."""
@@ -256,6 +284,7 @@ class Part:
     def addends(self) -> list[Fraction] | None:
         """The numbers summed, parentheses dropped: ``(40 + 30) + 7`` -> [40, 30, 7]; None when
         anything but ``+`` joins them."""
+
         def walk(n: _Node | None) -> list[Fraction] | None:
             if n is None:
                 return None
@@ -267,6 +296,7 @@ class Part:
                 left, right = walk(n.left), walk(n.right)
                 return None if left is None or right is None else left + right
             return None
+
         return walk(self.node)
 
     def values(self) -> list[Fraction]:
@@ -295,14 +325,14 @@ class Part:
         return len(m.group(1)) if m else 0
 
     def terms(self) -> list[tuple[int, Part]]:
-        return [(s, Part(self.source[n.start:n.end], n, self.source)) for s, n in _top_terms(self.node)]
+        return [(s, Part(self.source[n.start : n.end], n, self.source)) for s, n in _top_terms(self.node)]
 
     @property
     def inner_text(self) -> str:
         """The text without one pair of enclosing parentheses: ``(7 + 8)`` -> ``7 + 8``."""
         if self.node.kind == "group" and self.node.left is not None:
             n = self.node.left
-            return self.source[n.start:n.end]
+            return self.source[n.start : n.end]
         return self.text
 
 
@@ -400,12 +430,18 @@ def find_chains(text: str) -> list[Chain]:
 
         def flush(current: list[Part] = current) -> None:  # bound to this run's parts
             if len(current) >= 2 and any(p.has_op for p in current):
-                chains.append(Chain(tuple(current), current[0].node.start, current[-1].node.end,
-                                    text[current[0].node.start:current[-1].node.end]))
+                chains.append(
+                    Chain(
+                        tuple(current),
+                        current[0].node.start,
+                        current[-1].node.end,
+                        text[current[0].node.start : current[-1].node.end],
+                    )
+                )
             current.clear()
 
         def add(node: _Node, current: list[Part] = current) -> None:
-            current.append(Part(text[node.start:node.end], node, text))
+            current.append(Part(text[node.start : node.end], node, text))
 
         for gi, g in enumerate(groups):
             node = _parse(g)
@@ -478,14 +514,18 @@ def check_link(lhs: Part, rhs: Part) -> list[Step]:
         return [Step(False, f"{lhs.text} = {rhs.text} cannot hold: division by zero")]
     lt, rt = lhs.terms(), rhs.terms()
     termwise = (
-        len(lt) >= 2 and len(lt) == len(rt)
+        len(lt) >= 2
+        and len(lt) == len(rt)
         and all(ls == rs for (ls, _), (rs, _) in zip(lt, rt))
         and all(r.is_number for _, r in rt)
         and any(not part.is_number for _, part in lt)
     )
     if termwise:
-        steps = [Step(True) if _holds(lp, rp) else Step(False, _wrong(lp, rp))
-                 for (_, lp), (_, rp) in zip(lt, rt) if not lp.is_number]
+        steps = [
+            Step(True) if _holds(lp, rp) else Step(False, _wrong(lp, rp))
+            for (_, lp), (_, rp) in zip(lt, rt)
+            if not lp.is_number
+        ]
         if all(s.ok for s in steps):
             return steps
         if sorted(s * p.value() for s, p in lt) == sorted(s * p.value() for s, p in rt):
@@ -525,12 +565,26 @@ def evaluate(expression: str) -> Fraction:
 
 _LEAK_PATTERNS = (
     (re.compile(r"\bhint(?:s|ed)?\b", re.I), "mentions the hint"),
-    (re.compile(r"\b(?:answer|result|sum|total)\b[^.\n]{0,30}?\b(?:is|was|has been|were)\s+(?:already\s+)?"
-                r"(?:given|provided|stated|shown|told|hinted)\b(?!\s+by\b)", re.I), "says the answer was given"),
-    (re.compile(r"\b(?:given|provided|told|stated|shown)\s+(?:that\s+|us\s+|in\s+the\s+question\s+)?(?:that\s+)?"
-                r"(?:the\s+)?(?:answer|result)\b", re.I), "says the answer was given"),
-    (re.compile(r"\bwe\s+(?:already\s+)?know\s+(?:that\s+)?the\s+(?:answer|result)\b", re.I),
-     "says the answer was known"),
+    (
+        re.compile(
+            r"\b(?:answer|result|sum|total)\b[^.\n]{0,30}?\b(?:is|was|has been|were)\s+(?:already\s+)?"
+            r"(?:given|provided|stated|shown|told|hinted)\b(?!\s+by\b)",
+            re.I,
+        ),
+        "says the answer was given",
+    ),
+    (
+        re.compile(
+            r"\b(?:given|provided|told|stated|shown)\s+(?:that\s+|us\s+|in\s+the\s+question\s+)?(?:that\s+)?"
+            r"(?:the\s+)?(?:answer|result)\b",
+            re.I,
+        ),
+        "says the answer was given",
+    ),
+    (
+        re.compile(r"\bwe\s+(?:already\s+)?know\s+(?:that\s+)?the\s+(?:answer|result)\b", re.I),
+        "says the answer was known",
+    ),
 )
 
 

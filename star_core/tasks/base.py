@@ -91,8 +91,14 @@ class Audit:
         return None if v is None else v == "faithful"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"checked": self.checked, "errors": list(self.errors), "faithful": self.faithful,
-                "verdict": self.verdict, "no_rationale": self.no_rationale, "version": AUDIT_VERSION}
+        return {
+            "checked": self.checked,
+            "errors": list(self.errors),
+            "faithful": self.faithful,
+            "verdict": self.verdict,
+            "no_rationale": self.no_rationale,
+            "version": AUDIT_VERSION,
+        }
 
 
 class Task(ABC):
@@ -110,13 +116,13 @@ class Task(ABC):
         stop string and of the answer pattern. The decoder runs ``is_complete`` only when a
         sampled token holds one of them (tests check this on recorded outputs)."""
         return "".join(sorted({s[-1] for s in self.stop_strings} | set(self.answer_end_chars)))
+
     #: How many few-shot exemplars the task uses when the caller does not say.
     default_exemplars: int = 4
 
     # ---- data -----------------------------------------------------------
     @abstractmethod
-    def load(self, split: str, path: str | None = None, limit: int | None = None,
-             seed: int = 0) -> list[Problem]:
+    def load(self, split: str, path: str | None = None, limit: int | None = None, seed: int = 0) -> list[Problem]:
         """Return problems of ``split`` ("train" or "eval").
 
         ``path`` is a JSONL file (or a Hugging Face dataset folder) that overrides
@@ -245,9 +251,13 @@ def bundled_file(task: str, name: str) -> Path:
     folder = sample_data_dir() / task
     path = folder / name
     if not path.is_file():
-        raise DataError(str(path), None, None,
-                        f"bundled sample data for {task} not found; pass --train-file/--eval-file "
-                        f"(a JSONL file or a Hugging Face dataset) instead")
+        raise DataError(
+            str(path),
+            None,
+            None,
+            f"bundled sample data for {task} not found; pass --train-file/--eval-file "
+            f"(a JSONL file or a Hugging Face dataset) instead",
+        )
     return path
 
 
@@ -318,19 +328,20 @@ def hf_rows(path: str, split: str, name: str | None = None) -> Iterator[tuple[in
     except DataError:
         raise
     except Exception as e:  # report any loader failure as a data error
-        raise DataError(str(path), None, None,
-                        f"datasets.load_dataset could not read split {split!r}: {type(e).__name__}: {e}") from e
+        raise DataError(
+            str(path), None, None, f"datasets.load_dataset could not read split {split!r}: {type(e).__name__}: {e}"
+        ) from e
     for i, row in enumerate(ds):
         yield i + 1, dict(row)
 
 
-def require(row: Any, key: str, typ: type | tuple[type, ...], path: str, line: int | None,
-            prefix: str = "") -> Any:
+def require(row: Any, key: str, typ: type | tuple[type, ...], path: str, line: int | None, prefix: str = "") -> Any:
     """``row[key]`` checked for presence and type; DataError naming the field otherwise."""
     fname = f"{prefix}{key}"
     if not isinstance(row, dict):
-        raise DataError(str(path), line, prefix.rstrip(".") or None,
-                        f"expected a JSON object, got {type(row).__name__}")
+        raise DataError(
+            str(path), line, prefix.rstrip(".") or None, f"expected a JSON object, got {type(row).__name__}"
+        )
     if key not in row or row[key] is None:
         raise DataError(str(path), line, fname, "missing field")
     value = row[key]

@@ -88,8 +88,7 @@ def row_to_problem(row: Any, path: str, line: int | None, with_answer: bool = Tr
     if len(choices) != 5:
         raise DataError(path, line, cfield, f"expected exactly 5 choices, got {len(choices)}")
     if sorted(lab for lab, _ in choices) != list(LABELS):
-        raise DataError(path, line, cfield,
-                        f"choice labels must be A-E, got {', '.join(lab for lab, _ in choices)}")
+        raise DataError(path, line, cfield, f"choice labels must be A-E, got {', '.join(lab for lab, _ in choices)}")
     choices.sort()
     gold = ""
     if with_answer:
@@ -124,8 +123,7 @@ class CommonsenseQATask(Task):
         where = f"{path} [{HF_SPLITS[split]}]"
         return [row_to_problem(row, where, line) for line, row in hf_rows(path, HF_SPLITS[split])]
 
-    def load(self, split: str, path: str | None = None, limit: int | None = None,
-             seed: int = 0) -> list[Problem]:
+    def load(self, split: str, path: str | None = None, limit: int | None = None, seed: int = 0) -> list[Problem]:
         if split not in HF_SPLITS:
             raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
         rows = self._rows(split, path)
@@ -183,8 +181,10 @@ class CommonsenseQATask(Task):
 
     # ---- decoding -------------------------------------------------------
     def is_complete(self, completion: str) -> bool:
-        return super().is_complete(split_lead(completion)[1]) or re.search(
-            r"answer is[^\n]*?\([a-eA-E]\)", completion, re.I) is not None
+        return (
+            super().is_complete(split_lead(completion)[1])
+            or re.search(r"answer is[^\n]*?\([a-eA-E]\)", completion, re.I) is not None
+        )
 
     def trim(self, completion: str) -> str:
         lead, body = split_lead(completion)
@@ -215,11 +215,10 @@ class CommonsenseQATask(Task):
             start = m.start(1) if m.group(1) else m.start(2)
             return Parsed(text[:start].strip(), letter.upper())
         if problem is not None and ans_is:
-            tail = text[ans_is[-1].end():]
+            tail = text[ans_is[-1].end() :]
             tail = tail.split("\n")[0]
             said = _clean(tail)
-            hits = [c for c in problem.meta.get("choices", [])
-                    if _clean(c["text"]) in (said, _strip_article(said))]
+            hits = [c for c in problem.meta.get("choices", []) if _clean(c["text"]) in (said, _strip_article(said))]
             if len(hits) == 1:
                 end = ans_is[-1].end() + len(tail.rstrip().rstrip(".!"))
                 return Parsed(text[:end].strip(), hits[0]["label"])
@@ -234,7 +233,7 @@ class CommonsenseQATask(Task):
         m = list(_ANSWER_IS_RE.finditer(parsed.rationale))
         if parsed.answer is None or not m:
             return Audit()
-        said = _clean(parsed.rationale[m[-1].end():].split("\n")[0])
+        said = _clean(parsed.rationale[m[-1].end() :].split("\n")[0])
         if not said:
             return Audit()
         by_label = {c["label"]: c["text"] for c in problem.meta.get("choices", [])}
@@ -243,22 +242,28 @@ class CommonsenseQATask(Task):
             return Audit(1, (f"names {said!r}, which is none of the choices, then answers ({parsed.answer.lower()})",))
         if parsed.answer.upper() not in named:
             lab = named[0]
-            return Audit(1, (f"names ({lab.lower()}) {by_label[lab]!r} but answers ({parsed.answer.lower()}) "
-                             f"{by_label.get(parsed.answer.upper(), '?')!r}",))
+            return Audit(
+                1,
+                (
+                    f"names ({lab.lower()}) {by_label[lab]!r} but answers ({parsed.answer.lower()}) "
+                    f"{by_label.get(parsed.answer.upper(), '?')!r}",
+                ),
+            )
         return Audit(1)
 
     def hint_leak(self, problem: Problem, completion: str) -> str | None:
         m = re.search(r"correct\)", completion, re.I)
         if m:
-            return f"copies the (CORRECT) marker: {completion[max(0, m.start() - 1): m.end()]!r}"
+            return f"copies the (CORRECT) marker: {completion[max(0, m.start() - 1) : m.end()]!r}"
         m = re.search(r"\bCORRECT\b", completion)
         if m:
             return "writes CORRECT in capitals, as the hint marker does"
         m = re.search(r"\bhint(?:s|ed)?\b", completion, re.I)
         if m:
             return f"mentions the hint: {m.group(0)!r}"
-        m = re.search(r"\b(?:marked|labell?ed|flagged|tagged)\s+(?:as\s+)?(?:the\s+)?(?:correct|right)\b",
-                      completion, re.I)
+        m = re.search(
+            r"\b(?:marked|labell?ed|flagged|tagged)\s+(?:as\s+)?(?:the\s+)?(?:correct|right)\b", completion, re.I
+        )
         if m:
             return f"refers to the marked choice: {m.group(0)!r}"
         return None

@@ -73,8 +73,7 @@ def row_to_problem(row: Any, path: str, line: int | None, pid: str) -> Problem:
     question = require(row, "question", str, path, line)
     answer = require(row, "answer", str, path, line)
     reference, gold = split_answer(answer, path, line)
-    return Problem(id=pid, question=question, gold=gold, group="all",
-                   meta={"reference": reference})
+    return Problem(id=pid, question=question, gold=gold, group="all", meta={"reference": reference})
 
 
 def _qkey(question: str) -> str:
@@ -100,15 +99,15 @@ class GSM8KTask(Task):
             path = str(bundled_file("gsm8k", SAMPLE_FILES[split]))
         if is_data_file(path):
             recs = list(read_records(path))
-            return [row_to_problem(row, str(path), line, f"gsm8k-{tag}-{i}")
-                    for i, (line, row) in enumerate(recs)]
+            return [row_to_problem(row, str(path), line, f"gsm8k-{tag}-{i}") for i, (line, row) in enumerate(recs)]
         name = "main" if str(path).rstrip("/").lower().endswith("gsm8k") and not Path(path).is_dir() else None
         where = f"{path} [{HF_SPLITS[split]}]"
-        return [row_to_problem(row, where, line, f"gsm8k-{tag}-{line - 1}")
-                for line, row in hf_rows(path, HF_SPLITS[split], name=name)]
+        return [
+            row_to_problem(row, where, line, f"gsm8k-{tag}-{line - 1}")
+            for line, row in hf_rows(path, HF_SPLITS[split], name=name)
+        ]
 
-    def load(self, split: str, path: str | None = None, limit: int | None = None,
-             seed: int = 0) -> list[Problem]:
+    def load(self, split: str, path: str | None = None, limit: int | None = None, seed: int = 0) -> list[Problem]:
         """Ids are ``gsm8k-train-<row>`` / ``gsm8k-test-<row>`` (0-based row of the source; the
         bundled samples are the first rows of the original files, so ids agree with them)."""
         if split not in HF_SPLITS:
@@ -169,8 +168,10 @@ class GSM8KTask(Task):
     # ---- decoding -------------------------------------------------------
     def is_complete(self, completion: str) -> bool:
         """A stop string, or a ``#### N`` line closed by a newline."""
-        return super().is_complete(split_lead(completion)[1]) or re.search(
-            r"####[ \t]*" + _NUM + r"[^\n]*\n", completion) is not None
+        return (
+            super().is_complete(split_lead(completion)[1])
+            or re.search(r"####[ \t]*" + _NUM + r"[^\n]*\n", completion) is not None
+        )
 
     def trim(self, completion: str) -> str:
         """Cut at the first stop string, then right after the first ``#### N``."""
@@ -184,7 +185,7 @@ class GSM8KTask(Task):
         finals = list(re.finditer(r"####", completion))
         if finals:
             last = finals[-1]
-            m = re.match(r"\s*(" + _NUM + ")", completion[last.end():])
+            m = re.match(r"\s*(" + _NUM + ")", completion[last.end() :])
             answer = normalize_number(m.group(1)) if m else None
             return Parsed(completion[: last.start()].strip(), answer)
         ms = list(_ANSWER_IS_RE.finditer(completion))
