@@ -186,7 +186,11 @@ export default function (component) {
     setTriggerValue("move", move);
   };
   document.addEventListener("keydown", onKey);
-  return () => document.removeEventListener("keydown", onKey);
+  document.body.dataset.starKeys = "on";  // the listener is live (the browser tests wait for it)
+  return () => {
+    document.removeEventListener("keydown", onKey);
+    delete document.body.dataset.starKeys;
+  };
 }
 """
 _keys_component = st.components.v2.component("star_keyboard_moves", js=_KEYS_JS)

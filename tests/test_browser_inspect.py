@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_browser import ARTIFACTS, sql  # fixtures
+import test_browser as _browser
+
+ARTIFACTS, sql = _browser.ARTIFACTS, _browser.sql
+server, page = _browser.server, _browser.page  # test_browser.py's pytest fixtures, used here by name
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +37,7 @@ def test_keys_move_through_rationales(server, page):
     assert n >= 3
     page.goto(f"{base}/rationales?run=alpha&it=2&phase=sample&decision=wrong", wait_until="domcontentloaded")
     _wait(page, f"Sample 1 of {n}")
-    page.wait_for_timeout(500)  # the key listener mounts with the page
+    page.wait_for_function("() => document.body.dataset.starKeys === 'on'", timeout=30_000)  # the key listener is live
     _press(page, "j")
     _wait(page, f"Sample 2 of {n}")
     page.wait_for_function(f"() => window.location.search.includes('sid={rows[1][0]}')", timeout=30_000)
