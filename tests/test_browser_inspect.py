@@ -63,7 +63,7 @@ def test_keys_move_through_compare(server, page):
     )
     page.get_by_text("Question 1 of", exact=False).first.wait_for(timeout=60_000)
     total = page.get_by_text("Question 1 of", exact=False).first.inner_text().split(" of ")[1].strip()
-    page.wait_for_timeout(500)
+    page.wait_for_function("() => document.body.dataset.starKeys === 'on'", timeout=30_000)  # the key listener is live
     _press(page, "j")
     _wait(page, f"Question 2 of {total}")
     _press(page, "ArrowLeft")
