@@ -31,12 +31,17 @@ def task_and_problems(run: Path) -> tuple[Task, object]:
     cfg = from_saved(run / CONFIG_NAME)
     task = make_task(cfg)
     if cfg.task == "arithmetic":
+
         def problem(r: dict) -> Problem:
             a, b = map(int, re.fullmatch(r"(\d+) \+ (\d+)", r["question"]).groups())
             return task.make_problem(a, b, r["question_id"])
+
         return task, problem
-    by_id = {p.id: p for split, path in (("train", cfg.train_file), ("eval", cfg.eval_file))
-             for p in task.load(split, path=path)}
+    by_id = {
+        p.id: p
+        for split, path in (("train", cfg.train_file), ("eval", cfg.eval_file))
+        for p in task.load(split, path=path)
+    }
     return task, lambda r: by_id[r["question_id"]]
 
 
@@ -80,22 +85,31 @@ def test_demo_store_is_consistent(run):
         assert q("SELECT COUNT(*) FROM train_losses WHERE iteration=?", it)[0][0] > 0
     # every kept sample reached the gold answer, and the stored example carries no hint
     for answer, gold, decision, prompt in q(
-            "SELECT s.answer, s.gold, s.decision, t.prompt FROM samples s "
-            "JOIN train_examples t ON t.sample_id = s.id"):
+        "SELECT s.answer, s.gold, s.decision, t.prompt FROM samples s JOIN train_examples t ON t.sample_id = s.id"
+    ):
         assert answer == gold and decision in KEPT_DECISIONS
         assert "hint" not in prompt.lower() and "(CORRECT)" not in prompt
     assert q("SELECT COUNT(*) FROM samples WHERE kept=1 AND answer IS NOT gold")[0][0] == 0
     # metrics are exactly the eval samples' counts
     for it, task, split, grp, n, n_correct, acc in q(
-            "SELECT iteration, task, split, grp, n, n_correct, accuracy FROM metrics"):
+        "SELECT iteration, task, split, grp, n, n_correct, accuracy FROM metrics"
+    ):
         where = "" if grp == "all" else " AND grp=?"
         args = (it, task, split) + (() if grp == "all" else (grp,))
-        real = q("SELECT COUNT(*), SUM(correct) FROM samples WHERE phase='eval' AND iteration=? AND task=?"
-                 " AND split=?" + where, *args)[0]
+        real = q(
+            "SELECT COUNT(*), SUM(correct) FROM samples WHERE phase='eval' AND iteration=? AND task=?"
+            " AND split=?" + where,
+            *args,
+        )[0]
         assert (n, n_correct) == (real[0], real[1]) and acc == pytest.approx(n_correct / n)
     # no sample stored twice
-    assert q("SELECT COUNT(*) FROM (SELECT 1 FROM samples GROUP BY iteration, task, phase, question_id, k "
-             "HAVING COUNT(*) > 1)")[0][0] == 0
+    assert (
+        q(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM samples GROUP BY iteration, task, phase, question_id, k "
+            "HAVING COUNT(*) > 1)"
+        )[0][0]
+        == 0
+    )
     s = queries.summary(run)
     assert s["status"] == "finished" and len(s["iterations"]) == len(iters)
     con.close()
@@ -119,10 +133,21 @@ def test_every_row_reparses_to_its_stored_answer_and_correctness(run):
     assert n > 0
 
 
-@pytest.mark.parametrize("run", [
-    pytest.param(r, marks=pytest.mark.xfail(
-        strict=True, reason="recorded before audit version 2: it kept bare answers (no intermediate step)"))
-    if recorded_before_the_audit(r) else r for r in FAITHFUL_ONLY], ids=[r.name for r in FAITHFUL_ONLY])
+@pytest.mark.parametrize(
+    "run",
+    [
+        pytest.param(
+            r,
+            marks=pytest.mark.xfail(
+                strict=True, reason="recorded before audit version 2: it kept bare answers (no intermediate step)"
+            ),
+        )
+        if recorded_before_the_audit(r)
+        else r
+        for r in FAITHFUL_ONLY
+    ],
+    ids=[r.name for r in FAITHFUL_ONLY],
+)
 def test_a_faithful_only_run_keeps_only_verified_rationales(run):
     """With reject_unfaithful=true, every kept example passes today's audit with at least one verified
     step (CommonsenseQA also keeps answers with nothing checkable: it names no choice in words)."""
@@ -133,7 +158,10 @@ def test_a_faithful_only_run_keeps_only_verified_rationales(run):
         p = problem(r)
         a = task.audit(p, task.parse(task.trim(r["raw_output"]), p))
         assert (a.verdict == "faithful" and a.checked >= 1) or (a.verdict is None and task.name == "commonsenseqa"), (
-            r["id"], r["raw_output"], a)
+            r["id"],
+            r["raw_output"],
+            a,
+        )
 
 
 @pytest.mark.parametrize("name", ["arithmetic-paper-rule", "arithmetic-audit-filter"])
@@ -154,8 +182,54 @@ def test_readme_tables_match_the_stores(name):
     for it, g in m.groupby("iteration"):
         by = {r.grp: cell(int(r.n_correct), int(r.n)) for r in g.itertuples()}
         c = ch[(ch["iteration"] == it) & (ch["grp"] == "all")]
-        change = "–" if c.empty else (f"+{c.iloc[0].gained} −{c.iloc[0].lost}, p = {c.iloc[0].p_value:.2g}"
-                                      + (" (significant)" if c.iloc[0].significant else ""))
-        want.append(f"| {it}{' (few-shot)' if it == 0 else ''} | " + " | ".join(by[k] for k in "1234")
-                    + f" | {by['all']} | {change} |")
+        change = (
+            "–"
+            if c.empty
+            else (
+                f"+{c.iloc[0].gained} −{c.iloc[0].lost}, p = {c.iloc[0].p_value:.2g}"
+                + (" (significant)" if c.iloc[0].significant else "")
+            )
+        )
+        want.append(
+            f"| {it}{' (few-shot)' if it == 0 else ''} | "
+            + " | ".join(by[k] for k in "1234")
+            + f" | {by['all']} | {change} |"
+        )
     assert table.splitlines()[2:] == want
+
+
+def _measures_rows(run: Path) -> list[str]:
+    """The README's measures table of a run, built from the store: per evaluation (the few-shot model,
+    the warm-started one, each iteration) of all questions, the three measures with their 95 % Wilson
+    intervals, and the paired change of accuracy against the model before."""
+    m, ch = queries.measures_frame(run), queries.changes_frame(run)
+    m = m[(m["grp"] == "all") & m["phase"].isin(["eval", "warm_eval"])]
+
+    def cell(r) -> str:
+        return f"{100 * r.value:.1f} ({100 * r.low:.0f}–{100 * r.high:.0f})"
+
+    out = []
+    for (_point, it, phase), g in m.groupby(["point", "iteration", "phase"]):
+        by = {r.measure: cell(r) for r in g.itertuples()}
+        c = ch[(ch["iteration"] == it) & (ch["phase"] == phase) & (ch["grp"] == "all")]
+        change = (
+            "–"
+            if c.empty
+            else (
+                f"+{c.iloc[0].gained} −{c.iloc[0].lost}, p = {c.iloc[0].p_value:.2g}"
+                + (" (significant)" if c.iloc[0].significant else "")
+            )
+        )
+        label = "warm start (supervised)" if phase == "warm_eval" else f"{it}{' (few-shot)' if it == 0 else ''}"
+        out.append(f"| {label} | {by['accuracy']} | {by['faithful_accuracy']} | {by['rationale_share']} | {change} |")
+    return out
+
+
+@pytest.mark.parametrize("name", ["commonsenseqa-slice", "gsm8k-slice", "arithmetic-columns-warm-start"])
+def test_readme_measures_tables_match_the_stores(name):
+    """The README's table of the three measures of a demo run (all questions) is what the store gives."""
+    readme = (DEMO_ROOT.parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"`{name}` (measures" in readme, f"no measures table for {name} in the README"
+    table = readme.split(f"`{name}` (measures", 1)[1].split("\n\n", 2)[1]
+    assert table.splitlines()[0].startswith("| model | accuracy | right and faithful | shows a rationale |")
+    assert table.splitlines()[2:] == _measures_rows(DEMO_ROOT / name)

@@ -13,7 +13,7 @@ import pytest
 
 import dash_fixtures as F
 import star_core.store as S
-from star_core import paging
+from star_core import paging, queries
 from star_core.store import (
     PROMPT_SQL,
     SCHEMA_VERSION,
@@ -46,7 +46,7 @@ def bulk(tmp_path_factory):
 def migrated(tmp_path_factory):
     """Copies of the shipped demo stores (schema version 1), migrated by opening them for writing."""
     out = {}
-    for name in ("arithmetic-audit-filter", "arithmetic-warm-start", "commonsenseqa-slice", "gsm8k-slice"):
+    for name in V1_DEMOS:
         d = tmp_path_factory.mktemp("demo") / name
         d.mkdir()
         shutil.copy(DEMO / name / "store.sqlite", d / "store.sqlite")
@@ -54,21 +54,43 @@ def migrated(tmp_path_factory):
     return out
 
 
+#: The shipped demo stores recorded before schema version 2 (the others were written at version 2).
+V1_DEMOS = (
+    "arithmetic-audit-filter",
+    "arithmetic-columns-warm-start",
+    "arithmetic-paper-rule",
+    "arithmetic-warm-start",
+    "commonsenseqa-slice",
+)
+
+
+def _stored_version(d) -> int:
+    con = sqlite3.connect(f"file:{d / 'store.sqlite'}?mode=ro", uri=True)
+    try:
+        return schema_version(con)
+    finally:
+        con.close()
+
+
 def rows(con, sql, *params):
     return [tuple(r) for r in con.execute(sql, params).fetchall()]
 
 
 # ---- schema and migration ---------------------------------------------------------------
-def test_a_new_store_is_version_2_and_the_demo_stores_stay_version_1(tmp_path):
+def test_a_new_store_is_version_2_and_the_demo_stores_stay_as_recorded(tmp_path):
     st = RunStore(tmp_path / "r")
     assert schema_version(st.con) == SCHEMA_VERSION == 2
     st.close()
+    versions = {}
     for d in DEMO.iterdir():
         if (d / "store.sqlite").is_file():
-            con = sqlite3.connect(f"file:{d / 'store.sqlite'}?mode=ro", uri=True)
-            assert schema_version(con) == 1, d.name  # read as they are: nothing migrates on read
-            con.close()
+            before = _stored_version(d)
             check(d / "store.sqlite")
+            queries.summary(d)
+            assert _stored_version(d) == before, d.name  # read as they are: nothing migrates on read
+            versions[d.name] = before
+    assert set(versions.values()) == {1, 2}, versions  # both layouts ship, so both are read in these tests
+    assert sorted(n for n, v in versions.items() if v == 1) == sorted(V1_DEMOS)
 
 
 def test_migration_keeps_every_sample_its_prompt_and_its_training_example(migrated):
@@ -101,7 +123,7 @@ def test_migration_keeps_every_sample_its_prompt_and_its_training_example(migrat
 def test_a_failed_migration_leaves_version_1(tmp_path):
     d = tmp_path / "r"
     d.mkdir()
-    shutil.copy(DEMO / "gsm8k-slice" / "store.sqlite", d / "store.sqlite")
+    shutil.copy(DEMO / "arithmetic-warm-start" / "store.sqlite", d / "store.sqlite")  # a version 1 store
     con = connect(d / "store.sqlite")
     n = con.execute("SELECT count(*) FROM samples").fetchone()[0]
     with pytest.raises(ZeroDivisionError):
