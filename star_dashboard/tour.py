@@ -24,6 +24,7 @@ from typing import Any
 
 from star_core.queries import parse_audit
 from star_core.queries.connect import _run_row, open_store
+from star_core.queries.measures import train_sources
 from star_core.store import prompt_column
 
 #: The phases of a question's story (the warm start's reference examples and the direct-answer evaluation are not).
@@ -436,14 +437,7 @@ def objective_numbers(run_dir: str | os.PathLike, iteration: int, task: str | No
             f" FROM samples WHERE run_id=? AND iteration=? AND phase='rationalize'{tsql}",
             [rid, iteration] + tp,
         ).fetchone()
-        te = {
-            x["source"]: x["n"]
-            for x in con.execute(
-                "SELECT source, count(*) AS n FROM train_examples "
-                f"WHERE run_id=? AND iteration=?{tsql} GROUP BY source",
-                [rid, iteration] + tp,
-            )
-        }
+        te = train_sources(con, rid, iteration, task)
         it = con.execute(
             "SELECT stage, n_train_examples, train_steps FROM iterations WHERE run_id=? AND iteration=?",
             (rid, iteration),

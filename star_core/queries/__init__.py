@@ -132,4 +132,5 @@ __all__ = [
     "summary",
     "top_reasons",
     "train_counts",
+    "train_sources",
 ]

@@ -298,6 +298,18 @@ def decision_counts(run_dir: str | os.PathLike, task: str | None = None) -> pd.D
         return pd.read_sql_query(sql, con, params=params)
 
 
+def train_sources(con: sqlite3.Connection, rid: int, iteration: int, task: str | None = None) -> dict[str, int]:
+    """The training examples stored for one iteration, counted by source (``TRAIN_SOURCE`` values)."""
+    tsql, tp = (" AND task=?", [task]) if task else ("", [])
+    return {
+        r[0]: r[1]
+        for r in con.execute(
+            f"SELECT source, count(*) FROM train_examples WHERE run_id=? AND iteration=?{tsql} GROUP BY source",
+            [rid, iteration] + tp,
+        )
+    }
+
+
 def funnel(run_dir: str | os.PathLike, iteration: int, task: str | None = None) -> dict[str, Any]:
     """The numbers of one iteration's filter.
 
@@ -335,14 +347,7 @@ def funnel(run_dir: str | os.PathLike, iteration: int, task: str | None = None) 
             [rid, iteration] + tp,
         ):
             retry_from[(r["first"], r["retry"])] = r["n"]
-        te = {
-            r["source"]: r["n"]
-            for r in con.execute(
-                "SELECT source, count(*) AS n FROM train_examples "
-                f"WHERE run_id=? AND iteration=?{tsql} GROUP BY source",
-                [rid, iteration] + tp,
-            )
-        }
+        te = train_sources(con, rid, iteration, task)
         it = con.execute(
             "SELECT n_train_examples, train_steps, stage FROM iterations WHERE run_id=? AND iteration=?",
             (rid, iteration),
