@@ -14,10 +14,10 @@ run() {  # run NAME ARGS...
   /usr/bin/time -f "$name: %e s wall" "$STAR" run --quiet --out "$OUT/$name" "$@"
   rm -rf "$OUT/$name/adapters" "$OUT/$name/run.lock"
 }
-# `lanes` records the five current demos in two lanes of one torch thread each (2 cores).
+# `lanes` records the six current demos in two lanes of one torch thread each (2 cores).
 if [ "${1:-}" = lanes ]; then
   T="--set threads=1"
-  ( bash "$0" paper $T; bash "$0" cqa $T ) &
+  ( bash "$0" paper $T; bash "$0" cqa $T; bash "$0" samples $T ) &
   ( bash "$0" warm $T; bash "$0" gsm8k $T; bash "$0" columns $T ) &
   wait
   exit
@@ -34,6 +34,10 @@ case "$what" in
   columns|all) run arithmetic-columns-warm-start --iterations 2 --set arith_format=columns --set warm_start=64 \
                --set reject_unfaithful=true --set direct_baseline=true --set n_eval=400 --set max_new_tokens=160 "$@" \
                --set name="arithmetic, columns format, supervised warm start on 64 1-2-digit rationales, then 2 STaR iterations keeping only faithful rationales" ;;&
+  samples|all) run arithmetic-samples-warm-start --iterations 1 --set warm_start=64 --set reject_unfaithful=true \
+               --set n_train=100 --set samples_per_question=4 --set temperature=0.8 --set max_kept_per_question=2 \
+               --set n_eval=400 "$@" \
+               --set name="arithmetic, supervised warm start on 64 1-2-digit rationales, then 1 STaR iteration with 4 samples per question at temperature 0.8, keeping up to 2 distinct faithful rationales each" ;;&
   cqa|all)   run commonsenseqa-slice --task commonsenseqa --iterations 2 --set n_train=100 --set n_eval=100 "$@" \
                --set name="commonsenseqa, 2 iterations on a slice (100 train, 100 eval)" ;;&
   gsm8k|all) run gsm8k-slice --task gsm8k --iterations 2 --set n_train=100 --set n_eval=100 \

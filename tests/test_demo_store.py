@@ -225,7 +225,9 @@ def _measures_rows(run: Path) -> list[str]:
     return out
 
 
-@pytest.mark.parametrize("name", ["commonsenseqa-slice", "gsm8k-slice", "arithmetic-columns-warm-start"])
+@pytest.mark.parametrize(
+    "name", ["commonsenseqa-slice", "gsm8k-slice", "arithmetic-columns-warm-start", "arithmetic-samples-warm-start"]
+)
 def test_readme_measures_tables_match_the_stores(name):
     """The README's table of the three measures of a demo run (all questions) is what the store gives."""
     readme = (DEMO_ROOT.parents[1] / "README.md").read_text(encoding="utf-8")

@@ -54,7 +54,8 @@ def migrated(tmp_path_factory):
     return out
 
 
-#: The shipped demo stores recorded before schema version 2 (the others were written at version 2).
+#: The shipped demo stores recorded before schema version 2 (gsm8k-slice and arithmetic-samples-warm-start were
+#: written at version 2).
 V1_DEMOS = (
     "arithmetic-audit-filter",
     "arithmetic-columns-warm-start",
