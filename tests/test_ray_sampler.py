@@ -113,7 +113,8 @@ class DriverDies(Exception):
 
 def test_a_killed_worker_is_retried_and_a_crashed_driver_resumes(tiny_model_dir, local_run, tmp_path, monkeypatch):
     """A worker SIGKILLed after the phase's first unit is restarted and its unit redone; the driver then
-    dies after the third unit, and `resume` decodes the rest: every sample stored once, as locally."""
+    dies at the first unit another worker delivers after the kill, and `resume` decodes the rest: every
+    sample stored once, as locally."""
     pytest.importorskip("ray.data")
     stored, killed = [], []
 
@@ -122,17 +123,20 @@ def test_a_killed_worker_is_retried_and_a_crashed_driver_resumes(tiny_model_dir,
         if len(stored) == 1:
             os.kill(int(worker.rsplit(":", 1)[1]), signal.SIGKILL)  # it is decoding its next unit by now
             killed.append(worker)
-        elif len(stored) == 3:
+        elif worker not in killed:  # a restarted actor or the other worker carried on
             raise DriverDies()
 
     monkeypatch.setattr(samplers.RaySampler, "on_unit", staticmethod(hook))
     # iteration 0 only: 8 evaluation questions in 4 units of 2 over 2 workers
     run = tmp_path / "killed"
-    with pytest.raises(DriverDies):
+    try:
         loop.start(cfg_of(tiny_model_dir, **RAY, iterations=0, warm_start=0), run, progress=False)
-    assert killed, "no worker was killed"
-    assert set(stored[1:]) - set(killed), "no other worker carried on after the kill"
-    assert len(samples(run)) == 6 and dupes(run) == 0  # 3 units of 2 stored, then the driver died
+    except DriverDies:
+        pass
+    else:  # units already decoded still arrive from a killed worker; all four did, so nothing was redone
+        pytest.skip("the killed worker had decoded every unit before it died: nothing to retry this time")
+    assert killed and stored[-1] not in killed, "no other worker carried on after the kill"
+    assert len(samples(run)) == 2 * len(stored) <= 8 and dupes(run) == 0  # the units stored before the driver died
     import ray
 
     assert not ray.is_initialized(), "the run's cluster outlived its driver"
