@@ -219,29 +219,22 @@ KEYS_HELP = "Keys: J or → next, K or ← previous (outside text boxes)."
 # --------------------------------------------------------------------------
 def downloads(make: Callable[[], pd.DataFrame], stem: str, key: str, what: str) -> None:
     """CSV and JSONL download buttons; the frame is built only when a button is clicked."""
-    c1, c2 = st.columns(2)
-    c1.download_button(
-        "CSV",
-        data=lambda: X.to_csv(make()),
-        file_name=f"{stem}.csv",
-        mime="text/csv",
-        icon=":material/download:",
-        key=f"{key}_csv",
-        on_click="ignore",
-        width="stretch",
-        help=f"{what} as CSV (a spreadsheet; formula-like cells get a leading ')",
-    )
-    c2.download_button(
-        "JSONL",
-        data=lambda: X.to_jsonl(make()),
-        file_name=f"{stem}.jsonl",
-        mime="application/jsonl",
-        icon=":material/download:",
-        key=f"{key}_jsonl",
-        on_click="ignore",
-        width="stretch",
-        help=f"{what} as JSON lines, the text as stored",
-    )
+    formats = [
+        ("CSV", X.to_csv, "csv", "text/csv", "as CSV (a spreadsheet; formula-like cells get a leading ')"),
+        ("JSONL", X.to_jsonl, "jsonl", "application/jsonl", "as JSON lines, the text as stored"),
+    ]
+    for col, (label, write, ext, mime, says) in zip(st.columns(len(formats)), formats):
+        col.download_button(
+            label,
+            data=lambda write=write: write(make()),
+            file_name=f"{stem}.{ext}",
+            mime=mime,
+            icon=":material/download:",
+            key=f"{key}_{ext}",
+            on_click="ignore",
+            width="stretch",
+            help=f"{what} {says}",
+        )
 
 
 def safe_stem(*parts: Any) -> str:
