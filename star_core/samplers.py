@@ -61,6 +61,27 @@ def _error(msg: str) -> Exception:
     return RunError(msg)
 
 
+def decode(model, tokenizer, cfg: StarConfig, task, prompts, temperature: float, seed: int, on_batch=None):
+    """star's decoder (``sampling.generate``) with the run's decoding settings and the task's stop rule:
+    the one call both backends make."""
+    from . import sampling  # looked up at call time (tests replace sampling.generate)
+
+    return sampling.generate(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=cfg.max_new_tokens,
+        is_complete=task.is_complete,
+        temperature=temperature,
+        top_p=cfg.top_p,
+        batch_size=cfg.batch_size,
+        share_prefix=cfg.share_prefix_cache,
+        seed=seed,
+        stop_chars=task.stop_chars,
+        on_batch=on_batch,
+    )
+
+
 class LocalSampler:
     """star's decoder in this process, on the runner's sampling model (``Runner.sampler()``)."""
 
@@ -78,24 +99,9 @@ class LocalSampler:
     def generate(
         self, prompts: Sequence[str], *, adapter: str | None, temperature: float, seed: int, on_batch: OnBatch
     ) -> None:
-        from . import sampling  # looked up at call time (tests replace sampling.generate)
-
-        cfg, task, r = self.runner.cfg, self.runner.task, self.runner
+        r = self.runner
         model = r.sampler()  # the model with ``adapter`` attached (Runner.use_adapter chose it)
-        sampling.generate(
-            model,
-            r.loaded.tokenizer,
-            prompts,
-            max_new_tokens=cfg.max_new_tokens,
-            is_complete=task.is_complete,
-            temperature=temperature,
-            top_p=cfg.top_p,
-            batch_size=cfg.batch_size,
-            share_prefix=cfg.share_prefix_cache,
-            seed=seed,
-            stop_chars=task.stop_chars,
-            on_batch=on_batch,
-        )
+        decode(model, r.loaded.tokenizer, r.cfg, r.task, prompts, temperature, seed, on_batch)
 
 
 def make(cfg: StarConfig, runner) -> LocalSampler | RaySampler:
@@ -235,24 +241,10 @@ class DecodeWorker:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict) -> dict:
-        from . import sampling
-
         c = self.cfg
         units, outs = [], []
         for unit, seed, prompts in zip(batch["unit"], batch["seed"], batch["prompts"]):
-            gens = sampling.generate(
-                self.model,
-                self.tokenizer,
-                json.loads(prompts),
-                max_new_tokens=c.max_new_tokens,
-                is_complete=self.task.is_complete,
-                temperature=self.temperature,
-                top_p=c.top_p,
-                batch_size=c.batch_size,
-                share_prefix=c.share_prefix_cache,
-                seed=int(seed),
-                stop_chars=self.task.stop_chars,
-            )
+            gens = decode(self.model, self.tokenizer, c, self.task, json.loads(prompts), self.temperature, int(seed))
             units.append(int(unit))
             outs.append(json.dumps([_gen_to_dict(g) for g in gens]))
         return {"unit": units, "gens": outs, "worker": [self.worker] * len(units)}
