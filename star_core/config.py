@@ -132,7 +132,7 @@ class StarConfig:
     exemplars_file: str | None = None
     """JSON/JSONL file of few-shot exemplars that replaces the task's default choice."""
     arith_format: str = DEFAULT_FORMAT
-    """Arithmetic rationale format: decomposition (default, works for small models) | columns | scratchpad (paper)."""
+    """Arithmetic rationale format: decomposition (default, works for small models) | columns | carry (one line per digit from the right, operands padded to one length, each line checked against the one before) | scratchpad (paper)."""
     train_digits: tuple[int, int] = TRAIN_DIGITS
     """Arithmetic: inclusive range of digit counts for training problems (paper: 1-5)."""
     eval_digits: tuple[int, int] = EVAL_DIGITS
@@ -152,7 +152,7 @@ class StarConfig:
     share_prefix_cache: bool = True
     """Compute the few-shot prefix's KV cache once and share it across each batch."""
     direct_baseline: bool = False
-    """Also evaluate the few-shot base model without rationales (exemplars as bare `47 + 38 = 85. The answer is 85.`) at iteration 0, as a reference line beside the few-shot baseline. Arithmetic (decomposition or columns format) only."""
+    """Also evaluate the few-shot base model without rationales (exemplars as bare `47 + 38 = 85. The answer is 85.`) at iteration 0, as a reference line beside the few-shot baseline. Arithmetic (decomposition, columns or carry format) only."""
 
     # ---- filtering ------------------------------------------------------------
     rationalize: bool = True
@@ -260,7 +260,7 @@ class StarConfig:
         if self.warm_start and self.eval_adapter:
             raise bad("warm_start", "cannot be combined with eval_adapter (star eval --adapter)")
         if self.direct_baseline and (self.task != "arithmetic" or self.arith_format == "scratchpad"):
-            raise bad("direct_baseline", "arithmetic with the decomposition or columns format only")
+            raise bad("direct_baseline", "arithmetic with the decomposition, columns or carry format only")
         last = self.train_steps * self.steps_growth ** max(0, self.iterations - 1)
         if last > MAX_STEPS:
             raise bad(

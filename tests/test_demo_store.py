@@ -133,6 +133,11 @@ def test_every_row_reparses_to_its_stored_answer_and_correctness(run):
     assert n > 0
 
 
+def recorded_before_version_2(run: Path) -> bool:
+    """Whether the run kept rows under audit version 1 (before the ``no_rationale`` verdict)."""
+    return any(audit_version(r) < 2 for r in rows(run, "kept = 1"))
+
+
 @pytest.mark.parametrize(
     "run",
     [
@@ -142,25 +147,32 @@ def test_every_row_reparses_to_its_stored_answer_and_correctness(run):
                 strict=True, reason="recorded before audit version 2: it kept bare answers (no intermediate step)"
             ),
         )
-        if recorded_before_the_audit(r)
+        if recorded_before_version_2(r)
         else r
         for r in FAITHFUL_ONLY
     ],
     ids=[r.name for r in FAITHFUL_ONLY],
 )
 def test_a_faithful_only_run_keeps_only_verified_rationales(run):
-    """With reject_unfaithful=true, every kept example passes today's audit with at least one verified
-    step (CommonsenseQA also keeps answers with nothing checkable: it names no choice in words)."""
+    """With reject_unfaithful=true, every kept example passes the audit it was recorded under with at least one
+    verified step (CommonsenseQA also keeps answers with nothing checkable: it names no choice in words). A row
+    recorded under today's audit version is audited again; a row of version 2 or later is judged as recorded
+    (its stored audit); a version 1 row, whose record has no such verdict, under today's rules (the xfail)."""
     task, problem = task_and_problems(run)
     kept = rows(run, "kept = 1")
     assert kept
     for r in kept:
         p = problem(r)
-        a = task.audit(p, task.parse(task.trim(r["raw_output"]), p))
-        assert (a.verdict == "faithful" and a.checked >= 1) or (a.verdict is None and task.name == "commonsenseqa"), (
+        if 2 <= audit_version(r) < AUDIT_VERSION:
+            a = json.loads(r["audit_json"])  # judged as recorded
+            verdict, checked = a["verdict"], a["checked"]
+        else:
+            now = task.audit(p, task.parse(task.trim(r["raw_output"]), p))
+            verdict, checked = now.verdict, now.checked
+        assert (verdict == "faithful" and checked >= 1) or (verdict is None and task.name == "commonsenseqa"), (
             r["id"],
             r["raw_output"],
-            a,
+            verdict,
         )
 
 

@@ -60,6 +60,12 @@ def test_parse_audit_reads_new_and_old_records():
     assert (old["verdict"], old["version"]) == ("unfaithful", 1)
     assert Q.parse_audit(json.dumps({"checked": 0, "errors": [], "faithful": None}))["verdict"] is None
     assert Q.parse_audit(None) is None
+    # audit version 3 names the first bad line; older records (and a bad value) have none
+    assert Q.parse_audit(json.dumps(Audit(2, ("line 2: x",), first_bad_line=2).to_dict()))["first_bad_line"] == 2
+    assert old["first_bad_line"] is None and a["first_bad_line"] is None
+    assert (
+        Q.parse_audit(json.dumps({"errors": ["x"], "faithful": False, "first_bad_line": "2"}))["first_bad_line"] is None
+    )
     assert Q.parse_audit("[1, 2]")["errors"][0].startswith("unreadable audit record")
 
 

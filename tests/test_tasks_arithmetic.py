@@ -8,7 +8,7 @@ import pytest
 from star_core.tasks import DataError, Parsed, get_task
 from star_core.tasks.arithmetic import ArithmeticTask
 
-FORMATS = ["decomposition", "columns", "scratchpad"]
+FORMATS = ["decomposition", "columns", "carry", "scratchpad"]
 
 
 def task(fmt="decomposition", **kw) -> ArithmeticTask:
@@ -55,6 +55,22 @@ def prob(a, b, fmt="decomposition"):
             " Add the ones: 5 + 7 = 12, write 2 carry 1. Add the tens: 9 + 1 + 1 = 11, write 1 carry 1."
             " Write the last carry 1. The answer is 112.",
         ),
+        (  # the trace, literally
+            "carry",
+            47,
+            38,
+            "Q: What is 47 + 38?\nA:",
+            " 47 + 38, carry 0, result none.\n7 + 8 + 0 = 15, digit 5, carry 1. Left 4 + 3, result 5.\n"
+            "4 + 3 + 1 = 8, digit 8, carry 0. Left none, result 85.\nCarry 0, result 85.\nThe answer is 85.",
+        ),
+        (  # operands zero-padded to one length; the last carry written in front
+            "carry",
+            95,
+            7,
+            "Q: What is 95 + 7?\nA:",
+            " 95 + 07, carry 0, result none.\n5 + 7 + 0 = 12, digit 2, carry 1. Left 9 + 0, result 2.\n"
+            "9 + 0 + 1 = 10, digit 0, carry 1. Left none, result 02.\nCarry 1, result 102.\nThe answer is 102.",
+        ),
         (
             "scratchpad",
             29,
@@ -78,7 +94,9 @@ def test_prompt_formats(fmt, a, b, question, target):
     assert t.format_target(t.reference_rationale(p), p.gold) == target
     parsed = t.parse(target)
     assert parsed.answer == str(a + b)
-    assert t.audit(p, parsed).faithful is True
+    # audit v3: a 1-digit decomposition (``3 + 5 = 8.``) shows no intermediate step
+    bare = fmt == "decomposition" and p.group == "1"
+    assert t.audit(p, parsed).verdict == ("no_rationale" if bare else "faithful")
 
 
 @pytest.mark.parametrize(
@@ -86,6 +104,7 @@ def test_prompt_formats(fmt, a, b, question, target):
     [
         ("decomposition", "Q: What is 47 + 38? (Hint: the answer is 85.)\nA:"),
         ("columns", "Q: What is 47 + 38? (Hint: the answer is 85.)\nA:"),
+        ("carry", "Q: What is 47 + 38? (Hint: the answer is 85.)\nA:"),
         ("scratchpad", "Input:\n4 7 + 3 8 (Hint: the answer is 8 5)\nTarget:"),
     ],
 )
@@ -99,8 +118,12 @@ def test_hinted_question(fmt, hinted):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_few_shot_prefix_round_trips(fmt):
     t = task(fmt, train_digits=(1, 5))
-    exs = t.exemplars(4)
-    assert [e.problem.group for e in exs] == ["2", "3", "4", "5"]  # from 2 digits up: every one shows steps
+    if fmt == "carry":  # by default one exemplar of every length, as in the paper (a 1-digit trace has a step)
+        exs = t.exemplars()
+        assert [e.problem.group for e in exs] == ["1", "2", "3", "4", "5"]
+    else:
+        exs = t.exemplars(4)
+        assert [e.problem.group for e in exs] == ["2", "3", "4", "5"]  # from 2 digits up: every one shows steps
     for hint in (False, True):
         prefix = t.few_shot_prefix(exs, hint=hint)
         blocks = prefix.split("\n\n")
@@ -125,7 +148,8 @@ def test_generated_reference_rationales_parse_and_audit(fmt, split):
         parsed = t.parse(t.format_target(t.reference_rationale(p), p.gold))
         assert parsed.answer == p.gold
         a = t.audit(p, parsed)
-        assert a.faithful is True, (p, a)
+        bare = fmt == "decomposition" and p.group == "1"  # ``3 + 5 = 8.``: no intermediate step (audit v3)
+        assert a.verdict == ("no_rationale" if bare else "faithful") and a.first_bad_line is None, (p, a)
 
 
 # ---- parsing -------------------------------------------------------------------
@@ -246,14 +270,16 @@ def test_audit_decomposition(completion, verdict, errors):
 @pytest.mark.parametrize(
     "a, b, completion, verdict",
     [
-        (3, 5, " 3 + 5 = 8. The answer is 8.", "faithful"),  # a 1-digit sum needs no intermediate step
-        (3, 5, " The answer is 8.", "no_rationale"),  # but it needs its equation
+        (3, 5, " 3 + 5 = 8. The answer is 8.", "no_rationale"),  # audit v3: a 1-digit sum needs a step too
+        (5, 0, " 5 + 0 = 5. The answer is 5.", "no_rationale"),
+        (3, 5, " The answer is 8.", "no_rationale"),
+        (4, 0, " 4 + 0 = (4 + 0) + (0 + 0) = 4o. The answer is 4.", "unfaithful"),  # garbage is never faithful
         (7386, 8090, " 7386 + 8090 = 15476. The answer is 15476.", "no_rationale"),
         (47, 5, " 47 + 5 = (40 + 0) + (7 + 5) = 40 + 12 = 52. The answer is 52.", "faithful"),
         (47, 5, " 47 + 5 = 52. The answer is 52.", "no_rationale"),  # 2 digits: max of the operands
     ],
 )
-def test_audit_needs_an_intermediate_step_from_two_digits(a, b, completion, verdict):
+def test_audit_needs_an_intermediate_step_at_every_length(a, b, completion, verdict):
     t = task()
     assert t.audit(prob(a, b), t.parse(completion)).verdict == verdict
 

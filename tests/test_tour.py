@@ -213,7 +213,13 @@ def test_story_of_the_picked_question(root):
     (retry,) = it1["retry"]
     assert retry["decision"] == "rationalized" and retry["kept"] and retry["hint"] == "Answer: 12"
     assert SCRIPT in retry["raw_output"]
-    assert retry["audit"] == {**UNFAITHFUL, "verdict": "unfaithful", "no_rationale": None, "version": 1}
+    assert retry["audit"] == {
+        **UNFAITHFUL,
+        "verdict": "unfaithful",
+        "no_rationale": None,
+        "version": 1,
+        "first_bad_line": None,
+    }
     assert [t["source"] for t in it1["train"]] == ["rationalized"] and "Answer:" not in it1["train"][0]["prompt"]
     assert retry["train_example"]["id"] == it1["train"][0]["id"]
     assert it1["solved_without_hint"] is False and by_it[2]["solved_without_hint"] is True

@@ -16,8 +16,10 @@ from ..tasks.base import VERDICTS
 
 
 def parse_audit(raw: str | None) -> dict[str, Any] | None:
-    """A stored ``audit_json`` as {checked, errors: [str], faithful, verdict, no_rationale, version}, or
-    None when none was stored. ``verdict`` is a key of ``VERDICTS`` or None (nothing checkable);
+    """A stored ``audit_json`` as {checked, errors: [str], faithful, verdict, no_rationale, version,
+    first_bad_line}, or None when none was stored. ``first_bad_line`` is the 1-based line of the completion
+    where the first wrong step is (None when none is, and in records before audit version 3). ``verdict`` is
+    a key of ``VERDICTS`` or None (nothing checkable);
     ``version`` is the audit rules' version (1 for records made before the ``no_rationale`` verdict,
     whose verdict follows from ``faithful``). An unreadable record says so in ``errors``."""
     if not raw:
@@ -34,6 +36,7 @@ def parse_audit(raw: str | None) -> dict[str, Any] | None:
             "verdict": None,
             "no_rationale": None,
             "version": None,
+            "first_bad_line": None,
         }
     errs = a.get("errors")
     errs = [str(e) for e in errs] if isinstance(errs, list) else ([] if errs is None else [str(errs)])
@@ -51,6 +54,11 @@ def parse_audit(raw: str | None) -> dict[str, Any] | None:
         "verdict": verdict,
         "no_rationale": None if no_rationale is None else str(no_rationale),
         "version": a.get("version", 1),
+        "first_bad_line": (
+            line
+            if isinstance(line := a.get("first_bad_line"), int) and not isinstance(line, bool) and line >= 1
+            else None
+        ),
     }
 
 

@@ -4,6 +4,9 @@
   `` 47 + 38 = (40 + 30) + (7 + 8) = 70 + 15 = 85. The answer is 85.``
 * ``columns``: `` Add the ones: 7 + 8 = 15, write 5 carry 1. Add the tens: 4 + 3 + 1 = 8, write 8.
   The answer is 85.``
+* ``carry``: a line per digit from the right, operands padded to one length (star_core.tasks.arith_carry):
+  ``47 + 38, carry 0, result none.`` / ``7 + 8 + 0 = 15, digit 5, carry 1. Left 4 + 3, result 5.`` / ... /
+  ``Carry 0, result 85.`` / ``The answer is 85.``
 * ``scratchpad`` (the paper's shape): ``Input:`` with the operands' digits, ``Target:``, a
   ``<scratch>`` block with one line per column and its carry ``C: 0``/``C: 1``, ``</scratch>``,
   then the answer's digits.
@@ -17,6 +20,7 @@ import random
 import re
 from collections.abc import Iterable
 
+from . import arith_carry as carry
 from . import audit as eq
 from .base import (
     Audit,
@@ -33,7 +37,7 @@ from .base import (
 )
 
 #: The rationale formats (``arith_format``), the default first: the one the bundled model can start from.
-FORMATS = ("decomposition", "columns", "scratchpad")
+FORMATS = ("decomposition", "columns", "carry", "scratchpad")
 DEFAULT_FORMAT = FORMATS[0]
 #: Digit counts of training and evaluation sums by default (a run's ``train_digits`` and ``eval_digits``).
 TRAIN_DIGITS = (1, 3)
@@ -61,7 +65,7 @@ _COLUMN_RE = re.compile(
     r"(?:\s*(?:,|and)?\s*carry\s+(\d+))?",
     re.I,
 )
-_FINAL_CARRY_RE = re.compile(r"write the (?:last |final )?carry\s+(\d+)", re.I)
+_FINAL_CARRY_RE = re.compile(r"(?:write|add) the (?:last |final )?carry\s+(\d+)", re.I)
 
 
 def _digits(n: int) -> int:
@@ -129,6 +133,9 @@ class ArithmeticTask(Task):
         self._handed_out: set[tuple[int, int]] = set()
         if format == "scratchpad":
             self.stop_strings = ("\n\n", "\nInput:")
+        elif format == "carry":  # a trace of several lines: a blank line or the next question ends it
+            self.stop_strings = ("\n\n", "Q:")
+            self.default_exemplars = self.train_digits[1] - self.train_digits[0] + 1  # one of every length
         else:
             self.stop_strings = ("\n", "Q:")
         # "The answer is N." ends on "."; the scratchpad's answer line on a newline.
@@ -255,9 +262,11 @@ class ArithmeticTask(Task):
     # ---- exemplars ------------------------------------------------------
     def _generated_exemplars(self, n: int, seed: int) -> list[Exemplar]:
         """Exemplars of 2 digits or more, so each shows the full rationale format (a 1-digit
-        decomposition is the bare ``3 + 5 = 8``)."""
+        decomposition is the bare ``3 + 5 = 8``); the carry format's start at every length of train_digits,
+        as in the paper (a 1-digit carry trace has its step)."""
         lo, hi = self.train_digits
-        probs = self._generate(n, (max(2, lo), max(2, hi)), seed * 1000 + 2, "add-ex", set())
+        low = lo if self.format == "carry" else max(2, lo)
+        probs = self._generate(n, (low, max(low, hi)), seed * 1000 + 2, "add-ex", set())
         return [Exemplar(p, self.reference_rationale(p), p.gold) for p in probs]
 
     def exemplars(self, n: int | None = None, seed: int = 0, path: str | None = None) -> list[Exemplar]:
@@ -290,6 +299,8 @@ class ArithmeticTask(Task):
     def format_target(self, rationale: str, answer: str) -> str:
         if self.format == "scratchpad":
             return f"\n{rationale.strip()}\n{_spaced(answer)}"
+        if self.format == "carry":
+            return f" {rationale.strip()}\n{carry.answer_line(answer)}"
         return f" {rationale.strip()} The answer is {answer}."
 
     def reference_rationale(self, problem: Problem) -> str:
@@ -298,6 +309,8 @@ class ArithmeticTask(Task):
             return self._decomposition(a, b)
         if self.format == "columns":
             return self._columns_text(a, b)
+        if self.format == "carry":
+            return carry.carry_rationale(a, b)
         return self._scratch_text(a, b)
 
     def direct_rationale(self, problem: Problem) -> str | None:
@@ -393,20 +406,25 @@ class ArithmeticTask(Task):
         """Re-check the rationale against the true addition.
 
         Every step must hold, and a rationale must show one: with no readable step at all
-        (a bare ``The answer is 85.``) the verdict is ``no_rationale``. A sum of 2 digits or
-        more needs an intermediate step besides: the decomposition's bare ``47 + 38 = 85`` or
-        the question restated (``47 + 38 = (47 + 38) = 85``) is ``no_rationale`` too. For a
-        1-digit sum, ``3 + 5 = 8`` is the whole rationale. The columns and scratchpad formats
-        write one step per column, so any column step they show is an intermediate one.
+        (a bare ``The answer is 85.``) the verdict is ``no_rationale``. The decomposition needs an
+        intermediate step besides, at every length: a bare ``47 + 38 = 85`` or ``5 + 0 = 5``, or the
+        question restated (``47 + 38 = (47 + 38) = 85``), is ``no_rationale`` too, and digits outside
+        every equation (``= 4o.``) are a wrong step. The columns, carry and scratchpad formats write
+        one step per column, so any column step they show is an intermediate one; the columns' closing
+        carry (``Write/Add the last carry 1``) is checked, and the carry format line by line
+        (star_core.tasks.arith_carry). ``first_bad_line`` names the first line that fails.
         """
         a, b = problem.meta["a"], problem.meta["b"]
+        if self.format == "carry":
+            return carry.audit_carry(a, b, parsed.rationale, parsed.answer)
         if self.format == "columns":
             steps, missing = self._audit_columns(a, b, parsed)
         elif self.format == "scratchpad":
             steps, missing = self._audit_scratch(a, b, parsed)
         else:
             steps, missing = self._audit_decomposition(a, b, parsed)
-        return Audit(checked=len(steps), errors=tuple(s.message for s in steps if not s.ok), no_rationale=missing)
+        bad = tuple(s.message for s in steps if not s.ok)
+        return Audit(checked=len(steps), errors=bad, no_rationale=missing, first_bad_line=eq.first_bad(steps))
 
     @staticmethod
     def _audit_decomposition(a: int, b: int, parsed: Parsed) -> tuple[list[eq.Step], str | None]:
@@ -437,9 +455,12 @@ class ArithmeticTask(Task):
                 steps.append(eq.Step(True))
             else:
                 steps.append(eq.Step(False, f"the steps end at {last.text} but the answer says {parsed.answer}"))
-        shown = max(_digits(a), _digits(b)) == 1 or any(
-            p.has_op and not _restates(p, a, b) for c in chains for p in c.parts
-        )
+        rest = parsed.rationale
+        for c in reversed(chains):
+            rest = rest[: c.start] + " " + rest[c.end :]
+        if re.search(r"\d", rest):  # digits outside every equation: ``= 4o.``, ``85 apples``
+            steps.append(eq.Step(False, f"text the audit cannot read as a step: {' '.join(rest.split())!r}"))
+        shown = any(p.has_op and not _restates(p, a, b) for c in chains for p in c.parts)
         return steps, None if shown else (
             f"no intermediate step: {'; '.join(c.text for c in chains)} writes only the question and the answer"
         )

@@ -26,6 +26,7 @@ __all__ = [
     "check_chain",
     "check_link",
     "audit_equations",
+    "first_bad",
     "evaluate",
     "fmt_num",
     "hint_phrase_leak",
@@ -352,6 +353,8 @@ class Step:
 
     ok: bool
     message: str = ""
+    line: int | None = None
+    """The 1-based line of the completion the step is on, when known."""
 
 
 def _split_runs(toks: list[_Tok]) -> list[tuple[_Tok | None, list[_Tok]]]:
@@ -545,8 +548,17 @@ def check_chain(chain: Chain) -> list[Step]:
 
 def audit_equations(text: str) -> Audit:
     """Check every equation chain in ``text``; ``checked`` counts the verified links."""
-    steps = [s for c in find_chains(text) for s in check_chain(c)]
-    return Audit(checked=len(steps), errors=tuple(s.message for s in steps if not s.ok))
+    steps = [Step(s.ok, s.message, text.count("\n", 0, c.start) + 1) for c in find_chains(text) for s in check_chain(c)]
+    return Audit(
+        checked=len(steps), errors=tuple(s.message for s in steps if not s.ok), first_bad_line=first_bad(steps)
+    )
+
+
+def first_bad(steps: list[Step], default: int = 1) -> int | None:
+    """The line of the first wrong step (the smallest line named; ``default`` for a wrong step without one),
+    or None when every step holds."""
+    bad = [s.line if s.line is not None else default for s in steps if not s.ok]
+    return min(bad) if bad else None
 
 
 def evaluate(expression: str) -> Fraction:

@@ -60,7 +60,11 @@ VERDICTS = {
 #: Version of the audit rules, recorded with every audit (records without one are version 1).
 #: 2: a sum of 2 digits or more, and a GSM8K answer, need a verified intermediate step (the
 #: ``no_rationale`` verdict); before, a bare answer whose equation held was faithful.
-AUDIT_VERSION = 2
+#: 3: every step checked: a 1-digit sum needs an intermediate step too (a bare ``5 + 0 = 5.`` is
+#: ``no_rationale``), text with digits the audit cannot read (``4o``) is a wrong step, the columns format's
+#: closing carry line is checked, the carry format is checked line by line, and every verdict names the
+#: first line that fails (``first_bad_line``).
+AUDIT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -71,11 +75,14 @@ class Audit:
     the steps that do not hold, in words; ``no_rationale`` says, in words, that the
     task needs a verified intermediate step and the rationale shows none.
     ``verdict`` is a key of ``VERDICTS``, or None when nothing could be checked.
+    ``first_bad_line`` is the 1-based line of the completion (its rationale's lines, then the answer's) where
+    the first wrong step is, when the task can say (audits before version 3 do not store it).
     """
 
     checked: int = 0
     errors: tuple[str, ...] = ()
     no_rationale: str | None = None
+    first_bad_line: int | None = None
 
     @property
     def verdict(self) -> str | None:
@@ -97,6 +104,7 @@ class Audit:
             "faithful": self.faithful,
             "verdict": self.verdict,
             "no_rationale": self.no_rationale,
+            "first_bad_line": self.first_bad_line if self.errors else None,
             "version": AUDIT_VERSION,
         }
 
