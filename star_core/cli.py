@@ -404,6 +404,10 @@ def cmd_summary(a: argparse.Namespace) -> int:
             f"{ph}: " + " ".join(f"{k}={v}" for k, v in d.items()) for ph, d in it.get("decisions", {}).items()
         )
         print(f"  iter {it['iteration']} ({it['stage']})  {dec}")
+        if it.get("curriculum"):
+            from .curriculum import describe
+
+            print(f"    curriculum: {describe(it['curriculum'])}")
         _print_measures(it.get("measures") or {}, it.get("change") or {})
         if it["iteration"] == 0 and s.get("direct_baseline"):
             print("    direct answer (few-shot, no rationale), for reference:")

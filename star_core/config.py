@@ -12,7 +12,6 @@ import ast
 import dataclasses
 import json
 import math
-import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -20,6 +19,17 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
+from .config_ranges import (  # noqa: F401  (re-exported: config.RANGES, config.MAX_SEED, ...)
+    MAX_BATCH_SIZE,
+    MAX_DIGITS,
+    MAX_SEED,
+    MAX_STEPS,
+    RANGES,
+    _num,
+    max_threads,
+    range_text,
+)
+from .curriculum import CURRICULA
 from .tasks import TASKS
 from .tasks.arithmetic import DEFAULT_FORMAT, EVAL_DIGITS, FORMATS, TRAIN_DIGITS
 
@@ -34,70 +44,11 @@ class ConfigError(ValueError):
 
 #: Largest config file read (a config is a few dozen lines; anything bigger is the wrong file).
 MAX_CONFIG_BYTES = 1_000_000
-#: Seeds up to 2**32 - 1: what every seeded library here accepts (torch.manual_seed gets seed * 7919 + ...).
-MAX_SEED = 2**32 - 1
-#: Most optimizer steps in one iteration (train_steps * steps_growth ** (iterations - 1)).
-MAX_STEPS = 1_000_000
-
-
-def max_threads() -> int:
-    return 4 * (os.cpu_count() or 1)
-
-
-#: The range of every numeric field: (low, high, bounds), bounds "[]", "(]" or "[)"; floats must also be
-#: finite. A callable high is computed at validation (threads). Checked in validate(), before any data or
-#: model is loaded.
-RANGES: dict[str, tuple[Any, Any, str]] = {
-    "iterations": (0, 100, "[]"),
-    "seed": (0, MAX_SEED, "[]"),
-    "n_train": (1, 1_000_000, "[]"),
-    "n_eval": (1, 1_000_000, "[]"),
-    "n_exemplars": (0, 32, "[]"),
-    "max_new_tokens": (1, 8192, "[]"),
-    "temperature": (0.0, 10.0, "[]"),
-    "top_p": (0.0, 1.0, "(]"),
-    "samples_per_question": (1, 64, "[]"),
-    "max_kept_per_question": (0, 64, "[]"),
-    "warm_start": (0, 1_000_000, "[]"),
-    "warm_start_steps": (1, MAX_STEPS, "[]"),
-    "train_steps": (1, MAX_STEPS, "[]"),
-    "steps_growth": (0.0, 10.0, "(]"),
-    "learning_rate": (0.0, 1.0, "(]"),
-    "warmup_steps": (0, MAX_STEPS, "[]"),
-    "train_batch_size": (1, 4096, "[]"),
-    "grad_accum": (1, 1024, "[]"),
-    "max_grad_norm": (0.0, 1e6, "(]"),
-    "lora_r": (1, 4096, "[]"),
-    "lora_alpha": (1, 65536, "[]"),
-    "lora_dropout": (0.0, 1.0, "[)"),
-    "max_seq_len": (16, 1_048_576, "[]"),
-    "threads": (0, max_threads, "[]"),
-    "ray_workers": (1, 4096, "[]"),
-    "ray_cpus_per_worker": (0.0, 1024.0, "(]"),
-    "ray_gpus_per_worker": (0.0, 64.0, "[]"),
-}
-MAX_BATCH_SIZE = 65536
-MAX_DIGITS = 30
 #: Sampling backends (``sampler``): the decoder in this process, or the same decoder on Ray workers.
 SAMPLERS = ("local", "ray")
 #: ``ray_address``: local (start a cluster here), auto (join the one ``ray start`` began), ray://host:port
 #: (Ray Client) or host:port (a head node's GCS).
 _RAY_ADDRESS = re.compile(r"^(local|auto|(ray://)?[A-Za-z0-9_.\-]+:[0-9]{1,5})$")
-
-
-def _num(x: float) -> str:
-    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
-
-
-def range_text(name: str) -> str:
-    """A numeric field's range in words (``>= 0 and <= 100``); empty for other fields."""
-    if name not in RANGES:
-        return ""
-    lo, hi, bounds = RANGES[name]
-    hi = hi() if callable(hi) else hi
-    return f"{'>' if bounds[0] == '(' else '>='} {_num(lo)} and {'<' if bounds[1] == ')' else '<='} {_num(hi)}" + (
-        " (finite)" if isinstance(lo, float) else ""
-    )
 
 
 class ModelError(ValueError):
@@ -161,6 +112,12 @@ class StarConfig:
     """Reject correct answers whose audited steps are wrong. Paper: False (only the final answer decides)."""
     max_kept_per_question: int = 1
     """With samples_per_question > 1: keep at most this many distinct rationales per question (ReST-EM style), the first ones in sample order among those the filter keeps; the rest become `duplicate` (same text as a kept one) or `over_limit`. 0 keeps every one."""
+    curriculum: str = "off"
+    """off (every iteration samples all training questions, the paper) | digits (arithmetic: iteration t trains only up to a frontier digit count, the largest count whose right-and-faithful rate on the evaluation of M(t-1) is at least curriculum_rate, plus one, within train_digits; samples_per_question at temperature and rationalization apply only at the frontier, earlier counts get one greedy sample and no hint; evaluations always cover every digit count; the frontier is stored per iteration)."""
+    curriculum_rate: float = 0.5
+    """With curriculum=digits: the right-and-faithful rate at which a digit count counts as solved."""
+    curriculum_keep: float = 0.25
+    """With curriculum=digits: the share of each digit count below the frontier still drawn for training (a seeded choice, rounded up; 0 = the frontier only)."""
 
     # ---- training ---------------------------------------------------------------
     warm_start: int = 0
@@ -173,6 +130,12 @@ class StarConfig:
     """Paper: train each iteration's adapter from the base model. False continues from the last adapter."""
     train_steps: int = 40
     """Optimizer steps in iteration 1 (paper: 40)."""
+    train_epochs: float = 0.0
+    """Let the step budget grow with the training set: an iteration trains max(steps_for(i), ceil(train_epochs * examples / (train_batch_size * grad_accum))) steps. 0 = off (steps_for(i) only, the paper)."""
+    accumulate_kept: bool = False
+    """Keep what was learned: iteration i trains on the examples kept in every iteration up to i and the warm start's references (identical examples once), not only its own. False: only this iteration's (and the warm start's), the paper."""
+    max_train_per_group: int = 0
+    """With accumulate_kept: at most this many training examples per digit count (arithmetic; the task's group otherwise), a seeded choice. 0 = no cap."""
     steps_growth: float = 1.2
     """Steps multiply by this each iteration (paper: 1.2)."""
     learning_rate: float = 3e-4
@@ -268,6 +231,10 @@ class StarConfig:
                 f"train_steps * steps_growth ** (iterations - 1) = {last:.3g} steps in the "
                 f"last iteration; at most {MAX_STEPS:,}",
             )
+        if self.curriculum not in CURRICULA:
+            raise bad("curriculum", f"choose {' or '.join(CURRICULA)}")
+        if self.curriculum != "off" and self.task != "arithmetic":
+            raise bad("curriculum", "digits needs the arithmetic task (its questions have digit counts)")
         if self.arith_format not in FORMATS:
             raise bad("arith_format", f"choose {', '.join(FORMATS[:-1])} or {FORMATS[-1]}")
         for name in ("train_digits", "eval_digits", "warm_start_digits"):

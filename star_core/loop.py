@@ -27,20 +27,20 @@ import shutil
 import signal
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from . import config as config_mod
-from . import runlock, samplers, warmstart
+from . import curriculum, runlock, samplers, warmstart
 from . import store as store_mod
 from .config import StarConfig
 from .evaluation import accuracy_rows
 from .filtering import judge, limit_per_question
+from .rundata import Data, RunError, load_data, make_task  # noqa: F401  (re-exported: loop.RunError, ...)
 from .store import ADAPTERS_DIR, CONFIG_NAME, DB_NAME, EVAL_PHASES, PHASE_SPLIT, STAGES, RunStore, SampleRecord
-from .tasks import Exemplar, Problem, Task, get_task
+from .tasks import Problem
 
 log = logging.getLogger("star")
 
@@ -50,56 +50,8 @@ WARM_ADAPTER = f"{ADAPTERS_DIR}/warm_start"
 _SEED_OFFSET = {"sample": 0, "rationalize": 1, "eval": 2, "warm_eval": 3, "direct_eval": 4}
 
 
-class RunError(RuntimeError):
-    """A run cannot start or resume (the message says why and what to do)."""
-
-
 class Stopped(Exception):
     """Raised from the SIGTERM handler: the run stops cleanly and stays resumable."""
-
-
-def make_task(cfg: StarConfig) -> Task:
-    if cfg.task == "arithmetic":
-        return get_task(
-            "arithmetic",
-            format=cfg.arith_format,
-            train_digits=tuple(cfg.train_digits),
-            eval_digits=tuple(cfg.eval_digits),
-        )
-    return get_task(cfg.task)
-
-
-@dataclass
-class Data:
-    task: Task
-    train: list[Problem]
-    eval: list[Problem]
-    exemplars: list[Exemplar]
-    exemplar_source: str
-    warm: list[Problem]
-    """The warm start's questions (empty without one)."""
-    direct_exemplars: list[Exemplar]
-    """The exemplars without rationales, for the direct-answer baseline (empty without one)."""
-
-
-def load_data(cfg: StarConfig) -> Data:
-    task = make_task(cfg)
-    n_ex = cfg.n_exemplars or task.default_exemplars
-    exemplars = task.exemplars(n_ex, seed=cfg.seed, path=cfg.exemplars_file)
-    source = f"file {cfg.exemplars_file}" if cfg.exemplars_file else f"task default (seed {cfg.seed})"
-    train = task.load("train", path=cfg.train_file, limit=cfg.n_train, seed=cfg.seed)
-    ex_ids = {e.problem.id for e in exemplars}
-    train = [p for p in train if p.id not in ex_ids]
-    evals = task.load("eval", path=cfg.eval_file, limit=cfg.n_eval, seed=cfg.seed)
-    if not train:
-        where = f" in {cfg.train_file}" if cfg.train_file else ""
-        raise RunError(f"no training questions{where} (other than the exemplars): check --train-file / n_train")
-    if not evals:
-        where = f" in {cfg.eval_file}" if cfg.eval_file else ""
-        raise RunError(f"no evaluation questions{where}: check --eval-file / n_eval")
-    warm = warmstart.problems(cfg, task, train, evals) if cfg.warm_start else []
-    direct = task.direct_exemplars(exemplars) if cfg.direct_baseline else []
-    return Data(task, train, evals, exemplars, source, warm, direct)
 
 
 class Runner:
@@ -184,9 +136,11 @@ class Runner:
         return q
 
     # ---- one phase: generate, judge, store ------------------------------------
-    def run_phase(self, iteration: int, phase: str, problems: list[Problem]) -> None:
+    def run_phase(self, iteration: int, phase: str, problems: list[Problem], greedy: bool = False) -> None:
+        """Generate, judge and store ``phase``'s samples of ``problems`` (``greedy``: one sample each at
+        temperature 0, the curriculum's questions below its frontier)."""
         cfg, task = self.cfg, self.task
-        k = cfg.samples_per_question if phase == "sample" else 1
+        k = cfg.samples_per_question if phase == "sample" and not greedy else 1
         done = self.store.done_question_ids(iteration, task.name, phase)
         todo = [(p, j) for p in problems for j in range(k) if (p.id, j) not in done]
         if not todo:
@@ -240,7 +194,7 @@ class Runner:
             adapter=self.adapter,
             seed=seed,
             on_batch=on_batch,
-            temperature=0.0 if phase in EVAL_PHASES else cfg.temperature,
+            temperature=0.0 if phase in EVAL_PHASES or greedy else cfg.temperature,
         )
         bar.close()
 
@@ -250,11 +204,32 @@ class Runner:
             kept = self.store.kept_samples(iteration, self.task.name, "sample")
             self.store.unkeep(limit_per_question([dict(r) for r in kept], self.cfg.max_kept_per_question))
 
+    def sample(self, iteration: int) -> None:
+        """Iteration ``iteration``'s samples: every training question, or with the digit curriculum those up
+        to its frontier (stored in the run's meta), k samples at temperature at the frontier, one greedy below."""
+        if self.cfg.curriculum == "off":
+            self.run_phase(iteration, "sample", self.data.train)
+            return
+        with self.store.tx() as c:
+            rec = curriculum.plan(c, self.store.run_id, iteration, self.cfg, self.data.train)
+            curriculum.save(c, iteration, rec)
+        log.info("iteration %d: curriculum frontier %d digits (%s)", iteration, rec["frontier"], rec["questions"])
+        chosen = curriculum.questions(rec, self.data.train, self.cfg.seed, iteration)
+        front = str(rec["frontier"])
+        self.run_phase(iteration, "sample", [p for p in chosen if p.group == front])
+        self.run_phase(iteration, "sample", [p for p in chosen if p.group != front], greedy=True)
+
     def needs_rationalization(self, iteration: int) -> list[Problem]:
+        """The questions sampled wrong (with the digit curriculum: those of its frontier only)."""
         rows = self.store.samples(iteration, self.task.name, "sample")
         solved = {r["question_id"] for r in rows if r["kept"]}
         by_id = {p.id: p for p in self.data.train}
-        return [by_id[q] for q in dict.fromkeys(r["question_id"] for r in rows) if q not in solved and q in by_id]
+        rec = curriculum.load(self.store.con).get(iteration) if self.cfg.curriculum != "off" else None
+        return [
+            by_id[q]
+            for q in dict.fromkeys(r["question_id"] for r in rows)
+            if q not in solved and q in by_id and (rec is None or by_id[q].group == str(rec["frontier"]))
+        ]
 
     # ---- training ------------------------------------------------------------------
     def train_adapter(self, iteration: int) -> None:
@@ -264,6 +239,9 @@ class Runner:
 
         cfg = self.cfg
         rows = self.store.training_set(iteration)
+        if cfg.accumulate_kept and iteration >= 1:  # every kept example so far and the warm start's
+            kept = curriculum.training_rows(self.store.con, self.store.run_id, iteration)
+            rows = curriculum.grow(kept, cfg.max_train_per_group, cfg.seed + iteration)
         examples = [(r["prompt"], r["completion"]) for r in rows]
         rel = self.model_adapter(iteration)
         assert rel is not None
@@ -283,6 +261,8 @@ class Runner:
             )
         self.adapter = None
         steps = cfg.steps_for(iteration) if iteration >= 1 else cfg.warm_start_steps
+        if iteration >= 1:  # train_epochs: the budget grows with the training set
+            steps = curriculum.steps(steps, len(examples), cfg.train_epochs, cfg.train_batch_size * cfg.grad_accum)
         losses: list = []
         if examples:
             name = f"iter {iteration} train" if iteration >= 1 else "warm start (supervised)"
@@ -317,7 +297,7 @@ class Runner:
         from .models import merge_for_inference
 
         merge_for_inference(self.model, self.loaded.quantized)
-        self.store.finish_training(iteration, losses, rel, len(examples))
+        self.store.finish_training(iteration, losses, rel, len(examples), train_steps=steps)
 
     def log_accuracy(self, iteration: int, phase: str) -> list[dict[str, Any]]:
         rows = self.store.samples(iteration, self.task.name, phase)
@@ -366,7 +346,7 @@ class Runner:
                     raise RunError(f"iteration {i - 1} is not finished ({prev}); the store is inconsistent")
                 self.use_adapter(self.model_adapter(i - 1))
             if at < STAGES.index("sampled"):
-                self.run_phase(i, "sample", self.data.train)
+                self.sample(i)
                 self.limit_kept(i)
                 store.set_stage(i, "sampled")
             if at < STAGES.index("rationalized"):

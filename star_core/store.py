@@ -1032,9 +1032,15 @@ class RunStore:
 
     # ---- training --------------------------------------------------------------
     def finish_training(
-        self, iteration: int, losses: list[tuple[int, float, float, float]], adapter_path: str, n_examples: int
+        self,
+        iteration: int,
+        losses: list[tuple[int, float, float, float]],
+        adapter_path: str,
+        n_examples: int,
+        train_steps: int | None = None,
     ) -> None:
-        """Record a finished training run atomically: losses + iteration stage."""
+        """Record a finished training run atomically: losses + iteration stage (and the steps it was given,
+        when they differ from the planned ones: ``train_epochs``)."""
         with self.tx() as c:
             c.execute("DELETE FROM train_losses WHERE run_id=? AND iteration=?", (self.run_id, iteration))
             c.executemany(
@@ -1042,9 +1048,9 @@ class RunStore:
                 [(self.run_id, iteration, s, loss, lr, sec) for s, loss, lr, sec in losses],
             )
             c.execute(
-                "UPDATE iterations SET stage='trained', adapter_path=?, n_train_examples=? "
-                "WHERE run_id=? AND iteration=?",
-                (adapter_path, n_examples, self.run_id, iteration),
+                "UPDATE iterations SET stage='trained', adapter_path=?, n_train_examples=?,"
+                " train_steps=coalesce(?, train_steps) WHERE run_id=? AND iteration=?",
+                (adapter_path, n_examples, train_steps, self.run_id, iteration),
             )
             self._event(c, "stage", f"iteration {iteration}: trained on {n_examples} examples")
 

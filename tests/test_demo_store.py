@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from star_core import queries
+from star_core import curriculum, queries
 from star_core.config import from_saved
 from star_core.loop import make_task
 from star_core.store import CONFIG_NAME, DB_NAME, KEPT_DECISIONS, connect
@@ -78,10 +78,17 @@ def test_demo_store_is_consistent(run):
     assert all(i[1] == "done" for i in iters)
     # a supervised warm start's reference examples (stored once, at iteration 0) join every training set
     warm = q("SELECT COUNT(*) FROM samples WHERE phase='warm_start' AND kept=1")[0][0]
+    cfg = from_saved(run / CONFIG_NAME)
     for it, _, n_train in iters[1:]:
         kept = q("SELECT COUNT(*) FROM samples WHERE iteration=? AND kept=1", it)[0][0]
         examples = q("SELECT COUNT(*) FROM train_examples WHERE iteration=?", it)[0][0]
-        assert n_train == kept + warm and examples == kept
+        assert examples == kept
+        if cfg.accumulate_kept:  # every distinct example kept so far, capped per digit count
+            rid = q("SELECT id FROM runs")[0][0]
+            grown = curriculum.grow(curriculum.training_rows(con, rid, it), cfg.max_train_per_group, cfg.seed + it)
+            assert n_train == len(grown)
+        else:
+            assert n_train == kept + warm
         assert q("SELECT COUNT(*) FROM train_losses WHERE iteration=?", it)[0][0] > 0
     # every kept sample reached the gold answer, and the stored example carries no hint
     for answer, gold, decision, prompt in q(
@@ -247,3 +254,29 @@ def test_readme_measures_tables_match_the_stores(name):
     table = readme.split(f"`{name}` (measures", 1)[1].split("\n\n", 2)[1]
     assert table.splitlines()[0].startswith("| model | accuracy | right and faithful | shows a rationale |")
     assert table.splitlines()[2:] == _measures_rows(DEMO_ROOT / name)
+
+
+CARRY = DEMO_ROOT / "arithmetic-carry-curriculum"
+
+
+@pytest.mark.skipif(not (CARRY / DB_NAME).exists(), reason="the carry showcase is not recorded yet")
+def test_the_carry_showcase_keeps_only_traces_whose_every_line_holds():
+    """Every kept example of the carry showcase (its warm-start references included) passes today's audit,
+    re-run on the stored text, with every line checked; the curriculum's frontier is stored for every
+    iteration and each iteration trained only up to it."""
+    cfg = from_saved(CARRY / CONFIG_NAME)
+    assert cfg.arith_format == "carry" and cfg.curriculum == "digits" and cfg.reject_unfaithful
+    task, problem = task_and_problems(CARRY)
+    kept = rows(CARRY, "kept = 1")
+    assert kept
+    for r in kept:
+        p = problem(r)
+        parsed = task.parse(task.trim(r["raw_output"]), p)
+        a = task.audit(p, parsed)
+        assert a.verdict == "faithful" and a.checked >= 4 and parsed.answer == p.gold, (r["id"], r["raw_output"], a)
+    s = queries.summary(CARRY)
+    for it in s["iterations"][1:]:
+        rec = it["curriculum"]
+        assert rec and rec["frontier"] >= 1, it["iteration"]
+        grps = {r["grp"] for r in rows(CARRY, f"iteration = {int(it['iteration'])} AND phase = 'sample'")}
+        assert max(map(int, grps)) <= rec["frontier"]

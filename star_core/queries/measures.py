@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..curriculum import load as curriculum_records
 from ..liveness import RESUMABLE, effective_status
 from ..paging import counts_from
 from ..stats import mcnemar, significant, wilson
@@ -174,6 +175,10 @@ def summary(run_dir: str | os.PathLike) -> dict[str, Any]:
     pairs the eval answers with the evaluation before (the iteration before, or the warm start's), question
     by question: {since, since_phase, pairs, lost, gained, p_value (exact McNemar), significant (p < 0.05)}.
 
+    ``curriculum`` of an iteration is None, or with ``curriculum=digits`` its frontier record: {frontier, rate,
+    keep, measured_on: {iteration, phase}, rates: {digits: [right and faithful, evaluated]}, questions:
+    {digits: drawn}} (star_core.curriculum).
+
     ``warm_start`` is None, or the supervised warm start: {examples, train_steps, final_loss, adapter_path,
     note, measures, change (against the few-shot model)}. ``direct_baseline`` is None, or the measures of the
     direct-answer evaluation (few-shot, no rationale) of iteration 0."""
@@ -226,6 +231,7 @@ def summary(run_dir: str | os.PathLike) -> dict[str, Any]:
             }
         changes = _changes(con, rid)
         measures = _measures(con, rid)
+        frontiers = curriculum_records(con)
         warm_n = con.execute(
             f"SELECT coalesce(sum(n), 0) FROM {_train_counts_from(con)} WHERE run_id=?"
             " AND iteration=0 AND source='reference'",
@@ -264,6 +270,7 @@ def summary(run_dir: str | os.PathLike) -> dict[str, Any]:
                 "accuracy": acc.get(i, {}),
                 "measures": meas.get(i, {}),
                 "change": change.get(i, {}),
+                "curriculum": frontiers.get(i),
             }
         )
     return {
