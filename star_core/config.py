@@ -121,9 +121,9 @@ class StarConfig:
 
     # ---- training ---------------------------------------------------------------
     warm_start: int = 0
-    """Supervised warm start, not bootstrapped: before iteration 1, fine-tune a LoRA adapter on this many reference rationales written by the task (arithmetic: generated sums of warm_start_digits digits, never an eval or train question; GSM8K: the reference solutions of training questions STaR does not use; CommonsenseQA: unsupported, it has no reference rationales). Iteration 1 samples with the warm-started model, and the warm examples join every iteration's training set (restart_from_base still decides where each adapter starts: the base model, or the previous adapter, the warm one for iteration 1). Iteration 0 still evaluates the few-shot base model; the warm-started model gets its own evaluation. 0 = off (the paper)."""
+    """Supervised warm start, not bootstrapped: before iteration 1, fine-tune a LoRA adapter on this many reference rationales written by the task (arithmetic: generated sums of warm_start_digits digits, never an eval or train question in either order; GSM8K: the reference solutions of training questions STaR does not use; CommonsenseQA: unsupported, it has no reference rationales). Iteration 1 samples with the warm-started model, and the warm examples join every iteration's training set (restart_from_base still decides where each adapter starts: the base model, or the previous adapter, the warm one for iteration 1). Iteration 0 still evaluates the few-shot base model; the warm-started model gets its own evaluation. 0 = off (the paper)."""
     warm_start_digits: tuple[int, int] = (1, 2)
-    """Arithmetic warm start: inclusive range of digit counts of its sums (a digit count that runs out of sums, like the 100 one-digit ones, leaves its share to the larger ones)."""
+    """Arithmetic warm start: inclusive range of digit counts of its sums (a digit count that runs out of sums, like the 55 one-digit ones up to the order, leaves its share to the larger ones)."""
     warm_start_steps: int = 60
     """Optimizer steps of the warm-start fine-tune (learning rate, batch size and LoRA settings as for the iterations)."""
     restart_from_base: bool = True

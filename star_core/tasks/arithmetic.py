@@ -161,9 +161,11 @@ class ArithmeticTask(Task):
         self, n: int, digits: tuple[int, int], seed: int, avoid: Iterable[Problem], prefix: str
     ) -> list[Problem]:
         """``n`` distinct sums, digit counts round-robin over ``digits`` (seeded), none of them a problem of
-        ``avoid`` (same operands) or a reserved exemplar. A digit count whose sums run out (there are 100
-        one-digit sums) leaves its turns to the others; ValueError when the whole range runs out."""
+        ``avoid`` or a reserved exemplar, nor one of the sums taken, in either order (``38 + 40`` is taken
+        with ``40 + 38``). A digit count whose sums run out (there are 55 one-digit sums up to the order)
+        leaves its turns to the others; ValueError when the whole range runs out."""
         taken = {(p.meta["a"], p.meta["b"]) for p in avoid if "a" in p.meta} | self._exemplar_pairs(seed)
+        taken |= {(b, a) for a, b in taken}
         rng = random.Random(seed * 1000 + 3)
         pools: dict[int, list[tuple[int, int]]] = {}
 
@@ -173,7 +175,11 @@ class ArithmeticTask(Task):
                 if d not in pools:
                     pools[d] = [(a, b) for a in range(lo, hi + 1) for b in range(lo, hi + 1) if (a, b) not in taken]
                 pool = pools[d]
-                return pool.pop(rng.randrange(len(pool))) if pool else None
+                while pool:
+                    pair = pool.pop(rng.randrange(len(pool)))
+                    if pair not in taken:  # its swap may have been taken since the pool was made
+                        return pair
+                return None
             while True:  # 3 digits and more: 810,000 sums or more, almost all free
                 a, b = self._draw(rng, d)
                 if (a, b) not in taken:
@@ -192,8 +198,8 @@ class ArithmeticTask(Task):
             if pair is None:
                 open_digits.remove(d)
                 continue
-            taken.add(pair)
             a, b = pair
+            taken |= {(a, b), (b, a)}
             out.append(self.make_problem(a, b, f"{prefix}-{d}d-{len(out):04d}-{a}+{b}"))
         return out
 
