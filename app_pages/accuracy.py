@@ -314,6 +314,26 @@ if not met.empty:
             "Without rationalization the paper's model learned one digit length at a time; with it, "
             "2-digit accuracy jumped from under 1% to 32% in one iteration."
         )
+        frontiers = ui.guard(Q.curriculum_frontiers, ar_run)
+        if frontiers:
+            st.markdown("**Digit curriculum**: the frontier each iteration trained up to")
+            st.dataframe(
+                [
+                    {
+                        "iteration": it,
+                        "frontier (digits)": r["frontier"],
+                        "measured on": Q.eval_label(r["measured_on"]["iteration"], r["measured_on"]["phase"]),
+                        "questions drawn by digits": ", ".join(f"{d}: {n}" for d, n in r.get("questions", {}).items()),
+                    }
+                    for it, r in frontiers.items()
+                ],
+                hide_index=True,
+            )
+            st.caption(
+                f"The frontier is one digit count past the largest solved right and faithful at the rate "
+                f"{next(iter(frontiers.values())).get('rate')} on the evaluation before; samples at temperature and "
+                "rationalization apply at the frontier only. Evaluations cover every digit count."
+            )
 
 if not allm.empty:
     st.subheader("Changes between evaluations")

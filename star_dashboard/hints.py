@@ -13,9 +13,10 @@ import streamlit as st
 from star_core import queries as Q
 from star_dashboard import ui
 
-#: Highlight colours: the hint in a prompt, a leaked hint in an output.
+#: Highlight colours: the hint in a prompt, a leaked hint in an output, the first line an audit fails.
 HINT_BG = "#ffe066"
 LEAK_BG = "#ffa8a8"
+BAD_LINE_BG = "#ffc9c9"
 
 
 def show_audit(sample: dict[str, Any]) -> str | None:
@@ -23,6 +24,7 @@ def show_audit(sample: dict[str, Any]) -> str | None:
     answer with a doubtful rationale, what the filter did with it as stored (``Q.audit_note``): a warning when
     the rationale is trained on, a note when it is not. Returns the verdict."""
     verdict = ui.show_audit(sample.get("audit"))
+    show_first_bad_line(sample)
     note = Q.audit_note(sample)
     if note is not None:
         trained, text = note
@@ -31,6 +33,23 @@ def show_audit(sample: dict[str, Any]) -> str | None:
         else:
             st.info(text, icon=":material/shield:")
     return verdict
+
+
+def show_first_bad_line(sample: dict[str, Any]) -> None:
+    """The rationale with the first line its audit fails highlighted (audit version 3 names it; older records
+    do not, and nothing is drawn). The text is escaped by ``ui.show_highlighted``."""
+    audit = sample.get("audit") or {}
+    line = audit.get("first_bad_line")
+    if not line or not audit.get("errors"):
+        return
+    text = sample.get("rationale") or ""
+    span = Q.line_span(text, line)
+    first = str(audit["errors"][0])
+    if span is not None:
+        st.caption(ui.md_escape(f"the first line that fails, line {line} (highlighted): {first}"))
+        ui.show_highlighted(text, [span], BAD_LINE_BG)
+    else:
+        st.caption(ui.md_escape(f"the first line that fails is line {line}, the answer's: {first}"))
 
 
 def show_hinted_prompt(sample: dict[str, Any], show_hint: bool = True) -> Q.HintMarks:

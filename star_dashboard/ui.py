@@ -156,10 +156,17 @@ def show_audit(audit: dict[str, Any] | None) -> str | None:
     notes = audit["errors"] + ([audit["no_rationale"]] if v == "no_rationale" and audit.get("no_rationale") else [])
     if notes:
         show_text("\n".join(f"• {e}" for e in notes))
-    if v == "faithful" and (audit.get("version") or 1) < Q.AUDIT_VERSION:
+    version = audit.get("version") or 1
+    if v == "faithful" and version < Q.AUDIT_VERSION:
         st.caption(
-            f"Audited under rules version {audit.get('version') or 1}, before a bare answer got its own "
-            "verdict: an answer without an intermediate step counts as faithful here."
+            f"Audited under rules version {version}, "
+            + (
+                "before a bare answer got its own verdict: an answer without an intermediate step counts as "
+                "faithful here."
+                if version < 2
+                else "before every step was checked: a bare 1-digit equation and an unchecked closing carry "
+                "count as faithful here."
+            )
         )
     return v
 

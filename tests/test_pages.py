@@ -258,6 +258,46 @@ def test_rationales_show_the_no_rationale_verdict(env, tmp_path, monkeypatch):
     assert any("before a bare answer got its own verdict" in m for m in markdowns(at))
 
 
+def test_rationales_highlight_the_first_bad_line(env, tmp_path, monkeypatch):
+    """Audit version 3 names the first line that fails: the Rationales page highlights that line of the
+    rationale (escaped: no raw HTML from the model), and a record without it highlights nothing."""
+    from star_core.tasks import get_task
+
+    run = F.build_run(tmp_path / "roots" / "delta", iterations=1, n_train=4, n_eval=2, payload=False)
+    monkeypatch.setenv("STAR_RUNS_ROOT", str(run.parent))
+    task = get_task("arithmetic", format="carry")
+    p = task.make_problem(47, 38, "x")
+    text = (
+        " 47 + 38, carry 0, result none.\n7 + 8 + 0 = 16, digit 6, carry 1. Left 4 + 3, result 6. <b>x</b>\n"
+        "4 + 3 + 1 = 8, digit 8, carry 0. Left none, result 86.\nCarry 0, result 86.\nThe answer is 86."
+    )
+    parsed = task.parse(text, p)
+    audit = task.audit(p, parsed)
+    assert audit.first_bad_line == 2
+    sid = sql(run, "SELECT id FROM samples WHERE phase='sample' ORDER BY id LIMIT 1")[0][0]
+    con = sqlite3.connect(run / "store.sqlite")
+    with con:
+        con.execute(
+            "UPDATE samples SET raw_output=?, rationale=?, audit_json=? WHERE id=?",
+            (text, parsed.rationale, json.dumps(audit.to_dict()), sid),
+        )
+    con.close()
+    at = open_page("rationales", run="delta", sid=sid)
+    marked = [h for h in texts(at, "html") if "#ffc9c9" in h]
+    assert len(marked) == 1 and marked[0].count("<mark") == 1
+    inside = marked[0].split("<mark", 1)[1].split(">", 1)[1].split("</mark>", 1)[0]
+    assert inside.startswith("7 + 8 + 0 = 16") and inside.endswith("&lt;b&gt;x&lt;/b&gt;") and "<b>" not in marked[0]
+    assert any("fails, line 2 " in m and "highlighted" in m and "cannot read" in m for m in markdowns(at))
+    old = {**audit.to_dict(), "version": 2}
+    del old["first_bad_line"]
+    con = sqlite3.connect(run / "store.sqlite")
+    with con:
+        con.execute("UPDATE samples SET audit_json=? WHERE id=?", (json.dumps(old), sid))
+    con.close()
+    at = open_page("rationales", run="delta", sid=sid)
+    assert not any("#ffc9c9" in h for h in texts(at, "html"))
+
+
 def test_rationales_question_history_opens_another_sample(env):
     run = env / "alpha"
     sid, qid = sql(
@@ -499,6 +539,28 @@ def test_accuracy_shows_the_warm_start_and_the_direct_baseline(warm_env):
     assert any(md_escape("iteration 1 vs after the warm start (supervised)") in x for x in md)
     assert any(md_escape("after the warm start (supervised) vs iteration 0 (few-shot)") in x for x in md)
     assert "warm start (supervised)" in {t["name"] for t in ch["acc_loss"]["data"]}
+
+
+def test_accuracy_shows_the_curriculum_frontier(env, tmp_path, monkeypatch):
+    """A run with the digit curriculum: the Accuracy page lists each iteration's frontier, from the store's
+    meta records; a run without one shows no such table."""
+    from star_core import curriculum
+
+    run = F.build_run(tmp_path / "roots" / "eps", tasks=("arithmetic",), iterations=2, n_train=6, n_eval=4)
+    monkeypatch.setenv("STAR_RUNS_ROOT", str(run.parent))
+    con = sqlite3.connect(run / "store.sqlite")
+    with con:
+        for it, front in ((1, 2), (2, 3)):
+            rec = {"frontier": front, "rate": 0.5, "keep": 0.25, "measured_on": {"iteration": it - 1, "phase": "eval"}}
+            curriculum.save(con, it, {**rec, "rates": {"1": [4, 4]}, "questions": {"1": 1, str(front): 2}})
+    con.close()
+    at = open_page("accuracy", run="eps")
+    assert any("Digit curriculum" in m for m in markdowns(at))
+    (df,) = [d.value for d in at.dataframe if "frontier (digits)" in d.value.columns]
+    assert df["frontier (digits)"].tolist() == [2, 3] and df["iteration"].tolist() == [1, 2]
+    assert df["questions drawn by digits"].tolist() == ["1: 1, 2: 2", "1: 1, 3: 2"]
+    at = open_page("accuracy", run="alpha")
+    assert not any("Digit curriculum" in m for m in markdowns(at))
 
 
 def test_accuracy_of_version_1_runs_is_accuracy_only(env):

@@ -33,6 +33,7 @@ from .runs import (
     DEMO_RUNS_ENV,
     ORDER_FILE,
     RUNS_ROOT_ENV,
+    curriculum_frontiers,
     is_run_dir,
     list_runs,
     missing_adapters,
@@ -42,7 +43,17 @@ from .runs import (
     run_status,
     runs_roots,
 )
-from .text import HintMarks, audit_note, find_all, hint_leak, hint_marks, hint_spans, last_question_block, parse_audit
+from .text import (
+    HintMarks,
+    audit_note,
+    find_all,
+    hint_leak,
+    hint_marks,
+    hint_spans,
+    last_question_block,
+    line_span,
+    parse_audit,
+)
 
 #: The modules imported on first use of one of their names (they import pandas).
 _LAZY = ("reads", "measures")
@@ -93,6 +104,7 @@ __all__ = [
     "run_brief",
     "run_info",
     "run_status",
+    "curriculum_frontiers",
     "runs_roots",
     # text
     "HintMarks",
@@ -103,6 +115,7 @@ __all__ = [
     "hint_spans",
     "last_question_block",
     "parse_audit",
+    "line_span",
     # reads (lazy)
     "SampleFilter",
     "browse",

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..curriculum import load as _curriculum_records
 from ..liveness import RESUMABLE, effective_status
 from ..store import CONFIG_NAME, DB_NAME, SCHEMA_VERSION, STAGES
 from .connect import RunUnavailable, _run_row, open_store
@@ -259,3 +260,10 @@ def missing_adapters(run_dir: str | os.PathLike) -> list[int]:
             "SELECT iteration, adapter_path FROM iterations WHERE adapter_path IS NOT NULL ORDER BY iteration"
         ).fetchall()
     return [r["iteration"] for r in rows if not (run_dir / r["adapter_path"] / "adapter_config.json").is_file()]
+
+
+def curriculum_frontiers(run_dir: str | os.PathLike) -> dict[int, dict[str, Any]]:
+    """The digit curriculum's frontier record of each iteration (star_core.curriculum; {} for a run without the
+    curriculum, or an older store)."""
+    with open_store(run_dir) as con:
+        return _curriculum_records(con)

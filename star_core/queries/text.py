@@ -62,6 +62,21 @@ def parse_audit(raw: str | None) -> dict[str, Any] | None:
     }
 
 
+def line_span(text: str | None, line: Any) -> tuple[int, int] | None:
+    """The character span of the 1-based ``line`` of ``text`` (an audit's ``first_bad_line``), or None when
+    the text has no such line (the answer line after a rationale, a bad value)."""
+    if not text or not isinstance(line, int) or isinstance(line, bool) or line < 1:
+        return None
+    start = 0
+    for _ in range(line - 1):
+        nl = text.find("\n", start)
+        if nl == -1:
+            return None
+        start = nl + 1
+    end = text.find("\n", start)
+    return (start, len(text) if end == -1 else end)
+
+
 #: What a right answer with a doubtful rationale is, per audit verdict.
 _DOUBTFUL = {
     "unfaithful": "Right answer, wrong steps: an unfaithful rationale.",
