@@ -82,6 +82,8 @@ class StarConfig:
     """Few-shot exemplars in the prompt; 0 means the task's default (arithmetic 4, CQA 7, GSM8K 6)."""
     exemplars_file: str | None = None
     """JSON/JSONL file of few-shot exemplars that replaces the task's default choice."""
+    prompt_exemplars: bool = True
+    """True: every prompt carries the few-shot exemplars (the paper). False: only the few-shot model's prompts do (iteration 0's evaluation and its direct baseline); the warm-started model and every iteration's model are prompted with the question alone, the shape their training examples have (keep_prefix_in_training=false)."""
     arith_format: str = DEFAULT_FORMAT
     """Arithmetic rationale format: decomposition (default, works for small models) | columns | carry (one line per digit from the right, operands padded to one length, each line checked against the one before) | scratchpad (paper)."""
     train_digits: tuple[int, int] = TRAIN_DIGITS
@@ -230,6 +232,12 @@ class StarConfig:
                 "steps_growth",
                 f"train_steps * steps_growth ** (iterations - 1) = {last:.3g} steps in the "
                 f"last iteration; at most {MAX_STEPS:,}",
+            )
+        if not self.prompt_exemplars and self.keep_prefix_in_training:
+            raise bad(
+                "prompt_exemplars",
+                "false prompts trained models without the exemplars: it cannot be "
+                "combined with keep_prefix_in_training=true",
             )
         if self.curriculum not in CURRICULA:
             raise bad("curriculum", f"choose {' or '.join(CURRICULA)}")

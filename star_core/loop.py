@@ -13,6 +13,10 @@ iteration i >= 1 then:
      examples, if any; from the base model by default)
   4. evaluates M(i) on the eval split and writes the metrics        stage -> done
 
+With the digit curriculum (``curriculum=digits``, star_core.curriculum) step 1 samples only the
+questions up to the iteration's frontier (k samples at the frontier, one greedy sample below it) and
+step 2 retries only the frontier's; with ``accumulate_kept`` step 3 trains on every example kept so far.
+
 Every batch of samples is one transaction with a UNIQUE key, so after a crash
 ``resume`` skips what is stored and redoes only what is not. Training writes
 its adapter to a temporary folder and renames it, then records the losses and
@@ -148,6 +152,8 @@ class Runner:
         hint = phase == "rationalize"
         split = PHASE_SPLIT[phase]
         exemplars = self.data.direct_exemplars if phase == "direct_eval" else self.data.exemplars
+        if not cfg.prompt_exemplars and (iteration >= 1 or phase == "warm_eval"):
+            exemplars = []  # a trained model is prompted as it was trained: the question alone
         prompts = [task.prompt(p, exemplars, hint=hint) for p, _ in todo]
         bar = tqdm(total=len(todo), desc=f"iter {iteration} {phase}", unit="q", disable=not self.progress, leave=False)
 

@@ -269,3 +269,33 @@ def test_accumulation_continues_the_adapter_and_grows_the_steps(tiny_model_dir, 
     for it in (1, 2):
         assert its[it]["train_steps"] == max(1, math.ceil(its[it]["n_train_examples"] / 2)) > 1
         assert len(rows(run, "SELECT * FROM train_losses WHERE iteration=?", it)) == its[it]["train_steps"]
+
+
+def test_trained_models_can_be_prompted_as_they_were_trained(tiny_model_dir, tmp_path, monkeypatch):
+    """prompt_exemplars=false: the few-shot model's evaluation keeps the exemplars; the warm-started model and
+    iteration 1 (sampling, rationalization, evaluation) get the question alone, the training examples' shape."""
+    from star_core import loop
+    from star_core.store import RunStore
+    from test_loop import tiny_cfg
+
+    cfg = tiny_cfg(
+        tiny_model_dir,
+        "arithmetic",
+        arith_format="carry",
+        iterations=1,
+        warm_start=3,
+        warm_start_steps=1,
+        prompt_exemplars=False,
+        max_new_tokens=200,
+    )
+    _temps(monkeypatch, loop.make_task(cfg), lambda a, b: a < 10)
+    run = loop.start(cfg, tmp_path / "run", progress=False)
+    store = RunStore(run)
+    few = store.samples(0, "arithmetic", "eval")
+    assert few and all(r["prompt"].count("Q: What is") == 1 + len(loop.load_data(cfg).exemplars) for r in few)
+    for it, phase in ((0, "warm_eval"), (1, "sample"), (1, "rationalize"), (1, "eval")):
+        got = store.samples(it, "arithmetic", phase)
+        assert got and all(r["prompt"].startswith("Q: What is") and r["prompt"].count("Q:") == 1 for r in got), phase
+    store.close()
+    with pytest.raises(C.ConfigError, match="prompt_exemplars"):
+        C.apply(C.StarConfig(), {"prompt_exemplars": False, "keep_prefix_in_training": True}, "t").validate()
