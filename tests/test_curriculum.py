@@ -227,6 +227,11 @@ def test_carry_curriculum_run_end_to_end(tiny_model_dir, tmp_path, monkeypatch, 
     assert n2 == distinct and n2 > rows(run, "SELECT COUNT(*) AS n FROM train_examples WHERE iteration=2")[0]["n"]
     assert main(["summary", str(run)]) == 0
     assert f"curriculum: frontier {recs[1]['frontier']} digits" in capsys.readouterr().out
+    # the demo-store checks the carry showcase will get hold on this run
+    import test_demo_store as D
+
+    D.test_demo_store_is_consistent(run)
+    D.check_carry_run(run)
 
 
 def test_accumulation_continues_the_adapter_and_grows_the_steps(tiny_model_dir, tmp_path, monkeypatch):

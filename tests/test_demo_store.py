@@ -264,19 +264,24 @@ def test_the_carry_showcase_keeps_only_traces_whose_every_line_holds():
     """Every kept example of the carry showcase (its warm-start references included) passes today's audit,
     re-run on the stored text, with every line checked; the curriculum's frontier is stored for every
     iteration and each iteration trained only up to it."""
-    cfg = from_saved(CARRY / CONFIG_NAME)
+    check_carry_run(CARRY)
+
+
+def check_carry_run(run: Path) -> None:
+    """The checks of the carry showcase, on any run folder of the carry format with the curriculum."""
+    cfg = from_saved(run / CONFIG_NAME)
     assert cfg.arith_format == "carry" and cfg.curriculum == "digits" and cfg.reject_unfaithful
-    task, problem = task_and_problems(CARRY)
-    kept = rows(CARRY, "kept = 1")
+    task, problem = task_and_problems(run)
+    kept = rows(run, "kept = 1")
     assert kept
     for r in kept:
         p = problem(r)
         parsed = task.parse(task.trim(r["raw_output"]), p)
         a = task.audit(p, parsed)
         assert a.verdict == "faithful" and a.checked >= 4 and parsed.answer == p.gold, (r["id"], r["raw_output"], a)
-    s = queries.summary(CARRY)
+    s = queries.summary(run)
     for it in s["iterations"][1:]:
         rec = it["curriculum"]
         assert rec and rec["frontier"] >= 1, it["iteration"]
-        grps = {r["grp"] for r in rows(CARRY, f"iteration = {int(it['iteration'])} AND phase = 'sample'")}
+        grps = {r["grp"] for r in rows(run, f"iteration = {int(it['iteration'])} AND phase = 'sample'")}
         assert max(map(int, grps)) <= rec["frontier"]
