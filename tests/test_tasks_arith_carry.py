@@ -58,6 +58,12 @@ def test_a_one_digit_trace_has_one_verified_digit_step():
     assert bare.verdict == "no_rationale" and bare.first_bad_line is None
     _, only = judge(5, 0, "5 + 0, carry 0, result none.\nCarry 0, result 5.\nThe answer is 5.")
     assert only.verdict == "unfaithful" and only.first_bad_line == 2  # closes with a digit still left
+    _, headers = judge(7, 7, "7 + 7, carry 0, result none.\n7 + 7, carry 0, result none.\nThe answer is 7.")
+    assert headers.verdict == "unfaithful" and headers.first_bad_line == 2
+    assert headers.errors[1:] == (
+        "line 3: the closing line is missing (no digit step came before it)",
+        "line 3: no result to give the answer 7",
+    )
 
 
 def wrong(pair, old: str, new: str, count: int = 1) -> str:
@@ -88,6 +94,7 @@ WRONG = {
     "header of another sum": ((47, 38), "47 + 38, carry", "47 + 39, carry", 1, "should open the trace"),
     "garbage line": ((47, 38), "Left 4 + 3, result 5.", "Left 4 + 3, result 5o.", 2, "result 5o"),
     "unreadable line": ((47, 38), "Carry 0, result 85.", "So 4o and 85 it is.", 4, "cannot read"),
+    "header repeated": ((47, 38), "\n7 + 8 + 0", "\n47 + 38, carry 0, result none.\n7 + 8 + 0", 2, "header again"),
 }
 
 

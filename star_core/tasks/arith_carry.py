@@ -186,17 +186,21 @@ def audit_carry(a: int, b: int, rationale: str, answer: str | None) -> Audit:
         elif m := _CLOSE_RE.fullmatch(text):
             more, closed = _check_close(m, st, no)
             steps += more
+        elif _HEADER_RE.fullmatch(text):
+            steps.append(Step(False, f"line {no}: the header again, not a step: {text!r}", no))
         else:
             steps.append(Step(False, f"line {no}: cannot read {text!r} as a step of the carry trace", no))
     if closed is None:
-        want = CLOSE.format(c=st.carry, r=(str(st.carry) if st.carry else "") + st.result) if st else CLOSE
-        steps.append(Step(False, f"line {answer_no}: the closing line ({want!r}) is missing", answer_no))
+        if st is not None and st.result:
+            want = repr(CLOSE.format(c=st.carry, r=(str(st.carry) if st.carry else "") + st.result))
+        else:
+            want = "no digit step came before it"
+        steps.append(Step(False, f"line {answer_no}: the closing line is missing ({want})", answer_no))
     if answer is not None:
         said = closed if closed is not None else (st.result if st else None)
-        ok = said is not None and _int(said) is not None and int(said) == int(answer)
-        steps.append(
-            Step(ok, "" if ok else f"line {answer_no}: the answer {answer} is not the result {said}", answer_no)
-        )
+        ok = bool(said) and _int(said) is not None and int(said) == int(answer)
+        why = f"the answer {answer} is not the result {said}" if said else f"no result to give the answer {answer}"
+        steps.append(Step(ok, "" if ok else f"line {answer_no}: {why}", answer_no))
     bad = tuple(s.message for s in steps if not s.ok)
     missing = None if n_digit_steps else "no digit step in the carry trace"
     return Audit(checked=len(steps), errors=bad, no_rationale=missing, first_bad_line=first_bad(steps))
