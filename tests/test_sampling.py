@@ -215,6 +215,7 @@ def completions_for(task_name: str, fmt: str = "decomposition") -> tuple[object,
     [
         ("arithmetic", "decomposition"),
         ("arithmetic", "columns"),
+        ("arithmetic", "carry"),
         ("arithmetic", "scratchpad"),
         ("commonsenseqa", ""),
         ("gsm8k", ""),
