@@ -116,3 +116,12 @@ def test_audit_equations(text, checked, errors):
 )
 def test_hint_phrase_leak(text, leaks):
     assert (hint_phrase_leak(text) is not None) is leaks
+
+
+def test_audit_equations_names_the_first_bad_line():
+    """The first line holding a wrong equation (1-based); None when every equation holds."""
+    bad = audit_equations("She has 3 + 4 = 7 apples.\nThen 7 * 2 = 15.\nAnd 15 - 1 = 13.")
+    assert bad.verdict == "unfaithful" and bad.first_bad_line == 2 and len(bad.errors) == 2
+    assert bad.to_dict()["first_bad_line"] == 2
+    good = audit_equations("3 + 4 = 7\n7 * 2 = 14")
+    assert good.verdict == "faithful" and good.first_bad_line is None and good.to_dict()["first_bad_line"] is None
