@@ -184,3 +184,30 @@ def test_decomposition_names_line_one_when_it_fails():
     assert bad.verdict == "unfaithful" and bad.first_bad_line == 1
     garbage = t.audit(t.make_problem(4, 0, "y"), t.parse(" 4 + 0 = (4 + 0) + (0 + 0) = 4o. The answer is 4."))
     assert garbage.verdict == "unfaithful" and "4o" in garbage.errors[-1]
+
+
+def test_a_wording_change_in_the_templates_changes_the_trace_and_the_audit(monkeypatch):
+    """The trace and the audit follow from one set of templates: other wording, the same checks."""
+    from star_core.tasks import arith_carry as K
+
+    new = {
+        "HEADER": "Add {a} and {b}.",
+        "STEP": "{x}+{y}+{c}={s}: write {d}, carry {co}; left {left}; so far {r}.",
+        "CLOSE": "Last carry {c}: {r}.",
+        "LEFT": "{a} and {b}",
+    }
+    for name, template in new.items():
+        monkeypatch.setattr(K, name, template)
+    for name, template in (("_HEADER_RE", new["HEADER"]), ("_STEP_RE", new["STEP"]), ("_CLOSE_RE", new["CLOSE"])):
+        monkeypatch.setattr(K, name, K._pattern(template))
+    monkeypatch.setattr(K, "_LEFT_RE", K._pattern(new["LEFT"]))
+    lines = K.carry_lines(95, 7)
+    assert lines == [
+        "Add 95 and 07.",
+        "5+7+0=12: write 2, carry 1; left 9 and 0; so far 2.",
+        "9+0+1=10: write 0, carry 1; left none; so far 02.",
+        "Last carry 1: 102.",
+    ]
+    assert K.audit_carry(95, 7, "\n".join(lines), "102").verdict == "faithful"
+    bad = K.audit_carry(95, 7, "\n".join(lines).replace("left 9 and 0", "left 9 and 7"), "102")
+    assert bad.verdict == "unfaithful" and bad.first_bad_line == 2 and "left is 9 and 0" in bad.errors[0]

@@ -125,8 +125,9 @@ def _check_step(m: re.Match[str], st: _State, no: int) -> tuple[Step, _State]:
     wrong = [msg for ok, msg in checks if not ok]
     step = Step(not wrong, f"line {no}: " + "; ".join(wrong) if wrong else "", no)
     lm = _LEFT_RE.fullmatch(f["left"])
-    if lm and re.fullmatch(r"(\d+) \+ \1", re.sub(r"\d", "0", f"{lm['a'].strip()} + {lm['b'].strip()}")):
-        na, nb = lm["a"].strip(), lm["b"].strip()  # two numbers of one length
+    la, lb = (lm["a"].strip(), lm["b"].strip()) if lm else ("", "")
+    if re.fullmatch(r"[0-9]+", la) and re.fullmatch(r"[0-9]+", lb) and len(la) == len(lb):  # one length
+        na, nb = la, lb
     elif f["left"].lower() == NONE:
         na = nb = ""
     else:
