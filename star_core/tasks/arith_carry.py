@@ -33,7 +33,8 @@ CLOSE = "Carry {c}, result {r}."
 #: ``Left`` when digits remain, and when none do.
 LEFT = "{a} + {b}"
 NONE = "none"
-#: The answer line that follows the trace (``ArithmeticTask.format_target``).
+#: The answer line that follows the trace (``ArithmeticTask.format_target``); the task's parser reads
+#: ``The answer is N`` in every format, so this one keeps that wording.
 ANSWER = "The answer is {n}."
 
 
