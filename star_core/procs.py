@@ -11,15 +11,16 @@ The policy (:func:`policy`), safe by default:
   (Streamlit's default of every interface included) turns it off.
 * At most ``STAR_DASHBOARD_MAX_RUNS`` launched runs alive at once (default: one per NVIDIA GPU, 1 on a CPU
   machine); a start or resume beyond it is refused.
-* Stop signals only a process this dashboard started for that run (``launch.json`` in the run folder, and
-  the live process's command line names the run folder); a run started from a shell is left alone.
+* Stop signals only a process this dashboard started for that run, as its own record in memory says (pid,
+  process start time, run folder); a file in a run folder never names a process to signal. A run started
+  from a shell, or by an earlier dashboard process, is left alone. The limit counts the runs this dashboard
+  started, under every runs root.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 import os
 import re
 import shlex
@@ -28,16 +29,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from . import queries as Q
 
 LOG_NAME = "launch.log"
-LAUNCH_INFO = "launch.json"
+LAUNCH_INFO = "launch.json"  # written by dashboards before issue 20; never read (it named the pid to signal)
 CLI_ENV = "STAR_CLI"  # override of the command that runs the engine (tests use a fake one)
 LAUNCH_ENV = "STAR_DASHBOARD_LAUNCH"  # "0": no process control at all
 TOKEN_ENV = "STAR_DASHBOARD_TOKEN"  # the secret that enables process control
@@ -46,7 +44,9 @@ TOKEN_PARAM = "token"  # ?token=... in the dashboard's URL
 MIN_TOKEN_LEN = 16
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
-_PROCS: dict[int, subprocess.Popen] = {}
+#: The dashboard's own record of the processes it started, by resolved run folder (sessions are threads of one
+#: process, so they share it). It is the only thing Stop and the launch limit trust.
+_LAUNCHED: dict[Path, Launched] = {}
 _START_LOCK = threading.Lock()  # Streamlit sessions are threads of one process: one start at a time
 
 
@@ -207,60 +207,62 @@ class LaunchRefused(Exception):
     """A start or resume beyond the limit of launched runs alive at once."""
 
 
+@dataclass(frozen=True)
+class Launched:
+    """A process this dashboard started: its pid, its start time (to tell it from a later process given the same
+    pid), the run folder (resolved) and the handle that reaps it."""
+
+    pid: int
+    started: int | None  # clock ticks after boot (/proc/<pid>/stat, field 22); None without /proc
+    run_dir: Path
+    proc: subprocess.Popen
+
+
+def process_start_time(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks after boot (``/proc/<pid>/stat``); None when unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _key(run_dir: str | os.PathLike) -> Path:
+    try:
+        return Path(run_dir).resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(run_dir))
+
+
 def reap() -> None:
-    """Collect finished child processes (no zombies left behind)."""
-    for pid, p in list(_PROCS.items()):
-        if p.poll() is not None:
-            _PROCS.pop(pid, None)
+    """Collect finished child processes (no zombies left behind) and forget them."""
+    for key, rec in list(_LAUNCHED.items()):
+        if rec.proc.poll() is not None:
+            _LAUNCHED.pop(key, None)
 
 
-def launch_info(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / LAUNCH_INFO).read_text())
-    except (OSError, ValueError):
-        return None
+def _alive(rec: Launched) -> bool:
+    """Our child, not yet reaped (so its pid is not reused), and still the process we started."""
+    return rec.proc.poll() is None and (rec.started is None or process_start_time(rec.pid) == rec.started)
 
 
-def _cmdline(pid: int) -> bytes | None:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-
-
-def _ours(pid: int, info: dict[str, Any]) -> bool:
-    """Whether live ``pid`` runs the command recorded in ``launch.json`` (not a reused pid): the
-    recorded arguments after the program end its command line (a script's interpreter may come first)."""
-    cmd = _cmdline(pid)
-    if cmd is None:
-        return not Path("/proc").is_dir()  # no /proc (macOS): trust launch.json and the pid
-    args = [a.decode(errors="replace") for a in cmd.rstrip(b"\0").split(b"\0")]
-    tail = [str(a) for a in (info.get("cmd") or [])[1:]]
-    return bool(tail) and args[-len(tail) :] == tail
-
-
-def launched_alive(run_dir: Path) -> int | None:
-    """The pid of a process a dashboard started for ``run_dir`` that is still alive."""
+def launched_alive(run_dir: str | os.PathLike) -> int | None:
+    """The pid of the live process this dashboard started for ``run_dir``, from its own record only (a file
+    in the run folder never names a process)."""
     reap()
-    info = launch_info(run_dir)
-    pid = int(info["pid"]) if info and str(info.get("pid", "")).isdigit() else None
-    return pid if pid and Q.pid_alive(pid) and _ours(pid, info) else None
+    rec = _LAUNCHED.get(_key(run_dir))
+    return rec.pid if rec is not None and _alive(rec) else None
 
 
-def launched_runs(roots: Sequence[Path]) -> list[Path]:
-    """Run folders (directly under ``roots``) with a live process started from a dashboard."""
-    out = []
-    for root in roots:
-        try:
-            children = [p for p in Path(root).iterdir() if (p / LAUNCH_INFO).is_file()]
-        except OSError:
-            continue
-        out += [p for p in children if launched_alive(p) is not None]
-    return out
+def launched_runs() -> list[Path]:
+    """The run folders, under any runs root, of the live processes this dashboard started."""
+    reap()
+    return [rec.run_dir for rec in list(_LAUNCHED.values()) if _alive(rec)]
 
 
 def spawn(cmd: list[str], run_dir: Path) -> int:
-    """Start ``cmd`` detached (own session), output appended to RUN_DIR/launch.log; returns the pid."""
+    """Start ``cmd`` detached (own session), output appended to RUN_DIR/launch.log, and record it; returns the
+    pid."""
     reap()
     run_dir.mkdir(parents=True, exist_ok=True)
     log = open(run_dir / LOG_NAME, "ab")
@@ -281,15 +283,14 @@ def spawn(cmd: list[str], run_dir: Path) -> int:
         )
     finally:
         log.close()
-    _PROCS[p.pid] = p
-    (run_dir / LAUNCH_INFO).write_text(json.dumps({"pid": p.pid, "cmd": cmd, "started_at": time.time()}))
+    _LAUNCHED[_key(run_dir)] = Launched(p.pid, process_start_time(p.pid), _key(run_dir), p)
     return p.pid
 
 
-def start(cmd: list[str], run_dir: Path, roots: Sequence[Path], limit: int) -> int:
-    """:func:`spawn`, unless ``limit`` launched runs under ``roots`` are already alive (LaunchRefused)."""
+def start(cmd: list[str], run_dir: Path, limit: int) -> int:
+    """:func:`spawn`, unless ``limit`` runs this dashboard started (under any root) are alive (LaunchRefused)."""
     with _START_LOCK:
-        alive = launched_runs(roots)
+        alive = launched_runs()
         if len(alive) >= limit:
             raise LaunchRefused(
                 f"{len(alive)} launched run{'s are' if len(alive) > 1 else ' is'} still going "
@@ -299,13 +300,13 @@ def start(cmd: list[str], run_dir: Path, roots: Sequence[Path], limit: int) -> i
         return spawn(cmd, run_dir)
 
 
-def start_run(cmd: list[str], run_dir: Path, roots: Sequence[Path], pol: Policy) -> tuple[int | None, str]:
-    """Start (or resume) a run when ``pol`` allows it, within its limit of launched runs alive under ``roots``
-    at once: (pid, message), or (None, why not)."""
+def start_run(cmd: list[str], run_dir: Path, pol: Policy) -> tuple[int | None, str]:
+    """Start (or resume) a run when ``pol`` allows it, within its limit of launched runs alive at once (under
+    any root): (pid, message), or (None, why not)."""
     if not pol.allowed:
         return None, pol.reason
     try:
-        pid = start(cmd, run_dir, roots, pol.max_runs)
+        pid = start(cmd, run_dir, pol.max_runs)
     except LaunchRefused as e:
         return None, str(e)
     return pid, f"Started pid {pid}: {shlex.join(cmd)}"
@@ -315,10 +316,11 @@ def stop_run(run_dir: Path) -> str:
     """SIGTERM the process this dashboard started for ``run_dir`` (the engine then stores status
     'stopped'); never a process started elsewhere. Returns a message."""
     pid = launched_alive(run_dir)
-    if pid is None:
+    rec = _LAUNCHED.get(_key(run_dir))
+    if pid is None or rec is None:
         return "No live process started by this dashboard for this run; nothing was stopped."
     try:
-        os.kill(pid, signal.SIGTERM)
+        rec.proc.send_signal(signal.SIGTERM)  # Popen: never a pid it has already reaped
     except OSError as e:
         return f"Could not signal pid {pid}: {e}."
     return f"Sent SIGTERM to pid {pid}; the run stops after the current batch."

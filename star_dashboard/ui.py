@@ -556,8 +556,9 @@ def token_box(pol: procs.Policy) -> None:
 
 
 def start_run(cmd: list[str], run_dir: Path, pol: procs.Policy) -> tuple[int | None, str]:
-    """Start (or resume) a run under the first runs root (``procs.start_run``): (pid or None, message)."""
-    return procs.start_run(cmd, run_dir, [roots()[0]], pol)
+    """Start (or resume) a run (``procs.start_run``; the limit counts runs under every root): (pid or None,
+    message)."""
+    return procs.start_run(cmd, run_dir, pol)
 
 
 def run_controls(run_dir: Path, status: str, key: str) -> None:
