@@ -150,7 +150,7 @@ with right:
         st.caption(Q.PHASES[phase])
         with st.container(horizontal=True):
             for d, n in sorted(dec.items(), key=lambda kv: -kv[1]):
-                if st.button(f"{d} · {n}", key=f"{PAGE}_open_{phase}_{d}"):
+                if st.button(f"{ui.md_escape(d)} · {n}", key=f"{PAGE}_open_{phase}_{d}"):
                     open_samples(iteration, phase, d)
     reasons = ui.guard(ui.q, "top_reasons", run_dir, iteration, task_arg, 12)
     st.markdown("**Most frequent rejection reasons**")

@@ -82,7 +82,7 @@ if submitted:
     if not procs.NAME_RE.fullmatch(name):
         st.error("Run name: use letters, digits, '.', '_' or '-' (up to 64 characters, not starting with a dot).")
     elif out.exists() and any(out.iterdir()):
-        st.error(f"{out} already exists; pick another name (or resume that run below).")
+        st.error(ui.md_escape(f"{out} already exists; pick another name (or resume that run below)."))
     elif not model.strip():
         st.error("Model: give a model id or path.")
     else:
@@ -91,7 +91,7 @@ if submitted:
         )
         pid, msg = ui.start_run(cmd, out, pol)
         if pid is None:
-            st.error(msg)
+            st.error(ui.md_escape(msg))
         else:
             ss["launch_dir"] = str(out)
             ss["_pending_pick"] = name
@@ -124,7 +124,7 @@ def monitor(run_dir: Path) -> None:
         brief = Q.run_brief(run_dir)
         st.progress(
             brief["progress"],
-            text=f"{ui.STATUS_ICON.get(status, '')} {status} · "
+            text=f"{ui.STATUS_ICON.get(status, '')} {ui.md_escape(status)} · "
             + (
                 f"iteration {brief['current_iteration']}: {brief['current_stage']}"
                 if brief["current_stage"]

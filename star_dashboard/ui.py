@@ -84,12 +84,21 @@ def roots() -> list[Path]:
 # --------------------------------------------------------------------------
 # safe text
 # --------------------------------------------------------------------------
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:=^])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:=^&])")
+#: Where a bare URL, ``www.`` name or e-mail address would become a link (GFM autolink literals, which
+#: backslashes do not stop): an invisible zero-width space goes there.
+_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?<=[wW]{3})(?=\.)|(?<=@)")
+_ZWSP = "\u200b"
 
 
 def md_escape(text: Any) -> str:
-    """Backslash-escape markdown (and Streamlit's :color[...] and $math$) in a short label."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+    """THE escape for every stored or URL-borne string (run name, status, task, model, a ``?run=`` value, an
+    error message quoting one) shown through markdown: one line; markdown, HTML, entities, Streamlit's
+    ``:color[...]`` / ``:icon:`` and ``$math$`` backslash-escaped, so no link, image or emphasis forms; and a
+    zero-width space breaks every bare URL (``://``), ``www.`` and e-mail address (``@``) so that none is
+    autolinked. Model text is not a label: show it with :func:`show_text`, ``st.text`` or ``st.code``."""
+    one_line = " ".join(str(text).splitlines())
+    return _MD_SPECIAL.sub(r"\\\1", _AUTOLINK.sub(_ZWSP, one_line))
 
 
 def show_text(text: Any, label: str | None = None, height: int | None = None) -> None:
@@ -229,14 +238,14 @@ def guard(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 def show_unavailable(e: Q.RunUnavailable) -> None:
     if e.kind == "empty":
-        st.info(f"This run has no data yet. {e}", icon=":material/hourglass_empty:")
+        st.info(f"This run has no data yet. {md_escape(e)}", icon=":material/hourglass_empty:")
     elif e.kind == "corrupt":
         st.error(
-            f"This run folder cannot be read: {e} Check the folder, or delete it if it is a leftover.",
+            f"This run folder cannot be read: {md_escape(e)} Check the folder, or delete it if it is a leftover.",
             icon=":material/error:",
         )
     else:
-        st.error(str(e), icon=":material/error:")
+        st.error(md_escape(e), icon=":material/error:")
 
 
 # --------------------------------------------------------------------------
@@ -315,7 +324,7 @@ def current_run() -> Path:
     ss = st.session_state
     if ss.get("_bad_run"):
         st.error(
-            f"The link asks for run {ss['_bad_run']!r}, which is not a run folder inside the configured "
+            f"The link asks for run {md_escape(repr(ss['_bad_run']))}, which is not a run folder inside the configured "
             "runs roots. Pick a run in the sidebar.",
             icon=":material/block:",
         )
@@ -344,7 +353,7 @@ def run_heading(run_dir: Path) -> dict[str, Any]:
     status = info["status"]
     st.markdown(
         f"{STATUS_ICON.get(status, '')} **{md_escape(info['name'])}** · {md_escape(info['task'])} · "
-        f"model {md_escape(info['model'])} · {status}"
+        f"model {md_escape(info['model'])} · {md_escape(status)}"
     )
     if info.get("schema_newer"):
         st.warning("This store was written by a newer version of star; some views may be incomplete.")
