@@ -25,6 +25,7 @@ from star_dashboard import ui  # noqa: E402
 
 ui.init(__file__)
 st.set_page_config(page_title="STaR workbench", page_icon=":material/star:", layout="wide")
+ui.refuse_foreign_request()  # a page on another name or origin (DNS rebinding) gets nothing: no data, no control
 
 P = APP_DIR / "app_pages"
 PAGES = {

@@ -6,6 +6,8 @@ The policy (:func:`policy`), safe by default:
 * ``STAR_DASHBOARD_LAUNCH=0`` turns every process control off (the Launch form, Resume and Stop).
 * ``STAR_DASHBOARD_TOKEN`` set (16 characters or more): process control needs that token, given once per
   browser session (``?token=...`` in the URL, or the box on the Launch page), wherever the dashboard listens.
+* Every session: the page is served only at a loopback name or an address the operator named
+  (:func:`request_refusal`, against DNS rebinding), and process control needs a same-origin WebSocket.
 * No token: process control only while the dashboard listens on loopback only (``server.address`` is
   ``127.0.0.1``, ``::1`` or ``localhost``) and the browser connects from loopback. Anything else
   (Streamlit's default of every interface included) turns it off.
@@ -29,8 +31,10 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from . import queries as Q
 
@@ -74,6 +78,59 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+def host_name(host_header: str | None) -> str | None:
+    """The name in a ``Host`` header (``localhost:8501`` -> ``localhost``, ``[::1]:8501`` -> ``::1``), lower
+    case; None when the header is not a plain host[:port]."""
+    try:
+        u = urlsplit(f"//{(host_header or '').strip()}")
+        _ = u.port  # a bad port raises ValueError
+    except ValueError:
+        return None
+    if not u.hostname or u.username is not None or u.password is not None or u.path or u.query or u.fragment:
+        return None
+    return u.hostname.lower().rstrip(".")
+
+
+def name_served(name: str, extra: Sequence[str] = ()) -> bool:
+    """Whether ``name`` (from :func:`host_name`) is an address this dashboard serves: a loopback name or IP,
+    or one the operator named (``server.address``, ``browser.serverAddress``, ``server.allowedHosts``; an
+    entry ``*.example.org`` covers its subdomains; ``*`` names nothing)."""
+    if is_loopback(name):
+        return True
+    for e in extra:
+        pat = str(e).strip().strip("[]").lower().rstrip(".")
+        if pat and pat != "*" and (name == pat or (pat.startswith("*.") and name.endswith(pat[1:]))):
+            return True
+    return False
+
+
+def same_origin(host_header: str | None, origin: str | None) -> bool:
+    """Whether a WebSocket's ``Origin`` is the page it serves: http(s), and the same host and port as ``Host``."""
+    try:
+        u = urlsplit((origin or "").strip())
+    except ValueError:
+        return False
+    return u.scheme in ("http", "https") and bool(u.netloc) and u.netloc.lower() == (host_header or "").strip().lower()
+
+
+def request_refusal(host: str | None, origin: str | None, extra: Sequence[str] = ()) -> str | None:
+    """Why a browser session whose WebSocket came with these ``Host`` and ``Origin`` headers is refused, or
+    None. A page on another name that resolves to this machine (DNS rebinding) sends that name as ``Host``; a
+    page of another origin sends its own ``Origin``. ``host`` None: no browser behind the session (a test)."""
+    if host is None:
+        return None
+    name = host_name(host)
+    if name is None or not name_served(name, extra):
+        return (
+            f"This dashboard does not serve the address {host[:80]!r}: open it at http://127.0.0.1 or "
+            "http://localhost (with its port), or name this address with `--server.allowedHosts` when you "
+            "start it (see the README's safety section)."
+        )
+    if origin is not None and not same_origin(host, origin):
+        return f"This page comes from another origin ({origin[:80]!r}) than the dashboard ({host[:80]!r})."
+    return None
+
+
 def gpu_count() -> int:
     """NVIDIA GPUs the driver lists (without importing torch); 0 on a CPU machine."""
     try:
@@ -90,10 +147,25 @@ def max_runs() -> int:
     return max(1, gpu_count())
 
 
-def policy(bind_address: str | None, client_ip: str | None = None, token_given: str | None = None) -> Policy:
+def policy(
+    bind_address: str | None,
+    client_ip: str | None = None,
+    token_given: str | None = None,
+    same_origin_ws: bool = True,
+) -> Policy:
     """May a dashboard listening on ``bind_address``, viewed from ``client_ip`` (None: loopback), by a
-    session that gave ``token_given``, start, resume and stop runs?"""
+    session that gave ``token_given``, over a WebSocket whose Origin is the dashboard's own page
+    (``same_origin_ws``), start, resume and stop runs?"""
     n = max_runs()
+    if not same_origin_ws:
+        return Policy(
+            False,
+            "This browser session's connection did not come from the dashboard's own page (its Origin header "
+            "is missing or foreign), so starting, resuming and stopping runs is off for it. Open the dashboard "
+            "at its own address.",
+            False,
+            n,
+        )
     if os.environ.get(LAUNCH_ENV, "1").strip() == "0":
         return Policy(
             False,

@@ -543,14 +543,52 @@ def capture_token() -> None:
         del st.query_params[procs.TOKEN_PARAM]
 
 
+def _ws_headers() -> tuple[str | None, str | None]:
+    """This session's WebSocket request: its Host and Origin headers (None, None: no browser, as in AppTest)."""
+    try:
+        h = st.context.headers
+        return h.get("Host"), h.get("Origin")
+    except Exception:  # no client context: a script run, a test
+        return None, None
+
+
+def served_names() -> list[str]:
+    """The addresses, besides loopback, the operator named for this dashboard (``procs.name_served``)."""
+    from streamlit import config as st_config
+
+    try:
+        names = [str(h) for h in (st.get_option("server.allowedHosts") or [])]
+    except Exception:  # a Streamlit older than the option
+        names = []
+    addr = str(st.get_option("server.address") or "").strip()
+    if addr and addr not in ("0.0.0.0", "::"):
+        names.append(addr)
+    if st_config.is_manually_set("browser.serverAddress"):
+        names.append(str(st.get_option("browser.serverAddress")))
+    return names
+
+
+def refuse_foreign_request() -> None:
+    """Stop the page, before it reads anything, for a browser on an address the dashboard does not serve or a
+    page of another origin (``procs.request_refusal``: DNS rebinding). Called by app.py first."""
+    host, origin = _ws_headers()
+    why = procs.request_refusal(host, origin, served_names())
+    if why:
+        st.error(md_escape(why), icon=":material/block:")
+        st.stop()
+
+
 def control_policy() -> procs.Policy:
-    """May this session start, resume and stop runs? (``procs.policy`` on this server and browser)."""
+    """May this session start, resume and stop runs? (``procs.policy`` on this server and browser; a browser
+    session needs a same-origin WebSocket)."""
     try:
         client = st.context.ip_address
     except Exception:  # no client context: a script run, a test
         client = None
     client = client if isinstance(client, str) else None  # None: loopback (or no browser: AppTest)
-    return procs.policy(st.get_option("server.address"), client, st.session_state.get(_TOKEN_KEY))
+    host, origin = _ws_headers()
+    same = host is None or procs.same_origin(host, origin)
+    return procs.policy(st.get_option("server.address"), client, st.session_state.get(_TOKEN_KEY), same)
 
 
 def token_box(pol: procs.Policy) -> None:

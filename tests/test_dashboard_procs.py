@@ -103,3 +103,35 @@ def test_a_reused_pid_is_not_the_process_the_dashboard_started(tmp_path, monkeyp
         assert procs.launched_alive(tmp_path / "r") is None
         assert "nothing was stopped" in procs.stop_run(tmp_path / "r")
     assert procs.launched_alive(tmp_path / "r") == pid
+
+
+@pytest.mark.parametrize(
+    "host,origin,extra,refused",
+    [
+        ("127.0.0.1:8501", "http://127.0.0.1:8501", (), None),
+        ("localhost:9000", "http://localhost:9000", (), None),  # an ssh tunnel on another port: same origin
+        ("[::1]:8501", "http://[::1]:8501", (), None),
+        ("LocalHost:8501", None, (), None),  # no Origin (not a browser): the page, but no process control
+        ("rebind.example:8501", "http://rebind.example:8501", (), "does not serve the address"),
+        ("rebind.example:8501", "http://rebind.example:8501", ("*",), "does not serve the address"),
+        ("gpu-box.lan:8501", "http://gpu-box.lan:8501", ("gpu-box.lan",), None),
+        ("a.lab.example:8501", "https://a.lab.example:8501", ("*.lab.example",), None),
+        ("127.0.0.1:8501", "http://rebind.example:8501", (), "another origin"),
+        ("localhost:8501", "http://localhost:3000", (), "another origin"),  # another local page
+        ("localhost:8501", "null", (), "another origin"),
+        ("user@localhost:8501", None, (), "does not serve the address"),
+        ("localhost:99999", None, (), "does not serve the address"),
+    ],
+)
+def test_requests_from_another_name_or_origin_are_refused(host, origin, extra, refused):
+    why = procs.request_refusal(host, origin, extra)
+    assert (why is None) if refused is None else (refused in why), why
+    assert procs.request_refusal(None, None) is None  # no browser behind the session (a test)
+
+
+def test_process_control_needs_a_same_origin_websocket():
+    assert procs.policy("127.0.0.1", None, None, same_origin_ws=True).allowed
+    pol = procs.policy("127.0.0.1", None, None, same_origin_ws=False)
+    assert not pol.allowed and "Origin" in pol.reason
+    assert procs.same_origin("localhost:8501", "http://localhost:8501")
+    assert not procs.same_origin("localhost:8501", None) and not procs.same_origin("localhost:8501", "file://")
