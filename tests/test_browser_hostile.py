@@ -1,20 +1,28 @@
-"""DNS rebinding against a started dashboard (issue 20, item 1): a page on another name that resolves to
-127.0.0.1 sends that name as Host and as Origin. Streamlit refuses its WebSocket (``server.allowedHosts`` in
-.streamlit/config.toml), and the dashboard itself refuses the session where Streamlit lets it through
-(``--server.allowedHosts "*"``, or a Streamlit older than that option). Raw WebSocket handshakes, and
-Debian's Chromium told to resolve the name to 127.0.0.1 (``--host-resolver-rules``); the browser test skips
-without /usr/bin/chromium or playwright."""
+"""Hostile input against a started dashboard (issue 20).
+
+DNS rebinding (item 1): a page on another name that resolves to 127.0.0.1 sends that name as Host and as
+Origin. Streamlit refuses its WebSocket (``server.allowedHosts`` in .streamlit/config.toml), and the dashboard
+itself refuses the session where Streamlit lets it through (``--server.allowedHosts "*"``, or a Streamlit older
+than that option). Raw WebSocket handshakes, and Debian's Chromium told to resolve the name to 127.0.0.1
+(``--host-resolver-rules``).
+
+Markdown (item 7): links, images and bare URLs in a ``?run=`` value or in a run's stored name, status and model
+render as text: the page holds no link to, and loads no image from, their server.
+
+The browser tests skip without /usr/bin/chromium or playwright."""
 
 from __future__ import annotations
 
 import base64
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -24,6 +32,10 @@ import dash_fixtures as F
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 EVIL = "rebind.example"
+LINKS = (
+    "[Session expired](http://links.example/a) ![t](http://links.example/track.png) http://links.example/bare "
+    "www.links.example/w mail@links.example"
+)
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +83,9 @@ def _stop(proc) -> None:
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("origin_runs")
     F.build_run(root / "alpha", tasks=("arithmetic",), iterations=1, n_train=6, n_eval=4)
+    F.build_run(root / "planted", tasks=("arithmetic",), iterations=1, n_train=4, n_eval=3)
+    with sqlite3.connect(root / "planted" / "store.sqlite") as con:
+        con.execute("UPDATE runs SET status=?, name=?, model=?", (LINKS, LINKS, LINKS))
     return root
 
 
@@ -154,4 +169,23 @@ def test_a_rebinding_page_gets_no_runs_and_no_process_control(request, browser, 
         time.sleep(8)  # Streamlit refuses the WebSocket: the page never gets a script run
     assert pg.get_by_role("button", name="Start run").count() == 0
     assert pg.get_by_text("alpha", exact=False).count() == 0
+    pg.close()
+
+
+@pytest.mark.parametrize(
+    "path,shown",
+    [
+        ("/accuracy?run=" + quote(LINKS), "not a run folder inside"),
+        ("/?run=planted", "Session"),
+        ("/rationales?run=planted", "Session"),
+    ],
+)
+def test_links_in_the_url_and_the_store_render_as_text(served, browser, path, shown):
+    port = served
+    pg = _launch_page(browser, f"http://127.0.0.1:{port}{path}")
+    pg.get_by_text(shown, exact=False).first.wait_for(timeout=60_000)
+    time.sleep(1)
+    assert pg.get_by_text("Session expired", exact=False).count() >= 1
+    assert pg.locator("a[href*='links.example']").count() == 0
+    assert pg.locator("img[src*='links.example']").count() == 0
     pg.close()
