@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from star_core import procs
-from star_dashboard import ui
+from star_dashboard import control
 
 SLEEP = "import time; time.sleep(60)"
 
@@ -65,7 +65,7 @@ def test_a_planted_launch_json_in_the_runs_root_blocks_no_launch(tmp_path, monke
     victim = _victim(root / "planted")
     monkeypatch.setenv("STAR_RUNS_ROOT", str(root))
     try:
-        pid, msg = ui.start_run([sys.executable, "-c", SLEEP], root / "mine", procs.policy("127.0.0.1"))
+        pid, msg = control.start_run([sys.executable, "-c", SLEEP], root / "mine", procs.policy("127.0.0.1"))
         assert pid, msg
         started.append(pid)
         assert procs.launched_alive(root / "mine") == pid
@@ -81,10 +81,10 @@ def test_the_launch_limit_counts_runs_under_every_root(tmp_path, monkeypatch, st
     monkeypatch.setenv("STAR_RUNS_ROOT", os.pathsep.join([str(a), str(b)]))
     pol = procs.policy("127.0.0.1")
     assert pol.allowed and pol.max_runs == 1
-    pid, msg = ui.start_run([sys.executable, "-c", SLEEP], b / "resumed", pol)  # a Resume of a run in root b
+    pid, msg = control.start_run([sys.executable, "-c", SLEEP], b / "resumed", pol)  # a Resume of a run in root b
     assert pid, msg
     started.append(pid)
-    pid2, msg = ui.start_run([sys.executable, "-c", SLEEP], a / "second", pol)
+    pid2, msg = control.start_run([sys.executable, "-c", SLEEP], a / "second", pol)
     if pid2:
         started.append(pid2)
     assert pid2 is None and "at most 1 at once" in msg and "resumed" in msg
@@ -93,7 +93,7 @@ def test_the_launch_limit_counts_runs_under_every_root(tmp_path, monkeypatch, st
 def test_a_reused_pid_is_not_the_process_the_dashboard_started(tmp_path, monkeypatch, started):
     """The record holds the process's start time: a pid that now belongs to another process is not signalled."""
     monkeypatch.setenv("STAR_RUNS_ROOT", str(tmp_path))
-    pid, msg = ui.start_run([sys.executable, "-c", SLEEP], tmp_path / "r", procs.policy("127.0.0.1"))
+    pid, msg = control.start_run([sys.executable, "-c", SLEEP], tmp_path / "r", procs.policy("127.0.0.1"))
     assert pid, msg
     started.append(pid)
     real = procs.process_start_time(pid)
