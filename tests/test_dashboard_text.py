@@ -25,6 +25,8 @@ EVIL = (
     "[Session expired](http://evil.example/a) ![t](http://evil.example/track.png) http://bare.example/x "
     "WWW.evil.example/y mail@evil.example <https://angle.example/> http&#58;//entity.example/"
 )
+#: Plotly draws ``<a href>`` in titles, legends and labels as a live link.
+HTML_LINK = '<a href="http://evil.example/p">p</a>'
 #: What a markdown renderer turns into a link or an image: a link or image bracket, a URL scheme, www., a bare
 #: e-mail address, an unescaped HTML entity or angle bracket.
 LIVE = re.compile(r"(?<!\\)[\[\]()!<&]|://|(?i:www\.)|@(?!\u200b)")
@@ -54,7 +56,8 @@ def env(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     F.build_run(root / "evil", tasks=("arithmetic",), iterations=1, n_train=4, n_eval=3)
     with sqlite3.connect(root / "evil" / "store.sqlite") as con:
-        con.execute("UPDATE runs SET status=?, name=?, model=?", (EVIL, EVIL, EVIL))
+        con.execute("UPDATE runs SET status=?, name=?, model=?", (EVIL, EVIL + " " + HTML_LINK, EVIL))
+        con.execute("UPDATE samples SET decision=? WHERE decision='wrong'", (HTML_LINK,))
     monkeypatch.setenv("STAR_RUNS_ROOT", str(root))
     monkeypatch.setenv(Q.DEMO_RUNS_ENV, "0")
     monkeypatch.chdir(tmp_path)
@@ -90,3 +93,20 @@ def test_a_stored_status_name_and_model_are_shown_escaped(env, page):
     shown = [m for m in _markdown(at) if "Session expired" in m or "evil.example" in m]
     assert shown
     assert not [m for m in shown if LIVE.search(m)], shown
+
+
+@pytest.mark.parametrize("page", ["decisions", "accuracy"])
+def test_stored_strings_in_charts_are_html_escaped(env, page):
+    """Plotly renders a subset of HTML (links included) in titles, legends and node labels: a stored run name
+    or decision reaches a chart escaped."""
+    import json
+
+    at = _open(page, run="evil")
+    specs = []
+    for c in at.get("plotly_chart"):
+        spec = json.loads(c.proto.spec)
+        for trace in spec.get("data", []):
+            trace.pop("customdata", None)  # data for the click handler, never drawn
+        specs.append(json.dumps(spec))
+    assert specs
+    assert not [sp for sp in specs if re.search(r"<a\b", sp, re.I)]
