@@ -21,6 +21,7 @@ The policy (:func:`policy`), safe by default:
 
 from __future__ import annotations
 
+import errno
 import hmac
 import ipaddress
 import os
@@ -28,6 +29,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -39,6 +41,7 @@ from urllib.parse import urlsplit
 from . import queries as Q
 
 LOG_NAME = "launch.log"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # launch.log is opened without following a link out of the run folder
 LAUNCH_INFO = "launch.json"  # written by dashboards before issue 20; never read (it named the pid to signal)
 CLI_ENV = "STAR_CLI"  # override of the command that runs the engine (tests use a fake one)
 LAUNCH_ENV = "STAR_DASHBOARD_LAUNCH"  # "0": no process control at all
@@ -293,8 +296,8 @@ class Launched:
 def process_start_time(pid: int) -> int | None:
     """When ``pid`` started, in clock ticks after boot (``/proc/<pid>/stat``); None when unknown."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])
+        line = Path(f"/proc/{pid}/stat").read_text()
+        return int(line.rsplit(")", 1)[1].split()[19])
     except (OSError, IndexError, ValueError):
         return None
 
@@ -332,12 +335,22 @@ def launched_runs() -> list[Path]:
     return [rec.run_dir for rec in list(_LAUNCHED.values()) if _alive(rec)]
 
 
+def _open_log(run_dir: Path, flags: int):
+    """RUN_DIR/launch.log, opened without following a link out of the folder and without blocking on a FIFO;
+    OSError unless it is a regular file."""
+    fd = os.open(run_dir / LOG_NAME, flags | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{LOG_NAME} is not a regular file")
+    return os.fdopen(fd, "rb" if flags == os.O_RDONLY else "ab")
+
+
 def spawn(cmd: list[str], run_dir: Path) -> int:
     """Start ``cmd`` detached (own session), output appended to RUN_DIR/launch.log, and record it; returns the
     pid."""
     reap()
     run_dir.mkdir(parents=True, exist_ok=True)
-    log = open(run_dir / LOG_NAME, "ab")
+    log = _open_log(run_dir, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     log.write(f"\n$ {shlex.join(cmd)}\n".encode())
     log.flush()
     env = dict(os.environ)
@@ -381,6 +394,8 @@ def start_run(cmd: list[str], run_dir: Path, pol: Policy) -> tuple[int | None, s
         pid = start(cmd, run_dir, pol.max_runs)
     except LaunchRefused as e:
         return None, str(e)
+    except OSError as e:  # launch.log a link (refused), a full disk, a missing program
+        return None, f"Could not start it: {LOG_NAME} or the command failed ({e.strerror or e})."
     return pid, f"Started pid {pid}: {shlex.join(cmd)}"
 
 
@@ -411,9 +426,8 @@ def foreign_pid(run_dir: Path) -> int | None:
 
 
 def log_tail(run_dir: Path, lines: int = 40, max_bytes: int = 64_000) -> str | None:
-    p = run_dir / LOG_NAME
     try:
-        with p.open("rb") as f:
+        with _open_log(run_dir, os.O_RDONLY) as f:  # a link or a FIFO: not shown
             f.seek(0, os.SEEK_END)
             size = f.tell()
             f.seek(max(0, size - max_bytes))

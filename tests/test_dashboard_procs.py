@@ -135,3 +135,24 @@ def test_process_control_needs_a_same_origin_websocket():
     assert not pol.allowed and "Origin" in pol.reason
     assert procs.same_origin("localhost:8501", "http://localhost:8501")
     assert not procs.same_origin("localhost:8501", None) and not procs.same_origin("localhost:8501", "file://")
+
+
+def test_a_planted_launch_log_link_is_neither_shown_nor_written(tmp_path, monkeypatch, started):
+    """launch.log as a symlink to a file outside the run folder: the page does not show that file's tail, and a
+    start does not append to it (it is refused, in one line)."""
+    secret = tmp_path / "outside.txt"
+    secret.write_text("the outside file\n")
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    (run / procs.LOG_NAME).symlink_to(secret)
+    monkeypatch.setenv("STAR_RUNS_ROOT", str(tmp_path / "runs"))
+    assert procs.log_tail(run) is None
+    pid, msg = control.start_run([sys.executable, "-c", SLEEP], run, procs.policy("127.0.0.1"))
+    if pid:
+        started.append(pid)
+    assert pid is None and procs.LOG_NAME in msg and "\n" not in msg
+    assert secret.read_text() == "the outside file\n"
+    fifo = tmp_path / "runs" / "f"
+    fifo.mkdir()
+    os.mkfifo(fifo / procs.LOG_NAME)  # a FIFO would block the page until some writer came
+    assert procs.log_tail(fifo) is None
