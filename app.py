@@ -21,10 +21,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import streamlit as st  # noqa: E402
 
-from star_dashboard import ui  # noqa: E402
+from star_dashboard import control, ui  # noqa: E402
 
 ui.init(__file__)
 st.set_page_config(page_title="STaR workbench", page_icon=":material/star:", layout="wide")
+control.refuse_foreign_request()  # a page on another name or origin (DNS rebinding) gets nothing: no data, no control
 
 P = APP_DIR / "app_pages"
 PAGES = {
@@ -50,6 +51,6 @@ PAGES = {
 }
 
 page = st.navigation(PAGES)
-ui.capture_token()  # ?token=... (process control when STAR_DASHBOARD_TOKEN is set), before pages rewrite the URL
+control.capture_token()  # ?token=... (process control when STAR_DASHBOARD_TOKEN is set), before pages rewrite the URL
 ui.sidebar_run_picker()
 page.run()

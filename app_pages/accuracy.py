@@ -190,7 +190,7 @@ if not met.empty:
                     meta="reference",
                 )
         fig.update_layout(
-            title=f"{task} · {split} split · {Q.MEASURES[measure]}",
+            title=html.escape(f"{task} · {split} split · {Q.MEASURES[measure]}"),
             height=380,
             margin=dict(l=10, r=10, t=40, b=10),
             xaxis=x_axis(sub["point"]),
@@ -235,7 +235,7 @@ if not met.empty:
                     hovertemplate=HOVER + f"<extra>{words}</extra>",
                 )
         fig.update_layout(
-            title=f"{labels[str(dirs[0])]} · {task} · {split}",
+            title=html.escape(f"{labels[str(dirs[0])]} · {task} · {split}"),
             height=340,
             margin=dict(l=10, r=10, t=40, b=10),
             xaxis=x_axis(sub["point"]),
@@ -283,7 +283,7 @@ if not met.empty:
         fig.update_layout(
             height=360,
             margin=dict(l=10, r=10, t=30, b=10),
-            title=f"{split} {Q.MEASURES[measure]} per digit count",
+            title=html.escape(f"{split} {Q.MEASURES[measure]} per digit count"),
             xaxis=x_axis(a["point"], "iteration"),
             yaxis=dict(title=f"{Q.MEASURES[measure]} %", range=[0, 101]),
         )
@@ -439,7 +439,7 @@ else:
         margin=dict(l=10, r=10, t=30, b=10),
         xaxis_title="optimizer step",
         yaxis_title="loss",
-        title=f"{labels.get(str(dirs[0]), '')}: loss per iteration (a fresh adapter each time)",
+        title=html.escape(f"{labels.get(str(dirs[0]), '')}: loss per iteration (a fresh adapter each time)"),
     )
     c1.plotly_chart(fig, key=f"{PAGE}_loss")
     final = loss.sort_values("step").groupby(["run_dir", "iteration"], as_index=False).last()

@@ -138,6 +138,12 @@ with st.container(border=True):
     ui.show_text(row["question"], "Question")
     ui.show_text(row["gold"], "Gold answer")
     ha, hb = C.diff_html(row["a_text"], row["b_text"])
+    marked = C.diff_fits(row["a_text"], row["b_text"])
+    if not marked:
+        st.caption(
+            f"These rationales are too long to mark word by word (over {C.DIFF_MAX_TOKENS:,} words, spaces and "
+            "marks on a side): both are shown whole, side by side, without marks."
+        )
     cols = st.columns(2, gap="large")
     for col, side, label, run_dir, html_ in ((cols[0], "a", label_a, run_a, ha), (cols[1], "b", label_b, run_b, hb)):
         s = ui.guard(ui.q, "get_sample", run_dir, int(row[f"{side}_id"]))
@@ -145,7 +151,8 @@ with st.container(border=True):
             st.markdown(f"**{side.upper()}**: {ui.md_escape(label)} · sample \\#{int(s['id'])}")
             ui.decision_badge(s["decision"])
             st.text(s["reason"])
-            st.caption("Rationale" + (" (struck out: not in B)" if side == "a" else " (marked: not in A)"))
+            note = {"a": " (struck out: not in B)", "b": " (marked: not in A)"}[side] if marked else ""
+            st.caption("Rationale" + note)
             st.html(html_)
             st.caption("Parsed answer")
             ui.show_text(s["answer"] if s["answer"] is not None else "(none)")

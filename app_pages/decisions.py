@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -106,7 +108,7 @@ def sankey(fn: dict) -> go.Figure:
         first_to_retry[first] = first_to_retry.get(first, 0) + n
     for d, n in sorted(fn["sample_decisions"].items(), key=lambda kv: -kv[1]):
         c = COLORS.get(d, ui.OTHER_COLOR[1])
-        a = node(f"s:{d}", f"{d} {n}", c)
+        a = node(f"s:{d}", f"{html.escape(d)} {n}", c)  # Plotly draws <a href> in labels: escape
         link(s0, a, n, c + "80")
         if d == "correct":
             link(a, trained, fn["correct"], c + "80")
@@ -118,7 +120,7 @@ def sankey(fn: dict) -> go.Figure:
             link(node("s:unknown", f"first attempt not stored {unknown}"), retried, unknown, "#74c0fc80")
         for d, n in sorted(fn["retry_decisions"].items(), key=lambda kv: -kv[1]):
             c = COLORS.get(d, ui.OTHER_COLOR[1])
-            lab = f"{d} {n}" if d == "rationalized" else f"rejected: {d} {n}"
+            lab = f"{d} {n}" if d == "rationalized" else f"rejected: {html.escape(d)} {n}"
             a = node(f"r:{d}", lab, c)
             link(retried, a, n, c + "80")
             if d == "rationalized":
@@ -150,7 +152,7 @@ with right:
         st.caption(Q.PHASES[phase])
         with st.container(horizontal=True):
             for d, n in sorted(dec.items(), key=lambda kv: -kv[1]):
-                if st.button(f"{d} · {n}", key=f"{PAGE}_open_{phase}_{d}"):
+                if st.button(f"{ui.md_escape(d)} · {n}", key=f"{PAGE}_open_{phase}_{d}"):
                     open_samples(iteration, phase, d)
     reasons = ui.guard(ui.q, "top_reasons", run_dir, iteration, task_arg, 12)
     st.markdown("**Most frequent rejection reasons**")
@@ -179,7 +181,7 @@ for phase in ("sample", "rationalize"):
         fig.add_bar(
             x=[f"{i}" for i in dd["iteration"]],
             y=dd["n"].tolist(),
-            name=f"{Q.PHASES[phase]}: {d}",
+            name=f"{Q.PHASES[phase]}: {html.escape(d)}",
             marker_color=COLORS.get(d, ui.OTHER_COLOR[1]),
             offsetgroup=phase,
             marker_pattern_shape="/" if phase == "rationalize" else "",

@@ -11,7 +11,7 @@ from star_core import procs
 from star_core import queries as Q
 from star_core.config import DEFAULT_MODEL
 from star_core.tasks import TASKS
-from star_dashboard import ui
+from star_dashboard import control, ui
 
 ui.page_header(
     "Launch",
@@ -22,12 +22,12 @@ ui.plain_url()
 ss = st.session_state
 procs.reap()
 user_root = ui.roots()[0]
-pol = ui.control_policy()
+pol = control.control_policy()
 if not pol.allowed:
     st.info(
         pol.reason + " Start runs from a shell: `star run --task arithmetic --out runs/first`.", icon=":material/block:"
     )
-    ui.token_box(pol)
+    control.token_box(pol)
     st.stop()
 st.caption(
     f"At most {pol.max_runs} launched run{'s' if pol.max_runs > 1 else ''} at once "
@@ -82,16 +82,16 @@ if submitted:
     if not procs.NAME_RE.fullmatch(name):
         st.error("Run name: use letters, digits, '.', '_' or '-' (up to 64 characters, not starting with a dot).")
     elif out.exists() and any(out.iterdir()):
-        st.error(f"{out} already exists; pick another name (or resume that run below).")
+        st.error(ui.md_escape(f"{out} already exists; pick another name (or resume that run below)."))
     elif not model.strip():
         st.error("Model: give a model id or path.")
     else:
         cmd = procs.run_command(
             out, task, model.strip(), iterations, rationalize, n_train, n_eval, max_new_tokens, temperature, spq, seed
         )
-        pid, msg = ui.start_run(cmd, out, pol)
+        pid, msg = control.start_run(cmd, out, pol)
         if pid is None:
-            st.error(msg)
+            st.error(ui.md_escape(msg))
         else:
             ss["launch_dir"] = str(out)
             ss["_pending_pick"] = name
@@ -124,7 +124,7 @@ def monitor(run_dir: Path) -> None:
         brief = Q.run_brief(run_dir)
         st.progress(
             brief["progress"],
-            text=f"{ui.STATUS_ICON.get(status, '')} {status} · "
+            text=f"{ui.STATUS_ICON.get(status, '')} {ui.md_escape(status)} · "
             + (
                 f"iteration {brief['current_iteration']}: {brief['current_stage']}"
                 if brief["current_stage"]
@@ -138,7 +138,7 @@ def monitor(run_dir: Path) -> None:
             st.warning(
                 f"This run is {status}. Resume continues from the last stored batch.", icon=":material/pause_circle:"
             )
-    ui.run_controls(run_dir, status, "launch")
+    control.run_controls(run_dir, status, "launch")
     tail = procs.log_tail(run_dir)
     if tail is not None:
         st.caption(f"Last lines of {procs.LOG_NAME}")

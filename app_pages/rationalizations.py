@@ -95,11 +95,9 @@ with row1[0]:
         ui.decision_badge(first["decision"])
         ui.show_text(first["question"], "question")
         ui.show_text(first["raw_output"], "model output")
-        st.caption(
-            ui.md_escape(
-                f"parsed answer: {first['answer'] if first['answer'] is not None else '(none)'}"
-                f" · gold: {first['gold']} · {first['reason']}"
-            )
+        st.text(
+            f"parsed answer: {first['answer'] if first['answer'] is not None else '(none)'}"
+            f" · gold: {first['gold']} · {first['reason']}"
         )
 with row1[1]:
     st.markdown("#### 2 · Hinted prompt (hint highlighted)")
@@ -110,18 +108,17 @@ with row2[0]:
     st.markdown("#### 3 · Hinted output")
     ui.decision_badge(retry["decision"])
     ui.show_highlighted(retry["raw_output"], leak["spans"], hints.LEAK_BG)
-    st.caption(
-        ui.md_escape(
-            f"parsed answer: {retry['answer'] if retry['answer'] is not None else '(none)'}"
-            f" · matches gold: {'yes' if retry['correct'] else 'no'}"
-        )
+    st.text(
+        f"parsed answer: {retry['answer'] if retry['answer'] is not None else '(none)'}"
+        f" · matches gold: {'yes' if retry['correct'] else 'no'}"
     )
     hints.show_audit(retry)
 with row2[1]:
     st.markdown("#### 4 · Training example as stored (hint removed)")
     if te is None:
         st.info(
-            f"Not kept: the retry was rejected ({retry['decision']}), so nothing was stored for training.",
+            f"Not kept: the retry was rejected ({ui.md_escape(retry['decision'])}), so nothing was stored for "
+            "training.",
             icon=":material/delete:",
         )
     else:

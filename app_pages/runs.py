@@ -9,7 +9,7 @@ import streamlit as st
 
 from star_core import queries as Q
 from star_core import stats
-from star_dashboard import ui
+from star_dashboard import control, ui
 
 ui.page_header(
     "Runs",
@@ -136,7 +136,7 @@ def _details(run_dir) -> None:
     st.progress(Q.run_brief(run_dir)["progress"], text=f"{done} of {planned} iterations done")
     if status == "running":
         st.caption("Live: this view refreshes every few seconds.")
-    how = "with the button below, or from a shell:" if ui.control_policy().allowed else "from a shell:"
+    how = "with the button below, or from a shell:" if control.control_policy().allowed else "from a shell:"
     if status == "crashed":
         st.error(
             f"This run stopped without finishing (its process is gone or its heartbeat is stale). Resume it {how}",
@@ -146,7 +146,7 @@ def _details(run_dir) -> None:
     elif status == "stopped":
         st.warning(f"This run was stopped. Resume it {how}", icon=":material/pause_circle:")
         st.code(f"star run --resume {run_dir}", language="bash")
-    ui.run_controls(run_dir, status, "runs")
+    control.run_controls(run_dir, status, "runs")
     gone = Q.missing_adapters(run_dir)
     if gone:
         st.info(

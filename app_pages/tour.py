@@ -163,10 +163,8 @@ def show_attempt(smp: dict[str, Any], title: str) -> None:
     ui.show_text(smp["raw_output"], "what the model wrote (rationale and answer)")
     ans = smp["answer"] if smp["answer"] is not None else "(none)"
     mark = ":green[:material/check_circle:] matches" if smp["correct"] else ":red[:material/cancel:] differs from"
-    st.markdown(
-        f"Parsed answer **{ui.md_escape(ans)}** {mark} the gold **{ui.md_escape(smp['gold'])}**"
-        + (" · kept" if smp["kept"] else " · not kept")
-    )
+    st.text(f"parsed answer: {ans} · gold: {smp['gold']}")  # model text: text, never markdown
+    st.markdown(f"The parsed answer {mark} the gold one" + (" · kept" if smp["kept"] else " · not kept"))
     st.caption("Why the filter decided so:")
     st.text(smp["reason"])
     hints.show_audit(smp)

@@ -6,7 +6,9 @@ sample (lowest k) stands for it. Runs whose question sets differ are compared on
 the result says how many questions each side has that the other lacks.
 
 ``diff_html`` marks the words one rationale has and the other lacks, with every character of the
-model's text HTML-escaped (the only tags are the ones added here). Nothing here imports streamlit or torch.
+model's text HTML-escaped (the only tags are the ones added here). The diff is quadratic, so it is capped
+(``DIFF_MAX_TOKENS`` a side): longer texts are shown side by side without marks, and ``diff_fits`` says so.
+Nothing here imports streamlit or torch.
 """
 
 from __future__ import annotations
@@ -126,12 +128,27 @@ def filter_mask(rows: pd.DataFrame, name: str) -> pd.Series:
 
 
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]", re.UNICODE)
+#: The word diff is quadratic in the tokens (words, runs of spaces, punctuation marks): above this many on a
+#: side (about 1,200 words; 2,000 tokens took a second), the two texts are shown side by side without marks.
+DIFF_MAX_TOKENS = 2_500
+
+
+def _tokens(text: str | None) -> list[str]:
+    return _TOKEN.findall(text or "")
+
+
+def diff_fits(a: str | None, b: str | None) -> bool:
+    """Whether both texts are short enough (``DIFF_MAX_TOKENS`` each) to mark their differences word by word."""
+    return all(len(t) <= DIFF_MAX_TOKENS for t in (_tokens(a), _tokens(b)))
 
 
 def diff_ops(a: str | None, b: str | None) -> list[tuple[str, str, str]]:
     """Word-level differences of two texts: (op, text of a, text of b) with op equal | delete | insert | replace
-    (difflib.SequenceMatcher over words, spaces and punctuation marks)."""
-    ta, tb = _TOKEN.findall(a or ""), _TOKEN.findall(b or "")
+    (difflib.SequenceMatcher over words, spaces and punctuation marks). Texts over the cap (``diff_fits``)
+    come back as one replace, unmarked."""
+    ta, tb = _tokens(a), _tokens(b)
+    if len(ta) > DIFF_MAX_TOKENS or len(tb) > DIFF_MAX_TOKENS:
+        return [("replace", a or "", b or "")] if (a or b) else []
     sm = difflib.SequenceMatcher(None, ta, tb, autojunk=False)
     return [(op, "".join(ta[i1:i2]), "".join(tb[j1:j2])) for op, i1, i2, j1, j2 in sm.get_opcodes()]
 
@@ -146,7 +163,10 @@ _INS = '<ins style="background:#b2f2bb;color:inherit;text-decoration:none">'
 
 def diff_html(a: str | None, b: str | None) -> tuple[str, str]:
     """Two <pre> blocks: A with what B lacks struck out (<del>), B with what A lacks marked (<ins>). Every
-    character of both texts goes through html.escape."""
+    character of both texts goes through html.escape. Over the cap (``diff_fits`` is False): both texts
+    whole, without marks."""
+    if not diff_fits(a, b):
+        return _PRE + html.escape(a or "", quote=True) + "</pre>", _PRE + html.escape(b or "", quote=True) + "</pre>"
     pa, pb = [], []
     for op, x, y in diff_ops(a, b):
         ex, ey = html.escape(x, quote=True), html.escape(y, quote=True)
@@ -169,4 +189,14 @@ def run_name(run_dir: str | os.PathLike) -> str:
     return str(Q.run_info(run_dir).get("name") or Path(run_dir).name)
 
 
-__all__ = ["FILTERS", "compare", "compare_choices", "diff_html", "diff_ops", "filter_mask", "side_label"]
+__all__ = [
+    "FILTERS",
+    "compare",
+    "compare_choices",
+    "DIFF_MAX_TOKENS",
+    "diff_fits",
+    "diff_html",
+    "diff_ops",
+    "filter_mask",
+    "side_label",
+]

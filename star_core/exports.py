@@ -8,11 +8,13 @@ its wrong steps, and the person's annotation (label, tags, note) when there is o
 
 Model text is untrusted, and a spreadsheet runs a cell that starts with ``=``, ``+``, ``-`` or ``@`` as a
 formula: in the CSV such a text cell gets a leading apostrophe (OWASP's advice), except a plain number
-(``-5``). The JSONL is written as stored. Nothing here imports streamlit or torch.
+(``-5``); a cell with several lines is defused line by line (CR, LF or CRLF), and quoted. The JSONL is
+written as stored. Nothing here imports streamlit or torch.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
@@ -97,22 +99,33 @@ def _str(v: Any) -> str | None:
 
 
 _NUMBER = re.compile(r"^[-+]?\d[\d,]*(\.\d+)?$")
+_LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _defuse(v: Any) -> Any:
-    """A text cell a spreadsheet would run as a formula gets a leading apostrophe; numbers stay numbers."""
-    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.match(v.strip()):
+def _defuse_line(v: str) -> str:
+    if v[:1] in _FORMULA_START and not _NUMBER.match(v.strip()):
         return "'" + v
     return v
 
 
+def _defuse(v: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula gets a leading apostrophe; numbers stay numbers. Each
+    line of a multi-line cell (split on CR, LF or CRLF) is defused on its own, for a reader that splits it."""
+    if not isinstance(v, str):
+        return v
+    parts = _LINE_BREAK.split(v)  # text, break, text, break, ...: the breaks are kept as they are
+    return "".join(p if i % 2 else _defuse_line(p) for i, p in enumerate(parts))
+
+
 def to_csv(df: pd.DataFrame) -> bytes:
-    """UTF-8 CSV (with a byte-order mark, so that a spreadsheet reads it as UTF-8), formula cells defused."""
+    """UTF-8 CSV (with a byte-order mark, so that a spreadsheet reads it as UTF-8), formula cells defused, and
+    every cell holding a CR or an LF quoted (rows end in CRLF, so both characters make the writer quote)."""
     safe = df.copy()
     for c in safe.columns:
         if safe[c].dtype == object or pd.api.types.is_string_dtype(safe[c]):
             safe[c] = safe[c].map(_defuse)
-    return safe.to_csv(index=False).encode("utf-8-sig")
+    return safe.to_csv(index=False, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL).encode("utf-8-sig")
 
 
 def _plain(v: Any) -> Any:

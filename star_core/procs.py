@@ -6,38 +6,43 @@ The policy (:func:`policy`), safe by default:
 * ``STAR_DASHBOARD_LAUNCH=0`` turns every process control off (the Launch form, Resume and Stop).
 * ``STAR_DASHBOARD_TOKEN`` set (16 characters or more): process control needs that token, given once per
   browser session (``?token=...`` in the URL, or the box on the Launch page), wherever the dashboard listens.
+* Every session: the page is served only at a loopback name or an address the operator named
+  (:func:`request_refusal`, against DNS rebinding), and process control needs a same-origin WebSocket.
 * No token: process control only while the dashboard listens on loopback only (``server.address`` is
   ``127.0.0.1``, ``::1`` or ``localhost``) and the browser connects from loopback. Anything else
   (Streamlit's default of every interface included) turns it off.
 * At most ``STAR_DASHBOARD_MAX_RUNS`` launched runs alive at once (default: one per NVIDIA GPU, 1 on a CPU
   machine); a start or resume beyond it is refused.
-* Stop signals only a process this dashboard started for that run (``launch.json`` in the run folder, and
-  the live process's command line names the run folder); a run started from a shell is left alone.
+* Stop signals only a process this dashboard started for that run, as its own record in memory says (pid,
+  process start time, run folder); a file in a run folder never names a process to signal. A run started
+  from a shell, or by an earlier dashboard process, is left alone. The limit counts the runs this dashboard
+  started, under every runs root.
 """
 
 from __future__ import annotations
 
+import errno
 import hmac
 import ipaddress
-import json
 import os
 import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlsplit
 
 from . import queries as Q
 
 LOG_NAME = "launch.log"
-LAUNCH_INFO = "launch.json"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # launch.log is opened without following a link out of the run folder
+LAUNCH_INFO = "launch.json"  # written by dashboards before issue 20; never read (it named the pid to signal)
 CLI_ENV = "STAR_CLI"  # override of the command that runs the engine (tests use a fake one)
 LAUNCH_ENV = "STAR_DASHBOARD_LAUNCH"  # "0": no process control at all
 TOKEN_ENV = "STAR_DASHBOARD_TOKEN"  # the secret that enables process control
@@ -46,7 +51,9 @@ TOKEN_PARAM = "token"  # ?token=... in the dashboard's URL
 MIN_TOKEN_LEN = 16
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
-_PROCS: dict[int, subprocess.Popen] = {}
+#: The dashboard's own record of the processes it started, by resolved run folder (sessions are threads of one
+#: process, so they share it). It is the only thing Stop and the launch limit trust.
+_LAUNCHED: dict[Path, Launched] = {}
 _START_LOCK = threading.Lock()  # Streamlit sessions are threads of one process: one start at a time
 
 
@@ -74,6 +81,59 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+def host_name(host_header: str | None) -> str | None:
+    """The name in a ``Host`` header (``localhost:8501`` -> ``localhost``, ``[::1]:8501`` -> ``::1``), lower
+    case; None when the header is not a plain host[:port]."""
+    try:
+        u = urlsplit(f"//{(host_header or '').strip()}")
+        _ = u.port  # a bad port raises ValueError
+    except ValueError:
+        return None
+    if not u.hostname or u.username is not None or u.password is not None or u.path or u.query or u.fragment:
+        return None
+    return u.hostname.lower().rstrip(".")
+
+
+def name_served(name: str, extra: Sequence[str] = ()) -> bool:
+    """Whether ``name`` (from :func:`host_name`) is an address this dashboard serves: a loopback name or IP,
+    or one the operator named (``server.address``, ``browser.serverAddress``, ``server.allowedHosts``; an
+    entry ``*.example.org`` covers its subdomains; ``*`` names nothing)."""
+    if is_loopback(name):
+        return True
+    for e in extra:
+        pat = str(e).strip().strip("[]").lower().rstrip(".")
+        if pat and pat != "*" and (name == pat or (pat.startswith("*.") and name.endswith(pat[1:]))):
+            return True
+    return False
+
+
+def same_origin(host_header: str | None, origin: str | None) -> bool:
+    """Whether a WebSocket's ``Origin`` is the page it serves: http(s), and the same host and port as ``Host``."""
+    try:
+        u = urlsplit((origin or "").strip())
+    except ValueError:
+        return False
+    return u.scheme in ("http", "https") and bool(u.netloc) and u.netloc.lower() == (host_header or "").strip().lower()
+
+
+def request_refusal(host: str | None, origin: str | None, extra: Sequence[str] = ()) -> str | None:
+    """Why a browser session whose WebSocket came with these ``Host`` and ``Origin`` headers is refused, or
+    None. A page on another name that resolves to this machine (DNS rebinding) sends that name as ``Host``; a
+    page of another origin sends its own ``Origin``. ``host`` None: no browser behind the session (a test)."""
+    if host is None:
+        return None
+    name = host_name(host)
+    if name is None or not name_served(name, extra):
+        return (
+            f"This dashboard does not serve the address {host[:80]!r}: open it at http://127.0.0.1 or "
+            "http://localhost (with its port), or name this address with `--server.allowedHosts` when you "
+            "start it (see the README's safety section)."
+        )
+    if origin is not None and not same_origin(host, origin):
+        return f"This page comes from another origin ({origin[:80]!r}) than the dashboard ({host[:80]!r})."
+    return None
+
+
 def gpu_count() -> int:
     """NVIDIA GPUs the driver lists (without importing torch); 0 on a CPU machine."""
     try:
@@ -90,10 +150,25 @@ def max_runs() -> int:
     return max(1, gpu_count())
 
 
-def policy(bind_address: str | None, client_ip: str | None = None, token_given: str | None = None) -> Policy:
+def policy(
+    bind_address: str | None,
+    client_ip: str | None = None,
+    token_given: str | None = None,
+    same_origin_ws: bool = True,
+) -> Policy:
     """May a dashboard listening on ``bind_address``, viewed from ``client_ip`` (None: loopback), by a
-    session that gave ``token_given``, start, resume and stop runs?"""
+    session that gave ``token_given``, over a WebSocket whose Origin is the dashboard's own page
+    (``same_origin_ws``), start, resume and stop runs?"""
     n = max_runs()
+    if not same_origin_ws:
+        return Policy(
+            False,
+            "This browser session's connection did not come from the dashboard's own page (its Origin header "
+            "is missing or foreign), so starting, resuming and stopping runs is off for it. Open the dashboard "
+            "at its own address.",
+            False,
+            n,
+        )
     if os.environ.get(LAUNCH_ENV, "1").strip() == "0":
         return Policy(
             False,
@@ -207,63 +282,75 @@ class LaunchRefused(Exception):
     """A start or resume beyond the limit of launched runs alive at once."""
 
 
+@dataclass(frozen=True)
+class Launched:
+    """A process this dashboard started: its pid, its start time (to tell it from a later process given the same
+    pid), the run folder (resolved) and the handle that reaps it."""
+
+    pid: int
+    started: int | None  # clock ticks after boot (/proc/<pid>/stat, field 22); None without /proc
+    run_dir: Path
+    proc: subprocess.Popen
+
+
+def process_start_time(pid: int) -> int | None:
+    """When ``pid`` started, in clock ticks after boot (``/proc/<pid>/stat``); None when unknown."""
+    try:
+        line = Path(f"/proc/{pid}/stat").read_text()
+        return int(line.rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _key(run_dir: str | os.PathLike) -> Path:
+    try:
+        return Path(run_dir).resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(run_dir))
+
+
 def reap() -> None:
-    """Collect finished child processes (no zombies left behind)."""
-    for pid, p in list(_PROCS.items()):
-        if p.poll() is not None:
-            _PROCS.pop(pid, None)
+    """Collect finished child processes (no zombies left behind) and forget them."""
+    for key, rec in list(_LAUNCHED.items()):
+        if rec.proc.poll() is not None:
+            _LAUNCHED.pop(key, None)
 
 
-def launch_info(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / LAUNCH_INFO).read_text())
-    except (OSError, ValueError):
-        return None
+def _alive(rec: Launched) -> bool:
+    """Our child, not yet reaped (so its pid is not reused), and still the process we started."""
+    return rec.proc.poll() is None and (rec.started is None or process_start_time(rec.pid) == rec.started)
 
 
-def _cmdline(pid: int) -> bytes | None:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-
-
-def _ours(pid: int, info: dict[str, Any]) -> bool:
-    """Whether live ``pid`` runs the command recorded in ``launch.json`` (not a reused pid): the
-    recorded arguments after the program end its command line (a script's interpreter may come first)."""
-    cmd = _cmdline(pid)
-    if cmd is None:
-        return not Path("/proc").is_dir()  # no /proc (macOS): trust launch.json and the pid
-    args = [a.decode(errors="replace") for a in cmd.rstrip(b"\0").split(b"\0")]
-    tail = [str(a) for a in (info.get("cmd") or [])[1:]]
-    return bool(tail) and args[-len(tail) :] == tail
-
-
-def launched_alive(run_dir: Path) -> int | None:
-    """The pid of a process a dashboard started for ``run_dir`` that is still alive."""
+def launched_alive(run_dir: str | os.PathLike) -> int | None:
+    """The pid of the live process this dashboard started for ``run_dir``, from its own record only (a file
+    in the run folder never names a process)."""
     reap()
-    info = launch_info(run_dir)
-    pid = int(info["pid"]) if info and str(info.get("pid", "")).isdigit() else None
-    return pid if pid and Q.pid_alive(pid) and _ours(pid, info) else None
+    rec = _LAUNCHED.get(_key(run_dir))
+    return rec.pid if rec is not None and _alive(rec) else None
 
 
-def launched_runs(roots: Sequence[Path]) -> list[Path]:
-    """Run folders (directly under ``roots``) with a live process started from a dashboard."""
-    out = []
-    for root in roots:
-        try:
-            children = [p for p in Path(root).iterdir() if (p / LAUNCH_INFO).is_file()]
-        except OSError:
-            continue
-        out += [p for p in children if launched_alive(p) is not None]
-    return out
+def launched_runs() -> list[Path]:
+    """The run folders, under any runs root, of the live processes this dashboard started."""
+    reap()
+    return [rec.run_dir for rec in list(_LAUNCHED.values()) if _alive(rec)]
+
+
+def _open_log(run_dir: Path, flags: int):
+    """RUN_DIR/launch.log, opened without following a link out of the folder and without blocking on a FIFO;
+    OSError unless it is a regular file."""
+    fd = os.open(run_dir / LOG_NAME, flags | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0), 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{LOG_NAME} is not a regular file")
+    return os.fdopen(fd, "rb" if flags == os.O_RDONLY else "ab")
 
 
 def spawn(cmd: list[str], run_dir: Path) -> int:
-    """Start ``cmd`` detached (own session), output appended to RUN_DIR/launch.log; returns the pid."""
+    """Start ``cmd`` detached (own session), output appended to RUN_DIR/launch.log, and record it; returns the
+    pid."""
     reap()
     run_dir.mkdir(parents=True, exist_ok=True)
-    log = open(run_dir / LOG_NAME, "ab")
+    log = _open_log(run_dir, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     log.write(f"\n$ {shlex.join(cmd)}\n".encode())
     log.flush()
     env = dict(os.environ)
@@ -281,15 +368,14 @@ def spawn(cmd: list[str], run_dir: Path) -> int:
         )
     finally:
         log.close()
-    _PROCS[p.pid] = p
-    (run_dir / LAUNCH_INFO).write_text(json.dumps({"pid": p.pid, "cmd": cmd, "started_at": time.time()}))
+    _LAUNCHED[_key(run_dir)] = Launched(p.pid, process_start_time(p.pid), _key(run_dir), p)
     return p.pid
 
 
-def start(cmd: list[str], run_dir: Path, roots: Sequence[Path], limit: int) -> int:
-    """:func:`spawn`, unless ``limit`` launched runs under ``roots`` are already alive (LaunchRefused)."""
+def start(cmd: list[str], run_dir: Path, limit: int) -> int:
+    """:func:`spawn`, unless ``limit`` runs this dashboard started (under any root) are alive (LaunchRefused)."""
     with _START_LOCK:
-        alive = launched_runs(roots)
+        alive = launched_runs()
         if len(alive) >= limit:
             raise LaunchRefused(
                 f"{len(alive)} launched run{'s are' if len(alive) > 1 else ' is'} still going "
@@ -299,15 +385,17 @@ def start(cmd: list[str], run_dir: Path, roots: Sequence[Path], limit: int) -> i
         return spawn(cmd, run_dir)
 
 
-def start_run(cmd: list[str], run_dir: Path, roots: Sequence[Path], pol: Policy) -> tuple[int | None, str]:
-    """Start (or resume) a run when ``pol`` allows it, within its limit of launched runs alive under ``roots``
-    at once: (pid, message), or (None, why not)."""
+def start_run(cmd: list[str], run_dir: Path, pol: Policy) -> tuple[int | None, str]:
+    """Start (or resume) a run when ``pol`` allows it, within its limit of launched runs alive at once (under
+    any root): (pid, message), or (None, why not)."""
     if not pol.allowed:
         return None, pol.reason
     try:
-        pid = start(cmd, run_dir, roots, pol.max_runs)
+        pid = start(cmd, run_dir, pol.max_runs)
     except LaunchRefused as e:
         return None, str(e)
+    except OSError as e:  # launch.log a link (refused), a full disk, a missing program
+        return None, f"Could not start it: {LOG_NAME} or the command failed ({e.strerror or e})."
     return pid, f"Started pid {pid}: {shlex.join(cmd)}"
 
 
@@ -315,10 +403,11 @@ def stop_run(run_dir: Path) -> str:
     """SIGTERM the process this dashboard started for ``run_dir`` (the engine then stores status
     'stopped'); never a process started elsewhere. Returns a message."""
     pid = launched_alive(run_dir)
-    if pid is None:
+    rec = _LAUNCHED.get(_key(run_dir))
+    if pid is None or rec is None:
         return "No live process started by this dashboard for this run; nothing was stopped."
     try:
-        os.kill(pid, signal.SIGTERM)
+        rec.proc.send_signal(signal.SIGTERM)  # Popen: never a pid it has already reaped
     except OSError as e:
         return f"Could not signal pid {pid}: {e}."
     return f"Sent SIGTERM to pid {pid}; the run stops after the current batch."
@@ -337,9 +426,8 @@ def foreign_pid(run_dir: Path) -> int | None:
 
 
 def log_tail(run_dir: Path, lines: int = 40, max_bytes: int = 64_000) -> str | None:
-    p = run_dir / LOG_NAME
     try:
-        with p.open("rb") as f:
+        with _open_log(run_dir, os.O_RDONLY) as f:  # a link or a FIFO: not shown
             f.seek(0, os.SEEK_END)
             size = f.tell()
             f.seek(max(0, size - max_bytes))

@@ -55,7 +55,7 @@ def annotations_frame(run_dir: str | os.PathLike) -> pd.DataFrame | None:
     try:
         return _ann_frame(str(run_dir), _stamp(run_dir))
     except AnnotationError as e:
-        st.error(f"Annotations unavailable: {e}", icon=":material/error:")
+        st.error(f"Annotations unavailable: {ui.md_escape(e)}", icon=":material/error:")
         return None
 
 
@@ -75,7 +75,7 @@ def annotate(run_dir: Path, sample_id: int, key: str) -> None:
         cur = ann.get(sample_id)
         run_tags = ann.all_tags()
     except AnnotationError as e:
-        st.error(f"Annotations unavailable: {e}", icon=":material/error:")
+        st.error(f"Annotations unavailable: {ui.md_escape(e)}", icon=":material/error:")
         return
     k = f"{key}_{sample_id}"
     ss[f"{k}_label"] = cur["label"]
@@ -138,7 +138,7 @@ def agreement_view(run_dir: Path, name: str) -> None:
     try:
         g = agreement(run_dir)
     except AnnotationError as e:
-        st.error(f"Annotations unavailable: {e}", icon=":material/error:")
+        st.error(f"Annotations unavailable: {ui.md_escape(e)}", icon=":material/error:")
         return
     if not g["labelled"]:
         st.caption(

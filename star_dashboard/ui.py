@@ -19,7 +19,6 @@ from typing import Any
 
 import streamlit as st
 
-from star_core import procs
 from star_core import queries as Q
 
 #: Folder holding app.py (set by app.py; the fallback is the repository layout).
@@ -84,12 +83,21 @@ def roots() -> list[Path]:
 # --------------------------------------------------------------------------
 # safe text
 # --------------------------------------------------------------------------
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:=^])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:=^&])")
+#: Where a bare URL, ``www.`` name or e-mail address would become a link (GFM autolink literals, which
+#: backslashes do not stop): an invisible zero-width space goes there.
+_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?<=[wW]{3})(?=\.)|(?<=@)")
+_ZWSP = "\u200b"
 
 
 def md_escape(text: Any) -> str:
-    """Backslash-escape markdown (and Streamlit's :color[...] and $math$) in a short label."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+    """THE escape for every stored or URL-borne string (run name, status, task, model, a ``?run=`` value, an
+    error message quoting one) shown through markdown: one line; markdown, HTML, entities, Streamlit's
+    ``:color[...]`` / ``:icon:`` and ``$math$`` backslash-escaped, so no link, image or emphasis forms; and a
+    zero-width space breaks every bare URL (``://``), ``www.`` and e-mail address (``@``) so that none is
+    autolinked. Model text is not a label: show it with :func:`show_text`, ``st.text`` or ``st.code``."""
+    one_line = " ".join(str(text).splitlines())
+    return _MD_SPECIAL.sub(r"\\\1", _AUTOLINK.sub(_ZWSP, one_line))
 
 
 def show_text(text: Any, label: str | None = None, height: int | None = None) -> None:
@@ -236,14 +244,14 @@ def guard(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 def show_unavailable(e: Q.RunUnavailable) -> None:
     if e.kind == "empty":
-        st.info(f"This run has no data yet. {e}", icon=":material/hourglass_empty:")
+        st.info(f"This run has no data yet. {md_escape(e)}", icon=":material/hourglass_empty:")
     elif e.kind == "corrupt":
         st.error(
-            f"This run folder cannot be read: {e} Check the folder, or delete it if it is a leftover.",
+            f"This run folder cannot be read: {md_escape(e)} Check the folder, or delete it if it is a leftover.",
             icon=":material/error:",
         )
     else:
-        st.error(str(e), icon=":material/error:")
+        st.error(md_escape(e), icon=":material/error:")
 
 
 # --------------------------------------------------------------------------
@@ -322,7 +330,7 @@ def current_run() -> Path:
     ss = st.session_state
     if ss.get("_bad_run"):
         st.error(
-            f"The link asks for run {ss['_bad_run']!r}, which is not a run folder inside the configured "
+            f"The link asks for run {md_escape(repr(ss['_bad_run']))}, which is not a run folder inside the configured "
             "runs roots. Pick a run in the sidebar.",
             icon=":material/block:",
         )
@@ -351,7 +359,7 @@ def run_heading(run_dir: Path) -> dict[str, Any]:
     status = info["status"]
     st.markdown(
         f"{STATUS_ICON.get(status, '')} **{md_escape(info['name'])}** · {md_escape(info['task'])} · "
-        f"model {md_escape(info['model'])} · {status}"
+        f"model {md_escape(info['model'])} · {md_escape(status)}"
     )
     if info.get("schema_newer"):
         st.warning("This store was written by a newer version of star; some views may be incomplete.")
@@ -523,85 +531,3 @@ def browse_current(page: str, run_dir: Path, f: Q.SampleFilter, state: dict[str,
     else:
         state.pop("_at", None)
     return b
-
-
-# --------------------------------------------------------------------------
-# process control (the processes and the policy live in star_core.procs; no Streamlit there)
-# --------------------------------------------------------------------------
-
-_TOKEN_KEY = "_dashboard_token"
-
-
-def capture_token() -> None:
-    """Take ``?token=...`` from the URL into this session (and out of the URL, so it is not shared with a
-    link). Called by app.py before any page rewrites the URL."""
-    given = st.query_params.get(procs.TOKEN_PARAM)
-    if given is not None:
-        st.session_state[_TOKEN_KEY] = given
-        del st.query_params[procs.TOKEN_PARAM]
-
-
-def control_policy() -> procs.Policy:
-    """May this session start, resume and stop runs? (``procs.policy`` on this server and browser)."""
-    try:
-        client = st.context.ip_address
-    except Exception:  # no client context: a script run, a test
-        client = None
-    client = client if isinstance(client, str) else None  # None: loopback (or no browser: AppTest)
-    return procs.policy(st.get_option("server.address"), client, st.session_state.get(_TOKEN_KEY))
-
-
-def token_box(pol: procs.Policy) -> None:
-    """A password box for the dashboard's token, when one is configured and not given yet."""
-    if not pol.token_required:
-        return
-    with st.form("token_form"):
-        tok = st.text_input("Dashboard token", type="password", help=f"the value of {procs.TOKEN_ENV}")
-        if st.form_submit_button("Unlock process control") and tok:
-            st.session_state[_TOKEN_KEY] = tok
-            st.rerun()
-
-
-def start_run(cmd: list[str], run_dir: Path, pol: procs.Policy) -> tuple[int | None, str]:
-    """Start (or resume) a run under the first runs root (``procs.start_run``): (pid or None, message)."""
-    return procs.start_run(cmd, run_dir, [roots()[0]], pol)
-
-
-def run_controls(run_dir: Path, status: str, key: str) -> None:
-    """Stop (a live run this dashboard started) or Resume (a crashed or stopped one), with their messages,
-    when this session may control processes; otherwise what it would take, and the shell commands."""
-    ss = st.session_state
-    msg_key = f"_ctl_msg_{key}"
-    pol = control_policy()
-    live_pid = procs.launched_alive(run_dir)
-    other = procs.foreign_pid(run_dir) if status == "running" else None
-    if other:
-        st.caption(
-            f"This run's process (pid {other}) was not started by this dashboard, so the dashboard will "
-            f"not stop it: stop it where it runs (Ctrl-C), or with `kill -TERM {other}` on its machine."
-        )
-    if not pol.allowed:
-        if live_pid or status in Q.RESUMABLE:
-            st.caption(pol.reason)
-        return
-    if live_pid:
-        if st.button(
-            "Stop run",
-            icon=":material/stop_circle:",
-            key=f"stop_{key}",
-            help=f"SIGTERM to pid {live_pid}, which this dashboard started: the run stops after the "
-            "current batch and stays resumable",
-        ):
-            ss[msg_key] = procs.stop_run(run_dir)
-    elif status in Q.RESUMABLE:
-        if st.button(
-            "Resume run",
-            icon=":material/play_arrow:",
-            key=f"resume_{key}",
-            type="primary",
-            help=f"star run --resume {run_dir}",
-        ):
-            pid, msg = start_run(procs.resume_command(run_dir), run_dir, pol)
-            ss[msg_key] = f"Resuming (pid {pid}); output goes to {procs.LOG_NAME} in the run folder." if pid else msg
-    if ss.get(msg_key):
-        st.caption(md_escape(ss[msg_key]))

@@ -87,3 +87,27 @@ def test_diff_marks_changed_words_and_escapes_everything():
     assert "<del" in ha and "<ins" in hb and "<ins" not in ha and "<del" not in hb
     same_a, same_b = diff_html("same text", "same text")
     assert "<del" not in same_a and "<ins" not in same_b
+
+
+def test_diff_of_long_rationales_falls_back_to_plain_side_by_side():
+    """Two 8,000-word rationales: no quadratic word diff (it took 44 s), the texts shown whole and escaped, no
+    marks, and the fallback said (``diff_fits``); short texts still get their marks."""
+    import random
+    import time
+
+    from star_core.compare import DIFF_MAX_TOKENS, diff_fits
+
+    rnd = random.Random(0)
+    words = [f"w{i}" for i in range(500)] + ["<b>", "&"]
+    a = " ".join(rnd.choice(words) for _ in range(8000))
+    b = " ".join(rnd.choice(words) for _ in range(8000))
+    t0 = time.perf_counter()
+    ha, hb = diff_html(a, b)
+    assert time.perf_counter() - t0 < 5
+    assert not diff_fits(a, b) and diff_fits("a b c", "a c d")
+    assert "<del" not in ha + hb and "<ins" not in ha + hb and "<b>" not in ha + hb
+    ours = re.compile(r"</?pre\b[^>]*>")
+    assert html.unescape(ours.sub("", ha)) == a and html.unescape(ours.sub("", hb)) == b
+    edge = " ".join(["x"] * (DIFF_MAX_TOKENS // 2))  # words and the spaces between: one token short of the cap
+    assert diff_fits(edge, edge) and not diff_fits(edge + " x", edge)
+    assert "<ins" in diff_html("a b", "a b c")[1]

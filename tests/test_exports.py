@@ -57,3 +57,21 @@ def test_compare_rows_as_a_download(run):
     js = [json.loads(ln) for ln in to_jsonl(df).decode().splitlines()]
     assert len(js) == len(res["rows"]) and js[0]["side_a"] == "r · iteration 0"
     assert {"a_rationale", "b_rationale", "a_correct", "b_correct", "answer_changed"} <= set(js[0])
+
+
+@pytest.mark.parametrize("brk", ["\r", "\n", "\r\n"])
+def test_csv_quotes_line_breaks_and_defuses_every_line(brk):
+    """A cell with a bare CR (or LF, or CRLF) is quoted, so a CSV reader keeps it one cell; and a reader that
+    splits it on the line break anyway gets no cell starting with a formula character."""
+    import pandas as pd
+
+    evil = f"85.{brk}=cmd|' /C calc'!A0{brk}@SUM(1){brk}-2"
+    df = pd.DataFrame({"answer": [evil, "plain"], "n": [1, 2]})
+    raw = to_csv(df).decode("utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(raw, newline="")))
+    assert [r["answer"] for r in rows] == [f"85.{brk}'=cmd|' /C calc'!A0{brk}'@SUM(1){brk}-2", "plain"]
+    assert [r["n"] for r in rows] == ["1", "2"]
+    assert f'"85.{brk}' in raw  # quoted
+    for line in raw.replace("\r\n", "\n").replace("\r", "\n").split("\n"):  # a reader that splits on any break
+        for cell in line.split(","):
+            assert not cell.strip('"').startswith(("=", "@", "+")), (line, raw)

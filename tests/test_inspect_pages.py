@@ -167,3 +167,26 @@ def test_accuracy_shows_agreement_with_the_audit(env):
     assert metrics["Cohen's kappa"] == f"{g['kappa']:.2f}"
     for sid, _ in rows:
         a.set_label(sid, None)
+
+
+def test_compare_says_when_rationales_are_too_long_to_diff(env, tmp_path, monkeypatch):
+    """Two 8,000-word rationales: the page answers at once, both texts whole, no marks, and says why."""
+    import sqlite3
+    import time
+
+    root = tmp_path / "long"
+    run = F.build_run(root / "long", tasks=("arithmetic",), iterations=1, n_train=4, n_eval=3)
+    qid = F.sql(run, "SELECT question_id FROM samples WHERE phase='eval' ORDER BY id LIMIT 1")[0][0]
+    with sqlite3.connect(run / "store.sqlite") as con:
+        for it in (0, 1):
+            text = " ".join(f"w{(i * (it + 3)) % 997}" for i in range(8000))
+            con.execute(
+                "UPDATE samples SET rationale=? WHERE phase='eval' AND iteration=? AND question_id=?", (text, it, qid)
+            )
+    monkeypatch.setenv("STAR_RUNS_ROOT", str(root))
+    t0 = time.perf_counter()
+    at = open_page("compare", run="long", ra="long", ia=0, rb="long", ib=1, task="arithmetic", phase="eval", qid=qid)
+    assert time.perf_counter() - t0 < 30
+    assert any("too long to mark word by word" in c.value for c in at.caption)
+    bodies = [h.proto.body for h in at.get("html")]
+    assert bodies and not any("<del" in b or "<ins" in b for b in bodies)

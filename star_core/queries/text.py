@@ -112,7 +112,8 @@ def audit_note(sample: dict[str, Any]) -> tuple[bool, str] | None:
         )
     if decision == verdict:
         return False, f"{what} The filter rejected it (`reject_unfaithful`): it is not trained on."
-    return False, f"{what} Not kept (decision {decision}): it is not trained on."
+    shown = decision if isinstance(decision, str) and re.fullmatch(r"[a-z_]{1,30}", decision) else "other"
+    return False, f"{what} Not kept (decision {shown}): it is not trained on."
 
 
 def find_all(text: str | None, needle: str | None) -> list[tuple[int, int]]:
