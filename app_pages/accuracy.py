@@ -10,8 +10,8 @@ import streamlit as st
 
 from star_core import queries as Q
 from star_core import stats
+from star_dashboard import flags, ui
 from star_dashboard import inspect as I
-from star_dashboard import ui
 
 PAGE = "acc"
 PALETTE = ["#1c7ed6", "#e8590c", "#2f9e44", "#9c36b5", "#e03131", "#0c8599", "#f08c00", "#5c940d"]
@@ -73,6 +73,23 @@ def markers(g) -> dict:
     return dict(symbol=["diamond" if w else "circle" for w in warm], size=[12 if w else 7 for w in warm])
 
 
+def _interval_words(pairs) -> str:
+    """How wide a 95 % interval is on this run's own number of evaluation questions (at 50 %, the widest)."""
+    ns = sorted({int(n) for n in pairs if int(n) > 0})
+    if not ns:
+        return ""
+    half = [100 * (stats.wilson(n // 2, n)[1] - stats.wilson(n // 2, n)[0]) / 2 for n in (ns[0], ns[-1])]
+    if ns[0] == ns[-1]:
+        return (
+            f"On these {ns[0]} evaluation questions a 95 % interval is about ±{half[0]:.0f} points, so a change "
+            "of a few questions is rarely significant."
+        )
+    return (
+        f"On {ns[0]} to {ns[-1]} evaluation questions a 95 % interval is about ±{half[0]:.0f} to "
+        f"±{half[1]:.0f} points, so a change of a few questions is rarely significant."
+    )
+
+
 ui.plain_url()
 run_dir = ui.current_run()
 ui.run_heading(run_dir)
@@ -113,6 +130,9 @@ for k in picked or [cur]:
         continue
 if not dirs:
     dirs = [run_dir]
+for d in dirs:
+    if flags.audit_banner(d, f"for {d.name}" if len(dirs) > 1 else ""):
+        break
 labels = {}
 for d in dirs:
     base = next((r["name"] for r in runs if r["path"] == str(d)), d.name)
@@ -184,7 +204,7 @@ if not met.empty:
                     x=[x0, x1],
                     y=[v, v],
                     mode="lines",
-                    name=f"paper: {lab} {v}",
+                    name=f"the paper's number, not this run: {lab} {v}",
                     line=dict(color="#868e96", dash=dash, width=1.5),
                     hoverinfo="name",
                     meta="reference",
@@ -289,6 +309,8 @@ if not met.empty:
         )
         c1.plotly_chart(fig, key=f"{PAGE}_digits")
         piv = a.pivot_table(index="digits", columns="point", values="pct", aggfunc="mean").sort_index()
+        a["kn"] = [stats.describe(int(k), int(n)) for k, n in zip(a["k"], a["n"])]
+        kn = a.pivot_table(index="digits", columns="point", values="kn", aggfunc="first").reindex_like(piv)
         heat = go.Figure(
             go.Heatmap(
                 z=piv.values,
@@ -299,6 +321,8 @@ if not met.empty:
                 zmax=100,
                 text=piv.round(0).values,
                 texttemplate="%{text}",
+                customdata=kn.values,
+                hovertemplate="%{y} digits, %{x}: %{customdata}<extra></extra>",
                 colorbar=dict(title="%"),
             )
         )
@@ -311,8 +335,10 @@ if not met.empty:
         )
         c2.plotly_chart(heat, key=f"{PAGE}_heat")
         st.caption(
-            "Without rationalization the paper's model learned one digit length at a time; with it, "
-            "2-digit accuracy jumped from under 1% to 32% in one iteration."
+            "Cells: accuracy in percent, each with its own n (hover for k/n and the 95 % interval); the shade is "
+            "the value, not a change. For reference, **the paper's numbers, not this run's**: without "
+            "rationalization the paper's GPT-J learned one digit length at a time; with it, 2-digit accuracy "
+            "jumped from under 1 % to 32 % in one iteration."
         )
 
 if not allm.empty:
@@ -342,19 +368,8 @@ if not allm.empty:
                 )
             )
         view = ch.assign(significant=ch["significant"].map({True: "yes", False: "no"}))[
-            [
-                "run",
-                "task",
-                "split",
-                "grp",
-                "compared_with",
-                "evaluation",
-                "pairs",
-                "gained",
-                "lost",
-                "p_value",
-                "significant",
-            ]
+            ["gained", "lost", "p_value", "significant", "pairs", "evaluation", "compared_with", "task", "split", "grp"]
+            + (["run"] if len(dirs) > 1 else [])
         ]
         st.dataframe(
             view,
@@ -374,8 +389,8 @@ if not allm.empty:
             "Each change pairs every evaluation question with its answer one evaluation before (the "
             "iteration before, or the warm-started model for iteration 1). Only the "
             "questions that changed count (gained, lost); with no real change each would go either way "
-            "with probability ½. On 30 questions a 95 % interval is about ±17 points wide on each side, so a "
-            "change of a few questions is rarely significant."
+            "with probability ½. " + _interval_words(top["pairs"]) + " A row is marked significant only "
+            f"when p < {stats.ALPHA}."
         )
 
     with st.expander("Table of every measure (with 95 % Wilson intervals)"):

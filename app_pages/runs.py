@@ -9,7 +9,7 @@ import streamlit as st
 
 from star_core import queries as Q
 from star_core import stats
-from star_dashboard import ui
+from star_dashboard import flags, ui
 
 ui.page_header(
     "Runs",
@@ -48,6 +48,7 @@ def _table(runs: list[dict]) -> None:
                     else "–"
                 ),
                 "stage": (f"iter {r['current_iteration']}: {r['current_stage']}" if r["current_stage"] else "–"),
+                "audit": flags.audit_words(r.get("audit_version")),
                 "progress": r["progress"],
                 "updated": ui.ago(r["updated_at"]),
                 "device": r["device"] or "–",
@@ -67,6 +68,9 @@ def _table(runs: list[dict]) -> None:
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
             "iterations": st.column_config.TextColumn(help="done / planned (iteration 0 included)"),
+            "audit": st.column_config.TextColumn(
+                help=f"the audit rules' version the rationales were checked under (the engine's: v{Q.AUDIT_VERSION})"
+            ),
         },
     )
     if st.session_state.pop("_runs_table_picked", False):
@@ -134,6 +138,7 @@ def _details(run_dir) -> None:
     )
     m[3].metric("Last heartbeat", ui.ago(info.get("heartbeat_at")))
     st.progress(Q.run_brief(run_dir)["progress"], text=f"{done} of {planned} iterations done")
+    flags.audit_banner(run_dir)
     if status == "running":
         st.caption("Live: this view refreshes every few seconds.")
     how = "with the button below, or from a shell:" if ui.control_policy().allowed else "from a shell:"

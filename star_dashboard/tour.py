@@ -22,14 +22,29 @@ import random
 import sqlite3
 from typing import Any
 
-from star_core.queries import parse_audit
+from star_core.queries import AUDIT_VERSION, parse_audit
 from star_core.queries.connect import _run_row, open_store
-from star_core.queries.measures import train_sources
+from star_core.queries.measures import changes_frame, train_sources
+from star_core.stats import mcnemar, significant
 from star_core.store import prompt_column
 
 #: The phases of a question's story (the warm start's reference examples and the direct-answer evaluation are not).
 STORY_PHASES = ("sample", "rationalize", "eval", "warm_eval")
 _STORY_SQL = "phase IN (" + ", ".join(f"'{p}'" for p in STORY_PHASES) + ")"
+
+#: SQL of a sample whose rationale passes the audit under today's rules: a right answer, the verdict faithful,
+#: recorded under the current audit version (an older "faithful" may be a bare answer: see ``AUDIT_VERSION``).
+_PASS_SQL = (
+    "(correct = 1 AND audit_faithful = 1 AND coalesce(CASE WHEN json_valid(audit_json)"
+    f" THEN json_extract(audit_json, '$.version') END, 1) >= {int(AUDIT_VERSION)})"
+)
+
+
+def passes_audit(sample: dict[str, Any]) -> bool:
+    """A sample (``audit`` parsed) is right and its rationale passes the audit under today's rules."""
+    a = sample.get("audit") or {}
+    return bool(sample.get("correct")) and a.get("verdict") == "faithful" and (a.get("version") or 1) >= AUDIT_VERSION
+
 
 #: Kinds of story, best first: (kind, short tag for labels, sentence for the page).
 STORY_KINDS: tuple[tuple[str, str, str], ...] = (
@@ -37,20 +52,29 @@ STORY_KINDS: tuple[tuple[str, str, str], ...] = (
         "learned",
         "wrong → rationalized → learned",
         "The model got this question wrong, was rescued by rationalization (a hinted retry that reached the "
-        "gold answer), and a later model then answered it correctly without any hint: STaR's whole cycle.",
+        "gold answer), and a later model then answered it correctly without any hint, with a rationale that "
+        "passes the audit: STaR's whole cycle.",
     ),
     (
         "rationalized",
         "wrong → rationalized",
-        "The model got this question wrong and was rescued by rationalization, but no later model has answered "
-        "it correctly without the hint (yet).",
+        "The model got this question wrong and was rescued by rationalization (a rationale that passes the "
+        "audit), but no later model has answered it correctly without the hint, with a rationale that passes "
+        "the audit (yet).",
     ),
     (
         "self_learned",
         "wrong → learned",
         "The model got this question wrong and it was not rescued by rationalization (rationalization was off, "
         "or the hinted retry failed), yet a later model answered it correctly on its own: it learned from the "
-        "other questions' kept rationales.",
+        "other questions' kept rationales (its rationale passes the audit).",
+    ),
+    (
+        "answer_only",
+        "right answer, no verified reasoning",
+        "The model reached the gold answer for this question (with the hint, or later without it), but no "
+        "rationale it wrote for it passes the rationale audit under today's rules: it learned the answer, "
+        "not the reasoning.",
     ),
     (
         "wrong",
@@ -153,29 +177,47 @@ def split_key(key: str) -> tuple[str, str] | None:
     return (task, qid) if sep and task and qid else None
 
 
-def _classify(per: dict[tuple[int, str], tuple[int, int, int]]) -> tuple[str, int | None, int | None]:
+#: Per (iteration, phase) of one question: any right, any kept, any kept rationalization, any right answer
+#: passing the audit, any kept rationalization passing the audit.
+Flags = tuple[int, int, int, int, int]
+_NONE: Flags = (0, 0, 0, 0, 0)
+
+
+def _later(per: dict[tuple[int, str], Flags], i: int, flag: int) -> int | None:
+    """The first iteration after ``i`` whose unhinted samples or evaluation have ``flag`` set."""
+    js = sorted(j for (j, ph), f in per.items() if ph in ("sample", "eval") and j > i and f[flag])
+    return js[0] if js else None
+
+
+def _classify(per: dict[tuple[int, str], Flags]) -> tuple[str, int | None, int | None]:
     """(kind, focus iteration, first later iteration answered correctly without a hint) of one question.
 
-    ``per[(iteration, phase)] = (any correct, any kept, any kept rationalization)``. A first attempt
-    "goes wrong" when no sample of that iteration has the gold answer; it is "rescued" when a hinted
-    retry of the same iteration was kept; it is "learned" when a sample of a later iteration, or an
-    evaluation of a later iteration, reaches the gold answer without a hint.
+    ``per[(iteration, phase)]`` holds the ``Flags``. A first attempt "goes wrong" when no sample of that
+    iteration has the gold answer; it is "rescued" when a hinted retry of the same iteration was kept; it is
+    "learned" when a sample of a later iteration, or an evaluation of a later iteration, reaches the gold
+    answer without a hint with a rationale that passes the audit (``passes_audit``). A right answer, or a
+    rescue, whose rationale does not pass is the kind ``answer_only``: never told as learned.
     """
-    fails = sorted(i for (i, ph), (c, _, _) in per.items() if ph == "sample" and not c)
-    rescued = [i for i in fails if per.get((i, "rationalize"), (0, 0, 0))[2]]
+    fails = sorted(i for (i, ph), f in per.items() if ph == "sample" and not f[0])
+    rescued = [i for i in fails if per.get((i, "rationalize"), _NONE)[2]]
+    for i in sorted(rescued, key=lambda i: not per[(i, "rationalize")][4]):  # a passing rescue first
+        if (j := _later(per, i, 3)) is not None:
+            return "learned", i, j
     for i in rescued:
-        later = sorted(j for (j, ph), (c, _, _) in per.items() if ph in ("sample", "eval") and j > i and c)
-        if later:
-            return "learned", i, later[0]
-    if rescued:
-        return "rationalized", rescued[0], None
+        if per[(i, "rationalize")][4]:
+            if _later(per, i, 0) is None:
+                return "rationalized", i, None
     for i in fails:
-        later = sorted(j for (j, ph), (c, _, _) in per.items() if ph in ("sample", "eval") and j > i and c)
-        if later:
-            return "self_learned", i, later[0]
+        if (j := _later(per, i, 3)) is not None:
+            return "self_learned", i, j
+    for i in fails:
+        if (j := _later(per, i, 0)) is not None:
+            return "answer_only", i, j
+    if rescued:
+        return "answer_only", rescued[0], None
     if fails:
         return "wrong", fails[0], None
-    ev_fails = sorted(i for (i, ph), (c, _, _) in per.items() if ph == "eval" and not c)
+    ev_fails = sorted(i for (i, ph), f in per.items() if ph == "eval" and not f[0])
     if ev_fails:
         return "wrong", ev_fails[0], None
     return "any", min(i for i, _ in per) if per else None, None
@@ -193,18 +235,18 @@ def candidates(run_dir: str | os.PathLike, per_kind: int = MAX_PER_KIND) -> dict
         rid = _run_row(con)["id"]
         rows = con.execute(
             "SELECT task, question_id, iteration, phase, max(correct) AS c, max(kept) AS kept,"
-            " max(phase = 'rationalize' AND decision = 'rationalized' AND kept = 1) AS rz, min(id) AS first_id"
+            " max(phase = 'rationalize' AND decision = 'rationalized' AND kept = 1) AS rz, min(id) AS first_id,"
+            f" max({_PASS_SQL}) AS pc,"
+            f" max(phase = 'rationalize' AND decision = 'rationalized' AND kept = 1 AND {_PASS_SQL}) AS prz"
             f" FROM samples WHERE run_id=? AND {_STORY_SQL} GROUP BY task, question_id, iteration, phase",
             (rid,),
         ).fetchall()
-        per_q: dict[tuple[str, str], dict[tuple[int, str], tuple[int, int, int]]] = {}
+        per_q: dict[tuple[str, str], dict[tuple[int, str], Flags]] = {}
         first_id: dict[tuple[str, str], int] = {}
         for r in rows:
             q = (r["task"], r["question_id"])
-            per_q.setdefault(q, {})[(r["iteration"], r["phase"])] = (
-                int(r["c"] or 0),
-                int(r["kept"] or 0),
-                int(r["rz"] or 0),
+            per_q.setdefault(q, {})[(r["iteration"], r["phase"])] = tuple(  # type: ignore[assignment]
+                int(r[k] or 0) for k in ("c", "kept", "rz", "pc", "prz")
             )
             first_id[q] = min(first_id.get(q, r["first_id"]), r["first_id"])
         classified = []
@@ -213,11 +255,14 @@ def candidates(run_dir: str | os.PathLike, per_kind: int = MAX_PER_KIND) -> dict
             eval_only = not any(ph == "sample" for _, ph in per)  # training questions tell STaR's story
             # a question that stays learned makes the cleaner story
             lost = learned is not None and any(
-                ph == "sample" and j > learned and not c for (j, ph), (c, _, _) in per.items()
+                ph == "sample" and j > learned and not f[0] for (j, ph), f in per.items()
             )
+            # a full cycle whose rescue passes the audit too makes the cleaner story
+            murky = kind == "learned" and not per.get((focus, "rationalize"), _NONE)[4]
             classified.append(
                 (
                     KIND_ORDER[kind],
+                    murky,
                     eval_only,
                     focus if focus is not None else 1 << 30,
                     lost,
@@ -228,15 +273,15 @@ def candidates(run_dir: str | os.PathLike, per_kind: int = MAX_PER_KIND) -> dict
                     learned,
                 )
             )
-        classified.sort(key=lambda t: t[:5])
+        classified.sort(key=lambda t: t[:6])
         counts: dict[str, int] = {k: 0 for k, _, _ in STORY_KINDS}
         chosen = []
         for t in classified:
-            counts[t[6]] += 1
-            if counts[t[6]] <= per_kind:
+            counts[t[7]] += 1
+            if counts[t[7]] <= per_kind:
                 chosen.append(t)
         snippets: dict[int, tuple[str, str]] = {}
-        ids = [t[4] for t in chosen]
+        ids = [t[5] for t in chosen]
         for n in range(0, len(ids), 500):
             part = ids[n : n + 500]
             for r in con.execute(
@@ -245,7 +290,7 @@ def candidates(run_dir: str | os.PathLike, per_kind: int = MAX_PER_KIND) -> dict
             ):
                 snippets[r["id"]] = (r["grp"], r["q"] or "")
     out = []
-    for _, _, _, _, fid, (task, qid), kind, focus, learned in chosen:
+    for _, _, _, _, _, fid, (task, qid), kind, focus, learned in chosen:
         grp, text = snippets.get(fid, ("all", ""))
         snippet = " ".join(str(text).split())
         snippet = snippet[:70] + ("…" if len(snippet) > 70 else "")
@@ -331,7 +376,7 @@ def story(run_dir: str | os.PathLike, task: str, question_id: str) -> dict[str, 
             )
         ]
     by_sample = {t["sample_id"]: t for t in tex}
-    per: dict[tuple[int, str], tuple[int, int, int]] = {}
+    per: dict[tuple[int, str], Flags] = {}
     its: dict[int, dict[str, Any]] = {}
     for r in rows:
         r["audit"] = parse_audit(r.pop("audit_json"))
@@ -339,11 +384,11 @@ def story(run_dir: str | os.PathLike, task: str, question_id: str) -> dict[str, 
         r["correct"], r["kept"] = bool(r["correct"]), bool(r["kept"])
         it = its.setdefault(r["iteration"], _story_iteration(r["iteration"]))
         it[_STORY_LIST[r["phase"]]].append(r)
-        c, k, z = per.get((r["iteration"], r["phase"]), (0, 0, 0))
-        per[(r["iteration"], r["phase"])] = (
-            c | int(r["correct"]),
-            k | int(r["kept"]),
-            z | int(r["phase"] == "rationalize" and r["decision"] == "rationalized" and r["kept"]),
+        r["passes_audit"] = passes_audit(r)
+        rz = int(r["phase"] == "rationalize" and r["decision"] == "rationalized" and r["kept"])
+        now = (int(r["correct"]), int(r["kept"]), rz, int(r["passes_audit"]), rz & int(r["passes_audit"]))
+        per[(r["iteration"], r["phase"])] = tuple(  # type: ignore[assignment]
+            a | b for a, b in zip(per.get((r["iteration"], r["phase"]), _NONE), now)
         )
     for t in tex:
         its.setdefault(t["iteration"], _story_iteration(t["iteration"]))["train"].append(t)
@@ -477,6 +522,32 @@ def objective_numbers(run_dir: str | os.PathLike, iteration: int, task: str | No
     }
 
 
+def eval_change(run_dir: str | os.PathLike, iteration: int, task: str | None = None) -> dict[str, Any] | None:
+    """The paired change of eval accuracy of M(iteration) against the evaluation before it (the iteration before,
+    or the warm start's), question by question, on one task or all together: {since, since_phase, pairs, lost,
+    gained, p_value (exact McNemar), significant}; None when nothing is paired."""
+    df = changes_frame(run_dir)
+    if df.empty:
+        return None
+    df = df[(df["iteration"] == int(iteration)) & (df["phase"] == "eval") & (df["split"] == "eval")]
+    df = df[df["grp"] == "all"]
+    if task:
+        df = df[df["task"] == task]
+    if df.empty:
+        return None
+    lost, gained = int(df["lost"].sum()), int(df["gained"].sum())
+    p = mcnemar(lost, gained)
+    return {
+        "since": int(df["since"].iloc[0]),
+        "since_phase": str(df["since_phase"].iloc[0]),
+        "pairs": int(df["pairs"].sum()),
+        "lost": lost,
+        "gained": gained,
+        "p_value": p,
+        "significant": significant(p),
+    }
+
+
 __all__ = [
     "KIND_TAG",
     "KIND_TEXT",
@@ -484,8 +555,10 @@ __all__ = [
     "as_bool",
     "auto_pick",
     "candidates",
+    "eval_change",
     "objective_numbers",
     "overview",
+    "passes_audit",
     "question_key",
     "split_key",
     "story",

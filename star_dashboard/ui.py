@@ -243,7 +243,8 @@ def show_unavailable(e: Q.RunUnavailable) -> None:
 # the run picker (sidebar, on every page) and the current run
 # --------------------------------------------------------------------------
 def _run_label(r: dict[str, Any]) -> str:
-    return f"{STATUS_SYMBOL.get(r['status'], '')} {r['name']}  ·  {r.get('task') or '?'}  ·  {r['status']}"
+    old = "  ·  ⚠ old audit" if r.get("audit_outdated") else ""  # flags.OLD_AUDIT_MARK
+    return f"{STATUS_SYMBOL.get(r['status'], '')} {r['name']}  ·  {r.get('task') or '?'}  ·  {r['status']}{old}"
 
 
 def no_runs_message() -> None:
