@@ -150,9 +150,9 @@ with st.container(border=True):
             st.caption("Parsed answer")
             ui.show_text(s["answer"] if s["answer"] is not None else "(none)")
             st.markdown(
-                ":green[:material/check_circle:] **matches gold**"
+                ":green[:material/check_circle:] **right answer** (matches the gold)"
                 if s["correct"]
-                else ":red[:material/cancel:] **does not match**"
+                else ":red[:material/cancel:] **wrong answer** (differs from the gold)"
             )
             hints.show_audit(s)
             with st.expander(f"Annotate {side.upper()}'s sample"):

@@ -170,12 +170,12 @@ with left:
             st.caption("Gold answer")
             ui.show_text(s["gold"])
         with a3:
-            st.caption("Verdict")
+            st.caption("Answer check (the audit's verdict is below)")
             st.markdown(
                 (
-                    ":green[:material/check_circle:] **matches gold**"
+                    ":green[:material/check_circle:] **right answer** (matches the gold)"
                     if s["correct"]
-                    else ":red[:material/cancel:] **does not match**"
+                    else ":red[:material/cancel:] **wrong answer** (differs from the gold)"
                 )
                 + (" · kept for training" if s["kept"] else "")
             )

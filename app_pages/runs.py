@@ -130,14 +130,24 @@ def _details(run_dir) -> None:
     )
     m = st.columns(4)
     m[0].metric("Status", status, help="crashed and stopped runs are resumable")
-    m[1].metric("Iterations done", f"{done} / {planned}", help="iteration 0 (few-shot baseline) included")
+    trained = sum(1 for i in s["iterations"] if i["stage"] == "done" and i["iteration"] >= 1)
+    base = any(i["stage"] == "done" and i["iteration"] == 0 for i in s["iterations"])
+    m[1].metric(
+        "STaR iterations done",
+        f"{trained} / {planned - 1}",
+        help="iterations 1 and on; iteration 0, the few-shot baseline, is extra: "
+        + ("evaluated" if base else "not evaluated yet"),
+    )
     m[2].metric(
         "Current stage",
         f"{cur['iteration']}: {cur['stage'] or '?'}" if cur else "–",
         help="iteration: pending → sampled → rationalized → trained → done",
     )
     m[3].metric("Last heartbeat", ui.ago(info.get("heartbeat_at")))
-    st.progress(Q.run_brief(run_dir)["progress"], text=f"{done} of {planned} iterations done")
+    st.progress(
+        Q.run_brief(run_dir)["progress"],
+        text=f"{done} of {planned} iterations done (the few-shot baseline, iteration 0, included)",
+    )
     flags.audit_banner(run_dir)
     if status == "running":
         st.caption("Live: this view refreshes every few seconds.")
@@ -181,9 +191,9 @@ def _details(run_dir) -> None:
                 "iteration": it["iteration"],
                 "stage": it["stage"],
                 "sampled": sum(sd.values()) or None,
-                "correct": sd.get("correct"),
-                "retried": sum(rd.values()) or None,
-                "rationalized": it["rationalized"] or None,
+                "right, kept": sd.get("correct"),
+                "retried with the hint": sum(rd.values()) or None,
+                "rescued (rationalized)": it["rationalized"] or None,
                 "trained on": it["n_train_examples"],
                 "steps": it["train_steps"],
                 "final loss": it["final_loss"],

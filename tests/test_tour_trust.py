@@ -173,3 +173,18 @@ def test_accuracy_captions_use_the_runs_own_n(env):
     assert "On 30 questions" not in caps
     table = next(d.value for d in at.dataframe if "p_value" in d.value.columns)
     assert list(table.columns[:4]) == ["gained", "lost", "p_value", "significant"]  # the numbers lead
+
+
+def test_rejections_grouped_by_kind():
+    from star_dashboard import reasons as R
+
+    g = R.group({"correct": 5, "wrong": 7, "truncated": 2, "no_rationale": 1}, {"wrong": 3, "hint_leak": 4, "odd": 1})
+    assert [(x["kind"], x["n"]) for x in g] == [
+        ("wrong answer", 10),
+        ("hint leak", 4),
+        ("truncated", 2),
+        ("no rationale", 1),
+        ("other", 1),
+    ]
+    assert g[0]["parts"] == [("sample", "wrong", 7), ("rationalize", "wrong", 3)]
+    assert R.group({"correct": 3}, {}) == []
