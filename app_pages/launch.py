@@ -11,6 +11,7 @@ from star_core import procs
 from star_core import queries as Q
 from star_core.config import DEFAULT_MODEL
 from star_core.tasks import TASKS
+from star_dashboard import live as L
 from star_dashboard import ui
 
 ui.page_header(
@@ -106,7 +107,7 @@ if target is None and ss.get("_runs") and not ss.get("_bad_run"):
 live = target is not None and (procs.launched_alive(target) is not None or Q.run_status(target) == "running")
 
 
-@st.fragment(run_every=2 if live else None)
+@st.fragment(run_every=2 if live else 10)  # idle: slow polling, so a run resumed elsewhere is picked up
 def monitor(run_dir: Path) -> None:
     st.subheader(f"Run: {ui.md_escape(run_dir.name)}")
     if ss.get("launch_msg") and ss.get("launch_dir") == str(run_dir):
@@ -138,11 +139,12 @@ def monitor(run_dir: Path) -> None:
             st.warning(
                 f"This run is {status}. Resume continues from the last stored batch.", icon=":material/pause_circle:"
             )
+    raw = L.log_text(run_dir)
+    if status == "running" or alive:
+        L.show_stage(run_dir, raw)
     ui.run_controls(run_dir, status, "launch")
-    tail = procs.log_tail(run_dir)
-    if tail is not None:
-        st.caption(f"Last lines of {procs.LOG_NAME}")
-        ui.show_text(tail, height=320)
+    L.show_log(raw, "launch")
+    alive = procs.launched_alive(run_dir)  # again: Resume or Stop may just have changed it
     seen = f"_store_seen_{run_dir}"
     if status != "empty" and not ss.get(seen) and ss.get("_pending_pick"):
         ss[seen] = True

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+from star_core import procs, stats
 from star_core import queries as Q
-from star_core import stats
-from star_dashboard import flags, ui
+from star_dashboard import flags, front, ui
+from star_dashboard import live as L
 
 ui.page_header(
     "Runs",
@@ -21,6 +23,7 @@ ui.plain_url()
 if not st.session_state.get("_runs"):
     ui.no_runs_message()
     st.stop()
+front.start_here(st.session_state["_runs"])
 if st.session_state.get("_bad_run"):
     ui.current_run()  # shows the error and stops
 
@@ -150,6 +153,7 @@ def _details(run_dir) -> None:
     )
     flags.audit_banner(run_dir)
     if status == "running":
+        L.show_stage(run_dir, L.log_text(run_dir))
         st.caption("Live: this view refreshes every few seconds.")
     how = "with the button below, or from a shell:" if ui.control_policy().allowed else "from a shell:"
     if status == "crashed":
@@ -261,15 +265,24 @@ def _details(run_dir) -> None:
         st.markdown("**Latest events**")
         ev = ui.guard(Q.events_frame, run_dir, 15)
         ev["at"] = pd.to_datetime(ev["at"], unit="s").dt.strftime("%H:%M:%S")
+        if "message" in ev:  # the engine names the device once it has picked one
+            ev["message"] = ev["message"].str.replace("run started on starting", "run started", regex=False)
         st.dataframe(ev, hide_index=True, width="stretch")
 
 
-any_live = any(r["status"] == "running" for r in st.session_state["_runs"])
+def _any_live(runs: list[dict]) -> bool:
+    """A run is running, or a process this dashboard started for one is alive (a resume not yet in its store)."""
+    return any(r["status"] == "running" or procs.launched_alive(Path(r["path"])) for r in runs)
+
+
+any_live = _any_live(st.session_state["_runs"])
 
 
 @st.fragment(run_every=3 if any_live else 15)  # idle: slow polling, so a run started from a shell shows up
 def live() -> None:
     runs = ui.list_runs()
+    if _any_live(runs) != any_live:
+        st.rerun()  # a run came alive (Resume) or ended: the whole page, to poll at the right pace
     _table(runs)
     row = next((r for r in runs if r["key"] == ui.run_key()), None)
     if row is None:

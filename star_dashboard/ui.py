@@ -294,8 +294,10 @@ def sidebar_run_picker() -> None:
         if not runs:
             st.caption("No runs yet.")
             return
-        if ss.get("_run") not in keys:
-            ss["_run"] = keys[0]
+        if ss.get("_run") not in keys:  # the showcase until the user (or a link) picks another
+            from star_dashboard import front
+
+            ss["_run"] = front.default_key(runs) or keys[0]
         ss["run_pick"] = ss["_run"]
         labels = {r["key"]: _run_label(r) for r in runs}
         st.selectbox(
@@ -587,6 +589,7 @@ def run_controls(run_dir: Path, status: str, key: str) -> None:
             "current batch and stays resumable",
         ):
             ss[msg_key] = procs.stop_run(run_dir)
+            st.rerun()  # the whole page, so that its live polling follows the stop
     elif status in Q.RESUMABLE:
         if st.button(
             "Resume run",
@@ -597,5 +600,7 @@ def run_controls(run_dir: Path, status: str, key: str) -> None:
         ):
             pid, msg = start_run(procs.resume_command(run_dir), run_dir, pol)
             ss[msg_key] = f"Resuming (pid {pid}); output goes to {procs.LOG_NAME} in the run folder." if pid else msg
+            if pid:
+                st.rerun()  # the whole page, so that its live polling follows the resumed run to its end
     if ss.get(msg_key):
         st.caption(md_escape(ss[msg_key]))

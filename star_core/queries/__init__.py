@@ -29,6 +29,7 @@ from ..liveness import HEARTBEAT_STALE_S, RESUMABLE, effective_status, pid_alive
 from ..store import DECISIONS, EVAL_PHASES, PHASE_SPLIT, PHASES, STAGES
 from ..tasks.base import AUDIT_VERSION, VERDICTS
 from .connect import RunUnavailable, db_path, fingerprint, open_store
+from .progress import STAGE_WORDS, stage_progress
 from .runs import (
     DEMO_RUNS_ENV,
     ORDER_FILE,
@@ -98,6 +99,9 @@ __all__ = [
     "run_info",
     "run_status",
     "runs_roots",
+    # progress
+    "STAGE_WORDS",
+    "stage_progress",
     # text
     "HintMarks",
     "audit_note",
