@@ -11,7 +11,7 @@ import streamlit as st
 
 from star_core import queries as Q
 from star_core import stats
-from star_dashboard import flags, hints, ui
+from star_dashboard import flags, hints, links, ui
 from star_dashboard import tour as T
 
 PAGE = "tour"
@@ -323,6 +323,7 @@ with right:
                 help=f"{e['n_correct']} of {e['n']} evaluation questions",
             )
     else:
+        links.note_link_values(state, {"it": ([str(i) for i in its], "iteration")}, "the story's iteration")
         default_it = focus if focus in its else its[-1]
         if ss.get(f"_{PAGE}_q_prev") != qkey and not state.get("_link"):
             state["it"] = str(default_it)

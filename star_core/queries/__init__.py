@@ -119,6 +119,8 @@ __all__ = [
     "facets",
     "get_sample",
     "iterations_frame",
+    "nearest_sample",
+    "occurring",
     "question_history",
     "rationalization",
     "samples_page",
