@@ -42,18 +42,19 @@ def _table(runs: list[dict]) -> None:
             {
                 "status": f"{ui.STATUS_SYMBOL.get(r['status'], '')} {r['status']}"
                 + (" (resumable)" if r["resumable"] else ""),
-                "run": r["name"],
-                "task": r["task"] or "–",
-                "model": r["model"] or "–",
+                "run": r["key"] if len(r["key"]) <= 40 else Path(r["path"]).name,
                 "iterations": (
                     f"{r['iterations_done']}/{(r['iterations_planned'] or 0) + 1}"
                     if r["iterations_planned"] is not None
                     else "–"
                 ),
-                "stage": (f"iter {r['current_iteration']}: {r['current_stage']}" if r["current_stage"] else "–"),
-                "audit": flags.audit_words(r.get("audit_version")),
                 "progress": r["progress"],
+                "audit": flags.audit_words(r.get("audit_version")),
+                "stage": (f"iter {r['current_iteration']}: {r['current_stage']}" if r["current_stage"] else "–"),
+                "task": r["task"] or "–",
                 "updated": ui.ago(r["updated_at"]),
+                "description": r["name"],
+                "model": r["model"] or "–",
                 "device": r["device"] or "–",
                 "folder": r["path"],
             }
