@@ -22,7 +22,7 @@ def audit_words(version: int | None) -> str:
     """A run's audit version in words, for a table cell."""
     if version is None:
         return "–"
-    return f"v{version}" + (f" ({OLD_AUDIT_MARK}, now v{Q.AUDIT_VERSION})" if Q.audit_outdated(version) else "")
+    return (f"⚠ v{version}, old (now v{Q.AUDIT_VERSION})") if Q.audit_outdated(version) else f"v{version}"
 
 
 def _brief(run_dir: str | os.PathLike) -> dict[str, Any]:

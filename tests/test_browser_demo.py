@@ -62,10 +62,18 @@ def page(demo):
 def _shot(pg, name: str) -> None:
     pg.wait_for_timeout(800)  # charts and fonts settle
     pg.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-    folder = os.environ.get("STAR_SCREENSHOTS")
+    folder = os.environ.get("STAR_SCREENSHOTS")  # the README's: STAR_SCREENSHOTS=docs/screenshots
     if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        pg.screenshot(path=str(Path(folder) / f"{name}.png"))
+        out = Path(folder) / f"{name}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        pg.screenshot(path=str(out))
+        try:  # small: 1080 px wide, 256 colours
+            from PIL import Image
+        except ImportError:
+            return
+        with Image.open(out) as im:
+            small = im.convert("RGB").resize((1080, round(im.height * 1080 / im.width)), Image.LANCZOS)
+        small.quantize(256).save(out, optimize=True)
 
 
 def test_landing_page_starts_here_on_the_showcase(demo, page):
