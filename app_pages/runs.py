@@ -11,6 +11,7 @@ import streamlit as st
 from star_core import procs, stats
 from star_core import queries as Q
 from star_dashboard import flags, front, ui
+from star_dashboard import launch_form as LF
 from star_dashboard import live as L
 
 ui.page_header(
@@ -258,6 +259,7 @@ def _details(run_dir) -> None:
             width="stretch",
             height=280,
         )
+        LF.reproduce_button(ui.run_key() or run_dir.name, cfg, "reproduce_runs")
         if info.get("config_yaml"):
             with st.expander("config.yaml"):
                 st.code(info["config_yaml"], language="yaml")
