@@ -61,3 +61,15 @@ def test_a_tour_link_to_a_missing_iteration_says_so(env):
     assert not at.exception
     assert any("iteration 9, which this run does not have" in w for w in texts(at, "warning"))
     assert at.selectbox(key="tour_it").value != "9"
+
+
+def test_compare_link_to_a_missing_iteration_and_its_paired_test(env):
+    from star_core import stats
+    from star_core.compare import compare
+
+    at = open_page("compare", run="alpha", ra="alpha", ia=9, rb="alpha", ib=2, task="arithmetic", phase="eval")
+    assert any("iteration of A 9, which this run does not have" in w for w in texts(at, "warning"))
+    assert at.selectbox(key="cmp_ia").value == "0"
+    res = compare(env / "alpha", 0, env / "alpha", 2, "arithmetic", "eval")
+    lost, gained = res["counts"]["a_right_b_wrong"], res["counts"]["a_wrong_b_right"]
+    assert any(f"p = {stats.mcnemar(lost, gained):.2g}" in c for c in texts(at, "caption"))
