@@ -256,7 +256,8 @@ with right:
     ids = [int(x) for x in df["id"]]
 
     def _pick(key: str = f"{PAGE}_table_{offset}") -> None:
-        rows = st.session_state[key].selection.rows
+        sel = st.session_state[key].selection
+        rows = list(sel.rows) or [c[0] for c in sel.cells]  # a click on a cell opens its row too
         if rows and rows[0] < len(ids):
             state["sid"] = str(ids[rows[0]])
 
@@ -267,7 +268,7 @@ with right:
         width="stretch",
         height=35 * (len(df) + 1) + 3,
         on_select=_pick,
-        selection_mode="single-row",
+        selection_mode=["single-row", "single-cell"],
         key=f"{PAGE}_table_{offset}",
         column_config={
             "question": st.column_config.TextColumn(width="large"),

@@ -30,7 +30,8 @@ if st.session_state.get("_bad_run"):
 
 
 def _pick_from_table() -> None:
-    rows = st.session_state["runs_table"].selection.rows
+    sel = st.session_state["runs_table"].selection
+    rows = list(sel.rows) or [c[0] for c in sel.cells]  # a click on a cell opens its row too
     keys = st.session_state.get("_runs_table_keys") or []
     if rows and rows[0] < len(keys):
         ui.pick_run(keys[rows[0]])
@@ -68,7 +69,7 @@ def _table(runs: list[dict]) -> None:
         hide_index=True,
         width="stretch",
         on_select=_pick_from_table,
-        selection_mode="single-row",
+        selection_mode=["single-row", "single-cell"],
         key="runs_table",
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),

@@ -161,3 +161,19 @@ def test_a_resumed_run_is_followed_to_its_end(demo, page):
     assert Q.run_status(user / "browser-resume") == "finished"
     assert page.get_by_role("button", name="Resume run").count() == 0
     _shot(page, "launch_after_resume")
+
+
+def test_a_click_on_a_table_cell_opens_its_row(demo, page):
+    base, _ = demo
+    run = DEMOS / SHOWCASE
+    ids = [i for (i,) in sql(run, "SELECT id FROM samples WHERE iteration=1 AND phase='sample' ORDER BY id LIMIT 3")]
+    page.goto(f"{base}/rationales?run={SHOWCASE}&it=1&phase=sample", wait_until="domcontentloaded")
+    page.get_by_text("Sample 1 of", exact=False).first.wait_for(timeout=90_000)
+    grid = page.locator("[data-testid='stDataFrame']:visible").first  # the table beside the sample
+    grid.wait_for(timeout=30_000)
+    grid.evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(800)
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.8, box["y"] + 35 * 3 + 17)  # a cell of the third row
+    page.wait_for_function(f"() => window.location.search.includes('sid={ids[2]}')", timeout=30_000)
+    page.get_by_text("Sample 3 of", exact=False).first.wait_for(timeout=30_000)
