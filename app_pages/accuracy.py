@@ -90,7 +90,7 @@ def _interval_words(pairs) -> str:
     )
 
 
-ui.plain_url()
+linked_overlays = [k for k in str(st.query_params.get("ov", "")).split(",") if k]  # before the URL is rewritten
 run_dir = ui.current_run()
 ui.run_heading(run_dir)
 
@@ -101,12 +101,17 @@ cur = ui.run_key()
 with st.sidebar:
     st.subheader("Compare")
     ss = st.session_state
-    if ss.get(f"_{PAGE}_cur") != cur or f"{PAGE}_runs" not in ss:
-        ss[f"{PAGE}_runs"] = [cur] if cur in keys else keys[:1]
+    if ss.get(f"_{PAGE}_cur") != cur or f"{PAGE}_runs" not in ss or linked_overlays != ss.get(f"_{PAGE}_ov"):
+        base = [cur] if cur in keys else keys[:1]
+        ss[f"{PAGE}_runs"] = base + [k for k in linked_overlays if k in keys and k not in base]
         ss[f"_{PAGE}_cur"] = cur
     else:
         ss[f"{PAGE}_runs"] = [k for k in ss[f"{PAGE}_runs"] if k in keys]
     picked = st.multiselect("Runs to overlay", keys, key=f"{PAGE}_runs", format_func=lambda k: names.get(k, k))
+    overlays = [k for k in picked if k != cur]
+    ss[f"_{PAGE}_ov"] = overlays
+    if not ss.get("_bad_run"):
+        ui.set_params({"ov": ",".join(overlays)})  # the overlaid runs are in the URL
     measure = st.radio(
         "Measure",
         list(Q.MEASURES),

@@ -73,3 +73,12 @@ def test_compare_link_to_a_missing_iteration_and_its_paired_test(env):
     res = compare(env / "alpha", 0, env / "alpha", 2, "arithmetic", "eval")
     lost, gained = res["counts"]["a_right_b_wrong"], res["counts"]["a_wrong_b_right"]
     assert any(f"p = {stats.mcnemar(lost, gained):.2g}" in c for c in texts(at, "caption"))
+
+
+def test_accuracy_overlays_are_in_the_url(env):
+    at = open_page("accuracy", run="alpha", ov="beta")
+    assert at.multiselect(key="acc_runs").value == ["alpha", "beta"] and at.query_params["ov"] == "beta"
+    at.multiselect(key="acc_runs").unselect("beta").run()
+    assert not at.exception and "ov" not in at.query_params
+    at.multiselect(key="acc_runs").select("beta").run()
+    assert at.query_params["ov"] == "beta"
