@@ -144,7 +144,7 @@ with left:
         state["sid"] = str(sid)
         state.pop("goto", None)
 
-    I.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go)
+    I.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go, I.label_setter(run_dir, int(s["id"])))
     if not b["in_filter"]:
         st.warning(
             "This sample was opened by id and lies outside the current filters; Prev/Next move through "
@@ -252,7 +252,12 @@ with right:
         anchor=b["sample_id"] if b["in_filter"] else None,
         anchor_position=b["position"],
     )
-    st.caption(f"Rows {offset + 1:,}–{offset + len(df):,} of {b['total']:,} (click a row to open it). " + I.KEYS_HELP)
+    st.caption(
+        f"Rows {offset + 1:,}–{offset + len(df):,} of {b['total']:,} (click a row to open it). "
+        + I.KEYS_HELP
+        + " "
+        + I.LABEL_KEYS_HELP
+    )
     ids = [int(x) for x in df["id"]]
 
     def _pick(key: str = f"{PAGE}_table_{offset}") -> None:
