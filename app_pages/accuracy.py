@@ -224,7 +224,7 @@ if not met.empty:
             legend=dict(orientation="h", y=-0.25),
         )
         with cols[n % len(cols)]:
-            st.plotly_chart(fig, key=f"{PAGE}_curve_{task}_{split}")
+            st.plotly_chart(ui.phone_safe(fig), key=f"{PAGE}_curve_{task}_{split}")
     if (met["phase"] == "warm_eval").any():
         st.caption(
             "◆ warm start: the model after the warm start, " + Q.WARM_NOTE + ". Iteration 1 samples with "
@@ -268,7 +268,7 @@ if not met.empty:
             legend=dict(orientation="h", y=-0.3),
         )
         with cols[n % len(cols)]:
-            st.plotly_chart(fig, key=f"{PAGE}_measures_{task}_{split}")
+            st.plotly_chart(ui.phone_safe(fig), key=f"{PAGE}_measures_{task}_{split}")
     st.caption(
         "Right and faithful: the right answer with the audit verdict 'faithful' (every checked step holds "
         "and the rationale shows one). Shows a rationale: outputs, right or wrong, whose audit verdict is not "
@@ -312,7 +312,7 @@ if not met.empty:
             xaxis=x_axis(a["point"], "iteration"),
             yaxis=dict(title=f"{Q.MEASURES[measure]} %", range=[0, 101]),
         )
-        c1.plotly_chart(fig, key=f"{PAGE}_digits")
+        c1.plotly_chart(ui.phone_safe(fig), key=f"{PAGE}_digits")
         piv = a.pivot_table(index="digits", columns="point", values="pct", aggfunc="mean").sort_index()
         a["kn"] = [stats.describe(int(k), int(n)) for k, n in zip(a["k"], a["n"])]
         kn = a.pivot_table(index="digits", columns="point", values="kn", aggfunc="first").reindex_like(piv)
@@ -338,7 +338,7 @@ if not met.empty:
             xaxis=dict(title="iteration", type="category"),
             yaxis_title="digits",
         )
-        c2.plotly_chart(heat, key=f"{PAGE}_heat")
+        c2.plotly_chart(ui.phone_safe(heat), key=f"{PAGE}_heat")
         st.caption(
             "Cells: accuracy in percent, each with its own n (hover for k/n and the 95 % interval); the shade is "
             "the value, not a change. For reference, **the paper's numbers, not this run's**: without "
@@ -441,7 +441,7 @@ else:
         yaxis_title="loss",
         title=f"{labels.get(str(dirs[0]), '')}: loss per iteration (a fresh adapter each time)",
     )
-    c1.plotly_chart(fig, key=f"{PAGE}_loss")
+    c1.plotly_chart(ui.phone_safe(fig), key=f"{PAGE}_loss")
     final = loss.sort_values("step").groupby(["run_dir", "iteration"], as_index=False).last()
     f2 = go.Figure()
     for j, (rd, g) in enumerate(final.groupby("run_dir", sort=False)):
@@ -460,6 +460,6 @@ else:
         yaxis_title="loss",
         legend=dict(orientation="h", y=-0.3),
     )
-    c2.plotly_chart(f2, key=f"{PAGE}_final_loss")
+    c2.plotly_chart(ui.phone_safe(f2), key=f"{PAGE}_final_loss")
 
 I.agreement_view(dirs[0], labels.get(str(dirs[0]), dirs[0].name))

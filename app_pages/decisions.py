@@ -149,7 +149,7 @@ def sankey(fn: dict) -> go.Figure:
 
 left, right = st.columns([3, 2], gap="large")
 with left:
-    st.plotly_chart(sankey(fn), key=f"{PAGE}_sankey")
+    st.plotly_chart(ui.phone_safe(sankey(fn)), key=f"{PAGE}_sankey")
 with right:
     st.markdown(f"**Open the samples of iteration {iteration}**")
     for phase, dec in (("sample", fn["sample_decisions"]), ("rationalize", fn["retry_decisions"])):
@@ -208,7 +208,7 @@ fig.update_layout(
     legend=dict(orientation="h", y=-0.25),
     clickmode="event+select",
 )
-event = st.plotly_chart(fig, key=f"{PAGE}_bars", on_select="rerun", selection_mode="points")
+event = st.plotly_chart(ui.phone_safe(fig), key=f"{PAGE}_bars", on_select="rerun", selection_mode="points")
 pts = (event.selection.points if event and getattr(event, "selection", None) else []) or []
 if pts:  # customdata carries (phase, decision, iteration): x is offset by the grouped bars
     cd = pts[0].get("customdata")
@@ -249,7 +249,7 @@ with c1:
         xaxis=dict(dtick=1),
         legend=dict(orientation="h", y=-0.3),
     )
-    st.plotly_chart(f2, key=f"{PAGE}_train")
+    st.plotly_chart(ui.phone_safe(f2), key=f"{PAGE}_train")
     st.caption(
         "Each iteration trains a fresh adapter from the base model on that iteration's kept set only "
         "(the set is not accumulated)"
@@ -306,7 +306,7 @@ with c2:
         xaxis=dict(dtick=1),
         legend=dict(orientation="h", y=-0.3),
     )
-    st.plotly_chart(f3, key=f"{PAGE}_trans")
+    st.plotly_chart(ui.phone_safe(f3), key=f"{PAGE}_trans")
     st.caption(
         "Exploration fades when few questions are newly solved per iteration (B-STaR). The first "
         "iteration of a split has nothing to compare with. Each iteration's newly solved and lost questions "

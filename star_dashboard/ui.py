@@ -135,6 +135,13 @@ def show_highlighted(text: str | None, spans: Sequence[tuple[int, int]], color: 
     st.html(highlight(text, spans, color))
 
 
+def phone_safe(fig: Any) -> Any:
+    """A Plotly figure whose toolbar stands upright at the right edge instead of across the top, where it covers
+    the chart's title on a narrow (phone) screen; the title gets the top-left."""
+    fig.update_layout(modebar=dict(orientation="v"), title_x=0.01)
+    return fig
+
+
 def decision_badge(decision: str | None, where: Any = None) -> None:
     where = where or st
     d = str(decision or "?")

@@ -177,3 +177,23 @@ def test_a_click_on_a_table_cell_opens_its_row(demo, page):
     page.mouse.click(box["x"] + box["width"] * 0.8, box["y"] + 35 * 3 + 17)  # a cell of the third row
     page.wait_for_function(f"() => window.location.search.includes('sid={ids[2]}')", timeout=30_000)
     page.get_by_text("Sample 3 of", exact=False).first.wait_for(timeout=30_000)
+
+
+def test_chart_toolbars_leave_the_titles_free_on_a_phone(demo, page):
+    base, _ = demo
+    phone = page.context.browser.new_page(viewport={"width": 390, "height": 844})
+    try:
+        phone.goto(f"{base}/accuracy?run={SHOWCASE}", wait_until="domcontentloaded")
+        chart = phone.locator(".js-plotly-plot").first
+        chart.wait_for(timeout=90_000)
+        chart.scroll_into_view_if_needed()
+        chart.locator(".gtitle").wait_for(timeout=30_000)
+        chart.hover()  # the toolbar shows on hover (a tap on a phone)
+        bar = chart.locator(".modebar").first
+        bar.wait_for(timeout=30_000)
+        t, m = chart.locator(".gtitle").bounding_box(), bar.bounding_box()
+        overlap_x = min(t["x"] + t["width"], m["x"] + m["width"]) - max(t["x"], m["x"])
+        overlap_y = min(t["y"] + t["height"], m["y"] + m["height"]) - max(t["y"], m["y"])
+        assert overlap_x <= 0 or overlap_y <= 0, (t, m)
+    finally:
+        phone.close()
