@@ -82,3 +82,14 @@ def test_accuracy_overlays_are_in_the_url(env):
     assert not at.exception and "ov" not in at.query_params
     at.multiselect(key="acc_runs").select("beta").run()
     assert at.query_params["ov"] == "beta"
+
+
+def test_rationalizations_link_to_a_missing_retry_and_reset(env):
+    run = env / "alpha"
+    last = sql(run, "SELECT max(id) FROM samples")[0][0]
+    at = open_page("rationalizations", run="alpha", sid=last + 77)
+    assert any(f"sample \\#{last + 77}, which this run does not hold" in w for w in texts(at, "warning"))
+    at = open_page("rationalizations", run="alpha", it="1", decision="no_such_decision")
+    opts = at.selectbox(key="rz_decision").options
+    want = [d for (d,) in sql(run, "SELECT DISTINCT decision FROM samples WHERE phase='rationalize' AND iteration=1")]
+    assert sorted(opts[1:]) == sorted(want)
