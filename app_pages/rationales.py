@@ -266,7 +266,7 @@ with right:
         if rows and rows[0] < len(ids):
             state["sid"] = str(ids[rows[0]])
 
-    view = df[["id", "iteration", "task", "decision", "answer", "gold", "question"]].rename(columns={"iteration": "it"})
+    view = df[["id", "answer", "gold", "decision", "iteration", "task", "question"]].rename(columns={"iteration": "it"})
     st.dataframe(
         view,
         hide_index=True,
