@@ -72,4 +72,39 @@ def reset_button(page: str, state: dict[str, str], keys: Sequence[str], label: s
     st.button(label, key=f"{page}_reset", on_click=reset, icon=":material/filter_alt_off:")
 
 
-__all__ = ["linked_sample", "note_link_values", "note_missing_sample", "reset_button"]
+# --------------------------------------------------------------------------
+# Back in one press
+# --------------------------------------------------------------------------
+#: Streamlit pushes a browser history entry for a page switch, and another for every change of the query string
+#: the page's script makes right after (a page writes its state into the URL). Back then lands on those
+#: in-between entries, which the page rewrites again. This guard, installed once per browser tab, lets a history
+#: push through only when the user acted (a click, a tap or a key) since the last one; a push the script makes on
+#: its own replaces the current entry instead. Back and Forward (popstate) never push.
+_HISTORY_JS = """
+export default function (component) {
+  if (!window.__starHistoryGuard) {
+    const push = window.history.pushState.bind(window.history);
+    let acted = false;
+    const mark = () => { acted = true; };
+    document.addEventListener("pointerdown", mark, true);
+    document.addEventListener("keydown", mark, true);
+    window.addEventListener("popstate", () => { acted = false; }, true);
+    window.history.pushState = function (state, title, url) {
+      if (acted) { acted = false; return push(state, title, url); }
+      return window.history.replaceState(state, title, url);
+    };
+    window.__starHistoryGuard = true;
+  }
+  document.body.dataset.starHistory = "on";  // the guard is live (the browser tests wait for it)
+  return () => {};
+}
+"""
+_history_component = st.components.v2.component("star_history_guard", js=_HISTORY_JS)
+
+
+def history_guard() -> None:
+    """Install the guard (``_HISTORY_JS``): Back goes to the view before, in one press."""
+    _history_component(key="star_history_guard", height=0)
+
+
+__all__ = ["history_guard", "linked_sample", "note_link_values", "note_missing_sample", "reset_button"]

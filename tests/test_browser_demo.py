@@ -197,3 +197,22 @@ def test_chart_toolbars_leave_the_titles_free_on_a_phone(demo, page):
         assert overlap_x <= 0 or overlap_y <= 0, (t, m)
     finally:
         phone.close()
+
+
+def test_back_returns_to_the_previous_page_in_one_press(demo, page):
+    base, _ = demo
+    page.goto(f"{base}/accuracy?run={SHOWCASE}", wait_until="domcontentloaded")
+    page.get_by_text("Training loss", exact=True).first.wait_for(timeout=90_000)
+    page.wait_for_function("() => document.body.dataset.starHistory === 'on'", timeout=30_000)
+    start = page.evaluate("history.length")
+    page.get_by_role("link", name="Rationales").first.click()
+    page.get_by_text("Sample 1 of", exact=False).first.wait_for(timeout=60_000)
+    page.wait_for_function("() => window.location.search.includes('sid=')", timeout=30_000)
+    page.wait_for_timeout(1000)  # the page has written its state into the URL
+    assert page.evaluate("history.length") == start + 1  # one entry for one page switch
+    page.go_back()
+    page.wait_for_function("() => window.location.pathname.endsWith('/accuracy')", timeout=30_000)
+    page.get_by_text("Training loss", exact=True).first.wait_for(timeout=60_000)
+    page.go_forward()
+    page.wait_for_function("() => window.location.pathname.endsWith('/rationales')", timeout=30_000)
+    page.get_by_text("Sample 1 of", exact=False).first.wait_for(timeout=60_000)
