@@ -182,6 +182,12 @@ def _details(run_dir) -> None:
         with st.expander("Error", expanded=status == "crashed"):
             ui.show_text(info["error"])
 
+    _iterations(s)
+    _config_and_events(info, run_dir)
+
+
+def _iterations(s: dict) -> None:
+    """One row per iteration (counts first), then the warm start and the direct-answer baseline in words."""
     rows = []
     for it in s["iterations"]:
         sd = it["decisions"].get("sample", {})
@@ -236,6 +242,9 @@ def _details(run_dir) -> None:
             + "."
         )
 
+
+def _config_and_events(info: dict, run_dir) -> None:
+    """The run's configuration (with "Reproduce this run") beside its latest events."""
     c1, c2 = st.columns(2)
     with c1:
         st.markdown("**Configuration**")

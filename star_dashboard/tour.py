@@ -16,17 +16,14 @@ failures with the gold answer as a hint (phase ``rationalize``), trains M(i) on 
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import sqlite3
 from typing import Any
 
 from star_core.queries import AUDIT_VERSION, parse_audit
 from star_core.queries.connect import _run_row, open_store
-from star_core.queries.measures import changes_frame, train_sources
-from star_core.stats import mcnemar, significant
 from star_core.store import prompt_column
+from star_dashboard.tour_objective import _config, as_bool, eval_change, objective_numbers
 
 #: The phases of a question's story (the warm start's reference examples and the direct-answer evaluation are not).
 STORY_PHASES = ("sample", "rationalize", "eval", "warm_eval")
@@ -93,31 +90,6 @@ KIND_TAG = {k: t for k, t, _ in STORY_KINDS}
 KIND_TEXT = {k: s for k, _, s in STORY_KINDS}
 #: How many candidates of each kind the picker lists at most (a run may hold thousands of questions).
 MAX_PER_KIND = 200
-_FALSE = {"false", "0", "no", "off", "none", ""}
-
-
-def as_bool(v: Any) -> bool | None:
-    """A config flag as a bool (configs written by hand or by a CLI may hold strings); None if unknown."""
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, (int, float)):
-        return bool(v)
-    s = str(v).strip().lower()
-    if s in ("true", "1", "yes", "on"):
-        return True
-    if s in _FALSE:
-        return False
-    return None
-
-
-def _config(row: sqlite3.Row) -> dict[str, Any]:
-    try:
-        cfg = json.loads(row["config_json"] or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return cfg if isinstance(cfg, dict) else {}
 
 
 # --------------------------------------------------------------------------
@@ -223,6 +195,19 @@ def _classify(per: dict[tuple[int, str], Flags]) -> tuple[str, int | None, int |
     return "any", min(i for i, _ in per) if per else None, None
 
 
+def _rank(q: tuple[str, str], per: dict[tuple[int, str], Flags], first: int) -> tuple:
+    """A question's sort key (the first six items) and what the tour says of it: (kind order, murky, eval only,
+    focus, lost, first sample id, question, kind, focus iteration, learned iteration)."""
+    kind, focus, learned = _classify(per)
+    eval_only = not any(ph == "sample" for _, ph in per)  # training questions tell STaR's story
+    # a question that stays learned makes the cleaner story
+    lost = learned is not None and any(ph == "sample" and j > learned and not f[0] for (j, ph), f in per.items())
+    # a full cycle whose rescue passes the audit too makes the cleaner story
+    murky = kind == "learned" and not per.get((focus, "rationalize"), _NONE)[4]
+    order = focus if focus is not None else 1 << 30
+    return (KIND_ORDER[kind], murky, eval_only, order, lost, first, q, kind, focus, learned)
+
+
 def candidates(run_dir: str | os.PathLike, per_kind: int = MAX_PER_KIND) -> dict[str, Any]:
     """Questions worth a story, best kind first.
 
@@ -249,30 +234,7 @@ def candidates(run_dir: str | os.PathLike, per_kind: int = MAX_PER_KIND) -> dict
                 int(r[k] or 0) for k in ("c", "kept", "rz", "pc", "prz")
             )
             first_id[q] = min(first_id.get(q, r["first_id"]), r["first_id"])
-        classified = []
-        for q, per in per_q.items():
-            kind, focus, learned = _classify(per)
-            eval_only = not any(ph == "sample" for _, ph in per)  # training questions tell STaR's story
-            # a question that stays learned makes the cleaner story
-            lost = learned is not None and any(
-                ph == "sample" and j > learned and not f[0] for (j, ph), f in per.items()
-            )
-            # a full cycle whose rescue passes the audit too makes the cleaner story
-            murky = kind == "learned" and not per.get((focus, "rationalize"), _NONE)[4]
-            classified.append(
-                (
-                    KIND_ORDER[kind],
-                    murky,
-                    eval_only,
-                    focus if focus is not None else 1 << 30,
-                    lost,
-                    first_id[q],
-                    q,
-                    kind,
-                    focus,
-                    learned,
-                )
-            )
+        classified = [_rank(q, per, first_id[q]) for q, per in per_q.items()]
         classified.sort(key=lambda t: t[:6])
         counts: dict[str, int] = {k: 0 for k, _, _ in STORY_KINDS}
         chosen = []
@@ -408,143 +370,6 @@ def story(run_dir: str | os.PathLike, task: str, question_id: str) -> dict[str, 
         "focus_iteration": focus,
         "learned_iteration": learned,
         "iterations": [its[i] for i in sorted(its)],
-    }
-
-
-# --------------------------------------------------------------------------
-# the objective, with this run's numbers
-# --------------------------------------------------------------------------
-def _eval_accuracy(
-    con: sqlite3.Connection, rid: int, iteration: int, task: str | None, phase: str = "eval"
-) -> dict[str, Any] | None:
-    """The eval accuracy of M(iteration): from the metrics, or for the warm-started model (phase warm_eval)
-    from its samples. ``phase`` is returned with it."""
-    if phase == "eval":
-        sql = (
-            "SELECT sum(n) AS n, sum(n_correct) AS c FROM metrics WHERE run_id=? AND iteration=? AND split='eval'"
-            " AND grp='all'"
-        )
-    else:
-        sql = (
-            "SELECT count(*) AS n, sum(correct) AS c FROM samples WHERE run_id=? AND iteration=? AND phase='warm_eval'"
-        )
-    params: list[Any] = [rid, iteration]
-    if task:
-        sql += " AND task=?"
-        params.append(task)
-    r = con.execute(sql, params).fetchone()
-    if r is None or not r["n"]:
-        return None
-    return {
-        "iteration": iteration,
-        "phase": phase,
-        "n": int(r["n"]),
-        "n_correct": int(r["c"] or 0),
-        "accuracy": (r["c"] or 0) / r["n"],
-    }
-
-
-def objective_numbers(run_dir: str | os.PathLike, iteration: int, task: str | None = None) -> dict[str, Any]:
-    """The STaR objective evaluated on one iteration of this run (optionally one task).
-
-    Keys: iteration, task, stage, rationalize (config flag or None);
-    sampled (first-attempt samples drawn with M(i-1)), questions (distinct questions sampled),
-    correct (samples with 1(ŷ=y)=1), kept_first (of those, kept by the filter: weight 1),
-    correct_rejected (right answer, but the filter dropped it: e.g. unfaithful steps), dropped (weight 0),
-    questions_failed (no kept first attempt), retried (hinted retries), rescued (retries kept:
-    rationalized), rescued_questions, K (kept samples = kept_first + rescued), train_examples (rows of
-    train_examples stored for the iteration), train_by_source, trained (iterations.n_train_examples),
-    train_steps, warm_examples (the warm start's reference examples in M(i)'s training set: supervised, not
-    sampled), eval_prev / eval_now ({iteration, phase, n, n_correct, accuracy} or None; eval_prev of iteration 1
-    is the warm-started model's, phase warm_eval, when the run has a warm start).
-    """
-    iteration = int(iteration)
-    with open_store(run_dir) as con:
-        row = _run_row(con)
-        rid = row["id"]
-        cfg = _config(row)
-        tsql, tp = (" AND task=?", [task]) if task else ("", [])
-        s = con.execute(
-            "SELECT count(*) AS n, count(DISTINCT task || char(31) || question_id) AS q,"
-            " coalesce(sum(correct), 0) AS c, coalesce(sum(kept), 0) AS k,"
-            " coalesce(sum(correct = 1 AND kept = 0), 0) AS cr"
-            f" FROM samples WHERE run_id=? AND iteration=? AND phase='sample'{tsql}",
-            [rid, iteration] + tp,
-        ).fetchone()
-        failed_q = con.execute(
-            "SELECT count(*) FROM (SELECT task, question_id FROM samples WHERE run_id=? AND iteration=?"
-            f" AND phase='sample'{tsql} GROUP BY task, question_id HAVING max(kept) = 0)",
-            [rid, iteration] + tp,
-        ).fetchone()[0]
-        r = con.execute(
-            "SELECT count(*) AS n, coalesce(sum(kept), 0) AS k,"
-            " count(DISTINCT CASE WHEN kept = 1 THEN task || char(31) || question_id END) AS kq"
-            f" FROM samples WHERE run_id=? AND iteration=? AND phase='rationalize'{tsql}",
-            [rid, iteration] + tp,
-        ).fetchone()
-        te = train_sources(con, rid, iteration, task)
-        it = con.execute(
-            "SELECT stage, n_train_examples, train_steps FROM iterations WHERE run_id=? AND iteration=?",
-            (rid, iteration),
-        ).fetchone()
-        warm = con.execute(
-            f"SELECT count(*) FROM train_examples WHERE run_id=? AND iteration=0 AND source='reference'{tsql}",
-            [rid] + tp,
-        ).fetchone()[0]
-        ev_prev = (_eval_accuracy(con, rid, 0, task, "warm_eval") if iteration == 1 and warm else None) or (
-            _eval_accuracy(con, rid, iteration - 1, task) if iteration >= 1 else None
-        )
-        ev_now = _eval_accuracy(con, rid, iteration, task)
-    sampled, kept_first, rescued = int(s["n"]), int(s["k"]), int(r["k"])
-    return {
-        "iteration": iteration,
-        "task": task,
-        "stage": it["stage"] if it else None,
-        "rationalize": as_bool(cfg.get("rationalize")),
-        "sampled": sampled,
-        "questions": int(s["q"]),
-        "correct": int(s["c"]),
-        "kept_first": kept_first,
-        "correct_rejected": int(s["cr"]),
-        "dropped": sampled - kept_first,
-        "questions_failed": int(failed_q),
-        "retried": int(r["n"]),
-        "rescued": rescued,
-        "rescued_questions": int(r["kq"]),
-        "K": kept_first + rescued,
-        "train_examples": sum(te.values()),
-        "train_by_source": te,
-        "trained": it["n_train_examples"] if it else None,
-        "train_steps": it["train_steps"] if it else None,
-        "warm_examples": int(warm) if iteration >= 1 else 0,
-        "eval_prev": ev_prev,
-        "eval_now": ev_now,
-    }
-
-
-def eval_change(run_dir: str | os.PathLike, iteration: int, task: str | None = None) -> dict[str, Any] | None:
-    """The paired change of eval accuracy of M(iteration) against the evaluation before it (the iteration before,
-    or the warm start's), question by question, on one task or all together: {since, since_phase, pairs, lost,
-    gained, p_value (exact McNemar), significant}; None when nothing is paired."""
-    df = changes_frame(run_dir)
-    if df.empty:
-        return None
-    df = df[(df["iteration"] == int(iteration)) & (df["phase"] == "eval") & (df["split"] == "eval")]
-    df = df[df["grp"] == "all"]
-    if task:
-        df = df[df["task"] == task]
-    if df.empty:
-        return None
-    lost, gained = int(df["lost"].sum()), int(df["gained"].sum())
-    p = mcnemar(lost, gained)
-    return {
-        "since": int(df["since"].iloc[0]),
-        "since_phase": str(df["since_phase"].iloc[0]),
-        "pairs": int(df["pairs"].sum()),
-        "lost": lost,
-        "gained": gained,
-        "p_value": p,
-        "significant": significant(p),
     }
 
 
