@@ -38,11 +38,14 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(runs_root: Path, log_dir: Path, **env_extra: str):
-    """`streamlit run app.py` on a free loopback port over ``runs_root``; yields its base URL."""
+def serve(runs_root: Path, log_dir: Path, **env_extra: str | None):
+    """`streamlit run app.py` on a free loopback port over ``runs_root``; yields its base URL. ``env_extra`` sets
+    (or, with None, removes) environment variables of the server."""
     port = _free_port()
     env = dict(os.environ, STAR_RUNS_ROOT=str(runs_root), STAR_DEMO_RUNS="0", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.update(env_extra)
+    env.update({k: v for k, v in env_extra.items() if v is not None})
+    for k in [k for k, v in env_extra.items() if v is None]:
+        env.pop(k, None)
     log = open(log_dir / "streamlit.log", "wb")
     proc = subprocess.Popen(
         [

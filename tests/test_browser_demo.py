@@ -34,14 +34,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     user = tmp_path_factory.mktemp("user_runs")
-    extra = {
+    extra: dict[str, str | None] = {
         "STAR_DEMO_RUNS": "1",
         "STAR_CLI": f"{sys.executable} {FAKE_CLI}",
         "STAR_FAKE_SECONDS": "120",
         "STAR_FAKE_RESUME_SECONDS": "6",
     }
-    for var in ("STAR_DASHBOARD_LAUNCH", "STAR_DASHBOARD_TOKEN", "STAR_DASHBOARD_MAX_RUNS"):
-        os.environ.pop(var, None)
+    extra.update(dict.fromkeys(("STAR_DASHBOARD_LAUNCH", "STAR_DASHBOARD_TOKEN", "STAR_DASHBOARD_MAX_RUNS")))
     with _browser.serve(user, tmp_path_factory.mktemp("log"), **extra) as base:
         yield base, user
 
