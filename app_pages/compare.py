@@ -122,6 +122,12 @@ ui.write_url(PAGE, {k: state.get(k) for k in KEYS if k != "sid"})
 
 if shown.empty:
     st.info("No question matches this filter.", icon=":material/search_off:")
+
+    def _all() -> None:
+        state["f"] = "all"
+        st.session_state.pop(f"{PAGE}_f", None)
+
+    st.button("Show every question", key=f"{PAGE}_reset", on_click=_all, icon=":material/filter_alt_off:")
     st.stop()
 pos = qids.index(state["qid"])
 row = shown.iloc[pos]

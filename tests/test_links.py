@@ -93,3 +93,17 @@ def test_rationalizations_link_to_a_missing_retry_and_reset(env):
     opts = at.selectbox(key="rz_decision").options
     want = [d for (d,) in sql(run, "SELECT DISTINCT decision FROM samples WHERE phase='rationalize' AND iteration=1")]
     assert sorted(opts[1:]) == sorted(want)
+
+
+def test_compare_empty_filter_offers_every_question(env):
+    from star_core.compare import compare
+
+    res = compare(env / "alpha", 2, env / "alpha", 2, "arithmetic", "eval")  # a side against itself: nothing changed
+    assert res["counts"]["answer_changed"] == 0
+    at = open_page(
+        "compare", run="alpha", ra="alpha", ia=2, rb="alpha", ib=2, task="arithmetic", phase="eval", f="answer_changed"
+    )
+    assert any("No question matches" in i for i in texts(at, "info"))
+    at.button(key="cmp_reset").click().run()
+    assert not at.exception and at.selectbox(key="cmp_f").value == "all"
+    assert any(f"Question 1 of {len(res['rows'])}" in m for m in texts(at, "markdown"))
