@@ -151,7 +151,13 @@ left, right = st.columns([3, 2], gap="large")
 with left:
     st.plotly_chart(ui.phone_safe(sankey(fn)), key=f"{PAGE}_sankey")
 with right:
-    st.markdown(f"**Open the samples of iteration {iteration}**")
+    st.markdown("**Why samples were not kept, by kind**")
+    R.show(
+        R.group(fn["sample_decisions"], fn["retry_decisions"]),
+        lambda phase, d: open_samples(iteration, phase, d),
+        f"{PAGE}_kind",
+    )
+    st.markdown(f"**Every sample of iteration {iteration}, by decision**")
     for phase, dec in (("sample", fn["sample_decisions"]), ("rationalize", fn["retry_decisions"])):
         if not dec:
             continue
@@ -160,12 +166,6 @@ with right:
             for d, n in sorted(dec.items(), key=lambda kv: -kv[1]):
                 if st.button(f"{d} · {n}", key=f"{PAGE}_open_{phase}_{d}"):
                     open_samples(iteration, phase, d)
-    st.markdown("**Why samples were not kept, by kind**")
-    R.show(
-        R.group(fn["sample_decisions"], fn["retry_decisions"]),
-        lambda phase, d: open_samples(iteration, phase, d),
-        f"{PAGE}_kind",
-    )
     reasons = ui.guard(ui.q, "top_reasons", run_dir, iteration, task_arg, 12)
     if not reasons.empty:
         with st.expander("The most frequent reasons, word for word"):
