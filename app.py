@@ -21,7 +21,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import streamlit as st  # noqa: E402
 
-from star_dashboard import control, ui  # noqa: E402
+from star_dashboard import control, links, ui  # noqa: E402
 
 ui.init(__file__)
 st.set_page_config(page_title="STaR workbench", page_icon=":material/star:", layout="wide")
@@ -53,4 +53,6 @@ PAGES = {
 page = st.navigation(PAGES)
 control.capture_token()  # ?token=... (process control when STAR_DASHBOARD_TOKEN is set), before pages rewrite the URL
 ui.sidebar_run_picker()
+with st.sidebar:
+    links.history_guard()  # Back in one press (see star_dashboard/links.py)
 page.run()

@@ -10,8 +10,8 @@ import streamlit as st
 
 from star_core import queries as Q
 from star_core import stats
+from star_dashboard import flags, ui
 from star_dashboard import inspect as I
-from star_dashboard import ui
 
 PAGE = "acc"
 PALETTE = ["#1c7ed6", "#e8590c", "#2f9e44", "#9c36b5", "#e03131", "#0c8599", "#f08c00", "#5c940d"]
@@ -73,7 +73,24 @@ def markers(g) -> dict:
     return dict(symbol=["diamond" if w else "circle" for w in warm], size=[12 if w else 7 for w in warm])
 
 
-ui.plain_url()
+def _interval_words(pairs) -> str:
+    """How wide a 95 % interval is on this run's own number of evaluation questions (at 50 %, the widest)."""
+    ns = sorted({int(n) for n in pairs if int(n) > 0})
+    if not ns:
+        return ""
+    half = [100 * (stats.wilson(n // 2, n)[1] - stats.wilson(n // 2, n)[0]) / 2 for n in (ns[0], ns[-1])]
+    if ns[0] == ns[-1]:
+        return (
+            f"On these {ns[0]} evaluation questions a 95 % interval is about ±{half[0]:.0f} points, so a change "
+            "of a few questions is rarely significant."
+        )
+    return (
+        f"On {ns[0]} to {ns[-1]} evaluation questions a 95 % interval is about ±{half[0]:.0f} to "
+        f"±{half[1]:.0f} points, so a change of a few questions is rarely significant."
+    )
+
+
+linked_overlays = [k for k in str(st.query_params.get("ov", "")).split(",") if k]  # before the URL is rewritten
 run_dir = ui.current_run()
 ui.run_heading(run_dir)
 
@@ -84,12 +101,17 @@ cur = ui.run_key()
 with st.sidebar:
     st.subheader("Compare")
     ss = st.session_state
-    if ss.get(f"_{PAGE}_cur") != cur or f"{PAGE}_runs" not in ss:
-        ss[f"{PAGE}_runs"] = [cur] if cur in keys else keys[:1]
+    if ss.get(f"_{PAGE}_cur") != cur or f"{PAGE}_runs" not in ss or linked_overlays != ss.get(f"_{PAGE}_ov"):
+        base = [cur] if cur in keys else keys[:1]
+        ss[f"{PAGE}_runs"] = base + [k for k in linked_overlays if k in keys and k not in base]
         ss[f"_{PAGE}_cur"] = cur
     else:
         ss[f"{PAGE}_runs"] = [k for k in ss[f"{PAGE}_runs"] if k in keys]
     picked = st.multiselect("Runs to overlay", keys, key=f"{PAGE}_runs", format_func=lambda k: names.get(k, k))
+    overlays = [k for k in picked if k != cur]
+    ss[f"_{PAGE}_ov"] = overlays
+    if not ss.get("_bad_run"):
+        ui.set_params({"ov": ",".join(overlays)})  # the overlaid runs are in the URL
     measure = st.radio(
         "Measure",
         list(Q.MEASURES),
@@ -113,6 +135,9 @@ for k in picked or [cur]:
         continue
 if not dirs:
     dirs = [run_dir]
+for d in dirs:
+    if flags.audit_banner(d, f"for {d.name}" if len(dirs) > 1 else ""):
+        break
 labels = {}
 for d in dirs:
     base = next((r["name"] for r in runs if r["path"] == str(d)), d.name)
@@ -184,7 +209,7 @@ if not met.empty:
                     x=[x0, x1],
                     y=[v, v],
                     mode="lines",
-                    name=f"paper: {lab} {v}",
+                    name=f"the paper's number, not this run: {lab} {v}",
                     line=dict(color="#868e96", dash=dash, width=1.5),
                     hoverinfo="name",
                     meta="reference",
@@ -199,7 +224,7 @@ if not met.empty:
             legend=dict(orientation="h", y=-0.25),
         )
         with cols[n % len(cols)]:
-            st.plotly_chart(fig, key=f"{PAGE}_curve_{task}_{split}")
+            st.plotly_chart(ui.phone_safe(fig), key=f"{PAGE}_curve_{task}_{split}")
     if (met["phase"] == "warm_eval").any():
         st.caption(
             "◆ warm start: the model after the warm start, " + Q.WARM_NOTE + ". Iteration 1 samples with "
@@ -243,7 +268,7 @@ if not met.empty:
             legend=dict(orientation="h", y=-0.3),
         )
         with cols[n % len(cols)]:
-            st.plotly_chart(fig, key=f"{PAGE}_measures_{task}_{split}")
+            st.plotly_chart(ui.phone_safe(fig), key=f"{PAGE}_measures_{task}_{split}")
     st.caption(
         "Right and faithful: the right answer with the audit verdict 'faithful' (every checked step holds "
         "and the rationale shows one). Shows a rationale: outputs, right or wrong, whose audit verdict is not "
@@ -287,8 +312,10 @@ if not met.empty:
             xaxis=x_axis(a["point"], "iteration"),
             yaxis=dict(title=f"{Q.MEASURES[measure]} %", range=[0, 101]),
         )
-        c1.plotly_chart(fig, key=f"{PAGE}_digits")
+        c1.plotly_chart(ui.phone_safe(fig), key=f"{PAGE}_digits")
         piv = a.pivot_table(index="digits", columns="point", values="pct", aggfunc="mean").sort_index()
+        a["kn"] = [stats.describe(int(k), int(n)) for k, n in zip(a["k"], a["n"])]
+        kn = a.pivot_table(index="digits", columns="point", values="kn", aggfunc="first").reindex_like(piv)
         heat = go.Figure(
             go.Heatmap(
                 z=piv.values,
@@ -299,6 +326,8 @@ if not met.empty:
                 zmax=100,
                 text=piv.round(0).values,
                 texttemplate="%{text}",
+                customdata=kn.values,
+                hovertemplate="%{y} digits, %{x}: %{customdata}<extra></extra>",
                 colorbar=dict(title="%"),
             )
         )
@@ -309,10 +338,12 @@ if not met.empty:
             xaxis=dict(title="iteration", type="category"),
             yaxis_title="digits",
         )
-        c2.plotly_chart(heat, key=f"{PAGE}_heat")
+        c2.plotly_chart(ui.phone_safe(heat), key=f"{PAGE}_heat")
         st.caption(
-            "Without rationalization the paper's model learned one digit length at a time; with it, "
-            "2-digit accuracy jumped from under 1% to 32% in one iteration."
+            "Cells: accuracy in percent, each with its own n (hover for k/n and the 95 % interval); the shade is "
+            "the value, not a change. For reference, **the paper's numbers, not this run's**: without "
+            "rationalization the paper's GPT-J learned one digit length at a time; with it, 2-digit accuracy "
+            "jumped from under 1 % to 32 % in one iteration."
         )
         frontiers = ui.guard(Q.curriculum_frontiers, ar_run)
         if frontiers:
@@ -362,19 +393,8 @@ if not allm.empty:
                 )
             )
         view = ch.assign(significant=ch["significant"].map({True: "yes", False: "no"}))[
-            [
-                "run",
-                "task",
-                "split",
-                "grp",
-                "compared_with",
-                "evaluation",
-                "pairs",
-                "gained",
-                "lost",
-                "p_value",
-                "significant",
-            ]
+            ["gained", "lost", "p_value", "significant", "pairs", "evaluation", "compared_with", "task", "split", "grp"]
+            + (["run"] if len(dirs) > 1 else [])
         ]
         st.dataframe(
             view,
@@ -394,8 +414,8 @@ if not allm.empty:
             "Each change pairs every evaluation question with its answer one evaluation before (the "
             "iteration before, or the warm-started model for iteration 1). Only the "
             "questions that changed count (gained, lost); with no real change each would go either way "
-            "with probability ½. On 30 questions a 95 % interval is about ±17 points wide on each side, so a "
-            "change of a few questions is rarely significant."
+            "with probability ½. " + _interval_words(top["pairs"]) + " A row is marked significant only "
+            f"when p < {stats.ALPHA}."
         )
 
     with st.expander("Table of every measure (with 95 % Wilson intervals)"):
@@ -441,7 +461,7 @@ else:
         yaxis_title="loss",
         title=html.escape(f"{labels.get(str(dirs[0]), '')}: loss per iteration (a fresh adapter each time)"),
     )
-    c1.plotly_chart(fig, key=f"{PAGE}_loss")
+    c1.plotly_chart(ui.phone_safe(fig), key=f"{PAGE}_loss")
     final = loss.sort_values("step").groupby(["run_dir", "iteration"], as_index=False).last()
     f2 = go.Figure()
     for j, (rd, g) in enumerate(final.groupby("run_dir", sort=False)):
@@ -460,6 +480,6 @@ else:
         yaxis_title="loss",
         legend=dict(orientation="h", y=-0.3),
     )
-    c2.plotly_chart(f2, key=f"{PAGE}_final_loss")
+    c2.plotly_chart(ui.phone_safe(f2), key=f"{PAGE}_final_loss")
 
 I.agreement_view(dirs[0], labels.get(str(dirs[0]), dirs[0].name))

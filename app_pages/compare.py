@@ -7,7 +7,7 @@ import streamlit as st
 from star_core import compare as C
 from star_core import exports as X
 from star_core import queries as Q
-from star_dashboard import hints, ui
+from star_dashboard import flags, hints, links, ui
 from star_dashboard import inspect as I
 
 PAGE = "cmp"
@@ -38,6 +38,7 @@ def _run(k: str):
         st.stop()
 
 
+main = st.container()  # messages about the sidebar's choices go to the main area
 with st.sidebar:
     st.subheader("Side A")
     ra = ui.state_select(PAGE, state, "ra", "Run A", keys, format_func=lambda k: names.get(k, k), default=keys[0])
@@ -48,7 +49,11 @@ with st.sidebar:
     both = ca.merge(cb, on=["task", "phase"], suffixes=("_a", "_b"))
     tasks = sorted(both["task"].unique())
     if not tasks:
-        st.warning("These two runs share no task and phase.", icon=":material/call_split:")
+        main.warning(
+            "These two runs share no task and phase, so no question can be put side by side. Pick another "
+            "run for A or B in the sidebar.",
+            icon=":material/call_split:",
+        )
         st.stop()
     task = ui.state_select(PAGE, state, "task", "Task", tasks, default=tasks[0])
     phases = [p for p in Q.PHASES if p in set(both.loc[both["task"] == task, "phase"])]
@@ -63,6 +68,8 @@ with st.sidebar:
     )
     its_a = [str(i) for i in sorted(ca[(ca["task"] == task) & (ca["phase"] == phase)]["iteration"])]
     its_b = [str(i) for i in sorted(cb[(cb["task"] == task) & (cb["phase"] == phase)]["iteration"])]
+    with main:
+        links.note_link_values(state, {"ia": (its_a, "iteration of A"), "ib": (its_b, "iteration of B")}, "its default")
     ia = ui.state_select(PAGE, state, "ia", "Iteration of A", its_a, default=its_a[0])
     ib = ui.state_select(PAGE, state, "ib", "Iteration of B", its_b, default=its_b[-1])
 
@@ -87,6 +94,11 @@ st.markdown(
     f"**A**: {ui.md_escape(label_a)} · **B**: {ui.md_escape(label_b)} · {ui.md_escape(task)} · "
     f"{ui.md_escape(ui.phase_label(phase))}"
 )
+_gained, _lost = counts["a_wrong_b_right"], counts["a_right_b_wrong"]
+st.caption(
+    f"Of the {len(rows):,} questions in both, B is right where A was wrong on {_gained:,} and wrong where A was "
+    f"right on {_lost:,}: {flags.change_words(_lost, _gained)} (exact McNemar on those {_gained + _lost:,})."
+)
 if res["only_a"] or res["only_b"]:
     st.info(
         f"The two sides ask different questions: {len(rows):,} are in both and shown here; "
@@ -110,6 +122,12 @@ ui.write_url(PAGE, {k: state.get(k) for k in KEYS if k != "sid"})
 
 if shown.empty:
     st.info("No question matches this filter.", icon=":material/search_off:")
+
+    def _all() -> None:
+        state["f"] = "all"
+        st.session_state.pop(f"{PAGE}_f", None)
+
+    st.button("Show every question", key=f"{PAGE}_reset", on_click=_all, icon=":material/filter_alt_off:")
     st.stop()
 pos = qids.index(state["qid"])
 row = shown.iloc[pos]
@@ -157,9 +175,9 @@ with st.container(border=True):
             st.caption("Parsed answer")
             ui.show_text(s["answer"] if s["answer"] is not None else "(none)")
             st.markdown(
-                ":green[:material/check_circle:] **matches gold**"
+                ":green[:material/check_circle:] **right answer** (matches the gold)"
                 if s["correct"]
-                else ":red[:material/cancel:] **does not match**"
+                else ":red[:material/cancel:] **wrong answer** (differs from the gold)"
             )
             hints.show_audit(s)
             with st.expander(f"Annotate {side.upper()}'s sample"):

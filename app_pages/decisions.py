@@ -8,6 +8,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from star_core import queries as Q
+from star_core import stats
+from star_dashboard import reasons as R
 from star_dashboard import ui
 
 PAGE = "dec"
@@ -68,16 +70,22 @@ def open_samples(it: int, phase: str, decision: str | None) -> None:
 # ---- the funnel of one iteration ------------------------------------------
 fn = ui.guard(ui.q, "funnel", run_dir, iteration, task_arg)
 m = st.columns(7)
-m[0].metric("Sampled", fn["sampled"], help="train questions × samples per question, plain prompt")
-m[1].metric("Correct", fn["correct"], help="kept as is")
-m[2].metric("Failed", fn["failed"])
-m[3].metric("Retried with hint", fn["retried"])
-m[4].metric("Rationalized", fn["rationalized"], help="hinted retries that reached the gold answer; kept, hint removed")
-m[5].metric("Kept", fn["kept"])
+m[0].metric("Sampled", fn["sampled"], help="first attempts: train questions × samples per question, plain prompt")
+m[1].metric("Right, kept", fn["correct"], help="first attempts with the right answer, kept by the filter")
+m[2].metric("Not kept", fn["failed"], help="first attempts the filter did not keep (wrong answer or rejected)")
+m[3].metric("Retried with the hint", fn["retried"])
+m[4].metric(
+    "Rescued (rationalized)", fn["rationalized"], help="hinted retries with the right answer; kept, hint removed"
+)
+m[5].metric("Kept for training", fn["kept"], help="right first attempts + rescued retries (samples, not questions)")
 m[6].metric(
     "Trained on",
     fn["trained"] if fn["trained"] is not None else "–",
-    help="iterations.n_train_examples: what adapter of this iteration was trained on",
+    help="the number of examples this iteration's adapter was trained on",
+)
+st.caption(
+    "These count samples of this iteration. The newly solved and lost numbers further down count questions, "
+    "compared with the iteration before."
 )
 
 
@@ -143,9 +151,15 @@ def sankey(fn: dict) -> go.Figure:
 
 left, right = st.columns([3, 2], gap="large")
 with left:
-    st.plotly_chart(sankey(fn), key=f"{PAGE}_sankey")
+    st.plotly_chart(ui.phone_safe(sankey(fn)), key=f"{PAGE}_sankey")
 with right:
-    st.markdown(f"**Open the samples of iteration {iteration}**")
+    st.markdown("**Why samples were not kept, by kind**")
+    R.show(
+        R.group(fn["sample_decisions"], fn["retry_decisions"]),
+        lambda phase, d: open_samples(iteration, phase, d),
+        f"{PAGE}_kind",
+    )
+    st.markdown(f"**Every sample of iteration {iteration}, by decision**")
     for phase, dec in (("sample", fn["sample_decisions"]), ("rationalize", fn["retry_decisions"])):
         if not dec:
             continue
@@ -155,17 +169,14 @@ with right:
                 if st.button(f"{ui.md_escape(d)} · {n}", key=f"{PAGE}_open_{phase}_{d}"):
                     open_samples(iteration, phase, d)
     reasons = ui.guard(ui.q, "top_reasons", run_dir, iteration, task_arg, 12)
-    st.markdown("**Most frequent rejection reasons**")
-    if reasons.empty:
-        st.caption("Nothing was rejected.")
-    else:
-        st.dataframe(
-            reasons,
-            hide_index=True,
-            width="stretch",
-            height=min(36 * (len(reasons) + 1) + 4, 300),
-            column_config={"reason": st.column_config.TextColumn(width="large")},
-        )
+    if not reasons.empty:
+        with st.expander("The most frequent reasons, word for word"):
+            st.dataframe(
+                reasons[["n", "decision", "phase", "reason"]],
+                hide_index=True,
+                width="stretch",
+                column_config={"reason": st.column_config.TextColumn(width="large")},
+            )
 
 # ---- decisions per iteration (click a bar) ---------------------------------------
 st.subheader("Decisions per iteration")
@@ -199,7 +210,7 @@ fig.update_layout(
     legend=dict(orientation="h", y=-0.25),
     clickmode="event+select",
 )
-event = st.plotly_chart(fig, key=f"{PAGE}_bars", on_select="rerun", selection_mode="points")
+event = st.plotly_chart(ui.phone_safe(fig), key=f"{PAGE}_bars", on_select="rerun", selection_mode="points")
 pts = (event.selection.points if event and getattr(event, "selection", None) else []) or []
 if pts:  # customdata carries (phase, decision, iteration): x is offset by the grouped bars
     cd = pts[0].get("customdata")
@@ -240,7 +251,7 @@ with c1:
         xaxis=dict(dtick=1),
         legend=dict(orientation="h", y=-0.3),
     )
-    st.plotly_chart(f2, key=f"{PAGE}_train")
+    st.plotly_chart(ui.phone_safe(f2), key=f"{PAGE}_train")
     st.caption(
         "Each iteration trains a fresh adapter from the base model on that iteration's kept set only "
         "(the set is not accumulated)"
@@ -263,15 +274,27 @@ with c2:
         .groupby("iteration", as_index=False)[["questions", "solved", "newly_solved", "lost", "ever_solved"]]
         .sum(min_count=1)
     )
+    tt["p_value"] = [
+        stats.mcnemar(int(lo), int(ga)) if lo == lo and ga == ga else float("nan")
+        for lo, ga in zip(tt["lost"], tt["newly_solved"])
+    ]
+    sig = [stats.significant(p) for p in tt["p_value"]]
     f3 = go.Figure()
-    f3.add_bar(x=tt["iteration"], y=tt["newly_solved"], name="newly solved", marker_color=COLORS["correct"])
+    f3.add_bar(
+        x=tt["iteration"],
+        y=tt["newly_solved"],
+        name="newly solved (coloured when p < 0.05)",
+        marker_color=[COLORS["correct"] if s_ else "#adb5bd" for s_ in sig],
+        customdata=tt["p_value"],
+        hovertemplate="newly solved %{y}, paired p = %{customdata:.2g}<extra></extra>",
+    )
     f3.add_bar(
         x=tt["iteration"],
         y=-tt["lost"],
         name="lost (solved before, not now)",
-        marker_color=COLORS["wrong"],
-        customdata=tt["lost"],
-        hovertemplate="lost %{customdata}<extra></extra>",
+        marker_color=[COLORS["wrong"] if s_ else "#ced4da" for s_ in sig],
+        customdata=tt[["lost", "p_value"]].values,
+        hovertemplate="lost %{customdata[0]}, paired p = %{customdata[1]:.2g}<extra></extra>",
     )
     f3.add_scatter(x=tt["iteration"], y=tt["solved"], name="solved", mode="markers+lines", marker_color="#212529")
     f3.add_scatter(
@@ -285,13 +308,20 @@ with c2:
         xaxis=dict(dtick=1),
         legend=dict(orientation="h", y=-0.3),
     )
-    st.plotly_chart(f3, key=f"{PAGE}_trans")
+    st.plotly_chart(ui.phone_safe(f3), key=f"{PAGE}_trans")
     st.caption(
         "Exploration fades when few questions are newly solved per iteration (B-STaR). The first "
-        "iteration of a split has nothing to compare with."
+        "iteration of a split has nothing to compare with. Each iteration's newly solved and lost questions "
+        "are tested against each other (exact McNemar, paired on the same questions); the bars are grey "
+        "unless p < 0.05."
     )
-    show = tt.copy()
-    st.dataframe(show, hide_index=True, width="stretch")
+    show = tt[["iteration", "newly_solved", "lost", "p_value", "solved", "questions", "ever_solved"]]
+    st.dataframe(
+        show,
+        hide_index=True,
+        width="stretch",
+        column_config={"p_value": st.column_config.NumberColumn("p (McNemar)", format="%.3g")},
+    )
 
 with st.expander("All decision counts"):
     piv = counts.pivot_table(

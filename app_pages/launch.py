@@ -9,9 +9,10 @@ import streamlit as st
 
 from star_core import procs
 from star_core import queries as Q
-from star_core.config import DEFAULT_MODEL
 from star_core.tasks import TASKS
 from star_dashboard import control, ui
+from star_dashboard import launch_form as LF
+from star_dashboard import live as L
 
 ui.page_header(
     "Launch",
@@ -34,16 +35,22 @@ st.caption(
     f"(`STAR_DASHBOARD_MAX_RUNS`); Stop only stops runs this dashboard started."
 )
 task_default = "star"
+reproducing = LF.take_prefill()  # "Reproduce this run" on Runs fills the form; else the page's defaults
+if reproducing:
+    st.info(
+        f"The form holds the settings of {ui.md_escape(reproducing)}; check them, then start.",
+        icon=":material/replay:",
+    )
 
 with st.form("launch_form"):
     c1, c2, c3 = st.columns(3)
     if not ss.get("launch_name"):
         ss["launch_name"] = f"{task_default}-{time.strftime('%Y%m%d-%H%M%S')}"
     name = c1.text_input("Run name", key="launch_name", max_chars=64, help=f"The run folder is {user_root}/<name>")
-    task = c2.selectbox("Task", list(TASKS))
+    task = c2.selectbox("Task", list(TASKS), key="launch_f_task")
     model = c3.text_input(
         "Model",
-        value=DEFAULT_MODEL,
+        key="launch_f_model",
         help="Hugging Face id, local folder, .gguf file, or bundled:smollm2-135m (offline)",
     )
     c1, c2, c3, c4 = st.columns(4)
@@ -51,29 +58,30 @@ with st.form("launch_form"):
         "Iterations",
         min_value=0,
         max_value=50,
-        value=2,
+        key="launch_f_iterations",
         step=1,
         help="STaR outer iterations; iteration 0 (few-shot baseline) is extra",
     )
-    n_train = c2.number_input("Train questions (n_train)", min_value=1, max_value=100_000, value=64, step=16)
-    n_eval = c3.number_input("Eval questions (n_eval)", min_value=1, max_value=100_000, value=50, step=10)
-    max_new_tokens = c4.number_input("max_new_tokens", min_value=8, max_value=4096, value=96, step=8)
+    n_train = c2.number_input("Train questions (n_train)", min_value=1, max_value=100_000, key="launch_f_n_train")
+    n_eval = c3.number_input("Eval questions (n_eval)", min_value=1, max_value=100_000, key="launch_f_n_eval")
+    max_new_tokens = c4.number_input("max_new_tokens", min_value=8, max_value=4096, key="launch_f_max_new_tokens")
     c1, c2, c3, c4 = st.columns(4)
     rationalize = c1.toggle(
         "Rationalization",
-        value=True,
+        key="launch_f_rationalize",
         help="Retry wrong answers with the gold answer as a hint (the paper's rationalization)",
     )
     temperature = c2.number_input(
         "Temperature",
         min_value=0.0,
         max_value=2.0,
-        value=0.0,
+        key="launch_f_temperature",
         step=0.1,
         help="0 = greedy (the paper found sampling at 0.5-0.7 worse)",
     )
-    spq = c3.number_input("Samples per question", min_value=1, max_value=16, value=1, step=1)
-    seed = c4.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1)
+    spq = c3.number_input("Samples per question", min_value=1, max_value=16, key="launch_f_samples_per_question")
+    seed = c4.number_input("Seed", min_value=0, max_value=2**31 - 1, key="launch_f_seed")
+    LF.draw_advanced()
     submitted = st.form_submit_button("Start run", type="primary", icon=":material/rocket_launch:")
 
 if submitted:
@@ -85,10 +93,18 @@ if submitted:
         st.error(ui.md_escape(f"{out} already exists; pick another name (or resume that run below)."))
     elif not model.strip():
         st.error("Model: give a model id or path.")
+    elif problem := LF.check(
+        {"task": task, "model": model.strip(), "iterations": int(iterations)},
+        [f"rationalize={'true' if rationalize else 'false'}", f"n_train={int(n_train)}", f"n_eval={int(n_eval)}"]
+        + [f"max_new_tokens={int(max_new_tokens)}", f"temperature={float(temperature)}"]
+        + [f"samples_per_question={int(spq)}", f"seed={int(seed)}", *LF.advanced_sets()],
+    ):
+        st.error(problem)
     else:
         cmd = procs.run_command(
             out, task, model.strip(), iterations, rationalize, n_train, n_eval, max_new_tokens, temperature, spq, seed
         )
+        cmd += [a for kv in LF.advanced_sets() for a in ("--set", kv)]
         pid, msg = control.start_run(cmd, out, pol)
         if pid is None:
             st.error(ui.md_escape(msg))
@@ -106,7 +122,7 @@ if target is None and ss.get("_runs") and not ss.get("_bad_run"):
 live = target is not None and (procs.launched_alive(target) is not None or Q.run_status(target) == "running")
 
 
-@st.fragment(run_every=2 if live else None)
+@st.fragment(run_every=2 if live else 10)  # idle: slow polling, so a run resumed elsewhere is picked up
 def monitor(run_dir: Path) -> None:
     st.subheader(f"Run: {ui.md_escape(run_dir.name)}")
     if ss.get("launch_msg") and ss.get("launch_dir") == str(run_dir):
@@ -138,11 +154,12 @@ def monitor(run_dir: Path) -> None:
             st.warning(
                 f"This run is {status}. Resume continues from the last stored batch.", icon=":material/pause_circle:"
             )
+    raw = L.log_text(run_dir)
+    if status == "running" or alive:
+        L.show_stage(run_dir, raw)
     control.run_controls(run_dir, status, "launch")
-    tail = procs.log_tail(run_dir)
-    if tail is not None:
-        st.caption(f"Last lines of {procs.LOG_NAME}")
-        ui.show_text(tail, height=320)
+    L.show_log(raw, "launch")
+    alive = procs.launched_alive(run_dir)  # again: Resume or Stop may just have changed it
     seen = f"_store_seen_{run_dir}"
     if status != "empty" and not ss.get(seen) and ss.get("_pending_pick"):
         ss[seen] = True

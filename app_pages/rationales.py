@@ -7,7 +7,7 @@ import streamlit as st
 from star_core import exports as X
 from star_core import queries as Q
 from star_core.annotations import LABELS, annotated_filter
-from star_dashboard import hints, ui
+from star_dashboard import hints, links, ui
 from star_dashboard import inspect as I
 
 PAGE = "rat"
@@ -29,7 +29,23 @@ if not fac["tasks"]:
     )
     st.stop()
 
+
+def _any(v: str, cast: type = str):
+    """A filter's value for ``Q.occurring``: None for "(all)"."""
+    return None if v == ui.ALL else cast(v)
+
+
 state = ui.url_state(PAGE, KEYS)
+want_sid = links.linked_sample(state)
+links.note_link_values(
+    state,
+    {
+        "task": (fac["tasks"], "task"),
+        "phase": (fac["phases"], "phase"),
+        "it": ([str(i) for i in fac["iterations"]], "iteration"),
+        "decision": (fac["decisions"], "decision"),
+    },
+)
 with st.sidebar:
     st.subheader("Filters")
     task = ui.state_select(PAGE, state, "task", "Task", [ui.ALL] + fac["tasks"])
@@ -46,10 +62,18 @@ with st.sidebar:
         state,
         "it",
         "Iteration",
-        [ui.ALL] + [str(i) for i in fac["iterations"]],
-        help="0 = few-shot baseline. Iteration i samples with model i-1, then trains adapter i.",
+        [ui.ALL] + [str(i) for i in Q.occurring(fac, "iteration", task=_any(task), phase=_any(phase))],
+        help="0 = few-shot baseline. Iteration i samples with model i-1, then trains adapter i. "
+        "Only the iterations that hold samples of the chosen task and phase.",
     )
-    decision = ui.state_select(PAGE, state, "decision", "Decision", [ui.ALL] + fac["decisions"])
+    decision = ui.state_select(
+        PAGE,
+        state,
+        "decision",
+        "Decision",
+        [ui.ALL] + Q.occurring(fac, "decision", task=_any(task), phase=_any(phase), iteration=_any(it, int)),
+        help="only the decisions that occur with the chosen task, phase and iteration",
+    )
     correct = ui.state_select(PAGE, state, "correct", "Answer equals gold", [ui.ALL, "yes", "no"])
     grps = fac["grps"].get("arithmetic", []) if task in (ui.ALL, "arithmetic") else []
     digits = ui.state_select(PAGE, state, "digits", "Digits (arithmetic)", [ui.ALL] + grps) if grps else ui.ALL
@@ -105,8 +129,10 @@ ui.write_url(
     },
 )
 
+links.note_missing_sample(PAGE, run_dir, state, want_sid, b["sample_id"])
 if b["sample_id"] is None:
     st.info("No sample matches these filters.", icon=":material/search_off:")
+    links.reset_button(PAGE, state, KEYS)
     st.stop()
 
 s = ui.guard(ui.q, "get_sample", run_dir, b["sample_id"])
@@ -118,7 +144,7 @@ with left:
         state["sid"] = str(sid)
         state.pop("goto", None)
 
-    I.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go)
+    I.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go, I.label_setter(run_dir, int(s["id"])))
     if not b["in_filter"]:
         st.warning(
             "This sample was opened by id and lies outside the current filters; Prev/Next move through "
@@ -170,12 +196,12 @@ with left:
             st.caption("Gold answer")
             ui.show_text(s["gold"])
         with a3:
-            st.caption("Verdict")
+            st.caption("Answer check (the audit's verdict is below)")
             st.markdown(
                 (
-                    ":green[:material/check_circle:] **matches gold**"
+                    ":green[:material/check_circle:] **right answer** (matches the gold)"
                     if s["correct"]
-                    else ":red[:material/cancel:] **does not match**"
+                    else ":red[:material/cancel:] **wrong answer** (differs from the gold)"
                 )
                 + (" · kept for training" if s["kept"] else "")
             )
@@ -226,22 +252,28 @@ with right:
         anchor=b["sample_id"] if b["in_filter"] else None,
         anchor_position=b["position"],
     )
-    st.caption(f"Rows {offset + 1:,}–{offset + len(df):,} of {b['total']:,} (click a row to open it). " + I.KEYS_HELP)
+    st.caption(
+        f"Rows {offset + 1:,}–{offset + len(df):,} of {b['total']:,} (click a row to open it). "
+        + I.KEYS_HELP
+        + " "
+        + I.LABEL_KEYS_HELP
+    )
     ids = [int(x) for x in df["id"]]
 
     def _pick(key: str = f"{PAGE}_table_{offset}") -> None:
-        rows = st.session_state[key].selection.rows
+        sel = st.session_state[key].selection
+        rows = list(sel.rows) or [c[0] for c in sel.cells]  # a click on a cell opens its row too
         if rows and rows[0] < len(ids):
             state["sid"] = str(ids[rows[0]])
 
-    view = df[["id", "iteration", "task", "decision", "answer", "gold", "question"]].rename(columns={"iteration": "it"})
+    view = df[["id", "answer", "gold", "decision", "iteration", "task", "question"]].rename(columns={"iteration": "it"})
     st.dataframe(
         view,
         hide_index=True,
         width="stretch",
         height=35 * (len(df) + 1) + 3,
         on_select=_pick,
-        selection_mode="single-row",
+        selection_mode=["single-row", "single-cell"],
         key=f"{PAGE}_table_{offset}",
         column_config={
             "question": st.column_config.TextColumn(width="large"),

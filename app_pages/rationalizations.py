@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from star_core import queries as Q
-from star_dashboard import hints, ui
+from star_dashboard import hints, links, ui
 
 PAGE = "rz"
 KEYS = ("task", "it", "decision", "sid")
@@ -35,18 +35,19 @@ if "rationalize" not in fac["phases"]:
     st.stop()
 
 state = ui.url_state(PAGE, KEYS)
-rz_decisions = ui.guard(ui.q, "decision_counts", run_dir)
-rz_decisions = sorted(rz_decisions.loc[rz_decisions["phase"] == "rationalize", "decision"].unique().tolist())
 with st.sidebar:
     st.subheader("Filters")
     task = ui.state_select(PAGE, state, "task", "Task", [ui.ALL] + fac["tasks"])
-    it = ui.state_select(PAGE, state, "it", "Iteration", [ui.ALL] + [str(i) for i in fac["iterations"] if i > 0])
+    _task = None if task == ui.ALL else task
+    its = Q.occurring(fac, "iteration", task=_task, phase="rationalize")
+    it = ui.state_select(PAGE, state, "it", "Iteration", [ui.ALL] + [str(i) for i in its])
     decision = ui.state_select(
         PAGE,
         state,
         "decision",
         "Retry outcome",
-        [ui.ALL] + rz_decisions,
+        [ui.ALL]
+        + Q.occurring(fac, "decision", task=_task, phase="rationalize", iteration=None if it == ui.ALL else int(it)),
         help="rationalized = kept; hint_leak = the rationale leans on the hint",
     )
 
@@ -56,10 +57,13 @@ f = Q.SampleFilter(
     iteration=None if it == ui.ALL else int(it),
     decision=None if decision == ui.ALL else decision,
 )
+want_sid = links.linked_sample(state)
 b = ui.browse_current(PAGE, run_dir, f, state)
 ui.write_url(PAGE, {"task": task, "it": it, "decision": decision, "sid": state.get("sid")})
+links.note_missing_sample(PAGE, run_dir, state, want_sid, b["sample_id"])
 if b["sample_id"] is None:
     st.info("No hinted retry matches these filters.", icon=":material/search_off:")
+    links.reset_button(PAGE, state, KEYS)
     st.stop()
 
 rz = ui.guard(ui.q, "rationalization", run_dir, b["sample_id"])

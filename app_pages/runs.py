@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+from star_core import procs, stats
 from star_core import queries as Q
-from star_core import stats
-from star_dashboard import control, ui
+from star_dashboard import control, flags, front, ui
+from star_dashboard import launch_form as LF
+from star_dashboard import live as L
 
 ui.page_header(
     "Runs",
@@ -21,12 +24,14 @@ ui.plain_url()
 if not st.session_state.get("_runs"):
     ui.no_runs_message()
     st.stop()
+front.start_here(st.session_state["_runs"])
 if st.session_state.get("_bad_run"):
     ui.current_run()  # shows the error and stops
 
 
 def _pick_from_table() -> None:
-    rows = st.session_state["runs_table"].selection.rows
+    sel = st.session_state["runs_table"].selection
+    rows = list(sel.rows) or [c[0] for c in sel.cells]  # a click on a cell opens its row too
     keys = st.session_state.get("_runs_table_keys") or []
     if rows and rows[0] < len(keys):
         ui.pick_run(keys[rows[0]])
@@ -39,17 +44,19 @@ def _table(runs: list[dict]) -> None:
             {
                 "status": f"{ui.STATUS_SYMBOL.get(r['status'], '')} {r['status']}"
                 + (" (resumable)" if r["resumable"] else ""),
-                "run": r["name"],
-                "task": r["task"] or "–",
-                "model": r["model"] or "–",
+                "run": r["key"] if len(r["key"]) <= 40 else Path(r["path"]).name,
                 "iterations": (
                     f"{r['iterations_done']}/{(r['iterations_planned'] or 0) + 1}"
                     if r["iterations_planned"] is not None
                     else "–"
                 ),
-                "stage": (f"iter {r['current_iteration']}: {r['current_stage']}" if r["current_stage"] else "–"),
                 "progress": r["progress"],
+                "audit": flags.audit_words(r.get("audit_version")),
+                "stage": (f"iter {r['current_iteration']}: {r['current_stage']}" if r["current_stage"] else "–"),
+                "task": r["task"] or "–",
                 "updated": ui.ago(r["updated_at"]),
+                "description": r["name"],
+                "model": r["model"] or "–",
                 "device": r["device"] or "–",
                 "folder": r["path"],
             }
@@ -62,11 +69,14 @@ def _table(runs: list[dict]) -> None:
         hide_index=True,
         width="stretch",
         on_select=_pick_from_table,
-        selection_mode="single-row",
+        selection_mode=["single-row", "single-cell"],
         key="runs_table",
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
             "iterations": st.column_config.TextColumn(help="done / planned (iteration 0 included)"),
+            "audit": st.column_config.TextColumn(
+                help=f"the audit rules' version the rationales were checked under (the engine's: v{Q.AUDIT_VERSION})"
+            ),
         },
     )
     if st.session_state.pop("_runs_table_picked", False):
@@ -126,15 +136,27 @@ def _details(run_dir) -> None:
     )
     m = st.columns(4)
     m[0].metric("Status", status, help="crashed and stopped runs are resumable")
-    m[1].metric("Iterations done", f"{done} / {planned}", help="iteration 0 (few-shot baseline) included")
+    trained = sum(1 for i in s["iterations"] if i["stage"] == "done" and i["iteration"] >= 1)
+    base = any(i["stage"] == "done" and i["iteration"] == 0 for i in s["iterations"])
+    m[1].metric(
+        "STaR iterations done",
+        f"{trained} / {planned - 1}",
+        help="iterations 1 and on; iteration 0, the few-shot baseline, is extra: "
+        + ("evaluated" if base else "not evaluated yet"),
+    )
     m[2].metric(
         "Current stage",
         f"{cur['iteration']}: {cur['stage'] or '?'}" if cur else "–",
         help="iteration: pending → sampled → rationalized → trained → done",
     )
     m[3].metric("Last heartbeat", ui.ago(info.get("heartbeat_at")))
-    st.progress(Q.run_brief(run_dir)["progress"], text=f"{done} of {planned} iterations done")
+    st.progress(
+        Q.run_brief(run_dir)["progress"],
+        text=f"{done} of {planned} iterations done (the few-shot baseline, iteration 0, included)",
+    )
+    flags.audit_banner(run_dir)
     if status == "running":
+        L.show_stage(run_dir, L.log_text(run_dir))
         st.caption("Live: this view refreshes every few seconds.")
     how = "with the button below, or from a shell:" if control.control_policy().allowed else "from a shell:"
     if status == "crashed":
@@ -160,6 +182,12 @@ def _details(run_dir) -> None:
         with st.expander("Error", expanded=status == "crashed"):
             ui.show_text(info["error"])
 
+    _iterations(s)
+    _config_and_events(info, run_dir)
+
+
+def _iterations(s: dict) -> None:
+    """One row per iteration (counts first), then the warm start and the direct-answer baseline in words."""
     rows = []
     for it in s["iterations"]:
         sd = it["decisions"].get("sample", {})
@@ -176,9 +204,9 @@ def _details(run_dir) -> None:
                 "iteration": it["iteration"],
                 "stage": it["stage"],
                 "sampled": sum(sd.values()) or None,
-                "correct": sd.get("correct"),
-                "retried": sum(rd.values()) or None,
-                "rationalized": it["rationalized"] or None,
+                "right, kept": sd.get("correct"),
+                "retried with the hint": sum(rd.values()) or None,
+                "rescued (rationalized)": it["rationalized"] or None,
                 "trained on": it["n_train_examples"],
                 "steps": it["train_steps"],
                 "final loss": it["final_loss"],
@@ -214,6 +242,9 @@ def _details(run_dir) -> None:
             + "."
         )
 
+
+def _config_and_events(info: dict, run_dir) -> None:
+    """The run's configuration (with "Reproduce this run") beside its latest events."""
     c1, c2 = st.columns(2)
     with c1:
         st.markdown("**Configuration**")
@@ -238,6 +269,7 @@ def _details(run_dir) -> None:
             width="stretch",
             height=280,
         )
+        LF.reproduce_button(ui.run_key() or run_dir.name, cfg, "reproduce_runs")
         if info.get("config_yaml"):
             with st.expander("config.yaml"):
                 st.code(info["config_yaml"], language="yaml")
@@ -246,15 +278,24 @@ def _details(run_dir) -> None:
         st.markdown("**Latest events**")
         ev = ui.guard(Q.events_frame, run_dir, 15)
         ev["at"] = pd.to_datetime(ev["at"], unit="s").dt.strftime("%H:%M:%S")
+        if "message" in ev:  # the engine names the device once it has picked one
+            ev["message"] = ev["message"].str.replace("run started on starting", "run started", regex=False)
         st.dataframe(ev, hide_index=True, width="stretch")
 
 
-any_live = any(r["status"] == "running" for r in st.session_state["_runs"])
+def _any_live(runs: list[dict]) -> bool:
+    """A run is running, or a process this dashboard started for one is alive (a resume not yet in its store)."""
+    return any(r["status"] == "running" or procs.launched_alive(Path(r["path"])) for r in runs)
+
+
+any_live = _any_live(st.session_state["_runs"])
 
 
 @st.fragment(run_every=3 if any_live else 15)  # idle: slow polling, so a run started from a shell shows up
 def live() -> None:
     runs = ui.list_runs()
+    if _any_live(runs) != any_live:
+        st.rerun()  # a run came alive (Resume) or ended: the whole page, to poll at the right pace
     _table(runs)
     row = next((r for r in runs if r["key"] == ui.run_key()), None)
     if row is None:

@@ -10,7 +10,8 @@ from typing import Any
 import streamlit as st
 
 from star_core import queries as Q
-from star_dashboard import hints, ui
+from star_core import stats
+from star_dashboard import flags, hints, links, ui
 from star_dashboard import tour as T
 
 PAGE = "tour"
@@ -25,6 +26,7 @@ ui.page_header(
 )
 run_dir = ui.current_run()
 ui.run_heading(run_dir)
+flags.audit_banner(run_dir, "(the tour picks only rationales that pass today's audit, so none may qualify here)")
 
 
 @st.cache_data(show_spinner=False, max_entries=128, ttl=3600)
@@ -144,10 +146,17 @@ if cands["best_kind"] != "learned":
             "Some wrong answers were rescued by rationalization, but no later model has answered one of them "
             "correctly without the hint yet" + (" (the run is still going)." if ov["status"] == "running" else ".")
         )
+    elif cands["best_kind"] == "answer_only":
+        why = (
+            "Questions did go from wrong to right here, but none of their right answers comes with a rationale that "
+            "passes the audit under today's rules, so none is told as learned."
+        )
     else:
         why = "No wrong answer of this run was rescued by rationalization."
     st.info(
-        f"No question here went wrong → rationalized → right later, the full STaR cycle. {why}", icon=":material/info:"
+        "No question here went wrong → rationalized → right later with a rationale that passes the audit, the "
+        f"full STaR cycle. {why}",
+        icon=":material/info:",
     )
 
 left, right = st.columns([3, 2], gap="large")
@@ -212,10 +221,18 @@ with left:
             st.markdown(f"### {icon} Iteration {i}\n{role}")
             if is_focus and kind in ("learned", "rationalized", "self_learned", "wrong"):
                 st.caption("The iteration this story is about.")
-            if i == learned_at:
+            if i == learned_at and kind == "answer_only":
                 who = f"M{i - 1}" if any(x["correct"] for x in it["first"]) else f"M{i}"
+                st.warning(
+                    f"Answered correctly without the hint by {who}, but no rationale for it passes the audit "
+                    "under today's rules: the model learned the answer, not the reasoning.",
+                    icon=":material/report:",
+                )
+            elif i == learned_at:
+                who = f"M{i - 1}" if any(x["passes_audit"] for x in it["first"]) else f"M{i}"
                 st.success(
-                    f"Answered correctly without the hint by {who}: STaR has learned this question.",
+                    f"Answered correctly without the hint by {who}, with a rationale that passes the audit: "
+                    "STaR has learned this question.",
                     icon=":material/celebration:",
                 )
             elif focus is not None and i > focus and it["solved_without_hint"] is False:
@@ -304,6 +321,7 @@ with right:
                 help=f"{e['n_correct']} of {e['n']} evaluation questions",
             )
     else:
+        links.note_link_values(state, {"it": ([str(i) for i in its], "iteration")}, "the story's iteration")
         default_it = focus if focus in its else its[-1]
         if ss.get(f"_{PAGE}_q_prev") != qkey and not state.get("_link"):
             state["it"] = str(default_it)
@@ -423,15 +441,31 @@ with right:
             st.caption(f"M{i} has not been evaluated yet" + (f"; M{i - 1} scored {pct(prev)}." if prev else "."))
         else:
             before = "the warm start" if prev and prev["phase"] == "warm_eval" else f"iteration {i - 1}"
-            delta = f"{100 * (now['accuracy'] - prev['accuracy']):+.1f} points vs {before}" if prev else None
+            ch = tq("eval_change", i, task_arg)
+            delta = None
+            if prev:
+                delta = f"{100 * (now['accuracy'] - prev['accuracy']):+.1f} points vs {before}"
+                delta += f" ({flags.change_words(ch['lost'], ch['gained'], ch['pairs'])})" if ch else " (not paired)"
             st.metric(
                 f"Eval accuracy, {before.removeprefix('the ')} → {i}",
                 pct(now),
                 delta=delta,
-                help=f"M{i}: {now['n_correct']} of {now['n']} evaluation questions"
-                + (f"; M{i - 1}: {prev['n_correct']} of {prev['n']}" if prev else ""),
+                delta_color=flags.delta_color(ch["lost"], ch["gained"]) if ch else "off",
+                help=f"M{i}: {stats.describe(now['n_correct'], now['n'])}"
+                + (f"; M{i - 1}: {stats.describe(prev['n_correct'], prev['n'])}" if prev else "")
+                + ". The change is tested question by question (exact McNemar on the questions gained and lost); "
+                "it is coloured only when p < 0.05.",
             )
-            st.caption(f"Eval accuracy moved from {pct(prev)} (M{i - 1}) to {pct(now)} (M{i}).")
+            st.caption(
+                f"Eval accuracy moved from {pct(prev)} (M{i - 1}) to {pct(now)} (M{i})"
+                + (
+                    "; not a significant change: it may be noise."
+                    if ch and not ch["significant"]
+                    else "; a significant change (p < 0.05)."
+                    if ch
+                    else "."
+                )
+            )
         if i == focus and kind in ("learned", "rationalized", "self_learned", "wrong"):
             it_row = next((x for x in s["iterations"] if x["iteration"] == i), None)
             if it_row:

@@ -118,6 +118,7 @@ def run_controls(run_dir: Path, status: str, key: str) -> None:
             "current batch and stays resumable",
         ):
             ss[msg_key] = procs.stop_run(run_dir)
+            st.rerun()  # the whole page, so that its live polling follows the stop
     elif status in Q.RESUMABLE:
         if st.button(
             "Resume run",
@@ -128,5 +129,7 @@ def run_controls(run_dir: Path, status: str, key: str) -> None:
         ):
             pid, msg = start_run(procs.resume_command(run_dir), run_dir, pol)
             ss[msg_key] = f"Resuming (pid {pid}); output goes to {procs.LOG_NAME} in the run folder." if pid else msg
+            if pid:
+                st.rerun()  # the whole page, so that its live polling follows the resumed run to its end
     if ss.get(msg_key):
         st.caption(md_escape(ss[msg_key]))

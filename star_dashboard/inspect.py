@@ -181,6 +181,7 @@ export default function (component) {
     let move = null;
     if (ev.key === "j" || ev.key === "J" || ev.key === "ArrowRight") move = "next";
     else if (ev.key === "k" || ev.key === "K" || ev.key === "ArrowLeft") move = "prev";
+    else if (ev.key === "1" || ev.key === "2" || ev.key === "3") move = "label" + ev.key;
     if (move === null) return;
     ev.preventDefault();
     setTriggerValue("move", move);
@@ -196,14 +197,23 @@ export default function (component) {
 _keys_component = st.components.v2.component("star_keyboard_moves", js=_KEYS_JS)
 
 
-def keyboard_moves(key: str, prev_id: Any, next_id: Any, go: Callable[[Any], None]) -> None:
-    """J / → call ``go(next_id)``, K / ← call ``go(prev_id)`` (a None target is no move)."""
+def keyboard_moves(
+    key: str, prev_id: Any, next_id: Any, go: Callable[[Any], None], label: Callable[[str], None] | None = None
+) -> None:
+    """J / → call ``go(next_id)``, K / ← call ``go(prev_id)`` (a None target is no move); with ``label``, the keys
+    1, 2 and 3 call it with the first, second and third of ``LABELS``."""
     ss = st.session_state
     ss[f"_{key}_targets"] = {"prev": prev_id, "next": next_id}
+    ss[f"_{key}_label"] = label
 
     def on_move() -> None:
         res = ss.get(key)
         move = res.get("move") if isinstance(res, dict) else getattr(res, "move", None)
+        if isinstance(move, str) and move.startswith("label") and move[5:].isdigit():
+            n, set_label = int(move[5:]), ss.get(f"_{key}_label")
+            if set_label is not None and 1 <= n <= len(LABELS):
+                set_label(list(LABELS)[n - 1])
+            return
         target = ss.get(f"_{key}_targets", {}).get(move)
         if target is not None:
             go(target)
@@ -211,7 +221,17 @@ def keyboard_moves(key: str, prev_id: Any, next_id: Any, go: Callable[[Any], Non
     _keys_component(key=key, on_move_change=on_move, height=0)
 
 
+def label_setter(run_dir: Path, sample_id: int) -> Callable[[str], None]:
+    """What the keys 1, 2 and 3 do on a sample: store that label as the person's verdict (``annotate`` shows it)."""
+
+    def set_label(value: str) -> None:
+        _write(Annotations(run_dir).set_label, sample_id, value)
+
+    return set_label
+
+
 KEYS_HELP = "Keys: J or → next, K or ← previous (outside text boxes)."
+LABEL_KEYS_HELP = "1, 2, 3: your verdict " + ", ".join(f"{n} {_LABEL_WORDS[k]}" for n, k in enumerate(LABELS, 1)) + "."
 
 
 # --------------------------------------------------------------------------

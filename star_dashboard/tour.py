@@ -16,20 +16,32 @@ failures with the gold answer as a hint (phase ``rationalize``), trains M(i) on 
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import sqlite3
 from typing import Any
 
-from star_core.queries import parse_audit
+from star_core.queries import AUDIT_VERSION, parse_audit
 from star_core.queries.connect import _run_row, open_store
-from star_core.queries.measures import train_sources
 from star_core.store import prompt_column
+from star_dashboard.tour_objective import _config, as_bool, eval_change, objective_numbers
 
 #: The phases of a question's story (the warm start's reference examples and the direct-answer evaluation are not).
 STORY_PHASES = ("sample", "rationalize", "eval", "warm_eval")
 _STORY_SQL = "phase IN (" + ", ".join(f"'{p}'" for p in STORY_PHASES) + ")"
+
+#: SQL of a sample whose rationale passes the audit under today's rules: a right answer, the verdict faithful,
+#: recorded under the current audit version (an older "faithful" may be a bare answer: see ``AUDIT_VERSION``).
+_PASS_SQL = (
+    "(correct = 1 AND audit_faithful = 1 AND coalesce(CASE WHEN json_valid(audit_json)"
+    f" THEN json_extract(audit_json, '$.version') END, 1) >= {int(AUDIT_VERSION)})"
+)
+
+
+def passes_audit(sample: dict[str, Any]) -> bool:
+    """A sample (``audit`` parsed) is right and its rationale passes the audit under today's rules."""
+    a = sample.get("audit") or {}
+    return bool(sample.get("correct")) and a.get("verdict") == "faithful" and (a.get("version") or 1) >= AUDIT_VERSION
+
 
 #: Kinds of story, best first: (kind, short tag for labels, sentence for the page).
 STORY_KINDS: tuple[tuple[str, str, str], ...] = (
@@ -37,20 +49,29 @@ STORY_KINDS: tuple[tuple[str, str, str], ...] = (
         "learned",
         "wrong → rationalized → learned",
         "The model got this question wrong, was rescued by rationalization (a hinted retry that reached the "
-        "gold answer), and a later model then answered it correctly without any hint: STaR's whole cycle.",
+        "gold answer), and a later model then answered it correctly without any hint, with a rationale that "
+        "passes the audit: STaR's whole cycle.",
     ),
     (
         "rationalized",
         "wrong → rationalized",
-        "The model got this question wrong and was rescued by rationalization, but no later model has answered "
-        "it correctly without the hint (yet).",
+        "The model got this question wrong and was rescued by rationalization (a rationale that passes the "
+        "audit), but no later model has answered it correctly without the hint, with a rationale that passes "
+        "the audit (yet).",
     ),
     (
         "self_learned",
         "wrong → learned",
         "The model got this question wrong and it was not rescued by rationalization (rationalization was off, "
         "or the hinted retry failed), yet a later model answered it correctly on its own: it learned from the "
-        "other questions' kept rationales.",
+        "other questions' kept rationales (its rationale passes the audit).",
+    ),
+    (
+        "answer_only",
+        "right answer, no verified reasoning",
+        "The model reached the gold answer for this question (with the hint, or later without it), but no "
+        "rationale it wrote for it passes the rationale audit under today's rules: it learned the answer, "
+        "not the reasoning.",
     ),
     (
         "wrong",
@@ -69,31 +90,6 @@ KIND_TAG = {k: t for k, t, _ in STORY_KINDS}
 KIND_TEXT = {k: s for k, _, s in STORY_KINDS}
 #: How many candidates of each kind the picker lists at most (a run may hold thousands of questions).
 MAX_PER_KIND = 200
-_FALSE = {"false", "0", "no", "off", "none", ""}
-
-
-def as_bool(v: Any) -> bool | None:
-    """A config flag as a bool (configs written by hand or by a CLI may hold strings); None if unknown."""
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, (int, float)):
-        return bool(v)
-    s = str(v).strip().lower()
-    if s in ("true", "1", "yes", "on"):
-        return True
-    if s in _FALSE:
-        return False
-    return None
-
-
-def _config(row: sqlite3.Row) -> dict[str, Any]:
-    try:
-        cfg = json.loads(row["config_json"] or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return cfg if isinstance(cfg, dict) else {}
 
 
 # --------------------------------------------------------------------------
@@ -153,32 +149,63 @@ def split_key(key: str) -> tuple[str, str] | None:
     return (task, qid) if sep and task and qid else None
 
 
-def _classify(per: dict[tuple[int, str], tuple[int, int, int]]) -> tuple[str, int | None, int | None]:
+#: Per (iteration, phase) of one question: any right, any kept, any kept rationalization, any right answer
+#: passing the audit, any kept rationalization passing the audit.
+Flags = tuple[int, int, int, int, int]
+_NONE: Flags = (0, 0, 0, 0, 0)
+
+
+def _later(per: dict[tuple[int, str], Flags], i: int, flag: int) -> int | None:
+    """The first iteration after ``i`` whose unhinted samples or evaluation have ``flag`` set."""
+    js = sorted(j for (j, ph), f in per.items() if ph in ("sample", "eval") and j > i and f[flag])
+    return js[0] if js else None
+
+
+def _classify(per: dict[tuple[int, str], Flags]) -> tuple[str, int | None, int | None]:
     """(kind, focus iteration, first later iteration answered correctly without a hint) of one question.
 
-    ``per[(iteration, phase)] = (any correct, any kept, any kept rationalization)``. A first attempt
-    "goes wrong" when no sample of that iteration has the gold answer; it is "rescued" when a hinted
-    retry of the same iteration was kept; it is "learned" when a sample of a later iteration, or an
-    evaluation of a later iteration, reaches the gold answer without a hint.
+    ``per[(iteration, phase)]`` holds the ``Flags``. A first attempt "goes wrong" when no sample of that
+    iteration has the gold answer; it is "rescued" when a hinted retry of the same iteration was kept; it is
+    "learned" when a sample of a later iteration, or an evaluation of a later iteration, reaches the gold
+    answer without a hint with a rationale that passes the audit (``passes_audit``). A right answer, or a
+    rescue, whose rationale does not pass is the kind ``answer_only``: never told as learned.
     """
-    fails = sorted(i for (i, ph), (c, _, _) in per.items() if ph == "sample" and not c)
-    rescued = [i for i in fails if per.get((i, "rationalize"), (0, 0, 0))[2]]
+    fails = sorted(i for (i, ph), f in per.items() if ph == "sample" and not f[0])
+    rescued = [i for i in fails if per.get((i, "rationalize"), _NONE)[2]]
+    for i in sorted(rescued, key=lambda i: not per[(i, "rationalize")][4]):  # a passing rescue first
+        if (j := _later(per, i, 3)) is not None:
+            return "learned", i, j
     for i in rescued:
-        later = sorted(j for (j, ph), (c, _, _) in per.items() if ph in ("sample", "eval") and j > i and c)
-        if later:
-            return "learned", i, later[0]
-    if rescued:
-        return "rationalized", rescued[0], None
+        if per[(i, "rationalize")][4]:
+            if _later(per, i, 0) is None:
+                return "rationalized", i, None
     for i in fails:
-        later = sorted(j for (j, ph), (c, _, _) in per.items() if ph in ("sample", "eval") and j > i and c)
-        if later:
-            return "self_learned", i, later[0]
+        if (j := _later(per, i, 3)) is not None:
+            return "self_learned", i, j
+    for i in fails:
+        if (j := _later(per, i, 0)) is not None:
+            return "answer_only", i, j
+    if rescued:
+        return "answer_only", rescued[0], None
     if fails:
         return "wrong", fails[0], None
-    ev_fails = sorted(i for (i, ph), (c, _, _) in per.items() if ph == "eval" and not c)
+    ev_fails = sorted(i for (i, ph), f in per.items() if ph == "eval" and not f[0])
     if ev_fails:
         return "wrong", ev_fails[0], None
     return "any", min(i for i, _ in per) if per else None, None
+
+
+def _rank(q: tuple[str, str], per: dict[tuple[int, str], Flags], first: int) -> tuple:
+    """A question's sort key (the first six items) and what the tour says of it: (kind order, murky, eval only,
+    focus, lost, first sample id, question, kind, focus iteration, learned iteration)."""
+    kind, focus, learned = _classify(per)
+    eval_only = not any(ph == "sample" for _, ph in per)  # training questions tell STaR's story
+    # a question that stays learned makes the cleaner story
+    lost = learned is not None and any(ph == "sample" and j > learned and not f[0] for (j, ph), f in per.items())
+    # a full cycle whose rescue passes the audit too makes the cleaner story
+    murky = kind == "learned" and not per.get((focus, "rationalize"), _NONE)[4]
+    order = focus if focus is not None else 1 << 30
+    return (KIND_ORDER[kind], murky, eval_only, order, lost, first, q, kind, focus, learned)
 
 
 def candidates(run_dir: str | os.PathLike, per_kind: int = MAX_PER_KIND) -> dict[str, Any]:
@@ -193,50 +220,30 @@ def candidates(run_dir: str | os.PathLike, per_kind: int = MAX_PER_KIND) -> dict
         rid = _run_row(con)["id"]
         rows = con.execute(
             "SELECT task, question_id, iteration, phase, max(correct) AS c, max(kept) AS kept,"
-            " max(phase = 'rationalize' AND decision = 'rationalized' AND kept = 1) AS rz, min(id) AS first_id"
+            " max(phase = 'rationalize' AND decision = 'rationalized' AND kept = 1) AS rz, min(id) AS first_id,"
+            f" max({_PASS_SQL}) AS pc,"
+            f" max(phase = 'rationalize' AND decision = 'rationalized' AND kept = 1 AND {_PASS_SQL}) AS prz"
             f" FROM samples WHERE run_id=? AND {_STORY_SQL} GROUP BY task, question_id, iteration, phase",
             (rid,),
         ).fetchall()
-        per_q: dict[tuple[str, str], dict[tuple[int, str], tuple[int, int, int]]] = {}
+        per_q: dict[tuple[str, str], dict[tuple[int, str], Flags]] = {}
         first_id: dict[tuple[str, str], int] = {}
         for r in rows:
             q = (r["task"], r["question_id"])
-            per_q.setdefault(q, {})[(r["iteration"], r["phase"])] = (
-                int(r["c"] or 0),
-                int(r["kept"] or 0),
-                int(r["rz"] or 0),
+            per_q.setdefault(q, {})[(r["iteration"], r["phase"])] = tuple(  # type: ignore[assignment]
+                int(r[k] or 0) for k in ("c", "kept", "rz", "pc", "prz")
             )
             first_id[q] = min(first_id.get(q, r["first_id"]), r["first_id"])
-        classified = []
-        for q, per in per_q.items():
-            kind, focus, learned = _classify(per)
-            eval_only = not any(ph == "sample" for _, ph in per)  # training questions tell STaR's story
-            # a question that stays learned makes the cleaner story
-            lost = learned is not None and any(
-                ph == "sample" and j > learned and not c for (j, ph), (c, _, _) in per.items()
-            )
-            classified.append(
-                (
-                    KIND_ORDER[kind],
-                    eval_only,
-                    focus if focus is not None else 1 << 30,
-                    lost,
-                    first_id[q],
-                    q,
-                    kind,
-                    focus,
-                    learned,
-                )
-            )
-        classified.sort(key=lambda t: t[:5])
+        classified = [_rank(q, per, first_id[q]) for q, per in per_q.items()]
+        classified.sort(key=lambda t: t[:6])
         counts: dict[str, int] = {k: 0 for k, _, _ in STORY_KINDS}
         chosen = []
         for t in classified:
-            counts[t[6]] += 1
-            if counts[t[6]] <= per_kind:
+            counts[t[7]] += 1
+            if counts[t[7]] <= per_kind:
                 chosen.append(t)
         snippets: dict[int, tuple[str, str]] = {}
-        ids = [t[4] for t in chosen]
+        ids = [t[5] for t in chosen]
         for n in range(0, len(ids), 500):
             part = ids[n : n + 500]
             for r in con.execute(
@@ -245,7 +252,7 @@ def candidates(run_dir: str | os.PathLike, per_kind: int = MAX_PER_KIND) -> dict
             ):
                 snippets[r["id"]] = (r["grp"], r["q"] or "")
     out = []
-    for _, _, _, _, fid, (task, qid), kind, focus, learned in chosen:
+    for _, _, _, _, _, fid, (task, qid), kind, focus, learned in chosen:
         grp, text = snippets.get(fid, ("all", ""))
         snippet = " ".join(str(text).split())
         snippet = snippet[:70] + ("…" if len(snippet) > 70 else "")
@@ -331,7 +338,7 @@ def story(run_dir: str | os.PathLike, task: str, question_id: str) -> dict[str, 
             )
         ]
     by_sample = {t["sample_id"]: t for t in tex}
-    per: dict[tuple[int, str], tuple[int, int, int]] = {}
+    per: dict[tuple[int, str], Flags] = {}
     its: dict[int, dict[str, Any]] = {}
     for r in rows:
         r["audit"] = parse_audit(r.pop("audit_json"))
@@ -339,11 +346,11 @@ def story(run_dir: str | os.PathLike, task: str, question_id: str) -> dict[str, 
         r["correct"], r["kept"] = bool(r["correct"]), bool(r["kept"])
         it = its.setdefault(r["iteration"], _story_iteration(r["iteration"]))
         it[_STORY_LIST[r["phase"]]].append(r)
-        c, k, z = per.get((r["iteration"], r["phase"]), (0, 0, 0))
-        per[(r["iteration"], r["phase"])] = (
-            c | int(r["correct"]),
-            k | int(r["kept"]),
-            z | int(r["phase"] == "rationalize" and r["decision"] == "rationalized" and r["kept"]),
+        r["passes_audit"] = passes_audit(r)
+        rz = int(r["phase"] == "rationalize" and r["decision"] == "rationalized" and r["kept"])
+        now = (int(r["correct"]), int(r["kept"]), rz, int(r["passes_audit"]), rz & int(r["passes_audit"]))
+        per[(r["iteration"], r["phase"])] = tuple(  # type: ignore[assignment]
+            a | b for a, b in zip(per.get((r["iteration"], r["phase"]), _NONE), now)
         )
     for t in tex:
         its.setdefault(t["iteration"], _story_iteration(t["iteration"]))["train"].append(t)
@@ -366,117 +373,6 @@ def story(run_dir: str | os.PathLike, task: str, question_id: str) -> dict[str, 
     }
 
 
-# --------------------------------------------------------------------------
-# the objective, with this run's numbers
-# --------------------------------------------------------------------------
-def _eval_accuracy(
-    con: sqlite3.Connection, rid: int, iteration: int, task: str | None, phase: str = "eval"
-) -> dict[str, Any] | None:
-    """The eval accuracy of M(iteration): from the metrics, or for the warm-started model (phase warm_eval)
-    from its samples. ``phase`` is returned with it."""
-    if phase == "eval":
-        sql = (
-            "SELECT sum(n) AS n, sum(n_correct) AS c FROM metrics WHERE run_id=? AND iteration=? AND split='eval'"
-            " AND grp='all'"
-        )
-    else:
-        sql = (
-            "SELECT count(*) AS n, sum(correct) AS c FROM samples WHERE run_id=? AND iteration=? AND phase='warm_eval'"
-        )
-    params: list[Any] = [rid, iteration]
-    if task:
-        sql += " AND task=?"
-        params.append(task)
-    r = con.execute(sql, params).fetchone()
-    if r is None or not r["n"]:
-        return None
-    return {
-        "iteration": iteration,
-        "phase": phase,
-        "n": int(r["n"]),
-        "n_correct": int(r["c"] or 0),
-        "accuracy": (r["c"] or 0) / r["n"],
-    }
-
-
-def objective_numbers(run_dir: str | os.PathLike, iteration: int, task: str | None = None) -> dict[str, Any]:
-    """The STaR objective evaluated on one iteration of this run (optionally one task).
-
-    Keys: iteration, task, stage, rationalize (config flag or None);
-    sampled (first-attempt samples drawn with M(i-1)), questions (distinct questions sampled),
-    correct (samples with 1(ŷ=y)=1), kept_first (of those, kept by the filter: weight 1),
-    correct_rejected (right answer, but the filter dropped it: e.g. unfaithful steps), dropped (weight 0),
-    questions_failed (no kept first attempt), retried (hinted retries), rescued (retries kept:
-    rationalized), rescued_questions, K (kept samples = kept_first + rescued), train_examples (rows of
-    train_examples stored for the iteration), train_by_source, trained (iterations.n_train_examples),
-    train_steps, warm_examples (the warm start's reference examples in M(i)'s training set: supervised, not
-    sampled), eval_prev / eval_now ({iteration, phase, n, n_correct, accuracy} or None; eval_prev of iteration 1
-    is the warm-started model's, phase warm_eval, when the run has a warm start).
-    """
-    iteration = int(iteration)
-    with open_store(run_dir) as con:
-        row = _run_row(con)
-        rid = row["id"]
-        cfg = _config(row)
-        tsql, tp = (" AND task=?", [task]) if task else ("", [])
-        s = con.execute(
-            "SELECT count(*) AS n, count(DISTINCT task || char(31) || question_id) AS q,"
-            " coalesce(sum(correct), 0) AS c, coalesce(sum(kept), 0) AS k,"
-            " coalesce(sum(correct = 1 AND kept = 0), 0) AS cr"
-            f" FROM samples WHERE run_id=? AND iteration=? AND phase='sample'{tsql}",
-            [rid, iteration] + tp,
-        ).fetchone()
-        failed_q = con.execute(
-            "SELECT count(*) FROM (SELECT task, question_id FROM samples WHERE run_id=? AND iteration=?"
-            f" AND phase='sample'{tsql} GROUP BY task, question_id HAVING max(kept) = 0)",
-            [rid, iteration] + tp,
-        ).fetchone()[0]
-        r = con.execute(
-            "SELECT count(*) AS n, coalesce(sum(kept), 0) AS k,"
-            " count(DISTINCT CASE WHEN kept = 1 THEN task || char(31) || question_id END) AS kq"
-            f" FROM samples WHERE run_id=? AND iteration=? AND phase='rationalize'{tsql}",
-            [rid, iteration] + tp,
-        ).fetchone()
-        te = train_sources(con, rid, iteration, task)
-        it = con.execute(
-            "SELECT stage, n_train_examples, train_steps FROM iterations WHERE run_id=? AND iteration=?",
-            (rid, iteration),
-        ).fetchone()
-        warm = con.execute(
-            f"SELECT count(*) FROM train_examples WHERE run_id=? AND iteration=0 AND source='reference'{tsql}",
-            [rid] + tp,
-        ).fetchone()[0]
-        ev_prev = (_eval_accuracy(con, rid, 0, task, "warm_eval") if iteration == 1 and warm else None) or (
-            _eval_accuracy(con, rid, iteration - 1, task) if iteration >= 1 else None
-        )
-        ev_now = _eval_accuracy(con, rid, iteration, task)
-    sampled, kept_first, rescued = int(s["n"]), int(s["k"]), int(r["k"])
-    return {
-        "iteration": iteration,
-        "task": task,
-        "stage": it["stage"] if it else None,
-        "rationalize": as_bool(cfg.get("rationalize")),
-        "sampled": sampled,
-        "questions": int(s["q"]),
-        "correct": int(s["c"]),
-        "kept_first": kept_first,
-        "correct_rejected": int(s["cr"]),
-        "dropped": sampled - kept_first,
-        "questions_failed": int(failed_q),
-        "retried": int(r["n"]),
-        "rescued": rescued,
-        "rescued_questions": int(r["kq"]),
-        "K": kept_first + rescued,
-        "train_examples": sum(te.values()),
-        "train_by_source": te,
-        "trained": it["n_train_examples"] if it else None,
-        "train_steps": it["train_steps"] if it else None,
-        "warm_examples": int(warm) if iteration >= 1 else 0,
-        "eval_prev": ev_prev,
-        "eval_now": ev_now,
-    }
-
-
 __all__ = [
     "KIND_TAG",
     "KIND_TEXT",
@@ -484,8 +380,10 @@ __all__ = [
     "as_bool",
     "auto_pick",
     "candidates",
+    "eval_change",
     "objective_numbers",
     "overview",
+    "passes_audit",
     "question_key",
     "split_key",
     "story",

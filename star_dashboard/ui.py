@@ -143,6 +143,13 @@ def show_highlighted(text: str | None, spans: Sequence[tuple[int, int]], color: 
     st.html(highlight(text, spans, color))
 
 
+def phone_safe(fig: Any) -> Any:
+    """A Plotly figure whose toolbar stands upright at the right edge instead of across the top, where it covers
+    the chart's title on a narrow (phone) screen; the title gets the top-left."""
+    fig.update_layout(modebar=dict(orientation="v"), title_x=0.01)
+    return fig
+
+
 def decision_badge(decision: str | None, where: Any = None) -> None:
     where = where or st
     d = str(decision or "?")
@@ -258,7 +265,8 @@ def show_unavailable(e: Q.RunUnavailable) -> None:
 # the run picker (sidebar, on every page) and the current run
 # --------------------------------------------------------------------------
 def _run_label(r: dict[str, Any]) -> str:
-    return f"{STATUS_SYMBOL.get(r['status'], '')} {r['name']}  ·  {r.get('task') or '?'}  ·  {r['status']}"
+    old = "  ·  ⚠ old audit" if r.get("audit_outdated") else ""  # flags.OLD_AUDIT_MARK
+    return f"{STATUS_SYMBOL.get(r['status'], '')} {r['name']}  ·  {r.get('task') or '?'}  ·  {r['status']}{old}"
 
 
 def no_runs_message() -> None:
@@ -308,8 +316,10 @@ def sidebar_run_picker() -> None:
         if not runs:
             st.caption("No runs yet.")
             return
-        if ss.get("_run") not in keys:
-            ss["_run"] = keys[0]
+        if ss.get("_run") not in keys:  # the showcase until the user (or a link) picks another
+            from star_dashboard import front
+
+            ss["_run"] = front.default_key(runs) or keys[0]
         ss["run_pick"] = ss["_run"]
         labels = {r["key"]: _run_label(r) for r in runs}
         st.selectbox(

@@ -2,12 +2,15 @@
 
 `fake_star_cli.py run --out DIR ...` creates a run store and keeps heartbeating;
 `fake_star_cli.py run --resume DIR` marks it running again. SIGTERM stores
-status "stopped" and exits 143, like the real engine.
+status "stopped" and exits 143, like the real engine. It logs like the engine ("INFO ..."), with a library
+warning and a progress bar in between (the noise the dashboard filters out), and finishes after
+$STAR_FAKE_SECONDS seconds (default 60; $STAR_FAKE_RESUME_SECONDS after a resume).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -40,20 +43,25 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_term)
     if a.resume:
         store.set_status("running", message="resumed")
-        print(f"resumed {run_dir}", flush=True)
+        print(f"INFO resumed {run_dir}", flush=True)
     else:
         cfg = {"task": a.task, "model": a.model, "iterations": a.iterations, **dict(s.split("=", 1) for s in a.sets)}
         (run_dir / "config.yaml").write_text("".join(f"{k}: {v}\n" for k, v in cfg.items()))
         store.create_run(run_dir.name, a.task, a.model, cfg, a.iterations, "cpu (fake)")
         store.begin_iteration(0, None)
-        print(f"started {run_dir} with {' '.join(a.sets)}", flush=True)
+        print(f"INFO started {run_dir} with {' '.join(a.sets)}", flush=True)
+    print("/site-packages/lib/noise.py:12: UserWarning: a library warning\n  warnings.warn(", flush=True)
+    print("iter 1 train:  45%|####      | 18/40 [00:10<00:12, 1.80step/s]\r", end="", flush=True)
     t0 = time.time()
-    while not stopped and time.time() - t0 < 60:
+    limit = float(os.environ.get("STAR_FAKE_SECONDS", "60"))
+    if a.resume:
+        limit = float(os.environ.get("STAR_FAKE_RESUME_SECONDS", limit))
+    while not stopped and time.time() - t0 < limit:
         store.heartbeat()
         time.sleep(0.1)
     if stopped:
         store.set_status("stopped", message="stopped by signal")
-        print("stopped", flush=True)
+        print("INFO stopped", flush=True)
         return 143
     store.set_status("finished")
     return 0

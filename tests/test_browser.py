@@ -6,6 +6,7 @@ runs `playwright install`. Screenshots go to test-artifacts/ (gitignored).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -36,13 +37,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browser_runs")
-    F.build_run(root / "alpha", tasks=("arithmetic", "commonsenseqa"), iterations=2, n_train=10, n_eval=5)
+@contextlib.contextmanager
+def serve(runs_root: Path, log_dir: Path, **env_extra: str | None):
+    """`streamlit run app.py` on a free loopback port over ``runs_root``; yields its base URL. ``env_extra`` sets
+    (or, with None, removes) environment variables of the server."""
     port = _free_port()
-    env = dict(os.environ, STAR_RUNS_ROOT=str(root), STAR_DEMO_RUNS="0", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    log = open(tmp_path_factory.mktemp("log") / "streamlit.log", "wb")
+    env = dict(os.environ, STAR_RUNS_ROOT=str(runs_root), STAR_DEMO_RUNS="0", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.update({k: v for k, v in env_extra.items() if v is not None})
+    for k in [k for k, v in env_extra.items() if v is None]:
+        env.pop(k, None)
+    log = open(log_dir / "streamlit.log", "wb")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -80,7 +84,7 @@ def server(tmp_path_factory):
             if proc.poll() is not None or time.time() - t0 > 90:
                 raise RuntimeError(f"streamlit did not start (rc={proc.poll()}); see {log.name}")
             time.sleep(0.3)
-        yield base, root / "alpha"
+        yield base
     finally:
         proc.terminate()
         try:
@@ -89,6 +93,14 @@ def server(tmp_path_factory):
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser_runs")
+    F.build_run(root / "alpha", tasks=("arithmetic", "commonsenseqa"), iterations=2, n_train=10, n_eval=5)
+    with serve(root, tmp_path_factory.mktemp("log")) as base:
+        yield base, root / "alpha"
 
 
 @pytest.fixture(scope="module")

@@ -73,3 +73,23 @@ def test_keys_move_through_compare(server, page):
     assert page.locator("img[src='x']").count() == 0
     page.screenshot(path=str(ARTIFACTS / "browser_compare.png"), full_page=True)
     assert page.dialogs == []
+
+
+def test_number_keys_label_the_rationale(server, page):
+    from star_core.annotations import LABELS, Annotations
+
+    base, run = server
+    sid = sql(run, "SELECT id FROM samples WHERE iteration=1 AND phase='sample' ORDER BY id LIMIT 1")[0][0]
+    page.goto(f"{base}/rationales?run=alpha&sid={sid}", wait_until="domcontentloaded")
+    page.wait_for_function("() => document.body.dataset.starKeys === 'on'", timeout=60_000)
+    for n, label in ((2, list(LABELS)[1]), (3, list(LABELS)[2]), (1, list(LABELS)[0])):
+        _press(page, str(n))
+        t0 = _browser.time.time()
+        while Annotations(run).get(sid)["label"] != label and _browser.time.time() - t0 < 30:
+            _browser.time.sleep(0.2)
+        assert Annotations(run).get(sid)["label"] == label
+    box = page.get_by_label("Search text")
+    box.click()
+    box.press("2")  # typing a digit in a text box is not a label
+    page.wait_for_timeout(1500)
+    assert Annotations(run).get(sid)["label"] == list(LABELS)[0]

@@ -114,7 +114,7 @@ def test_runs_page_lists_runs_and_details(env):
     assert "corrupt" in " ".join(df["status"])
     assert at.query_params["run"] == "alpha"
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Iterations done"] == "4 / 4" and metrics["Status"] == "finished"
+    assert metrics["STaR iterations done"] == "3 / 3" and metrics["Status"] == "finished"  # iteration 0 is extra
     it_table = at.dataframe[1].value
     assert it_table["iteration"].tolist() == [0, 1, 2, 3]
     trained = sql(env / "alpha", "SELECT count(*) FROM train_examples WHERE iteration=1")[0][0]
@@ -383,8 +383,8 @@ def test_decisions_funnel_numbers_and_open_samples(env):
     at = open_page("decisions", run="alpha")
     fn = Q.funnel(run, 3)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Sampled"] == str(fn["sampled"]) and metrics["Correct"] == str(fn["correct"])
-    assert metrics["Retried with hint"] == str(fn["retried"]) and metrics["Kept"] == str(fn["kept"])
+    assert metrics["Sampled"] == str(fn["sampled"]) and metrics["Right, kept"] == str(fn["correct"])
+    assert metrics["Retried with the hint"] == str(fn["retried"]) and metrics["Kept for training"] == str(fn["kept"])
     assert metrics["Trained on"] == str(fn["trained"])
     ch = charts(at)
     sk = ch["dec_sankey"]["data"][0]
@@ -402,6 +402,13 @@ def test_decisions_funnel_numbers_and_open_samples(env):
     tt = trans[trans["split"] == "train"].groupby("iteration")["newly_solved"].sum(min_count=1)
     f3 = ch["dec_trans"]["data"]
     assert arr(f3[0]["y"])[1:] == tt.tolist()[1:]
+    # the rejection reasons grouped by kind, counts first; a kind's button opens its samples
+    kinds = [m for m in texts(at, "markdown") if "**: " in m and m.startswith("**")]
+    n_wrong = sql(
+        run,
+        "SELECT count(*) FROM samples WHERE iteration=3 AND phase IN ('sample', 'rationalize') AND decision='wrong'",
+    )[0][0]
+    assert any(k.startswith(f"**{n_wrong:,}** · **wrong answer**") for k in kinds), kinds
     # a decision button opens those samples on the Rationales page
     n = fn["sample_decisions"]["wrong"]
     at.button(key="dec_open_sample_wrong").click().run()
@@ -418,7 +425,8 @@ def test_decisions_iteration_and_task_pick(env):
     at.selectbox(key="dec_task").select("gsm8k").run()
     fn = Q.funnel(run, 1, "gsm8k")
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Sampled"] == str(fn["sampled"]) == "12" and metrics["Rationalized"] == str(fn["rationalized"])
+    assert metrics["Sampled"] == str(fn["sampled"]) == "12"
+    assert metrics["Rescued (rationalized)"] == str(fn["rationalized"])
 
 
 # ---- accuracy -------------------------------------------------------------------------
@@ -632,7 +640,8 @@ def test_launch_stop_resume(env, monkeypatch, tmp_path):
         assert cfg["rationalize"] == "false" and cfg["n_train"] == "64"
         at.run()
         assert any(b.label == "Stop run" for b in at.button)
-        assert "started" in " ".join(texts(at, "code"))  # the log tail
+        codes = " ".join(texts(at, "code"))
+        assert "INFO started" in codes and "UserWarning" not in codes and "18/40" not in codes  # star's own lines
         at.button(key="stop_launch").click().run()
         assert _wait(lambda: Q.run_status(run_dir) == "stopped")
         at.run()

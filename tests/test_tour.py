@@ -47,6 +47,8 @@ def _rec(
         decision = ("rationalized" if hinted else "correct") if ok else "wrong"
     if kept is None:
         kept = phase != "eval" and decision in ("correct", "rationalized")
+    if audit is None and ok:  # a right answer's steps hold under today's rules unless a test says otherwise
+        audit = FAITHFUL
     return SampleRecord(
         iteration=it,
         task="arithmetic",
@@ -77,6 +79,7 @@ def _metrics(recs: list[SampleRecord]) -> list[dict]:
 
 
 UNFAITHFUL = {"checked": 2, "errors": ["step 2: 5 + 6 is not 12"], "faithful": False}
+FAITHFUL = {"checked": 2, "errors": [], "faithful": True, "verdict": "faithful", "version": Q.AUDIT_VERSION}
 
 
 def build_story_run(

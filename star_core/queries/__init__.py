@@ -29,10 +29,13 @@ from ..liveness import HEARTBEAT_STALE_S, RESUMABLE, effective_status, pid_alive
 from ..store import DECISIONS, EVAL_PHASES, PHASE_SPLIT, PHASES, STAGES
 from ..tasks.base import AUDIT_VERSION, VERDICTS
 from .connect import RunUnavailable, db_path, fingerprint, open_store
+from .progress import STAGE_WORDS, stage_progress
 from .runs import (
     DEMO_RUNS_ENV,
     ORDER_FILE,
     RUNS_ROOT_ENV,
+    audit_outdated,
+    audit_version,
     curriculum_frontiers,
     is_run_dir,
     list_runs,
@@ -97,6 +100,8 @@ __all__ = [
     "DEMO_RUNS_ENV",
     "ORDER_FILE",
     "RUNS_ROOT_ENV",
+    "audit_outdated",
+    "audit_version",
     "is_run_dir",
     "list_runs",
     "missing_adapters",
@@ -106,6 +111,9 @@ __all__ = [
     "run_status",
     "curriculum_frontiers",
     "runs_roots",
+    # progress
+    "STAGE_WORDS",
+    "stage_progress",
     # text
     "HintMarks",
     "audit_note",
@@ -124,6 +132,8 @@ __all__ = [
     "facets",
     "get_sample",
     "iterations_frame",
+    "nearest_sample",
+    "occurring",
     "question_history",
     "rationalization",
     "samples_page",

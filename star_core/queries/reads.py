@@ -107,7 +107,31 @@ def facets(run_dir: str | os.PathLike) -> dict[str, Any]:
         "decisions": sorted({r["decision"] for r in rows}),
         "grps": {t: sorted(set(g), key=_grp_key) for t, g in grps.items()},
         "max_id": total,
+        "combos": sorted({(r["iteration"], r["task"], r["phase"], r["decision"]) for r in rows}),
     }
+
+
+def occurring(fac: dict[str, Any], field: str, **chosen: Any) -> list[Any]:
+    """The values of ``field`` (iteration, task, phase or decision) that occur together with the ``chosen`` ones
+    (None: any), from ``facets(...)["combos"]``: a filter offers only these."""
+    names = ("iteration", "task", "phase", "decision")
+    at = names.index(field)
+    want = {names.index(k): v for k, v in chosen.items() if v is not None}
+    return sorted({c[at] for c in fac.get("combos", []) if all(c[i] == v for i, v in want.items())})
+
+
+def nearest_sample(run_dir: str | os.PathLike, sample_id: int) -> int | None:
+    """The id of the run's sample nearest to ``sample_id`` (the lower one on a tie); None when it has none."""
+    with open_store(run_dir) as con:
+        rid = _rid(con)
+        below = con.execute("SELECT max(id) FROM samples WHERE run_id=? AND id <= ?", (rid, int(sample_id))).fetchone()[
+            0
+        ]
+        above = con.execute("SELECT min(id) FROM samples WHERE run_id=? AND id >= ?", (rid, int(sample_id))).fetchone()[
+            0
+        ]
+    cands = [c for c in (below, above) if c is not None]
+    return min(cands, key=lambda c: (abs(c - int(sample_id)), c)) if cands else None
 
 
 def count_samples(run_dir: str | os.PathLike, f: SampleFilter = SampleFilter()) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 from ..curriculum import load as _curriculum_records
 from ..liveness import RESUMABLE, effective_status
 from ..store import CONFIG_NAME, DB_NAME, SCHEMA_VERSION, STAGES
+from ..tasks.base import AUDIT_VERSION
 from .connect import RunUnavailable, _run_row, open_store
 
 #: Environment variable overriding the user's runs root (``os.pathsep``-separated list allowed).
@@ -171,8 +172,34 @@ def _progress(planned: int, stages: dict[int, str], status: str) -> float:
     return max(0.0, min(1.0, done / total))
 
 
+_AUDIT_VERSION_SQL = (
+    "SELECT coalesce(CASE WHEN json_valid(audit_json) THEN json_extract(audit_json, '$.version') END, 1)"
+    " FROM samples WHERE run_id=? AND audit_json IS NOT NULL ORDER BY id {} LIMIT 1"
+)
+
+
+def audit_version(con: sqlite3.Connection, rid: int) -> int | None:
+    """The audit rules' version the run's outputs were audited under (the lower of its first and last audited
+    sample's, so a run resumed under newer rules still counts as old); None when no output was audited."""
+    vs = []
+    for order in ("ASC", "DESC"):
+        r = con.execute(_AUDIT_VERSION_SQL.format(order), (rid,)).fetchone()
+        if r is not None:
+            try:
+                vs.append(int(r[0]))
+            except (TypeError, ValueError):
+                vs.append(1)
+    return min(vs) if vs else None
+
+
+def audit_outdated(version: int | None) -> bool:
+    """Were the outputs audited under rules older than the engine's current ``AUDIT_VERSION``?"""
+    return version is not None and version < AUDIT_VERSION
+
+
 def run_brief(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """One line of the runs list (never raises for an unreadable store)."""
+    """One line of the runs list (never raises for an unreadable store). ``audit_version``: see
+    :func:`audit_version`; ``audit_outdated``: older than the engine's rules (:func:`audit_outdated`)."""
     run_dir = Path(run_dir)
     base: dict[str, Any] = {
         "path": str(run_dir),
@@ -191,6 +218,8 @@ def run_brief(run_dir: str | os.PathLike) -> dict[str, Any]:
         "updated_at": None,
         "error": None,
         "problem": None,
+        "audit_version": None,
+        "audit_outdated": False,
     }
     try:
         with open_store(run_dir) as con:
@@ -202,6 +231,7 @@ def run_brief(run_dir: str | os.PathLike) -> dict[str, Any]:
                     "SELECT iteration, stage FROM iterations WHERE run_id=? ORDER BY iteration", (row["id"],)
                 )
             }
+            av = audit_version(con, row["id"])
     except RunUnavailable as e:
         base.update(status="corrupt" if e.kind == "corrupt" else "empty", problem=str(e))
         return base
@@ -221,6 +251,8 @@ def run_brief(run_dir: str | os.PathLike) -> dict[str, Any]:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         error=row["error"],
+        audit_version=av,
+        audit_outdated=audit_outdated(av),
     )
     return base
 
