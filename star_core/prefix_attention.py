@@ -72,20 +72,6 @@ def suffix_mask(pad: torch.Tensor) -> torch.Tensor:
     return causal[None, None] & pad.bool()[:, None, None, :]
 
 
-def _prefix_scores(query: torch.Tensor, k: torch.Tensor, scaling: float) -> torch.Tensor:
-    """Every row's queries against the shared keys in one product: ``[rows, kv_heads, g*q, P]``."""
-    rows, kvh, gq, dim = query.shape
-    flat = query.transpose(0, 1).reshape(kvh, rows * gq, dim)
-    s = torch.matmul(flat, k[0].transpose(1, 2)) * scaling  # [kv_heads, rows*g*q, P]
-    return s.view(kvh, rows, gq, -1).transpose(0, 1)
-
-
-def _prefix_values(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    rows, kvh, gq, plen = w.shape
-    out = torch.matmul(w.transpose(0, 1).reshape(kvh, rows * gq, plen), v[0])
-    return out.view(kvh, rows, gq, -1).transpose(0, 1)
-
-
 def cascade_attention(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -101,20 +87,22 @@ def cascade_attention(
     Returns ``[rows, q, heads, dim]`` as the transformers attention functions do."""
     rows, heads, q, dim = query.shape
     kvh = key.shape[1]
-    g = heads // kvh
-    qg = query.reshape(rows, kvh, g * q, dim)  # a query head h uses kv head h // g
-    s1 = _prefix_scores(qg, prefix_k, scaling).float()
-    s2 = (torch.matmul(qg, key.transpose(2, 3)) * scaling).float()
+    gq = heads // kvh * q
+    qs = (query * scaling).reshape(rows, kvh, gq, dim)  # query head h uses kv head h // (heads // kvh)
+    # The prefix: every row's queries against the shared keys in one product, [kv_heads, rows * gq, P].
+    s1 = torch.matmul(qs.transpose(0, 1).reshape(kvh, rows * gq, dim), prefix_k[0].transpose(1, 2)).float()
+    s2 = torch.matmul(qs, key.transpose(2, 3)).float()  # each row's own suffix, [rows, kv_heads, gq, T]
     if mask is not None:
-        m = mask.unsqueeze(2).expand(rows, mask.shape[1], g, q, mask.shape[-1]).reshape(rows, -1, g * q, mask.shape[-1])
-        s2 = s2.masked_fill(~m, float("-inf"))
-    # One max over both pieces (the prefix's is finite: it has no masked column).
-    top = torch.maximum(s1.amax(-1, keepdim=True), s2.amax(-1, keepdim=True))
-    e1, e2 = torch.exp(s1 - top), torch.exp(s2 - top)
-    den = e1.sum(-1, keepdim=True) + e2.sum(-1, keepdim=True)
-    num = _prefix_values(e1.to(value.dtype), prefix_v).float() + torch.matmul(e2.to(value.dtype), value).float()
-    out = (num / den).to(query.dtype)
-    return out.view(rows, kvh, g, q, dim).reshape(rows, heads, q, dim).transpose(1, 2).contiguous()
+        s2.view(rows, kvh, -1, q, s2.shape[-1]).masked_fill_(~mask[:, :, None], float("-inf"))
+    # One max over both pieces (the prefix's is finite: it has no masked column), then each piece's
+    # exponentials and sums against it: the two log-sum-exps merged exactly.
+    top = torch.maximum(s1.amax(-1, keepdim=True).view(kvh, rows, gq, 1).transpose(0, 1), s2.amax(-1, keepdim=True))
+    s2.sub_(top).exp_()
+    s1.sub_(top.transpose(0, 1).reshape(kvh, rows * gq, 1)).exp_()
+    den = s1.sum(-1, keepdim=True).view(kvh, rows, gq, 1).transpose(0, 1) + s2.sum(-1, keepdim=True)
+    o1 = torch.matmul(s1.to(value.dtype), prefix_v[0]).view(kvh, rows, gq, dim).transpose(0, 1)
+    out = ((o1.float() + torch.matmul(s2.to(value.dtype), value).float()) / den).to(query.dtype)
+    return out.reshape(rows, heads, q, dim).transpose(1, 2).contiguous()
 
 
 def star_prefix_attention(
