@@ -261,7 +261,7 @@ def generate(
     if share_prefix and len(ids) > 1:
         P = max(0, min(_common_prefix_len(ids), min(len(s) for s in ids) - 1))
     if batch_size in ("auto", 0):  # with shared-prefix attention a slot holds no copy of the prefix
-        held = P if not (shared_attention and P > 0 and supports(model) is None) else 0
+        held = P if shared_attention and P > 0 and supports(model) is None else 0
         batch_size = auto_batch_size(model, device, max(len(s) for s in ids) - held + max_new_tokens)
     slots = max(1, min(int(batch_size), len(ids)))
     ckw = _cache_kw(model)
