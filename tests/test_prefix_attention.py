@@ -202,3 +202,55 @@ def test_auto_batch_counts_no_prefix_per_row(tiny, monkeypatch):
     P = len(tiny.tokenizer(PREFIX)["input_ids"])
     assert asked[1] == longest + 3
     assert asked[0] <= longest + 3 - (P - 2)
+
+
+# ---- CUDA (run by scripts/gpu_check.sh on a GPU machine; skipped elsewhere) -----------------
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cascade_on_cuda(dtype):
+    """On the GPU, in fp32 and bf16: the merge against one softmax over the concatenation (in fp32)."""
+    from star_core.prefix_attention import cascade_attention
+
+    g = torch.Generator().manual_seed(2)
+    rows, P, T, D = 64, 400, 40, 64
+    q, pk, pv = (torch.randn(*shape, generator=g) for shape in ((rows, 9, 1, D), (1, 3, P, D), (1, 3, P, D)))
+    k, v = torch.randn(rows, 3, T, D, generator=g), torch.randn(rows, 3, T, D, generator=g)
+    mask = torch.rand(rows, 1, 1, T, generator=g) > 0.2
+    ref = full_attention(q, pk, pv, k, v, mask, D**-0.5)
+    out = cascade_attention(
+        *(t.to("cuda", dtype) for t in (q, k, v)), mask.cuda(), pk.to("cuda", dtype), pv.to("cuda", dtype), D**-0.5
+    )
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    torch.testing.assert_close(out.float().cpu(), ref, atol=tol, rtol=tol)
+
+
+@cuda
+def test_shared_prefix_on_cuda_same_tokens_and_less_memory(tiny_model_dir):
+    """The tiny model on CUDA in fp32: shared-prefix attention gives today's tokens, and its peak
+    memory with a long prefix at batch 64 is below the copied prefix's."""
+    from star_core.models import load_base
+    from star_core.sampling import generate
+
+    m = load_base(str(tiny_model_dir), "none", "cuda")
+    model = m.model.float()
+    prompts = [PREFIX * 12 + p[len(PREFIX) :] for p in many_prompts(64)]
+    peaks, outs = [], []
+    for shared in (True, False):
+        torch.cuda.reset_peak_memory_stats()
+        outs.append(
+            generate(
+                model,
+                m.tokenizer,
+                prompts,
+                max_new_tokens=16,
+                is_complete=never,
+                batch_size=64,
+                shared_attention=shared,
+            )
+        )
+        peaks.append(torch.cuda.max_memory_allocated())
+    assert same(*outs)
+    assert peaks[0] < peaks[1]
