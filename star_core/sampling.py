@@ -2,7 +2,11 @@
 
 The decoder keeps a fixed number of *slots* busy:
 - a shared prefix: every prompt of a call starts with the same few-shot block,
-  so its KV cache is computed once and copied into each slot;
+  so its KV cache is computed once and kept once per layer; every row attends to
+  it through shared-prefix attention (:mod:`star_core.prefix_attention`), so the
+  slots hold only each row's suffix. For a model that cannot (its attention does
+  not go through transformers' attention interface), the prefix's cache is
+  copied into each slot instead, as before, and the log says so once;
 - continuous batching: when a row finishes, the next waiting prompt takes its
   slot; its suffix is prefilled against the prefix cache and written into the
   slot's cache rows, right-aligned, so the batch stays full;
@@ -247,6 +251,8 @@ def generate(
     promises ``is_complete`` turns true only on such a character); without, every
     live row is asked every step. ``on_batch(indices, gens)`` receives finished rows
     in groups of about ``batch_size`` (each group one store transaction).
+    ``shared_attention=False`` copies the prefix's cache into every slot (the path
+    before shared-prefix attention; for benchmarks and tests).
     """
     if not prompts:
         return []
