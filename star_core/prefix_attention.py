@@ -150,6 +150,24 @@ def supports(model) -> str | None:
     return None
 
 
+_FALLBACK_LOGGED: set[str] = set()
+
+
+def shared_prefix_for(model, prefix_cache, wanted: bool = True) -> SharedPrefix | None:
+    """The prefix (a cache of its tokens alone) for shared-prefix attention, or None when not
+    ``wanted`` or when the model cannot use it (said once per reason in the log): the caller
+    then copies the prefix's cache into every slot, as before."""
+    if not wanted:
+        return None
+    why = supports(model)
+    if why is not None:
+        if why not in _FALLBACK_LOGGED:
+            _FALLBACK_LOGGED.add(why)
+            log.info("shared-prefix attention off (%s): the prefix's cache is copied into every slot", why)
+        return None
+    return SharedPrefix.from_cache(prefix_cache)
+
+
 @contextlib.contextmanager
 def shared_prefix_mode(model) -> Iterator[None]:
     """Switch the model's attention to :func:`star_prefix_attention` for the block, then back."""

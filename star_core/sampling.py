@@ -38,7 +38,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import Cache, DynamicLayer
 
-from star_core.prefix_attention import SharedPrefix, shared_prefix_mode, suffix_mask, supports
+from star_core.prefix_attention import shared_prefix_for, shared_prefix_mode, suffix_mask, supports
 
 log = logging.getLogger("star")
 
@@ -277,7 +277,7 @@ def generate(
         model(
             input_ids=torch.tensor([ids[0][:P]], device=device), use_cache=True, logits_to_keep=1, **{ckw: prefix_cache}
         )
-        shared = _shared_prefix(model, prefix_cache, shared_attention)
+        shared = shared_prefix_for(model, prefix_cache, shared_attention)
     C = 0 if shared is not None else P  # prefix columns each slot's cache holds
     mode = shared_prefix_mode(model) if shared is not None else contextlib.nullcontext()
     extra = {"star_prefix": shared} if shared is not None else {}
@@ -444,22 +444,6 @@ def generate(
                 row_start = [s - (first - C) for s in row_start]
     deliver(True)
     return results  # type: ignore[return-value]
-
-
-_FALLBACK_LOGGED: set[str] = set()
-
-
-def _shared_prefix(model, prefix_cache: DynamicCache, wanted: bool) -> SharedPrefix | None:
-    """The prefix for shared-prefix attention, or None (today's path: a copy in every slot)."""
-    if not wanted:
-        return None
-    why = supports(model)
-    if why is not None:
-        if why not in _FALLBACK_LOGGED:
-            _FALLBACK_LOGGED.add(why)
-            log.info("shared-prefix attention off (%s): the prefix's cache is copied into every slot", why)
-        return None
-    return SharedPrefix.from_cache(prefix_cache)
 
 
 def _layers(cache: SlotCache, n: int) -> list[_SlotLayer]:

@@ -158,7 +158,7 @@ def test_fallback_for_a_model_without_attention_interface(tiny, monkeypatch, cap
     prompts = many_prompts(8)
     kw = dict(max_new_tokens=10, is_complete=never, batch_size=3)
     shared = sampling.generate(tiny.model, tiny.tokenizer, prompts, **kw)
-    monkeypatch.setattr(sampling, "_FALLBACK_LOGGED", set())
+    monkeypatch.setattr(prefix_attention, "_FALLBACK_LOGGED", set())
     monkeypatch.setattr(tiny.model, "_supports_attention_backend", False)
     monkeypatch.setattr(prefix_attention, "cascade_attention", None)  # would fail if called
     with caplog.at_level(logging.INFO, logger="star"):
