@@ -159,7 +159,7 @@ def throughput(a) -> None:
         )
     )
     rows.append(
-        (f"star, batch {bs}, prefix KV copied per slot (before)", len(before), sum(g.output_tokens for g in before), t0)
+        (f"star before, batch {bs}, prefix KV copied per slot", len(before), sum(g.output_tokens for g in before), t0)
     )
     rows.append(
         (f"star, batch {bs}, continuous + shared-prefix attention", len(ours), sum(g.output_tokens for g in ours), t)
