@@ -213,6 +213,17 @@ def _steps_per_s(m, prompts, steps: int, shared: bool, clock) -> float:
     return (steps - 1) / max(1e-9, (t2 - t1) - (t1 - t0))
 
 
+def _before_after(m, prompts, steps: int, clock, repeats: int) -> tuple[float, float]:
+    """Median steps/s of ``repeats`` runs each, before (prefix copied) and after (shared), in turn."""
+    import statistics
+
+    runs = [
+        (_steps_per_s(m, prompts, steps, False, clock), _steps_per_s(m, prompts, steps, True, clock))
+        for _ in range(repeats)
+    ]
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+
+
 def host_overhead(a) -> None:
     """Steps/s of the decoder on a tiny random model (compute small: host work dominates)."""
     import torch
@@ -229,21 +240,22 @@ def host_overhead(a) -> None:
     steps = 64
     print(
         f"tiny random model, greedy, {steps} new tokens per row, one prompt per row, stop check on '.\\n', "
-        f"clock={'cpu' if a.cpu_time else 'wall'}"
+        f"median of {a.repeats} runs each, before and after in turn, clock={'cpu' if a.cpu_time else 'wall'}"
     )
     print(
         f"{'prefix':>12} {'tokens':>6} {'attention':>9} {'batch':>6} {'steps/s':>8} {'rows*steps/s':>13} {'vs 16':>6}"
     )
+    clock = time.process_time if a.cpu_time else time.perf_counter
     for name, prefix in prefixes.items():
         n = len(m.tokenizer(prefix)["input_ids"])
-        for shared in (False, True):
-            base = None
+        got = {
+            bs: _before_after(m, [prefix + f"Q: What is {i} + {i}?\nA:" for i in range(bs)], steps, clock, a.repeats)
+            for bs in (16, 128)
+        }
+        for j, label in enumerate(("copied", "shared")):
             for bs in (16, 128):
-                prompts = [prefix + f"Q: What is {i} + {i}?\nA:" for i in range(bs)]
-                r = _steps_per_s(m, prompts, steps, shared, time.process_time if a.cpu_time else time.perf_counter)
-                base = base or r
-                label = "shared" if shared else "copied"
-                print(f"{name:>12} {n:6d} {label:>9} {bs:6d} {r:8.0f} {bs * r:13.0f} {r / base:6.0%}")
+                r = got[bs][j]
+                print(f"{name:>12} {n:6d} {label:>9} {bs:6d} {r:8.0f} {bs * r:13.0f} {r / got[16][j]:6.0%}")
 
 
 def prefix_sweep(a) -> None:
@@ -264,15 +276,14 @@ def prefix_sweep(a) -> None:
     clock = time.process_time if a.cpu_time else time.perf_counter
     print(
         f"model={a.model} device={a.device} threads={torch.get_num_threads()} steps={a.steps} "
-        f"clock={'cpu' if a.cpu_time else 'wall'}"
+        f"median of {a.repeats} runs each, before and after in turn, clock={'cpu' if a.cpu_time else 'wall'}"
     )
     print(f"{'prefix':>6} {'batch':>6} {'before steps/s':>15} {'after steps/s':>14} {'after/before':>13}")
     for plen in (64, 256, 512):
         prefix = tok.decode(ids[:plen])
         for bs in (16, 32, 128):
             prompts = [prefix + f"Q: What is {i} + {3 * i}?\nA:" for i in range(bs)]
-            r0 = _steps_per_s(m, prompts, a.steps, False, clock)
-            r1 = _steps_per_s(m, prompts, a.steps, True, clock)
+            r0, r1 = _before_after(m, prompts, a.steps, clock, a.repeats)
             print(f"{plen:6d} {bs:6d} {r0:15.2f} {r1:14.2f} {r1 / r0:12.2f}x", flush=True)
 
 
@@ -308,7 +319,14 @@ def main() -> None:
     ap.add_argument("--host-overhead", action="store_true", help="steps/s on a tiny model at batch 16 and 128")
     ap.add_argument("--prefix-sweep", action="store_true", help="steps/s at prefix 64/256/512, batch 16/32/128")
     ap.add_argument("--steps", type=int, default=16, help="--prefix-sweep: new tokens per row")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=0,
+        help="steps/s: median of this many runs (0: 5 on the tiny model, 1 on a real one)",
+    )
     a = ap.parse_args()
+    a.repeats = a.repeats or (5 if a.host_overhead or a.model == "tiny" else 1)
     if a.host_overhead:
         host_overhead(a)
     elif a.prefix_sweep:
