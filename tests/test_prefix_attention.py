@@ -169,6 +169,26 @@ def test_fallback_for_a_model_without_attention_interface(tiny, monkeypatch, cap
     assert same(shared, copied)
 
 
+def test_models_with_sliding_window_layers_keep_the_copied_prefix():
+    """A shared prefix would bypass a sliding window's mask: such a model is not switched."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from star_core.prefix_attention import supports
+
+    kw = dict(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    full = Qwen2ForCausalLM(Qwen2Config(**kw))
+    sliding = Qwen2ForCausalLM(Qwen2Config(**kw, use_sliding_window=True, sliding_window=8, max_window_layers=0))
+    assert supports(full) is None
+    assert "sliding_attention" in supports(sliding)
+
+
 def test_attention_setting_restored_even_when_decoding_fails(tiny):
     from star_core.sampling import generate
 
