@@ -55,13 +55,6 @@ class SharedPrefix:
     def from_cache(cls, cache) -> SharedPrefix:
         return cls([layer.keys for layer in cache.layers], [layer.values for layer in cache.layers])
 
-    @property
-    def length(self) -> int:
-        return self.keys[0].shape[-2]
-
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
-
 
 def suffix_mask(pad: torch.Tensor) -> torch.Tensor:
     """``[rows, 1, S, S]`` bool mask for prefilling left-padded suffixes after a shared prefix:
@@ -121,6 +114,9 @@ def star_prefix_attention(
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
         )
+    odd = [k for k in ("softcap", "s_aux", "sliding_window") if kwargs.get(k) is not None]
+    if odd:  # the merge above knows plain softmax attention only: refuse rather than answer wrong
+        raise NotImplementedError(f"shared-prefix attention does not handle {', '.join(odd)}")
     i = module.layer_idx
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     star_prefix.calls += 1
@@ -144,6 +140,8 @@ def supports(model) -> str | None:
     cfg = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
     if cfg is not base.config or getattr(cfg, "sub_configs", None):
         return f"{type(base).__name__} is a composite model"
+    if getattr(cfg, "attn_logit_softcapping", None) is not None:
+        return f"{type(base).__name__} caps its attention logits"
     kinds = set(getattr(cfg, "layer_types", None) or ["full_attention"])
     if kinds != {"full_attention"} or getattr(cfg, "use_sliding_window", False):
         return f"{type(base).__name__} has non-full attention layers ({', '.join(sorted(kinds))})"
