@@ -9,12 +9,19 @@ Same model, same few-shot prompts, same max_new_tokens, greedy, one process:
 
 It reports rationales/s, tokens/s (tokens each sampler produced, up to where it
 stopped), the ratios, and how many parsed answers agree with the batched
-baseline. ``--host-overhead`` instead measures decoding steps/s on a tiny random
-model, where compute is negligible and host work is all that is left.
+baseline. star runs twice: with shared-prefix attention (the prefix's KV once per
+layer) and "before", copying the prefix's KV into every slot (``shared_attention=False``).
+
+``--host-overhead`` instead measures decoding steps/s on a tiny random model, where
+compute is small and host work is most of what is left, with a one-line prefix and
+with a 3-exemplar arithmetic prefix, before and after. ``--prefix-sweep`` measures
+decoding steps/s of star's decoder at prefix lengths 64/256/512 and batch 16/32/128,
+before and after (``--model tiny`` for the tiny random model).
 
   python bench/bench_sampler.py [--device cpu|cuda] [--task arithmetic] [--n 32] [--batch-size 16]
                                 [--dtype auto|fp32|bf16|int8] [--quantization none|4bit] [--baseline-n 8]
   python bench/bench_sampler.py --host-overhead
+  python bench/bench_sampler.py --prefix-sweep [--model tiny] [--steps 16]
 
 A benchmark, not a test: it prints a table and writes nothing.
 """
@@ -139,14 +146,30 @@ def throughput(a) -> None:
             batch_size=bs,
         )
     )
+    before, t0 = timed(
+        lambda: generate(
+            model,
+            tok,
+            prompts,
+            max_new_tokens=a.max_new_tokens,
+            is_complete=task.is_complete,
+            stop_chars=task.stop_chars,
+            batch_size=bs,
+            shared_attention=False,
+        )
+    )
     rows.append(
-        (f"star, batch {bs}, continuous + shared prefix + token stop", len(ours), sum(g.output_tokens for g in ours), t)
+        (f"star before, batch {bs}, prefix KV copied per slot", len(before), sum(g.output_tokens for g in before), t0)
+    )
+    rows.append(
+        (f"star, batch {bs}, continuous + shared-prefix attention", len(ours), sum(g.output_tokens for g in ours), t)
     )
 
     def answer(text):
         return task.parse(task.trim(text)).answer
 
     same = sum(answer(o.text) == answer(h) for o, h in zip(ours, hf_texts))
+    same_before = sum(o.text == b.text for o, b in zip(ours, before))
     right = sum(answer(o.text) == p.gold for o, p in zip(ours, data.eval))
     print(
         f"task={a.task} model={a.model} device={a.device} dtype={a.dtype} quantization={a.quantization} "
@@ -162,32 +185,106 @@ def throughput(a) -> None:
         "star's rationales/s over: "
         + ", ".join(f"{k.split(',')[0]} {k.split(',')[1].strip()}: {star_r / v:.2f}x" for k, v in list(r.items())[:-1])
     )
-    print(f"same parsed answer as the batched baseline: {same}/{len(ours)}; right: {right}/{len(ours)}")
+    print(
+        f"same parsed answer as the batched baseline: {same}/{len(ours)}; right: {right}/{len(ours)}; "
+        f"same text as before: {same_before}/{len(ours)}"
+    )
+
+
+def _tiny(layers: int = 1):
+    from star_core.models import load_base
+    from star_core.tiny import build_tiny_model
+
+    with tempfile.TemporaryDirectory() as d:
+        return load_base(str(build_tiny_model(Path(d) / "tiny", layers=layers, hidden=64)), "none", "cpu")
+
+
+def _steps_per_s(m, prompts, steps: int, shared: bool, clock) -> float:
+    """Decoding steps/s: ``steps`` new tokens per row (no stop), less the same call's prefill (1 token)."""
+    from star_core.sampling import generate
+
+    kw = dict(is_complete=lambda t: False, stop_chars=".\n", batch_size=len(prompts), shared_attention=shared)
+    generate(m.model, m.tokenizer, prompts, max_new_tokens=2, **kw)  # warm-up
+    t0 = clock()
+    generate(m.model, m.tokenizer, prompts, max_new_tokens=1, **kw)
+    t1 = clock()
+    generate(m.model, m.tokenizer, prompts, max_new_tokens=steps, **kw)
+    t2 = clock()
+    return (steps - 1) / max(1e-9, (t2 - t1) - (t1 - t0))
+
+
+def _before_after(m, prompts, steps: int, clock, repeats: int) -> tuple[float, float]:
+    """Median steps/s of ``repeats`` runs each, before (prefix copied) and after (shared), in turn."""
+    import statistics
+
+    runs = [
+        (_steps_per_s(m, prompts, steps, False, clock), _steps_per_s(m, prompts, steps, True, clock))
+        for _ in range(repeats)
+    ]
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
 def host_overhead(a) -> None:
-    """Steps/s of the decoder on a tiny random model (compute negligible: host work dominates)."""
+    """Steps/s of the decoder on a tiny random model (compute small: host work dominates)."""
+    import torch
+
+    from star_core.tasks import get_task
+
+    torch.set_num_threads(a.threads or 1)
+    m = _tiny()
+    task = get_task("arithmetic")
+    prefixes = {
+        "one-line": "Q: What is 1 + 2?\nA: 1 + 2 = 3. The answer is 3.\n\n",
+        "3 exemplars": task.few_shot_prefix(task.exemplars(3, seed=0)),
+    }
+    steps = 64
+    print(
+        f"tiny random model, greedy, {steps} new tokens per row, one prompt per row, stop check on '.\\n', "
+        f"median of {a.repeats} runs each, before and after in turn, clock={'cpu' if a.cpu_time else 'wall'}"
+    )
+    print(
+        f"{'prefix':>12} {'tokens':>6} {'attention':>9} {'batch':>6} {'steps/s':>8} {'rows*steps/s':>13} {'vs 16':>6}"
+    )
+    clock = time.process_time if a.cpu_time else time.perf_counter
+    for name, prefix in prefixes.items():
+        n = len(m.tokenizer(prefix)["input_ids"])
+        got = {
+            bs: _before_after(m, [prefix + f"Q: What is {i} + {i}?\nA:" for i in range(bs)], steps, clock, a.repeats)
+            for bs in (16, 128)
+        }
+        for j, label in enumerate(("copied", "shared")):
+            for bs in (16, 128):
+                r = got[bs][j]
+                print(f"{name:>12} {n:6d} {label:>9} {bs:6d} {r:8.0f} {bs * r:13.0f} {r / got[16][j]:6.0%}")
+
+
+def prefix_sweep(a) -> None:
+    """Decoding steps/s of star's decoder at prefix lengths 64/256/512 and batch 16/32/128, before
+    (prefix KV copied into every slot) and after (shared-prefix attention)."""
     import torch
 
     from star_core.models import load_base
-    from star_core.sampling import generate
-    from star_core.tiny import build_tiny_model
 
     torch.set_num_threads(a.threads or 1)
-    with tempfile.TemporaryDirectory() as d:
-        m = load_base(str(build_tiny_model(Path(d) / "tiny", layers=1, hidden=64)), "none", "cpu")
-    prefix = "Q: What is 1 + 2?\nA: 1 + 2 = 3. The answer is 3.\n\n"
-    steps = 64
-    print(f"tiny random model, greedy, {steps} new tokens per row, one prompt per row, stop check on '.\\n'")
-    print(f"{'batch':>6} {'steps/s':>8} {'rows*steps/s':>13}")
-    for bs in (16, 128):
-        prompts = [prefix + f"Q: What is {i} + {i}?\nA:" for i in range(bs)]
-        kw = dict(is_complete=lambda t: False, stop_chars=".\n", batch_size=bs)
-        generate(m.model, m.tokenizer, prompts, max_new_tokens=4, **kw)
-        t0 = time.perf_counter()
-        generate(m.model, m.tokenizer, prompts, max_new_tokens=steps, **kw)
-        dt = time.perf_counter() - t0
-        print(f"{bs:6d} {steps / dt:8.0f} {bs * steps / dt:13.0f}")
+    m = _tiny(layers=2) if a.model == "tiny" else load_base(a.model, a.quantization, a.device)
+    tok = m.tokenizer
+    text = "".join(
+        f"Q: What is {i} + {2 * i + 7}?\nA: {i} + {2 * i + 7} = {3 * i + 7}. The answer is {3 * i + 7}.\n\n"
+        for i in range(200)
+    )
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    clock = time.process_time if a.cpu_time else time.perf_counter
+    print(
+        f"model={a.model} device={a.device} threads={torch.get_num_threads()} steps={a.steps} "
+        f"median of {a.repeats} runs each, before and after in turn, clock={'cpu' if a.cpu_time else 'wall'}"
+    )
+    print(f"{'prefix':>6} {'batch':>6} {'before steps/s':>15} {'after steps/s':>14} {'after/before':>13}")
+    for plen in (64, 256, 512):
+        prefix = tok.decode(ids[:plen])
+        for bs in (16, 32, 128):
+            prompts = [prefix + f"Q: What is {i} + {3 * i}?\nA:" for i in range(bs)]
+            r0, r1 = _before_after(m, prompts, a.steps, clock, a.repeats)
+            print(f"{plen:6d} {bs:6d} {r0:15.2f} {r1:14.2f} {r1 / r0:12.2f}x", flush=True)
 
 
 def main() -> None:
@@ -220,8 +317,22 @@ def main() -> None:
         "the other core does not change the figures",
     )
     ap.add_argument("--host-overhead", action="store_true", help="steps/s on a tiny model at batch 16 and 128")
+    ap.add_argument("--prefix-sweep", action="store_true", help="steps/s at prefix 64/256/512, batch 16/32/128")
+    ap.add_argument("--steps", type=int, default=16, help="--prefix-sweep: new tokens per row")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=0,
+        help="steps/s: median of this many runs (0: 5 on the tiny model, 1 on a real one)",
+    )
     a = ap.parse_args()
-    host_overhead(a) if a.host_overhead else throughput(a)
+    a.repeats = a.repeats or (5 if a.host_overhead or a.model == "tiny" else 1)
+    if a.host_overhead:
+        host_overhead(a)
+    elif a.prefix_sweep:
+        prefix_sweep(a)
+    else:
+        throughput(a)
 
 
 if __name__ == "__main__":

@@ -4,11 +4,14 @@
 #
 #   bash scripts/gpu_check.sh
 #
-# Runs, each step under its own timeout, in about 6-7 minutes at most:
-#   1. the CUDA tests (decoder on CUDA against the previous decoder, 4-bit + sampling copy, auto batch);
-#   2. the sampler benchmark in bf16: model.generate (batch 1 and batched with stop_strings) against star;
+# Runs, each step under its own timeout, in about 8 minutes at most:
+#   1. the CUDA tests (decoder on CUDA against the previous decoder, 4-bit + sampling copy, auto batch,
+#      shared-prefix attention on CUDA in fp32 and bf16 and its peak memory against the copied prefix);
+#   2. the sampler benchmark in bf16: model.generate (batch 1 and batched with stop_strings) against star,
+#      star with the prefix KV copied per slot (before) and with shared-prefix attention (after);
 #   3. star's decoder at several batch sizes, bf16 and 4-bit NF4 (accuracy of each on the same questions);
-#   4. the default run (`star run`, quantization and batch size auto), timed, and its summary.
+#   4. decoding steps/s at prefix 64/256/512 and batch 16/32/128, before and after (shared-prefix attention);
+#   5. the default run (`star run`, quantization and batch size auto), timed, and its summary.
 # Logs go to $OUT/gpu_check (or /tmp/gpu_check); the last lines printed are the summary.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,10 +32,12 @@ step() {  # step NAME SECONDS COMMAND...
 }
 
 step gpu 20 nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv
-step tests 150 "$PY" -m pytest -q -x -p no:cacheprovider tests/test_sampling.py tests/test_quantization.py
-step bench 100 "$PY" bench/bench_sampler.py --device cuda --n 256 --batch-size 64 --baseline-n 4
+step tests 180 "$PY" -m pytest -q -x -p no:cacheprovider tests/test_sampling.py tests/test_prefix_attention.py \
+  tests/test_quantization.py
+step bench 130 "$PY" bench/bench_sampler.py --device cuda --n 256 --batch-size 64 --baseline-n 4
 step sweep 80 "$PY" bench/bench_sampler.py --device cuda --n 512 --sweep 64,128,256,512
 step sweep-4bit 60 "$PY" bench/bench_sampler.py --device cuda --n 512 --sweep 256 --quantization 4bit
+step prefix 90 "$PY" bench/bench_sampler.py --device cuda --prefix-sweep --steps 32
 step run 150 "$PY" -m star_core.cli run --out /tmp/gpu-run
 step summary 30 "$PY" -m star_core.cli summary /tmp/gpu-run --json
 cp "$out/summary.log" "$out/run_summary.json" 2>/dev/null
@@ -40,4 +45,5 @@ cp "$out/summary.log" "$out/run_summary.json" 2>/dev/null
 echo "== summary (also in $out/summary.txt)"
 cat "$out/summary.txt"
 grep -h "rationales/s\|over:\|same parsed\|star batch" "$out/bench.log" "$out/sweep.log" "$out/sweep-4bit.log" 2>/dev/null
+grep -h -A10 "^prefix" "$out/prefix.log" 2>/dev/null
 grep -h "model weights:\|sampling:" "$out/run.log" 2>/dev/null | head -3

@@ -2,7 +2,11 @@
 
 The decoder keeps a fixed number of *slots* busy:
 - a shared prefix: every prompt of a call starts with the same few-shot block,
-  so its KV cache is computed once and copied into each slot;
+  so its KV cache is computed once and kept once per layer; every row attends to
+  it through shared-prefix attention (:mod:`star_core.prefix_attention`), so the
+  slots hold only each row's suffix. For a model that cannot (its attention does
+  not go through transformers' attention interface), the prefix's cache is
+  copied into each slot instead, as before, and the log says so once;
 - continuous batching: when a row finishes, the next waiting prompt takes its
   slot; its suffix is prefilled against the prefix cache and written into the
   slot's cache rows, right-aligned, so the batch stays full;
@@ -22,6 +26,7 @@ Greedy outputs are the same tokens as decoding each prompt alone (see
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import logging
@@ -32,6 +37,8 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import Cache, DynamicLayer
+
+from star_core.prefix_attention import shared_prefix_for, shared_prefix_mode, suffix_mask, supports
 
 log = logging.getLogger("star")
 
@@ -232,6 +239,7 @@ def generate(
     top_p: float = 1.0,
     batch_size: int | str = 16,
     share_prefix: bool = True,
+    shared_attention: bool = True,
     seed: int = 0,
     stop_chars: str | None = None,
     on_batch: Callable[[list[int], list[Generation]], None] | None = None,
@@ -243,6 +251,8 @@ def generate(
     promises ``is_complete`` turns true only on such a character); without, every
     live row is asked every step. ``on_batch(indices, gens)`` receives finished rows
     in groups of about ``batch_size`` (each group one store transaction).
+    ``shared_attention=False`` copies the prefix's cache into every slot (the path
+    before shared-prefix attention; for benchmarks and tests).
     """
     if not prompts:
         return []
@@ -252,20 +262,25 @@ def generate(
     decode = batch_decoder(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     gen = torch.Generator(device=device).manual_seed(seed) if temperature > 0 else None
-    if batch_size in ("auto", 0):
-        batch_size = auto_batch_size(model, device, max(len(s) for s in ids) + max_new_tokens)
-    slots = max(1, min(int(batch_size), len(ids)))
-
     P = 0
     prefix_cache = None
     if share_prefix and len(ids) > 1:
         P = max(0, min(_common_prefix_len(ids), min(len(s) for s in ids) - 1))
+    if batch_size in ("auto", 0):  # with shared-prefix attention a slot holds no copy of the prefix
+        held = P if shared_attention and P > 0 and supports(model) is None else 0
+        batch_size = auto_batch_size(model, device, max(len(s) for s in ids) - held + max_new_tokens)
+    slots = max(1, min(int(batch_size), len(ids)))
     ckw = _cache_kw(model)
+    shared = None  # the prefix's K/V once per layer (shared-prefix attention), or None: copied into each slot
     if P > 0:
         prefix_cache = DynamicCache()
         model(
             input_ids=torch.tensor([ids[0][:P]], device=device), use_cache=True, logits_to_keep=1, **{ckw: prefix_cache}
         )
+        shared = shared_prefix_for(model, prefix_cache, shared_attention)
+    C = 0 if shared is not None else P  # prefix columns each slot's cache holds
+    mode = shared_prefix_mode(model) if shared is not None else contextlib.nullcontext()
+    extra = {"star_prefix": shared} if shared is not None else {}
 
     # Longest suffixes first: a later prompt's suffix always fits in the columns a slot already has.
     waiting = sorted(range(len(ids)), key=lambda i: -len(ids[i]))[::-1]  # pop() from the end
@@ -302,27 +317,34 @@ def generate(
             inp[j, S - len(s) :] = torch.tensor(s)
             a[j, P : P + S - len(s)] = 0
         pos = (a.cumsum(-1) - 1).clamp(min=0)
-        tmp = copy.deepcopy(prefix_cache) if prefix_cache is not None else DynamicCache()
-        if prefix_cache is not None and k > 1:
-            tmp.batch_repeat_interleave(k)
         a, pos = a.to(device), pos.to(device)
+        if shared is not None:  # the suffixes only, attending to the shared prefix
+            tmp, mask = DynamicCache(), suffix_mask(a[:, P:])
+        else:
+            tmp, mask = copy.deepcopy(prefix_cache) if prefix_cache is not None else DynamicCache(), a
+            if prefix_cache is not None and k > 1:
+                tmp.batch_repeat_interleave(k)
+        calls0 = shared.calls if shared is not None else 0
         out = model(
             input_ids=inp.to(device),
-            attention_mask=a,
+            attention_mask=mask,
             position_ids=pos[:, P:],
             use_cache=True,
             logits_to_keep=1,
             **{ckw: tmp},
+            **extra,
         )
-        T = max(attn.shape[1], P + S)
-        assert T - P >= S, "suffixes must arrive longest first"
+        if shared is not None and shared.calls < (calls0 + len(tmp.layers)):
+            raise RuntimeError("shared-prefix attention: a layer's attention did not go through star_prefix")
+        T = max(attn.shape[1], C + S)
+        assert T - C >= S, "suffixes must arrive longest first"
         if attn.shape[1] < T:  # the first admission sets the width
             attn = torch.cat([attn, attn.new_zeros((rows, T - attn.shape[1]))], dim=1)
         r = torch.tensor(free, device=device)
         for layer, src in zip(_layers(cache, len(tmp.layers)), tmp.layers):
-            layer.place(r, src.keys, src.values, P, T)
+            layer.place(r, src.keys, src.values, C, T)
         row_mask = a.new_zeros((k, T))
-        row_mask[:, :P] = a[:, :P]
+        row_mask[:, :C] = a[:, :C]
         row_mask[:, T - S :] = a[:, P:]
         attn[r] = row_mask
         next_pos[r] = pos[:, -1] + 1
@@ -358,62 +380,68 @@ def generate(
             if on_batch is not None:
                 on_batch(idx, gens)
 
-    admit(list(range(rows)))
-    ar = torch.arange(rows, device=device)
-    while True:
-        tok = _pick(logits, temperature, top_p, gen)
-        tok = torch.where(live, tok, torch.full_like(tok, pad_id))
-        buf[ar, cnt.clamp(max=max_new_tokens - 1)] = tok
-        cnt += live.long()
-        flag = live & (cnt >= max_new_tokens)
-        flag |= live & trig[tok] if trig is not None else live
-        hit = flag.nonzero().squeeze(1)
-        freed: list[int] = []
-        if hit.numel():
-            counts = cnt[hit].tolist()
-            seqs = [t[: c - (t[c - 1] in eos)] for t, c in zip(buf[hit, : max(counts)].tolist(), counts)]
-            for row, c, t, text in zip(hit.tolist(), counts, seqs, decode(seqs)):
-                if len(t) < c:  # ended with EOS (not part of the text)
-                    finish(row, text, c - 1, False)
-                elif is_complete(text):
-                    finish(row, text, c, False)
-                elif c >= max_new_tokens:
-                    finish(row, text, c, True)
-                else:
-                    continue
-                freed.append(row)
-            if freed:
-                live[torch.tensor(freed, device=device)] = False
-        deliver(False)
-        if n_live == 0 and not waiting:
-            break
-        if freed and not waiting and rows - n_live >= max(1, rows // 4):
-            # No prompt left to take the free rows: shrink the batch.
-            keep = [r for r in range(rows) if row_prompt[r] >= 0]
-            kt = torch.tensor(keep, device=device)
-            for layer in cache.layers:
-                layer.select(kt)
-            tok, attn, next_pos, buf, cnt, live = (x[kt] for x in (tok, attn, next_pos, buf, cnt, live))
-            row_prompt = [row_prompt[r] for r in keep]
-            row_start = [row_start[r] for r in keep]
-            rows = len(keep)
-            ar = torch.arange(rows, device=device)
-        attn = torch.cat([attn, attn.new_ones((rows, 1))], dim=-1)
-        out = model(
-            input_ids=tok[:, None], attention_mask=attn, position_ids=next_pos[:, None], use_cache=True, **{ckw: cache}
-        )
-        logits = out.logits[:, -1, :]
-        next_pos = next_pos + 1
-        if freed and waiting:
-            admit(freed)
-        # Drop padding columns that no live row reaches back to. The earliest live column only moves
-        # when rows finish (and the bar only rises as the cache grows), so check only then.
-        first = min((row_start[r] for r in range(rows) if row_prompt[r] >= 0), default=P) if freed else P
-        if first - P >= max(32, (attn.shape[1] - P) // 2):
-            for layer in cache.layers:
-                layer.drop_columns(P, first)
-            attn = torch.cat([attn[:, :P], attn[:, first:]], dim=1)
-            row_start = [s - (first - P) for s in row_start]
+    with mode:
+        admit(list(range(rows)))
+        ar = torch.arange(rows, device=device)
+        while True:
+            tok = _pick(logits, temperature, top_p, gen)
+            tok = torch.where(live, tok, torch.full_like(tok, pad_id))
+            buf[ar, cnt.clamp(max=max_new_tokens - 1)] = tok
+            cnt += live.long()
+            flag = live & (cnt >= max_new_tokens)
+            flag |= live & trig[tok] if trig is not None else live
+            hit = flag.nonzero().squeeze(1)
+            freed: list[int] = []
+            if hit.numel():
+                counts = cnt[hit].tolist()
+                seqs = [t[: c - (t[c - 1] in eos)] for t, c in zip(buf[hit, : max(counts)].tolist(), counts)]
+                for row, c, t, text in zip(hit.tolist(), counts, seqs, decode(seqs)):
+                    if len(t) < c:  # ended with EOS (not part of the text)
+                        finish(row, text, c - 1, False)
+                    elif is_complete(text):
+                        finish(row, text, c, False)
+                    elif c >= max_new_tokens:
+                        finish(row, text, c, True)
+                    else:
+                        continue
+                    freed.append(row)
+                if freed:
+                    live[torch.tensor(freed, device=device)] = False
+            deliver(False)
+            if n_live == 0 and not waiting:
+                break
+            if freed and not waiting and rows - n_live >= max(1, rows // 4):
+                # No prompt left to take the free rows: shrink the batch.
+                keep = [r for r in range(rows) if row_prompt[r] >= 0]
+                kt = torch.tensor(keep, device=device)
+                for layer in cache.layers:
+                    layer.select(kt)
+                tok, attn, next_pos, buf, cnt, live = (x[kt] for x in (tok, attn, next_pos, buf, cnt, live))
+                row_prompt = [row_prompt[r] for r in keep]
+                row_start = [row_start[r] for r in keep]
+                rows = len(keep)
+                ar = torch.arange(rows, device=device)
+            attn = torch.cat([attn, attn.new_ones((rows, 1))], dim=-1)
+            out = model(
+                input_ids=tok[:, None],
+                attention_mask=attn[:, None, None, :].bool() if shared is not None else attn,
+                position_ids=next_pos[:, None],
+                use_cache=True,
+                **{ckw: cache},
+                **extra,
+            )
+            logits = out.logits[:, -1, :]
+            next_pos = next_pos + 1
+            if freed and waiting:
+                admit(freed)
+            # Drop padding columns that no live row reaches back to. The earliest live column only moves
+            # when rows finish (and the bar only rises as the cache grows), so check only then.
+            first = min((row_start[r] for r in range(rows) if row_prompt[r] >= 0), default=C) if freed else C
+            if first - C >= max(32, (attn.shape[1] - C) // 2):
+                for layer in cache.layers:
+                    layer.drop_columns(C, first)
+                attn = torch.cat([attn[:, :C], attn[:, first:]], dim=1)
+                row_start = [s - (first - C) for s in row_start]
     deliver(True)
     return results  # type: ignore[return-value]
 

@@ -47,3 +47,40 @@ def test_bundled_model_solves_one_digit_sums(tmp_path_factory):
     decisions = [judge(task, p, g.text, g.truncated, "eval", 40).decision for p, g in zip(problems, gens)]
     assert decisions.count("correct") >= 5, list(zip([p.question for p in problems], [g.text for g in gens]))
     assert all(not g.truncated for g in gens)  # stop-at-answer ends every row early
+
+
+@pytest.mark.parametrize("share_prefix", [True, False])
+def test_bundled_model_batched_equals_each_prompt_alone(share_prefix):
+    """The real model, its default few-shot prefix (shared-prefix attention when shared), rows of
+    different lengths through 3 slots, each stopping at its answer: every row's text is what greedy
+    ``model.generate`` gives for that prompt alone, up to where the row stopped."""
+    import torch
+
+    from star_core.models import load_base
+    from star_core.sampling import generate, generate_plain
+    from star_core.tasks import Exemplar, get_task
+
+    torch.set_num_threads(1)
+    loaded = load_base("bundled:smollm2-135m", quantization="none", device="cpu")
+    task = get_task("arithmetic", train_digits=(1, 3), eval_digits=(1, 3))
+    problems = task.load("eval", limit=6, seed=1)
+    ex = [
+        Exemplar(p, task.reference_rationale(p), p.gold)
+        for p in (task.make_problem(a, b, f"ex-{a}+{b}") for a, b in ((47, 38), (5, 9), (123, 456)))
+    ]
+    prompts = [task.prompt(p, ex) for p in problems]
+    gens = generate(
+        loaded.model,
+        loaded.tokenizer,
+        prompts,
+        max_new_tokens=24,
+        is_complete=task.is_complete,
+        stop_chars=task.stop_chars,
+        batch_size=3,
+        share_prefix=share_prefix,
+    )
+    alone = generate_plain(loaded.model, loaded.tokenizer, prompts, max_new_tokens=24)
+    assert len({g.prompt_tokens for g in gens}) > 1  # rows of different lengths
+    for g, r in zip(gens, alone):
+        assert g.text and r.text.startswith(g.text), (g.text, r.text)
+        assert g.output_tokens <= r.output_tokens
