@@ -367,6 +367,20 @@ if not met.empty:
             )
 
 if not allm.empty:
+    # ---- did STaR change each digit count? one sentence per group of the first run shown, its paired test in it
+    # The model STaR starts from (the warm-started one, else the few-shot one) against the last iteration: a
+    # per-group sentence, because a total can hide opposite moves of its groups.
+    effects = [e for e in ui.guard(Q.star_effect, dirs[0]) if e.measure == "faithful_accuracy"]
+    if effects:
+        st.subheader("Did STaR change each digit count?")
+        for e in effects:
+            icon = ":green[:material/check_circle:]" if e.significant else ":gray[:material/remove:]"
+            st.markdown(icon + " " + ui.md_escape(e.sentence()))
+        st.caption(
+            "Right and faithful: a right answer whose every audited step holds. Each question is paired with itself "
+            "in the two evaluations (exact McNemar on the questions that changed); a sentence says significant only "
+            f"when p < {stats.ALPHA}. `star summary` prints the same sentences, for right answers too."
+        )
     st.subheader("Changes between evaluations")
     ch = ui.guard(ui.q_multi, "changes_frame", dirs)
     if ch.empty:

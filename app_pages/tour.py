@@ -479,3 +479,10 @@ with right:
                 st.caption(f"The question on the left, at this iteration: {fate}.")
         it_param = it_s
     ui.write_url(PAGE, {"q": qkey, "it": it_param})
+
+# ---- the whole run in one sentence per digit count: did STaR change it? (its paired test in the sentence) -------
+_effects = [e for e in ui.guard(Q.star_effect, run_dir) if e.measure == "faithful_accuracy"]
+if _effects:
+    with st.expander("Did STaR change each digit count? (right and faithful, first model vs last iteration)"):
+        for e in _effects:
+            st.markdown(ui.md_escape(e.sentence()))

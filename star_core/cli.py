@@ -390,11 +390,12 @@ def _print_measures(measures: dict, changes: dict) -> None:
 
 
 def cmd_summary(a: argparse.Namespace) -> int:
-    from .queries import WARM_NOTE, summary
+    from .queries import WARM_NOTE, star_effect_dicts, summary
     from .store import DB_NAME, check
 
     check(Path(a.run_dir) / DB_NAME, deep=True)  # damage anywhere in the file: rc 2, not a partial summary
     s = summary(Path(a.run_dir))
+    s["star_effect"] = star_effect_dicts(Path(a.run_dir))
     if a.json:
         print(json.dumps(s, indent=2, default=str))
         return 0
@@ -417,6 +418,11 @@ def cmd_summary(a: argparse.Namespace) -> int:
             loss = f", final loss {w['final_loss']:.3f}" if w.get("final_loss") is not None else ""
             print(f"    warm start ({WARM_NOTE}): {w['examples']} examples, {w['train_steps']} steps{loss}; after it:")
             _print_measures(w.get("measures") or {}, w.get("change") or {})
+    effects = s.get("star_effect") or []
+    if effects:
+        print("  did STaR change each group (the model it started from vs the last iteration, paired):")
+        for e in effects:
+            print(f"    {e['sentence']}")
     if s.get("error"):
         print(f"  error: {s['error']}")
     return 0

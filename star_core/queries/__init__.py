@@ -29,6 +29,7 @@ from ..liveness import HEARTBEAT_STALE_S, RESUMABLE, effective_status, pid_alive
 from ..store import DECISIONS, EVAL_PHASES, PHASE_SPLIT, PHASES, STAGES
 from ..tasks.base import AUDIT_VERSION, VERDICTS
 from .connect import RunUnavailable, db_path, fingerprint, open_store
+from .effect import GroupEffect, star_effect, star_effect_dicts
 from .progress import STAGE_WORDS, stage_progress
 from .runs import (
     DEMO_RUNS_ENV,
@@ -111,6 +112,10 @@ __all__ = [
     "run_status",
     "curriculum_frontiers",
     "runs_roots",
+    # did STaR change each digit count (one paired test per group)
+    "GroupEffect",
+    "star_effect",
+    "star_effect_dicts",
     # progress
     "STAGE_WORDS",
     "stage_progress",
