@@ -34,7 +34,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import config as config_mod
-from . import runlock, samplers, warmstart
+from . import runfolder, runlock, samplers, warmstart
 from . import store as store_mod
 from .config import StarConfig
 from .evaluation import accuracy_rows
@@ -398,7 +398,8 @@ def _lock(run_dir: Path) -> runlock.RunLock:
 def start(cfg: StarConfig, run_dir: str | Path, progress: bool = True) -> Path:
     """Start a new run in ``run_dir`` (which must not hold a run yet)."""
     run_dir = Path(run_dir)
-    if (run_dir / DB_NAME).exists():
+    runfolder.check_closed(run_dir)  # nothing of the folder links out of it (RunFolderError)
+    if not runfolder.unstarted(run_dir):
         store_mod.check(run_dir / DB_NAME)  # a damaged or foreign store says so (StoreError)
         raise RunError(f"{run_dir} already holds a run; use `star run --resume {run_dir}` or another --out")
     data = load_data(cfg)  # validate all input before anything is written
@@ -407,10 +408,10 @@ def start(cfg: StarConfig, run_dir: str | Path, progress: bool = True) -> Path:
 
     resolve_model_path(cfg.model, convert=False)
     with _lock(run_dir):  # before config.yaml: a second `star run --out` on this folder writes nothing
-        if (run_dir / DB_NAME).exists() or (run_dir / CONFIG_NAME).exists():
+        if not runfolder.unstarted(run_dir) or ((run_dir / CONFIG_NAME).exists() and not (run_dir / DB_NAME).exists()):
             raise RunError(f"{run_dir} already holds a run; use `star run --resume {run_dir}` or another --out")
-        config_mod.save(cfg, run_dir / CONFIG_NAME)
-        store = RunStore(run_dir)
+        store = RunStore(run_dir)  # its tables first (one transaction): a crash from here leaves a folder
+        config_mod.save(cfg, run_dir / CONFIG_NAME)  # that holds no run record, which --out takes again
         name = cfg.name or run_dir.name
         store.create_run(name, cfg.task, cfg.model, cfg.to_dict(), cfg.iterations, device="starting")
         store.save_exemplars(
@@ -432,11 +433,17 @@ def start(cfg: StarConfig, run_dir: str | Path, progress: bool = True) -> Path:
 
 def resume(run_dir: str | Path, progress: bool = True) -> Path:
     run_dir = Path(run_dir)
+    runfolder.check_closed(run_dir)  # nothing of the folder links out of it (RunFolderError)
     if not (run_dir / DB_NAME).exists() or not (run_dir / CONFIG_NAME).exists():
         raise RunError(f"{run_dir}: not a run folder (needs {CONFIG_NAME} and {DB_NAME})")
     from .queries import run_status
 
     with _lock(run_dir):  # a second `star run --resume` (or a run still going) holds it: refused, nothing written
+        if runfolder.unstarted(run_dir):
+            raise RunError(
+                f"{run_dir}: the run never started (its store holds no run record); start it again with "
+                f"star run --config {run_dir / CONFIG_NAME} --out {run_dir}"
+            )
         store_mod.check(run_dir / DB_NAME, deep=True)  # read-only: a damaged or foreign store is never written
         status = run_status(run_dir)
         if status == "running":
@@ -457,10 +464,13 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
 def clean_tmp_adapters(run_dir: Path) -> list[Path]:
     """Remove ``adapters/*.tmp`` folders, half-written adapters of a run that died while saving one
     (a full disk, a kill); the store never points at them. Returns what was removed."""
+    runfolder.safe_path(run_dir, ADAPTERS_DIR)  # never a *.tmp of another folder
     gone = sorted((run_dir / ADAPTERS_DIR).glob("*.tmp"))
     for t in gone:
         log.info("removing a half-written adapter: %s", t)
-        if t.is_dir():
+        if t.is_symlink():  # the link goes, never what it points at
+            t.unlink()
+        elif t.is_dir():
             shutil.rmtree(t, ignore_errors=True)
         else:
             t.unlink(missing_ok=True)
