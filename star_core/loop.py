@@ -439,12 +439,12 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
     from .queries import run_status
 
     with _lock(run_dir):  # a second `star run --resume` (or a run still going) holds it: refused, nothing written
+        store_mod.check(run_dir / DB_NAME, deep=True)  # read-only: a damaged or foreign store is never written
         if runfolder.unstarted(run_dir):
             raise RunError(
                 f"{run_dir}: the run never started (its store holds no run record); start it again with "
                 f"star run --config {run_dir / CONFIG_NAME} --out {run_dir}"
             )
-        store_mod.check(run_dir / DB_NAME, deep=True)  # read-only: a damaged or foreign store is never written
         status = run_status(run_dir)
         if status == "running":
             raise RunError(f"{run_dir} is still running in another process; stop it first (or wait for it)")

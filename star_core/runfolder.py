@@ -68,13 +68,14 @@ def check_closed(run_dir: str | os.PathLike, names: tuple[str, ...] = ENGINE_FIL
 
 def unstarted(run_dir: str | os.PathLike) -> bool:
     """Whether the folder holds no run yet, so that ``star run --out`` may (re)start one in it: no store, a store
-    still empty (0 bytes, or SQLite with no table: the run died while creating it), or star's tables with no
-    run record (it died before the record was written). A damaged or foreign store is not unstarted."""
+    still empty (0 bytes, or SQLite with no table: star died while creating it, before it wrote config.yaml), or
+    star's tables with no run record (it died before the record was written). A damaged or foreign store is not
+    unstarted, nor an empty one beside a config.yaml (a run's store truncated: refused, never overwritten)."""
     db = Path(run_dir) / DB_NAME
     if not db.exists():
         return True
     if store_blank(db):
-        return True
+        return not (Path(run_dir) / CONFIG_NAME).exists()
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
         try:
