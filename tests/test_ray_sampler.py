@@ -94,13 +94,11 @@ def local_run(tiny_model_dir, tmp_path_factory):
     return loop.start(cfg_of(tiny_model_dir), tmp_path_factory.mktemp("local") / "run", progress=False)
 
 
-def ray_run(tiny_model_dir, run, settings, kill_worker=False, timeout=540) -> dict:
-    """A sampler=ray run in a child process of its own session (tests/ray_child.py): whatever Ray does to its
-    driver's process, process group or signal handlers stays there, never reaching pytest. Returns the child's
-    RESULT; a child that dies or hangs fails the test, and its leftover processes are killed with its session."""
-    spec = {"model": str(tiny_model_dir), "run": str(run), "settings": settings, "kill_worker": kill_worker}
+def in_session(argv: list[str], timeout: float) -> tuple[int | None, str, str]:
+    """Run ``python ARGV`` as a child in a session of its own: (rc, stdout, stderr), rc None when it ran over
+    ``timeout``. Whatever it leaves behind (a stray raylet or worker) is killed with its session."""
     p = subprocess.Popen(
-        [sys.executable, str(HERE / "ray_child.py"), json.dumps(spec)],
+        [sys.executable, *argv],
         env={**os.environ, "PYTHONPATH": str(HERE.parent), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -113,12 +111,21 @@ def ray_run(tiny_model_dir, run, settings, kill_worker=False, timeout=540) -> di
         out, err = "", f"ran over {timeout} s"
     finally:
         try:
-            os.killpg(p.pid, signal.SIGKILL)  # the child's session: a stray raylet or worker goes with it
+            os.killpg(p.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         p.wait()
+    return (None if err == f"ran over {timeout} s" else p.returncode), out, err
+
+
+def ray_run(tiny_model_dir, run, settings, kill_worker=False, timeout=540) -> dict:
+    """A sampler=ray run in a child process of its own session (tests/ray_child.py): whatever Ray does to its
+    driver's process, process group or signal handlers stays there, never reaching pytest. Returns the child's
+    RESULT; a child that dies or hangs fails the test."""
+    spec = {"model": str(tiny_model_dir), "run": str(run), "settings": settings, "kill_worker": kill_worker}
+    rc, out, err = in_session([str(HERE / "ray_child.py"), json.dumps(spec)], timeout)
     lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
-    assert p.returncode == 0 and lines, f"the Ray run's process failed (rc {p.returncode}): {err[-3000:]}"
+    assert rc == 0 and lines, f"the Ray run's process failed (rc {rc}): {err[-3000:]}"
     return json.loads(lines[-1].removeprefix("RESULT "))
 
 
@@ -163,15 +170,8 @@ def test_a_killed_worker_is_retried_and_a_crashed_driver_resumes(tiny_model_dir,
 
     assert queries.run_status(run) == "crashed"
 
-    p = subprocess.run(
-        [sys.executable, "-m", "star_core.cli", "run", "--quiet", "--resume", str(run)],
-        env={**os.environ, "PYTHONPATH": str(HERE.parent), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
-        capture_output=True,
-        text=True,
-        timeout=540,
-        start_new_session=True,
-    )
-    assert p.returncode == 0, p.stderr[-3000:]
+    rc, _, err = in_session(["-m", "star_core.cli", "run", "--quiet", "--resume", str(run)], 540)
+    assert rc == 0, err[-3000:]
     got = samples(run)
     want = samples(local_run, "iteration=0 AND phase='eval'")
     assert dupes(run) == 0
@@ -239,20 +239,12 @@ def test_a_port_that_is_not_ray_is_refused_before_the_run_folder(tiny_model_dir,
     args += ["--set", f"ray_address=127.0.0.1:{port}", "--set", "iterations=0", "--set", "n_eval=2"]
     t0 = time.time()
     try:
-        p = subprocess.run(
-            [sys.executable, "-m", "star_core.cli", *args],
-            env={**os.environ, "PYTHONPATH": str(HERE.parent), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            start_new_session=True,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail("star run against a port that is not Ray ran over 60 s")
+        rc, _, err = in_session(["-m", "star_core.cli", *args], 60)
     finally:
         stop()
-    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert rc is not None, "star run against a port that is not Ray ran over 60 s"
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and "Traceback" not in err, err[-3000:]
     assert lines[-1].startswith(f"star: error: ray_address=127.0.0.1:{port}: 127.0.0.1:{port} is not a Ray cluster")
     assert time.time() - t0 < 40
     assert not run.exists(), "a run folder was written for a run that could not start"
