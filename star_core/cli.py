@@ -281,6 +281,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
+    from .runfolder import safe_path
     from .store import DB_NAME, check, connect
 
     run = Path(a.run_dir)
@@ -288,12 +289,12 @@ def cmd_export(a: argparse.Namespace) -> int:
     if a.annotations:
         from .annotations import Annotations
 
-        path = Path(a.out) if a.out else run / "export" / "annotations.jsonl"
+        path = Path(a.out) if a.out else safe_path(run, "export/annotations.jsonl")
         path.parent.mkdir(parents=True, exist_ok=True)
         n = Annotations(run).export_jsonl(path)
         print(f"{path}: {n} annotations")
         return 0
-    out = Path(a.out) if a.out else run / "export"
+    out = Path(a.out) if a.out else safe_path(run, "export")  # never written through a link out of the run
     out.mkdir(parents=True, exist_ok=True)
     con = connect(run / DB_NAME, readonly=True)
     iters = [r[0] for r in con.execute("SELECT DISTINCT iteration FROM train_examples ORDER BY iteration")]

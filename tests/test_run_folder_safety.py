@@ -164,6 +164,17 @@ def test_adapters_that_link_out_are_refused_and_nothing_outside_is_deleted(stopp
     assert tree(outside) == before
 
 
+def test_export_never_writes_through_a_link_out(stopped, tmp_path):
+    run = _copy(stopped, tmp_path / "run")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (run / "export").symlink_to(outside, target_is_directory=True)
+    for args in (["export", run], ["export", run, "--annotations"]):
+        rc, _, err = star(*args)
+        one_line(rc, err, "export", "links out of the run folder")
+    assert list(outside.iterdir()) == []
+
+
 def test_a_temporary_adapter_that_links_out_loses_only_its_link(stopped, tmp_path):
     run = _copy(stopped, tmp_path / "run")
     outside = tmp_path / "outside"
