@@ -39,6 +39,7 @@ from . import store as store_mod
 from .config import StarConfig
 from .evaluation import accuracy_rows
 from .filtering import judge, limit_per_question
+from .runfolder import clean_tmp_adapters
 from .store import ADAPTERS_DIR, CONFIG_NAME, DB_NAME, EVAL_PHASES, PHASE_SPLIT, STAGES, RunStore, SampleRecord
 from .tasks import Exemplar, Problem, Task, get_task
 
@@ -459,22 +460,6 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
         store.set_status("running", message="resumed")
         _execute(cfg, run_dir, store, data, progress)
     return run_dir
-
-
-def clean_tmp_adapters(run_dir: Path) -> list[Path]:
-    """Remove ``adapters/*.tmp`` folders, half-written adapters of a run that died while saving one
-    (a full disk, a kill); the store never points at them. Returns what was removed."""
-    runfolder.safe_path(run_dir, ADAPTERS_DIR)  # never a *.tmp of another folder
-    gone = sorted((run_dir / ADAPTERS_DIR).glob("*.tmp"))
-    for t in gone:
-        log.info("removing a half-written adapter: %s", t)
-        if t.is_symlink():  # the link goes, never what it points at
-            t.unlink()
-        elif t.is_dir():
-            shutil.rmtree(t, ignore_errors=True)
-        else:
-            t.unlink(missing_ok=True)
-    return gone
 
 
 def _execute(cfg: StarConfig, run_dir: Path, store: RunStore, data: Data, progress: bool) -> None:

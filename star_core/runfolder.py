@@ -13,7 +13,9 @@ dashboard's run readers (``star_core.queries``) call it. Nothing here imports to
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -28,6 +30,9 @@ ENGINE_FILES = (
     CONFIG_NAME,
     ADAPTERS_DIR,
 )
+
+
+log = logging.getLogger("star")
 
 
 class RunFolderError(StoreError):
@@ -101,3 +106,19 @@ def store_blank(db: Path) -> bool:
             con.close()
     except (OSError, sqlite3.DatabaseError):
         return False
+
+
+def clean_tmp_adapters(run_dir: Path) -> list[Path]:
+    """Remove ``adapters/*.tmp`` folders, half-written adapters of a run that died while saving one
+    (a full disk, a kill); the store never points at them. Returns what was removed."""
+    safe_path(run_dir, ADAPTERS_DIR)  # never a *.tmp of another folder
+    gone = sorted((run_dir / ADAPTERS_DIR).glob("*.tmp"))
+    for t in gone:
+        log.info("removing a half-written adapter: %s", t)
+        if t.is_symlink():  # the link goes, never what it points at
+            t.unlink()
+        elif t.is_dir():
+            shutil.rmtree(t, ignore_errors=True)
+        else:
+            t.unlink(missing_ok=True)
+    return gone
