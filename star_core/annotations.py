@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from .queries import SampleFilter
+from .runfolder import RunFolderError, safe_path
 from .store import DB_NAME, StoreError
 
 ANNOTATIONS_NAME = "annotations.sqlite"
@@ -115,6 +116,10 @@ class Annotations:
     def _connect(self, write: bool) -> Iterator[sqlite3.Connection | None]:
         """A connection, or None when reading a file that does not exist yet (no annotations)."""
         p = self.path
+        try:
+            safe_path(self.run_dir, ANNOTATIONS_NAME)
+        except RunFolderError as e:
+            raise AnnotationError(str(e)) from None
         if p.exists():
             _check_file(p)
         elif not write:

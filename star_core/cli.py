@@ -14,17 +14,18 @@ star --version          (also: python -m star_core ...)
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import logging
 import os
-import sqlite3
 import sys
 import time
 from pathlib import Path
 
 from . import config as config_mod
-from .config import ConfigError, ModelError
+from .cli_errors import _disk_full as _disk_full
+from .cli_errors import error_line
+from .config import ConfigError
+from .configfile import printable
 from .store import ADAPTERS_DIR, CONFIG_NAME
 
 log = logging.getLogger("star")
@@ -207,7 +208,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def _finished(run: Path) -> int:
-    print(f"run finished: {run}")
+    _show(f"run finished: {run}")
     cmd_summary(argparse.Namespace(run_dir=str(run), json=False))
     print(f"inspect it: streamlit run app.py  (runs under ./runs are listed), or star summary {run} --json")
     return 0
@@ -280,6 +281,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
+    from .runfolder import safe_path
     from .store import DB_NAME, check, connect
 
     run = Path(a.run_dir)
@@ -287,12 +289,12 @@ def cmd_export(a: argparse.Namespace) -> int:
     if a.annotations:
         from .annotations import Annotations
 
-        path = Path(a.out) if a.out else run / "export" / "annotations.jsonl"
+        path = Path(a.out) if a.out else safe_path(run, "export/annotations.jsonl")
         path.parent.mkdir(parents=True, exist_ok=True)
         n = Annotations(run).export_jsonl(path)
         print(f"{path}: {n} annotations")
         return 0
-    out = Path(a.out) if a.out else run / "export"
+    out = Path(a.out) if a.out else safe_path(run, "export")  # never written through a link out of the run
     out.mkdir(parents=True, exist_ok=True)
     con = connect(run / DB_NAME, readonly=True)
     iters = [r[0] for r in con.execute("SELECT DISTINCT iteration FROM train_examples ORDER BY iteration")]
@@ -333,10 +335,17 @@ def cmd_report(a: argparse.Namespace) -> int:
     from .report import write_report
     from .store import DB_NAME, check
 
+    if Path(a.out).is_dir():
+        raise ConfigError(f"-o {a.out}: is a folder; name the HTML file to write (e.g. {Path(a.out) / 'report.html'})")
     check(Path(a.run_dir) / DB_NAME, deep=True)
     info = write_report(Path(a.run_dir), Path(a.out), max_samples=a.max_samples)
     print(f"{a.out}: {info['samples']} of {info['total']} samples, {info['bytes'] / 1e6:.1f} MB")
     return 0
+
+
+def _show(line: str) -> None:
+    """Print a line that holds stored strings (a run's name, model, error): control codes shown escaped."""
+    print(printable(line))
 
 
 def cmd_runs(a: argparse.Namespace) -> int:
@@ -354,17 +363,17 @@ def cmd_runs(a: argparse.Namespace) -> int:
         print(json.dumps(runs, indent=2, default=str))
         return 0
     if not runs:
-        print("no runs under " + ", ".join(a.roots))
+        _show("no runs under " + ", ".join(a.roots))
         return 0
-    print(f"{'status':9} {'task':14} {'iterations':>10}  {'stage':12}  path")
+    _show(f"{'status':9} {'task':14} {'iterations':>10}  {'stage':12}  path")
     for r in runs:
         if r.get("problem"):
-            print(f"{r['status']:9} {'-':14} {'-':>10}  {'-':12}  {r.get('path')}  ({r['problem']})")
+            _show(f"{r['status']:9} {'-':14} {'-':>10}  {'-':12}  {r.get('path')}  ({r['problem']})")
             continue
         # iteration 0 is the baseline
         done = f"{max(0, (r.get('iterations_done') or 0) - 1)}/{r.get('iterations_planned', '?')}"
         stage = f"{r.get('current_iteration', '')}:{r.get('current_stage') or ''}"
-        print(f"{r.get('status', '?'):9} {r.get('task') or '?':14} {done:>10}  {stage:12}  {r.get('path')}")
+        _show(f"{r.get('status', '?'):9} {r.get('task') or '?':14} {done:>10}  {stage:12}  {r.get('path')}")
     return 0
 
 
@@ -386,7 +395,7 @@ def _print_measures(measures: dict, changes: dict) -> None:
                 if ch:
                     since = f"iter {ch['since']}" if ch["since_phase"] == "eval" else "the warm start"
                     parts.append(f"vs {since}: {describe_change(ch['lost'], ch['gained'])}")
-                print(f"      {task} {split} {g}: " + "; ".join(parts))
+                _show(f"      {task} {split} {g}: " + "; ".join(parts))
 
 
 def cmd_summary(a: argparse.Namespace) -> int:
@@ -399,32 +408,32 @@ def cmd_summary(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(s, indent=2, default=str))
         return 0
-    print(f"{s.get('name')}  [{s.get('status')}]  task={s.get('task')}  model={s.get('model')}")
+    _show(f"{s.get('name')}  [{s.get('status')}]  task={s.get('task')}  model={s.get('model')}")
     for it in s.get("iterations", []):
         dec = ", ".join(
             f"{ph}: " + " ".join(f"{k}={v}" for k, v in d.items()) for ph, d in it.get("decisions", {}).items()
         )
-        print(f"  iter {it['iteration']} ({it['stage']})  {dec}")
+        _show(f"  iter {it['iteration']} ({it['stage']})  {dec}")
         if it.get("curriculum"):
             from .curriculum import describe
 
-            print(f"    curriculum: {describe(it['curriculum'])}")
+            _show(f"    curriculum: {describe(it['curriculum'])}")
         _print_measures(it.get("measures") or {}, it.get("change") or {})
         if it["iteration"] == 0 and s.get("direct_baseline"):
-            print("    direct answer (few-shot, no rationale), for reference:")
+            _show("    direct answer (few-shot, no rationale), for reference:")
             _print_measures(s["direct_baseline"], {})
         if it["iteration"] == 0 and s.get("warm_start"):
             w = s["warm_start"]
             loss = f", final loss {w['final_loss']:.3f}" if w.get("final_loss") is not None else ""
-            print(f"    warm start ({WARM_NOTE}): {w['examples']} examples, {w['train_steps']} steps{loss}; after it:")
+            _show(f"    warm start ({WARM_NOTE}): {w['examples']} examples, {w['train_steps']} steps{loss}; after it:")
             _print_measures(w.get("measures") or {}, w.get("change") or {})
     effects = s.get("star_effect") or []
     if effects:
-        print("  did STaR change each group (the model it started from vs the last iteration, paired):")
+        _show("  did STaR change each group (the model it started from vs the last iteration, paired):")
         for e in effects:
-            print(f"    {e['sentence']}")
+            _show(f"    {e['sentence']}")
     if s.get("error"):
-        print(f"  error: {s['error']}")
+        _show(f"  error: {s['error']}")
     return 0
 
 
@@ -452,29 +461,12 @@ def cmd_config(a: argparse.Namespace) -> int:
     return 0
 
 
-def _disk_full(e: BaseException) -> str | None:
-    """What ran out of space, when ``e`` (or an exception it was raised from or during) is a full disk:
-    an OSError ENOSPC (an adapter or file write) or SQLite's "database or disk is full"."""
-    seen: set[int] = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            return f"{e.strerror or 'no space left on device'}" + (f": {e.filename}" if e.filename else "")
-        if isinstance(e, sqlite3.OperationalError) and "disk is full" in str(e):
-            return f"the run store: {e}"
-        e = e.__cause__ or e.__context__
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     for noisy in ("transformers", "peft", "bitsandbytes", "datasets", "httpx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     a = build_parser().parse_args(argv)
-    from .store import StoreError
-    from .tasks import DataError
-
     try:
         return {
             "run": cmd_run,
@@ -485,32 +477,12 @@ def main(argv: list[str] | None = None) -> int:
             "summary": cmd_summary,
             "config": cmd_config,
         }[a.cmd](a)
-    except (ConfigError, DataError, ModelError, StoreError) as e:
-        print(f"star: error: {e}", file=sys.stderr)
-        return 2
     except Exception as e:
-        from .loop import RunError, Stopped
-
-        full = _disk_full(e)
-        if full:
-            run = getattr(a, "resume", None) or getattr(a, "out", None)
-            again = f"star run --resume {run}" if a.cmd == "run" and run else "the command again"
-            print(
-                f"star: error: disk full ({full}); the run store keeps every committed batch: free some space, "
-                f"then run {again}",
-                file=sys.stderr,
-            )
-            return 2
-        if isinstance(e, RunError):
-            print(f"star: error: {e}", file=sys.stderr)
-            return 2
-        if isinstance(e, sqlite3.DatabaseError):
-            print(f"star: error: the run store cannot be read or written ({e})", file=sys.stderr)
-            return 2
-        if isinstance(e, Stopped):
-            print("star: stopped; resume with `star run --resume RUN_DIR`", file=sys.stderr)
-            return 143
-        raise
+        known = error_line(e, a)
+        if known is None:
+            raise
+        print(known[1], file=sys.stderr)
+        return known[0]
     except KeyboardInterrupt:
         print("star: interrupted; resume with `star run --resume RUN_DIR`", file=sys.stderr)
         return 130

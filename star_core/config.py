@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import json
 import math
 import re
 from dataclasses import dataclass, field, fields
@@ -29,6 +28,8 @@ from .config_ranges import (  # noqa: F401  (re-exported: config.RANGES, config.
     max_threads,
     range_text,
 )
+from .configfile import MAX_CONFIG_BYTES as MAX_CONFIG_BYTES  # re-exported: the limit belongs with the reader
+from .configfile import ConfigError, excerpt, load_file, parse_yaml
 from .curriculum import CURRICULA
 from .tasks import TASKS
 from .tasks.arithmetic import DEFAULT_FORMAT, EVAL_DIGITS, FORMATS, TRAIN_DIGITS
@@ -38,12 +39,6 @@ DEFAULT_MODEL = "bundled:smollm2-135m"
 WARM_START_TASKS = ("arithmetic", "gsm8k")
 
 
-class ConfigError(ValueError):
-    """A bad config value; the message names the field (and file when known)."""
-
-
-#: Largest config file read (a config is a few dozen lines; anything bigger is the wrong file).
-MAX_CONFIG_BYTES = 1_000_000
 #: Sampling backends (``sampler``): the decoder in this process, or the same decoder on Ray workers.
 SAMPLERS = ("local", "ray")
 #: ``ray_address``: local (start a cluster here), auto (join the one ``ray start`` began), ray://host:port
@@ -197,7 +192,7 @@ class StarConfig:
 
         def bad(name: str, why: str) -> ConfigError:
             where = (origins or {}).get(name, source)
-            return ConfigError(f"{where}: field '{name}' = {getattr(self, name)!r}: {why}")
+            return ConfigError(f"{where}: field '{name}' = {excerpt(getattr(self, name))}: {why}")
 
         if self.task not in TASKS:
             raise bad("task", f"unknown task; choose one of {', '.join(TASKS)}")
@@ -296,13 +291,13 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     args = get_args(hint)
 
     def fail(why: str) -> ConfigError:
-        return ConfigError(f"{source}: field '{name}' = {value!r}: {why}")
+        return ConfigError(f"{source}: field '{name}' = {excerpt(value)}: {why}")
 
     if isinstance(value, str) and hint is not str and not (origin is not None and str in args):
         try:
-            value = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            raise fail(f"cannot parse ({e.__class__.__name__})") from None
+            value = parse_yaml(value, f"{source} {name}")
+        except ConfigError as e:
+            raise fail(str(e).split(": ", 1)[-1]) from None
     if hint == (int | str):  # an integer or the word auto
         if isinstance(value, str) and value.strip() == "auto":
             return "auto"
@@ -369,6 +364,8 @@ def _suggest(name: str) -> str:
 
 def apply(cfg: StarConfig, values: dict[str, Any], source: str, origins: dict[str, str] | None = None) -> StarConfig:
     for k, v in values.items():
+        if not isinstance(k, str):
+            raise ConfigError(f"{source}: a field name must be a word, not {excerpt(k)}")
         if k not in FIELD_NAMES:
             raise ConfigError(f"{source}: unknown field '{k}'{_suggest(k)}")
         setattr(cfg, k, _coerce(k, v, source))
@@ -377,79 +374,11 @@ def apply(cfg: StarConfig, values: dict[str, Any], source: str, origins: dict[st
     return cfg
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a mapping with the same key twice (instead of keeping the last)."""
-
-    def construct_mapping(self, node, deep=False):  # type: ignore[override]
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            try:
-                first = seen.setdefault(key, line)
-            except TypeError:  # an unhashable key: SafeLoader's own error follows
-                continue
-            if first != line:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first on line {first})", key_node.start_mark
-                )
-        return super().construct_mapping(node, deep=deep)
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
-def load_file(path: str | Path) -> dict[str, Any]:
-    """A YAML (or .json) config file as a dict; a clear ConfigError naming the file for a missing, binary,
-    non-UTF-8, oversized, empty or unparsable file, duplicate keys, or a top level that is not a mapping."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read the config file ({e.strerror})") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{p}: {len(raw):,} bytes is too large for a config file (at most {MAX_CONFIG_BYTES:,})")
-    if b"\0" in raw:
-        raise ConfigError(f"{p}: a binary file, not a YAML config (it holds NUL bytes)")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(
-            f"{p}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); save the config as UTF-8"
-        ) from None
-    try:
-        data = (
-            json.loads(text, object_pairs_hook=_no_duplicates)
-            if p.suffix == ".json"
-            else yaml.load(text, Loader=_UniqueKeyLoader)
-        )  # a SafeLoader subclass
-    except (ValueError, yaml.YAMLError) as e:  # json.JSONDecodeError is a ValueError
-        line = getattr(e, "lineno", None) or getattr(getattr(e, "problem_mark", None), "line", -1) + 1
-        where = f", line {line}" if line > 0 else ""
-        raise ConfigError(f"{p}{where}: cannot parse config: {e}") from None
-    if data is None:
-        raise ConfigError(
-            f"{p}: the config file is empty (no field: value lines); add settings, or leave out "
-            "--config to run the defaults"
-        )
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: config must be a mapping of field: value")
-    return data
-
-
 def parse_set(pairs: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for p in pairs:
         if "=" not in p:
-            raise ConfigError(f"--set {p!r}: expected key=value")
+            raise ConfigError(f"--set {excerpt(p)}: expected key=value")
         k, v = p.split("=", 1)
         out[k.strip()] = v
     return out

@@ -37,12 +37,13 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import config as config_mod
-from . import curriculum, runlock, samplers, warmstart
+from . import curriculum, runfolder, runlock, samplers, warmstart
 from . import store as store_mod
 from .config import StarConfig
 from .evaluation import accuracy_rows
 from .filtering import judge, limit_per_question
 from .rundata import Data, RunError, load_data, make_task  # noqa: F401  (re-exported: loop.RunError, ...)
+from .runfolder import clean_tmp_adapters
 from .store import ADAPTERS_DIR, CONFIG_NAME, DB_NAME, EVAL_PHASES, PHASE_SPLIT, STAGES, RunStore, SampleRecord
 from .tasks import Problem
 
@@ -384,7 +385,8 @@ def _lock(run_dir: Path) -> runlock.RunLock:
 def start(cfg: StarConfig, run_dir: str | Path, progress: bool = True) -> Path:
     """Start a new run in ``run_dir`` (which must not hold a run yet)."""
     run_dir = Path(run_dir)
-    if (run_dir / DB_NAME).exists():
+    runfolder.check_closed(run_dir)  # nothing of the folder links out of it (RunFolderError)
+    if not runfolder.unstarted(run_dir):
         store_mod.check(run_dir / DB_NAME)  # a damaged or foreign store says so (StoreError)
         raise RunError(f"{run_dir} already holds a run; use `star run --resume {run_dir}` or another --out")
     data = load_data(cfg)  # validate all input before anything is written
@@ -393,10 +395,10 @@ def start(cfg: StarConfig, run_dir: str | Path, progress: bool = True) -> Path:
 
     resolve_model_path(cfg.model, convert=False)
     with _lock(run_dir):  # before config.yaml: a second `star run --out` on this folder writes nothing
-        if (run_dir / DB_NAME).exists() or (run_dir / CONFIG_NAME).exists():
+        if not runfolder.unstarted(run_dir) or ((run_dir / CONFIG_NAME).exists() and not (run_dir / DB_NAME).exists()):
             raise RunError(f"{run_dir} already holds a run; use `star run --resume {run_dir}` or another --out")
-        config_mod.save(cfg, run_dir / CONFIG_NAME)
-        store = RunStore(run_dir)
+        store = RunStore(run_dir)  # its tables first (one transaction): a crash from here leaves a folder
+        config_mod.save(cfg, run_dir / CONFIG_NAME)  # that holds no run record, which --out takes again
         name = cfg.name or run_dir.name
         store.create_run(name, cfg.task, cfg.model, cfg.to_dict(), cfg.iterations, device="starting")
         store.save_exemplars(
@@ -418,12 +420,18 @@ def start(cfg: StarConfig, run_dir: str | Path, progress: bool = True) -> Path:
 
 def resume(run_dir: str | Path, progress: bool = True) -> Path:
     run_dir = Path(run_dir)
+    runfolder.check_closed(run_dir)  # nothing of the folder links out of it (RunFolderError)
     if not (run_dir / DB_NAME).exists() or not (run_dir / CONFIG_NAME).exists():
         raise RunError(f"{run_dir}: not a run folder (needs {CONFIG_NAME} and {DB_NAME})")
     from .queries import run_status
 
     with _lock(run_dir):  # a second `star run --resume` (or a run still going) holds it: refused, nothing written
         store_mod.check(run_dir / DB_NAME, deep=True)  # read-only: a damaged or foreign store is never written
+        if runfolder.unstarted(run_dir):
+            raise RunError(
+                f"{run_dir}: the run never started (its store holds no run record); start it again with "
+                f"star run --config {run_dir / CONFIG_NAME} --out {run_dir}"
+            )
         status = run_status(run_dir)
         if status == "running":
             raise RunError(f"{run_dir} is still running in another process; stop it first (or wait for it)")
@@ -438,19 +446,6 @@ def resume(run_dir: str | Path, progress: bool = True) -> Path:
         store.set_status("running", message="resumed")
         _execute(cfg, run_dir, store, data, progress)
     return run_dir
-
-
-def clean_tmp_adapters(run_dir: Path) -> list[Path]:
-    """Remove ``adapters/*.tmp`` folders, half-written adapters of a run that died while saving one
-    (a full disk, a kill); the store never points at them. Returns what was removed."""
-    gone = sorted((run_dir / ADAPTERS_DIR).glob("*.tmp"))
-    for t in gone:
-        log.info("removing a half-written adapter: %s", t)
-        if t.is_dir():
-            shutil.rmtree(t, ignore_errors=True)
-        else:
-            t.unlink(missing_ok=True)
-    return gone
 
 
 def _execute(cfg: StarConfig, run_dir: Path, store: RunStore, data: Data, progress: bool) -> None:

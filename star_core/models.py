@@ -275,4 +275,10 @@ def merge_for_inference(model: torch.nn.Module, quantized: bool) -> None:
 
 
 def load_adapter(base: torch.nn.Module, path: str | Path, trainable: bool = False) -> PeftModel:
+    """The peft adapter at ``path`` on ``base``; a ModelError (one line) when the folder holds none."""
+    if not (Path(path) / "adapter_config.json").is_file():
+        raise ModelError(
+            f"{path}: the adapter is missing (no adapter_config.json), and the run needs it to go on: put the "
+            "run folder's adapters/ back, or start a new run"
+        )
     return PeftModel.from_pretrained(base, str(path), is_trainable=trainable)

@@ -56,7 +56,7 @@ INSTALL_HINT = "install it with `pip install -e '.[ray]'` (or `bash scripts/setu
 
 
 def _error(msg: str) -> Exception:
-    from .loop import RunError  # lazy: loop imports this module
+    from .rundata import RunError
 
     return RunError(msg)
 
@@ -136,8 +136,8 @@ def _host_port(address: str) -> tuple[str, int] | None:
 def preflight(cfg: StarConfig) -> None:
     """Before a run writes anything: Ray is installed, and a cluster address answers on its port.
 
-    A TCP probe with a short timeout, so that a wrong host or port is an error in seconds rather
-    than a wait inside ``ray.init``.
+    A probe with a short timeout that speaks Ray's protocol (:mod:`star_core.rayprobe`), so that a wrong
+    host or port, or a port of another service, is an error in seconds rather than a wait inside ``ray.init``.
     """
     if cfg.sampler != "ray":
         return
@@ -161,9 +161,10 @@ def preflight(cfg: StarConfig) -> None:
     host, port = hp
     if not 0 < port < 65536:
         raise _error(f"ray_address={cfg.ray_address}: port {port} is out of range")
+    from .rayprobe import not_ray
+
     try:
-        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
-            pass
+        other = not_ray(host, port, timeout=CONNECT_TIMEOUT_S)  # Ray's protocol, not only an open port
     except OSError as e:
         why = e.strerror or str(e) or type(e).__name__
         raise _error(
@@ -171,6 +172,11 @@ def preflight(cfg: StarConfig) -> None:
             f"{CONNECT_TIMEOUT_S:g} s). Start its head node (`ray start --head`), check the address and "
             "port, or use ray_address=local to start a cluster on this machine"
         ) from None
+    if other:
+        raise _error(
+            f"ray_address={cfg.ray_address}: {host}:{port} is not a Ray cluster: {other}. Give the head node's "
+            "address (host:6379, or ray://host:10001 for Ray Client), or use ray_address=local"
+        )
 
 
 def adapter_files(folder: Path) -> dict[str, bytes]:
@@ -216,7 +222,7 @@ class DecodeWorker:
         import torch
 
         from . import config as config_mod
-        from .loop import make_task
+        from .rundata import make_task
         from .models import full_precision_copy, load_adapter, load_base, merge_for_inference, want_sampling_copy
 
         torch.set_num_threads(threads)

@@ -487,6 +487,9 @@ def check(db_path: str | os.PathLike, deep: bool = False) -> None:
     of another program and a store of an unknown schema version are refused before anything opens it
     for writing. ``deep`` also runs ``PRAGMA quick_check``, which finds damage in the middle of the file."""
     p = Path(db_path)
+    from .runfolder import safe_path
+
+    safe_path(p.parent, p.name)  # a store that links out of its run folder is refused, never read
     if not p.is_file():
         raise StoreError(f"{p.parent}: not a run folder (no {p.name})")
     try:
@@ -590,9 +593,9 @@ def schema_version(con: sqlite3.Connection) -> int:
         row = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     except sqlite3.OperationalError:
         return SCHEMA_VERSION
-    if row is None:
-        has = con.execute("SELECT 1 FROM sqlite_master WHERE name='samples' AND type='table'").fetchone()
-        return 1 if has else SCHEMA_VERSION
+    if row is None:  # version 1 wrote no version; a store whose creation died early may lack it too
+        cols = {r[1] for r in con.execute("PRAGMA table_info(samples)")}
+        return 1 if "prompt" in cols else SCHEMA_VERSION
     return int(row[0]) if str(row[0]).isdigit() else 0
 
 
@@ -775,14 +778,21 @@ class RunStore:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = self.run_dir / DB_NAME
-        if self.db_path.exists():
+        from .runfolder import ENGINE_FILES, check_closed, store_blank
+
+        check_closed(self.run_dir, ENGINE_FILES[:4])  # the store and SQLite's files beside it stay in the folder
+        if self.db_path.exists() and not store_blank(self.db_path):
             check(self.db_path)  # never add star's tables to a foreign or damaged file
         self.con = connect(self.db_path)
-        self.con.executescript(SCHEMA)
-        if schema_version(self.con) == 1:
-            migrate_v1(self.con)
-        self.con.executescript(SAMPLES_V2)
-        self.con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        v1 = schema_version(self.con) == 1
+        self._prefixes: PrefixTable | None = None  # tx() resets it
+        with self.tx() as c:  # one transaction: every table with schema_version, or nothing (a crash, a full disk)
+            for stmt in statements(SCHEMA) + ([] if v1 else statements(SAMPLES_V2)):
+                c.execute(stmt)
+            if not v1:
+                c.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        if v1:
+            migrate_v1(self.con)  # its own transaction, which writes the version 2 tables and the version
         agg = self.con.execute("SELECT value FROM meta WHERE key='aggregates_version'").fetchone()
         if agg is None or agg[0] != AGGREGATES_VERSION:  # a store of an earlier version 2 build: rebuild them
             with self.tx() as c:  # their tables and triggers as this star defines them (until the rebuild
@@ -799,7 +809,6 @@ class RunStore:
                     c.execute(stmt)
                 rebuild_aggregates(c)
         self.run_id = 1
-        self._prefixes: PrefixTable | None = None
 
     # ---- plumbing --------------------------------------------------------
     @contextmanager

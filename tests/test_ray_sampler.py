@@ -1,7 +1,11 @@
 """sampler=ray: star's decoder on a local Ray cluster (2 CPU workers, the tiny model) stores what the
 local decoder stores; a worker killed in the middle of a phase is restarted and its work redone, and
-a driver that dies mid-phase resumes, with nothing lost or stored twice; a bad ray_address is a
-quick, clear error; no Ray, a clear error; the Runs page shows the backend.
+a driver that dies mid-phase resumes, with nothing lost or stored twice; a bad ray_address, or a port
+that does not speak Ray's protocol, is a quick, clear error; no Ray, a clear error; the Runs page shows
+the backend.
+
+Every Ray run is a child process in a session of its own (tests/ray_child.py says why): Ray can end the
+process that drives it, and the test runner must never be that process.
 
 Each Ray run starts its own small cluster (3 CPUs, a 200 MB object store, no dashboard, worker logs
 not forwarded) and shuts it down when the run ends.
@@ -11,14 +15,16 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 
-from star_core import cli, loop, samplers
+from star_core import cli, loop
 from star_core import config as C
 from star_core.store import DB_NAME
 
@@ -43,6 +49,7 @@ SETS = {
     "rationalize": False,
 }
 RAY = {"sampler": "ray", "ray_address": "local", "ray_workers": 2, "ray_cpus_per_worker": 1}
+HERE = Path(__file__).resolve().parent
 
 
 def cfg_of(model_dir, **kw):
@@ -87,9 +94,47 @@ def local_run(tiny_model_dir, tmp_path_factory):
     return loop.start(cfg_of(tiny_model_dir), tmp_path_factory.mktemp("local") / "run", progress=False)
 
 
+def in_session(argv: list[str], timeout: float) -> tuple[int | None, str, str]:
+    """Run ``python ARGV`` as a child in a session of its own: (rc, stdout, stderr), rc None when it ran over
+    ``timeout``. Whatever it leaves behind (a stray raylet or worker) is killed with its session."""
+    p = subprocess.Popen(
+        [sys.executable, *argv],
+        env={**os.environ, "PYTHONPATH": str(HERE.parent), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        out, err = "", f"ran over {timeout} s"
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+    return (None if err == f"ran over {timeout} s" else p.returncode), out, err
+
+
+def ray_run(tiny_model_dir, run, settings, kill_worker=False, timeout=540) -> dict:
+    """A sampler=ray run in a child process of its own session (tests/ray_child.py): whatever Ray does to its
+    driver's process, process group or signal handlers stays there, never reaching pytest. Returns the child's
+    RESULT; a child that dies or hangs fails the test."""
+    spec = {"model": str(tiny_model_dir), "run": str(run), "settings": settings, "kill_worker": kill_worker}
+    rc, out, err = in_session([str(HERE / "ray_child.py"), json.dumps(spec)], timeout)
+    lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
+    assert rc == 0 and lines, f"the Ray run's process failed (rc {rc}): {err[-3000:]}"
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+@pytest.mark.slow
 def test_ray_workers_store_what_the_local_decoder_stores(tiny_model_dir, local_run, tmp_path, capsys):
     pytest.importorskip("ray.data")
-    run = loop.start(cfg_of(tiny_model_dir, **RAY), tmp_path / "ray", progress=False)
+    run = tmp_path / "ray"
+    res = ray_run(tiny_model_dir, run, {**SETS, **RAY})
+    assert res["outcome"] == "finished"
     want, got = samples(local_run), samples(run)
     # the adapter matters: the warm-started model answers differently from the few-shot one
     base = {r[2]: r[4] for r in want if r[:2] == (0, "eval")}
@@ -102,50 +147,31 @@ def test_ray_workers_store_what_the_local_decoder_stores(tiny_model_dir, local_r
     assert summary_json(run, capsys) == summary_json(local_run, capsys)
     saved = C.from_saved(run / "config.yaml")
     assert (saved.sampler, saved.ray_workers) == ("ray", 2)
-    import ray
-
-    assert not ray.is_initialized(), "the run's cluster was not shut down"
+    assert not res["ray_initialized"], "the run's cluster was not shut down"
 
 
-class DriverDies(Exception):
-    """Stands for the driver dying in the middle of a phase."""
-
-
-def test_a_killed_worker_is_retried_and_a_crashed_driver_resumes(tiny_model_dir, local_run, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_a_killed_worker_is_retried_and_a_crashed_driver_resumes(tiny_model_dir, local_run, tmp_path):
     """A worker SIGKILLed after the phase's first unit is restarted and its unit redone; the driver then
     dies at the first unit another worker delivers after the kill, and `resume` decodes the rest: every
-    sample stored once, as locally."""
+    sample stored once, as locally. Both runs are child processes (ray_run): the kill cannot reach pytest."""
     pytest.importorskip("ray.data")
-    stored, killed = [], []
-
-    def hook(unit, worker):
-        stored.append(worker)
-        if len(stored) == 1:
-            os.kill(int(worker.rsplit(":", 1)[1]), signal.SIGKILL)  # it is decoding its next unit by now
-            killed.append(worker)
-        elif worker not in killed:  # a restarted actor or the other worker carried on
-            raise DriverDies()
-
-    monkeypatch.setattr(samplers.RaySampler, "on_unit", staticmethod(hook))
     # iteration 0 only: 8 evaluation questions in 4 units of 2 over 2 workers
     run = tmp_path / "killed"
-    try:
-        loop.start(cfg_of(tiny_model_dir, **RAY, iterations=0, warm_start=0), run, progress=False)
-    except DriverDies:
-        pass
-    else:  # units already decoded still arrive from a killed worker; all four did, so nothing was redone
+    res = ray_run(tiny_model_dir, run, {**SETS, **RAY, "iterations": 0, "warm_start": 0}, kill_worker=True)
+    stored, killed = res["stored"], res["killed"]
+    if res["outcome"] == "finished":  # units already decoded still arrive from a killed worker; all four did
         pytest.skip("the killed worker had decoded every unit before it died: nothing to retry this time")
+    assert res["outcome"] == "driver died"
     assert killed and stored[-1] not in killed, "no other worker carried on after the kill"
     assert len(samples(run)) == 2 * len(stored) <= 8 and dupes(run) == 0  # the units stored before the driver died
-    import ray
-
-    assert not ray.is_initialized(), "the run's cluster outlived its driver"
+    assert not res["ray_initialized"], "the run's cluster outlived its driver"
     from star_core import queries
 
     assert queries.run_status(run) == "crashed"
 
-    monkeypatch.setattr(samplers.RaySampler, "on_unit", None)
-    loop.resume(run, progress=False)
+    rc, _, err = in_session(["-m", "star_core.cli", "run", "--quiet", "--resume", str(run)], 540)
+    assert rc == 0, err[-3000:]
     got = samples(run)
     want = samples(local_run, "iteration=0 AND phase='eval'")
     assert dupes(run) == 0
@@ -186,6 +212,41 @@ def test_a_bad_ray_address_is_a_quick_clear_error(tiny_model_dir, tmp_path, caps
     assert rc == 2
     assert says in err and "star: error: ray_address=" in err
     assert time.time() - t0 < 30
+    assert not run.exists(), "a run folder was written for a run that could not start"
+
+
+@pytest.mark.parametrize("server", ["http", "silent"])
+def test_a_port_that_is_not_ray_is_refused_before_the_run_folder(tiny_model_dir, tmp_path, server):
+    """An HTTP server (or a service that never answers) on ray_address: one line and exit 2 within seconds,
+    before a run folder is written (the probe speaks Ray's protocol, not only TCP). A child process: an
+    unbounded ray.init would hang it, never pytest."""
+    pytest.importorskip("ray.data")
+    import http.server
+    import socket
+    import threading
+
+    if server == "http":
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        port, stop = srv.server_address[1], srv.shutdown
+    else:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        port, stop = sock.getsockname()[1], sock.close
+    run = tmp_path / "run"
+    args = ["run", "--quiet", "--model", str(tiny_model_dir), "--out", str(run), "--sampler", "ray"]
+    args += ["--set", f"ray_address=127.0.0.1:{port}", "--set", "iterations=0", "--set", "n_eval=2"]
+    t0 = time.time()
+    try:
+        rc, _, err = in_session(["-m", "star_core.cli", *args], 60)
+    finally:
+        stop()
+    assert rc is not None, "star run against a port that is not Ray ran over 60 s"
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == 2 and "Traceback" not in err, err[-3000:]
+    assert lines[-1].startswith(f"star: error: ray_address=127.0.0.1:{port}: 127.0.0.1:{port} is not a Ray cluster")
+    assert time.time() - t0 < 40
     assert not run.exists(), "a run folder was written for a run that could not start"
 
 

@@ -111,6 +111,7 @@ def _snapshot(run: Path):
     return samples, metrics, examples, losses, status, dupes
 
 
+@pytest.mark.slow
 def test_kill_9_and_resume_loses_and_duplicates_nothing(tiny_model_dir, tmp_path):
     env, run, args = _run_args(tiny_model_dir, tmp_path / "killed")
 
@@ -147,6 +148,7 @@ def test_kill_9_and_resume_loses_and_duplicates_nothing(tiny_model_dir, tmp_path
     assert n1 >= 1 and n2 >= 1
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_and_resumes(tiny_model_dir, tmp_path):
     """What the dashboard's Stop button sends: the run records `stopped` and resumes to the end."""
     env, run, args = _run_args(tiny_model_dir, tmp_path / "stopped")
@@ -169,6 +171,7 @@ def test_sigterm_stops_cleanly_and_resumes(tiny_model_dir, tmp_path):
     assert _snapshot(run)[5] == 0
 
 
+@pytest.mark.slow
 def test_kill_9_after_the_warm_start_does_not_train_it_again(tiny_model_dir, tmp_path):
     """Killed while the warm-started model is evaluated, the run resumes from there: the warm start's
     adapter and losses are kept, not trained again, and the run ends as an uninterrupted one."""

@@ -56,6 +56,7 @@ def test_a_second_lock_fails_naming_the_holder(tmp_path):
     assert r.returncode == 0 and r.stdout.strip() == "locked"
 
 
+@pytest.mark.slow
 def test_the_lock_goes_with_a_killed_holder(tmp_path):
     run_dir = tmp_path / "r"
     p = _holder(run_dir)
@@ -69,6 +70,7 @@ def test_the_lock_goes_with_a_killed_holder(tmp_path):
         assert runlock.holder(run_dir)["pid"] == os.getpid()
 
 
+@pytest.mark.slow
 def test_second_run_out_is_refused_before_writing(tmp_path, tiny_model_dir, capsys):
     from star_core.cli import main
 
@@ -101,6 +103,7 @@ def test_second_run_out_is_refused_before_writing(tmp_path, tiny_model_dir, caps
         p.wait()
 
 
+@pytest.mark.slow
 def test_second_resume_is_refused_before_writing(tmp_path, capsys):
     from star_core import queries as Q
     from star_core.cli import main

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..runfolder import RunFolderError, safe_path
 from ..store import DB_NAME, StoreError, connect
 
 
@@ -42,8 +43,15 @@ def fingerprint(run_dir: str | os.PathLike) -> tuple:
 
 @contextmanager
 def open_store(run_dir: str | os.PathLike) -> Iterator[sqlite3.Connection]:
-    """A read-only connection; raises RunUnavailable for a missing or unreadable store."""
+    """A read-only connection; raises RunUnavailable for a missing or unreadable store, or one that links out of
+    its run folder (``runfolder.safe_path``)."""
     p = db_path(run_dir)
+    try:
+        safe_path(run_dir, DB_NAME)
+    except RunFolderError:
+        raise RunUnavailable(
+            "corrupt", f"refused: {DB_NAME} links out of the run folder; the dashboard reads no file outside it."
+        ) from None
     if not p.is_file():
         raise RunUnavailable("missing", f"No run store in {Path(run_dir).name or run_dir}: store.sqlite is missing.")
     try:

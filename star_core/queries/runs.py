@@ -15,6 +15,7 @@ from typing import Any
 
 from ..curriculum import load as _curriculum_records
 from ..liveness import RESUMABLE, effective_status
+from ..runfolder import RunFolderError, safe_path
 from ..store import CONFIG_NAME, DB_NAME, SCHEMA_VERSION, STAGES
 from ..tasks.base import AUDIT_VERSION
 from .connect import RunUnavailable, _run_row, open_store
@@ -276,10 +277,10 @@ def run_info(run_dir: str | os.PathLike) -> dict[str, Any]:
     d["schema_version"] = int(sv["value"]) if sv and str(sv["value"]).isdigit() else None
     d["schema_newer"] = bool(d["schema_version"] and d["schema_version"] > SCHEMA_VERSION)
     d["heartbeat_age_s"] = time.time() - (d["heartbeat_at"] or d["updated_at"] or time.time())
-    cfg_file = Path(run_dir) / CONFIG_NAME
     try:
+        cfg_file = safe_path(run_dir, CONFIG_NAME)  # a config.yaml that links out of the folder is not shown
         d["config_yaml"] = cfg_file.read_text(errors="replace")[:100_000] if cfg_file.is_file() else None
-    except OSError:
+    except (OSError, RunFolderError):
         d["config_yaml"] = None
     return d
 
