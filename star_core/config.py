@@ -121,6 +121,8 @@ class StarConfig:
     """Supervised warm start, not bootstrapped: before iteration 1, fine-tune a LoRA adapter on this many reference rationales written by the task (arithmetic: generated sums of warm_start_digits digits, never an eval or train question in either order; GSM8K: the reference solutions of training questions STaR does not use; CommonsenseQA: unsupported, it has no reference rationales). Iteration 1 samples with the warm-started model, and the warm examples join every iteration's training set (restart_from_base still decides where each adapter starts: the base model, or the previous adapter, the warm one for iteration 1). Iteration 0 still evaluates the few-shot base model; the warm-started model gets its own evaluation. 0 = off (the paper)."""
     warm_start_digits: tuple[int, int] = (1, 2)
     """Arithmetic warm start: inclusive range of digit counts of its sums (a digit count that runs out of sums, like the 55 one-digit ones up to the order, leaves its share to the larger ones)."""
+    warm_start_pad: int = 0
+    """Arithmetic carry format: write each warm-start reference trace with its operands zero-padded to a seeded width from the sum's own digit count up to this many digits (``47 + 38`` as ``0047 + 0038``, a trace of 4 digit lines), so no digit position is special; the sums keep their digit counts (warm_start_digits). 0 = no padding. The audit accepts a trace padded with zeros in front of both operands."""
     warm_start_steps: int = 60
     """Optimizer steps of the warm-start fine-tune (learning rate, batch size and LoRA settings as for the iterations)."""
     restart_from_base: bool = True
@@ -219,6 +221,8 @@ class StarConfig:
             )
         if self.warm_start and self.eval_adapter:
             raise bad("warm_start", "cannot be combined with eval_adapter (star eval --adapter)")
+        if self.warm_start_pad and (self.arith_format != "carry" or not self.warm_start):
+            raise bad("warm_start_pad", "pads the warm start's carry traces: needs arith_format=carry and warm_start")
         if self.direct_baseline and (self.task != "arithmetic" or self.arith_format == "scratchpad"):
             raise bad("direct_baseline", "arithmetic with the decomposition, columns or carry format only")
         last = self.train_steps * self.steps_growth ** max(0, self.iterations - 1)

@@ -15,6 +15,9 @@ def max_threads() -> int:
     return 4 * (os.cpu_count() or 1)
 
 
+#: The most digits of an arithmetic operand (digit ranges, warm_start_pad).
+MAX_DIGITS = 30
+
 #: The range of every numeric field: (low, high, bounds), bounds "[]", "(]" or "[)"; floats must also be
 #: finite. A callable high is computed at validation (threads). Checked in validate(), before any data or
 #: model is loaded.
@@ -31,6 +34,7 @@ RANGES: dict[str, tuple[Any, Any, str]] = {
     "max_kept_per_question": (0, 64, "[]"),
     "warm_start": (0, 1_000_000, "[]"),
     "warm_start_steps": (1, MAX_STEPS, "[]"),
+    "warm_start_pad": (0, MAX_DIGITS, "[]"),
     "train_steps": (1, MAX_STEPS, "[]"),
     "steps_growth": (0.0, 10.0, "(]"),
     "learning_rate": (0.0, 1.0, "(]"),
@@ -52,7 +56,6 @@ RANGES: dict[str, tuple[Any, Any, str]] = {
     "train_epochs": (0.0, 1000.0, "[]"),
 }
 MAX_BATCH_SIZE = 65536
-MAX_DIGITS = 30
 
 
 def _num(x: float) -> str:

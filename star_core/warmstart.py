@@ -17,6 +17,7 @@ iteration's training set (``RunStore.training_set``).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 from .config import ConfigError, StarConfig
@@ -33,7 +34,7 @@ def problems(cfg: StarConfig, task: Task, train: list[Problem], evals: list[Prob
     n = cfg.warm_start
     if task.name == "arithmetic":
         try:
-            return task.disjoint_problems(
+            out = task.disjoint_problems(
                 n,
                 tuple(cfg.warm_start_digits),
                 cfg.seed,
@@ -42,6 +43,7 @@ def problems(cfg: StarConfig, task: Task, train: list[Problem], evals: list[Prob
             )
         except ValueError as e:
             raise ConfigError(f"warm_start={n}, warm_start_digits={list(cfg.warm_start_digits)}: {e}") from None
+        return pad_widths(out, cfg.warm_start_pad, cfg.seed)
     if task.name == "gsm8k":
         # the training file in the run's seeded order: STaR's questions are its first n_train
         pool = task.load("train", path=cfg.train_file, limit=cfg.n_train + n, seed=cfg.seed)
@@ -59,6 +61,17 @@ def problems(cfg: StarConfig, task: Task, train: list[Problem], evals: list[Prob
             )
         return out
     raise ConfigError(f"warm_start: the {task.name} task has no reference rationales")
+
+
+def pad_widths(problems: list[Problem], pad: int, seed: int) -> list[Problem]:
+    """``warm_start_pad``: each sum's reference trace written at a seeded width from its own digit count up to
+    ``pad`` digits (``meta["pad"]``; the sums themselves keep their digit counts). 0 leaves them unpadded."""
+    if pad:
+        rng = random.Random(seed * 7919 + 11)
+        for p in problems:
+            d = int(p.meta["digits"])
+            p.meta["pad"] = rng.randint(d, max(d, pad))
+    return problems
 
 
 def records(task: Task, problems: list[Problem], train_prompt: Callable[[Problem], str]) -> list[SampleRecord]:

@@ -112,6 +112,7 @@ _COMPANIONS = {
     "iterations": ["steps_growth=1.0"],
     "train_steps": ["iterations=1"],
     "steps_growth": ["iterations=1"],
+    "warm_start_pad": ["arith_format=carry", "warm_start=8"],
 }
 
 

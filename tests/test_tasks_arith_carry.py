@@ -211,3 +211,44 @@ def test_a_wording_change_in_the_templates_changes_the_trace_and_the_audit(monke
     assert K.audit_carry(95, 7, "\n".join(lines), "102").verdict == "faithful"
     bad = K.audit_carry(95, 7, "\n".join(lines).replace("left 9 and 0", "left 9 and 7"), "102")
     assert bad.verdict == "unfaithful" and bad.first_bad_line == 2 and "left is 9 and 0" in bad.errors[0]
+
+
+# ---- warm_start_pad: traces of short sums written at a larger width ---------------------------------------------
+def test_a_padded_trace_holds_and_a_wrong_padding_does_not():
+    from star_core.tasks.arith_carry import audit_carry, carry_rationale
+
+    for a, b, w in ((47, 38, 4), (5, 9, 3), (0, 0, 2), (95, 7, 5)):
+        text = carry_rationale(a, b, w)
+        assert text.splitlines()[0].startswith(f"{str(a).zfill(max(w, len(str(b))))} + ")
+        au = audit_carry(a, b, text, str(a + b))
+        assert au.verdict == "faithful" and not au.errors, (a, b, w, au)
+        assert au.checked == max(w, len(str(a)), len(str(b))) + 3  # header, a line per digit, close, answer
+    # a nonzero digit in front is another sum; padding of unequal length is not one length
+    for bad in ("147 + 038", "0047 + 038"):
+        text = carry_rationale(47, 38, 3).replace("047 + 038", bad, 1)
+        assert audit_carry(47, 38, text, "85").first_bad_line == 1
+
+
+def test_warm_start_pad_draws_seeded_widths_within_range():
+    from star_core.tasks import get_task
+    from star_core.warmstart import pad_widths
+
+    task = get_task("arithmetic", format="carry", train_digits=(1, 4), eval_digits=(1, 4))
+    probs = [task.make_problem(a, b, f"w{a}+{b}") for a, b in ((47, 38), (5, 9), (12, 3), (60, 60))]
+    again = [task.make_problem(a, b, f"w{a}+{b}") for a, b in ((47, 38), (5, 9), (12, 3), (60, 60))]
+    widths = [p.meta["pad"] for p in pad_widths(probs, 4, seed=3)]
+    assert widths == [p.meta["pad"] for p in pad_widths(again, 4, seed=3)]
+    assert all(p.meta["digits"] <= w <= 4 for p, w in zip(probs, widths))
+    for p in probs:
+        lines = task.reference_rationale(p).splitlines()
+        assert len(lines) == p.meta["pad"] + 2  # header, a line per written digit, the closing carry
+    assert all("pad" not in p.meta for p in pad_widths([task.make_problem(1, 2, "x")], 0, seed=3))
+
+
+def test_warm_start_pad_needs_the_carry_format_and_a_warm_start():
+    from star_core.config import ConfigError, StarConfig
+
+    StarConfig(arith_format="carry", warm_start=8, warm_start_pad=4).validate()
+    for cfg in (StarConfig(arith_format="decomposition", warm_start=8, warm_start_pad=4), StarConfig(warm_start_pad=4)):
+        with pytest.raises(ConfigError, match="warm_start_pad"):
+            cfg.validate()

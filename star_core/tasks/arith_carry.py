@@ -48,9 +48,10 @@ def _pattern(template: str) -> re.Pattern[str]:
 _HEADER_RE, _STEP_RE, _CLOSE_RE, _LEFT_RE = (_pattern(t) for t in (HEADER, STEP, CLOSE, LEFT))
 
 
-def padded(a: int, b: int) -> tuple[str, str]:
-    """Both operands as digit strings of one length (``95, 7`` -> ``"95", "07"``)."""
-    n = max(len(str(a)), len(str(b)))
+def padded(a: int, b: int, width: int = 0) -> tuple[str, str]:
+    """Both operands as digit strings of one length (``95, 7`` -> ``"95", "07"``), at least ``width`` digits
+    (``47, 38, 4`` -> ``"0047", "0038"``: the warm start's ``warm_start_pad``)."""
+    n = max(len(str(a)), len(str(b)), width)
     return str(a).zfill(n), str(b).zfill(n)
 
 
@@ -58,9 +59,10 @@ def _left(a: str, b: str) -> str:
     return LEFT.format(a=a, b=b) if a else NONE
 
 
-def carry_lines(a: int, b: int) -> list[str]:
-    """The reference trace of ``a + b``, one string per line, without the answer line."""
-    sa, sb = padded(a, b)
+def carry_lines(a: int, b: int, width: int = 0) -> list[str]:
+    """The reference trace of ``a + b``, one string per line, without the answer line (operands written with
+    at least ``width`` digits)."""
+    sa, sb = padded(a, b, width)
     lines = [HEADER.format(a=sa, b=sb)]
     carry, result = 0, ""
     for i in range(len(sa) - 1, -1, -1):
@@ -74,9 +76,9 @@ def carry_lines(a: int, b: int) -> list[str]:
     return lines
 
 
-def carry_rationale(a: int, b: int) -> str:
+def carry_rationale(a: int, b: int, width: int = 0) -> str:
     """The reference trace as text (the rationale; the answer line follows it)."""
-    return "\n".join(carry_lines(a, b))
+    return "\n".join(carry_lines(a, b, width))
 
 
 def answer_line(answer: str) -> str:
@@ -153,6 +155,18 @@ def _check_close(m: re.Match[str], st: _State, no: int) -> tuple[list[Step], str
     return out, r
 
 
+def _same_operands(ha: str, hb: str, sa: str, sb: str) -> bool:
+    """The header's operands are the problem's, written with one length: the shortest padding (``sa``, ``sb``)
+    or more zeros in front of both (``0047 + 0038``)."""
+    return (
+        re.fullmatch(r"[0-9]+", ha) is not None
+        and re.fullmatch(r"[0-9]+", hb) is not None
+        and len(ha) == len(hb) >= len(sa)
+        and ha.lstrip("0") == sa.lstrip("0")
+        and hb.lstrip("0") == sb.lstrip("0")
+    )
+
+
 def audit_carry(a: int, b: int, rationale: str, answer: str | None) -> Audit:
     """Check a carry trace line by line, each line one step (``checked`` counts the lines: the header, each
     digit's line, the closing carry, the answer), each against the one before; the verdict names the first
@@ -170,10 +184,11 @@ def audit_carry(a: int, b: int, rationale: str, answer: str | None) -> Audit:
     for no, text in lines:
         if st is None:
             m = _HEADER_RE.fullmatch(text)
-            ok = m is not None and (m["a"].strip(), m["b"].strip()) == (sa, sb)
+            ha, hb = (m["a"].strip(), m["b"].strip()) if m is not None else ("", "")
+            ok = _same_operands(ha, hb, sa, sb)
             want = HEADER.format(a=sa, b=sb)
             steps.append(Step(ok, "" if ok else f"line {no}: {text!r} should open the trace as {want!r}", no))
-            st = _State(sa, sb)
+            st = _State(ha, hb) if ok else _State(sa, sb)
             if m is not None or not (_STEP_RE.fullmatch(text) or _CLOSE_RE.fullmatch(text)):
                 continue
         if closed is not None:

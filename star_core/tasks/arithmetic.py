@@ -278,7 +278,7 @@ class ArithmeticTask(Task):
         if self.format == "columns":
             return self._columns_text(a, b)
         if self.format == "carry":
-            return carry.carry_rationale(a, b)
+            return carry.carry_rationale(a, b, int(problem.meta.get("pad", 0)))  # warm_start_pad
         return self._scratch_text(a, b)
 
     def direct_rationale(self, problem: Problem) -> str | None:
