@@ -38,14 +38,14 @@ case "$what" in
                --set n_train=100 --set samples_per_question=4 --set temperature=0.8 --set max_kept_per_question=2 \
                --set n_eval=400 "$@" \
                --set name="arithmetic, supervised warm start on 64 1-2-digit rationales, then 1 STaR iteration with 4 samples per question at temperature 0.8, keeping up to 2 distinct faithful rationales each" ;;&
-  carry|all) run arithmetic-carry-curriculum --iterations 3 --set arith_format=carry --set train_digits=1-4 \
-               --set eval_digits=1-4 --set n_eval=240 --set n_train=240 --set warm_start=64 --set warm_start_digits=1-2 \
-               --set warm_start_steps=60 --set curriculum=digits --set curriculum_rate=0.5 --set curriculum_keep=0.25 \
+  carry|all) run arithmetic-carry-curriculum --iterations 2 --set arith_format=carry --set train_digits=1-4 \
+               --set eval_digits=1-4 --set n_eval=240 --set n_train=240 --set warm_start=64 --set warm_start_digits=1-3 \
+               --set warm_start_steps=60 --set curriculum=digits --set curriculum_rate=0.8 --set curriculum_keep=0.25 \
                --set samples_per_question=4 --set temperature=0.7 --set max_kept_per_question=2 \
                --set reject_unfaithful=true --set accumulate_kept=true --set max_train_per_group=64 \
-               --set train_epochs=1 --set restart_from_base=false --set prompt_exemplars=false --set max_new_tokens=200 \
-               --set warm_start_pad=4 --set threads=1 "$@" \
-               --set name="arithmetic, carry scratchpad: warm start on 64 1-2-digit sums with traces written at widths up to 4 digits, then 3 STaR iterations with a digit curriculum, keeping only traces whose every line holds" ;;&
+               --set train_epochs=1 --set restart_from_base=false --set prompt_exemplars=false --set max_new_tokens=176 \
+               --set threads=1 "$@" \
+               --set name="arithmetic, carry scratchpad: warm start on 64 1-3-digit traces, then 2 STaR iterations with a digit curriculum, keeping only traces whose every line holds" ;;&
   cqa|all)   run commonsenseqa-slice --task commonsenseqa --iterations 2 --set n_train=100 --set n_eval=100 "$@" \
                --set name="commonsenseqa, 2 iterations on a slice (100 train, 100 eval)" ;;&
   gsm8k|all) run gsm8k-slice --task gsm8k --iterations 2 --set n_train=100 --set n_eval=100 \
