@@ -207,7 +207,9 @@ with left:
                     "few-shot baseline: the untrained model, evaluation only"
                     if not ov["warm_start"]
                     else f"few-shot baseline: the untrained model; then the warm start fine-tunes M0 on "
-                    f"{ov['warm_start']} reference rationales ({Q.WARM_NOTE})"
+                    f"{ov['warm_start']} reference rationales"
+                    + (f" of {ov['warm_start_digits']}-digit sums" if ov.get("warm_start_digits") else "")
+                    + f" ({Q.WARM_NOTE}): what STaR then changes is measured against that model"
                 )
                 if i == 0
                 else f"model M{i - 1} answers the training questions; M{i} is then trained on the kept set"

@@ -99,7 +99,8 @@ def overview(run_dir: str | os.PathLike) -> dict[str, Any]:
     """What the tour needs to know about the run: name, tasks, status (stored), the rationalize flag
     (True / False / None when the config does not say), restart_from_base, the iterations that hold
     samples or an iterations row (with their stage), the iterations that sampled the training split, and
-    warm_start: the number of reference examples of the warm start (0 without one)."""
+    warm_start: the number of reference examples of the warm start (0 without one), and for arithmetic
+    warm_start_digits, the digit counts of its sums in words (``"1-3"``)."""
     with open_store(run_dir) as con:
         row = _run_row(con)
         rid = row["id"]
@@ -133,7 +134,17 @@ def overview(run_dir: str | os.PathLike) -> dict[str, Any]:
         "rationalized_iterations": [i for i in its if "rationalize" in phases.get(i, set())],
         "n_samples": int(n_samples),
         "warm_start": int(warm),
+        "warm_start_digits": _digit_range(cfg.get("warm_start_digits")) if cfg.get("task") == "arithmetic" else None,
     }
+
+
+def _digit_range(value: Any) -> str | None:
+    """A stored ``[lo, hi]`` digit range in words (``"1-3"``), or None when it does not read as one."""
+    try:
+        lo, hi = (int(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
 
 
 # --------------------------------------------------------------------------
