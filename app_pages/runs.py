@@ -135,7 +135,7 @@ def _details(run_dir) -> None:
         f"{ui.md_escape(info['device'] or 'device unknown')} · {ui.md_escape(_sampler(info))}"
     )
     m = st.columns(4)
-    m[0].metric("Status", status, help="crashed and stopped runs are resumable")
+    m[0].metric("Status", ui.md_escape(status), help="crashed and stopped runs are resumable")
     trained = sum(1 for i in s["iterations"] if i["stage"] == "done" and i["iteration"] >= 1)
     base = any(i["stage"] == "done" and i["iteration"] == 0 for i in s["iterations"])
     m[1].metric(

@@ -134,10 +134,14 @@ class Annotations:
             if write:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.execute("PRAGMA synchronous=NORMAL")
-                con.executescript(_SCHEMA)
-                con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('kind', 'star-annotations')")
-                con.execute(
-                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                # one transaction: a second writer never sees the tables without the 'kind' row (which
+                # _check_file would take for another program's file)
+                con.executescript(
+                    "BEGIN IMMEDIATE;\n"
+                    + _SCHEMA
+                    + "\nINSERT OR IGNORE INTO meta(key, value) VALUES ('kind', 'star-annotations');"
+                    + f"\nINSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '{int(SCHEMA_VERSION)}');"
+                    + "\nCOMMIT;"
                 )
         except sqlite3.OperationalError as e:
             raise AnnotationError(

@@ -110,3 +110,27 @@ def test_stored_strings_in_charts_are_html_escaped(env, page):
         specs.append(json.dumps(spec))
     assert specs
     assert not [sp for sp in specs if re.search(r"<a\b", sp, re.I)]
+
+
+def test_a_stored_status_in_the_runs_metric_is_escaped(tmp_path, monkeypatch):
+    """st.metric renders its value as markdown: a planted status must reach it escaped (a browser test once
+    caught its links only when the details panel rendered in time)."""
+    from streamlit import config
+
+    planted = "[Session expired](http://links.example/a) ![t](http://links.example/track.png)"
+    F.build_run(tmp_path / "planted", tasks=("arithmetic",), iterations=1, n_train=4, n_eval=3)
+    with sqlite3.connect(tmp_path / "planted" / "store.sqlite") as con:
+        con.execute("UPDATE runs SET status=?", (planted,))
+    monkeypatch.setenv("STAR_RUNS_ROOT", str(tmp_path))
+    monkeypatch.setenv(Q.DEMO_RUNS_ENV, "0")
+    old = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")
+    try:
+        at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60)
+        at.query_params["run"] = "planted"
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        status = [m for m in at.metric if m.label == "Status"]
+        assert status and all("](http" not in m.value for m in status)
+    finally:
+        config.set_option("server.address", old)
