@@ -245,7 +245,14 @@ def _measures_rows(run: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    "name", ["commonsenseqa-slice", "gsm8k-slice", "arithmetic-columns-warm-start", "arithmetic-samples-warm-start"]
+    "name",
+    [
+        "arithmetic-carry-curriculum",
+        "commonsenseqa-slice",
+        "gsm8k-slice",
+        "arithmetic-columns-warm-start",
+        "arithmetic-samples-warm-start",
+    ],
 )
 def test_readme_measures_tables_match_the_stores(name):
     """The README's table of the three measures of a demo run (all questions) is what the store gives."""

@@ -558,7 +558,8 @@ def test_order_file_sets_the_first_run_of_a_root(tmp_path):
 def test_demo_runs_open_on_the_showcase_run():
     demo = Path(__file__).resolve().parents[1] / "sample_data" / "runs"
     first = Q.list_runs([demo])[0]
-    assert first["key"] == "arithmetic-warm-start" and first["status"] == "finished"
+    showcase = (demo / Q.ORDER_FILE).read_text().split()[0]
+    assert first["key"] == showcase == "arithmetic-carry-curriculum" and first["status"] == "finished"
 
 
 @pytest.mark.parametrize(
