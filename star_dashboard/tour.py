@@ -21,9 +21,9 @@ import random
 from typing import Any
 
 from star_core.queries import AUDIT_VERSION, parse_audit
-from star_core.queries.connect import _run_row, open_store
+from star_core.queries.connect import _run_row, open_store, run_config
 from star_core.store import prompt_column
-from star_dashboard.tour_objective import _config, as_bool, eval_change, objective_numbers
+from star_dashboard.tour_objective import as_bool, eval_change, objective_numbers
 
 #: The phases of a question's story (the warm start's reference examples and the direct-answer evaluation are not).
 STORY_PHASES = ("sample", "rationalize", "eval", "warm_eval")
@@ -104,7 +104,7 @@ def overview(run_dir: str | os.PathLike) -> dict[str, Any]:
     with open_store(run_dir) as con:
         row = _run_row(con)
         rid = row["id"]
-        cfg = _config(row)
+        cfg = run_config(row)
         stages = {
             r["iteration"]: r["stage"]
             for r in con.execute("SELECT iteration, stage FROM iterations WHERE run_id=? ORDER BY iteration", (rid,))

@@ -4,12 +4,11 @@ torch."""
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from typing import Any
 
-from star_core.queries.connect import _run_row, open_store
+from star_core.queries.connect import _run_row, open_store, run_config
 from star_core.queries.measures import changes_frame, train_sources
 from star_core.stats import mcnemar, significant
 
@@ -30,14 +29,6 @@ def as_bool(v: Any) -> bool | None:
     if s in _FALSE:
         return False
     return None
-
-
-def _config(row: sqlite3.Row) -> dict[str, Any]:
-    try:
-        cfg = json.loads(row["config_json"] or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return cfg if isinstance(cfg, dict) else {}
 
 
 # --------------------------------------------------------------------------
@@ -91,7 +82,7 @@ def objective_numbers(run_dir: str | os.PathLike, iteration: int, task: str | No
     with open_store(run_dir) as con:
         row = _run_row(con)
         rid = row["id"]
-        cfg = _config(row)
+        cfg = run_config(row)
         tsql, tp = (" AND task=?", [task]) if task else ("", [])
         s = con.execute(
             "SELECT count(*) AS n, count(DISTINCT task || char(31) || question_id) AS q,"

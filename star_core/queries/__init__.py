@@ -28,7 +28,7 @@ from typing import Any
 from ..liveness import HEARTBEAT_STALE_S, RESUMABLE, effective_status, pid_alive
 from ..store import DECISIONS, EVAL_PHASES, PHASE_SPLIT, PHASES, STAGES
 from ..tasks.base import AUDIT_VERSION, VERDICTS
-from .connect import RunUnavailable, db_path, fingerprint, open_store
+from .connect import RunUnavailable, db_path, fingerprint, open_store, run_config
 from .effect import GroupEffect, star_effect, star_effect_dicts
 from .progress import STAGE_WORDS, stage_progress
 from .runs import (
@@ -97,6 +97,7 @@ __all__ = [
     "db_path",
     "fingerprint",
     "open_store",
+    "run_config",
     # runs
     "DEMO_RUNS_ENV",
     "ORDER_FILE",

@@ -6,6 +6,7 @@ or unreadable store into :class:`RunUnavailable`, with a sentence that can be sh
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -92,3 +93,12 @@ def _run_row(con: sqlite3.Connection) -> sqlite3.Row:
 
 def _rid(con: sqlite3.Connection) -> int:
     return int(_run_row(con)["id"])
+
+
+def run_config(row: sqlite3.Row) -> dict[str, Any]:
+    """The run's stored config (``runs.config_json``) as a dict; {} when it is missing or does not read as one."""
+    try:
+        cfg = json.loads(row["config_json"] or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return cfg if isinstance(cfg, dict) else {}

@@ -8,12 +8,11 @@ left; it is None until two rows give a pace.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from typing import Any
 
-from .connect import _run_row, open_store
+from .connect import _run_row, open_store, run_config
 
 #: What the engine does next in each stored stage of an iteration (``store.STAGES``).
 _NEXT = {"pending": "sample", "sampled": "rationalize", "rationalized": "train", "trained": "eval"}
@@ -38,14 +37,6 @@ def _left(done: int, total: int | None, t0: float | None, t1: float | None) -> f
     return (t1 - t0) / (done - 1) * (total - done)
 
 
-def _config(row: sqlite3.Row) -> dict[str, Any]:
-    try:
-        cfg = json.loads(row["config_json"] or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return cfg if isinstance(cfg, dict) else {}
-
-
 def _int(v: Any) -> int | None:
     return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
 
@@ -63,7 +54,7 @@ def stage_progress(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         ).fetchone()
         if cur is None or cur["stage"] not in _NEXT:
             return None
-        cfg = _config(row)
+        cfg = run_config(row)
         i, stage = int(cur["iteration"]), _NEXT[cur["stage"]]
         if i == 0 and stage in ("sample", "rationalize", "train"):
             stage = "eval"  # iteration 0 only evaluates (a warm start trains after it; that shows as eval done)
