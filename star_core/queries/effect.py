@@ -51,10 +51,12 @@ class GroupEffect:
             f"exact McNemar p = {self.p_value:.2g})"
         )
         span = f"from the {self.start} model to iteration {self.end_iteration}"
+        # a run with a warm start trains every iteration on its references too: say so, not all of it is bootstrapped
+        also = "; the iterations also trained on the warm start's references" if self.start == "warm-started" else ""
         if not self.significant:
-            return f"{what}: STaR did not change it significantly {span}: {move}."
+            return f"{what}: the STaR iterations did not change it significantly {span}: {move}{also}."
         way = "raised" if self.gained > self.lost else "lowered"
-        return f"{what}: STaR {way} it significantly {span}: {move}."
+        return f"{what}: the STaR iterations {way} it significantly {span}: {move}{also}."
 
 
 def _pairs(con: sqlite3.Connection, rid: int, start: tuple[int, str], end: int, cond: str) -> list[tuple]:
