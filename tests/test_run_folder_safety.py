@@ -18,8 +18,8 @@ import pytest
 
 from dash_fixtures import build_run
 from star_core import queries, runfolder, runlock
-from star_core import store as store_mod
 from star_core.store import CONFIG_NAME, DB_NAME
+from star_core.store import writer as store_mod  # the module whose connect RunStore calls
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
