@@ -27,8 +27,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-#: The ``meta`` key of iteration t's frontier record.
-META_PREFIX = "curriculum."
+from .store.vocab import FRONTIER_PREFIX
+
+#: The ``meta`` key of iteration t's frontier record (the writer stores it: ``RunStore.save_frontier``).
+META_PREFIX = FRONTIER_PREFIX
 #: The curriculum settings (``curriculum``).
 CURRICULA = ("off", "digits")
 

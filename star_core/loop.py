@@ -217,9 +217,8 @@ class Runner:
         if self.cfg.curriculum == "off":
             self.run_phase(iteration, "sample", self.data.train)
             return
-        with self.store.tx() as c:
-            rec = curriculum.plan(c, self.store.run_id, iteration, self.cfg, self.data.train)
-            curriculum.save(c, iteration, rec)
+        rec = curriculum.plan(self.store.con, self.store.run_id, iteration, self.cfg, self.data.train)
+        self.store.save_frontier(iteration, rec)
         log.info("iteration %d: curriculum frontier %d digits (%s)", iteration, rec["frontier"], rec["questions"])
         chosen = curriculum.questions(rec, self.data.train, self.cfg.seed, iteration)
         front = str(rec["frontier"])
@@ -455,10 +454,7 @@ def _execute(cfg: StarConfig, run_dir: Path, store: RunStore, data: Data, progre
     try:
         runner.backend.start()  # sampler=ray: join or start the cluster before the model loads
         runner._ensure_model()
-        with store.tx() as c:
-            c.execute(
-                "UPDATE runs SET device=?, pid=? WHERE id=?", (runner.loaded.description, os.getpid(), store.run_id)
-            )
+        store.set_device(runner.loaded.description)
         runner.run()
     except (Stopped, KeyboardInterrupt):
         store.set_status("stopped", message="stopped by signal; resume with star run --resume")

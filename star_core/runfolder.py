@@ -8,7 +8,9 @@ link can neither make a run write to, delete or show a file elsewhere. ``run.loc
 (it is opened with ``O_NOFOLLOW``; see :mod:`star_core.runlock`).
 
 :func:`safe_path` is the one check; the engine (start, resume, the store, the CLI's readers) and the
-dashboard's run readers (``star_core.queries``) call it. Nothing here imports torch.
+dashboard's run readers (``star_core.queries``) call it. It sits below the store (``star_core.store`` imports
+it, never the other way): it owns the file names, and imports only :mod:`star_core.errors`. Nothing here imports
+torch.
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from .store import ADAPTERS_DIR, CONFIG_NAME, DB_NAME, StoreError
+from .errors import StoreError
 
+#: The names of a run folder's files; the store and every reader use these.
+DB_NAME = "store.sqlite"
+CONFIG_NAME = "config.yaml"
+ADAPTERS_DIR = "adapters"
 #: What the engine reads or writes in a run folder; each must stay inside it (checked at start and resume).
 ENGINE_FILES = (
     DB_NAME,

@@ -93,3 +93,32 @@ def test_reader_sees_whole_batches_while_a_writer_writes(store):
     assert reader.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 300
     with pytest.raises(sqlite3.OperationalError):
         reader.execute("DELETE FROM samples")  # readers cannot write
+
+
+def test_the_engine_writes_the_device_and_the_frontier_through_the_writer(store):
+    """loop's writes that were SQL of its own: the device the model loaded on, the curriculum's frontier record."""
+    import os
+
+    from star_core import curriculum
+
+    store.set_device("cpu (no quantization)")
+    row = store.con.execute("SELECT device, pid FROM runs WHERE id=?", (store.run_id,)).fetchone()
+    assert tuple(row) == ("cpu (no quantization)", os.getpid())
+    rec = {"frontier": 2, "keep": 0.5, "rates": {"1": [3, 4]}}
+    store.save_frontier(1, rec)
+    store.save_frontier(1, {**rec, "frontier": 3})  # replaced, never stored twice
+    assert curriculum.load(store.con) == {1: {**rec, "frontier": 3}}
+
+
+def test_no_phase_list_is_written_by_hand_in_the_store():
+    """The schema's SQL lists of phases are built from the vocabularies (star_core.store.vocab), and still read
+    as the schema always did."""
+    from pathlib import Path
+
+    from star_core import store as S
+
+    src = Path(S.__file__).parent
+    assert [f.name for f in sorted(src.glob("*.py")) if "IN ('" in f.read_text()] == []
+    assert "WHEN new.phase IN ('eval', 'warm_eval', 'direct_eval') BEGIN" in S.SAMPLES_V2
+    assert "new.phase IN ('sample', 'eval', 'warm_eval') AND new.iteration BETWEEN 0 AND 62" in S.SAMPLES_V2
+    assert "phase TEXT NOT NULL,             -- PHASES: sample | rationalize | warm_start | eval" in S.SAMPLES_V1
