@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from star_core import exports as X
 from star_core import queries as Q
 from star_core.annotations import LABELS, annotated_filter
+from star_core.queries import exports as X
 from star_dashboard import hints, links, ui
 from star_dashboard import inspect as I
 

@@ -20,10 +20,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from star_core import compare as C
-from star_core import exports as X
 from star_core import queries as Q
 from star_core.annotations import LABELS, SUGGESTED_TAGS, AnnotationError, Annotations
+from star_core.queries import comparison as C
+from star_core.queries import exports as X
 
 from . import ui
 

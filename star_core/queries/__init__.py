@@ -9,12 +9,16 @@ nothing here writes. One module per job:
 * :mod:`.reads`: SQL reads of samples (the browser's filters and pages, one sample, one question, one
   rationalization), events and exemplars;
 * :mod:`.measures`: the three measures, accuracies, losses, paired changes, decisions, the funnel, the summary;
-* :mod:`.text`: the audit record and what it meant for training, hint marks, hint leaks (strings only).
+* :mod:`.text`: the audit record and what it meant for training, hint marks, hint leaks (strings only);
+* :mod:`.paging`: the sample browser's counts, keyset Prev/Next and pages, the trigram search;
+* :mod:`.comparison`: one task and phase under two runs or iterations, matched by question id; the word diff;
+* :mod:`.exports`: the samples and compare rows on screen as CSV and JSONL.
 
 Process liveness (``pid_alive``, ``effective_status``) lives in :mod:`star_core.liveness`, beside the
 store that writes the status. Every name is re-exported here, so ``from star_core import queries as Q;
-Q.summary(...)`` works for all of them. The modules that need pandas (``reads``, ``measures``) are imported on
-first use of one of their names: ``star run --resume`` and ``star runs`` read a status without pandas.
+Q.summary(...)`` works for all of them. The modules that need pandas (``reads``, ``measures``, ...) and the
+sample browser's ``paging`` are imported on first use of one of their names: ``star run --resume`` and
+``star runs`` read a status without pandas.
 
 Errors a reader can meet (no store, a half-written store without a run row, a file that is not SQLite) are
 raised as :class:`RunUnavailable` with a sentence that can be shown as is.
@@ -59,8 +63,9 @@ from .text import (
     parse_audit,
 )
 
-#: The modules imported on first use of one of their names (they import pandas).
-_LAZY = ("reads", "measures")
+#: The modules imported on first use of one of their names (most import pandas), searched in this order: a name
+#: two of them define (``browse``) is the first one's (``reads.browse``; ``paging.browse`` is its engine).
+_LAZY = ("reads", "measures", "comparison", "exports", "paging")
 
 
 def __getattr__(name: str) -> Any:
@@ -162,4 +167,34 @@ __all__ = [
     "top_reasons",
     "train_counts",
     "train_sources",
+    # comparison (lazy)
+    "DIFF_MAX_TOKENS",
+    "FILTERS",
+    "compare",
+    "compare_choices",
+    "diff_fits",
+    "diff_html",
+    "diff_ops",
+    "filter_mask",
+    "run_name",
+    "side_label",
+    # exports (lazy)
+    "EXPORT_LIMIT",
+    "SAMPLE_COLUMNS",
+    "compare_frame",
+    "filtered_samples",
+    "to_csv",
+    "to_jsonl",
+    "with_audit_and_annotations",
+    # paging (lazy; its browse is reads.browse's engine)
+    "KEY_COLS",
+    "MATCH_CACHE",
+    "MAX_TRIGRAMS",
+    "MIN_TRIGRAM",
+    "Plan",
+    "counts_from",
+    "fts_query",
+    "like_clause",
+    "page",
+    "scan_where",
 ]

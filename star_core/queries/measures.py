@@ -14,10 +14,10 @@ import pandas as pd
 
 from ..curriculum import load as curriculum_records
 from ..liveness import RESUMABLE, effective_status
-from ..paging import counts_from
 from ..stats import mcnemar, significant, wilson
 from ..store import EVAL_PHASES, OUTCOME_BITS, has_aggregates
 from .connect import _rid, _run_row, open_store
+from .paging import counts_from
 
 #: The three numbers reported for every evaluation, in words. Right and faithful: the right answer with
 #: the audit verdict ``faithful``. Shows a rationale: the audit verdict is not ``no_rationale`` (an output
