@@ -1,5 +1,5 @@
 """Teaching tour: one question followed through a STaR run, beside the objective STaR optimises with this
-run's numbers. Queries live in star_dashboard/tour.py; model and dataset text is shown literally (st.code /
+run's numbers. Queries live in star_core/queries/tour.py; model and dataset text is shown literally (st.code /
 st.text / escaped markdown; the hint highlight goes through ui.show_highlighted, which escapes)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import streamlit as st
 
 from star_core import queries as Q
 from star_core import stats
+from star_core.queries import tour as T
 from star_dashboard import flags, hints, links, ui
-from star_dashboard import tour as T
 
 PAGE = "tour"
 KEYS = ("q", "it")

@@ -12,7 +12,9 @@ nothing here writes. One module per job:
 * :mod:`.text`: the audit record and what it meant for training, hint marks, hint leaks (strings only);
 * :mod:`.paging`: the sample browser's counts, keyset Prev/Next and pages, the trigram search;
 * :mod:`.comparison`: one task and phase under two runs or iterations, matched by question id; the word diff;
-* :mod:`.exports`: the samples and compare rows on screen as CSV and JSONL.
+* :mod:`.exports`: the samples and compare rows on screen as CSV and JSONL;
+* :mod:`.tour`, :mod:`.tour_objective`: the teaching tour's reads (the run at a glance, the question picker, one
+  question's story; the STaR objective of one iteration and its paired change).
 
 Process liveness (``pid_alive``, ``effective_status``) lives in :mod:`star_core.liveness`, beside the
 store that writes the status. Every name is re-exported here, so ``from star_core import queries as Q;
@@ -65,7 +67,7 @@ from .text import (
 
 #: The modules imported on first use of one of their names (most import pandas), searched in this order: a name
 #: two of them define (``browse``) is the first one's (``reads.browse``; ``paging.browse`` is its engine).
-_LAZY = ("reads", "measures", "comparison", "exports", "paging")
+_LAZY = ("reads", "measures", "comparison", "exports", "tour", "tour_objective", "paging")
 
 
 def __getattr__(name: str) -> Any:
@@ -186,6 +188,24 @@ __all__ = [
     "to_csv",
     "to_jsonl",
     "with_audit_and_annotations",
+    # tour and tour_objective (lazy)
+    "KIND_ORDER",
+    "KIND_TAG",
+    "KIND_TEXT",
+    "MAX_PER_KIND",
+    "STORY_KINDS",
+    "STORY_PHASES",
+    "as_bool",
+    "auto_pick",
+    "candidates",
+    "eval_change",
+    "objective_numbers",
+    "overview",
+    "passes_audit",
+    "question_key",
+    "split_key",
+    "story",
+    "surprise",
     # paging (lazy; its browse is reads.browse's engine)
     "KEY_COLS",
     "MATCH_CACHE",
