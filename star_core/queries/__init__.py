@@ -13,6 +13,7 @@ nothing here writes. One module per job:
 * :mod:`.paging`: the sample browser's counts, keyset Prev/Next and pages, the trigram search;
 * :mod:`.comparison`: one task and phase under two runs or iterations, matched by question id; the word diff;
 * :mod:`.exports`: the samples and compare rows on screen as CSV and JSONL;
+* :mod:`.training_set`: the kept training examples as ``star export`` writes them (no pandas);
 * :mod:`.tour`, :mod:`.tour_objective`: the teaching tour's reads (the run at a glance, the question picker, one
   question's story; the STaR objective of one iteration and its paired change).
 
@@ -64,6 +65,7 @@ from .text import (
     line_span,
     parse_audit,
 )
+from .training_set import TrainRecord, train_example_iterations, train_example_records
 
 #: The modules imported on first use of one of their names (most import pandas), searched in this order: a name
 #: two of them define (``browse``) is the first one's (``reads.browse``; ``paging.browse`` is its engine).
@@ -137,6 +139,10 @@ __all__ = [
     "last_question_block",
     "parse_audit",
     "line_span",
+    # training_set (what `star export` writes)
+    "TrainRecord",
+    "train_example_iterations",
+    "train_example_records",
     # reads (lazy)
     "SampleFilter",
     "browse",
