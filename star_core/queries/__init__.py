@@ -8,7 +8,10 @@ nothing here writes. One module per job:
 * :mod:`.runs`: run discovery (roots, the path guard, the runs list) and one run's status and row;
 * :mod:`.reads`: SQL reads of samples (the browser's filters and pages, one sample, one question, one
   rationalization), events and exemplars;
-* :mod:`.measures`: the three measures, accuracies, losses, paired changes, decisions, the funnel, the summary;
+* :mod:`.measures`: the three measures of every evaluation, accuracies, losses;
+* :mod:`.changes`: paired changes of eval accuracy, questions solved, newly solved and lost;
+* :mod:`.decisions`: filter decisions, the funnel, rejection reasons, training examples per source;
+* :mod:`.run_summary`: the summary ``star summary`` prints;
 * :mod:`.text`: the audit record and what it meant for training, hint marks, hint leaks (strings only);
 * :mod:`.paging`: the sample browser's counts, keyset Prev/Next and pages, the trigram search;
 * :mod:`.comparison`: one task and phase under two runs or iterations, matched by question id; the word diff;
@@ -69,7 +72,18 @@ from .training_set import TrainRecord, train_example_iterations, train_example_r
 
 #: The modules imported on first use of one of their names (most import pandas), searched in this order: a name
 #: two of them define (``browse``) is the first one's (``reads.browse``; ``paging.browse`` is its engine).
-_LAZY = ("reads", "measures", "comparison", "exports", "tour", "tour_objective", "paging")
+_LAZY = (
+    "reads",
+    "measures",
+    "changes",
+    "decisions",
+    "run_summary",
+    "comparison",
+    "exports",
+    "tour",
+    "tour_objective",
+    "paging",
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -156,7 +170,7 @@ __all__ = [
     "question_history",
     "rationalization",
     "samples_page",
-    # measures (lazy)
+    # measures, changes, decisions, run_summary (lazy)
     "CHAINED_PHASES",
     "MEASURES",
     "PAPER_REFERENCE",

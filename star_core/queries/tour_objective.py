@@ -9,8 +9,9 @@ import sqlite3
 from typing import Any
 
 from ..stats import mcnemar, significant
+from .changes import changes_frame
 from .connect import _run_row, open_store, run_config
-from .measures import changes_frame, train_sources
+from .decisions import train_sources
 
 _FALSE = {"false", "0", "no", "off", "none", ""}
 
