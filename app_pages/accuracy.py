@@ -10,7 +10,7 @@ import streamlit as st
 
 from star_core import queries as Q
 from star_core import stats
-from star_dashboard import flags, ui
+from star_dashboard import data, flags, ui
 from star_dashboard import inspect as I
 
 PAGE = "acc"
@@ -143,7 +143,7 @@ for d in dirs:
     base = next((r["name"] for r in runs if r["path"] == str(d)), d.name)
     labels[str(d)] = base if base not in labels.values() else f"{base} [{d.parent.name}]"
 
-allm = ui.guard(ui.q_multi, "measures_frame", dirs)
+allm = data.measures_frame(dirs)
 met = allm[allm["measure"] == measure]
 if allm.empty:
     st.info(
@@ -382,7 +382,7 @@ if not allm.empty:
             f"when p < {stats.ALPHA}. `star summary` prints the same sentences, for right answers too."
         )
     st.subheader("Changes between evaluations")
-    ch = ui.guard(ui.q_multi, "changes_frame", dirs)
+    ch = data.changes_frame(dirs)
     if ch.empty:
         st.caption("No change yet: it needs two evaluated iterations.")
     else:
@@ -447,7 +447,7 @@ if not allm.empty:
         st.dataframe(tbl[list(order)].reset_index(), hide_index=True, width="stretch")
 
 st.subheader("Training loss")
-loss = ui.guard(ui.q_multi, "losses_frame", dirs)
+loss = data.losses_frame(dirs)
 if loss.empty:
     st.info(
         "No training losses yet: they are stored when an iteration's training finishes.",

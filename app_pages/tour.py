@@ -4,7 +4,6 @@ st.text / escaped markdown; the hint highlight goes through ui.show_highlighted,
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -12,7 +11,7 @@ import streamlit as st
 from star_core import queries as Q
 from star_core import stats
 from star_core.queries import tour as T
-from star_dashboard import flags, hints, links, ui
+from star_dashboard import data, flags, hints, links, ui
 
 PAGE = "tour"
 KEYS = ("q", "it")
@@ -29,17 +28,7 @@ ui.run_heading(run_dir)
 flags.audit_banner(run_dir, "(the tour picks only rationales that pass today's audit, so none may qualify here)")
 
 
-@st.cache_data(show_spinner=False, max_entries=128, ttl=3600)
-def _cached(name: str, run: str, fp: tuple, args: tuple) -> Any:
-    return getattr(T, name)(Path(run), *args)
-
-
-def tq(name: str, *args: Any) -> Any:
-    """``tour.<name>(run_dir, *args)``, cached until the store changes; an unreadable store stops the page."""
-    return ui.guard(_cached, name, str(run_dir), Q.fingerprint(run_dir), args)
-
-
-ov = tq("overview")
+ov = data.tour_overview(run_dir)
 if not ov["n_samples"]:
     st.info(
         "This run has no samples yet, so there is no question to follow. The tour starts as soon as the "
@@ -48,7 +37,7 @@ if not ov["n_samples"]:
     )
     st.stop()
 
-cands = tq("candidates")
+cands = data.tour_candidates(run_dir)
 by_key = {c["key"]: c for c in cands["candidates"]}
 auto = T.auto_pick(cands)
 if auto is None:
@@ -61,7 +50,7 @@ options = [c["key"] for c in cands["candidates"]]
 linked = state.get("q")
 if linked and linked not in by_key:  # a link to a question beyond the listed candidates
     parts = T.split_key(linked)
-    extra = tq("story", *parts) if parts else None
+    extra = data.tour_story(run_dir, *parts) if parts else None
     if extra is not None:
         by_key[linked] = {
             "key": linked,
@@ -116,7 +105,7 @@ pc2.button(
 
 cur = by_key[qkey]
 task, qid = cur["task"], cur["question_id"]
-s = tq("story", task, qid)
+s = data.tour_story(run_dir, task, qid)
 if s is None:
     st.info("This question has no stored samples any more; pick another one.", icon=":material/search_off:")
     st.stop()
@@ -314,7 +303,7 @@ with right:
             "so there is nothing to weigh yet. The numbers appear once iteration 1 has sampled.",
             icon=":material/hourglass_empty:",
         )
-        n0 = tq("objective_numbers", 0, task_arg)
+        n0 = data.objective_numbers(run_dir, 0, task_arg)
         if n0["eval_now"]:
             e = n0["eval_now"]
             st.metric(
@@ -340,7 +329,7 @@ with right:
             help="Iteration i samples the training questions with M(i-1) and trains M(i).",
         )
         i = int(it_s)
-        n = tq("objective_numbers", i, task_arg)
+        n = data.objective_numbers(run_dir, i, task_arg)
         st.markdown(f"#### This run, iteration {i}")
         if multi:
             st.caption(ui.md_escape(f"Numbers for task {task} (the task of the question on the left)."))
@@ -443,7 +432,7 @@ with right:
             st.caption(f"M{i} has not been evaluated yet" + (f"; M{i - 1} scored {pct(prev)}." if prev else "."))
         else:
             before = "the warm start" if prev and prev["phase"] == "warm_eval" else f"iteration {i - 1}"
-            ch = tq("eval_change", i, task_arg)
+            ch = data.eval_change(run_dir, i, task_arg)
             delta = None
             if prev:
                 delta = f"{100 * (now['accuracy'] - prev['accuracy']):+.1f} points vs {before}"
