@@ -1,6 +1,7 @@
 """Teaching tour: one question followed through a STaR run, beside the objective STaR optimises with this
-run's numbers. Queries live in star_core/queries/tour.py; model and dataset text is shown literally (st.code /
-st.text / escaped markdown; the hint highlight goes through ui.show_highlighted, which escapes)."""
+run's numbers. Queries live in star_core/queries/tour.py, read through star_dashboard.data (cached); model and
+dataset text is shown literally (st.code / st.text / escaped markdown; the hint highlight goes through
+ui.show_highlighted, which escapes)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ ui.run_heading(run_dir)
 flags.audit_banner(run_dir, "(the tour picks only rationales that pass today's audit, so none may qualify here)")
 
 
+# ---- the run at a glance: without a sample there is no question to follow yet
 ov = data.tour_overview(run_dir)
 if not ov["n_samples"]:
     st.info(
@@ -37,6 +39,8 @@ if not ov["n_samples"]:
     )
     st.stop()
 
+# ---- the question picker: the candidates best story first (★ the automatic pick), a question named by a link
+# even beyond the listed ones, and "Surprise me" for another of the best kind; the pick lives in the URL (?q=)
 cands = data.tour_candidates(run_dir)
 by_key = {c["key"]: c for c in cands["candidates"]}
 auto = T.auto_pick(cands)
@@ -186,6 +190,8 @@ with left:
     st.caption("gold answer")
     st.code(s["gold"], language="text")
 
+    # ---- iteration by iteration: the first attempts, the hinted retry, the training example kept from it and
+    # the evaluations, the focus iteration marked, so a class sees where the question went wrong and was rescued
     focus, learned_at = s["focus_iteration"], s["learned_iteration"]
     for it in s["iterations"]:
         i = it["iteration"]
@@ -293,6 +299,9 @@ with right:
         "so one step of STaR is ordinary fine-tuning (maximum likelihood) on its own correct rationales."
     )
 
+    # ---- the iteration whose numbers fill the objective (?it=; the story's focus by default): N sampled, K
+    # kept, the rescued retries, the training set and the evaluation before and after, so the terms of J are
+    # this run's counts, not symbols
     its = ov["sampled_iterations"]
     it_param: str | None = None
     multi = len(ov["tasks"]) > 1
@@ -427,6 +436,8 @@ with right:
                 + (" (all tasks together)" if multi else "")
                 + (f" for {n['train_steps']} optimizer steps." if n["train_steps"] else ".")
             )
+        # ---- did the model improve: the eval accuracy before and after, its change paired question by question
+        # and coloured only when significant, so a class does not read noise as learning
         prev, now = n["eval_prev"], n["eval_now"]
         if now is None:
             st.caption(f"M{i} has not been evaluated yet" + (f"; M{i - 1} scored {pct(prev)}." if prev else "."))
@@ -457,6 +468,7 @@ with right:
                     else "."
                 )
             )
+        # ---- back to the story: what this iteration meant for the question followed on the left
         if i == focus and kind in ("learned", "rationalized", "self_learned", "wrong"):
             it_row = next((x for x in s["iterations"] if x["iteration"] == i), None)
             if it_row:
