@@ -10,8 +10,9 @@ import streamlit as st
 
 from star_core import queries as Q
 from star_core import stats
-from star_dashboard import flags, ui
+from star_dashboard import data, flags, ui
 from star_dashboard import inspect as I
+from star_dashboard.charts import CUSTOM, HOVER, error_bars, in_percent, interval_words, markers, tick, x_axis
 
 PAGE = "acc"
 PALETTE = ["#1c7ed6", "#e8590c", "#2f9e44", "#9c36b5", "#e03131", "#0c8599", "#f08c00", "#5c940d"]
@@ -27,69 +28,8 @@ ui.page_header(
 )
 
 
-def error_bars(g) -> dict:
-    """The 95 % Wilson interval of each point, as plotly error bars around ``pct``."""
-    return dict(
-        type="data",
-        symmetric=False,
-        array=(100 * g["high"] - g["pct"]).tolist(),
-        arrayminus=(g["pct"] - 100 * g["low"]).tolist(),
-        thickness=1.2,
-        width=4,
-    )
-
-
-HOVER = (
-    "%{customdata[4]}: %{y:.1f}% (%{customdata[0]}/%{customdata[1]}), "
-    "95% interval %{customdata[2]:.1f}–%{customdata[3]:.1f}%"
-)
-CUSTOM = ["k", "n", "low_pct", "high_pct", "where"]
-
-
-def tick(point: float) -> str:
-    return "warm start" if point == Q.WARM_POINT else str(int(point))
-
-
-def x_axis(points, title: str = "iteration (0 = few-shot)") -> dict:
-    """Integer iterations, and the warm start's point between 0 and 1 when there is one."""
-    pts = sorted(set(points))
-    if Q.WARM_POINT in pts:
-        return dict(title=title + "; warm start = supervised", tickvals=pts, ticktext=[tick(x) for x in pts])
-    return dict(title=title, dtick=1)
-
-
-def in_percent(df):
-    """Percentages for the plots, and where each evaluation sits in words (for the hover text)."""
-    return df.assign(
-        pct=100 * df["value"],
-        low_pct=100 * df["low"],
-        high_pct=100 * df["high"],
-        where=[Q.eval_label(i, ph) for i, ph in zip(df["iteration"], df["phase"])],
-    )
-
-
-def markers(g) -> dict:
-    warm = (g["phase"] == "warm_eval").tolist()
-    return dict(symbol=["diamond" if w else "circle" for w in warm], size=[12 if w else 7 for w in warm])
-
-
-def _interval_words(pairs) -> str:
-    """How wide a 95 % interval is on this run's own number of evaluation questions (at 50 %, the widest)."""
-    ns = sorted({int(n) for n in pairs if int(n) > 0})
-    if not ns:
-        return ""
-    half = [100 * (stats.wilson(n // 2, n)[1] - stats.wilson(n // 2, n)[0]) / 2 for n in (ns[0], ns[-1])]
-    if ns[0] == ns[-1]:
-        return (
-            f"On these {ns[0]} evaluation questions a 95 % interval is about ±{half[0]:.0f} points, so a change "
-            "of a few questions is rarely significant."
-        )
-    return (
-        f"On {ns[0]} to {ns[-1]} evaluation questions a 95 % interval is about ±{half[0]:.0f} to "
-        f"±{half[1]:.0f} points, so a change of a few questions is rarely significant."
-    )
-
-
+# ---- the runs shown: the current run plus any overlaid in the sidebar (kept in the URL as ?ov=), the measure
+# the curves show, and the paper's reference lines; each run gets a unique label for the legends
 linked_overlays = [k for k in str(st.query_params.get("ov", "")).split(",") if k]  # before the URL is rewritten
 run_dir = ui.current_run()
 ui.run_heading(run_dir)
@@ -143,7 +83,10 @@ for d in dirs:
     base = next((r["name"] for r in runs if r["path"] == str(d)), d.name)
     labels[str(d)] = base if base not in labels.values() else f"{base} [{d.parent.name}]"
 
-allm = ui.guard(ui.q_multi, "measures_frame", dirs)
+# ---- the measure's curves, one chart per task and split: every run overlaid, each evaluation with its 95 %
+# interval, the warm start's evaluation (◆) and the direct-answer baseline (dotted) where the run has them, so a
+# gain can be told apart from noise, from supervision and from the rationale format
+allm = data.measures_frame(dirs)
 met = allm[allm["measure"] == measure]
 if allm.empty:
     st.info(
@@ -237,6 +180,8 @@ if not met.empty:
             "apart from the arithmetic."
         )
 
+    # ---- the three measures of the first run side by side: a right answer is not yet right reasoning, and a run
+    # can gain accuracy while its rationales fail the audit or disappear
     st.subheader("Accuracy, right and faithful, and rationale share")
     first = allm[(allm["run_dir"] == str(dirs[0])) & (allm["grp"] == "all") & allm["phase"].isin(Q.CHAINED_PHASES)]
     first = in_percent(first)
@@ -276,6 +221,8 @@ if not met.empty:
         "audited and counts as showing one. Runs audited under audit version 1 have accuracy only."
     )
 
+    # ---- arithmetic by digit count: where the model learns (and the curriculum's frontier, when the run has
+    # one), since a total over digit counts hides which lengths moved
     ar = met[(met["task"] == "arithmetic") & (met["grp"] != "all")]
     if not ar.empty:
         st.subheader("Arithmetic by number of digits")
@@ -381,8 +328,10 @@ if not allm.empty:
             "in the two evaluations (exact McNemar on the questions that changed); a sentence says significant only "
             f"when p < {stats.ALPHA}. `star summary` prints the same sentences, for right answers too."
         )
+    # ---- changes between evaluations: each question paired with itself (gained, lost, exact McNemar), because
+    # two accuracies with overlapping intervals can still differ on the same questions
     st.subheader("Changes between evaluations")
-    ch = ui.guard(ui.q_multi, "changes_frame", dirs)
+    ch = data.changes_frame(dirs)
     if ch.empty:
         st.caption("No change yet: it needs two evaluated iterations.")
     else:
@@ -428,10 +377,11 @@ if not allm.empty:
             "Each change pairs every evaluation question with its answer one evaluation before (the "
             "iteration before, or the warm-started model for iteration 1). Only the "
             "questions that changed count (gained, lost); with no real change each would go either way "
-            "with probability ½. " + _interval_words(top["pairs"]) + " A row is marked significant only "
+            "with probability ½. " + interval_words(top["pairs"]) + " A row is marked significant only "
             f"when p < {stats.ALPHA}."
         )
 
+    # ---- every number of the charts in one table (k of n and the interval), for reading off or copying
     with st.expander("Table of every measure (with 95 % Wilson intervals)"):
         cell = allm.assign(
             label=allm["run_dir"].map(labels),
@@ -446,8 +396,10 @@ if not allm.empty:
         tbl = cell.pivot(index=["label", "task", "split", "grp", "measure"], columns="column", values="cell")
         st.dataframe(tbl[list(order)].reset_index(), hide_index=True, width="stretch")
 
+# ---- the training loss of each iteration of the first run, and the final loss per iteration of every run: did
+# training on the kept rationales converge
 st.subheader("Training loss")
-loss = ui.guard(ui.q_multi, "losses_frame", dirs)
+loss = data.losses_frame(dirs)
 if loss.empty:
     st.info(
         "No training losses yet: they are stored when an iteration's training finishes.",
@@ -496,4 +448,5 @@ else:
     )
     c2.plotly_chart(ui.phone_safe(f2), key=f"{PAGE}_final_loss")
 
+# ---- how well people's labels agree with the audit (Cohen's kappa), so the audit's verdicts can be trusted
 I.agreement_view(dirs[0], labels.get(str(dirs[0]), dirs[0].name))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from star_core import compare as C
-from star_core import exports as X
 from star_core import queries as Q
-from star_dashboard import flags, hints, links, ui
+from star_core.queries import comparison as C
+from star_core.queries import exports as X
+from star_dashboard import data, flags, hints, links, ui
 from star_dashboard import inspect as I
 
 PAGE = "cmp"
@@ -42,10 +42,10 @@ main = st.container()  # messages about the sidebar's choices go to the main are
 with st.sidebar:
     st.subheader("Side A")
     ra = ui.state_select(PAGE, state, "ra", "Run A", keys, format_func=lambda k: names.get(k, k), default=keys[0])
-    ca = I.compare_choices(_run(ra))
+    ca = data.compare_choices(_run(ra))
     st.subheader("Side B")
     rb = ui.state_select(PAGE, state, "rb", "Run B", keys, format_func=lambda k: names.get(k, k), default=ra)
-    cb = I.compare_choices(_run(rb))
+    cb = data.compare_choices(_run(rb))
     both = ca.merge(cb, on=["task", "phase"], suffixes=("_a", "_b"))
     tasks = sorted(both["task"].unique())
     if not tasks:
@@ -74,7 +74,7 @@ with st.sidebar:
     ib = ui.state_select(PAGE, state, "ib", "Iteration of B", its_b, default=its_b[-1])
 
 run_a, run_b = _run(ra), _run(rb)
-res = I.compare(run_a, int(ia), run_b, int(ib), task, phase)
+res = data.compare(run_a, int(ia), run_b, int(ib), task, phase)
 rows, counts = res["rows"], res["counts"]
 label_a = C.side_label(names.get(ra, ra), int(ia))
 label_b = C.side_label(names.get(rb, rb), int(ib))
@@ -164,7 +164,7 @@ with st.container(border=True):
         )
     cols = st.columns(2, gap="large")
     for col, side, label, run_dir, html_ in ((cols[0], "a", label_a, run_a, ha), (cols[1], "b", label_b, run_b, hb)):
-        s = ui.guard(ui.q, "get_sample", run_dir, int(row[f"{side}_id"]))
+        s = data.get_sample(run_dir, int(row[f"{side}_id"]))
         with col:
             st.markdown(f"**{side.upper()}**: {ui.md_escape(label)} · sample \\#{int(s['id'])}")
             ui.decision_badge(s["decision"])

@@ -9,8 +9,8 @@ import streamlit as st
 
 from star_core import queries as Q
 from star_core import stats
+from star_dashboard import data, ui
 from star_dashboard import reasons as R
-from star_dashboard import ui
 
 PAGE = "dec"
 COLORS = {d: hexa for d, (_, hexa) in ui.DECISION_COLOR.items()}
@@ -24,8 +24,8 @@ ui.page_header(
 ui.plain_url()
 run_dir = ui.current_run()
 ui.run_heading(run_dir)
-fac = ui.guard(ui.q, "facets", run_dir)
-counts = ui.guard(ui.q, "decision_counts", run_dir)
+fac = data.facets(run_dir)
+counts = data.decision_counts(run_dir)
 n_warm = int(counts.loc[counts["phase"] == "warm_start", "n"].sum())
 if n_warm:
     with st.container(border=True):
@@ -68,7 +68,7 @@ def open_samples(it: int, phase: str, decision: str | None) -> None:
 
 
 # ---- the funnel of one iteration ------------------------------------------
-fn = ui.guard(ui.q, "funnel", run_dir, iteration, task_arg)
+fn = data.funnel(run_dir, iteration, task_arg)
 m = st.columns(7)
 m[0].metric("Sampled", fn["sampled"], help="first attempts: train questions × samples per question, plain prompt")
 m[1].metric("Right, kept", fn["correct"], help="first attempts with the right answer, kept by the filter")
@@ -168,7 +168,7 @@ with right:
             for d, n in sorted(dec.items(), key=lambda kv: -kv[1]):
                 if st.button(f"{ui.md_escape(d)} · {n}", key=f"{PAGE}_open_{phase}_{d}"):
                     open_samples(iteration, phase, d)
-    reasons = ui.guard(ui.q, "top_reasons", run_dir, iteration, task_arg, 12)
+    reasons = data.top_reasons(run_dir, iteration, task_arg, 12)
     if not reasons.empty:
         with st.expander("The most frequent reasons, word for word"):
             st.dataframe(
@@ -221,7 +221,7 @@ if pts:  # customdata carries (phase, decision, iteration): x is offset by the g
 c1, c2 = st.columns(2, gap="large")
 with c1:
     st.subheader("Training examples per iteration")
-    tc = ui.guard(ui.q, "train_counts", run_dir)
+    tc = data.train_counts(run_dir)
     tc = tc[(tc["iteration"] > 0) | (tc["reference"] > 0)]
     f2 = go.Figure()
     f2.add_bar(x=tc["iteration"], y=tc["correct"], name="correct (first attempt)", marker_color=COLORS["correct"])
@@ -261,7 +261,7 @@ with c1:
 # ---- exploration: newly solved vs lost ---------------------------------------------
 with c2:
     st.subheader("Newly solved and lost questions")
-    trans = ui.guard(ui.q, "solve_transitions", run_dir, task_arg)
+    trans = data.solve_transitions(run_dir, task_arg)
     split = st.radio(
         "Split",
         ["train", "eval"],

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from star_core import exports as X
 from star_core import queries as Q
 from star_core.annotations import LABELS, annotated_filter
-from star_dashboard import hints, links, ui
+from star_core.queries import exports as X
+from star_dashboard import data, hints, links, ui
 from star_dashboard import inspect as I
 
 PAGE = "rat"
@@ -21,7 +21,7 @@ ui.page_header(
 )
 run_dir = ui.current_run()
 ui.run_heading(run_dir)
-fac = ui.guard(ui.q, "facets", run_dir)
+fac = data.facets(run_dir)
 if not fac["tasks"]:
     st.info(
         "This run has no samples yet. They appear here as soon as the first batch is stored.",
@@ -135,7 +135,7 @@ if b["sample_id"] is None:
     links.reset_button(PAGE, state, KEYS)
     st.stop()
 
-s = ui.guard(ui.q, "get_sample", run_dir, b["sample_id"])
+s = data.get_sample(run_dir, b["sample_id"])
 left, right = st.columns([5, 4], gap="large")
 with left:
     ui.navigator(PAGE, state, b)
@@ -227,7 +227,7 @@ with left:
             ui.show_text(te["prompt"], "prompt")
             ui.show_text(te["completion"], "completion (the loss is on these tokens)")
     with st.expander("This question across iterations"):
-        hist = ui.guard(ui.q, "question_history", run_dir, s["task"], s["question_id"])
+        hist = data.question_history(run_dir, s["task"], s["question_id"])
         st.dataframe(hist, hide_index=True, width="stretch")
         others = [int(x) for x in hist["id"] if int(x) != s["id"]]
         if others:
@@ -242,9 +242,7 @@ with left:
 with right:
     pos = b["position"] or 1
     offset = (pos - 1) // TABLE_ROWS * TABLE_ROWS
-    df = ui.guard(
-        ui.q,
-        "samples_page",
+    df = data.samples_page(
         run_dir,
         f,
         offset,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from star_core import queries as Q
-from star_dashboard import hints, links, ui
+from star_dashboard import data, hints, links, ui
 
 PAGE = "rz"
 KEYS = ("task", "it", "decision", "sid")
@@ -18,7 +18,7 @@ ui.page_header(
 )
 run_dir = ui.current_run()
 ui.run_heading(run_dir)
-fac = ui.guard(ui.q, "facets", run_dir)
+fac = data.facets(run_dir)
 if "rationalize" not in fac["phases"]:
     info = ui.guard(Q.run_info, run_dir)
     if info.get("config", {}).get("rationalize") is False:
@@ -66,7 +66,7 @@ if b["sample_id"] is None:
     links.reset_button(PAGE, state, KEYS)
     st.stop()
 
-rz = ui.guard(ui.q, "rationalization", run_dir, b["sample_id"])
+rz = data.rationalization(run_dir, b["sample_id"])
 retry, first, te = rz["retry"], rz["first"], rz["train_example"]
 if retry["phase"] != "rationalize":
     st.warning("This sample is not a hinted retry; opening it on the Rationales page instead is more useful.")

@@ -10,7 +10,7 @@ import streamlit as st
 
 from star_core import procs, stats
 from star_core import queries as Q
-from star_dashboard import control, flags, front, ui
+from star_dashboard import control, data, flags, front, ui
 from star_dashboard import launch_form as LF
 from star_dashboard import live as L
 
@@ -124,7 +124,7 @@ def _sampler(info: dict) -> str:
 
 def _details(run_dir) -> None:
     info = ui.guard(Q.run_info, run_dir)
-    s = ui.guard(ui.q, "summary", run_dir)
+    s = data.summary(run_dir)
     status = info["status"]
     st.subheader(f"{ui.STATUS_ICON.get(status, '')} {ui.md_escape(info['name'])}")
     done = sum(1 for i in s["iterations"] if i["stage"] == "done")

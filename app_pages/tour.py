@@ -1,18 +1,18 @@
 """Teaching tour: one question followed through a STaR run, beside the objective STaR optimises with this
-run's numbers. Queries live in star_dashboard/tour.py; model and dataset text is shown literally (st.code /
-st.text / escaped markdown; the hint highlight goes through ui.show_highlighted, which escapes)."""
+run's numbers. Queries live in star_core/queries/tour.py, read through star_dashboard.data (cached); model and
+dataset text is shown literally (st.code / st.text / escaped markdown; the hint highlight goes through
+ui.show_highlighted, which escapes)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from star_core import queries as Q
 from star_core import stats
-from star_dashboard import flags, hints, links, ui
-from star_dashboard import tour as T
+from star_core.queries import tour as T
+from star_dashboard import data, flags, hints, links, ui
 
 PAGE = "tour"
 KEYS = ("q", "it")
@@ -29,17 +29,8 @@ ui.run_heading(run_dir)
 flags.audit_banner(run_dir, "(the tour picks only rationales that pass today's audit, so none may qualify here)")
 
 
-@st.cache_data(show_spinner=False, max_entries=128, ttl=3600)
-def _cached(name: str, run: str, fp: tuple, args: tuple) -> Any:
-    return getattr(T, name)(Path(run), *args)
-
-
-def tq(name: str, *args: Any) -> Any:
-    """``tour.<name>(run_dir, *args)``, cached until the store changes; an unreadable store stops the page."""
-    return ui.guard(_cached, name, str(run_dir), Q.fingerprint(run_dir), args)
-
-
-ov = tq("overview")
+# ---- the run at a glance: without a sample there is no question to follow yet
+ov = data.tour_overview(run_dir)
 if not ov["n_samples"]:
     st.info(
         "This run has no samples yet, so there is no question to follow. The tour starts as soon as the "
@@ -48,7 +39,9 @@ if not ov["n_samples"]:
     )
     st.stop()
 
-cands = tq("candidates")
+# ---- the question picker: the candidates best story first (★ the automatic pick), a question named by a link
+# even beyond the listed ones, and "Surprise me" for another of the best kind; the pick lives in the URL (?q=)
+cands = data.tour_candidates(run_dir)
 by_key = {c["key"]: c for c in cands["candidates"]}
 auto = T.auto_pick(cands)
 if auto is None:
@@ -61,7 +54,7 @@ options = [c["key"] for c in cands["candidates"]]
 linked = state.get("q")
 if linked and linked not in by_key:  # a link to a question beyond the listed candidates
     parts = T.split_key(linked)
-    extra = tq("story", *parts) if parts else None
+    extra = data.tour_story(run_dir, *parts) if parts else None
     if extra is not None:
         by_key[linked] = {
             "key": linked,
@@ -116,7 +109,7 @@ pc2.button(
 
 cur = by_key[qkey]
 task, qid = cur["task"], cur["question_id"]
-s = tq("story", task, qid)
+s = data.tour_story(run_dir, task, qid)
 if s is None:
     st.info("This question has no stored samples any more; pick another one.", icon=":material/search_off:")
     st.stop()
@@ -197,6 +190,8 @@ with left:
     st.caption("gold answer")
     st.code(s["gold"], language="text")
 
+    # ---- iteration by iteration: the first attempts, the hinted retry, the training example kept from it and
+    # the evaluations, the focus iteration marked, so a class sees where the question went wrong and was rescued
     focus, learned_at = s["focus_iteration"], s["learned_iteration"]
     for it in s["iterations"]:
         i = it["iteration"]
@@ -304,6 +299,9 @@ with right:
         "so one step of STaR is ordinary fine-tuning (maximum likelihood) on its own correct rationales."
     )
 
+    # ---- the iteration whose numbers fill the objective (?it=; the story's focus by default): N sampled, K
+    # kept, the rescued retries, the training set and the evaluation before and after, so the terms of J are
+    # this run's counts, not symbols
     its = ov["sampled_iterations"]
     it_param: str | None = None
     multi = len(ov["tasks"]) > 1
@@ -314,7 +312,7 @@ with right:
             "so there is nothing to weigh yet. The numbers appear once iteration 1 has sampled.",
             icon=":material/hourglass_empty:",
         )
-        n0 = tq("objective_numbers", 0, task_arg)
+        n0 = data.objective_numbers(run_dir, 0, task_arg)
         if n0["eval_now"]:
             e = n0["eval_now"]
             st.metric(
@@ -340,7 +338,7 @@ with right:
             help="Iteration i samples the training questions with M(i-1) and trains M(i).",
         )
         i = int(it_s)
-        n = tq("objective_numbers", i, task_arg)
+        n = data.objective_numbers(run_dir, i, task_arg)
         st.markdown(f"#### This run, iteration {i}")
         if multi:
             st.caption(ui.md_escape(f"Numbers for task {task} (the task of the question on the left)."))
@@ -438,12 +436,14 @@ with right:
                 + (" (all tasks together)" if multi else "")
                 + (f" for {n['train_steps']} optimizer steps." if n["train_steps"] else ".")
             )
+        # ---- did the model improve: the eval accuracy before and after, its change paired question by question
+        # and coloured only when significant, so a class does not read noise as learning
         prev, now = n["eval_prev"], n["eval_now"]
         if now is None:
             st.caption(f"M{i} has not been evaluated yet" + (f"; M{i - 1} scored {pct(prev)}." if prev else "."))
         else:
             before = "the warm start" if prev and prev["phase"] == "warm_eval" else f"iteration {i - 1}"
-            ch = tq("eval_change", i, task_arg)
+            ch = data.eval_change(run_dir, i, task_arg)
             delta = None
             if prev:
                 delta = f"{100 * (now['accuracy'] - prev['accuracy']):+.1f} points vs {before}"
@@ -468,6 +468,7 @@ with right:
                     else "."
                 )
             )
+        # ---- back to the story: what this iteration meant for the question followed on the left
         if i == focus and kind in ("learned", "rationalized", "self_learned", "wrong"):
             it_row = next((x for x in s["iterations"] if x["iteration"] == i), None)
             if it_row:

@@ -5,7 +5,7 @@ real few-shot prefixes (prompts of 0.5 to 2.2 kB), written through RunStore.add_
 as the engine writes them, then times page interactions in streamlit's AppTest: opening the Rationales page
 with a filter, clicking Next and Prev near the start and near the middle of a 1M-sample list, jumping,
 searching, and opening the Accuracy, Filter decisions, Rationalizations and Runs pages. "cold" runs clear
-st.cache_data (and the search results star_core.paging keeps) first; the store's file pages are in the OS
+st.cache_data (and the search results star_core.queries.paging keeps) first; the store's file pages are in the OS
 cache either way. Clicks, jumps and searches are timed with cleared caches too (a new sample is always a
 cache miss). Targets: under 0.3 s per interaction, 0.5 s for a search. --floor N times the same
 interactions on an N-sample store too: what a page costs Streamlit whatever the store holds.
@@ -54,7 +54,7 @@ def scenarios(app: str, run_key: str, mid: int):
 
     state: dict = {}
 
-    from star_core import paging
+    from star_core.queries import paging
 
     def clear() -> None:
         """A cache miss: streamlit's cached query results and the search results paging keeps."""

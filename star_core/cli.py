@@ -281,6 +281,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
+    from .queries.training_set import train_example_iterations, train_example_records
     from .runfolder import safe_path
     from .store import DB_NAME, check, connect
 
@@ -297,32 +298,13 @@ def cmd_export(a: argparse.Namespace) -> int:
     out = Path(a.out) if a.out else safe_path(run, "export")  # never written through a link out of the run
     out.mkdir(parents=True, exist_ok=True)
     con = connect(run / DB_NAME, readonly=True)
-    iters = [r[0] for r in con.execute("SELECT DISTINCT iteration FROM train_examples ORDER BY iteration")]
+    iters = train_example_iterations(con)
     for i in iters:
         path = out / f"iter_{i}.jsonl"
         n = 0
         with path.open("w", encoding="utf-8") as f:
-            for r in con.execute(
-                "SELECT te.*, s.decision, s.reason, s.gold FROM train_examples te "
-                "JOIN samples s ON s.id = te.sample_id WHERE te.iteration=? ORDER BY te.id",
-                (i,),
-            ):
-                f.write(
-                    json.dumps(
-                        {
-                            "iteration": i,
-                            "task": r["task"],
-                            "question_id": r["question_id"],
-                            "source": r["source"],
-                            "prompt": r["prompt"],
-                            "completion": r["completion"],
-                            "gold": r["gold"],
-                            "reason": r["reason"],
-                        },
-                        ensure_ascii=False,
-                    )
-                    + "\n"
-                )
+            for record in train_example_records(con, i):
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
                 n += 1
         print(f"{path}: {n} examples")
     con.close()

@@ -1,4 +1,4 @@
-"""Streamlit pieces of the inspector: annotating a sample, keyboard moves, downloads, cached comparisons.
+"""Streamlit pieces of the inspector: annotating a sample, keyboard moves, downloads.
 
 Annotations are written to ``RUN_DIR/annotations.sqlite`` (``star_core.annotations``), one field of one
 sample per write, from widget callbacks: the verdict, the note, or one tag added or removed. The widgets
@@ -20,10 +20,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from star_core import compare as C
-from star_core import exports as X
-from star_core import queries as Q
 from star_core.annotations import LABELS, SUGGESTED_TAGS, AnnotationError, Annotations
+from star_core.queries import exports as X
 
 from . import ui
 
@@ -263,34 +261,11 @@ def safe_stem(*parts: Any) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(str(p) for p in parts if p not in (None, "")))[:120] or "star"
 
 
-# --------------------------------------------------------------------------
-# compare, cached on both stores' file stats
-# --------------------------------------------------------------------------
-@st.cache_data(show_spinner=False, max_entries=32, ttl=3600)
-def _compare(ra: str, ia: int, rb: str, ib: int, task: str, phase: str, fps: tuple) -> dict[str, Any]:
-    return C.compare(Path(ra), ia, Path(rb), ib, task, phase)
-
-
-def compare(ra: Path, ia: int, rb: Path, ib: int, task: str, phase: str) -> dict[str, Any]:
-    return ui.guard(_compare, str(ra), int(ia), str(rb), int(ib), task, phase, (Q.fingerprint(ra), Q.fingerprint(rb)))
-
-
-@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
-def _choices(run_dir: str, fp: tuple) -> pd.DataFrame:
-    return C.compare_choices(Path(run_dir))
-
-
-def compare_choices(run_dir: Path) -> pd.DataFrame:
-    return ui.guard(_choices, str(run_dir), Q.fingerprint(run_dir))
-
-
 __all__ = [
     "KEYS_HELP",
     "agreement_view",
     "annotate",
     "annotations_frame",
-    "compare",
-    "compare_choices",
     "downloads",
     "keyboard_moves",
     "safe_stem",

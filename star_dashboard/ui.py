@@ -1,15 +1,13 @@
-"""Shared Streamlit helpers of the dashboard: run picker, cached queries, safe text, process-control buttons.
+"""Shared Streamlit helpers of the dashboard: run picker, page state in the URL, badges, the audit, navigation.
 
-All data logic lives in :mod:`star_core.queries`, process control in :mod:`star_core.procs` (no
-Streamlit in either); this module keeps the pages short. Model and dataset text is never passed to
-markdown or HTML unescaped: use :func:`show_text` / ``st.code`` / ``st.text``, or :func:`highlight`
-(which HTML-escapes every character it did not add itself and renders via ``st.html``, which is not
-markdown and is sanitised by Streamlit).
+All data logic lives in :mod:`star_core.queries`, read through the cached functions of
+:mod:`star_dashboard.data`; process control in :mod:`star_core.procs` (no Streamlit in either); this module keeps
+the pages short. Model and dataset text is never passed to markdown or HTML unescaped: use :func:`show_text` /
+``st.code`` / ``st.text``, or :func:`highlight` (all from :mod:`star_dashboard.safe_text`, re-exported here).
 """
 
 from __future__ import annotations
 
-import html
 import os
 import re
 import time
@@ -20,6 +18,12 @@ from typing import Any
 import streamlit as st
 
 from star_core import queries as Q
+
+from . import data
+from .data import guard, show_unavailable
+from .safe_text import highlight as highlight  # re-exported: pages call ui.highlight
+from .safe_text import md_escape, show_text
+from .safe_text import show_highlighted as show_highlighted  # re-exported
 
 #: Folder holding app.py (set by app.py; the fallback is the repository layout).
 APP_DIR = Path(__file__).resolve().parent.parent
@@ -80,69 +84,6 @@ def roots() -> list[Path]:
     return Q.runs_roots(APP_DIR)
 
 
-# --------------------------------------------------------------------------
-# safe text
-# --------------------------------------------------------------------------
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>$~:=^&])")
-#: Where a bare URL, ``www.`` name or e-mail address would become a link (GFM autolink literals, which
-#: backslashes do not stop): an invisible zero-width space goes there.
-_AUTOLINK = re.compile(r"(?<=:)(?=//)|(?<=[wW]{3})(?=\.)|(?<=@)")
-_ZWSP = "\u200b"
-
-
-def md_escape(text: Any) -> str:
-    """THE escape for every stored or URL-borne string (run name, status, task, model, a ``?run=`` value, an
-    error message quoting one) shown through markdown: one line; markdown, HTML, entities, Streamlit's
-    ``:color[...]`` / ``:icon:`` and ``$math$`` backslash-escaped, so no link, image or emphasis forms; and a
-    zero-width space breaks every bare URL (``://``), ``www.`` and e-mail address (``@``) so that none is
-    autolinked. Model text is not a label: show it with :func:`show_text`, ``st.text`` or ``st.code``."""
-    one_line = " ".join(str(text).splitlines())
-    return _MD_SPECIAL.sub(r"\\\1", _AUTOLINK.sub(_ZWSP, one_line))
-
-
-def show_text(text: Any, label: str | None = None, height: int | None = None) -> None:
-    """Untrusted multi-line text, literally (a code block without syntax colouring, lines wrapped)."""
-    if label:
-        st.caption(label)
-    body = "" if text is None else str(text)
-    if not body:
-        st.caption("(empty)")
-        return
-    st.code(body, language="text", wrap_lines=True, height=height if height else "content")
-
-
-def highlight(text: str, spans: Sequence[tuple[int, int]], color: str = "#ffe066", title: str | None = None) -> str:
-    """Escaped ``text`` in a <pre> block with ``spans`` wrapped in <mark>: every character of the
-    text goes through html.escape; the only tags are the ones added here."""
-    out, pos = [], 0
-    for a, b in sorted(spans):
-        if a < pos:
-            continue
-        out.append(html.escape(text[pos:a], quote=True))
-        out.append(
-            f'<mark style="background:{color};padding:0 2px;border-radius:3px">'
-            f"{html.escape(text[a:b], quote=True)}</mark>"
-        )
-        pos = b
-    out.append(html.escape(text[pos:], quote=True))
-    head = f'<div style="font-size:0.8rem;opacity:0.7">{html.escape(title)}</div>' if title else ""
-    return (
-        head + '<pre class="star-hl" style="white-space:pre-wrap;word-break:break-word;'
-        "font-size:0.85rem;background:rgba(128,128,128,0.08);padding:0.6rem;border-radius:0.4rem;"
-        'max-height:28rem;overflow:auto">' + "".join(out) + "</pre>"
-    )
-
-
-def show_highlighted(text: str | None, spans: Sequence[tuple[int, int]], color: str = "#ffe066") -> None:
-    if not text:
-        st.caption("(empty)")
-        return
-    if not spans:
-        show_text(text)
-        return
-    st.html(highlight(text, spans, color))
-
-
 def phone_safe(fig: Any) -> Any:
     """A Plotly figure whose toolbar stands upright at the right edge instead of across the top, where it covers
     the chart's title on a narrow (phone) screen; the title gets the top-left."""
@@ -199,66 +140,9 @@ def ago(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
 
 
-# --------------------------------------------------------------------------
-# cached queries (keyed on the store's file stats, so a running run refreshes)
-# --------------------------------------------------------------------------
-@st.cache_data(show_spinner=False, max_entries=512, ttl=3600)
-def _cached(name: str, run_dir: str, fp: tuple, args: tuple, kwargs: tuple) -> Any:
-    return getattr(Q, name)(Path(run_dir), *args, **dict(kwargs))
-
-
-def q(name: str, run_dir: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
-    """``queries.<name>(run_dir, *args, **kwargs)``, cached until the store changes."""
-    return _cached(name, str(run_dir), Q.fingerprint(run_dir), args, tuple(sorted(kwargs.items())))
-
-
-@st.cache_data(show_spinner=False, max_entries=64, ttl=3600)
-def _cached_multi(name: str, run_dirs: tuple[str, ...], fps: tuple) -> Any:
-    return getattr(Q, name)([Path(d) for d in run_dirs])
-
-
-def q_multi(name: str, run_dirs: Sequence[str | os.PathLike]) -> Any:
-    dirs = tuple(str(d) for d in run_dirs)
-    return _cached_multi(name, dirs, tuple(Q.fingerprint(d) for d in dirs))
-
-
-@st.cache_data(show_spinner=False, max_entries=32, ttl=60)
-def _cached_runs(root_strs: tuple[str, ...], bucket: int, fps: tuple) -> list[dict[str, Any]]:
-    return Q.list_runs([Path(r) for r in root_strs])
-
-
 def list_runs() -> list[dict[str, Any]]:
-    """All runs under the roots; refreshed when a store changes, and every few seconds (liveness)."""
-    rs = roots()
-    fps = []
-    for r in rs:
-        try:
-            kids = sorted(p for p in r.iterdir() if p.is_dir()) if r.is_dir() else []
-        except OSError:
-            kids = []
-        fps.append((str(r), Q.fingerprint(r), tuple((k.name, Q.fingerprint(k)) for k in kids)))
-    return _cached_runs(tuple(str(r) for r in rs), int(time.time() // 3), tuple(fps))
-
-
-def guard(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a query; an unreadable store becomes a message and stops the page (never a traceback)."""
-    try:
-        return fn(*args, **kwargs)
-    except Q.RunUnavailable as e:
-        show_unavailable(e)
-        st.stop()
-
-
-def show_unavailable(e: Q.RunUnavailable) -> None:
-    if e.kind == "empty":
-        st.info(f"This run has no data yet. {md_escape(e)}", icon=":material/hourglass_empty:")
-    elif e.kind == "corrupt":
-        st.error(
-            f"This run folder cannot be read: {md_escape(e)} Check the folder, or delete it if it is a leftover.",
-            icon=":material/error:",
-        )
-    else:
-        st.error(md_escape(e), icon=":material/error:")
+    """All runs under the roots (``data.list_runs``: refreshed when a store changes, and every few seconds)."""
+    return data.list_runs(roots())
 
 
 # --------------------------------------------------------------------------
@@ -523,9 +407,7 @@ def browse_current(page: str, run_dir: Path, f: Q.SampleFilter, state: dict[str,
     at_pos, _, at_fp = rest.partition(":")
     if not goto and at_fp == fp and at_sid.isdigit() and at_pos.isdigit():
         came_from = (int(at_sid), int(at_pos))
-    b = guard(
-        q,
-        "browse",
+    b = data.browse(
         run_dir,
         f,
         sample_id=None if goto or not (sid or "").isdigit() else int(sid),

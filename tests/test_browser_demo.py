@@ -19,8 +19,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_browser as _browser
 from star_core import queries as Q
+from star_core.queries import tour as T
 from star_dashboard import reasons as R
-from star_dashboard import tour as T
 
 ARTIFACTS, sql, sync_api = _browser.ARTIFACTS, _browser.sql, _browser.sync_api
 DEMOS = _browser.ROOT / "sample_data" / "runs"

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dash_fixtures as F
-from star_core.compare import FILTERS, compare, compare_choices, diff_html, diff_ops, filter_mask
+from star_core.queries.comparison import FILTERS, compare, compare_choices, diff_html, diff_ops, filter_mask
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_diff_of_long_rationales_falls_back_to_plain_side_by_side():
     import random
     import time
 
-    from star_core.compare import DIFF_MAX_TOKENS, diff_fits
+    from star_core.queries.comparison import DIFF_MAX_TOKENS, diff_fits
 
     rnd = random.Random(0)
     words = [f"w{i}" for i in range(500)] + ["<b>", "&"]

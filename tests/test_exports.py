@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dash_fixtures as F
 from star_core import queries as Q
 from star_core.annotations import Annotations
-from star_core.compare import compare
-from star_core.exports import SAMPLE_COLUMNS, compare_frame, filtered_samples, to_csv, to_jsonl
+from star_core.queries.comparison import compare
+from star_core.queries.exports import SAMPLE_COLUMNS, compare_frame, filtered_samples, to_csv, to_jsonl
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dash_fixtures as F
 from star_core import queries as Q
 from star_core.annotations import Annotations, agreement
-from star_core.compare import FILTERS, compare
+from star_core.queries.comparison import FILTERS, compare
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest

@@ -65,7 +65,7 @@ def test_a_tour_link_to_a_missing_iteration_says_so(env):
 
 def test_compare_link_to_a_missing_iteration_and_its_paired_test(env):
     from star_core import stats
-    from star_core.compare import compare
+    from star_core.queries.comparison import compare
 
     at = open_page("compare", run="alpha", ra="alpha", ia=9, rb="alpha", ib=2, task="arithmetic", phase="eval")
     assert any("iteration of A 9, which this run does not have" in w for w in texts(at, "warning"))
@@ -96,7 +96,7 @@ def test_rationalizations_link_to_a_missing_retry_and_reset(env):
 
 
 def test_compare_empty_filter_offers_every_question(env):
-    from star_core.compare import compare
+    from star_core.queries.comparison import compare
 
     res = compare(env / "alpha", 2, env / "alpha", 2, "arithmetic", "eval")  # a side against itself: nothing changed
     assert res["counts"]["answer_changed"] == 0

@@ -13,7 +13,8 @@ import pytest
 
 import dash_fixtures as F
 import star_core.store as S
-from star_core import paging, queries
+from star_core import queries
+from star_core.queries import paging
 from star_core.store import (
     PROMPT_SQL,
     SCHEMA_VERSION,

@@ -539,7 +539,7 @@ def test_runs_roots(monkeypatch, tmp_path):
 
 def test_no_torch_on_the_dashboard_path():
     code = (
-        "import sys; import star_core.queries, star_dashboard.ui, star_dashboard.tour; "
+        "import sys; import star_core.queries, star_dashboard.ui, star_core.queries.tour; "
         "assert 'torch' not in sys.modules, 'torch imported'; print('ok')"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)

@@ -121,7 +121,7 @@ def test_accuracy_page_and_tour_say_it_per_digit_count(tmp_path, monkeypatch):
 @pytest.mark.skipif(not WARM.is_dir(), reason="the recorded demo runs are not in this checkout")
 def test_the_tour_says_which_digit_counts_the_warm_start_covered():
     from star_core.config import from_saved
-    from star_dashboard import tour as T
+    from star_core.queries import tour as T
 
     lo, hi = from_saved(WARM / "config.yaml").warm_start_digits
     assert T.overview(WARM)["warm_start_digits"] == (f"{lo}" if lo == hi else f"{lo}-{hi}")

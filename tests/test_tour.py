@@ -1,4 +1,4 @@
-"""The Teaching tour: star_dashboard/tour.py on hand-built stores, and the page in streamlit's AppTest."""
+"""The Teaching tour: star_core/queries/tour.py on hand-built stores, and the page in streamlit's AppTest."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dash_fixtures as F
 from star_core import queries as Q
+from star_core.queries import tour as T
 from star_core.store import RunStore, SampleRecord
-from star_dashboard import tour as T
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.testing.v1 import AppTest
@@ -178,7 +178,7 @@ def root(tmp_path_factory):
 
 
 # --------------------------------------------------------------------------
-# star_dashboard/tour.py
+# star_core/queries/tour.py
 # --------------------------------------------------------------------------
 def test_auto_pick_finds_wrong_rationalized_then_learned(root):
     c = T.candidates(root / "story")

@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_tour as TT
 from star_core import queries as Q
 from star_core import stats
+from star_core.queries import tour as T
 from star_core.store import RunStore
-from star_dashboard import tour as T
 
 pytest.importorskip("streamlit.testing.v1")
 from streamlit.proto.Metric_pb2 import Metric as MetricProto

@@ -8,13 +8,23 @@ nothing here writes. One module per job:
 * :mod:`.runs`: run discovery (roots, the path guard, the runs list) and one run's status and row;
 * :mod:`.reads`: SQL reads of samples (the browser's filters and pages, one sample, one question, one
   rationalization), events and exemplars;
-* :mod:`.measures`: the three measures, accuracies, losses, paired changes, decisions, the funnel, the summary;
-* :mod:`.text`: the audit record and what it meant for training, hint marks, hint leaks (strings only).
+* :mod:`.measures`: the three measures of every evaluation, accuracies, losses;
+* :mod:`.changes`: paired changes of eval accuracy, questions solved, newly solved and lost;
+* :mod:`.decisions`: filter decisions, the funnel, rejection reasons, training examples per source;
+* :mod:`.run_summary`: the summary ``star summary`` prints;
+* :mod:`.text`: the audit record and what it meant for training, hint marks, hint leaks (strings only);
+* :mod:`.paging`: the sample browser's counts, keyset Prev/Next and pages, the trigram search;
+* :mod:`.comparison`: one task and phase under two runs or iterations, matched by question id; the word diff;
+* :mod:`.exports`: the samples and compare rows on screen as CSV and JSONL;
+* :mod:`.training_set`: the kept training examples as ``star export`` writes them (no pandas);
+* :mod:`.tour`, :mod:`.tour_objective`: the teaching tour's reads (the run at a glance, the question picker, one
+  question's story; the STaR objective of one iteration and its paired change).
 
 Process liveness (``pid_alive``, ``effective_status``) lives in :mod:`star_core.liveness`, beside the
 store that writes the status. Every name is re-exported here, so ``from star_core import queries as Q;
-Q.summary(...)`` works for all of them. The modules that need pandas (``reads``, ``measures``) are imported on
-first use of one of their names: ``star run --resume`` and ``star runs`` read a status without pandas.
+Q.summary(...)`` works for all of them. The modules that need pandas (``reads``, ``measures``, ...) and the
+sample browser's ``paging`` are imported on first use of one of their names: ``star run --resume`` and
+``star runs`` read a status without pandas.
 
 Errors a reader can meet (no store, a half-written store without a run row, a file that is not SQLite) are
 raised as :class:`RunUnavailable` with a sentence that can be shown as is.
@@ -58,9 +68,22 @@ from .text import (
     line_span,
     parse_audit,
 )
+from .training_set import TrainRecord, train_example_iterations, train_example_records
 
-#: The modules imported on first use of one of their names (they import pandas).
-_LAZY = ("reads", "measures")
+#: The modules imported on first use of one of their names (most import pandas), searched in this order: a name
+#: two of them define (``browse``) is the first one's (``reads.browse``; ``paging.browse`` is its engine).
+_LAZY = (
+    "reads",
+    "measures",
+    "changes",
+    "decisions",
+    "run_summary",
+    "comparison",
+    "exports",
+    "tour",
+    "tour_objective",
+    "paging",
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -130,6 +153,10 @@ __all__ = [
     "last_question_block",
     "parse_audit",
     "line_span",
+    # training_set (what `star export` writes)
+    "TrainRecord",
+    "train_example_iterations",
+    "train_example_records",
     # reads (lazy)
     "SampleFilter",
     "browse",
@@ -143,7 +170,7 @@ __all__ = [
     "question_history",
     "rationalization",
     "samples_page",
-    # measures (lazy)
+    # measures, changes, decisions, run_summary (lazy)
     "CHAINED_PHASES",
     "MEASURES",
     "PAPER_REFERENCE",
@@ -162,4 +189,52 @@ __all__ = [
     "top_reasons",
     "train_counts",
     "train_sources",
+    # comparison (lazy)
+    "DIFF_MAX_TOKENS",
+    "FILTERS",
+    "compare",
+    "compare_choices",
+    "diff_fits",
+    "diff_html",
+    "diff_ops",
+    "filter_mask",
+    "run_name",
+    "side_label",
+    # exports (lazy)
+    "EXPORT_LIMIT",
+    "SAMPLE_COLUMNS",
+    "compare_frame",
+    "filtered_samples",
+    "to_csv",
+    "to_jsonl",
+    "with_audit_and_annotations",
+    # tour and tour_objective (lazy)
+    "KIND_ORDER",
+    "KIND_TAG",
+    "KIND_TEXT",
+    "MAX_PER_KIND",
+    "STORY_KINDS",
+    "STORY_PHASES",
+    "as_bool",
+    "auto_pick",
+    "candidates",
+    "eval_change",
+    "objective_numbers",
+    "overview",
+    "passes_audit",
+    "question_key",
+    "split_key",
+    "story",
+    "surprise",
+    # paging (lazy; its browse is reads.browse's engine)
+    "KEY_COLS",
+    "MATCH_CACHE",
+    "MAX_TRIGRAMS",
+    "MIN_TRIGRAM",
+    "Plan",
+    "counts_from",
+    "fts_query",
+    "like_clause",
+    "page",
+    "scan_where",
 ]

@@ -11,8 +11,8 @@ from typing import Any
 
 import pandas as pd
 
-from .. import paging
 from ..store import PHASES, prompt_column
+from . import paging
 from .connect import _rid, fingerprint, open_store
 from .text import parse_audit
 
@@ -152,7 +152,7 @@ def browse(
     None), else the sample at 1-based ``position``, else the first. ``came_from=(id, position)``: the sample
     shown before (same filter, unchanged store), whose position is carried when ``sample_id`` is its Prev or
     Next neighbour. Returns {"total", "position", "sample_id", "prev_id", "next_id", "in_filter"}.
-    The total and Prev/Next cost the same at any position on a version 2 store (``star_core.paging``).
+    The total and Prev/Next cost the same at any position on a version 2 store (``star_core.queries.paging``).
     """
     with open_store(run_dir) as con:
         rid = _rid(con)

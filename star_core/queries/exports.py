@@ -24,7 +24,8 @@ from typing import Any
 
 import pandas as pd
 
-from . import queries as Q
+from .connect import RunUnavailable, open_store
+from .text import parse_audit
 
 #: At most this many rows in one download (the Rationales page says when a filter matches more).
 EXPORT_LIMIT = 20_000
@@ -63,10 +64,10 @@ def filtered_samples(
 ) -> tuple[pd.DataFrame, int]:
     """The samples a ``SampleFilter`` matches (id order, at most ``limit``) with ``SAMPLE_COLUMNS``, and how
     many it matches. ``annotations``: ``Annotations.frame()``, to fill label, tags and note."""
-    with Q.open_store(run_dir) as con:
+    with open_store(run_dir) as con:
         row = con.execute("SELECT id FROM runs ORDER BY id LIMIT 1").fetchone()
         if row is None:
-            raise Q.RunUnavailable("empty", "The run store holds no run yet.")
+            raise RunUnavailable("empty", "The run store holds no run yet.")
         w, p = f.where(row[0])
         total = int(con.execute(f"SELECT count(*) FROM samples WHERE {w}", p).fetchone()[0])
         df = pd.read_sql_query(
@@ -76,7 +77,7 @@ def filtered_samples(
 
 
 def with_audit_and_annotations(df: pd.DataFrame, annotations: pd.DataFrame | None) -> pd.DataFrame:
-    audits = [Q.parse_audit(a) for a in df["audit_json"]] if "audit_json" in df else [None] * len(df)
+    audits = [parse_audit(a) for a in df["audit_json"]] if "audit_json" in df else [None] * len(df)
     df = df.assign(
         correct=df["correct"].astype(bool),
         kept=df["kept"].astype(bool),

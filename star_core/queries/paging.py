@@ -27,7 +27,7 @@ import threading
 from array import array
 from typing import Any
 
-from .store import has_aggregates, schema_version
+from ..store import has_aggregates, schema_version
 
 #: Searches whose matching ids are kept, per process (keyed by store state, filter and needle).
 MATCH_CACHE = 8

@@ -1,9 +1,9 @@
 """Read-only queries of the dashboard's "Teaching tour" page: one question followed through a run.
 
-Pure functions on a run folder (the page, ``app_pages/tour.py``, draws them). Each opens the store
-read-only (``queries.open_store``, which uses ``store.connect(path, readonly=True)`` and turns a missing or
-unreadable store into :class:`star_core.queries.RunUnavailable`) and returns plain dicts. Nothing here
-imports streamlit or torch, and nothing here writes.
+Pure functions on a run folder (the page, ``app_pages/tour.py``, draws them through ``star_dashboard.data``).
+Each opens the store read-only (``queries.open_store``, which uses ``store.connect(path, readonly=True)`` and
+turns a missing or unreadable store into :class:`star_core.queries.RunUnavailable`) and returns plain dicts.
+Nothing here imports streamlit or torch, and nothing here writes.
 
 Iteration numbering follows the engine: iteration 0 evaluates the few-shot model; with a warm
 start it then fine-tunes M(0) on reference rationales (phase ``warm_start``: supervised, not
@@ -20,10 +20,11 @@ import os
 import random
 from typing import Any
 
-from star_core.queries import AUDIT_VERSION, parse_audit
-from star_core.queries.connect import _run_row, open_store, run_config
-from star_core.store import prompt_column
-from star_dashboard.tour_objective import as_bool, eval_change, objective_numbers
+from ..store import prompt_column
+from ..tasks.base import AUDIT_VERSION
+from .connect import _run_row, open_store, run_config
+from .text import parse_audit
+from .tour_objective import as_bool, eval_change, objective_numbers
 
 #: The phases of a question's story (the warm start's reference examples and the direct-answer evaluation are not).
 STORY_PHASES = ("sample", "rationalize", "eval", "warm_eval")

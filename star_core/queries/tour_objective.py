@@ -1,5 +1,5 @@
 """The tour's right-hand side: the STaR objective evaluated on one iteration of a run, and the paired change of
-its eval accuracy. Read-only queries, like :mod:`star_dashboard.tour` (which re-exports them); no streamlit, no
+its eval accuracy. Read-only queries, like :mod:`.tour` (which re-exports them); no streamlit, no
 torch."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ import os
 import sqlite3
 from typing import Any
 
-from star_core.queries.connect import _run_row, open_store, run_config
-from star_core.queries.measures import changes_frame, train_sources
-from star_core.stats import mcnemar, significant
+from ..stats import mcnemar, significant
+from .changes import changes_frame
+from .connect import _run_row, open_store, run_config
+from .decisions import train_sources
 
 _FALSE = {"false", "0", "no", "off", "none", ""}
 

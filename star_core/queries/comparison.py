@@ -22,7 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from . import queries as Q
+from .connect import RunUnavailable, open_store
+from .runs import run_info
 
 #: The filters of the comparison, in words (A and B are the two sides).
 FILTERS = {
@@ -40,10 +41,10 @@ _COLS = (
 
 
 def _side(run_dir: str | os.PathLike, iteration: int, task: str, phase: str) -> pd.DataFrame:
-    with Q.open_store(run_dir) as con:
+    with open_store(run_dir) as con:
         row = con.execute("SELECT id FROM runs ORDER BY id LIMIT 1").fetchone()
         if row is None:
-            raise Q.RunUnavailable("empty", "The run store holds no run yet.")
+            raise RunUnavailable("empty", "The run store holds no run yet.")
         df = pd.read_sql_query(
             f"SELECT {_COLS} FROM samples WHERE run_id=? AND iteration=? AND task=? AND phase=?"
             " ORDER BY question_id, k, id",
@@ -55,10 +56,10 @@ def _side(run_dir: str | os.PathLike, iteration: int, task: str, phase: str) -> 
 
 def compare_choices(run_dir: str | os.PathLike) -> pd.DataFrame:
     """What a side can be in this run: task, phase, iteration, n (samples)."""
-    with Q.open_store(run_dir) as con:
+    with open_store(run_dir) as con:
         row = con.execute("SELECT id FROM runs ORDER BY id LIMIT 1").fetchone()
         if row is None:
-            raise Q.RunUnavailable("empty", "The run store holds no run yet.")
+            raise RunUnavailable("empty", "The run store holds no run yet.")
         return pd.read_sql_query(
             "SELECT task, phase, iteration, count(*) AS n FROM samples WHERE run_id=?"
             " GROUP BY task, phase, iteration ORDER BY task, phase, iteration",
@@ -186,7 +187,7 @@ def side_label(run_name: str, iteration: int) -> str:
 
 
 def run_name(run_dir: str | os.PathLike) -> str:
-    return str(Q.run_info(run_dir).get("name") or Path(run_dir).name)
+    return str(run_info(run_dir).get("name") or Path(run_dir).name)
 
 
 __all__ = [
