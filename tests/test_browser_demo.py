@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_browser as _browser
+from helpers import FAKE_STAR_CLI
 from star_core import queries as Q
 from star_dashboard import reasons as R
 from star_dashboard import tour as T
@@ -26,7 +26,6 @@ ARTIFACTS, sql, sync_api = _browser.ARTIFACTS, _browser.sql, _browser.sync_api
 DEMOS = _browser.ROOT / "sample_data" / "runs"
 ORDER = (DEMOS / Q.ORDER_FILE).read_text().split()
 SHOWCASE = ORDER[0]
-FAKE_CLI = Path(__file__).resolve().parent / "fake_star_cli.py"
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +35,7 @@ def demo(tmp_path_factory):
     user = tmp_path_factory.mktemp("user_runs")
     extra: dict[str, str | None] = {
         "STAR_DEMO_RUNS": "1",
-        "STAR_CLI": f"{sys.executable} {FAKE_CLI}",
+        "STAR_CLI": f"{sys.executable} {FAKE_STAR_CLI}",
         "STAR_FAKE_SECONDS": "120",
         "STAR_FAKE_RESUME_SECONDS": "6",
     }

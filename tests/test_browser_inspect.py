@@ -7,12 +7,8 @@ Uses test_browser.py's server and page fixtures (a streamlit server on a synthet
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_browser as _browser
 
 ARTIFACTS, sql = _browser.ARTIFACTS, _browser.sql

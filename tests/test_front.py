@@ -3,12 +3,10 @@ named), whatever was launched last; the landing page starts with "start here"; a
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_tour as TT
 from star_core import queries as Q
 

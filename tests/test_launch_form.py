@@ -7,12 +7,11 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_pages as TP
+from helpers import FAKE_STAR_CLI
 from star_core import config as C
 from star_core import procs
 from star_core import queries as Q
@@ -21,7 +20,6 @@ from star_dashboard import launch_form as LF
 loopback = TP.loopback  # test_pages.py's autouse fixture: the dashboard on loopback
 DEMOS = TP.ROOT / "sample_data" / "runs"
 ORDER = (DEMOS / Q.ORDER_FILE).read_text().split()
-FAKE = Path(__file__).resolve().parent / "fake_star_cli.py"
 NOT_OFFERED = set(LF.HIDDEN)
 
 
@@ -41,7 +39,7 @@ def test_reproduce_this_run(name, monkeypatch, tmp_path):
     user = tmp_path / "user"
     monkeypatch.setenv(Q.RUNS_ROOT_ENV, str(user))
     monkeypatch.setenv(Q.DEMO_RUNS_ENV, "1")
-    monkeypatch.setenv("STAR_CLI", f"{sys.executable} {FAKE}")
+    monkeypatch.setenv("STAR_CLI", f"{sys.executable} {FAKE_STAR_CLI}")
     monkeypatch.setenv("STAR_FAKE_SECONDS", "30")
     monkeypatch.chdir(tmp_path)
     at = TP.open_page("runs", run=name)

@@ -4,10 +4,6 @@ result offers a reset."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_pages as TP
 from star_core import queries as Q
 

@@ -3,10 +3,6 @@ bar, time left) and the log filtered to star's own lines."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_tour as TT
 from star_core import queries as Q
 from star_core.store import RunStore

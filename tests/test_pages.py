@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dash_fixtures as F
+from helpers import FAKE_STAR_CLI
+from helpers import dash_fixtures as F
 from star_core import queries as Q
 
 pytest.importorskip("streamlit.testing.v1")
@@ -625,7 +625,7 @@ def _wait(pred, timeout=60.0):
 def test_launch_stop_resume(env, monkeypatch, tmp_path):
     user_root = tmp_path / "userruns"
     monkeypatch.setenv("STAR_RUNS_ROOT", str(user_root))
-    monkeypatch.setenv("STAR_CLI", f"{sys.executable} {Path(__file__).resolve().parent / 'fake_star_cli.py'}")
+    monkeypatch.setenv("STAR_CLI", f"{sys.executable} {FAKE_STAR_CLI}")
     from star_core import procs
 
     run_dir = user_root / "t1"

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-import dash_fixtures as F
 import star_core.store as S
+from helpers import dash_fixtures as F
 from star_core import paging, queries
 from star_core.store import (
     PROMPT_SQL,

@@ -17,6 +17,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+from helpers import child_env
 from star_core import loop
 from star_core.store import DB_NAME
 
@@ -50,12 +51,7 @@ def _count(run: Path, sql: str) -> int:
 
 def _run_args(model_dir, run: Path):
     """Environment, run folder and `star run` arguments of a small tiny-model arithmetic run."""
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-    }
+    env = child_env()
     args = ["run", "--quiet", "--task", "arithmetic", "--model", str(model_dir), "--out", str(run)]
     for s in SETS:
         args += ["--set", s]

@@ -1,5 +1,5 @@
 """The decoder must produce exactly what plain greedy decoding produces, and what the previous
-static-batch decoder (tests/reference_decoder.py) produced, stops included."""
+static-batch decoder (tests/helpers/reference_decoder.py) produced, stops included."""
 
 import random
 import sqlite3
@@ -72,7 +72,7 @@ def test_continuous_batching_matches_previous_decoder(tiny, batch_size, share_pr
     """24 prompts through 3 or 8 slots: rows finish at different steps (stop characters that the tiny
     model emits often), later prompts take their slots; every output is token for token the previous
     decoder's, stops and truncations included."""
-    from reference_decoder import generate_reference
+    from helpers.reference_decoder import generate_reference
     from star_core.sampling import generate
 
     prompts = many_prompts()
@@ -108,7 +108,7 @@ def test_continuous_batching_matches_previous_decoder(tiny, batch_size, share_pr
 def test_padding_columns_are_dropped_without_changing_outputs(tiny):
     """Many short prompts after one long one through 2 slots: the cache drops padding columns
     that no live row needs (it would otherwise grow with every admitted prompt)."""
-    from reference_decoder import generate_reference
+    from helpers.reference_decoder import generate_reference
     from star_core import sampling
 
     prompts = [PREFIX + "Q: What is 1 + 1?" + " x" * 40 + "\nA:"] + many_prompts(30, seed=1)
@@ -244,7 +244,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 @cuda
 def test_cuda_decoder_matches_previous_decoder(tiny_model_dir):
-    from reference_decoder import generate_reference
+    from helpers.reference_decoder import generate_reference
     from star_core.models import load_base
     from star_core.sampling import generate
 

@@ -5,12 +5,10 @@ picks on each recorded demo run."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_tour as TT
 from star_core import queries as Q
 from star_core import stats
