@@ -13,6 +13,7 @@ import pytest
 
 import star_core.store as S
 from helpers import dash_fixtures as F
+from helpers.store_sql import opened
 from star_core import paging, queries
 from star_core.store import (
     PROMPT_SQL,
@@ -66,11 +67,8 @@ V1_DEMOS = (
 
 
 def _stored_version(d) -> int:
-    con = sqlite3.connect(f"file:{d / 'store.sqlite'}?mode=ro", uri=True)
-    try:
+    with opened(d, readonly=True) as con:
         return schema_version(con)
-    finally:
-        con.close()
 
 
 def rows(con, sql, *params):

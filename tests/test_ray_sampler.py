@@ -25,6 +25,7 @@ import pytest
 pytest.importorskip("torch")
 
 from helpers import RAY_CHILD, child_env
+from helpers.store_sql import query
 from star_core import cli, loop
 from star_core import config as C
 from star_core.store import DB_NAME
@@ -59,25 +60,19 @@ def cfg_of(model_dir, **kw):
 
 
 def samples(run, where="1=1"):
-    con = sqlite3.connect(run / DB_NAME)
-    try:
-        return con.execute(
-            f"SELECT iteration, phase, question_id, k, raw_output, answer, decision, kept, "
-            f"output_tokens FROM samples WHERE {where} ORDER BY iteration, phase, question_id, k"
-        ).fetchall()
-    finally:
-        con.close()
+    return query(
+        run,
+        f"SELECT iteration, phase, question_id, k, raw_output, answer, decision, kept, "
+        f"output_tokens FROM samples WHERE {where} ORDER BY iteration, phase, question_id, k",
+    )
 
 
 def dupes(run):
-    con = sqlite3.connect(run / DB_NAME)
-    try:
-        return con.execute(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM samples GROUP BY iteration, task, phase, "
-            "question_id, k HAVING COUNT(*) > 1)"
-        ).fetchone()[0]
-    finally:
-        con.close()
+    return query(
+        run,
+        "SELECT COUNT(*) FROM (SELECT 1 FROM samples GROUP BY iteration, task, phase, "
+        "question_id, k HAVING COUNT(*) > 1)",
+    )[0][0]
 
 
 def summary_json(run, capsys):
