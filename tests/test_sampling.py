@@ -1,7 +1,6 @@
 """The decoder must produce exactly what plain greedy decoding produces, and what the previous
 static-batch decoder (tests/helpers/reference_decoder.py) produced, stops included."""
 
-import random
 import sqlite3
 from pathlib import Path
 
@@ -9,39 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    from star_core.models import load_base
-
-    return load_base(str(tiny_model_dir), quantization="none", device="cpu")
-
-
-PREFIX = "Q: What is 1 + 2?\nA: 1 + 2 = 3. The answer is 3.\n\nQ: What is 4 + 4?\nA: 4 + 4 = 8. The answer is 8.\n\n"
-QUESTIONS = [
-    "Q: What is 47 + 38?\nA:",
-    "Q: What is 3 + 5?\nA:",
-    "Q: What is 123 + 456?\nA:",
-    "Q: Where would you put a plate?\nA:",
-    "Q: What is 9 + 9?\nA:",
-]
-
-
-def many_prompts(n=24, seed=0):
-    """Suffixes of many different lengths, so continuous batching admits prompts mid-way."""
-    rng = random.Random(seed)
-    return [
-        PREFIX + f"Q: What is {rng.randint(1, 999)} + {rng.randint(1, 99999)}?{' x' * rng.randint(0, 6)}\nA:"
-        for _ in range(n)
-    ]
-
-
-def never(_text):
-    return False
-
-
-def same(a, b):
-    return [(g.text, g.output_tokens, g.truncated) for g in a] == [(g.text, g.output_tokens, g.truncated) for g in b]
+from helpers.decoding import PREFIX, QUESTIONS, many_prompts, never, same  # noqa: E402
 
 
 @pytest.mark.parametrize("share_prefix", [True, False])
