@@ -44,7 +44,6 @@ def test_tiny_run_all_tasks(tiny_model_dir, tmp_path, task):
 
 
 def test_loop_keeps_rationalizes_and_trains(tiny_model_dir, tmp_path, monkeypatch):
-
     cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=1)
     task = loop.make_task(cfg)
     use_generate(monkeypatch, fake_generate(task, lambda a, b: (a + b) % 2 == 0))
@@ -68,7 +67,6 @@ def test_loop_keeps_rationalizes_and_trains(tiny_model_dir, tmp_path, monkeypatc
 
 
 def test_no_rationalization_switch(tiny_model_dir, tmp_path, monkeypatch):
-
     cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=1, rationalize=False)
     task = loop.make_task(cfg)
     use_generate(monkeypatch, fake_generate(task, lambda a, b: (a + b) % 2 == 0))

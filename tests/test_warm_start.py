@@ -31,7 +31,6 @@ def spy(monkeypatch):
 
 
 def _start(tiny_model_dir, path, monkeypatch, solve=lambda a, b: (a + b) % 2 == 0, **kw):
-
     cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=1, warm_start_steps=3, **kw)
     use_generate(monkeypatch, fake_generate(loop.make_task(cfg), solve))
     return cfg, loop.start(cfg, path, progress=False)
@@ -270,7 +269,6 @@ OTHER = lambda t, p: f" I add them up and get {p.gold}. The answer is {p.gold}."
     ],
 )
 def test_max_kept_per_question(tiny_model_dir, tmp_path, monkeypatch, limit, kept, rejected):
-
     cfg = tiny_cfg(
         tiny_model_dir,
         "arithmetic",
