@@ -21,3 +21,11 @@ def tiny_model_dir(tmp_path_factory):
     from star_core.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    """The tiny model loaded on the CPU in full precision, once per test module."""
+    from star_core.models import load_base
+
+    return load_base(str(tiny_model_dir), quantization="none", device="cpu")

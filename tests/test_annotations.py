@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 import threading
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dash_fixtures as F
+from helpers import dash_fixtures as F
 from star_core.annotations import ANNOTATIONS_NAME, AnnotationError, Annotations, agreement, cohen_kappa
 from star_core.cli import main
 

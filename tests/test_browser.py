@@ -6,128 +6,18 @@ runs `playwright install`. Screenshots go to test-artifacts/ (gitignored).
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dash_fixtures as F
-
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = ROOT / "test-artifacts"
+from helpers import browser as B
+from helpers import dash_fixtures as F
 
 pytestmark = pytest.mark.slow
 
-if not CHROMIUM.exists():
-    pytest.skip("/usr/bin/chromium is not installed", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve(runs_root: Path, log_dir: Path, **env_extra: str | None):
-    """`streamlit run app.py` on a free loopback port over ``runs_root``; yields its base URL. ``env_extra`` sets
-    (or, with None, removes) environment variables of the server."""
-    port = _free_port()
-    env = dict(os.environ, STAR_RUNS_ROOT=str(runs_root), STAR_DEMO_RUNS="0", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.update({k: v for k, v in env_extra.items() if v is not None})
-    for k in [k for k, v in env_extra.items() if v is None]:
-        env.pop(k, None)
-    log = open(log_dir / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "app.py"),
-            "--server.headless",
-            "true",
-            "--server.port",
-            str(port),
-            "--server.address",
-            "127.0.0.1",
-            "--server.fileWatcherType",
-            "none",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        t0 = time.time()
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() - t0 > 90:
-                raise RuntimeError(f"streamlit did not start (rc={proc.poll()}); see {log.name}")
-            time.sleep(0.3)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browser_runs")
-    F.build_run(root / "alpha", tasks=("arithmetic", "commonsenseqa"), iterations=2, n_train=10, n_eval=5)
-    with serve(root, tmp_path_factory.mktemp("log")) as base:
-        yield base, root / "alpha"
-
-
-@pytest.fixture(scope="module")
-def page(server):
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        try:
-            pg = browser.new_page(viewport={"width": 1500, "height": 1600})
-            pg.dialogs = []
-            pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
-            yield pg
-        finally:
-            browser.close()
-
-
+B.playwright()  # skips this module without /usr/bin/chromium or playwright
+server, page = B.server, B.page  # pytest fixtures, used here by name
+ARTIFACTS = B.ARTIFACTS
 sql = F.sql
 
 

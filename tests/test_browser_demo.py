@@ -3,8 +3,8 @@ and its "start here", the tour's story choice on each recorded run, a deep link 
 rejection reasons, and a launched run followed live through Stop and Resume to its end (the stale-after-Resume
 case). Saves the README's screenshots when $STAR_SCREENSHOTS names a folder.
 
-Uses test_browser.py's ``serve`` (streamlit on loopback, Chromium without `playwright install`); skips where it
-skips.
+Uses helpers/browser.py's ``serve`` (streamlit on loopback) and ``chromium`` (without `playwright install`); skips
+without them.
 """
 
 from __future__ import annotations
@@ -16,19 +16,21 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import test_browser as _browser
+from helpers import FAKE_STAR_CLI, ROOT
+from helpers import browser as B
+from helpers import dash_fixtures as F
 from star_core import queries as Q
 from star_core.queries import tour as T
 from star_dashboard import reasons as R
 
-ARTIFACTS, sql, sync_api = _browser.ARTIFACTS, _browser.sql, _browser.sync_api
-DEMOS = _browser.ROOT / "sample_data" / "runs"
+pytestmark = pytest.mark.slow
+
+sync_api = B.playwright()  # skips this module without /usr/bin/chromium or playwright
+ARTIFACTS = B.ARTIFACTS
+sql = F.sql
+DEMOS = ROOT / "sample_data" / "runs"
 ORDER = (DEMOS / Q.ORDER_FILE).read_text().split()
 SHOWCASE = ORDER[0]
-FAKE_CLI = Path(__file__).resolve().parent / "fake_star_cli.py"
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +38,12 @@ def demo(tmp_path_factory):
     user = tmp_path_factory.mktemp("user_runs")
     extra: dict[str, str | None] = {
         "STAR_DEMO_RUNS": "1",
-        "STAR_CLI": f"{sys.executable} {FAKE_CLI}",
+        "STAR_CLI": f"{sys.executable} {FAKE_STAR_CLI}",
         "STAR_FAKE_SECONDS": "120",
         "STAR_FAKE_RESUME_SECONDS": "6",
     }
     extra.update(dict.fromkeys(("STAR_DASHBOARD_LAUNCH", "STAR_DASHBOARD_TOKEN", "STAR_DASHBOARD_MAX_RUNS")))
-    with _browser.serve(user, tmp_path_factory.mktemp("log"), **extra) as base:
+    with B.serve(user, tmp_path_factory.mktemp("log"), **extra) as base:
         yield base, user
 
 
@@ -49,9 +51,7 @@ def demo(tmp_path_factory):
 def page(demo):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(_browser.CHROMIUM), headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
+        browser = B.chromium(p)
         try:
             yield browser.new_page(viewport={"width": 1440, "height": 900})
         finally:

@@ -17,20 +17,16 @@ import base64
 import os
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dash_fixtures as F
+from helpers import ROOT
+from helpers import browser as B
+from helpers import dash_fixtures as F
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
 EVIL = "rebind.example"
 LINKS = (
     "[Session expired](http://links.example/a) ![t](http://links.example/track.png) http://links.example/bare "
@@ -38,45 +34,6 @@ LINKS = (
 )
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(cwd: Path, root: Path, log: Path, *extra: str):
-    """`streamlit run app.py` on loopback from ``cwd`` (app.py's .streamlit/config.toml applies, then ``extra``)."""
-    port = _free_port()
-    env = dict(os.environ, STAR_RUNS_ROOT=str(root), STAR_DEMO_RUNS="0", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    for var in ("STAR_DASHBOARD_LAUNCH", "STAR_DASHBOARD_TOKEN"):
-        env.pop(var, None)
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port)]
-    cmd += ["--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    cmd += list(extra)
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    t0 = time.time()
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc, port
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() - t0 > 90:
-            proc.kill()
-            raise RuntimeError(f"streamlit did not start (rc={proc.poll()}); see {log}")
-        time.sleep(0.3)
-
-
-def _stop(proc) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -89,21 +46,24 @@ def runs(tmp_path_factory):
     return root
 
 
+def _serve(cwd: Path, root: Path, log_dir: Path, *extra: str):
+    """`streamlit run app.py` on loopback from ``cwd`` (app.py's .streamlit/config.toml applies, then ``extra``),
+    with neither launch setting; yields its port."""
+    with B.serve(root, log_dir, *extra, cwd=cwd, STAR_DASHBOARD_LAUNCH=None, STAR_DASHBOARD_TOKEN=None) as base:
+        yield urlsplit(base).port
+
+
 @pytest.fixture(scope="module")
 def served(runs, tmp_path_factory):
     """Started from the repository root, as the README says: .streamlit/config.toml applies."""
-    proc, port = _serve(ROOT, runs, tmp_path_factory.mktemp("log") / "streamlit.log")
-    yield port
-    _stop(proc)
+    yield from _serve(ROOT, runs, tmp_path_factory.mktemp("log"))
 
 
 @pytest.fixture(scope="module")
 def permissive(runs, tmp_path_factory):
     """Streamlit told to accept any Host (as one without ``server.allowedHosts`` does): the app must refuse."""
     cwd = tmp_path_factory.mktemp("elsewhere")
-    proc, port = _serve(cwd, runs, cwd / "streamlit.log", "--server.allowedHosts", "*")
-    yield port
-    _stop(proc)
+    yield from _serve(cwd, runs, cwd, "--server.allowedHosts", "*")
 
 
 def _handshake(port: int, host: str, origin: str | None) -> str:
@@ -135,15 +95,9 @@ def test_a_websocket_with_a_foreign_host_and_origin_is_refused(served):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is not installed")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = B.playwright()
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run", f"--host-resolver-rules=MAP {EVIL} 127.0.0.1"],
-        )
+        b = B.chromium(p, "--no-first-run", f"--host-resolver-rules=MAP {EVIL} 127.0.0.1")
         try:
             yield b
         finally:

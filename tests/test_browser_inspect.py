@@ -1,24 +1,25 @@
 """The inspector in a real browser (Debian's Chromium through Playwright): J/K and the arrow keys move through
 samples on the Rationales and Compare pages, and not while typing in a text box.
 
-Uses test_browser.py's server and page fixtures (a streamlit server on a synthetic run, Chromium without
+Uses the server and page fixtures of helpers/browser.py (a streamlit server on a synthetic run, Chromium without
 `playwright install`); skips where they skip.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import time
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import test_browser as _browser
-
-ARTIFACTS, sql = _browser.ARTIFACTS, _browser.sql
-server, page = _browser.server, _browser.page  # test_browser.py's pytest fixtures, used here by name
+from helpers import browser as B
+from helpers import dash_fixtures as F
 
 pytestmark = pytest.mark.slow
+
+B.playwright()  # skips this module without /usr/bin/chromium or playwright
+server, page = B.server, B.page  # pytest fixtures, used here by name
+ARTIFACTS = B.ARTIFACTS
+sql = F.sql
 
 
 def _wait(pg, text: str) -> None:
@@ -84,9 +85,9 @@ def test_number_keys_label_the_rationale(server, page):
     page.wait_for_function("() => document.body.dataset.starKeys === 'on'", timeout=60_000)
     for n, label in ((2, list(LABELS)[1]), (3, list(LABELS)[2]), (1, list(LABELS)[0])):
         _press(page, str(n))
-        t0 = _browser.time.time()
-        while Annotations(run).get(sid)["label"] != label and _browser.time.time() - t0 < 30:
-            _browser.time.sleep(0.2)
+        t0 = time.time()
+        while Annotations(run).get(sid)["label"] != label and time.time() - t0 < 30:
+            time.sleep(0.2)
         assert Annotations(run).get(sid)["label"] == label
     box = page.get_by_label("Search text")
     box.click()

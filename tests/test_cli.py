@@ -86,8 +86,7 @@ def test_summary_gives_every_accuracy_its_n_interval_and_change(capsys):
 
 
 def test_summary_text_labels_the_warm_start_and_gives_three_measures(tmp_path, capsys):
-    sys.path.insert(0, str(REPO / "tests"))
-    import dash_fixtures as F
+    from helpers import dash_fixtures as F
     from star_core import queries as Q
     from star_core.stats import describe
 

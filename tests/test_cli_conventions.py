@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dash_fixtures import build_run
+from helpers.dash_fixtures import build_run
 from star_core import __version__, loop
 from star_core import config as config_mod
 from star_core.cli import HELP, build_parser, main

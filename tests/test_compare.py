@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import html
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dash_fixtures as F
+from helpers import dash_fixtures as F
 from star_core.queries.comparison import FILTERS, compare, compare_choices, diff_html, diff_ops, filter_mask
 
 

@@ -7,6 +7,10 @@ import math
 
 import pytest
 
+from helpers.demo_checks import check_carry_run, check_consistent_store
+from helpers.fake_sampler import fake_generate, use_generate
+from helpers.store_sql import rows
+from helpers.tiny_runs import tiny_cfg
 from star_core import config as C
 from star_core import curriculum
 from star_core.store import RunStore, SampleRecord
@@ -152,18 +156,11 @@ pytest.importorskip("torch")
 
 
 def _temps(monkeypatch, task, solve):
-    """The sampler double of test_loop, recording (temperature, prompts) of every call."""
-    import star_core.sampling as sampling
-    from test_loop import _fake_generate
-
+    """The sampler double ``fake_generate``, recording (temperature, prompts) of every call."""
     calls = []
-    fake = _fake_generate(task, solve)
-
-    def generate(model, tokenizer, prompts, **kw):
-        calls.append((kw.get("temperature"), len(prompts)))
-        return fake(model, tokenizer, prompts, **kw)
-
-    monkeypatch.setattr(sampling, "generate", generate)
+    use_generate(
+        monkeypatch, fake_generate(task, solve), lambda prompts, kw: calls.append((kw.get("temperature"), len(prompts)))
+    )
     return calls
 
 
@@ -174,7 +171,6 @@ def test_carry_curriculum_run_end_to_end(tiny_model_dir, tmp_path, monkeypatch, 
     from star_core import loop
     from star_core.cli import main
     from star_core.queries import summary
-    from test_loop import rows, tiny_cfg
 
     cfg = tiny_cfg(
         tiny_model_dir,
@@ -228,17 +224,14 @@ def test_carry_curriculum_run_end_to_end(tiny_model_dir, tmp_path, monkeypatch, 
     assert main(["summary", str(run)]) == 0
     assert f"curriculum: frontier {recs[1]['frontier']} digits" in capsys.readouterr().out
     # the demo-store checks the carry showcase will get hold on this run
-    import test_demo_store as D
-
-    D.test_demo_store_is_consistent(run)
-    D.check_carry_run(run)
+    check_consistent_store(run)
+    check_carry_run(run)
 
 
 def test_accumulation_continues_the_adapter_and_grows_the_steps(tiny_model_dir, tmp_path, monkeypatch):
     """accumulate_kept with restart_from_base=false: each iteration loads the adapter before it (trainable),
     trains on every kept example so far (capped per digit count) for max(steps_for(i), epochs) steps."""
     from star_core import loop, models
-    from test_loop import rows, tiny_cfg
 
     cfg = tiny_cfg(
         tiny_model_dir,
@@ -281,7 +274,6 @@ def test_trained_models_can_be_prompted_as_they_were_trained(tiny_model_dir, tmp
     iteration 1 (sampling, rationalization, evaluation) get the question alone, the training examples' shape."""
     from star_core import loop
     from star_core.store import RunStore
-    from test_loop import tiny_cfg
 
     cfg = tiny_cfg(
         tiny_model_dir,

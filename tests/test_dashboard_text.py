@@ -6,13 +6,11 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dash_fixtures as F
+from helpers import dash_fixtures as F
 from star_core import queries as Q
 from star_dashboard.ui import md_escape
 

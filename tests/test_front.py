@@ -3,17 +3,13 @@ named), whatever was launched last; the landing page starts with "start here"; a
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import test_tour as TT
+from helpers.apptest import APP, AppTest
+from helpers.tour_stores import build_story_run
 from star_core import queries as Q
-
-pytest.importorskip("streamlit.testing.v1")
-from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOWCASE = (ROOT / "sample_data" / "runs" / Q.ORDER_FILE).read_text().split()[0]
@@ -22,7 +18,7 @@ SHOWCASE = (ROOT / "sample_data" / "runs" / Q.ORDER_FILE).read_text().split()[0]
 @pytest.fixture
 def env(tmp_path_factory, monkeypatch, tmp_path):
     user = tmp_path_factory.mktemp("user_runs")
-    TT.build_story_run(user / "just-launched")  # the newest run: not the default
+    build_story_run(user / "just-launched")  # the newest run: not the default
     monkeypatch.setenv(Q.RUNS_ROOT_ENV, str(user))
     monkeypatch.setenv(Q.DEMO_RUNS_ENV, "1")
     monkeypatch.chdir(tmp_path)
@@ -30,7 +26,7 @@ def env(tmp_path_factory, monkeypatch, tmp_path):
 
 
 def _open(page: str | None = None, **params) -> AppTest:
-    at = AppTest.from_file(str(TT.APP), default_timeout=90)
+    at = AppTest.from_file(str(APP), default_timeout=90)
     at.query_params.update(params)
     if page:
         at.switch_page(f"app_pages/{page}.py")

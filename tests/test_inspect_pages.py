@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dash_fixtures as F
+from helpers import dash_fixtures as F
 from star_core import queries as Q
 from star_core.annotations import Annotations, agreement
 from star_core.queries.comparison import FILTERS, compare

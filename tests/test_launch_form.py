@@ -7,21 +7,20 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import test_pages as TP
+from helpers import FAKE_STAR_CLI, ROOT
+from helpers import apptest as A
+from helpers.apptest import open_page, texts, wait
 from star_core import config as C
 from star_core import procs
 from star_core import queries as Q
 from star_dashboard import launch_form as LF
 
-loopback = TP.loopback  # test_pages.py's autouse fixture: the dashboard on loopback
-DEMOS = TP.ROOT / "sample_data" / "runs"
+loopback = A.loopback  # an autouse pytest fixture: the dashboard on loopback
+DEMOS = ROOT / "sample_data" / "runs"
 ORDER = (DEMOS / Q.ORDER_FILE).read_text().split()
-FAKE = Path(__file__).resolve().parent / "fake_star_cli.py"
 NOT_OFFERED = set(LF.HIDDEN)
 
 
@@ -41,16 +40,16 @@ def test_reproduce_this_run(name, monkeypatch, tmp_path):
     user = tmp_path / "user"
     monkeypatch.setenv(Q.RUNS_ROOT_ENV, str(user))
     monkeypatch.setenv(Q.DEMO_RUNS_ENV, "1")
-    monkeypatch.setenv("STAR_CLI", f"{sys.executable} {FAKE}")
+    monkeypatch.setenv("STAR_CLI", f"{sys.executable} {FAKE_STAR_CLI}")
     monkeypatch.setenv("STAR_FAKE_SECONDS", "30")
     monkeypatch.chdir(tmp_path)
-    at = TP.open_page("runs", run=name)
+    at = open_page("runs", run=name)
     at.button(key="reproduce_runs").click().run()
     assert not at.exception and at.title[0].value == "Launch"
     assert at.text_input(key="launch_name").value.startswith(f"{name}-again-")
     at.switch_page("app_pages/launch.py")  # AppTest reruns the page it was told, not the one switched to
     next(b for b in at.button if "Start run" in b.label).click().run()
-    assert not at.exception and not TP.texts(at, "error"), TP.texts(at, "error")
+    assert not at.exception and not texts(at, "error"), texts(at, "error")
     run_dir = next(user.iterdir())
     try:
         t0 = time.time()
@@ -65,5 +64,5 @@ def test_reproduce_this_run(name, monkeypatch, tmp_path):
         assert got == want
     finally:
         procs.stop_run(run_dir)
-        TP._wait(lambda: procs.launched_alive(run_dir) is None, 10)
+        wait(lambda: procs.launched_alive(run_dir) is None, 10)
         procs.reap()

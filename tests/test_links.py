@@ -4,15 +4,13 @@ result offers a reset."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import test_pages as TP
+from helpers import apptest as A
+from helpers import dash_fixtures as F
+from helpers.apptest import APP, AppTest, open_page, texts
 from star_core import queries as Q
 
-root, env, loopback = TP.root, TP.env, TP.loopback  # test_pages.py's fixtures, used here by name
-open_page, texts, sql = TP.open_page, TP.texts, TP.sql
+root, env, loopback = A.root, A.env, A.loopback  # pytest fixtures (loopback: autouse), used here by name
+sql = F.sql
 
 
 def test_a_link_to_a_missing_sample_says_so_and_offers_the_nearest(env):
@@ -54,7 +52,7 @@ def test_an_empty_result_offers_a_reset(env):
 
 
 def test_a_tour_link_to_a_missing_iteration_says_so(env):
-    at = TP.AppTest.from_file(str(TP.APP), default_timeout=60)
+    at = AppTest.from_file(str(APP), default_timeout=60)
     at.query_params.update({"run": "alpha", "it": "9"})
     at.switch_page("app_pages/tour.py")
     at.run()

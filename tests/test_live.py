@@ -3,11 +3,7 @@ bar, time left) and the log filtered to star's own lines."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import test_tour as TT
+from helpers.tour_stores import eval_metrics, record
 from star_core import queries as Q
 from star_core.store import RunStore
 from star_dashboard import live as L
@@ -49,13 +45,13 @@ def test_stage_progress_counts_samples_and_paces_them(tmp_path):
     cfg = {"task": "arithmetic", "n_train": 10, "n_eval": 4, "samples_per_question": 1}
     st.create_run("r", "arithmetic", "tiny", cfg, 1, "cpu (test)")
     st.begin_iteration(0, None)
-    st.add_samples([TT._rec(0, "eval", "e-1", True)])
+    st.add_samples([record(0, "eval", "e-1", True)])
     p = Q.stage_progress(run)
     assert (p["iteration"], p["stage"], p["done"], p["total"], p["unit"]) == (0, "eval", 1, 4, "samples")
     assert p["seconds_left"] is None  # one row gives no pace
-    st.finish_iteration(0, TT._metrics([TT._rec(0, "eval", "e-1", True)]))
+    st.finish_iteration(0, eval_metrics([record(0, "eval", "e-1", True)]))
     st.begin_iteration(1, 40)
-    st.add_samples([TT._rec(1, "sample", q, False) for q in ("q-learn", "q-rz", "q-ok")])
+    st.add_samples([record(1, "sample", q, False) for q in ("q-learn", "q-rz", "q-ok")])
     p = Q.stage_progress(run)
     assert (p["iteration"], p["stage"], p["done"], p["total"]) == (1, "sample", 3, 10)
     st.set_stage(1, "sampled")

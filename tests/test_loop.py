@@ -7,38 +7,12 @@ import pytest
 
 pytest.importorskip("torch")
 
+from helpers.fake_sampler import fake_generate, use_generate
+from helpers.store_sql import rows
+from helpers.tiny_runs import tiny_cfg
 from star_core import config as C
 from star_core import loop
 from star_core.store import DB_NAME
-
-
-def tiny_cfg(model_dir, task, **kw):
-    sets = {
-        "n_train": 6,
-        "n_eval": 4,
-        "max_new_tokens": 8,
-        "batch_size": 4,
-        "train_steps": 2,
-        "train_batch_size": 2,
-        "lora_r": 4,
-        "lora_alpha": 8,
-        "iterations": 2,
-        "warmup_steps": 1,
-        "threads": 1,
-    }
-    sets.update(kw)
-    cfg = C.StarConfig(task=task, model=str(model_dir))
-    C.apply(cfg, sets, "test")
-    return cfg.validate()
-
-
-def rows(run_dir, sql, *args):
-    con = sqlite3.connect(run_dir / DB_NAME)
-    con.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in con.execute(sql, args)]
-    finally:
-        con.close()
 
 
 @pytest.mark.parametrize("task", ["arithmetic", "commonsenseqa", "gsm8k"])
@@ -69,35 +43,10 @@ def test_tiny_run_all_tasks(tiny_model_dir, tmp_path, task):
     assert saved == cfg
 
 
-def _fake_generate(task, solve):
-    """A sampler double: writes the reference rationale for questions ``solve`` picks, garbage otherwise."""
-    from star_core.sampling import Generation
-
-    def generate(model, tokenizer, prompts, *, max_new_tokens, is_complete, on_batch=None, **kw):
-        gens = []
-        for p in prompts:
-            q = p.rsplit("Q: What is ", 1)[1].split("?")[0]
-            a, b = (int(x) for x in q.split(" + "))
-            problem = task.make_problem(a, b, "x")
-            hinted = "Hint" in p.rsplit("Q:", 1)[1] or "hint" in p.rsplit("Q:", 1)[1]
-            if solve(a, b) or hinted:
-                text = task.format_target(task.reference_rationale(problem), problem.gold) + "\n"
-            else:
-                text = " I do not know.\n"
-            gens.append(Generation(text, 10, 5, False, 0.01))
-        if on_batch:
-            on_batch(list(range(len(prompts))), gens)
-        return gens
-
-    return generate
-
-
 def test_loop_keeps_rationalizes_and_trains(tiny_model_dir, tmp_path, monkeypatch):
-    import star_core.sampling as sampling
-
     cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=1)
     task = loop.make_task(cfg)
-    monkeypatch.setattr(sampling, "generate", _fake_generate(task, lambda a, b: (a + b) % 2 == 0))
+    use_generate(monkeypatch, fake_generate(task, lambda a, b: (a + b) % 2 == 0))
     run = loop.start(cfg, tmp_path / "run", progress=False)
     samples = rows(run, "SELECT * FROM samples WHERE iteration=1 AND phase='sample'")
     solved = [s for s in samples if s["decision"] == "correct"]
@@ -118,11 +67,9 @@ def test_loop_keeps_rationalizes_and_trains(tiny_model_dir, tmp_path, monkeypatc
 
 
 def test_no_rationalization_switch(tiny_model_dir, tmp_path, monkeypatch):
-    import star_core.sampling as sampling
-
     cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=1, rationalize=False)
     task = loop.make_task(cfg)
-    monkeypatch.setattr(sampling, "generate", _fake_generate(task, lambda a, b: (a + b) % 2 == 0))
+    use_generate(monkeypatch, fake_generate(task, lambda a, b: (a + b) % 2 == 0))
     run = loop.start(cfg, tmp_path / "run", progress=False)
     assert rows(run, "SELECT COUNT(*) n FROM samples WHERE phase='rationalize'")[0]["n"] == 0
     ex = rows(run, "SELECT source FROM train_examples")
@@ -151,12 +98,11 @@ def test_start_refuses_existing_run_and_bad_input_writes_nothing(tiny_model_dir,
 def test_star_eval_and_export(tiny_model_dir, tmp_path, monkeypatch, capsys):
     from datasets import load_dataset
 
-    import star_core.sampling as sampling
     from star_core.cli import main
 
     cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=1)
     task = loop.make_task(cfg)
-    monkeypatch.setattr(sampling, "generate", _fake_generate(task, lambda a, b: (a + b) % 2 == 0))
+    use_generate(monkeypatch, fake_generate(task, lambda a, b: (a + b) % 2 == 0))
     run = loop.start(cfg, tmp_path / "run", progress=False)
     monkeypatch.undo()
 
@@ -204,8 +150,6 @@ def test_continue_from_last_adapter_option(tiny_model_dir, tmp_path, monkeypatch
     import torch
     from safetensors.torch import load_file
 
-    import star_core.sampling as sampling
-
     def run(name, restart):
         cfg = tiny_cfg(
             tiny_model_dir,
@@ -217,7 +161,7 @@ def test_continue_from_last_adapter_option(tiny_model_dir, tmp_path, monkeypatch
             steps_growth=1.0,
         )
         task = loop.make_task(cfg)
-        monkeypatch.setattr(sampling, "generate", _fake_generate(task, lambda a, b: True))
+        use_generate(monkeypatch, fake_generate(task, lambda a, b: True))
         out = loop.start(cfg, tmp_path / name, progress=False)
         return {i: load_file(out / "adapters" / f"iter_{i}" / "adapter_model.safetensors") for i in (1, 2)}
 

@@ -2,105 +2,24 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import sqlite3
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dash_fixtures as F
+from helpers import FAKE_STAR_CLI, ROOT
+from helpers import apptest as A
+from helpers import dash_fixtures as F
+from helpers.apptest import APP, arr, bind_address, charts, markdowns, open_page, texts, wait
 from star_core import queries as Q
-
-pytest.importorskip("streamlit.testing.v1")
-from streamlit.testing.v1 import AppTest
-
 from star_dashboard.ui import md_escape
 
-ROOT = Path(__file__).resolve().parent.parent
-APP = ROOT / "app.py"
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    r = tmp_path_factory.mktemp("dash_runs")
-    F.build_run(r / "alpha", tasks=("arithmetic", "commonsenseqa", "gsm8k"), iterations=3, n_train=12, n_eval=6)
-    F.build_run(r / "beta", tasks=("arithmetic",), iterations=2, rationalize=False, status="crashed", seed=3)
-    F.write_corrupt(r / "broken")
-    F.write_half(r / "half")
-    return r
-
-
-def _bind(address):
-    """Set Streamlit's server.address (AppTest does not read the repository's .streamlit/config.toml);
-    returns a function that restores the previous value."""
-    from streamlit import config
-
-    old = config.get_option("server.address")
-    config.set_option("server.address", address)
-    return lambda: config.set_option("server.address", old)
-
-
-@pytest.fixture(autouse=True)
-def loopback(monkeypatch):
-    """Every test runs the dashboard as .streamlit/config.toml does: on loopback, no token, no limit set."""
-    for var in ("STAR_DASHBOARD_LAUNCH", "STAR_DASHBOARD_TOKEN", "STAR_DASHBOARD_MAX_RUNS"):
-        monkeypatch.delenv(var, raising=False)
-    restore = _bind("127.0.0.1")
-    yield
-    restore()
-
-
-@pytest.fixture
-def env(root, monkeypatch, tmp_path):
-    monkeypatch.setenv("STAR_RUNS_ROOT", str(root))
-    monkeypatch.setenv(Q.DEMO_RUNS_ENV, "0")  # the bundled demo runs are tested in test_demo_store.py
-    monkeypatch.chdir(tmp_path)
-    return root
-
-
+root, env, loopback = A.root, A.env, A.loopback  # pytest fixtures (loopback: autouse), used here by name
 sql = F.sql
-
-
-def open_page(page: str | None, **params) -> AppTest:
-    """Open the app like a browser following a link: /<page>?run=...&..."""
-    at = AppTest.from_file(str(APP), default_timeout=60)
-    at.query_params.update({k: str(v) for k, v in params.items()})
-    if page:  # the url_path of each page is its file name, so this works before the first run
-        at.switch_page(f"app_pages/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def texts(at: AppTest, kind: str) -> list[str]:
-    return [str(e.value) for e in getattr(at, kind)]
-
-
-def markdowns(at: AppTest) -> list[str]:
-    return texts(at, "markdown") + texts(at, "caption")
-
-
-def charts(at: AppTest) -> dict[str, dict]:
-    out = {}
-    for c in at.get("plotly_chart"):
-        out[c.proto.id.rsplit("-", 1)[-1]] = json.loads(c.proto.spec)
-    return out
-
-
-def arr(v) -> list:
-    """Plotly data arrays may come back base64-encoded ({"dtype", "bdata"})."""
-    if isinstance(v, dict) and "bdata" in v:
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-        return a.reshape(v["shape"]).tolist() if "shape" in v and isinstance(v["shape"], list) else a.tolist()
-    return list(v)
 
 
 # ---- runs ----------------------------------------------------------------------
@@ -613,19 +532,10 @@ def test_every_decision_has_a_colour():
 
 
 # ---- launch ---------------------------------------------------------------------------
-def _wait(pred, timeout=60.0):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def test_launch_stop_resume(env, monkeypatch, tmp_path):
     user_root = tmp_path / "userruns"
     monkeypatch.setenv("STAR_RUNS_ROOT", str(user_root))
-    monkeypatch.setenv("STAR_CLI", f"{sys.executable} {Path(__file__).resolve().parent / 'fake_star_cli.py'}")
+    monkeypatch.setenv("STAR_CLI", f"{sys.executable} {FAKE_STAR_CLI}")
     from star_core import procs
 
     run_dir = user_root / "t1"
@@ -635,7 +545,7 @@ def test_launch_stop_resume(env, monkeypatch, tmp_path):
         at.toggle[0].set_value(False)  # rationalization off
         next(b for b in at.button if "Start run" in b.label).click().run()
         assert not at.exception and not texts(at, "error")
-        assert _wait(lambda: Q.run_status(run_dir) == "running")
+        assert wait(lambda: Q.run_status(run_dir) == "running")
         cfg = Q.run_info(run_dir)["config"]
         assert cfg["rationalize"] == "false" and cfg["n_train"] == "64"
         at.run()
@@ -643,11 +553,11 @@ def test_launch_stop_resume(env, monkeypatch, tmp_path):
         codes = " ".join(texts(at, "code"))
         assert "INFO started" in codes and "UserWarning" not in codes and "18/40" not in codes  # star's own lines
         at.button(key="stop_launch").click().run()
-        assert _wait(lambda: Q.run_status(run_dir) == "stopped")
+        assert wait(lambda: Q.run_status(run_dir) == "stopped")
         at.run()
         assert any(b.label == "Resume run" for b in at.button)
         at.button(key="resume_launch").click().run()
-        assert _wait(lambda: Q.run_status(run_dir) == "running")
+        assert wait(lambda: Q.run_status(run_dir) == "running")
         assert "resumed" in (procs.log_tail(run_dir) or "")
         # a second run while the first is going is refused (at most 1 launched run at once by default)
         at.text_input(key="launch_name").input("t2")
@@ -665,7 +575,7 @@ def test_launch_stop_resume(env, monkeypatch, tmp_path):
     finally:
         if run_dir.exists():
             procs.stop_run(run_dir)
-            _wait(lambda: procs.launched_alive(run_dir) is None, 10)
+            wait(lambda: procs.launched_alive(run_dir) is None, 10)
             procs.reap()
 
 
@@ -683,7 +593,7 @@ def test_launch_can_be_turned_off(env, monkeypatch):
 
 @pytest.mark.parametrize("address", ["", "0.0.0.0", "::", "192.168.1.7"])
 def test_no_process_control_beyond_loopback(env, address):
-    restore = _bind(address)
+    restore = bind_address(address)
     try:
         at = open_page("launch")
         assert any("reachable beyond loopback" in m for m in texts(at, "info"))
@@ -699,7 +609,7 @@ def test_no_process_control_beyond_loopback(env, address):
 def test_process_control_with_the_token(env, monkeypatch):
     secret = "s3cret-token-for-the-test"
     monkeypatch.setenv("STAR_DASHBOARD_TOKEN", secret)
-    restore = _bind("0.0.0.0")
+    restore = bind_address("0.0.0.0")
     try:
         at = open_page("launch")
         assert any("needs this dashboard's token" in m for m in texts(at, "info"))

@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-import dash_fixtures as F
 import star_core.store as S
+from helpers import dash_fixtures as F
+from helpers.store_sql import opened
 from star_core import queries
 from star_core.queries import paging
 from star_core.store import (
@@ -67,11 +68,8 @@ V1_DEMOS = (
 
 
 def _stored_version(d) -> int:
-    con = sqlite3.connect(f"file:{d / 'store.sqlite'}?mode=ro", uri=True)
-    try:
+    with opened(d, readonly=True) as con:
         return schema_version(con)
-    finally:
-        con.close()
 
 
 def rows(con, sql, *params):

@@ -7,14 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from test_sampling import PREFIX, many_prompts, never, same  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    from star_core.models import load_base
-
-    return load_base(str(tiny_model_dir), quantization="none", device="cpu")
+from helpers.decoding import PREFIX, many_prompts, never, same  # noqa: E402
 
 
 def full_attention(q, pk, pv, k, v, mask, scale):

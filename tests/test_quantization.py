@@ -71,7 +71,7 @@ def test_full_precision_copy(quantized_tiny, tiny_model_dir):
 
 def test_run_samples_from_the_copy_with_the_adapter_merged(tiny_model_dir, tmp_path, caplog):
     pytest.importorskip("bitsandbytes")
-    from test_loop import tiny_cfg
+    from helpers.tiny_runs import tiny_cfg
 
     cfg = tiny_cfg(
         tiny_model_dir,

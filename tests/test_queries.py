@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import dash_fixtures as F
+from helpers import dash_fixtures as F
 from star_core import queries as Q
 from star_core.stats import mcnemar, wilson
 

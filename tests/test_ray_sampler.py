@@ -4,7 +4,7 @@ a driver that dies mid-phase resumes, with nothing lost or stored twice; a bad r
 that does not speak Ray's protocol, is a quick, clear error; no Ray, a clear error; the Runs page shows
 the backend.
 
-Every Ray run is a child process in a session of its own (tests/ray_child.py says why): Ray can end the
+Every Ray run is a child process in a session of its own (tests/helpers/scripts/ray_child.py says why): Ray can end the
 process that drives it, and the test runner must never be that process.
 
 Each Ray run starts its own small cluster (3 CPUs, a 200 MB object store, no dashboard, worker logs
@@ -24,6 +24,8 @@ import pytest
 
 pytest.importorskip("torch")
 
+from helpers import RAY_CHILD, child_env
+from helpers.store_sql import query
 from star_core import cli, loop
 from star_core import config as C
 from star_core.store import DB_NAME
@@ -49,7 +51,6 @@ SETS = {
     "rationalize": False,
 }
 RAY = {"sampler": "ray", "ray_address": "local", "ray_workers": 2, "ray_cpus_per_worker": 1}
-HERE = Path(__file__).resolve().parent
 
 
 def cfg_of(model_dir, **kw):
@@ -59,25 +60,19 @@ def cfg_of(model_dir, **kw):
 
 
 def samples(run, where="1=1"):
-    con = sqlite3.connect(run / DB_NAME)
-    try:
-        return con.execute(
-            f"SELECT iteration, phase, question_id, k, raw_output, answer, decision, kept, "
-            f"output_tokens FROM samples WHERE {where} ORDER BY iteration, phase, question_id, k"
-        ).fetchall()
-    finally:
-        con.close()
+    return query(
+        run,
+        f"SELECT iteration, phase, question_id, k, raw_output, answer, decision, kept, "
+        f"output_tokens FROM samples WHERE {where} ORDER BY iteration, phase, question_id, k",
+    )
 
 
 def dupes(run):
-    con = sqlite3.connect(run / DB_NAME)
-    try:
-        return con.execute(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM samples GROUP BY iteration, task, phase, "
-            "question_id, k HAVING COUNT(*) > 1)"
-        ).fetchone()[0]
-    finally:
-        con.close()
+    return query(
+        run,
+        "SELECT COUNT(*) FROM (SELECT 1 FROM samples GROUP BY iteration, task, phase, "
+        "question_id, k HAVING COUNT(*) > 1)",
+    )[0][0]
 
 
 def summary_json(run, capsys):
@@ -99,7 +94,7 @@ def in_session(argv: list[str], timeout: float) -> tuple[int | None, str, str]:
     ``timeout``. Whatever it leaves behind (a stray raylet or worker) is killed with its session."""
     p = subprocess.Popen(
         [sys.executable, *argv],
-        env={**os.environ, "PYTHONPATH": str(HERE.parent), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+        env=child_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -119,11 +114,11 @@ def in_session(argv: list[str], timeout: float) -> tuple[int | None, str, str]:
 
 
 def ray_run(tiny_model_dir, run, settings, kill_worker=False, timeout=540) -> dict:
-    """A sampler=ray run in a child process of its own session (tests/ray_child.py): whatever Ray does to its
-    driver's process, process group or signal handlers stays there, never reaching pytest. Returns the child's
-    RESULT; a child that dies or hangs fails the test."""
+    """A sampler=ray run in a child process of its own session (tests/helpers/scripts/ray_child.py): whatever Ray
+    does to its driver's process, process group or signal handlers stays there, never reaching pytest. Returns the
+    child's RESULT; a child that dies or hangs fails the test."""
     spec = {"model": str(tiny_model_dir), "run": str(run), "settings": settings, "kill_worker": kill_worker}
-    rc, out, err = in_session([str(HERE / "ray_child.py"), json.dumps(spec)], timeout)
+    rc, out, err = in_session([str(RAY_CHILD), json.dumps(spec)], timeout)
     lines = [ln for ln in out.splitlines() if ln.startswith("RESULT ")]
     assert rc == 0 and lines, f"the Ray run's process failed (rc {rc}): {err[-3000:]}"
     return json.loads(lines[-1].removeprefix("RESULT "))
@@ -268,11 +263,10 @@ def test_the_runs_page_shows_the_backend_and_its_workers(tmp_path, monkeypatch):
     """From the stored config: a run sampled on Ray shows it with its workers; a run from before the
     sampler setting reads as local."""
     pytest.importorskip("streamlit.testing.v1")
-    from pathlib import Path
 
     from streamlit.testing.v1 import AppTest
 
-    import dash_fixtures as F
+    from helpers import dash_fixtures as F
     from star_core import queries as Q
 
     for name, extra in (

@@ -17,6 +17,8 @@ import pytest
 
 pytest.importorskip("torch")
 
+from helpers import child_env
+from helpers.store_sql import opened, query
 from star_core import loop
 from star_core.store import DB_NAME
 
@@ -39,23 +41,14 @@ def _count(run: Path, sql: str) -> int:
     if not (run / DB_NAME).exists():
         return 0
     try:
-        con = sqlite3.connect(f"file:{run / DB_NAME}?mode=ro", uri=True, timeout=5)
-        try:
-            return con.execute(sql).fetchone()[0]
-        finally:
-            con.close()
+        return query(run, sql, readonly=True)[0][0]
     except sqlite3.OperationalError:
         return 0
 
 
 def _run_args(model_dir, run: Path):
     """Environment, run folder and `star run` arguments of a small tiny-model arithmetic run."""
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-    }
+    env = child_env()
     args = ["run", "--quiet", "--task", "arithmetic", "--model", str(model_dir), "--out", str(run)]
     for s in SETS:
         args += ["--set", s]
@@ -88,8 +81,7 @@ def _kill_when(proc, run, sql, at_least, timeout=240):
 
 
 def _snapshot(run: Path):
-    con = sqlite3.connect(run / DB_NAME)
-    try:
+    with opened(run) as con:
         samples = con.execute(
             "SELECT iteration, phase, question_id, k, raw_output, answer, decision, kept FROM samples "
             "ORDER BY iteration, phase, question_id, k"
@@ -106,8 +98,6 @@ def _snapshot(run: Path):
             "SELECT COUNT(*) FROM (SELECT 1 FROM samples GROUP BY iteration, task, phase, "
             "question_id, k HAVING COUNT(*) > 1)"
         ).fetchone()[0]
-    finally:
-        con.close()
     return samples, metrics, examples, losses, status, dupes
 
 

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from dash_fixtures import build_run
+from helpers import child_env
+from helpers.dash_fixtures import build_run
 from star_core import queries, runfolder, runlock
 from star_core.store import CONFIG_NAME, DB_NAME
 from star_core.store import writer as store_mod  # the module whose connect RunStore calls
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+ENV = child_env()
 
 
 def _limit_memory():  # a runaway expansion fails fast here instead of swapping the machine

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-import dash_fixtures as F
+from helpers import child_env
+from helpers import dash_fixtures as F
 from star_core import runlock
 from star_core.store import DB_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+ENV = child_env()
 
 
 def _try_in_subprocess(run_dir: Path) -> subprocess.CompletedProcess:

@@ -1,7 +1,6 @@
 """The decoder must produce exactly what plain greedy decoding produces, and what the previous
-static-batch decoder (tests/reference_decoder.py) produced, stops included."""
+static-batch decoder (tests/helpers/reference_decoder.py) produced, stops included."""
 
-import random
 import sqlite3
 from pathlib import Path
 
@@ -9,39 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir):
-    from star_core.models import load_base
-
-    return load_base(str(tiny_model_dir), quantization="none", device="cpu")
-
-
-PREFIX = "Q: What is 1 + 2?\nA: 1 + 2 = 3. The answer is 3.\n\nQ: What is 4 + 4?\nA: 4 + 4 = 8. The answer is 8.\n\n"
-QUESTIONS = [
-    "Q: What is 47 + 38?\nA:",
-    "Q: What is 3 + 5?\nA:",
-    "Q: What is 123 + 456?\nA:",
-    "Q: Where would you put a plate?\nA:",
-    "Q: What is 9 + 9?\nA:",
-]
-
-
-def many_prompts(n=24, seed=0):
-    """Suffixes of many different lengths, so continuous batching admits prompts mid-way."""
-    rng = random.Random(seed)
-    return [
-        PREFIX + f"Q: What is {rng.randint(1, 999)} + {rng.randint(1, 99999)}?{' x' * rng.randint(0, 6)}\nA:"
-        for _ in range(n)
-    ]
-
-
-def never(_text):
-    return False
-
-
-def same(a, b):
-    return [(g.text, g.output_tokens, g.truncated) for g in a] == [(g.text, g.output_tokens, g.truncated) for g in b]
+from helpers.decoding import PREFIX, QUESTIONS, many_prompts, never, same  # noqa: E402
 
 
 @pytest.mark.parametrize("share_prefix", [True, False])
@@ -72,7 +39,7 @@ def test_continuous_batching_matches_previous_decoder(tiny, batch_size, share_pr
     """24 prompts through 3 or 8 slots: rows finish at different steps (stop characters that the tiny
     model emits often), later prompts take their slots; every output is token for token the previous
     decoder's, stops and truncations included."""
-    from reference_decoder import generate_reference
+    from helpers.reference_decoder import generate_reference
     from star_core.sampling import generate
 
     prompts = many_prompts()
@@ -108,7 +75,7 @@ def test_continuous_batching_matches_previous_decoder(tiny, batch_size, share_pr
 def test_padding_columns_are_dropped_without_changing_outputs(tiny):
     """Many short prompts after one long one through 2 slots: the cache drops padding columns
     that no live row needs (it would otherwise grow with every admitted prompt)."""
-    from reference_decoder import generate_reference
+    from helpers.reference_decoder import generate_reference
     from star_core import sampling
 
     prompts = [PREFIX + "Q: What is 1 + 1?" + " x" * 40 + "\nA:"] + many_prompts(30, seed=1)
@@ -244,7 +211,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 @cuda
 def test_cuda_decoder_matches_previous_decoder(tiny_model_dir):
-    from reference_decoder import generate_reference
+    from helpers.reference_decoder import generate_reference
     from star_core.models import load_base
     from star_core.sampling import generate
 

@@ -4,13 +4,13 @@ pairing done here in plain Python from the store's rows, and shown by `star summ
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from helpers.store_sql import query
 from star_core import queries as Q
 from star_core import synthetic as F
 from star_core.stats import mcnemar
@@ -20,14 +20,13 @@ WARM = ROOT / "sample_data" / "runs" / "arithmetic-warm-start"
 
 
 def _rows(run: Path, iteration: int, phase: str) -> dict[str, tuple[str, bool, bool]]:
-    con = sqlite3.connect(f"file:{run / 'store.sqlite'}?mode=ro", uri=True)
-    try:
-        rows = con.execute(
-            "SELECT question_id, grp, correct, audit_faithful FROM samples WHERE iteration=? AND phase=?",
-            (iteration, phase),
-        ).fetchall()
-    finally:
-        con.close()
+    rows = query(
+        run,
+        "SELECT question_id, grp, correct, audit_faithful FROM samples WHERE iteration=? AND phase=?",
+        iteration,
+        phase,
+        readonly=True,
+    )
     return {q: (str(g), c == 1, c == 1 and f == 1) for q, g, c, f in rows}
 
 

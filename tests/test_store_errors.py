@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dash_fixtures import build_run
+from helpers.dash_fixtures import build_run
 from star_core import loop
 from star_core.cli import main
 from star_core.store import DB_NAME, RunStore, StoreError, check

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
+from helpers.task_data import SHARED_DATASETS, write_jsonl
 from star_core.tasks import DataError, get_task
 from star_core.tasks.base import sample_data_dir
 from star_core.tasks.commonsenseqa import BUILTIN_EXEMPLARS
-from task_helpers import SHARED_DATASETS, write_jsonl
 
 SHARED = SHARED_DATASETS / "commonsenseqa"
 

@@ -5,13 +5,12 @@ picks on each recorded demo run."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import test_tour as TT
+from helpers.apptest import APP, AppTest, open_tour, texts
+from helpers.tour_stores import FAITHFUL, eval_metrics, record
 from star_core import queries as Q
 from star_core import stats
 from star_core.queries import tour as T
@@ -22,7 +21,6 @@ from streamlit.proto.Metric_pb2 import Metric as MetricProto
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMOS = ROOT / "sample_data" / "runs"
-_rec, FAITHFUL = TT._rec, TT.FAITHFUL
 BARE = {
     "checked": 1,
     "errors": [],
@@ -44,18 +42,18 @@ def build_audit_run(run_dir: Path, *, good_audit: dict, bare_audit: dict) -> Pat
     for it in range(3):
         st.begin_iteration(it, 40 if it else None)
         if it == 1:
-            st.add_samples([_rec(1, "sample", q, False) for q in audits])
+            st.add_samples([record(1, "sample", q, False) for q in audits])
             st.set_stage(1, "sampled")
-            st.add_samples([_rec(1, "rationalize", q, True, audit=a) for q, a in audits.items()])
+            st.add_samples([record(1, "rationalize", q, True, audit=a) for q, a in audits.items()])
             st.set_stage(1, "rationalized")
         if it == 2:
-            st.add_samples([_rec(2, "sample", q, True, audit=a) for q, a in audits.items()])
+            st.add_samples([record(2, "sample", q, True, audit=a) for q, a in audits.items()])
             st.set_stage(2, "sampled")
         if it:
             st.finish_training(it, [(1, 1.0, 3e-4, 0.1)], f"adapters/iter_{it}", len(st.train_examples(it)))
-        ev = [_rec(it, "eval", q, ok, audit=good_audit if ok else None) for q, ok in zip(("e-1", "e-2"), evals[it])]
+        ev = [record(it, "eval", q, ok, audit=good_audit if ok else None) for q, ok in zip(("e-1", "e-2"), evals[it])]
         st.add_samples(ev)
-        st.finish_iteration(it, TT._metrics(ev))
+        st.finish_iteration(it, eval_metrics(ev))
     st.set_status("finished")
     st.close()
     return run_dir
@@ -97,27 +95,27 @@ def test_an_older_audit_is_never_learned(root):
 
 
 def test_page_tells_a_bare_answer_without_celebration(env):
-    at = TT.open_tour(run="mixed", q="arithmetic::q-learn")
+    at = open_tour(run="mixed", q="arithmetic::q-learn")
     assert at.selectbox(key="tour_q").value == "arithmetic::q-learn"
-    assert any("learned the answer, not the reasoning" in w for w in TT.texts(at, "warning"))
-    assert not any("learned this question" in x for x in TT.texts(at, "success"))
-    at = TT.open_tour(run="mixed")
+    assert any("learned the answer, not the reasoning" in w for w in texts(at, "warning"))
+    assert not any("learned this question" in x for x in texts(at, "success"))
+    at = open_tour(run="mixed")
     assert at.selectbox(key="tour_q").value == "arithmetic::q-rz"
-    assert any("passes the audit: STaR has learned this question" in x for x in TT.texts(at, "success"))
-    assert not any("Audited under older rules" in w for w in TT.texts(at, "warning"))
+    assert any("passes the audit: STaR has learned this question" in x for x in texts(at, "success"))
+    assert not any("Audited under older rules" in w for w in texts(at, "warning"))
 
 
 def test_page_flags_an_older_audit(env):
-    at = TT.open_tour(run="old")
-    warnings = " ".join(TT.texts(at, "warning"))
+    at = open_tour(run="old")
+    warnings = " ".join(texts(at, "warning"))
     assert "Audited under older rules" in warnings and f"now version {Q.AUDIT_VERSION}" in warnings
-    assert not TT.texts(at, "success")
+    assert not texts(at, "success")
     assert "⚠ old audit" in at.sidebar.selectbox[0].format_func(at.sidebar.selectbox[0].value)
 
 
 def test_the_tour_change_carries_n_and_its_paired_p(env):
     """Iteration 0 → 1 on the eval questions: e-1 gained, nothing lost; p from the exact McNemar test, uncoloured."""
-    at = TT.open_tour(run="mixed", q="arithmetic::q-rz", it="1")
+    at = open_tour(run="mixed", q="arithmetic::q-rz", it="1")
     m = next(x for x in at.metric if x.label.startswith("Eval accuracy"))
     p = stats.mcnemar(0, 1)
     assert f"+1 −0 of 2 paired questions, p = {p:.2g}" in m.delta
@@ -148,7 +146,7 @@ def test_the_story_picked_on_each_demo_run(name):
 
 
 def _open(page: str, **params):
-    at = TT.AppTest.from_file(str(TT.APP), default_timeout=60)
+    at = AppTest.from_file(str(APP), default_timeout=60)
     at.query_params.update({k: str(v) for k, v in params.items()})
     at.switch_page(f"app_pages/{page}.py")
     at.run()
@@ -159,14 +157,14 @@ def _open(page: str, **params):
 @pytest.mark.parametrize("page", ["runs", "accuracy"])
 def test_runs_and_accuracy_flag_an_older_audit(env, page):
     at = _open(page, run="old")
-    assert any("Audited under older rules" in w for w in TT.texts(at, "warning"))
+    assert any("Audited under older rules" in w for w in texts(at, "warning"))
     at = _open(page, run="mixed")
-    assert not any("Audited under older rules" in w for w in TT.texts(at, "warning"))
+    assert not any("Audited under older rules" in w for w in texts(at, "warning"))
 
 
 def test_accuracy_captions_use_the_runs_own_n(env):
     at = _open("accuracy", run="mixed")
-    caps = " ".join(TT.texts(at, "caption"))
+    caps = " ".join(texts(at, "caption"))
     n = 2  # evaluation questions paired in this run
     lo, hi = stats.wilson(n // 2, n)
     assert f"On these {n} evaluation questions a 95 % interval is about ±{100 * (hi - lo) / 2:.0f} points" in caps

@@ -1,18 +1,17 @@
 """The supervised warm start, the direct-answer baseline and the per-question limit, on the tiny model.
 
-The sampler is replaced by a double (test_loop's ``_fake_generate``) so that the outputs are known;
+The sampler is replaced by a double (``helpers.fake_sampler``) so that the outputs are known;
 training is real (the tiny random Llama).
 """
-
-import sqlite3
 
 import pytest
 
 pytest.importorskip("torch")
 
+from helpers.fake_sampler import fake_generate, k_generate, use_generate
+from helpers.store_sql import opened, rows
+from helpers.tiny_runs import tiny_cfg
 from star_core import loop
-from star_core.store import DB_NAME
-from test_loop import _fake_generate, rows, tiny_cfg
 
 WARM = 6
 
@@ -32,10 +31,8 @@ def spy(monkeypatch):
 
 
 def _start(tiny_model_dir, path, monkeypatch, solve=lambda a, b: (a + b) % 2 == 0, **kw):
-    import star_core.sampling as sampling
-
     cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=1, warm_start_steps=3, **kw)
-    monkeypatch.setattr(sampling, "generate", _fake_generate(loop.make_task(cfg), solve))
+    use_generate(monkeypatch, fake_generate(loop.make_task(cfg), solve))
     return cfg, loop.start(cfg, path, progress=False)
 
 
@@ -121,8 +118,7 @@ def test_continuing_adapters_start_from_the_warm_one(tiny_model_dir, tmp_path, m
 
 
 def _snapshot(run):
-    con = sqlite3.connect(run / DB_NAME)
-    try:
+    with opened(run) as con:
         return [
             con.execute(q).fetchall()
             for q in (
@@ -136,18 +132,15 @@ def _snapshot(run):
                 "SELECT status FROM runs",
             )
         ]
-    finally:
-        con.close()
 
 
 @pytest.mark.parametrize("crash_at", ["warm_eval", "train"])
 def test_resume_across_the_warm_start(tiny_model_dir, tmp_path, monkeypatch, crash_at):
     """A crash after the warm start (during its evaluation) resumes without training it again; a crash
     during its training trains it again. Either way the run ends as an uninterrupted one."""
-    import star_core.sampling as sampling
 
     cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=1, warm_start=WARM, warm_start_steps=3)
-    monkeypatch.setattr(sampling, "generate", _fake_generate(loop.make_task(cfg), lambda a, b: a % 2 == 0))
+    use_generate(monkeypatch, fake_generate(loop.make_task(cfg), lambda a, b: a % 2 == 0))
     clean = loop.start(cfg, tmp_path / "clean", progress=False)
 
     trained = []
@@ -210,16 +203,13 @@ def test_gsm8k_warm_start_uses_reference_solutions_of_unused_training_questions(
 
 def test_direct_baseline_evaluates_without_rationales(tiny_model_dir, tmp_path, monkeypatch, spy):
     seen = {}
-    import star_core.sampling as sampling
 
     cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=0, direct_baseline=True)
-    fake = _fake_generate(loop.make_task(cfg), lambda a, b: True)
-
-    def generate(model, tokenizer, prompts, **kw):
-        seen.setdefault(len(seen), prompts)
-        return fake(model, tokenizer, prompts, **kw)
-
-    monkeypatch.setattr(sampling, "generate", generate)
+    use_generate(
+        monkeypatch,
+        fake_generate(loop.make_task(cfg), lambda a, b: True),
+        lambda prompts, kw: seen.setdefault(len(seen), prompts),
+    )
     run = loop.start(cfg, tmp_path / "run", progress=False)
     assert [c[:2] for c in spy] == [(0, "eval"), (0, "direct_eval")]
     cot, direct = seen[0][0], seen[1][0]
@@ -237,11 +227,10 @@ def test_direct_baseline_evaluates_without_rationales(tiny_model_dir, tmp_path, 
 def test_star_eval_direct_flag(tiny_model_dir, tmp_path, monkeypatch, capsys):
     import json
 
-    import star_core.sampling as sampling
     from star_core.cli import main
 
     cfg = tiny_cfg(tiny_model_dir, "arithmetic")
-    monkeypatch.setattr(sampling, "generate", _fake_generate(loop.make_task(cfg), lambda a, b: True))
+    use_generate(monkeypatch, fake_generate(loop.make_task(cfg), lambda a, b: True))
     assert (
         main(
             [
@@ -267,26 +256,6 @@ def test_star_eval_direct_flag(tiny_model_dir, tmp_path, monkeypatch, capsys):
     assert "direct_baseline" in capsys.readouterr().err
 
 
-def _k_generate(task, texts):
-    """A sampler double for k samples per question: the j-th sample of a question reads texts[j]."""
-    from star_core.sampling import Generation
-
-    def generate(model, tokenizer, prompts, *, on_batch=None, **kw):
-        gens, count = [], {}
-        for p in prompts:
-            j = count[p] = count.get(p, -1) + 1
-            a, b = (int(x) for x in p.rsplit("Q: What is ", 1)[1].split("?")[0].split(" + "))
-            problem = task.make_problem(a, b, "x")
-            hinted = "Hint" in p.rsplit("Q:", 1)[1]
-            text = texts[j](task, problem) if not hinted else " I do not know."
-            gens.append(Generation(text + "\n", 10, 5, False, 0.01))
-        if on_batch:
-            on_batch(list(range(len(prompts))), gens)
-        return gens
-
-    return generate
-
-
 REF = lambda t, p: t.format_target(t.reference_rationale(p), p.gold)  # noqa: E731
 OTHER = lambda t, p: f" I add them up and get {p.gold}. The answer is {p.gold}."  # noqa: E731
 
@@ -300,8 +269,6 @@ OTHER = lambda t, p: f" I add them up and get {p.gold}. The answer is {p.gold}."
     ],
 )
 def test_max_kept_per_question(tiny_model_dir, tmp_path, monkeypatch, limit, kept, rejected):
-    import star_core.sampling as sampling
-
     cfg = tiny_cfg(
         tiny_model_dir,
         "arithmetic",
@@ -311,7 +278,7 @@ def test_max_kept_per_question(tiny_model_dir, tmp_path, monkeypatch, limit, kep
         temperature=0.7,
         max_kept_per_question=limit,
     )
-    monkeypatch.setattr(sampling, "generate", _k_generate(loop.make_task(cfg), [REF, REF, OTHER]))
+    use_generate(monkeypatch, k_generate(loop.make_task(cfg), [REF, REF, OTHER]))
     run = loop.start(cfg, tmp_path / "run", progress=False)
     samples = rows(run, "SELECT * FROM samples WHERE iteration=1 AND phase='sample' ORDER BY question_id, k")
     assert len(samples) == 3 * 4

@@ -1,4 +1,4 @@
-"""Helpers shared by the task tests."""
+"""Helpers shared by the task tests: the real datasets' folder and a JSON Lines writer."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 #: The real datasets beside the repo (present on development machines and CI, absent on a fresh clone).
-SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+SHARED_DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> str:
