@@ -40,9 +40,10 @@ from . import config as config_mod
 from . import curriculum, runfolder, runlock, samplers, warmstart
 from . import store as store_mod
 from .config import StarConfig
+from .errors import RunError, Stopped
 from .evaluation import accuracy_rows
 from .filtering import judge, limit_per_question
-from .rundata import Data, RunError, load_data, make_task  # noqa: F401  (re-exported: loop.RunError, ...)
+from .rundata import Data, load_data, make_task  # noqa: F401  (re-exported: loop.make_task, ...)
 from .runfolder import clean_tmp_adapters
 from .store import ADAPTERS_DIR, CONFIG_NAME, DB_NAME, EVAL_PHASES, PHASE_SPLIT, STAGES, RunStore, SampleRecord
 from .tasks import Problem
@@ -53,10 +54,6 @@ log = logging.getLogger("star")
 WARM_ADAPTER = f"{ADAPTERS_DIR}/warm_start"
 #: Offsets of each phase's sampling seed within an iteration.
 _SEED_OFFSET = {"sample": 0, "rationalize": 1, "eval": 2, "warm_eval": 3, "direct_eval": 4}
-
-
-class Stopped(Exception):
-    """Raised from the SIGTERM handler: the run stops cleanly and stays resumable."""
 
 
 class Runner:

@@ -56,7 +56,7 @@ INSTALL_HINT = "install it with `pip install -e '.[ray]'` (or `bash scripts/setu
 
 
 def _error(msg: str) -> Exception:
-    from .rundata import RunError
+    from .errors import RunError
 
     return RunError(msg)
 
