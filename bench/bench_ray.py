@@ -117,7 +117,7 @@ def run_ray(cfg, prompts, max_new_tokens: int, workers: int):
     from pathlib import Path
 
     from star_core import config as C
-    from star_core.samplers import RaySampler
+    from star_core.backends import RayBackend
 
     C.apply(
         cfg,
@@ -125,7 +125,7 @@ def run_ray(cfg, prompts, max_new_tokens: int, workers: int):
         "bench",
     )
     cfg.validate()
-    sampler = RaySampler(cfg, Path("."))
+    sampler = RayBackend(cfg, Path("."))
     texts: dict[int, str] = {}
     decode, tokens = [0.0], [0]
 

@@ -31,7 +31,7 @@ def error_line(e: BaseException, a: argparse.Namespace) -> tuple[int, str] | Non
 
     if isinstance(e, (ConfigError, DataError, ModelError, StoreError)):
         return 2, f"star: error: {printable(str(e))}"
-    from .loop import RunError, Stopped
+    from .errors import RunError, Stopped
 
     full = _disk_full(e)
     if full:

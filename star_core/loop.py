@@ -36,13 +36,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from . import backends, curriculum, runfolder, runlock, warmstart
 from . import config as config_mod
-from . import curriculum, runfolder, runlock, samplers, warmstart
 from . import store as store_mod
 from .config import StarConfig
+from .errors import RunError, Stopped
 from .evaluation import accuracy_rows
 from .filtering import judge, limit_per_question
-from .rundata import Data, RunError, load_data, make_task  # noqa: F401  (re-exported: loop.RunError, ...)
+from .rundata import Data, load_data, make_task  # noqa: F401  (re-exported: loop.make_task, ...)
 from .runfolder import clean_tmp_adapters
 from .store import ADAPTERS_DIR, CONFIG_NAME, DB_NAME, EVAL_PHASES, PHASE_SPLIT, STAGES, RunStore, SampleRecord
 from .tasks import Problem
@@ -53,10 +54,6 @@ log = logging.getLogger("star")
 WARM_ADAPTER = f"{ADAPTERS_DIR}/warm_start"
 #: Offsets of each phase's sampling seed within an iteration.
 _SEED_OFFSET = {"sample": 0, "rationalize": 1, "eval": 2, "warm_eval": 3, "direct_eval": 4}
-
-
-class Stopped(Exception):
-    """Raised from the SIGTERM handler: the run stops cleanly and stays resumable."""
 
 
 class Runner:
@@ -70,7 +67,8 @@ class Runner:
         self._copy = None  # full-precision sampling copy over a 4-bit base (False: none is used)
         self._copy_adapter: str | None = None
         self.lora_targets: list[str] = []  # cfg.lora_targets resolved against the model (on load)
-        self.backend = samplers.make(cfg, self)  # where phases decode: this process or Ray workers (sampler)
+        # Where phases decode: this process, on the sampling model, or Ray workers (cfg.sampler).
+        self.backend = backends.make(cfg, self.task, run_dir, lambda: (self.sampling_model(), self.loaded.tokenizer))
 
     # ---- model state ---------------------------------------------------------
     def _ensure_model(self) -> None:
@@ -97,7 +95,7 @@ class Runner:
             return f"{ADAPTERS_DIR}/iter_{iteration}"
         return WARM_ADAPTER if self.cfg.warm_start else None
 
-    def sampler(self):
+    def sampling_model(self):
         """The model that samples: the training model, or over a 4-bit base a full-precision copy
         with the current adapter merged (``sample_from``; the choice is logged once)."""
         from .models import full_precision_copy, load_adapter, merge_for_inference, strip_lora, want_sampling_copy
@@ -389,7 +387,7 @@ def start(cfg: StarConfig, run_dir: str | Path, progress: bool = True) -> Path:
         store_mod.check(run_dir / DB_NAME)  # a damaged or foreign store says so (StoreError)
         raise RunError(f"{run_dir} already holds a run; use `star run --resume {run_dir}` or another --out")
     data = load_data(cfg)  # validate all input before anything is written
-    samplers.preflight(cfg)  # sampler=ray: Ray installed, the cluster's address answers
+    backends.preflight(cfg)  # sampler=ray: Ray installed, the cluster's address answers
     from .models import resolve_model_path
 
     resolve_model_path(cfg.model, convert=False)

@@ -6,11 +6,8 @@ from dataclasses import dataclass
 
 from . import warmstart
 from .config import StarConfig
+from .errors import RunError
 from .tasks import Exemplar, Problem, Task, get_task
-
-
-class RunError(RuntimeError):
-    """A run cannot start or resume (the message says why and what to do)."""
 
 
 def make_task(cfg: StarConfig) -> Task:

@@ -16,9 +16,13 @@ The decoder keeps a fixed number of *slots* busy:
   looks the sampled tokens up in that mask on the device, and only the flagged
   rows are copied to the host and decoded to run ``is_complete``. Host work per
   step does not grow with the batch.
-- an in-place KV cache (:class:`SlotCache`): one buffer per layer, written at
-  the next column, instead of a ``torch.cat`` of the whole cache every step.
-  Columns of padding that no live row needs any more are dropped now and then.
+- an in-place KV cache (:class:`star_core.slot_cache.SlotCache`): one buffer per
+  layer, written at the next column, instead of a ``torch.cat`` of the whole cache
+  every step. Columns of padding that no live row needs any more are dropped now
+  and then.
+
+:func:`generate` is the entry point; :class:`Decoder` holds one call's state (slots,
+cache, per-row tokens, the waiting prompts) and its steps.
 
 Greedy outputs are the same tokens as decoding each prompt alone (see
 ``tests/test_sampling.py``, which also checks the previous static-batch decoder).
@@ -36,9 +40,9 @@ from dataclasses import dataclass
 
 import torch
 from transformers import DynamicCache
-from transformers.cache_utils import Cache, DynamicLayer
 
 from star_core.prefix_attention import shared_prefix_for, shared_prefix_mode, suffix_mask, supports
+from star_core.slot_cache import SlotCache
 
 log = logging.getLogger("star")
 
@@ -128,89 +132,6 @@ def stop_token_mask(tokenizer, stop_chars: str) -> torch.Tensor:
     return memo[stop_chars]
 
 
-class _SlotLayer(DynamicLayer):
-    """A cache layer backed by one preallocated buffer ``[rows, heads, capacity, dim]``.
-
-    ``update`` writes the new columns in place; ``keys``/``values`` are views of
-    the filled part. Rows can be overwritten (a new prompt in a slot), selected
-    (pruning finished rows) and compacted (dropping padding columns).
-    """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.n = 0
-        self.kb = self.vb = None
-
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        self.device = key_states.device
-        self.is_initialized = True
-
-    def _reserve(self, rows: int, like: torch.Tensor, need: int) -> None:
-        if self.kb is None or self.kb.shape[0] != rows:
-            cap = need + 64
-            self.kb = like.new_zeros((rows, like.shape[1], cap, like.shape[3]))
-            self.vb = like.new_zeros((rows, like.shape[1], cap, like.shape[3]))
-            self.device, self.is_initialized = like.device, True
-            return
-        if need > self.kb.shape[2]:
-            cap = max(need, 2 * self.kb.shape[2])
-            for name in ("kb", "vb"):
-                old = getattr(self, name)
-                new = old.new_zeros((old.shape[0], old.shape[1], cap, old.shape[3]))
-                new[:, :, : self.n] = old[:, :, : self.n]
-                setattr(self, name, new)
-
-    def _views(self) -> None:
-        self.keys, self.values = self.kb[:, :, : self.n], self.vb[:, :, : self.n]
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
-        q = key_states.shape[-2]
-        self._reserve(key_states.shape[0], key_states, self.n + q)
-        self.kb[:, :, self.n : self.n + q] = key_states
-        self.vb[:, :, self.n : self.n + q] = value_states
-        self.n += q
-        self._views()
-        return self.keys, self.values
-
-    def get_seq_length(self) -> int:
-        return self.n if self.is_initialized else 0
-
-    def place(self, rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor, P: int, length: int) -> None:
-        """Write a freshly prefilled ``[len(rows), H, P + S, D]`` cache into ``rows``: its first
-        ``P`` columns (the shared prefix) at the start, its ``S`` suffix columns at the end of
-        ``length`` columns; what lies between is padding (masked)."""
-        S = k.shape[2] - P
-        self._reserve(self.kb.shape[0] if self.kb is not None else len(rows), k, length)
-        self.n = max(self.n, length)
-        for buf, src in ((self.kb, k), (self.vb, v)):
-            blk = src.new_zeros((len(rows), src.shape[1], length, src.shape[3]))
-            blk[:, :, :P] = src[:, :, :P]
-            blk[:, :, length - S :] = src[:, :, P:]
-            buf[rows, :, :length] = blk
-        self._views()
-
-    def select(self, rows: torch.Tensor) -> None:
-        self.kb, self.vb = self.kb[rows], self.vb[rows]
-        self._views()
-
-    def drop_columns(self, start: int, stop: int) -> None:
-        """Remove columns ``[start, stop)`` (padding no live row attends to)."""
-        w = self.n - stop
-        for buf in (self.kb, self.vb):
-            buf[:, :, start : start + w] = buf[:, :, stop : self.n].clone()
-        self.n = start + w
-        self._views()
-
-
-class SlotCache(Cache):
-    """A KV cache of :class:`_SlotLayer` layers, one row per decoding slot."""
-
-    def __init__(self):
-        super().__init__(layer_class_to_replicate=_SlotLayer)
-
-
 def auto_batch_size(model, device: torch.device, tokens_per_row: int) -> int:
     """``batch_size=auto``: on CUDA, as many rows as half the free memory holds (KV cache and
     logits per row), between 16 and ``CUDA_MAX_BATCH``; on the CPU, ``CPU_AUTO_BATCH``."""
@@ -225,6 +146,278 @@ def auto_batch_size(model, device: torch.device, tokens_per_row: int) -> int:
     free, _ = torch.cuda.mem_get_info(device)
     rows = int(free * 0.5 // per_row)
     return max(16, min(CUDA_MAX_BATCH, rows))
+
+
+class Decoder:
+    """The state of one :func:`generate` call, and the steps that move it on.
+
+    ``rows`` slots decode at once; each holds one prompt (``row_prompt``, -1 when free) whose suffix
+    starts at cache column ``row_start``. Per row, on the device: the tokens so far (``buf``), how many
+    (``cnt``), whether it still decodes (``live``), its attention mask (``attn``) and next position
+    (``next_pos``). ``waiting`` holds the prompts not yet admitted, ``done`` the finished rows not yet
+    delivered, ``results`` every delivered one. The shared prefix (``P`` tokens) is computed once:
+    with shared-prefix attention (``shared``) the slots hold none of it (``C`` = 0 columns), else each
+    slot's cache starts with a copy of it (``C`` = ``P``).
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        ids: list[list[int]],
+        *,
+        max_new_tokens: int,
+        is_complete: Callable[[str], bool],
+        temperature: float,
+        top_p: float,
+        seed: int,
+        on_batch: Callable[[list[int], list[Generation]], None] | None,
+    ) -> None:
+        self.model, self.ids, self.max_new_tokens = model, ids, max_new_tokens
+        self.is_complete, self.temperature, self.top_p, self.on_batch = is_complete, temperature, top_p, on_batch
+        self.device = device = next(model.parameters()).device
+        self.eos = eos_ids(tokenizer)
+        self.decode = batch_decoder(tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.gen = torch.Generator(device=device).manual_seed(seed) if temperature > 0 else None
+        self.ckw = _cache_kw(model)
+        self.P, self.C = 0, 0
+        self.prefix_cache = None
+        self.shared = None  # the prefix's K/V once per layer (shared-prefix attention), or None: copied into each slot
+        self.extra: dict = {}
+        self.trig: torch.Tensor | None = None
+        # Longest suffixes first: a later prompt's suffix always fits in the columns a slot already has.
+        self.waiting = sorted(range(len(ids)), key=lambda i: -len(ids[i]))[::-1]  # pop() from the end
+        self.results: list[Generation | None] = [None] * len(ids)
+        self.done: list[tuple[int, Generation]] = []
+
+    # ---- before the first step ----------------------------------------------------------------
+    def share_prefix(self, share: bool, shared_attention: bool, batch_size: int | str) -> int:
+        """Prefill the prompts' common prefix once (with ``share``), and return the number of slots
+        (``batch_size``, or for ``auto`` what the device holds)."""
+        ids, model, device = self.ids, self.model, self.device
+        P = 0
+        if share and len(ids) > 1:
+            P = max(0, min(_common_prefix_len(ids), min(len(s) for s in ids) - 1))
+        if batch_size in ("auto", 0):  # with shared-prefix attention a slot holds no copy of the prefix
+            held = P if shared_attention and P > 0 and supports(model) is None else 0
+            batch_size = auto_batch_size(model, device, max(len(s) for s in ids) - held + self.max_new_tokens)
+        slots = max(1, min(int(batch_size), len(ids)))
+        if P > 0:
+            self.prefix_cache = DynamicCache()
+            model(
+                input_ids=torch.tensor([ids[0][:P]], device=device),
+                use_cache=True,
+                logits_to_keep=1,
+                **{self.ckw: self.prefix_cache},
+            )
+            self.shared = shared_prefix_for(model, self.prefix_cache, shared_attention)
+        self.P = P
+        self.C = 0 if self.shared is not None else P  # prefix columns each slot's cache holds
+        self.extra = {"star_prefix": self.shared} if self.shared is not None else {}
+        return slots
+
+    def allocate(self, rows: int, tokenizer, stop_chars: str | None) -> None:
+        """The slots' cache and per-row tensors, for ``rows`` rows; the stop mask of ``stop_chars``."""
+        device = self.device
+        self.trig = stop_token_mask(tokenizer, stop_chars).to(device) if stop_chars is not None else None
+        self.cache = SlotCache()
+        self.slots = self.rows = rows
+        self.row_prompt = [-1] * rows  # prompt index in each row, -1 when free
+        self.row_start = [0] * rows  # first cache column of the row's suffix
+        self.buf = torch.full((rows, self.max_new_tokens), self.pad_id, dtype=torch.long, device=device)
+        self.cnt = torch.zeros(rows, dtype=torch.long, device=device)
+        self.live = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.attn = torch.zeros((rows, 0), dtype=torch.long, device=device)
+        self.next_pos = torch.zeros(rows, dtype=torch.long, device=device)
+        self.ar = torch.arange(rows, device=device)
+        self.logits: torch.Tensor | None = None
+        self.n_live = 0  # rows holding a prompt (kept by admit and finish, not recounted per step)
+        self.t_last = time.perf_counter()
+
+    # ---- continuous batching ----------------------------------------------------------------
+    def _prefill(self, suf: list[list[int]]):
+        """Run the suffixes ``suf`` (left-padded to the longest) against the prefix: their cache, the
+        model's output, their attention mask over prefix and suffix, and their positions."""
+        P, shared, device = self.P, self.shared, self.device
+        S = max(len(s) for s in suf)
+        k = len(suf)
+        inp = torch.full((k, S), self.pad_id, dtype=torch.long)
+        a = torch.ones((k, P + S), dtype=torch.long)
+        for j, s in enumerate(suf):
+            inp[j, S - len(s) :] = torch.tensor(s)
+            a[j, P : P + S - len(s)] = 0
+        pos = (a.cumsum(-1) - 1).clamp(min=0)
+        a, pos = a.to(device), pos.to(device)
+        if shared is not None:  # the suffixes only, attending to the shared prefix
+            tmp, mask = DynamicCache(), suffix_mask(a[:, P:])
+        else:
+            tmp, mask = copy.deepcopy(self.prefix_cache) if self.prefix_cache is not None else DynamicCache(), a
+            if self.prefix_cache is not None and k > 1:
+                tmp.batch_repeat_interleave(k)
+        calls0 = shared.calls if shared is not None else 0
+        out = self.model(
+            input_ids=inp.to(device),
+            attention_mask=mask,
+            position_ids=pos[:, P:],
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.ckw: tmp},
+            **self.extra,
+        )
+        if shared is not None and shared.calls < (calls0 + len(tmp.layers)):
+            raise RuntimeError("shared-prefix attention: a layer's attention did not go through star_prefix")
+        return tmp, out, a, pos
+
+    def admit(self, free: list[int]) -> None:
+        """Prefill waiting prompts into the ``free`` rows."""
+        take = [self.waiting.pop() for _ in range(min(len(free), len(self.waiting)))]
+        if not take:
+            return
+        free = free[: len(take)]
+        P, C, rows = self.P, self.C, self.rows
+        suf = [self.ids[i][P:] for i in take]
+        S = max(len(s) for s in suf)
+        tmp, out, a, pos = self._prefill(suf)
+        T = max(self.attn.shape[1], C + S)
+        assert T - C >= S, "suffixes must arrive longest first"
+        if self.attn.shape[1] < T:  # the first admission sets the width
+            self.attn = torch.cat([self.attn, self.attn.new_zeros((rows, T - self.attn.shape[1]))], dim=1)
+        r = torch.tensor(free, device=self.device)
+        for layer, src in zip(self.cache.slot_layers(len(tmp.layers)), tmp.layers):
+            layer.place(r, src.keys, src.values, C, T)
+        row_mask = a.new_zeros((len(take), T))
+        row_mask[:, :C] = a[:, :C]
+        row_mask[:, T - S :] = a[:, P:]
+        self.attn[r] = row_mask
+        self.next_pos[r] = pos[:, -1] + 1
+        self.cnt[r] = 0
+        self.live[r] = True
+        lg = out.logits[:, -1, :]
+        if self.logits is None:
+            self.logits = lg.new_zeros((rows, lg.shape[-1]))
+        self.logits[r] = lg
+        self.n_live += len(take)
+        for j, (row, i) in enumerate(zip(free, take)):
+            self.row_prompt[row] = i
+            self.row_start[row] = T - len(suf[j])
+
+    def finish(self, row: int, text: str, n: int, truncated: bool) -> None:
+        self.n_live -= 1
+        i = self.row_prompt[row]
+        self.row_prompt[row] = -1
+        self.done.append((i, Generation(text, len(self.ids[i]), n, truncated, 0.0)))
+
+    def deliver(self, force: bool) -> None:
+        """Hand the finished rows to ``on_batch`` once a batch of them is ready (``force``: now)."""
+        done = self.done
+        if done and (force or len(done) >= self.slots):
+            now = time.perf_counter()
+            dt = (now - self.t_last) / len(done)
+            self.t_last = now
+            idx = [i for i, _ in done]
+            gens = [Generation(g.text, g.prompt_tokens, g.output_tokens, g.truncated, dt) for _, g in done]
+            for i, g in zip(idx, gens):
+                self.results[i] = g
+            done.clear()
+            if self.on_batch is not None:
+                self.on_batch(idx, gens)
+
+    # ---- one step ------------------------------------------------------------------------
+    def next_tokens(self) -> torch.Tensor:
+        """Pick every row's next token (padding for free rows) and append it to the row's tokens."""
+        live = self.live
+        tok = _pick(self.logits, self.temperature, self.top_p, self.gen)
+        tok = torch.where(live, tok, torch.full_like(tok, self.pad_id))
+        self.buf[self.ar, self.cnt.clamp(max=self.max_new_tokens - 1)] = tok
+        self.cnt += live.long()
+        return tok
+
+    def stops(self, tok: torch.Tensor) -> list[int]:
+        """Finish the rows whose answer is complete, that ended with EOS or that ran out of tokens; their
+        rows, now free. Only rows whose new token may complete an answer are decoded on the host."""
+        live, cnt, max_new_tokens, trig = self.live, self.cnt, self.max_new_tokens, self.trig
+        flag = live & (cnt >= max_new_tokens)
+        flag |= live & trig[tok] if trig is not None else live
+        hit = flag.nonzero().squeeze(1)
+        freed: list[int] = []
+        if hit.numel():
+            eos, finish, is_complete = self.eos, self.finish, self.is_complete
+            counts = cnt[hit].tolist()
+            seqs = [t[: c - (t[c - 1] in eos)] for t, c in zip(self.buf[hit, : max(counts)].tolist(), counts)]
+            for row, c, t, text in zip(hit.tolist(), counts, seqs, self.decode(seqs)):
+                if len(t) < c:  # ended with EOS (not part of the text)
+                    finish(row, text, c - 1, False)
+                elif is_complete(text):
+                    finish(row, text, c, False)
+                elif c >= max_new_tokens:
+                    finish(row, text, c, True)
+                else:
+                    continue
+                freed.append(row)
+            if freed:
+                live[torch.tensor(freed, device=self.device)] = False
+        return freed
+
+    def shrink(self, tok: torch.Tensor) -> torch.Tensor:
+        """Drop the free rows (no prompt is left to take them); ``tok`` of the rows kept."""
+        keep = [r for r in range(self.rows) if self.row_prompt[r] >= 0]
+        kt = torch.tensor(keep, device=self.device)
+        for layer in self.cache.layers:
+            layer.select(kt)
+        tok, self.attn, self.next_pos, self.buf, self.cnt, self.live = (
+            x[kt] for x in (tok, self.attn, self.next_pos, self.buf, self.cnt, self.live)
+        )
+        self.row_prompt = [self.row_prompt[r] for r in keep]
+        self.row_start = [self.row_start[r] for r in keep]
+        self.rows = len(keep)
+        self.ar = torch.arange(self.rows, device=self.device)
+        return tok
+
+    def forward(self, tok: torch.Tensor) -> None:
+        """One decoding step of the model on every row's new token: the next logits."""
+        self.attn = attn = torch.cat([self.attn, self.attn.new_ones((self.rows, 1))], dim=-1)
+        out = self.model(
+            input_ids=tok[:, None],
+            attention_mask=attn[:, None, None, :].bool() if self.shared is not None else attn,
+            position_ids=self.next_pos[:, None],
+            use_cache=True,
+            **{self.ckw: self.cache},
+            **self.extra,
+        )
+        self.logits = out.logits[:, -1, :]
+        self.next_pos = self.next_pos + 1
+
+    def drop_padding(self, freed: list[int]) -> None:
+        """Drop padding columns that no live row reaches back to. The earliest live column only moves
+        when rows finish (and the bar only rises as the cache grows), so check only then."""
+        C, row_prompt, row_start = self.C, self.row_prompt, self.row_start
+        first = min((row_start[r] for r in range(self.rows) if row_prompt[r] >= 0), default=C) if freed else C
+        if first - C >= max(32, (self.attn.shape[1] - C) // 2):
+            for layer in self.cache.layers:
+                layer.drop_columns(C, first)
+            self.attn = torch.cat([self.attn[:, :C], self.attn[:, first:]], dim=1)
+            self.row_start = [s - (first - C) for s in row_start]
+
+    def run(self) -> list[Generation]:
+        """Decode until every prompt is finished and delivered."""
+        mode = shared_prefix_mode(self.model) if self.shared is not None else contextlib.nullcontext()
+        with mode:
+            self.admit(list(range(self.rows)))
+            while True:
+                tok = self.next_tokens()
+                freed = self.stops(tok)
+                self.deliver(False)
+                if self.n_live == 0 and not self.waiting:
+                    break
+                if freed and not self.waiting and self.rows - self.n_live >= max(1, self.rows // 4):
+                    tok = self.shrink(tok)  # no prompt left to take the free rows: shrink the batch
+                self.forward(tok)
+                if freed and self.waiting:
+                    self.admit(freed)
+                self.drop_padding(freed)
+        self.deliver(True)
+        return self.results  # type: ignore[return-value]
 
 
 @torch.no_grad()
@@ -256,200 +449,21 @@ def generate(
     """
     if not prompts:
         return []
-    device = next(model.parameters()).device
     ids = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
-    eos = eos_ids(tokenizer)
-    decode = batch_decoder(tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    gen = torch.Generator(device=device).manual_seed(seed) if temperature > 0 else None
-    P = 0
-    prefix_cache = None
-    if share_prefix and len(ids) > 1:
-        P = max(0, min(_common_prefix_len(ids), min(len(s) for s in ids) - 1))
-    if batch_size in ("auto", 0):  # with shared-prefix attention a slot holds no copy of the prefix
-        held = P if shared_attention and P > 0 and supports(model) is None else 0
-        batch_size = auto_batch_size(model, device, max(len(s) for s in ids) - held + max_new_tokens)
-    slots = max(1, min(int(batch_size), len(ids)))
-    ckw = _cache_kw(model)
-    shared = None  # the prefix's K/V once per layer (shared-prefix attention), or None: copied into each slot
-    if P > 0:
-        prefix_cache = DynamicCache()
-        model(
-            input_ids=torch.tensor([ids[0][:P]], device=device), use_cache=True, logits_to_keep=1, **{ckw: prefix_cache}
-        )
-        shared = shared_prefix_for(model, prefix_cache, shared_attention)
-    C = 0 if shared is not None else P  # prefix columns each slot's cache holds
-    mode = shared_prefix_mode(model) if shared is not None else contextlib.nullcontext()
-    extra = {"star_prefix": shared} if shared is not None else {}
-
-    # Longest suffixes first: a later prompt's suffix always fits in the columns a slot already has.
-    waiting = sorted(range(len(ids)), key=lambda i: -len(ids[i]))[::-1]  # pop() from the end
-    results: list[Generation | None] = [None] * len(ids)
-    trig = stop_token_mask(tokenizer, stop_chars).to(device) if stop_chars is not None else None
-
-    cache = SlotCache()
-    rows = slots
-    row_prompt = [-1] * rows  # prompt index in each row, -1 when free
-    row_start = [0] * rows  # first cache column of the row's suffix
-    buf = torch.full((rows, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    cnt = torch.zeros(rows, dtype=torch.long, device=device)
-    live = torch.zeros(rows, dtype=torch.bool, device=device)
-    attn = torch.zeros((rows, 0), dtype=torch.long, device=device)
-    next_pos = torch.zeros(rows, dtype=torch.long, device=device)
-    logits = None
-    done: list[tuple[int, Generation]] = []
-    n_live = 0  # rows holding a prompt (kept by admit and finish, not recounted per step)
-    t_last = time.perf_counter()
-
-    def admit(free: list[int]) -> None:
-        """Prefill waiting prompts into the ``free`` rows."""
-        nonlocal attn, logits, n_live
-        take = [waiting.pop() for _ in range(min(len(free), len(waiting)))]
-        if not take:
-            return
-        free = free[: len(take)]
-        suf = [ids[i][P:] for i in take]
-        S = max(len(s) for s in suf)
-        k = len(take)
-        inp = torch.full((k, S), pad_id, dtype=torch.long)
-        a = torch.ones((k, P + S), dtype=torch.long)
-        for j, s in enumerate(suf):
-            inp[j, S - len(s) :] = torch.tensor(s)
-            a[j, P : P + S - len(s)] = 0
-        pos = (a.cumsum(-1) - 1).clamp(min=0)
-        a, pos = a.to(device), pos.to(device)
-        if shared is not None:  # the suffixes only, attending to the shared prefix
-            tmp, mask = DynamicCache(), suffix_mask(a[:, P:])
-        else:
-            tmp, mask = copy.deepcopy(prefix_cache) if prefix_cache is not None else DynamicCache(), a
-            if prefix_cache is not None and k > 1:
-                tmp.batch_repeat_interleave(k)
-        calls0 = shared.calls if shared is not None else 0
-        out = model(
-            input_ids=inp.to(device),
-            attention_mask=mask,
-            position_ids=pos[:, P:],
-            use_cache=True,
-            logits_to_keep=1,
-            **{ckw: tmp},
-            **extra,
-        )
-        if shared is not None and shared.calls < (calls0 + len(tmp.layers)):
-            raise RuntimeError("shared-prefix attention: a layer's attention did not go through star_prefix")
-        T = max(attn.shape[1], C + S)
-        assert T - C >= S, "suffixes must arrive longest first"
-        if attn.shape[1] < T:  # the first admission sets the width
-            attn = torch.cat([attn, attn.new_zeros((rows, T - attn.shape[1]))], dim=1)
-        r = torch.tensor(free, device=device)
-        for layer, src in zip(_layers(cache, len(tmp.layers)), tmp.layers):
-            layer.place(r, src.keys, src.values, C, T)
-        row_mask = a.new_zeros((k, T))
-        row_mask[:, :C] = a[:, :C]
-        row_mask[:, T - S :] = a[:, P:]
-        attn[r] = row_mask
-        next_pos[r] = pos[:, -1] + 1
-        cnt[r] = 0
-        live[r] = True
-        lg = out.logits[:, -1, :]
-        if logits is None:
-            logits = lg.new_zeros((rows, lg.shape[-1]))
-        logits[r] = lg
-        n_live += len(take)
-        for j, (row, i) in enumerate(zip(free, take)):
-            row_prompt[row] = i
-            row_start[row] = T - len(suf[j])
-
-    def finish(row: int, text: str, n: int, truncated: bool) -> None:
-        nonlocal n_live
-        n_live -= 1
-        i = row_prompt[row]
-        row_prompt[row] = -1
-        done.append((i, Generation(text, len(ids[i]), n, truncated, 0.0)))
-
-    def deliver(force: bool) -> None:
-        nonlocal t_last
-        if done and (force or len(done) >= slots):
-            now = time.perf_counter()
-            dt = (now - t_last) / len(done)
-            t_last = now
-            idx = [i for i, _ in done]
-            gens = [Generation(g.text, g.prompt_tokens, g.output_tokens, g.truncated, dt) for _, g in done]
-            for i, g in zip(idx, gens):
-                results[i] = g
-            done.clear()
-            if on_batch is not None:
-                on_batch(idx, gens)
-
-    with mode:
-        admit(list(range(rows)))
-        ar = torch.arange(rows, device=device)
-        while True:
-            tok = _pick(logits, temperature, top_p, gen)
-            tok = torch.where(live, tok, torch.full_like(tok, pad_id))
-            buf[ar, cnt.clamp(max=max_new_tokens - 1)] = tok
-            cnt += live.long()
-            flag = live & (cnt >= max_new_tokens)
-            flag |= live & trig[tok] if trig is not None else live
-            hit = flag.nonzero().squeeze(1)
-            freed: list[int] = []
-            if hit.numel():
-                counts = cnt[hit].tolist()
-                seqs = [t[: c - (t[c - 1] in eos)] for t, c in zip(buf[hit, : max(counts)].tolist(), counts)]
-                for row, c, t, text in zip(hit.tolist(), counts, seqs, decode(seqs)):
-                    if len(t) < c:  # ended with EOS (not part of the text)
-                        finish(row, text, c - 1, False)
-                    elif is_complete(text):
-                        finish(row, text, c, False)
-                    elif c >= max_new_tokens:
-                        finish(row, text, c, True)
-                    else:
-                        continue
-                    freed.append(row)
-                if freed:
-                    live[torch.tensor(freed, device=device)] = False
-            deliver(False)
-            if n_live == 0 and not waiting:
-                break
-            if freed and not waiting and rows - n_live >= max(1, rows // 4):
-                # No prompt left to take the free rows: shrink the batch.
-                keep = [r for r in range(rows) if row_prompt[r] >= 0]
-                kt = torch.tensor(keep, device=device)
-                for layer in cache.layers:
-                    layer.select(kt)
-                tok, attn, next_pos, buf, cnt, live = (x[kt] for x in (tok, attn, next_pos, buf, cnt, live))
-                row_prompt = [row_prompt[r] for r in keep]
-                row_start = [row_start[r] for r in keep]
-                rows = len(keep)
-                ar = torch.arange(rows, device=device)
-            attn = torch.cat([attn, attn.new_ones((rows, 1))], dim=-1)
-            out = model(
-                input_ids=tok[:, None],
-                attention_mask=attn[:, None, None, :].bool() if shared is not None else attn,
-                position_ids=next_pos[:, None],
-                use_cache=True,
-                **{ckw: cache},
-                **extra,
-            )
-            logits = out.logits[:, -1, :]
-            next_pos = next_pos + 1
-            if freed and waiting:
-                admit(freed)
-            # Drop padding columns that no live row reaches back to. The earliest live column only moves
-            # when rows finish (and the bar only rises as the cache grows), so check only then.
-            first = min((row_start[r] for r in range(rows) if row_prompt[r] >= 0), default=C) if freed else C
-            if first - C >= max(32, (attn.shape[1] - C) // 2):
-                for layer in cache.layers:
-                    layer.drop_columns(C, first)
-                attn = torch.cat([attn[:, :C], attn[:, first:]], dim=1)
-                row_start = [s - (first - C) for s in row_start]
-    deliver(True)
-    return results  # type: ignore[return-value]
-
-
-def _layers(cache: SlotCache, n: int) -> list[_SlotLayer]:
-    while len(cache.layers) < n:
-        cache.layers.append(_SlotLayer())
-    return cache.layers
+    dec = Decoder(
+        model,
+        tokenizer,
+        ids,
+        max_new_tokens=max_new_tokens,
+        is_complete=is_complete,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        on_batch=on_batch,
+    )
+    slots = dec.share_prefix(share_prefix, shared_attention, batch_size)
+    dec.allocate(slots, tokenizer, stop_chars)
+    return dec.run()
 
 
 @torch.no_grad()

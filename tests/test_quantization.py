@@ -90,7 +90,7 @@ def test_run_samples_from_the_copy_with_the_adapter_merged(tiny_model_dir, tmp_p
 
     runner = loop.Runner(cfg, run, RunStore(run), loop.load_data(cfg), progress=False)
     runner.use_adapter(runner.model_adapter(1))
-    sampler = runner.sampler()
+    sampler = runner.sampling_model()
     assert not any("4bit" in type(m).__name__ for m in sampler.modules())
     ref = load_adapter(load_base(str(tiny_model_dir), "none", "cpu").model, run / runner.model_adapter(1))
     bare = load_base(str(tiny_model_dir), "none", "cpu").model

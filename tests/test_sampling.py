@@ -77,22 +77,23 @@ def test_padding_columns_are_dropped_without_changing_outputs(tiny):
     that no live row needs (it would otherwise grow with every admitted prompt)."""
     from helpers.reference_decoder import generate_reference
     from star_core import sampling
+    from star_core.slot_cache import SlotLayer
 
     prompts = [PREFIX + "Q: What is 1 + 1?" + " x" * 40 + "\nA:"] + many_prompts(30, seed=1)
     widths = []
-    real_drop = sampling._SlotLayer.drop_columns
+    real_drop = SlotLayer.drop_columns
 
     def spy(self, start, stop):
         widths.append(stop - start)
         real_drop(self, start, stop)
 
-    sampling._SlotLayer.drop_columns = spy
+    SlotLayer.drop_columns = spy
     try:
         ours = sampling.generate(
             tiny.model, tiny.tokenizer, prompts, max_new_tokens=40, is_complete=never, batch_size=2, stop_chars="7"
         )
     finally:
-        sampling._SlotLayer.drop_columns = real_drop
+        SlotLayer.drop_columns = real_drop
     ref = generate_reference(tiny.model, tiny.tokenizer, prompts, max_new_tokens=40, is_complete=never, batch_size=2)
     assert widths, "no compaction happened"
     assert same(ours, ref)

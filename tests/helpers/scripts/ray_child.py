@@ -43,15 +43,15 @@ def kill_hook(out: dict):
 
 def main() -> int:
     spec = json.loads(sys.argv[1])
+    from star_core import backends, loop
     from star_core import config as C
-    from star_core import loop, samplers
 
     cfg = C.StarConfig(task="arithmetic", model=spec["model"])
     C.apply(cfg, spec["settings"], "test")
     cfg.validate()
     out = {"outcome": None, "stored": [], "killed": []}
     if spec.get("kill_worker"):
-        samplers.RaySampler.on_unit = staticmethod(kill_hook(out))
+        backends.RayBackend.on_unit = staticmethod(kill_hook(out))
     try:
         loop.start(cfg, Path(spec["run"]), progress=False)
         out["outcome"] = "finished"

@@ -1,7 +1,7 @@
-"""The sampling seam: every phase of the loop decodes through one interface.
+"""The sampling backends: every phase of the loop decodes through one interface.
 
-:class:`LocalSampler` runs star's decoder (:func:`star_core.sampling.generate`)
-in this process on the runner's model. :class:`RaySampler` runs the same
+:class:`LocalBackend` runs star's decoder (:func:`star_core.sampling.generate`)
+in this process on the model it is given. :class:`RayBackend` runs the same
 decoder on Ray workers: a phase's prompts become a Ray Data dataset of work
 units (``chunk`` rows of prompts each), processed by ``map_batches`` with a
 fixed pool of one actor per worker. Each actor loads the base model and the
@@ -32,12 +32,14 @@ import socket
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .config import StarConfig
     from .sampling import Generation
+    from .tasks import Task
 
 log = logging.getLogger("star")
 
@@ -56,12 +58,28 @@ INSTALL_HINT = "install it with `pip install -e '.[ray]'` (or `bash scripts/setu
 
 
 def _error(msg: str) -> Exception:
-    from .rundata import RunError
+    from .errors import RunError
 
     return RunError(msg)
 
 
-def decode(model, tokenizer, cfg: StarConfig, task, prompts, temperature: float, seed: int, on_batch=None):
+@dataclass(frozen=True)
+class DecodeSettings:
+    """The run's decoding settings: the config's fields that star's decoder takes."""
+
+    max_new_tokens: int
+    top_p: float
+    batch_size: int | str
+    share_prefix: bool
+
+    @classmethod
+    def of(cls, cfg: StarConfig) -> DecodeSettings:
+        return cls(cfg.max_new_tokens, cfg.top_p, cfg.batch_size, cfg.share_prefix_cache)
+
+
+def decode(
+    model, tokenizer, settings: DecodeSettings, task: Task, prompts, temperature: float, seed: int, on_batch=None
+):
     """star's decoder (``sampling.generate``) with the run's decoding settings and the task's stop rule:
     the one call both backends make."""
     from . import sampling  # looked up at call time (tests replace sampling.generate)
@@ -70,25 +88,30 @@ def decode(model, tokenizer, cfg: StarConfig, task, prompts, temperature: float,
         model,
         tokenizer,
         prompts,
-        max_new_tokens=cfg.max_new_tokens,
+        max_new_tokens=settings.max_new_tokens,
         is_complete=task.is_complete,
         temperature=temperature,
-        top_p=cfg.top_p,
-        batch_size=cfg.batch_size,
-        share_prefix=cfg.share_prefix_cache,
+        top_p=settings.top_p,
+        batch_size=settings.batch_size,
+        share_prefix=settings.share_prefix,
         seed=seed,
         stop_chars=task.stop_chars,
         on_batch=on_batch,
     )
 
 
-class LocalSampler:
-    """star's decoder in this process, on the runner's sampling model (``Runner.sampler()``)."""
+class LocalBackend:
+    """star's decoder in this process.
+
+    ``sampling_model()`` gives the model to sample from, with the phase's adapter attached, and its
+    tokenizer: the model is loaded only when a phase first decodes, and which adapter it carries changes
+    from phase to phase, so the backend asks for it at each phase (the runner's ``sampling_model``).
+    """
 
     name = "local"
 
-    def __init__(self, runner) -> None:
-        self.runner = runner
+    def __init__(self, sampling_model: Callable[[], tuple[Any, Any]], settings: DecodeSettings, task: Task) -> None:
+        self.sampling_model, self.settings, self.task = sampling_model, settings, task
 
     def start(self) -> None:
         pass
@@ -99,16 +122,19 @@ class LocalSampler:
     def generate(
         self, prompts: Sequence[str], *, adapter: str | None, temperature: float, seed: int, on_batch: OnBatch
     ) -> None:
-        r = self.runner
-        model = r.sampler()  # the model with ``adapter`` attached (Runner.use_adapter chose it)
-        decode(model, r.loaded.tokenizer, r.cfg, r.task, prompts, temperature, seed, on_batch)
+        model, tokenizer = self.sampling_model()  # ``adapter`` is attached already (the runner chose it)
+        decode(model, tokenizer, self.settings, self.task, prompts, temperature, seed, on_batch)
 
 
-def make(cfg: StarConfig, runner) -> LocalSampler | RaySampler:
-    """The backend ``cfg.sampler`` names (Ray is not imported here)."""
+def make(
+    cfg: StarConfig, task: Task, run_dir: Path, sampling_model: Callable[[], tuple[Any, Any]]
+) -> LocalBackend | RayBackend:
+    """The backend ``cfg.sampler`` names (Ray is not imported here): the Ray backend sends each phase's
+    adapter from ``run_dir`` to its workers, which load the model themselves; the local backend decodes on
+    ``sampling_model()``."""
     if cfg.sampler == "ray":
-        return RaySampler(cfg, runner.run_dir)
-    return LocalSampler(runner)
+        return RayBackend(cfg, run_dir)
+    return LocalBackend(sampling_model, DecodeSettings.of(cfg), task)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,6 +254,7 @@ class DecodeWorker:
         torch.set_num_threads(threads)
         c = config_mod.apply(config_mod.StarConfig(), cfg, "the run's config (on a Ray worker)")
         self.cfg, self.task, self.temperature = c, make_task(c), temperature
+        self.settings = DecodeSettings.of(c)
         loaded = load_base(c.model, c.quantization, device)
         use, _ = want_sampling_copy(c.sample_from, loaded)
         if use:
@@ -247,16 +274,17 @@ class DecodeWorker:
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, batch: dict) -> dict:
-        c = self.cfg
         units, outs = [], []
         for unit, seed, prompts in zip(batch["unit"], batch["seed"], batch["prompts"]):
-            gens = decode(self.model, self.tokenizer, c, self.task, json.loads(prompts), self.temperature, int(seed))
+            gens = decode(
+                self.model, self.tokenizer, self.settings, self.task, json.loads(prompts), self.temperature, int(seed)
+            )
             units.append(int(unit))
             outs.append(json.dumps([_gen_to_dict(g) for g in gens]))
         return {"unit": units, "gens": outs, "worker": [self.worker] * len(units)}
 
 
-class RaySampler:
+class RayBackend:
     """star's decoder on Ray workers (``sampler=ray``): see the module's docstring."""
 
     name = "ray"
