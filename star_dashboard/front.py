@@ -1,5 +1,6 @@
-"""The front door: the showcase run (the first run named in the demo runs' ORDER file, read at run time) is the
-default run until the user picks another, and the landing page opens with a short "start here"."""
+"""The front door: the landing page opens with a short "start here" on the showcase run (the first run named in
+the demo runs' ORDER file, :func:`star_core.queries.showcase`), which is also the default run until the user
+picks another (:func:`star_core.queries.default_run_key`, used by the run picker)."""
 
 from __future__ import annotations
 
@@ -19,32 +20,9 @@ LOOK_AT = (
 )
 
 
-def showcase(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The showcase run's row in the runs list: the first name of ``sample_data/runs/ORDER`` that is listed."""
-    demo = (ui.APP_DIR / "sample_data" / "runs").resolve()
-    try:
-        names = (demo / Q.ORDER_FILE).read_text(encoding="utf-8").split()
-    except OSError:
-        return None
-    by_path = {r["path"]: r for r in runs}
-    for name in names:
-        row = by_path.get(str(demo / name))
-        if row is not None:
-            return row
-    return None
-
-
-def default_key(runs: list[dict[str, Any]]) -> str | None:
-    """The run a session opens on when neither the URL nor the user has picked one: the showcase, else the first."""
-    row = showcase(runs)
-    if row is not None:
-        return row["key"]
-    return runs[0]["key"] if runs else None
-
-
 def start_here(runs: list[dict[str, Any]]) -> None:
     """A short "start here": the showcase, a button to its tour, and what to look at."""
-    row = showcase(runs)
+    row = Q.showcase(runs, ui.APP_DIR)
     if row is None:
         return
     with st.container(border=True):
@@ -67,4 +45,4 @@ def start_here(runs: list[dict[str, Any]]) -> None:
             st.caption(f"This showcase was audited under older rules (version {row.get('audit_version')}).")
 
 
-__all__ = ["LOOK_AT", "default_key", "showcase", "start_here"]
+__all__ = ["LOOK_AT", "start_here"]

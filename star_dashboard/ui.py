@@ -201,9 +201,7 @@ def sidebar_run_picker() -> None:
             st.caption("No runs yet.")
             return
         if ss.get("_run") not in keys:  # the showcase until the user (or a link) picks another
-            from star_dashboard import front
-
-            ss["_run"] = front.default_key(runs) or keys[0]
+            ss["_run"] = Q.default_run_key(runs, APP_DIR) or keys[0]
         ss["run_pick"] = ss["_run"]
         labels = {r["key"]: _run_label(r) for r in runs}
         st.selectbox(

@@ -48,6 +48,7 @@ from .runs import (
     audit_outdated,
     audit_version,
     curriculum_frontiers,
+    default_run_key,
     is_run_dir,
     list_runs,
     missing_adapters,
@@ -56,6 +57,7 @@ from .runs import (
     run_info,
     run_status,
     runs_roots,
+    showcase,
 )
 from .text import (
     HintMarks,
@@ -136,6 +138,8 @@ __all__ = [
     "run_status",
     "curriculum_frontiers",
     "runs_roots",
+    "showcase",
+    "default_run_key",
     # did STaR change each digit count (one paired test per group)
     "GroupEffect",
     "star_effect",

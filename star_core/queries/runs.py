@@ -300,3 +300,28 @@ def curriculum_frontiers(run_dir: str | os.PathLike) -> dict[int, dict[str, Any]
     curriculum, or an older store)."""
     with open_store(run_dir) as con:
         return _curriculum_records(con)
+
+
+def showcase(runs: list[dict[str, Any]], app_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The showcase run's row in ``runs`` (:func:`list_runs`): the first name of ``sample_data/runs/ORDER`` under
+    ``app_dir`` that is listed, or None."""
+    demo = (Path(app_dir) / "sample_data" / "runs").resolve()
+    try:
+        names = (demo / ORDER_FILE).read_text(encoding="utf-8").split()
+    except OSError:
+        return None
+    by_path = {r["path"]: r for r in runs}
+    for name in names:
+        row = by_path.get(str(demo / name))
+        if row is not None:
+            return row
+    return None
+
+
+def default_run_key(runs: list[dict[str, Any]], app_dir: str | os.PathLike) -> str | None:
+    """The run a dashboard session opens on when neither the URL nor the user has picked one: the showcase,
+    else the first listed."""
+    row = showcase(runs, app_dir)
+    if row is not None:
+        return row["key"]
+    return runs[0]["key"] if runs else None
