@@ -1,6 +1,6 @@
-"""The tests' synthetic run stores: ``star_core.synthetic`` (the benchmarks use it too, without importing tests/)."""
+"""The tests' synthetic run stores: ``star_fixtures.synthetic`` (the benchmarks use it too, not importing tests/)."""
 
-from star_core.synthetic import (
+from star_fixtures.synthetic import (
     PAYLOAD,
     PAYLOAD_QID,
     build_bulk,

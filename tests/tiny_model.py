@@ -1,3 +1,3 @@
-"""The tiny random Llama of the tests lives in the package (the benchmarks use it too)."""
+"""The tiny random Llama of the tests lives in star_fixtures (the benchmarks use it too)."""
 
-from star_core.tiny import CORPUS, build_tiny_model  # noqa: F401
+from star_fixtures.tiny import CORPUS, build_tiny_model  # noqa: F401

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .store import RunStore, SampleRecord
-from .tasks.base import AUDIT_VERSION
+from star_core.store import RunStore, SampleRecord
+from star_core.tasks.base import AUDIT_VERSION
 
 #: Text that must display literally (never as HTML, markdown, LaTeX or a link).
 PAYLOAD = "<script>alert(1)</script> <img src=x onerror=alert(1)> **bold** $x$ [link](javascript:alert(1)) :red[red]"
