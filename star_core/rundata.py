@@ -5,23 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import warmstart
-from .config import StarConfig
-from .tasks import Exemplar, Problem, Task, get_task
+from .config import StarConfig, make_task
+from .tasks import Exemplar, Problem, Task
 
 
 class RunError(RuntimeError):
     """A run cannot start or resume (the message says why and what to do)."""
-
-
-def make_task(cfg: StarConfig) -> Task:
-    if cfg.task == "arithmetic":
-        return get_task(
-            "arithmetic",
-            format=cfg.arith_format,
-            train_digits=tuple(cfg.train_digits),
-            eval_digits=tuple(cfg.eval_digits),
-        )
-    return get_task(cfg.task)
 
 
 @dataclass

@@ -3,7 +3,8 @@
 ``build_run`` writes a small, realistic run through the public ``RunStore`` API
 (create_run, begin_iteration, add_samples, finish_training, finish_iteration,
 set_status). ``build_bulk`` writes a large one (100k samples and more) through add_samples too.
-Both draw from the same deterministic generator, so the numbers are reproducible.
+Both draw from the same deterministic generator, so the numbers are reproducible. Each task writes its own
+questions (``Task.synthetic_question``), so a task added to the registry needs nothing here.
 """
 
 from __future__ import annotations
@@ -11,157 +12,202 @@ from __future__ import annotations
 import json
 import os
 import random
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from star_core.store import RunStore, SampleRecord
+from star_core.tasks import SyntheticQuestion, Task, get_task, task_class
 from star_core.tasks.base import AUDIT_VERSION
 
 #: Text that must display literally (never as HTML, markdown, LaTeX or a link).
 PAYLOAD = "<script>alert(1)</script> <img src=x onerror=alert(1)> **bold** $x$ [link](javascript:alert(1)) :red[red]"
 PAYLOAD_QID = "q-payload"
 
-_NAMES = ["Ava", "Ben", "Cleo", "Dev", "Ema", "Finn", "Gus", "Hana"]
-_THINGS = ["apples", "marbles", "stamps", "books", "shells", "coins"]
-_CQA = [
-    (
-        "Where would you put a cup after washing it?",
-        ["cupboard", "garden", "ocean", "desk", "shoe"],
-        0,
-        "A clean cup is stored where dishes are kept",
-    ),
-    (
-        "What do people use to cut paper?",
-        ["spoon", "scissors", "pillow", "cloud", "river"],
-        1,
-        "Scissors have blades made for cutting paper",
-    ),
-    (
-        "Where is a good place to read quietly?",
-        ["stadium", "concert", "library", "highway", "market"],
-        2,
-        "A library is kept quiet for reading",
-    ),
-    ("What would you wear on your feet?", ["hat", "gloves", "scarf", "shoes", "belt"], 3, "Shoes are worn on the feet"),
-    (
-        "What falls from clouds when it rains?",
-        ["sand", "leaves", "snowmen", "bricks", "water"],
-        4,
-        "Rain is water falling from clouds",
-    ),
-]
-_LETTERS = "abcde"
+Prefixes = dict[tuple[str, bool], str]
+"""(task, hinted) -> the few-shot prefix of its prompts."""
 
 
-def _spaced(n: int) -> str:
-    return " ".join(str(n))
-
-
-def _arith_scratch(a: int, b: int) -> str:
-    lines, carry = [], 0
-    da, db = str(a)[::-1], str(b)[::-1]
-    acc = ""
-    for i in range(max(len(da), len(db))):
-        x = int(da[i]) if i < len(da) else 0
-        y = int(db[i]) if i < len(db) else 0
-        s = x + y + carry
-        acc = str(s % 10) + acc
-        carry = s // 10
-        lines.append(
-            f"{_spaced(int(str(a)[-i - 1 :] or 0))} + {_spaced(int(str(b)[-i - 1 :] or 0))} , "
-            f"{' '.join(acc)} C: {carry}"
-        )
-    return "<scratch>\n" + "\n".join(lines) + "\n</scratch>"
-
-
-def _question(task: str, qi: int, split: str, rng: random.Random) -> dict[str, Any]:
-    """A question with its gold answer, prompt, hinted prompt, hint and a correct rationale."""
-    if task == "arithmetic":
-        d = 1 + qi % 5 if split == "train" else 1 + qi % 6
-        lo = 10 ** (d - 1) if d > 1 else 0
-        a, b = rng.randint(lo, 10**d - 1), rng.randint(lo, 10**d - 1)
-        gold = str(a + b)
-        block = f"Input:\n{_spaced(a)} + {_spaced(b)}\nTarget:\n"
-        hint = _spaced(a + b)
-        hblock = f"Input:\n{_spaced(a)} + {_spaced(b)}\nAnswer: {hint}\nTarget:\n"
-        rat = _arith_scratch(a, b)
-        return dict(
-            qid=f"add-{d}d-{split}-{qi:05d}",
-            grp=str(d),
-            question=f"{a} + {b}",
-            gold=gold,
-            block=block,
-            hblock=hblock,
-            hint=hint,
-            rationale=rat,
-            out=lambda ans, r=rat: f"{r}\n{_spaced(int(ans))}",
-            wrong=lambda: str(a + b + rng.choice([1, 10, -1, 100])),
-        )
-    if task == "commonsenseqa":
-        stem, choices, ci, why = _CQA[qi % len(_CQA)]
-        gold = _LETTERS[ci].upper()
-        ch = "\n".join(f"({_LETTERS[i]}) {c}" for i, c in enumerate(choices))
-        hch = "\n".join(f"({_LETTERS[i]}) {c}{' (CORRECT)' if i == ci else ''}" for i, c in enumerate(choices))
-        q = f"Q: {stem} [#{qi}]\nAnswer Choices:\n{ch}"
-        return dict(
-            qid=f"cqa-{split}-{qi:05d}",
-            grp="all",
-            question=q,
-            gold=gold,
-            block=q + "\nA:",
-            hblock=f"Q: {stem} [#{qi}]\nAnswer Choices:\n{hch}\nA:",
-            hint=" (CORRECT)",
-            rationale=why + ".",
-            out=lambda ans, why=why, ch=choices: (
-                f"{why}. So the answer is {ch[_LETTERS.index(ans.lower())]} ({ans.lower()})."
-            ),
-            wrong=lambda: rng.choice([L.upper() for L in _LETTERS if L.upper() != gold]),
-        )
-    name, thing = _NAMES[qi % len(_NAMES)], _THINGS[qi % len(_THINGS)]
-    x, y = rng.randint(2, 60), rng.randint(2, 60)
-    gold = str(x + y)
-    q = f"{name} has {x} {thing} and finds {y} more. How many {thing} does {name} have now? [#{qi}]"
-    rat = f"{name} starts with {x} {thing}. After finding {y} more: {x} + {y} = <<{x}+{y}={x + y}>>{x + y}."
-    return dict(
-        qid=f"gsm-{split}-{qi:05d}",
-        grp="all",
-        question=q,
-        gold=gold,
-        block=f"Q: {q}\nA:",
-        hblock=f"Q: {q} (Answer: {gold})\nA:",
-        hint=f" (Answer: {gold})",
-        rationale=rat,
-        out=lambda ans, rat=rat: f"{rat}\n#### {ans}",
-        wrong=lambda: str(x + y + rng.choice([1, 2, -3, 10])),
-    )
-
-
-def _prefix(task: str, hinted: bool) -> str:
+def _prefix(task: Task, hinted: bool) -> str:
     """A two-exemplar few-shot prefix (the hinted one carries the hint markers, as in the paper)."""
     rng = random.Random(99)
     parts = []
     for i in (900, 901):
-        q = _question(task, i, "train", rng)
-        parts.append((q["hblock"] if hinted else q["block"]) + " " + q["out"](q["gold"]))
+        q = task.synthetic_question(i, "train", rng)
+        parts.append((q.hblock if hinted else q.block) + " " + q.out(q.gold))
     return "\n\n".join(parts) + "\n\n"
-
-
-def _skill(task: str, grp: str, iteration: int) -> float:
-    base = {"arithmetic": 0.55, "commonsenseqa": 0.4, "gsm8k": 0.15}[task]
-    if task == "arithmetic":
-        base -= 0.09 * (int(grp) - 1)
-    return max(0.02, min(0.95, base + 0.07 * iteration))
 
 
 def real_prefix(task: str, hinted: bool) -> str:
     """The engine's own few-shot prefix of ``task`` (its default exemplars): realistic prompt lengths."""
-    from star_core.tasks import get_task
-
     t = get_task(task)
     return t.few_shot_prefix(t.exemplars(t.default_exemplars), hint=hinted)
+
+
+def _audit_record(checked: int, errors: list[str], verdict: str | None, no_rationale: str | None) -> dict[str, Any]:
+    """An audit record as the engine stores it (``Audit.to_dict``)."""
+    return {
+        "checked": checked,
+        "errors": errors,
+        "faithful": None if verdict is None else verdict == "faithful",
+        "verdict": verdict,
+        "no_rationale": no_rationale,
+        "version": AUDIT_VERSION,
+    }
+
+
+def _audit(rng: random.Random, q: SyntheticQuestion, ok: bool, ans: str) -> dict[str, Any]:
+    """The audit record of an answer: some wrong answers show a wrong step, some right ones no rationale."""
+    if not q.audited:
+        return _audit_record(0, [], None, None)
+    errors = [] if ok or rng.random() < 0.5 else [f"step 1: {q.question} does not equal {ans}"]
+    bare = not errors and len(q.question) % 3 == 0  # some right answers show no rationale
+    verdict = "unfaithful" if errors else "no_rationale" if bare else "faithful"
+    return _audit_record(1 + len(q.question) % 3, errors, verdict, "no intermediate step" if bare else None)
+
+
+def _decide(rng: random.Random, q: SyntheticQuestion, ok: bool, phase: str, ans: str | None, raw: str, rationale: str):
+    """The filter's decision and reason, with the answer, output and rationale it leaves (a wrong answer may
+    turn into an unparsable, truncated or hint-leaking output)."""
+    if ok:
+        decision = "rationalized" if phase == "rationalize" else "correct"
+        reason = (
+            "the hinted retry reached the gold answer; stored without the hint"
+            if phase == "rationalize"
+            else f"parsed answer {ans} equals gold {q.gold}"
+        )
+        return decision, reason, ans, raw, rationale
+    roll = rng.random()
+    if roll < 0.7:
+        decision, reason = "wrong", f"parsed answer {ans} differs from gold {q.gold}"
+    elif roll < 0.85:
+        decision, reason, ans = "unparsable", "no final answer line found", None
+        raw = raw.rsplit("\n", 1)[0] + "\nI think the answer is"
+    else:
+        decision, reason, ans = "truncated", "output hit max_new_tokens before an answer", None
+        raw = raw[: max(5, len(raw) // 2)]
+    if phase == "rationalize" and decision == "wrong" and q.hint_leak is not None and rng.random() < 0.5:
+        decision, reason = "hint_leak", "the rationale mentions the (CORRECT) marker"
+        ans = q.gold
+        raw, rationale = q.hint_leak
+    return decision, reason, ans, raw, rationale
+
+
+def _attempt(rng, prefixes: Prefixes, t: str, q: SyntheticQuestion, it, split, phase, hinted=False) -> SampleRecord:
+    """One sample of question ``q`` by the synthetic model of iteration ``it`` (its skill grows with ``it``)."""
+    p = max(0.02, min(0.95, q.skill + 0.07 * it))
+    if hinted:
+        p = min(0.97, p + 0.45)
+    ok = rng.random() < p
+    ans = q.gold if ok else q.wrong()
+    raw = q.out(ans)
+    audit = _audit(rng, q, ok, ans)
+    decision, reason, ans, raw, rationale = _decide(rng, q, ok, phase, ans, raw, q.rationale_of(raw))
+    if phase == "eval":
+        decision = "correct" if ok else decision
+    kept = phase != "eval" and decision in ("correct", "rationalized")
+    hinted_prompt = prefixes[(t, True)] + q.hblock
+    return SampleRecord(
+        iteration=it,
+        task=t,
+        split=split,
+        phase=phase,
+        question_id=q.qid,
+        question=q.question,
+        prompt=hinted_prompt if hinted else prefixes[(t, False)] + q.block,
+        raw_output=raw,
+        gold=q.gold,
+        decision=decision,
+        reason=reason,
+        correct=ans == q.gold,
+        kept=kept,
+        grp=q.grp,
+        hint=q.hint if hinted else None,
+        rationale=rationale if ans is not None else raw,
+        answer=ans,
+        audit=audit,
+        prompt_tokens=len(q.block) // 3,
+        output_tokens=len(raw) // 3,
+        seconds=0.01 * len(raw),
+        train_prompt=q.block if kept else None,
+        train_completion=(" " + q.out(q.gold)) if kept else None,
+        train_iteration=it if kept else None,
+    )
+
+
+def _payload_grp(task: str) -> str:
+    return "1" if task_class(task).digit_groups else "all"
+
+
+def _payload_retry(task: str) -> SampleRecord:
+    """A hinted retry whose every text field holds markup that must display literally."""
+    return SampleRecord(
+        iteration=1,
+        task=task,
+        split="train",
+        phase="rationalize",
+        question_id=PAYLOAD_QID,
+        question="Payload question " + PAYLOAD,
+        prompt="Q: ex <b>(CORRECT)</b>\nA: fine\n\nQ: payload " + PAYLOAD + " <b>(CORRECT)</b>\nA:",
+        hint=" <b>(CORRECT)</b>",
+        raw_output="I saw <b>(CORRECT)</b> " + PAYLOAD,
+        gold="7",
+        decision="hint_leak",
+        reason="the rationale repeats the hint <b>(CORRECT)</b>",
+        correct=True,
+        grp=_payload_grp(task),
+        rationale="I saw <b>(CORRECT)</b>",
+        answer="7",
+    )
+
+
+def _payload_eval(task: str) -> SampleRecord:
+    """An evaluation sample whose every text field holds markup that must display literally."""
+    return SampleRecord(
+        iteration=0,
+        task=task,
+        split="eval",
+        phase="eval",
+        question_id=PAYLOAD_QID,
+        question="Payload question " + PAYLOAD,
+        prompt="Q: payload\nA:",
+        raw_output="RAW " + PAYLOAD,
+        gold="7",
+        decision="wrong",
+        reason="parsed answer <b>x</b> differs from gold 7",
+        correct=False,
+        grp=_payload_grp(task),
+        rationale="RATIONALE " + PAYLOAD,
+        answer="<b>x</b>",
+        audit={"checked": 2, "errors": ["step <i>2</i>: **3+4** != 8 $x$"], "faithful": False},
+    )
+
+
+def _training_phases(
+    rng, prefixes: Prefixes, questions, tasks, it: int, rationalize: bool, payload: bool
+) -> Iterator[tuple[int, str, list[SampleRecord]]]:
+    """Iteration ``it``'s samples of every training question, then the hinted retries of those not kept."""
+    batch = [_attempt(rng, prefixes, t, q, it - 1, "train", "sample") for t in tasks for q in questions[(t, "train")]]
+    for r in batch:
+        r.iteration = it
+        r.train_iteration = it if r.kept else None
+    yield it, "sample", batch
+    if not rationalize:
+        return
+    failed = {(r.task, r.question_id) for r in batch if not r.kept}
+    rb = [
+        _attempt(rng, prefixes, t, q, it - 1, "train", "rationalize", hinted=True)
+        for t in tasks
+        for q in questions[(t, "train")]
+        if (t, q.qid) in failed
+    ]
+    for r in rb:
+        r.iteration = it
+        r.train_iteration = it if r.kept else None
+    if payload and it == 1:
+        rb.append(_payload_retry(tasks[0]))
+    yield it, "rationalize", rb
 
 
 def synth_records(
@@ -178,172 +224,68 @@ def synth_records(
 ) -> Iterator[tuple[int, str, list[SampleRecord]]]:
     """Yield (iteration, phase, records) batches, in the order the engine writes them. ``direct`` adds the
     direct-answer evaluation and ``warm_start`` that many reference examples (and the warm-started model's
-    evaluation) to iteration 0, for the tasks other than CommonsenseQA. ``real_prefixes``: the tasks' own
-    few-shot prefixes instead of two synthetic exemplars."""
-    questions: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    evaluation) to iteration 0, for the tasks with reference rationales (not CommonsenseQA). ``real_prefixes``:
+    the tasks' own few-shot prefixes instead of two synthetic exemplars."""
+    questions: dict[tuple[str, str], list[SyntheticQuestion]] = {}
     for t in tasks:
-        qr = random.Random(f"{seed}-{t}")
-        questions[(t, "train")] = [_question(t, i, "train", qr) for i in range(n_train)]
-        questions[(t, "eval")] = [_question(t, i, "eval", qr) for i in range(n_eval)]
-    make = real_prefix if real_prefixes else _prefix
-    prefixes = {(t, h): make(t, h) for t in tasks for h in (False, True)}
-
-    def attempt(rng, t, q, it, split, phase, hinted=False):
-        p = _skill(t, q["grp"], it)
-        if hinted:
-            p = min(0.97, p + 0.45)
-        ok = rng.random() < p
-        audit = None
-        ans = q["gold"] if ok else q["wrong"]()
-        raw = q["out"](ans)
-        rationale = raw.rsplit("\n", 1)[0] if t != "commonsenseqa" else raw.split(" So the answer")[0]
-        if t != "commonsenseqa":
-            errors = [] if ok or rng.random() < 0.5 else [f"step 1: {q['question']} does not equal {ans}"]
-            bare = not errors and len(q["question"]) % 3 == 0  # some right answers show no rationale
-            verdict = "unfaithful" if errors else "no_rationale" if bare else "faithful"
-            audit = {
-                "checked": 1 + len(q["question"]) % 3,
-                "errors": errors,
-                "faithful": verdict == "faithful",
-                "verdict": verdict,
-                "no_rationale": "no intermediate step" if bare else None,
-                "version": AUDIT_VERSION,
-            }
-        else:  # names no choice in words: nothing checkable
-            audit = {
-                "checked": 0,
-                "errors": [],
-                "faithful": None,
-                "verdict": None,
-                "no_rationale": None,
-                "version": AUDIT_VERSION,
-            }
-        if ok:
-            decision = "rationalized" if phase == "rationalize" else "correct"
-            reason = (
-                "the hinted retry reached the gold answer; stored without the hint"
-                if phase == "rationalize"
-                else f"parsed answer {ans} equals gold {q['gold']}"
-            )
-        else:
-            roll = rng.random()
-            if roll < 0.7:
-                decision, reason = "wrong", f"parsed answer {ans} differs from gold {q['gold']}"
-            elif roll < 0.85:
-                decision, reason, ans = "unparsable", "no final answer line found", None
-                raw = raw.rsplit("\n", 1)[0] + "\nI think the answer is"
-            else:
-                decision, reason, ans = "truncated", "output hit max_new_tokens before an answer", None
-                raw = raw[: max(5, len(raw) // 2)]
-            if phase == "rationalize" and decision == "wrong" and t == "commonsenseqa" and rng.random() < 0.5:
-                decision, reason = "hint_leak", "the rationale mentions the (CORRECT) marker"
-                ans = q["gold"]
-                raw = f"The choice marked (CORRECT) is right. So the answer is ({q['gold'].lower()})."
-                rationale = "The choice marked (CORRECT) is right."
-        if phase == "eval":
-            decision = "correct" if ok else decision
-        kept = phase != "eval" and decision in ("correct", "rationalized")
-        hinted_prompt = prefixes[(t, True)] + q["hblock"]
-        rec = SampleRecord(
-            iteration=it,
-            task=t,
-            split=split,
-            phase=phase,
-            question_id=q["qid"],
-            question=q["question"],
-            prompt=hinted_prompt if hinted else prefixes[(t, False)] + q["block"],
-            raw_output=raw,
-            gold=q["gold"],
-            decision=decision,
-            reason=reason,
-            correct=ans == q["gold"],
-            kept=kept,
-            grp=q["grp"],
-            hint=q["hint"] if hinted else None,
-            rationale=rationale if ans is not None else raw,
-            answer=ans,
-            audit=audit,
-            prompt_tokens=len(q["block"]) // 3,
-            output_tokens=len(raw) // 3,
-            seconds=0.01 * len(raw),
-            train_prompt=q["block"] if kept else None,
-            train_completion=(" " + q["out"](q["gold"])) if kept else None,
-            train_iteration=it if kept else None,
-        )
-        return rec
-
+        task, qr = get_task(t), random.Random(f"{seed}-{t}")
+        questions[(t, "train")] = [task.synthetic_question(i, "train", qr) for i in range(n_train)]
+        questions[(t, "eval")] = [task.synthetic_question(i, "eval", qr) for i in range(n_eval)]
+    if real_prefixes:
+        prefixes = {(t, h): real_prefix(t, h) for t in tasks for h in (False, True)}
+    else:
+        prefixes = {(t, h): _prefix(get_task(t), h) for t in tasks for h in (False, True)}
     for it in range(iterations + 1):
         rng = random.Random(f"{seed}-{it}")
         if it >= 1:
-            batch = [attempt(rng, t, q, it - 1, "train", "sample") for t in tasks for q in questions[(t, "train")]]
-            for r in batch:
-                r.iteration = it
-                r.train_iteration = it if r.kept else None
-            yield it, "sample", batch
-            if rationalize:
-                failed = {(r.task, r.question_id) for r in batch if not r.kept}
-                rb = [
-                    attempt(rng, t, q, it - 1, "train", "rationalize", hinted=True)
-                    for t in tasks
-                    for q in questions[(t, "train")]
-                    if (t, q["qid"]) in failed
-                ]
-                for r in rb:
-                    r.iteration = it
-                    r.train_iteration = it if r.kept else None
-                if payload and it == 1:
-                    t = tasks[0]
-                    rb.append(
-                        SampleRecord(
-                            iteration=1,
-                            task=t,
-                            split="train",
-                            phase="rationalize",
-                            question_id=PAYLOAD_QID,
-                            question="Payload question " + PAYLOAD,
-                            prompt="Q: ex <b>(CORRECT)</b>\nA: fine\n\nQ: payload " + PAYLOAD + " <b>(CORRECT)</b>\nA:",
-                            hint=" <b>(CORRECT)</b>",
-                            raw_output="I saw <b>(CORRECT)</b> " + PAYLOAD,
-                            gold="7",
-                            decision="hint_leak",
-                            reason="the rationale repeats the hint <b>(CORRECT)</b>",
-                            correct=True,
-                            grp="1" if t == "arithmetic" else "all",
-                            rationale="I saw <b>(CORRECT)</b>",
-                            answer="7",
-                        )
-                    )
-                yield it, "rationalize", rb
-        ev = [attempt(rng, t, q, it, "eval", "eval") for t in tasks for q in questions[(t, "eval")]]
+            yield from _training_phases(rng, prefixes, questions, tasks, it, rationalize, payload)
+        ev = [_attempt(rng, prefixes, t, q, it, "eval", "eval") for t in tasks for q in questions[(t, "eval")]]
         if payload and it == 0:
-            t = tasks[0]
-            ev.append(
+            ev.append(_payload_eval(tasks[0]))
+        yield it, "eval", ev
+        if it == 0:
+            yield from _iteration_zero_extras(prefixes, questions, tasks, seed, warm_start, direct)
+
+
+def _warm_start_records(tasks, warm_start: int, seed: int) -> list[SampleRecord]:
+    """``warm_start`` reference examples per task, each kept with its training example."""
+    wr = random.Random(f"{seed}-warm")
+    recs = []
+    for t in tasks:
+        task = get_task(t)
+        for i in range(warm_start):
+            q = task.synthetic_question(500 + i, "train", wr)
+            out = " " + q.out(q.gold)
+            recs.append(
                 SampleRecord(
                     iteration=0,
                     task=t,
-                    split="eval",
-                    phase="eval",
-                    question_id=PAYLOAD_QID,
-                    question="Payload question " + PAYLOAD,
-                    prompt="Q: payload\nA:",
-                    raw_output="RAW " + PAYLOAD,
-                    gold="7",
-                    decision="wrong",
-                    reason="parsed answer <b>x</b> differs from gold 7",
-                    correct=False,
-                    grp="1" if t == "arithmetic" else "all",
-                    rationale="RATIONALE " + PAYLOAD,
-                    answer="<b>x</b>",
-                    audit={"checked": 2, "errors": ["step <i>2</i>: **3+4** != 8 $x$"], "faithful": False},
+                    split="train",
+                    phase="warm_start",
+                    question_id="warm-" + q.qid,
+                    question=q.question,
+                    prompt=q.block,
+                    raw_output=out,
+                    gold=q.gold,
+                    decision="reference",
+                    reason="reference rationale written by the task, not by the model: supervised warm start, "
+                    "not bootstrapped",
+                    correct=True,
+                    kept=True,
+                    grp=q.grp,
+                    rationale=q.rationale,
+                    answer=q.gold,
+                    audit=_audit_record(2, [], "faithful", None),
+                    train_prompt=q.block,
+                    train_completion=out,
+                    train_iteration=0,
                 )
             )
-        yield it, "eval", ev
-        if it == 0:
-            yield from _iteration_zero_extras(attempt, questions, tasks, seed, warm_start, direct)
+    return recs
 
 
 def _iteration_zero_extras(
-    attempt,
+    prefixes: Prefixes,
     questions,
     tasks,
     seed: int,
@@ -352,10 +294,10 @@ def _iteration_zero_extras(
 ) -> Iterator[tuple[int, str, list[SampleRecord]]]:
     """The direct-answer evaluation, the warm start's reference examples and the warm-started model's
     evaluation (their own random streams, so the rest of a run is the same with or without them)."""
-    sup = [t for t in tasks if t != "commonsenseqa"]
+    sup = [t for t in tasks if task_class(t).warm_start_references]
 
     def evaluation(phase: str, skill: float, rng: random.Random) -> list[SampleRecord]:
-        recs = [attempt(rng, t, q, skill, "eval", "eval") for t in sup for q in questions[(t, "eval")]]
+        recs = [_attempt(rng, prefixes, t, q, skill, "eval", "eval") for t in sup for q in questions[(t, "eval")]]
         for r in recs:
             r.phase, r.iteration = phase, 0
         return recs
@@ -364,55 +306,10 @@ def _iteration_zero_extras(
         recs = evaluation("direct_eval", 0.5, random.Random(f"{seed}-direct"))
         for r in recs:
             r.raw_output = r.rationale = f"{r.question} = {r.answer}. The answer is {r.answer}."
-            r.audit = {
-                "checked": 1,
-                "errors": [],
-                "faithful": False,
-                "verdict": "no_rationale",
-                "no_rationale": "no intermediate step",
-                "version": AUDIT_VERSION,
-            }
+            r.audit = _audit_record(1, [], "no_rationale", "no intermediate step")
         yield 0, "direct_eval", recs
     if warm_start:
-        wr = random.Random(f"{seed}-warm")
-        recs = []
-        for t in sup:
-            for i in range(warm_start):
-                q = _question(t, 500 + i, "train", wr)
-                out = " " + q["out"](q["gold"])
-                recs.append(
-                    SampleRecord(
-                        iteration=0,
-                        task=t,
-                        split="train",
-                        phase="warm_start",
-                        question_id="warm-" + q["qid"],
-                        question=q["question"],
-                        prompt=q["block"],
-                        raw_output=out,
-                        gold=q["gold"],
-                        decision="reference",
-                        reason="reference rationale written by the task, not by the model: supervised warm start, "
-                        "not bootstrapped",
-                        correct=True,
-                        kept=True,
-                        grp=q["grp"],
-                        rationale=q["rationale"],
-                        answer=q["gold"],
-                        audit={
-                            "checked": 2,
-                            "errors": [],
-                            "faithful": True,
-                            "verdict": "faithful",
-                            "no_rationale": None,
-                            "version": AUDIT_VERSION,
-                        },
-                        train_prompt=q["block"],
-                        train_completion=out,
-                        train_iteration=0,
-                    )
-                )
-        yield 0, "warm_start", recs
+        yield 0, "warm_start", _warm_start_records(sup, warm_start, seed)
         yield 0, "warm_eval", evaluation("warm_eval", 2.0, random.Random(f"{seed}-warm-eval"))
 
 
@@ -554,47 +451,3 @@ def build_bulk(
     st.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     st.close()
     return run_dir
-
-
-def write_corrupt(run_dir: str | os.PathLike) -> Path:
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "store.sqlite").write_bytes(b"\x00garbage, not sqlite\xff" * 64)
-    return run_dir
-
-
-def write_half(run_dir: str | os.PathLike) -> Path:
-    """Tables exist but no run row (a run that died while starting)."""
-    st = RunStore(run_dir)
-    st.close()
-    return Path(run_dir)
-
-
-def dead_pid() -> int:
-    """A pid that is not alive on this host."""
-    import subprocess
-    import sys
-
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()
-    return p.pid
-
-
-def set_running(run_dir: str | os.PathLike, pid: int | None = None, heartbeat_age: float = 0.0) -> None:
-    """Mark a stored run as running with ``pid`` and a heartbeat ``heartbeat_age`` seconds old."""
-    con = sqlite3.connect(Path(run_dir) / "store.sqlite")
-    with con:
-        con.execute(
-            "UPDATE runs SET status='running', pid=?, heartbeat_at=?, updated_at=?",
-            (pid if pid is not None else os.getpid(), time.time() - heartbeat_age, time.time() - heartbeat_age),
-        )
-    con.close()
-
-
-def sql(run: Path, query: str, *params):
-    """Run one read query on a run's store (test helper)."""
-    con = sqlite3.connect(run / "store.sqlite")
-    try:
-        return con.execute(query, params).fetchall()
-    finally:
-        con.close()
