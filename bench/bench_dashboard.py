@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from star_core import synthetic as F  # noqa: E402
+from star_fixtures import synthetic as F  # noqa: E402
 
 #: Candidate indexes for the store's SCHEMA (only created here with --extra-index). Measured on 100k
 #: samples: no interaction got faster by more than noise, so none is proposed; the schema's own

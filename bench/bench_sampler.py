@@ -193,7 +193,7 @@ def throughput(a) -> None:
 
 def _tiny(layers: int = 1):
     from star_core.models import load_base
-    from star_core.tiny import build_tiny_model
+    from star_fixtures.tiny import build_tiny_model
 
     with tempfile.TemporaryDirectory() as d:
         return load_base(str(build_tiny_model(Path(d) / "tiny", layers=layers, hidden=64)), "none", "cpu")

@@ -1,6 +1,6 @@
 """Store size per sample and batch write time, schema version 1 against version 2 (a script, not a test).
 
-For each task, the same synthetic run (``star_core.synthetic.synth_records`` with the task's real few-shot
+For each task, the same synthetic run (``star_fixtures.synthetic.synth_records`` with the task's real few-shot
 prefix) is written twice in batches of 64, one transaction per batch: once in the version 1 layout (the full
 prompt in every row, as star wrote before schema version 2) and once through today's ``RunStore``
 (the prefix stored once, the count table and the trigram index). Sizes are measured after VACUUM and split
@@ -25,8 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from star_core import synthetic as F  # noqa: E402
 from star_core.store import PROMPT_SQL, SAMPLES_V1, SCHEMA, TRAIN_SOURCE, RunStore  # noqa: E402
+from star_fixtures import synthetic as F  # noqa: E402
 
 _V1_COLS = (
     "run_id, iteration, task, split, phase, question_id, k, grp, question, prompt, hint, raw_output, "

@@ -27,13 +27,14 @@ from .cli_errors import error_line
 from .config import ConfigError
 from .configfile import printable
 from .store import ADAPTERS_DIR, CONFIG_NAME
+from .tasks import TASKS
 
 log = logging.getLogger("star")
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML or JSON config file")
-    p.add_argument("--task", help="arithmetic | commonsenseqa | gsm8k")
+    p.add_argument("--task", help=" | ".join(TASKS))
     p.add_argument("--model", help="hub id, local folder, .gguf file, or bundled:smollm2-135m")
     p.add_argument("--train-file", dest="train_file", help="training questions (JSONL or datasets folder/id)")
     p.add_argument("--eval-file", dest="eval_file", help="evaluation questions (JSONL or datasets folder/id)")

@@ -31,12 +31,10 @@ from .config_ranges import (  # noqa: F401  (re-exported: config.RANGES, config.
 from .configfile import MAX_CONFIG_BYTES as MAX_CONFIG_BYTES  # re-exported: the limit belongs with the reader
 from .configfile import ConfigError, excerpt, load_file, parse_yaml
 from .curriculum import CURRICULA
-from .tasks import TASKS
+from .tasks import TASKS, Task, task_class, task_names
 from .tasks.arithmetic import DEFAULT_FORMAT, EVAL_DIGITS, FORMATS, TRAIN_DIGITS
 
 DEFAULT_MODEL = "bundled:smollm2-135m"
-#: Tasks whose data come with reference rationales, so that a supervised warm start can use them.
-WARM_START_TASKS = ("arithmetic", "gsm8k")
 
 
 #: Sampling backends (``sampler``): the decoder in this process, or the same decoder on Ray workers.
@@ -54,7 +52,7 @@ class ModelError(ValueError):
 class StarConfig:
     # ---- what to run ------------------------------------------------------
     task: str = "arithmetic"
-    """Task: arithmetic | commonsenseqa | gsm8k."""
+    """Task: {tasks}."""
     model: str = DEFAULT_MODEL
     """Hugging Face model id, local model folder, a .gguf file, or 'bundled:smollm2-135m' (offline default)."""
     iterations: int = 2
@@ -213,18 +211,20 @@ class StarConfig:
             raise bad("batch_size", f"must be auto or an integer from 1 to {_num(MAX_BATCH_SIZE)}")
         if self.samples_per_question > 1 and self.temperature == 0:
             raise bad("samples_per_question", "k > 1 needs temperature > 0 (greedy gives k identical samples)")
-        if self.warm_start and self.task not in WARM_START_TASKS:
+        task = task_class(self.task)
+        if self.warm_start and not task.warm_start_references:
             raise bad(
                 "warm_start",
                 f"unsupported for {self.task}: it has no reference rationales "
-                f"(supported: {', '.join(WARM_START_TASKS)})",
+                f"(supported: {', '.join(task_names('warm_start_references'))})",
             )
         if self.warm_start and self.eval_adapter:
             raise bad("warm_start", "cannot be combined with eval_adapter (star eval --adapter)")
         if self.warm_start_pad and (self.arith_format != "carry" or not self.warm_start):
             raise bad("warm_start_pad", "pads the warm start's carry traces: needs arith_format=carry and warm_start")
-        if self.direct_baseline and (self.task != "arithmetic" or self.arith_format == "scratchpad"):
-            raise bad("direct_baseline", "arithmetic with the decomposition, columns or carry format only")
+        if self.direct_baseline and not task.supports_direct_baseline(self):
+            needs = [task_class(n).direct_baseline_needs for n in TASKS]
+            raise bad("direct_baseline", f"{' or '.join(n for n in needs if n)} only")
         last = self.train_steps * self.steps_growth ** max(0, self.iterations - 1)
         if last > MAX_STEPS:
             raise bad(
@@ -240,8 +240,9 @@ class StarConfig:
             )
         if self.curriculum not in CURRICULA:
             raise bad("curriculum", f"choose {' or '.join(CURRICULA)}")
-        if self.curriculum != "off" and self.task != "arithmetic":
-            raise bad("curriculum", "digits needs the arithmetic task (its questions have digit counts)")
+        if self.curriculum != "off" and not task.digit_groups:
+            names = " or ".join(f"the {n} task" for n in task_names("digit_groups"))
+            raise bad("curriculum", f"digits needs {names} (its questions have digit counts)")
         if self.arith_format not in FORMATS:
             raise bad("arith_format", f"choose {', '.join(FORMATS[:-1])} or {FORMATS[-1]}")
         for name in ("train_digits", "eval_digits", "warm_start_digits"):
@@ -271,11 +272,16 @@ class StarConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
+def make_task(cfg: StarConfig) -> Task:
+    """The run's task, built from its settings by its class (``Task.from_config``)."""
+    return task_class(cfg.task).from_config(cfg)
+
+
 FIELD_NAMES = {f.name for f in fields(StarConfig)}
 
 
 def field_docs() -> dict[str, str]:
-    """Per-field docstrings, read from this module's source."""
+    """Per-field docstrings, read from this module's source (``{tasks}`` reads as the registered tasks)."""
     import inspect
 
     src = inspect.getsource(StarConfig)
@@ -284,7 +290,7 @@ def field_docs() -> dict[str, str]:
     body = tree.body[0].body  # type: ignore[attr-defined]
     for a, b in zip(body, body[1:]):
         if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant):
-            docs[a.target.id] = str(b.value.value)  # type: ignore[union-attr]
+            docs[a.target.id] = str(b.value.value).replace("{tasks}", " | ".join(TASKS))  # type: ignore[union-attr]
     return docs
 
 

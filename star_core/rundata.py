@@ -5,20 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import warmstart
-from .config import StarConfig
+from .config import StarConfig, make_task
 from .errors import RunError
-from .tasks import Exemplar, Problem, Task, get_task
-
-
-def make_task(cfg: StarConfig) -> Task:
-    if cfg.task == "arithmetic":
-        return get_task(
-            "arithmetic",
-            format=cfg.arith_format,
-            train_digits=tuple(cfg.train_digits),
-            eval_digits=tuple(cfg.eval_digits),
-        )
-    return get_task(cfg.task)
+from .tasks import Exemplar, Problem, Task
 
 
 @dataclass

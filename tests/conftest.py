@@ -18,7 +18,7 @@ def tiny_model_dir(tmp_path_factory):
     import torch
 
     torch.set_num_threads(1)
-    from star_core.tiny import build_tiny_model
+    from star_fixtures.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 

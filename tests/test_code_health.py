@@ -86,8 +86,17 @@ def test_the_dashboard_package_holds_the_streamlit_helpers():
     assert not (REPO / "star_core" / "ui.py").exists() and not (REPO / "star_core" / "tour.py").exists()
 
 
+def test_the_engine_never_imports_the_fixture_builders():
+    """The fixture builders (synthetic stores, the tiny model) live outside the engine: star_core never imports
+    star_fixtures, and holds no synthetic.py or tiny.py of its own."""
+    files = sorted((REPO / "star_core").rglob("*.py"))
+    assert [str(f.relative_to(REPO)) for f in files if "star_fixtures" in _imports(f)] == []
+    assert not (REPO / "star_core" / "synthetic.py").exists() and not (REPO / "star_core" / "tiny.py").exists()
+
+
 def test_benchmarks_do_not_import_the_tests():
-    """bench/ scripts use the package (star_core.synthetic, star_core.tiny), never a module of tests/."""
+    """bench/ scripts use the fixture package (star_fixtures.synthetic, star_fixtures.tiny), never a module of
+    tests/."""
     test_modules = {p.stem for p in (REPO / "tests").glob("*.py")} | {"helpers"}  # tests/helpers/ is a package
     benches = sorted((REPO / "bench").glob("*.py"))
     assert benches

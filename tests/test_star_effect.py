@@ -12,8 +12,8 @@ import pytest
 
 from helpers.store_sql import query
 from star_core import queries as Q
-from star_core import synthetic as F
 from star_core.stats import mcnemar
+from star_fixtures import synthetic as F
 
 ROOT = Path(__file__).resolve().parent.parent
 WARM = ROOT / "sample_data" / "runs" / "arithmetic-warm-start"

@@ -231,7 +231,7 @@ def test_a_padded_trace_holds_and_a_wrong_padding_does_not():
 
 def test_warm_start_pad_draws_seeded_widths_within_range():
     from star_core.tasks import get_task
-    from star_core.warmstart import pad_widths
+    from star_core.tasks.arithmetic import pad_widths
 
     task = get_task("arithmetic", format="carry", train_digits=(1, 4), eval_digits=(1, 4))
     probs = [task.make_problem(a, b, f"w{a}+{b}") for a, b in ((47, 38), (5, 9), (12, 3), (60, 60))]

@@ -40,7 +40,9 @@ from .base import (
     Exemplar,
     Parsed,
     Problem,
+    SyntheticQuestion,
     Task,
+    WarmStartError,
     is_data_file,
     read_records,
     require,
@@ -77,6 +79,9 @@ class ArithmeticTask(Task):
 
     name = "arithmetic"
     default_exemplars = 4
+    warm_start_references = True
+    digit_groups = True
+    direct_baseline_needs = "arithmetic with the decomposition, columns or carry format"
 
     def __init__(
         self,
@@ -102,6 +107,26 @@ class ArithmeticTask(Task):
             self.stop_strings = ("\n", "Q:")
         # "The answer is N." ends on "."; the scratchpad's answer line on a newline.
         self.answer_end_chars = "\n" if format == "scratchpad" else "."
+
+    @classmethod
+    def from_config(cls, cfg) -> ArithmeticTask:
+        """The run's format and digit ranges (``arith_format``, ``train_digits``, ``eval_digits``)."""
+        return cls(format=cfg.arith_format, train_digits=tuple(cfg.train_digits), eval_digits=tuple(cfg.eval_digits))
+
+    @classmethod
+    def supports_direct_baseline(cls, cfg) -> bool:
+        """Every format but the scratchpad, whose answer follows a scratch block."""
+        return cfg.arith_format != "scratchpad"
+
+    def warm_start_problems(self, cfg, train: list[Problem], evals: list[Problem]) -> list[Problem]:
+        """``warm_start`` new sums over ``warm_start_digits`` (none a training or evaluation sum), their traces
+        padded to ``warm_start_pad`` digits."""
+        n = cfg.warm_start
+        try:
+            out = self.disjoint_problems(n, tuple(cfg.warm_start_digits), cfg.seed, train + evals, "warm")
+        except ValueError as e:
+            raise WarmStartError(f"warm_start={n}, warm_start_digits={list(cfg.warm_start_digits)}: {e}") from None
+        return pad_widths(out, cfg.warm_start_pad, cfg.seed)
 
     # ---- problems -------------------------------------------------------
     @staticmethod
@@ -380,3 +405,53 @@ class ArithmeticTask(Task):
             steps, missing = audit_decomposition(a, b, parsed)
         bad = tuple(s.message for s in steps if not s.ok)
         return Audit(checked=len(steps), errors=bad, no_rationale=missing, first_bad_line=eq.first_bad(steps))
+
+    # ---- synthetic questions (the fixture builders' run stores) -----------
+    def synthetic_question(self, qi: int, split: str, rng: random.Random) -> SyntheticQuestion:
+        """A sum of 1 to 5 digits (training) or 1 to 6 (evaluation) in the scratchpad's shape; the synthetic
+        model gets fewer right the more digits it has."""
+        d = 1 + qi % 5 if split == "train" else 1 + qi % 6
+        lo = 10 ** (d - 1) if d > 1 else 0
+        a, b = rng.randint(lo, 10**d - 1), rng.randint(lo, 10**d - 1)
+        hint = _spaced(str(a + b))
+        rat = _synthetic_scratch(a, b)
+        return SyntheticQuestion(
+            qid=f"add-{d}d-{split}-{qi:05d}",
+            grp=str(d),
+            question=f"{a} + {b}",
+            gold=str(a + b),
+            block=f"Input:\n{_spaced(str(a))} + {_spaced(str(b))}\nTarget:\n",
+            hblock=f"Input:\n{_spaced(str(a))} + {_spaced(str(b))}\nAnswer: {hint}\nTarget:\n",
+            hint=hint,
+            rationale=rat,
+            out=lambda ans: f"{rat}\n{_spaced(str(int(ans)))}",
+            wrong=lambda: str(a + b + rng.choice([1, 10, -1, 100])),
+            skill=0.55 - 0.09 * (d - 1),
+        )
+
+
+def _synthetic_scratch(a: int, b: int) -> str:
+    """The synthetic questions' scratch block: one line per column, the operands' tails and the sum so far."""
+    lines, carry_in = [], 0
+    da, db = str(a)[::-1], str(b)[::-1]
+    acc = ""
+    for i in range(max(len(da), len(db))):
+        x = int(da[i]) if i < len(da) else 0
+        y = int(db[i]) if i < len(db) else 0
+        s = x + y + carry_in
+        acc = str(s % 10) + acc
+        carry_in = s // 10
+        tail_a, tail_b = _spaced(str(int(str(a)[-i - 1 :] or 0))), _spaced(str(int(str(b)[-i - 1 :] or 0)))
+        lines.append(f"{tail_a} + {tail_b} , {' '.join(acc)} C: {carry_in}")
+    return "<scratch>\n" + "\n".join(lines) + "\n</scratch>"
+
+
+def pad_widths(problems: list[Problem], pad: int, seed: int) -> list[Problem]:
+    """``warm_start_pad``: each sum's reference trace written at a seeded width from its own digit count up to
+    ``pad`` digits (``meta["pad"]``; the sums themselves keep their digit counts). 0 leaves them unpadded."""
+    if pad:
+        rng = random.Random(seed * 7919 + 11)
+        for p in problems:
+            d = int(p.meta["digits"])
+            p.meta["pad"] = rng.randint(d, max(d, pad))
+    return problems

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -109,8 +109,38 @@ class Audit:
         }
 
 
+@dataclass(frozen=True)
+class SyntheticQuestion:
+    """A made-up question of a task, for the synthetic run stores of the tests and the benchmarks
+    (``star_fixtures.synthetic``): what its stored samples show, and how the synthetic model answers it."""
+
+    qid: str
+    grp: str
+    question: str
+    gold: str
+    block: str
+    """The question block of the plain prompt (and of a training example)."""
+    hblock: str
+    """The question block of the hinted prompt."""
+    hint: str
+    rationale: str
+    """A right rationale."""
+    out: Callable[[str], str]
+    """The completion that gives the answer passed in."""
+    wrong: Callable[[], str]
+    """A wrong answer (drawn from the question's random stream)."""
+    skill: float
+    """The share of right answers of the synthetic model of iteration 0."""
+    rationale_of: Callable[[str], str] = lambda raw: raw.rsplit("\n", 1)[0]
+    """The rationale of a completion (the text before its answer)."""
+    audited: bool = True
+    """Whether the audit finds steps to check (False: nothing checkable)."""
+    hint_leak: tuple[str, str] | None = None
+    """A hinted retry's completion that gives the hint away, and its rationale (None: the task has none)."""
+
+
 class Task(ABC):
-    """Base class of the three tasks. See ``star_core.tasks.get_task``."""
+    """Base class of the tasks. See ``star_core.tasks`` (the registry) and ``get_task``."""
 
     name: str = ""
     #: Completion stops once any of these strings appears after some answer text.
@@ -220,6 +250,35 @@ class Task(ABC):
                 cut = min(cut, i)
         return completion[:cut]
 
+    # ---- what the rest of the engine asks of a task --------------------
+    #: True when ``reference_rationale`` writes a known-good rationale for the training questions, so that a
+    #: supervised warm start (``warm_start``) can train on them; ``warm_start_problems`` picks its questions.
+    warm_start_references: bool = False
+    #: True when the questions' groups are digit counts (``curriculum=digits`` needs that).
+    digit_groups: bool = False
+    #: What the direct-answer baseline needs, in words, for the config's error ("" when the task has none).
+    direct_baseline_needs: str = ""
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Task:
+        """The task of a run, built from its settings (a ``StarConfig``). The default takes none of them."""
+        return cls()
+
+    @classmethod
+    def supports_direct_baseline(cls, cfg: Any) -> bool:
+        """Whether ``direct_baseline`` can run with these settings (``direct_rationale`` writes a bare answer)."""
+        return False
+
+    def warm_start_problems(self, cfg: Any, train: list[Problem], evals: list[Problem]) -> list[Problem]:
+        """The ``cfg.warm_start`` questions of the warm start, none of them a training or evaluation question.
+        Raises WarmStartError, naming the setting, when the data cannot supply them."""
+        raise WarmStartError(f"warm_start: the {self.name} task has no reference rationales")
+
+    def synthetic_question(self, qi: int, split: str, rng: random.Random) -> SyntheticQuestion:
+        """Question ``qi`` of ``split`` in a synthetic run store (``star_fixtures.synthetic``), drawn from
+        ``rng``. Only the fixture builders ask for it."""
+        raise NotImplementedError(f"the {self.name} task has no synthetic questions")
+
 
 class DataError(ValueError):
     """Bad input data. The message names the file, the line and the field."""
@@ -232,6 +291,10 @@ class DataError(ValueError):
             where += f", field '{field}'"
         super().__init__(f"{where}: {message}")
         self.path, self.line, self.field = path, line, field
+
+
+class WarmStartError(ValueError):
+    """The data cannot supply the warm start's questions (the message names the settings)."""
 
 
 # ---- helpers shared by the task modules ------------------------------------

@@ -17,6 +17,7 @@ choice with `` (CORRECT)``. Reads the official JSONL layout (``question.stem``,
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from .base import (
     Exemplar,
     Parsed,
     Problem,
+    SyntheticQuestion,
     Task,
     bundled_file,
     hf_rows,
@@ -268,5 +270,64 @@ class CommonsenseQATask(Task):
             return f"refers to the marked choice: {m.group(0)!r}"
         return None
 
+    # ---- synthetic questions (the fixture builders' run stores) -----------
+    def synthetic_question(self, qi: int, split: str, rng: random.Random) -> SyntheticQuestion:
+        """One of five everyday questions; its audit finds nothing to check, and a hinted retry may copy the
+        (CORRECT) marker."""
+        stem, choices, ci, why = _SYNTHETIC[qi % len(_SYNTHETIC)]
+        gold = _LETTERS[ci].upper()
+        ch = "\n".join(f"({_LETTERS[i]}) {c}" for i, c in enumerate(choices))
+        hch = "\n".join(f"({_LETTERS[i]}) {c}{' (CORRECT)' if i == ci else ''}" for i, c in enumerate(choices))
+        q = f"Q: {stem} [#{qi}]\nAnswer Choices:\n{ch}"
+        return SyntheticQuestion(
+            qid=f"cqa-{split}-{qi:05d}",
+            grp="all",
+            question=q,
+            gold=gold,
+            block=q + "\nA:",
+            hblock=f"Q: {stem} [#{qi}]\nAnswer Choices:\n{hch}\nA:",
+            hint=" (CORRECT)",
+            rationale=why + ".",
+            out=lambda ans: f"{why}. So the answer is {choices[_LETTERS.index(ans.lower())]} ({ans.lower()}).",
+            wrong=lambda: rng.choice([L.upper() for L in _LETTERS if L.upper() != gold]),
+            skill=0.4,
+            rationale_of=lambda raw: raw.split(" So the answer")[0],
+            audited=False,  # names no choice in words: nothing checkable
+            hint_leak=(
+                f"The choice marked (CORRECT) is right. So the answer is ({gold.lower()}).",
+                "The choice marked (CORRECT) is right.",
+            ),
+        )
+
+
+#: The synthetic questions: stem, choices, the right one's index, and why.
+_SYNTHETIC = [
+    (
+        "Where would you put a cup after washing it?",
+        ["cupboard", "garden", "ocean", "desk", "shoe"],
+        0,
+        "A clean cup is stored where dishes are kept",
+    ),
+    (
+        "What do people use to cut paper?",
+        ["spoon", "scissors", "pillow", "cloud", "river"],
+        1,
+        "Scissors have blades made for cutting paper",
+    ),
+    (
+        "Where is a good place to read quietly?",
+        ["stadium", "concert", "library", "highway", "market"],
+        2,
+        "A library is kept quiet for reading",
+    ),
+    ("What would you wear on your feet?", ["hat", "gloves", "scarf", "shoes", "belt"], 3, "Shoes are worn on the feet"),
+    (
+        "What falls from clouds when it rains?",
+        ["sand", "leaves", "snowmen", "bricks", "water"],
+        4,
+        "Rain is water falling from clouds",
+    ),
+]
+_LETTERS = "abcde"
 
 __all__ = ["CommonsenseQATask", "row_to_problem", "LABELS"]

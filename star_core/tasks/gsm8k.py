@@ -7,6 +7,7 @@ dataset's solution with every ``<<...>>`` calculator annotation removed.
 
 from __future__ import annotations
 
+import random
 import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -19,7 +20,9 @@ from .base import (
     Exemplar,
     Parsed,
     Problem,
+    SyntheticQuestion,
     Task,
+    WarmStartError,
     bundled_file,
     hf_rows,
     is_data_file,
@@ -87,6 +90,7 @@ class GSM8KTask(Task):
     default_exemplars = 6
     stop_strings = ("\n\n", "\nQ:")
     answer_end_chars = "\n"  # a "#### N" line closed by a newline
+    warm_start_references = True  # the dataset's solutions
 
     def __init__(self, exemplar_file: str | None = None):
         self.exemplar_file = exemplar_file
@@ -117,6 +121,26 @@ class GSM8KTask(Task):
             ids, questions = self._excluded()
             rows = [p for p in rows if p.id not in ids and _qkey(p.question) not in questions]
         return seeded_limit(rows, limit, seed)
+
+    def warm_start_problems(self, cfg, train: list[Problem], evals: list[Problem]) -> list[Problem]:
+        """The first ``warm_start`` questions with a reference solution after the ``n_train`` that STaR uses, in
+        the run's seeded order of the training file, none equal to an evaluation question."""
+        n = cfg.warm_start
+        # the training file in the run's seeded order: STaR's questions are its first n_train
+        pool = self.load("train", path=cfg.train_file, limit=cfg.n_train + n, seed=cfg.seed)
+        used = {p.id for p in train} | {" ".join(p.question.split()).lower() for p in evals}
+        out = [
+            p
+            for p in pool
+            if p.id not in used and " ".join(p.question.split()).lower() not in used and self.reference_rationale(p)
+        ][:n]
+        if len(out) < n:
+            raise WarmStartError(
+                f"warm_start={n}: the training file holds only {len(out)} questions with a "
+                f"reference solution beyond the n_train={cfg.n_train} that STaR uses; lower "
+                "warm_start or n_train, or pass a larger --train-file"
+            )
+        return out
 
     # ---- exemplars ------------------------------------------------------
     def _read_exemplars(self, path: str | Path) -> list[Exemplar]:
@@ -215,5 +239,31 @@ class GSM8KTask(Task):
         audit = eq.audit_equations(strip_annotations(parsed.rationale))
         return audit if audit.checked else Audit(no_rationale="no equation in the rationale that the audit can verify")
 
+    # ---- synthetic questions (the fixture builders' run stores) -----------
+    def synthetic_question(self, qi: int, split: str, rng: random.Random) -> SyntheticQuestion:
+        """A two-number word problem with a calculator-annotated solution."""
+        name, thing = _NAMES[qi % len(_NAMES)], _THINGS[qi % len(_THINGS)]
+        x, y = rng.randint(2, 60), rng.randint(2, 60)
+        gold = str(x + y)
+        q = f"{name} has {x} {thing} and finds {y} more. How many {thing} does {name} have now? [#{qi}]"
+        rat = f"{name} starts with {x} {thing}. After finding {y} more: {x} + {y} = <<{x}+{y}={x + y}>>{x + y}."
+        return SyntheticQuestion(
+            qid=f"gsm-{split}-{qi:05d}",
+            grp="all",
+            question=q,
+            gold=gold,
+            block=f"Q: {q}\nA:",
+            hblock=f"Q: {q} (Answer: {gold})\nA:",
+            hint=f" (Answer: {gold})",
+            rationale=rat,
+            out=lambda ans: f"{rat}\n#### {ans}",
+            wrong=lambda: str(x + y + rng.choice([1, 2, -3, 10])),
+            skill=0.15,
+        )
+
+
+#: Names and things of the synthetic word problems.
+_NAMES = ["Ava", "Ben", "Cleo", "Dev", "Ema", "Finn", "Gus", "Hana"]
+_THINGS = ["apples", "marbles", "stamps", "books", "shells", "coins"]
 
 __all__ = ["GSM8KTask", "normalize_number", "strip_annotations", "split_answer"]

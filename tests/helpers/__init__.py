@@ -1,6 +1,6 @@
 """What the tests share: doubles, store builders and readers, and the scripts some tests run.
 
-- ``dash_fixtures``: synthetic run stores (``star_core.synthetic``, re-exported).
+- ``dash_fixtures``: synthetic run stores (``star_fixtures``, re-exported).
 - ``store_sql``: plain SQL on a run's store.sqlite, as tuples or as dicts.
 - ``demo_checks``: the consistency checks of a recorded run store (the demo runs, and runs the tests make).
 - ``tiny_runs``: the settings of a tiny-model run of the STaR loop.
@@ -10,7 +10,7 @@
 - ``tour_stores``: the hand-built stores the teaching tour's tests tell stories about.
 - ``browser``: a started dashboard (``streamlit run``) and Debian's Chromium through Playwright.
 - ``task_data``: the real datasets' folder and a JSON Lines writer, for the task tests.
-- ``tiny_model``: the tiny random Llama (``star_core.tiny``, re-exported).
+- ``toy_task``: a whole task in one module, registered by one line in the plug-in test.
 - ``scripts/``, run by path (a folder of their own, so that no helper module shadows a library in them):
   ``fake_star_cli.py`` (a stand-in for `star run`), ``ray_child.py`` (one Ray run).
 """
