@@ -177,25 +177,7 @@ def main() -> int:
     runs = tmp / "runs"
     run = runs / "big"
     try:
-        if not (run / "store.sqlite").exists():
-            timings: list[tuple[int, int, float]] = []
-            t0 = time.perf_counter()
-            F.build_bulk(run, n_samples=a.samples, iterations=a.iterations, timings=timings)
-            build_s = time.perf_counter() - t0
-            report_writes(timings)
-        else:
-            build_s = 0.0
-        con = sqlite3.connect(run / "store.sqlite")
-        n = con.execute("SELECT count(*) FROM samples").fetchone()[0]
-        tasks = con.execute("SELECT count(DISTINCT task) FROM samples").fetchone()[0]
-        version = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
-        con.close()
-        size = (run / "store.sqlite").stat().st_size
-        print(
-            f"store: {n:,} samples, {a.iterations} iterations, {tasks} tasks, schema version {version},"
-            f" {size / 1e6:.0f} MB ({size / max(n, 1):.0f} bytes per sample)"
-            f"{f' (built in {build_s:.0f} s)' if build_s else ''} at {run}"
-        )
+        n = build_store(run, a)
 
         os.environ["STAR_RUNS_ROOT"] = str(runs)
         os.environ["STAR_DEMO_RUNS"] = "0"
@@ -222,31 +204,60 @@ def main() -> int:
             con.close()
             extra = measure(app, "big", a.repeat, mid)
 
-        w = max(len(k) for k in base)
-        head = (
-            f"{'interaction':{w}}  {'median s':>8}  {'max s':>6}"
-            + (f"  {'median s, +extra index':>22}" if extra else "")
-            + (f"  {f'median s, {a.floor:,} samples':>24}" if floor else "")
-        )
-        print("\n" + head + "\n" + "-" * len(head))
-        over = 0
-        for k, (med, mx) in base.items():
-            line = f"{k:{w}}  {med:8.3f}  {mx:6.3f}"
-            if extra:
-                line += f"  {extra[k][0]:22.3f}"
-            if floor:
-                line += f"  {floor[k][0]:24.3f}"
-            target = SEARCH_TARGET_S if "search" in k else TARGET_S
-            over += med >= target
-            print(line + ("" if med < target else "  (over target)"))
-        print(
-            f"\n{a.repeat} runs each; targets < {TARGET_S} s, searches < {SEARCH_TARGET_S} s; "
-            f"{'all within target' if not over else f'{over} over target'}"
-        )
+        print_table(a, base, extra, floor)
         return 0
     finally:
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_store(run: Path, a: argparse.Namespace) -> int:
+    """Build the benchmark store unless it is there (``--keep``), print what it holds, return its sample count."""
+    if not (run / "store.sqlite").exists():
+        timings: list[tuple[int, int, float]] = []
+        t0 = time.perf_counter()
+        F.build_bulk(run, n_samples=a.samples, iterations=a.iterations, timings=timings)
+        build_s = time.perf_counter() - t0
+        report_writes(timings)
+    else:
+        build_s = 0.0
+    con = sqlite3.connect(run / "store.sqlite")
+    n = con.execute("SELECT count(*) FROM samples").fetchone()[0]
+    tasks = con.execute("SELECT count(DISTINCT task) FROM samples").fetchone()[0]
+    version = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+    con.close()
+    size = (run / "store.sqlite").stat().st_size
+    print(
+        f"store: {n:,} samples, {a.iterations} iterations, {tasks} tasks, schema version {version},"
+        f" {size / 1e6:.0f} MB ({size / max(n, 1):.0f} bytes per sample)"
+        f"{f' (built in {build_s:.0f} s)' if build_s else ''} at {run}"
+    )
+    return n
+
+
+def print_table(a: argparse.Namespace, base: dict, extra: dict | None, floor: dict | None) -> None:
+    """The median and max seconds of every interaction, against its target."""
+    w = max(len(k) for k in base)
+    head = (
+        f"{'interaction':{w}}  {'median s':>8}  {'max s':>6}"
+        + (f"  {'median s, +extra index':>22}" if extra else "")
+        + (f"  {f'median s, {a.floor:,} samples':>24}" if floor else "")
+    )
+    print("\n" + head + "\n" + "-" * len(head))
+    over = 0
+    for k, (med, mx) in base.items():
+        line = f"{k:{w}}  {med:8.3f}  {mx:6.3f}"
+        if extra:
+            line += f"  {extra[k][0]:22.3f}"
+        if floor:
+            line += f"  {floor[k][0]:24.3f}"
+        target = SEARCH_TARGET_S if "search" in k else TARGET_S
+        over += med >= target
+        print(line + ("" if med < target else "  (over target)"))
+    print(
+        f"\n{a.repeat} runs each; targets < {TARGET_S} s, searches < {SEARCH_TARGET_S} s; "
+        f"{'all within target' if not over else f'{over} over target'}"
+    )
 
 
 def report_writes(timings: list[tuple[int, int, float]]) -> None:

@@ -69,13 +69,13 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def throughput(a) -> None:
+def _load(a):
+    """The model in the asked dtype, its tokenizer, the task, the run's data and the prompts."""
     import torch
 
     from star_core import config as C
-    from star_core.loop import load_data
     from star_core.models import load_base
-    from star_core.sampling import generate, generate_plain
+    from star_core.rundata import load_data
 
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -89,10 +89,11 @@ def throughput(a) -> None:
         model = model.to(torch.bfloat16)
     elif a.dtype == "int8":  # dynamic int8 linear layers (CPU only)
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    task, ex = data.task, data.exemplars
-    prompts = [task.prompt(p, ex) for p in data.eval[: a.n]]
-    bs = a.batch_size
+    prompts = [data.task.prompt(p, data.exemplars) for p in data.eval[: a.n]]
+    return model, tok, data.task, data, prompts
 
+
+def _timer(a):
     clock = time.process_time if a.cpu_time else time.perf_counter
 
     def timed(fn):
@@ -102,28 +103,46 @@ def throughput(a) -> None:
         sync(a.device)
         return out, clock() - t0
 
+    return timed
+
+
+def throughput(a) -> None:
+    import torch
+
+    from star_core.sampling import generate, generate_plain
+
+    model, tok, task, data, prompts = _load(a)
+    bs = a.batch_size
+    timed = _timer(a)
+
+    def star(batch_size, **kw):
+        return generate(
+            model,
+            tok,
+            prompts,
+            max_new_tokens=a.max_new_tokens,
+            is_complete=task.is_complete,
+            stop_chars=task.stop_chars,
+            batch_size=batch_size,
+            **kw,
+        )
+
     # warm-up (first calls allocate, CUDA loads kernels)
     generate(model, tok, prompts[:4], max_new_tokens=8, is_complete=task.is_complete, stop_chars=task.stop_chars)
     hf_batched(model, tok, prompts[:2], 4, 2, task.stop_strings)
 
+    def answer(text):
+        return task.parse(task.trim(text)).answer
+
+    head = (
+        f"task={a.task} device={a.device} dtype={a.dtype} quantization={a.quantization} "
+        f"threads={torch.get_num_threads()} clock={'cpu' if a.cpu_time else 'wall'} n={len(prompts)}"
+    )
     if a.sweep:
-        print(
-            f"task={a.task} device={a.device} dtype={a.dtype} quantization={a.quantization} "
-            f"threads={torch.get_num_threads()} clock={'cpu' if a.cpu_time else 'wall'} n={len(prompts)}"
-        )
+        print(head)
         for b in a.sweep:
-            out, t = timed(
-                lambda b=b: generate(
-                    model,
-                    tok,
-                    prompts,
-                    max_new_tokens=a.max_new_tokens,
-                    is_complete=task.is_complete,
-                    stop_chars=task.stop_chars,
-                    batch_size=b,
-                )
-            )
-            right = sum(task.parse(task.trim(o.text)).answer == p.gold for o, p in zip(out, data.eval))
+            out, t = timed(lambda b=b: star(b))
+            right = sum(answer(o.text) == p.gold for o, p in zip(out, data.eval))
             print(
                 f"star batch {b:4d}: {len(out) / t:7.2f} rationales/s, "
                 f"{sum(o.output_tokens for o in out) / t:8.1f} tokens/s, right {right}/{len(out)}"
@@ -135,47 +154,27 @@ def throughput(a) -> None:
         rows.append(("model.generate, batch 1, no stop", len(b1), sum(g.output_tokens for g in b1), t))
     (hf_texts, hf_tok), t = timed(lambda: hf_batched(model, tok, prompts, a.max_new_tokens, bs, task.stop_strings))
     rows.append((f"model.generate, batch {bs}, left padding + stop_strings", len(hf_texts), sum(hf_tok), t))
-    ours, t = timed(
-        lambda: generate(
-            model,
-            tok,
-            prompts,
-            max_new_tokens=a.max_new_tokens,
-            is_complete=task.is_complete,
-            stop_chars=task.stop_chars,
-            batch_size=bs,
-        )
-    )
-    before, t0 = timed(
-        lambda: generate(
-            model,
-            tok,
-            prompts,
-            max_new_tokens=a.max_new_tokens,
-            is_complete=task.is_complete,
-            stop_chars=task.stop_chars,
-            batch_size=bs,
-            shared_attention=False,
-        )
-    )
+    ours, t = timed(lambda: star(bs))
+    before, t0 = timed(lambda: star(bs, shared_attention=False))
     rows.append(
         (f"star before, batch {bs}, prefix KV copied per slot", len(before), sum(g.output_tokens for g in before), t0)
     )
     rows.append(
         (f"star, batch {bs}, continuous + shared-prefix attention", len(ours), sum(g.output_tokens for g in ours), t)
     )
-
-    def answer(text):
-        return task.parse(task.trim(text)).answer
-
     same = sum(answer(o.text) == answer(h) for o, h in zip(ours, hf_texts))
     same_before = sum(o.text == b.text for o, b in zip(ours, before))
     right = sum(answer(o.text) == p.gold for o, p in zip(ours, data.eval))
+    print(f"{head.replace(' n=', f' model={a.model} n=')} batch={bs} max_new_tokens={a.max_new_tokens}")
+    _print_rows(rows)
     print(
-        f"task={a.task} model={a.model} device={a.device} dtype={a.dtype} quantization={a.quantization} "
-        f"threads={torch.get_num_threads()} clock={'cpu' if a.cpu_time else 'wall'} "
-        f"n={len(prompts)} batch={bs} max_new_tokens={a.max_new_tokens}"
+        f"same parsed answer as the batched baseline: {same}/{len(ours)}; right: {right}/{len(ours)}; "
+        f"same text as before: {same_before}/{len(ours)}"
     )
+
+
+def _print_rows(rows) -> None:
+    """The table of samplers and star's ratio over each of the others."""
     print(f"{'sampler':58} {'rationales':>10} {'tokens':>7} {'sec':>7} {'rat/s':>7} {'tok/s':>8}")
     for label, n, ntok, t in rows:
         print(f"{label:58} {n:10d} {ntok:7d} {t:7.2f} {n / t:7.2f} {ntok / t:8.1f}")
@@ -184,10 +183,6 @@ def throughput(a) -> None:
     print(
         "star's rationales/s over: "
         + ", ".join(f"{k.split(',')[0]} {k.split(',')[1].strip()}: {star_r / v:.2f}x" for k, v in list(r.items())[:-1])
-    )
-    print(
-        f"same parsed answer as the batched baseline: {same}/{len(ours)}; right: {right}/{len(ours)}; "
-        f"same text as before: {same_before}/{len(ours)}"
     )
 
 
