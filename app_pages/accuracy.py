@@ -10,6 +10,7 @@ import streamlit as st
 
 from star_core import queries as Q
 from star_core import stats
+from star_core.tasks import task_names
 from star_dashboard import data, flags, ui
 from star_dashboard import inspect as I
 from star_dashboard.charts import CUSTOM, HOVER, error_bars, in_percent, interval_words, markers, tick, x_axis
@@ -223,7 +224,7 @@ if not met.empty:
 
     # ---- arithmetic by digit count: where the model learns (and the curriculum's frontier, when the run has
     # one), since a total over digit counts hides which lengths moved
-    ar = met[(met["task"] == "arithmetic") & (met["grp"] != "all")]
+    ar = met[met["task"].isin(task_names("digit_groups")) & (met["grp"] != "all")]
     if not ar.empty:
         st.subheader("Arithmetic by number of digits")
         ar_run = (

@@ -7,6 +7,7 @@ import streamlit as st
 from star_core import queries as Q
 from star_core.annotations import LABELS, annotated_filter
 from star_core.queries import exports as X
+from star_core.tasks import task_names
 from star_dashboard import data, hints, links, ui
 from star_dashboard import inspect as I
 
@@ -75,8 +76,11 @@ with st.sidebar:
         help="only the decisions that occur with the chosen task, phase and iteration",
     )
     correct = ui.state_select(PAGE, state, "correct", "Answer equals gold", [ui.ALL, "yes", "no"])
-    grps = fac["grps"].get("arithmetic", []) if task in (ui.ALL, "arithmetic") else []
-    digits = ui.state_select(PAGE, state, "digits", "Digits (arithmetic)", [ui.ALL] + grps) if grps else ui.ALL
+    # the digit-count filter, for the tasks whose questions come in digit groups (arithmetic)
+    grouped = [t for t in task_names("digit_groups") if task in (ui.ALL, t) and fac["grps"].get(t)]
+    grps = list(dict.fromkeys(g for t in grouped for g in fac["grps"][t]))
+    label = f"Digits ({', '.join(grouped)})"
+    digits = ui.state_select(PAGE, state, "digits", label, [ui.ALL] + grps) if grps else ui.ALL
     search = ui.state_text(PAGE, state, "q", "Search text", placeholder="question, rationale or id")
     anns = I.annotations_frame(run_dir)
     ann_tags = sorted({t for ts in anns["tags"] for t in ts}) if anns is not None and not anns.empty else []

@@ -248,8 +248,8 @@ class DecodeWorker:
         import torch
 
         from . import config as config_mod
+        from .config import make_task
         from .models import full_precision_copy, load_adapter, load_base, merge_for_inference, want_sampling_copy
-        from .rundata import make_task
 
         torch.set_num_threads(threads)
         c = config_mod.apply(config_mod.StarConfig(), cfg, "the run's config (on a Ray worker)")

@@ -43,7 +43,7 @@ from .config import StarConfig
 from .errors import RunError, Stopped
 from .evaluation import accuracy_rows
 from .filtering import judge, limit_per_question
-from .rundata import Data, load_data, make_task  # noqa: F401  (re-exported: loop.make_task, ...)
+from .rundata import Data, load_data
 from .runfolder import clean_tmp_adapters
 from .store import ADAPTERS_DIR, CONFIG_NAME, DB_NAME, EVAL_PHASES, PHASE_SPLIT, STAGES, RunStore, SampleRecord
 from .tasks import Problem

@@ -13,6 +13,7 @@ from helpers.store_sql import rows
 from helpers.tiny_runs import tiny_cfg
 from star_core import config as C
 from star_core import curriculum
+from star_core.config import make_task
 from star_core.store import RunStore, SampleRecord
 from star_core.tasks import get_task
 
@@ -193,7 +194,7 @@ def test_carry_curriculum_run_end_to_end(tiny_model_dir, tmp_path, monkeypatch, 
         restart_from_base=False,
         max_new_tokens=200,
     )
-    task = loop.make_task(cfg)
+    task = make_task(cfg)
     calls = _temps(monkeypatch, task, lambda a, b: (a < 10 and b < 10) or (a + b) % 7 == 0)
     run = loop.start(cfg, tmp_path / "run", progress=False)
     s = summary(run)
@@ -247,7 +248,7 @@ def test_accumulation_continues_the_adapter_and_grows_the_steps(tiny_model_dir, 
         restart_from_base=False,
         rationalize=False,
     )
-    _temps(monkeypatch, loop.make_task(cfg), lambda a, b: True)
+    _temps(monkeypatch, make_task(cfg), lambda a, b: True)
     loaded = []
     real = models.load_adapter
 
@@ -285,7 +286,7 @@ def test_trained_models_can_be_prompted_as_they_were_trained(tiny_model_dir, tmp
         prompt_exemplars=False,
         max_new_tokens=200,
     )
-    _temps(monkeypatch, loop.make_task(cfg), lambda a, b: a < 10)
+    _temps(monkeypatch, make_task(cfg), lambda a, b: a < 10)
     run = loop.start(cfg, tmp_path / "run", progress=False)
     store = RunStore(run)
     few = store.samples(0, "arithmetic", "eval")

@@ -12,6 +12,7 @@ from helpers.store_sql import rows
 from helpers.tiny_runs import tiny_cfg
 from star_core import config as C
 from star_core import loop
+from star_core.config import make_task
 from star_core.store import DB_NAME
 
 
@@ -45,7 +46,7 @@ def test_tiny_run_all_tasks(tiny_model_dir, tmp_path, task):
 
 def test_loop_keeps_rationalizes_and_trains(tiny_model_dir, tmp_path, monkeypatch):
     cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=1)
-    task = loop.make_task(cfg)
+    task = make_task(cfg)
     use_generate(monkeypatch, fake_generate(task, lambda a, b: (a + b) % 2 == 0))
     run = loop.start(cfg, tmp_path / "run", progress=False)
     samples = rows(run, "SELECT * FROM samples WHERE iteration=1 AND phase='sample'")
@@ -68,7 +69,7 @@ def test_loop_keeps_rationalizes_and_trains(tiny_model_dir, tmp_path, monkeypatc
 
 def test_no_rationalization_switch(tiny_model_dir, tmp_path, monkeypatch):
     cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=1, rationalize=False)
-    task = loop.make_task(cfg)
+    task = make_task(cfg)
     use_generate(monkeypatch, fake_generate(task, lambda a, b: (a + b) % 2 == 0))
     run = loop.start(cfg, tmp_path / "run", progress=False)
     assert rows(run, "SELECT COUNT(*) n FROM samples WHERE phase='rationalize'")[0]["n"] == 0
@@ -101,7 +102,7 @@ def test_star_eval_and_export(tiny_model_dir, tmp_path, monkeypatch, capsys):
     from star_core.cli import main
 
     cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=1)
-    task = loop.make_task(cfg)
+    task = make_task(cfg)
     use_generate(monkeypatch, fake_generate(task, lambda a, b: (a + b) % 2 == 0))
     run = loop.start(cfg, tmp_path / "run", progress=False)
     monkeypatch.undo()
@@ -160,7 +161,7 @@ def test_continue_from_last_adapter_option(tiny_model_dir, tmp_path, monkeypatch
             train_steps=3,
             steps_growth=1.0,
         )
-        task = loop.make_task(cfg)
+        task = make_task(cfg)
         use_generate(monkeypatch, fake_generate(task, lambda a, b: True))
         out = loop.start(cfg, tmp_path / name, progress=False)
         return {i: load_file(out / "adapters" / f"iter_{i}" / "adapter_model.safetensors") for i in (1, 2)}

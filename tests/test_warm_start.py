@@ -12,6 +12,7 @@ from helpers.fake_sampler import fake_generate, k_generate, use_generate
 from helpers.store_sql import opened, rows
 from helpers.tiny_runs import tiny_cfg
 from star_core import loop
+from star_core.config import make_task
 
 WARM = 6
 
@@ -32,7 +33,7 @@ def spy(monkeypatch):
 
 def _start(tiny_model_dir, path, monkeypatch, solve=lambda a, b: (a + b) % 2 == 0, **kw):
     cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=1, warm_start_steps=3, **kw)
-    use_generate(monkeypatch, fake_generate(loop.make_task(cfg), solve))
+    use_generate(monkeypatch, fake_generate(make_task(cfg), solve))
     return cfg, loop.start(cfg, path, progress=False)
 
 
@@ -140,7 +141,7 @@ def test_resume_across_the_warm_start(tiny_model_dir, tmp_path, monkeypatch, cra
     during its training trains it again. Either way the run ends as an uninterrupted one."""
 
     cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=1, warm_start=WARM, warm_start_steps=3)
-    use_generate(monkeypatch, fake_generate(loop.make_task(cfg), lambda a, b: a % 2 == 0))
+    use_generate(monkeypatch, fake_generate(make_task(cfg), lambda a, b: a % 2 == 0))
     clean = loop.start(cfg, tmp_path / "clean", progress=False)
 
     trained = []
@@ -207,7 +208,7 @@ def test_direct_baseline_evaluates_without_rationales(tiny_model_dir, tmp_path, 
     cfg = tiny_cfg(tiny_model_dir, "arithmetic", n_train=8, iterations=0, direct_baseline=True)
     use_generate(
         monkeypatch,
-        fake_generate(loop.make_task(cfg), lambda a, b: True),
+        fake_generate(make_task(cfg), lambda a, b: True),
         lambda prompts, kw: seen.setdefault(len(seen), prompts),
     )
     run = loop.start(cfg, tmp_path / "run", progress=False)
@@ -230,7 +231,7 @@ def test_star_eval_direct_flag(tiny_model_dir, tmp_path, monkeypatch, capsys):
     from star_core.cli import main
 
     cfg = tiny_cfg(tiny_model_dir, "arithmetic")
-    use_generate(monkeypatch, fake_generate(loop.make_task(cfg), lambda a, b: True))
+    use_generate(monkeypatch, fake_generate(make_task(cfg), lambda a, b: True))
     assert (
         main(
             [
@@ -278,7 +279,7 @@ def test_max_kept_per_question(tiny_model_dir, tmp_path, monkeypatch, limit, kep
         temperature=0.7,
         max_kept_per_question=limit,
     )
-    use_generate(monkeypatch, k_generate(loop.make_task(cfg), [REF, REF, OTHER]))
+    use_generate(monkeypatch, k_generate(make_task(cfg), [REF, REF, OTHER]))
     run = loop.start(cfg, tmp_path / "run", progress=False)
     samples = rows(run, "SELECT * FROM samples WHERE iteration=1 AND phase='sample' ORDER BY question_id, k")
     assert len(samples) == 3 * 4

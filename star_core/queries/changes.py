@@ -14,9 +14,13 @@ import numpy as np
 import pandas as pd
 
 from ..stats import mcnemar, significant
-from ..store import OUTCOME_BITS, has_aggregates
+from ..store import OUTCOME_BITS, has_aggregates, sql_list
 from .connect import _rid, open_store
-from .measures import CHAINED_PHASES, _phases_sql, _runs_frame, _with_all
+from .measures import CHAINED_PHASES, _runs_frame, _with_all
+
+#: The first attempts whose solved questions are followed across iterations: train questions as sampled,
+#: evaluation questions.
+_SOLVE_IN = sql_list(("sample", "eval"))
 
 
 def solve_transitions(run_dir: str | os.PathLike, task: str | None = None) -> pd.DataFrame:
@@ -35,7 +39,7 @@ def solve_transitions(run_dir: str | os.PathLike, task: str | None = None) -> pd
                 return _transitions_from_masks(con, rid, task)
         sql = (
             "SELECT task, phase, iteration, question_id, max(correct) AS solved FROM samples"
-            " WHERE run_id=? AND phase IN ('sample', 'eval')"
+            f" WHERE run_id=? AND phase IN {_SOLVE_IN}"
         )
         params: list[Any] = [rid]
         if task:
@@ -82,7 +86,7 @@ def _transitions_from_masks(con: sqlite3.Connection, rid: int, task: str | None)
     numbers without reading the samples."""
     sql, params = (
         "SELECT task, phase, asked, solved, sum(q) AS q FROM mask_counts WHERE run_id=?"
-        " AND phase IN ('sample', 'eval') AND q > 0",
+        f" AND phase IN {_SOLVE_IN} AND q > 0",
         [rid],
     )
     if task:
@@ -253,7 +257,7 @@ def _changes(con: sqlite3.Connection, rid: int, since: int | None = None) -> pd.
 
 def _changes_sql(con: sqlite3.Connection, rid: int, since: int | None = None) -> pd.DataFrame:
     """``_changes`` before its "all" group and tests, from the samples (a paired self-join)."""
-    chained = _phases_sql(CHAINED_PHASES)
+    chained = sql_list(CHAINED_PHASES)
     if since is None:
         pairs = (
             "SELECT b.task, b.split, max(a.r) AS ra, b.r AS rb FROM ranks a JOIN ranks b ON a.task = b.task"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..stats import wilson
-from ..store import EVAL_PHASES, has_aggregates
+from ..store import EVAL_PHASES, has_aggregates, sql_list
 from .connect import _run_row, open_store
 
 #: The three numbers reported for every evaluation, in words. Right and faithful: the right answer with
@@ -64,11 +64,6 @@ def _with_all(df: pd.DataFrame, keys: list[str], sums: list[str]) -> pd.DataFram
     return pd.concat([alls, df], ignore_index=True)
 
 
-def _phases_sql(phases: Sequence[str]) -> str:
-    """An SQL list of fixed phase names (never user input): ``('eval', 'warm_eval')``."""
-    return "(" + ", ".join(f"'{p}'" for p in phases) + ")"
-
-
 def _counts(con: sqlite3.Connection, rid: int) -> pd.DataFrame:
     """Per evaluation (iteration, phase), task, split and group ("all" included): n, right, right and faithful,
     and the outputs that show a rationale (from the store's ``eval_counts`` on a version 2 store)."""
@@ -88,7 +83,7 @@ def _counts(con: sqlite3.Connection, rid: int) -> pd.DataFrame:
         " != 'no_rationale') AS rationale_share,"
         " sum(coalesce(CASE WHEN json_valid(audit_json) THEN json_extract(audit_json, '$.version') END, 1) >= 2)"
         " AS audited"
-        f" FROM samples WHERE run_id = ? AND phase IN {_phases_sql(EVAL_PHASES)}"
+        f" FROM samples WHERE run_id = ? AND phase IN {sql_list(EVAL_PHASES)}"
         " GROUP BY iteration, phase, task, split, grp ORDER BY iteration, phase, task, split, grp",
         con,
         params=(rid,),

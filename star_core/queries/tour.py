@@ -21,6 +21,7 @@ import random
 from typing import Any
 
 from ..store import prompt_column
+from ..tasks import task_names
 from ..tasks.base import AUDIT_VERSION
 from .connect import _run_row, open_store, run_config
 from .text import parse_audit
@@ -135,7 +136,9 @@ def overview(run_dir: str | os.PathLike) -> dict[str, Any]:
         "rationalized_iterations": [i for i in its if "rationalize" in phases.get(i, set())],
         "n_samples": int(n_samples),
         "warm_start": int(warm),
-        "warm_start_digits": _digit_range(cfg.get("warm_start_digits")) if cfg.get("task") == "arithmetic" else None,
+        "warm_start_digits": _digit_range(cfg.get("warm_start_digits"))
+        if cfg.get("task") in task_names("digit_groups")
+        else None,
     }
 
 

@@ -10,8 +10,7 @@ import pytest
 
 from helpers import store_sql
 from star_core import curriculum, queries
-from star_core.config import from_saved
-from star_core.loop import make_task
+from star_core.config import from_saved, make_task
 from star_core.store import CONFIG_NAME, DB_NAME, KEPT_DECISIONS, connect
 from star_core.tasks import Problem, Task
 
