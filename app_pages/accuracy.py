@@ -11,8 +11,7 @@ import streamlit as st
 from star_core import queries as Q
 from star_core import stats
 from star_core.tasks import task_names
-from star_dashboard import data, flags, ui
-from star_dashboard import inspect as I
+from star_dashboard import data, flags, review, ui
 from star_dashboard.charts import CUSTOM, HOVER, error_bars, in_percent, interval_words, markers, tick, x_axis
 
 PAGE = "acc"
@@ -450,4 +449,4 @@ else:
     c2.plotly_chart(ui.phone_safe(f2), key=f"{PAGE}_final_loss")
 
 # ---- how well people's labels agree with the audit (Cohen's kappa), so the audit's verdicts can be trusted
-I.agreement_view(dirs[0], labels.get(str(dirs[0]), dirs[0].name))
+review.agreement_view(dirs[0], labels.get(str(dirs[0]), dirs[0].name))

@@ -7,8 +7,7 @@ import streamlit as st
 from star_core import queries as Q
 from star_core.queries import comparison as C
 from star_core.queries import exports as X
-from star_dashboard import data, flags, hints, links, ui
-from star_dashboard import inspect as I
+from star_dashboard import data, flags, hints, links, review, ui
 
 PAGE = "cmp"
 KEYS = ("ra", "ia", "rb", "ib", "task", "phase", "f", "qid", "sid")
@@ -144,8 +143,8 @@ def _go(sid: int) -> None:
 
 
 ui.navigator(PAGE, state, b, noun="question")
-I.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go)
-st.caption(I.KEYS_HELP)
+review.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go)
+st.caption(review.KEYS_HELP)
 
 with st.container(border=True):
     st.caption(
@@ -181,7 +180,7 @@ with st.container(border=True):
             )
             hints.show_audit(s)
             with st.expander(f"Annotate {side.upper()}'s sample"):
-                I.annotate(run_dir, int(s["id"]), key=f"{PAGE}_ann_{side}")
+                review.annotate(run_dir, int(s["id"]), key=f"{PAGE}_ann_{side}")
             st.page_link(
                 "app_pages/rationales.py",
                 label="Open in Rationales",
@@ -194,9 +193,9 @@ view = shown[
     ["question_id", "a_answer", "b_answer", "gold", "a_correct", "b_correct", "answer_changed", "rationale_changed"]
 ]
 st.dataframe(view, hide_index=True, width="stretch", height=min(400, 35 * (len(view) + 1) + 3))
-I.downloads(
+review.downloads(
     lambda: X.compare_frame(shown, label_a, label_b),
-    I.safe_stem("compare", label_a, "vs", label_b, flt),
+    review.safe_stem("compare", label_a, "vs", label_b, flt),
     f"{PAGE}_dl",
     "these questions, both sides",
 )

@@ -8,8 +8,7 @@ from star_core import queries as Q
 from star_core.annotations import LABELS, annotated_filter
 from star_core.queries import exports as X
 from star_core.tasks import task_names
-from star_dashboard import data, hints, links, ui
-from star_dashboard import inspect as I
+from star_dashboard import data, hints, links, review, ui
 
 PAGE = "rat"
 KEYS = ("task", "phase", "it", "decision", "correct", "digits", "q", "ann", "sid")
@@ -82,7 +81,7 @@ with st.sidebar:
     label = f"Digits ({', '.join(grouped)})"
     digits = ui.state_select(PAGE, state, "digits", label, [ui.ALL] + grps) if grps else ui.ALL
     search = ui.state_text(PAGE, state, "q", "Search text", placeholder="question, rationale or id")
-    anns = I.annotations_frame(run_dir)
+    anns = review.annotations_frame(run_dir)
     ann_tags = sorted({t for ts in anns["tags"] for t in ts}) if anns is not None and not anns.empty else []
     ann_opts = [ui.ALL, "any", *LABELS, "none", *[f"tag:{t}" for t in ann_tags]]
     ann = ui.state_select(
@@ -148,7 +147,7 @@ with left:
         state["sid"] = str(sid)
         state.pop("goto", None)
 
-    I.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go, I.label_setter(run_dir, int(s["id"])))
+    review.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go, review.label_setter(run_dir, int(s["id"])))
     if not b["in_filter"]:
         st.warning(
             "This sample was opened by id and lies outside the current filters; Prev/Next move through "
@@ -213,7 +212,7 @@ with left:
         hints.show_audit(s)
 
     with st.expander("Annotate this sample", icon=":material/edit_note:", expanded=True):
-        I.annotate(run_dir, int(s["id"]), key=f"{PAGE}_ann")
+        review.annotate(run_dir, int(s["id"]), key=f"{PAGE}_ann")
     with st.expander("Raw model output" if s["phase"] != "warm_start" else "Reference text as stored"):
         ui.show_text(s["raw_output"])
     with st.expander("Full prompt (few-shot prefix included)"):
@@ -256,9 +255,9 @@ with right:
     )
     st.caption(
         f"Rows {offset + 1:,}–{offset + len(df):,} of {b['total']:,} (click a row to open it). "
-        + I.KEYS_HELP
+        + review.KEYS_HELP
         + " "
-        + I.LABEL_KEYS_HELP
+        + review.LABEL_KEYS_HELP
     )
     ids = [int(x) for x in df["id"]]
 
@@ -287,9 +286,9 @@ with right:
         f"Download the {min(b['total'], X.EXPORT_LIMIT):,} samples of these filters"
         + (f" (the first {X.EXPORT_LIMIT:,} of {b['total']:,})" if b["total"] > X.EXPORT_LIMIT else "")
     )
-    I.downloads(
+    review.downloads(
         lambda: X.filtered_samples(run_dir, f, annotations=anns)[0],
-        I.safe_stem(run_dir.name, "samples", *(v for v in (task, phase, it, decision) if v != ui.ALL)),
+        review.safe_stem(run_dir.name, "samples", *(v for v in (task, phase, it, decision) if v != ui.ALL)),
         f"{PAGE}_dl",
         "the filtered samples",
     )

@@ -21,7 +21,7 @@ import pandas as pd
 import streamlit as st
 
 from star_core.annotations import LABELS, SUGGESTED_TAGS, AnnotationError, Annotations
-from star_core.queries import exports as X
+from star_core.queries import exports
 
 from . import ui
 
@@ -238,8 +238,8 @@ LABEL_KEYS_HELP = "1, 2, 3: your verdict " + ", ".join(f"{n} {_LABEL_WORDS[k]}" 
 def downloads(make: Callable[[], pd.DataFrame], stem: str, key: str, what: str) -> None:
     """CSV and JSONL download buttons; the frame is built only when a button is clicked."""
     formats = [
-        ("CSV", X.to_csv, "csv", "text/csv", "as CSV (a spreadsheet; formula-like cells get a leading ')"),
-        ("JSONL", X.to_jsonl, "jsonl", "application/jsonl", "as JSON lines, the text as stored"),
+        ("CSV", exports.to_csv, "csv", "text/csv", "as CSV (a spreadsheet; formula-like cells get a leading ')"),
+        ("JSONL", exports.to_jsonl, "jsonl", "application/jsonl", "as JSON lines, the text as stored"),
     ]
     for col, (label, write, ext, mime, says) in zip(st.columns(len(formats)), formats):
         col.download_button(
