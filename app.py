@@ -4,7 +4,8 @@ Runs are read from $STAR_RUNS_ROOT (default ./runs) and the bundled demo runs in
 sample_data/runs. The page modules live in app_pages/, not pages/: a folder named
 pages/ next to the entry script switches Streamlit to its legacy multipage mode,
 which runs a deep-linked page without this script on a fresh session. Each page is a short module in
-app_pages/; the data logic lives in star_core/queries/, the Streamlit helpers in star_dashboard/ui.py.
+app_pages/; it reads a run store only through star_dashboard/data.py (on star_core/queries/, the SQL), and
+the Streamlit helpers live in star_dashboard/ui.py.
 To add a page, add a file in app_pages/ and one st.Page line to PAGES below.
 """
 

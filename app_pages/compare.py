@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from star_core import queries as Q
-from star_core.queries import comparison as C
-from star_core.queries import exports as X
+from star_core import queries
+from star_core.queries import comparison, exports
 from star_dashboard import data, flags, hints, links, review, ui
 
 PAGE = "cmp"
@@ -31,8 +30,8 @@ if ui.run_key() in keys:
 
 def _run(k: str):
     try:
-        return Q.resolve_run(k, ui.roots())
-    except Q.RunUnavailable as e:
+        return data.resolve_run(k, ui.roots())
+    except queries.RunUnavailable as e:
         ui.show_unavailable(e)
         st.stop()
 
@@ -55,7 +54,7 @@ with st.sidebar:
         )
         st.stop()
     task = ui.state_select(PAGE, state, "task", "Task", tasks, default=tasks[0])
-    phases = [p for p in Q.PHASES if p in set(both.loc[both["task"] == task, "phase"])]
+    phases = [p for p in queries.PHASES if p in set(both.loc[both["task"] == task, "phase"])]
     phase = ui.state_select(
         PAGE,
         state,
@@ -75,8 +74,8 @@ with st.sidebar:
 run_a, run_b = _run(ra), _run(rb)
 res = data.compare(run_a, int(ia), run_b, int(ib), task, phase)
 rows, counts = res["rows"], res["counts"]
-label_a = C.side_label(names.get(ra, ra), int(ia))
-label_b = C.side_label(names.get(rb, rb), int(ib))
+label_a = comparison.side_label(names.get(ra, ra), int(ia))
+label_b = comparison.side_label(names.get(rb, rb), int(ib))
 with st.sidebar:
     st.subheader("Show")
     flt = ui.state_select(
@@ -84,9 +83,9 @@ with st.sidebar:
         state,
         "f",
         "Questions",
-        list(C.FILTERS),
+        list(comparison.FILTERS),
         default="all",
-        format_func=lambda k: f"{C.FILTERS[k]} ({counts[k]:,})",
+        format_func=lambda k: f"{comparison.FILTERS[k]} ({counts[k]:,})",
     )
 
 st.markdown(
@@ -104,7 +103,7 @@ if res["only_a"] or res["only_b"]:
         f"{res['only_a']:,} only in A and {res['only_b']:,} only in B are left out.",
         icon=":material/join_inner:",
     )
-shown = rows[C.filter_mask(rows, flt)].reset_index(drop=True)
+shown = rows[comparison.filter_mask(rows, flt)].reset_index(drop=True)
 
 # where we are: the question id (in the URL), or A's sample id (the navigator's Prev / Next)
 ids = shown["a_id"].tolist()
@@ -154,12 +153,13 @@ with st.container(border=True):
     )
     ui.show_text(row["question"], "Question")
     ui.show_text(row["gold"], "Gold answer")
-    ha, hb = C.diff_html(row["a_text"], row["b_text"])
-    marked = C.diff_fits(row["a_text"], row["b_text"])
+    ha, hb = comparison.diff_html(row["a_text"], row["b_text"])
+    marked = comparison.diff_fits(row["a_text"], row["b_text"])
     if not marked:
         st.caption(
-            f"These rationales are too long to mark word by word (over {C.DIFF_MAX_TOKENS:,} words, spaces and "
-            "marks on a side): both are shown whole, side by side, without marks."
+            "These rationales are too long to mark word by word "
+            f"(over {comparison.DIFF_MAX_TOKENS:,} words, spaces and marks on a side): both are shown whole, side by "
+            "side, without marks."
         )
     cols = st.columns(2, gap="large")
     for col, side, label, run_dir, html_ in ((cols[0], "a", label_a, run_a, ha), (cols[1], "b", label_b, run_b, hb)):
@@ -194,7 +194,7 @@ view = shown[
 ]
 st.dataframe(view, hide_index=True, width="stretch", height=min(400, 35 * (len(view) + 1) + 3))
 review.downloads(
-    lambda: X.compare_frame(shown, label_a, label_b),
+    lambda: exports.compare_frame(shown, label_a, label_b),
     review.safe_stem("compare", label_a, "vs", label_b, flt),
     f"{PAGE}_dl",
     "these questions, both sides",

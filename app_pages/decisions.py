@@ -7,10 +7,8 @@ import html
 import plotly.graph_objects as go
 import streamlit as st
 
-from star_core import queries as Q
-from star_core import stats
-from star_dashboard import data, ui
-from star_dashboard import reasons as R
+from star_core import queries, stats
+from star_dashboard import data, reasons, ui
 
 PAGE = "dec"
 COLORS = {d: hexa for d, (_, hexa) in ui.DECISION_COLOR.items()}
@@ -154,8 +152,8 @@ with left:
     st.plotly_chart(ui.phone_safe(sankey(fn)), key=f"{PAGE}_sankey")
 with right:
     st.markdown("**Why samples were not kept, by kind**")
-    R.show(
-        R.group(fn["sample_decisions"], fn["retry_decisions"]),
+    reasons.show(
+        reasons.group(fn["sample_decisions"], fn["retry_decisions"]),
         lambda phase, d: open_samples(iteration, phase, d),
         f"{PAGE}_kind",
     )
@@ -163,16 +161,16 @@ with right:
     for phase, dec in (("sample", fn["sample_decisions"]), ("rationalize", fn["retry_decisions"])):
         if not dec:
             continue
-        st.caption(Q.PHASES[phase])
+        st.caption(queries.PHASES[phase])
         with st.container(horizontal=True):
             for d, n in sorted(dec.items(), key=lambda kv: -kv[1]):
                 if st.button(f"{ui.md_escape(d)} · {n}", key=f"{PAGE}_open_{phase}_{d}"):
                     open_samples(iteration, phase, d)
-    reasons = data.top_reasons(run_dir, iteration, task_arg, 12)
-    if not reasons.empty:
+    frequent = data.top_reasons(run_dir, iteration, task_arg, 12)
+    if not frequent.empty:
         with st.expander("The most frequent reasons, word for word"):
             st.dataframe(
-                reasons[["n", "decision", "phase", "reason"]],
+                frequent[["n", "decision", "phase", "reason"]],
                 hide_index=True,
                 width="stretch",
                 column_config={"reason": st.column_config.TextColumn(width="large")},
@@ -192,7 +190,7 @@ for phase in ("sample", "rationalize"):
         fig.add_bar(
             x=[f"{i}" for i in dd["iteration"]],
             y=dd["n"].tolist(),
-            name=f"{Q.PHASES[phase]}: {html.escape(d)}",
+            name=f"{queries.PHASES[phase]}: {html.escape(d)}",
             marker_color=COLORS.get(d, ui.OTHER_COLOR[1]),
             offsetgroup=phase,
             marker_pattern_shape="/" if phase == "rationalize" else "",

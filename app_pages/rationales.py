@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from star_core import queries as Q
+from star_core import queries
 from star_core.annotations import LABELS, annotated_filter
-from star_core.queries import exports as X
+from star_core.queries import exports
 from star_core.tasks import task_names
 from star_dashboard import data, hints, links, review, ui
 
@@ -31,7 +31,7 @@ if not fac["tasks"]:
 
 
 def _any(v: str, cast: type = str):
-    """A filter's value for ``Q.occurring``: None for "(all)"."""
+    """A filter's value for ``queries.occurring``: None for "(all)"."""
     return None if v == ui.ALL else cast(v)
 
 
@@ -62,7 +62,7 @@ with st.sidebar:
         state,
         "it",
         "Iteration",
-        [ui.ALL] + [str(i) for i in Q.occurring(fac, "iteration", task=_any(task), phase=_any(phase))],
+        [ui.ALL] + [str(i) for i in queries.occurring(fac, "iteration", task=_any(task), phase=_any(phase))],
         help="0 = few-shot baseline. Iteration i samples with model i-1, then trains adapter i. "
         "Only the iterations that hold samples of the chosen task and phase.",
     )
@@ -71,7 +71,7 @@ with st.sidebar:
         state,
         "decision",
         "Decision",
-        [ui.ALL] + Q.occurring(fac, "decision", task=_any(task), phase=_any(phase), iteration=_any(it, int)),
+        [ui.ALL] + queries.occurring(fac, "decision", task=_any(task), phase=_any(phase), iteration=_any(it, int)),
         help="only the decisions that occur with the chosen task, phase and iteration",
     )
     correct = ui.state_select(PAGE, state, "correct", "Answer equals gold", [ui.ALL, "yes", "no"])
@@ -96,7 +96,7 @@ with st.sidebar:
         ),
     )
 
-f = Q.SampleFilter(
+f = queries.SampleFilter(
     task=None if task == ui.ALL else task,
     phase=None if phase == ui.ALL else phase,
     iteration=None if it == ui.ALL else int(it),
@@ -183,7 +183,7 @@ with left:
         if s["phase"] == "warm_start":
             st.info(
                 "Warm start: a reference rationale written by the task, not by the model. It trained the "
-                f"warm-start adapter before iteration 1: {Q.WARM_NOTE}.",
+                f"warm-start adapter before iteration 1: {queries.WARM_NOTE}.",
                 icon=":material/school:",
             )
             st.markdown("**Reference rationale** (the task's, not the model's)")
@@ -283,11 +283,11 @@ with right:
         },
     )
     st.caption(
-        f"Download the {min(b['total'], X.EXPORT_LIMIT):,} samples of these filters"
-        + (f" (the first {X.EXPORT_LIMIT:,} of {b['total']:,})" if b["total"] > X.EXPORT_LIMIT else "")
+        f"Download the {min(b['total'], exports.EXPORT_LIMIT):,} samples of these filters"
+        + (f" (the first {exports.EXPORT_LIMIT:,} of {b['total']:,})" if b["total"] > exports.EXPORT_LIMIT else "")
     )
     review.downloads(
-        lambda: X.filtered_samples(run_dir, f, annotations=anns)[0],
+        lambda: data.filtered_samples(run_dir, f, annotations=anns)[0],
         review.safe_stem(run_dir.name, "samples", *(v for v in (task, phase, it, decision) if v != ui.ALL)),
         f"{PAGE}_dl",
         "the filtered samples",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from star_core import queries as Q
+from star_core import queries
 from star_dashboard import data, hints, links, ui
 
 PAGE = "rz"
@@ -20,7 +20,7 @@ run_dir = ui.current_run()
 ui.run_heading(run_dir)
 fac = data.facets(run_dir)
 if "rationalize" not in fac["phases"]:
-    info = ui.guard(Q.run_info, run_dir)
+    info = ui.guard(data.run_info, run_dir)
     if info.get("config", {}).get("rationalize") is False:
         st.info(
             "Rationalization is off in this run's config: wrong answers are not retried with a hint.",
@@ -39,7 +39,7 @@ with st.sidebar:
     st.subheader("Filters")
     task = ui.state_select(PAGE, state, "task", "Task", [ui.ALL] + fac["tasks"])
     _task = None if task == ui.ALL else task
-    its = Q.occurring(fac, "iteration", task=_task, phase="rationalize")
+    its = queries.occurring(fac, "iteration", task=_task, phase="rationalize")
     it = ui.state_select(PAGE, state, "it", "Iteration", [ui.ALL] + [str(i) for i in its])
     decision = ui.state_select(
         PAGE,
@@ -47,11 +47,13 @@ with st.sidebar:
         "decision",
         "Retry outcome",
         [ui.ALL]
-        + Q.occurring(fac, "decision", task=_task, phase="rationalize", iteration=None if it == ui.ALL else int(it)),
+        + queries.occurring(
+            fac, "decision", task=_task, phase="rationalize", iteration=None if it == ui.ALL else int(it)
+        ),
         help="rationalized = kept; hint_leak = the rationale leans on the hint",
     )
 
-f = Q.SampleFilter(
+f = queries.SampleFilter(
     phase="rationalize",
     task=None if task == ui.ALL else task,
     iteration=None if it == ui.ALL else int(it),
@@ -127,7 +129,7 @@ with row2[1]:
         )
     else:
         st.caption(ui.md_escape(f"trains adapter {te['iteration']} · source {te['source']}"))
-        still = Q.find_all(te["prompt"], hint.strip()) if leak["checkable"] else []
+        still = queries.find_all(te["prompt"], hint.strip()) if leak["checkable"] else []
         if still:
             st.error("The stored training prompt still contains the hint text.", icon=":material/warning:")
         ui.show_highlighted(te["prompt"], still, hints.LEAK_BG)
