@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from star_core.annotations import agreement as _agreement
 from star_core.queries import (
     changes,
     comparison,
@@ -365,7 +366,8 @@ def eval_change(run_dir: str | os.PathLike, iteration: int, task: str | None = N
 
 
 # --------------------------------------------------------------------------
-# not cached: read on every rerun, straight through to the query (runs, reads, effect, progress, exports)
+# not cached: read on every rerun, straight through to the query (runs, reads, effect, progress, exports, and
+# the annotations' agreement with the stored audit)
 # --------------------------------------------------------------------------
 def resolve_run(name_or_path: str | os.PathLike, roots: Sequence[str | os.PathLike]) -> Path:
     """:func:`star_core.queries.runs.resolve_run`: the run folder a name or path names, only inside the roots."""
@@ -430,3 +432,8 @@ def filtered_samples(
 ) -> tuple[pd.DataFrame, int]:
     """:func:`star_core.queries.exports.filtered_samples`: the samples of a filter for a download, and their count."""
     return exports.filtered_samples(run_dir, f, limit, annotations)
+
+
+def agreement(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """:func:`star_core.annotations.agreement`: people's labels against the audit verdicts stored in the run."""
+    return _agreement(run_dir)

@@ -23,7 +23,7 @@ import streamlit as st
 from star_core.annotations import LABELS, SUGGESTED_TAGS, AnnotationError, Annotations
 from star_core.queries import exports
 
-from . import ui
+from . import data, ui
 
 # --------------------------------------------------------------------------
 # annotations
@@ -130,11 +130,9 @@ def annotate(run_dir: Path, sample_id: int, key: str) -> None:
 
 def agreement_view(run_dir: Path, name: str) -> None:
     """How the people's labels agree with the rationale audit: a confusion table and Cohen's kappa."""
-    from star_core.annotations import agreement
-
     st.subheader("Your labels and the rationale audit")
     try:
-        g = agreement(run_dir)
+        g = data.agreement(run_dir)
     except AnnotationError as e:
         st.error(f"Annotations unavailable: {ui.md_escape(e)}", icon=":material/error:")
         return
