@@ -11,6 +11,7 @@ from star_dashboard import data, flags, hints, links, review, ui
 PAGE = "cmp"
 KEYS = ("ra", "ia", "rb", "ib", "task", "phase", "f", "qid", "sid")
 
+# ---- the runs that can be compared (the readable ones); side A starts on the run picked in the sidebar
 ui.page_header(
     "Compare",
     "One question under two runs, or under two iterations of one run: both rationales with "
@@ -36,6 +37,8 @@ def _run(k: str):
         st.stop()
 
 
+# ---- the two sides (sidebar, in the URL): a run and an iteration each, on a task and phase both hold, since
+# questions are matched by id
 main = st.container()  # messages about the sidebar's choices go to the main area
 with st.sidebar:
     st.subheader("Side A")
@@ -71,6 +74,8 @@ with st.sidebar:
     ia = ui.state_select(PAGE, state, "ia", "Iteration of A", its_a, default=its_a[0])
     ib = ui.state_select(PAGE, state, "ib", "Iteration of B", its_b, default=its_b[-1])
 
+# ---- the comparison: the questions both sides hold, how many B gained and lost against A (exact McNemar), so a
+# change can be told from noise, and which questions to show
 run_a, run_b = _run(ra), _run(rb)
 res = data.compare(run_a, int(ia), run_b, int(ib), task, phase)
 rows, counts = res["rows"], res["counts"]
@@ -105,7 +110,7 @@ if res["only_a"] or res["only_b"]:
     )
 shown = rows[comparison.filter_mask(rows, flt)].reset_index(drop=True)
 
-# where we are: the question id (in the URL), or A's sample id (the navigator's Prev / Next)
+# ---- where we are: the question id (in the URL), or A's sample id (the navigator's Prev / Next)
 ids = shown["a_id"].tolist()
 qids = shown["question_id"].tolist()
 if state.get("sid", "").isdigit() and int(state["sid"]) in ids:
@@ -145,6 +150,8 @@ ui.navigator(PAGE, state, b, noun="question")
 review.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go)
 st.caption(review.KEYS_HELP)
 
+# ---- one question: both rationales with their word differences marked, both decisions, answers and audits,
+# because a changed answer is only half the story; either side can be annotated or opened in Rationales
 with st.container(border=True):
     st.caption(
         ui.md_escape(
@@ -188,6 +195,7 @@ with st.container(border=True):
                 query_params={"run": ra if side == "a" else rb, "sid": str(int(s["id"]))},
             )
 
+# ---- the questions shown as a table, and a download of them with both sides
 st.subheader("The questions shown")
 view = shown[
     ["question_id", "a_answer", "b_answer", "gold", "a_correct", "b_correct", "answer_changed", "rationale_changed"]

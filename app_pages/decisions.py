@@ -13,6 +13,8 @@ from star_dashboard import data, reasons, ui
 PAGE = "dec"
 COLORS = {d: hexa for d, (_, hexa) in ui.DECISION_COLOR.items()}
 
+# ---- the run, its warm-start examples (reference rationales: supervised, never sampled or filtered), and the task
+# and iteration every section below shows
 ui.page_header(
     "Filter decisions",
     "Per iteration: how many train questions were sampled, how many answers were "
@@ -65,7 +67,8 @@ def open_samples(it: int, phase: str, decision: str | None) -> None:
     st.switch_page("app_pages/rationales.py", query_params=params)
 
 
-# ---- the funnel of one iteration ------------------------------------------
+# ---- the funnel of one iteration: from samples to the training set, and why samples were not kept, because what
+# the filter keeps is all the next model learns from
 fn = data.funnel(run_dir, iteration, task_arg)
 m = st.columns(7)
 m[0].metric("Sampled", fn["sampled"], help="first attempts: train questions × samples per question, plain prompt")
@@ -176,7 +179,8 @@ with right:
                 column_config={"reason": st.column_config.TextColumn(width="large")},
             )
 
-# ---- decisions per iteration (click a bar) ---------------------------------------
+# ---- decisions per iteration (click a bar to read those samples): how the filter's verdicts shift as the model
+# changes
 st.subheader("Decisions per iteration")
 st.caption("Click a bar segment to open those samples on the Rationales page.")
 tr = counts[counts["phase"].isin(["sample", "rationalize"])]
@@ -215,7 +219,8 @@ if pts:  # customdata carries (phase, decision, iteration): x is offset by the g
     if isinstance(cd, (list, tuple)) and len(cd) == 3 and (cd[0], cd[1]) in meta:
         open_samples(int(cd[2]), cd[0], cd[1])
 
-# ---- training set size -----------------------------------------------------------
+# ---- training examples per iteration, by source (right first attempts, rescued retries, warm-start references):
+# how much each adapter learned from
 c1, c2 = st.columns(2, gap="large")
 with c1:
     st.subheader("Training examples per iteration")
@@ -256,7 +261,8 @@ with c1:
         + (", with the warm start's reference examples (iteration 0: the warm start itself)." if n_warm else ".")
     )
 
-# ---- exploration: newly solved vs lost ---------------------------------------------
+# ---- exploration: questions newly solved and lost per iteration, each pair tested (exact McNemar), because STaR
+# stalls once few new questions are solved (B-STaR)
 with c2:
     st.subheader("Newly solved and lost questions")
     trans = data.solve_transitions(run_dir, task_arg)
@@ -321,6 +327,7 @@ with c2:
         column_config={"p_value": st.column_config.NumberColumn("p (McNemar)", format="%.3g")},
     )
 
+# ---- every decision count in one table, for reading off or copying
 with st.expander("All decision counts"):
     piv = counts.pivot_table(
         index=["iteration", "phase"], columns="decision", values="n", aggfunc="sum", fill_value=0

@@ -12,6 +12,8 @@ from star_core.tasks import TASKS
 from star_dashboard import control, data, launch_form, ui
 from star_dashboard.live import log_text, show_log, show_stage
 
+# ---- who may launch (procs.policy: a dashboard on this machine, or the session that gave its token; off with
+# STAR_DASHBOARD_LAUNCH=0), and the limit on runs at once (one per GPU by default: each run holds a model)
 ui.page_header(
     "Launch",
     "Start a STaR run in its own process (`star run ...`), follow its progress and log, "
@@ -32,6 +34,8 @@ st.caption(
     f"At most {pol.max_runs} launched run{'s' if pol.max_runs > 1 else ''} at once "
     f"(`STAR_DASHBOARD_MAX_RUNS`); Stop only stops runs this dashboard started."
 )
+# ---- the form: the common settings in rows and every other config field under "All settings" (built from the
+# config, so a new field appears without a page edit); "Reproduce this run" on Runs fills it
 task_default = "star"
 reproducing = launch_form.take_prefill()  # "Reproduce this run" on Runs fills the form; else the page's defaults
 if reproducing:
@@ -82,6 +86,7 @@ with st.form("launch_form"):
     launch_form.draw_advanced()
     submitted = st.form_submit_button("Start run", type="primary", icon=":material/rocket_launch:")
 
+# ---- start: the name and the settings are checked (by the engine's own config check) before a process is spawned
 if submitted:
     name = name.strip()
     out = user_root / name
@@ -111,6 +116,7 @@ if submitted:
             ss["_pending_pick"] = name
             ss["launch_msg"] = msg
 
+# ---- the run to follow: the one just launched, else the one picked in the sidebar
 target: Path | None = Path(ss["launch_dir"]) if ss.get("launch_dir") else None
 if target is None and ss.get("_runs") and not ss.get("_bad_run"):
     try:
@@ -120,6 +126,7 @@ if target is None and ss.get("_runs") and not ss.get("_bad_run"):
 live = target is not None and (procs.launched_alive(target) is not None or data.run_status(target) == "running")
 
 
+# ---- its status, stage and log, refreshed every 2 s while it is alive (10 s when idle), with Stop and Resume
 @st.fragment(run_every=2 if live else 10)  # idle: slow polling, so a run resumed elsewhere is picked up
 def monitor(run_dir: Path) -> None:
     st.subheader(f"Run: {ui.md_escape(run_dir.name)}")

@@ -14,6 +14,7 @@ PAGE = "rat"
 KEYS = ("task", "phase", "it", "decision", "correct", "digits", "q", "ann", "sid")
 TABLE_ROWS = 25
 
+# ---- the run, and a stop while it has no samples
 ui.page_header(
     "Rationales",
     "One model completion at a time: the question, the rationale the model wrote, its "
@@ -30,6 +31,9 @@ if not fac["tasks"]:
     st.stop()
 
 
+# ---- the filters (sidebar, kept in the URL so a link opens the same view): only values that occur with the
+# choices already made, so a combination does not come up empty by surprise; the annotation filter reads your
+# labels and tags
 def _any(v: str, cast: type = str):
     """A filter's value for ``queries.occurring``: None for "(all)"."""
     return None if v == ui.ALL else cast(v)
@@ -96,6 +100,8 @@ with st.sidebar:
         ),
     )
 
+# ---- where we are: the filter, and the sample the URL or a jump names (else the first match) with its position,
+# Prev and Next; a link to a sample the run does not hold says so
 f = queries.SampleFilter(
     task=None if task == ui.ALL else task,
     phase=None if phase == ui.ALL else phase,
@@ -138,6 +144,9 @@ if b["sample_id"] is None:
     links.reset_button(PAGE, state, KEYS)
     st.stop()
 
+# ---- one sample (left): the question, the model's rationale, its answer against the gold, the filter's decision
+# and the audit, so a kept rationale can be checked by eye; then annotating it, its raw output, its prompt, its
+# training example and the same question in the other iterations
 s = data.get_sample(run_dir, b["sample_id"])
 left, right = st.columns([5, 4], gap="large")
 with left:
@@ -242,6 +251,7 @@ with left:
                 "Open sample #", others, index=None, key=f"{PAGE}_hist", on_change=_open, placeholder="pick a sample id"
             )
 
+# ---- the filtered samples as a table around the one shown (a click opens a row), and all of them as a download
 with right:
     pos = b["position"] or 1
     offset = (pos - 1) // TABLE_ROWS * TABLE_ROWS

@@ -10,6 +10,7 @@ from star_dashboard import data, hints, links, ui
 PAGE = "rz"
 KEYS = ("task", "it", "decision", "sid")
 
+# ---- the run; without hinted retries the page says why (rationalization off, or none stored yet)
 ui.page_header(
     "Rationalizations",
     "For a question the model got wrong: its first attempt, the prompt retried "
@@ -34,6 +35,7 @@ if "rationalize" not in fac["phases"]:
         )
     st.stop()
 
+# ---- the filters (task, iteration, retry outcome), only the values that occur among the hinted retries
 state = ui.url_state(PAGE, KEYS)
 with st.sidebar:
     st.subheader("Filters")
@@ -53,6 +55,7 @@ with st.sidebar:
         help="rationalized = kept; hint_leak = the rationale leans on the hint",
     )
 
+# ---- where we are: the retry the URL names, else the first match, with Prev and Next
 f = queries.SampleFilter(
     phase="rationalize",
     task=None if task == ui.ALL else task,
@@ -68,6 +71,8 @@ if b["sample_id"] is None:
     links.reset_button(PAGE, state, KEYS)
     st.stop()
 
+# ---- the retry at a glance: its decision, the gold answer, the hint shown, and whether the hint leaks into the
+# output (a leak teaches the model to copy the hint, not to reason)
 rz = data.rationalization(run_dir, b["sample_id"])
 retry, first, te = rz["retry"], rz["first"], rz["train_example"]
 if retry["phase"] != "rationalize":
@@ -92,6 +97,8 @@ with st.container(border=True):
     st.text(retry["reason"])
     leak = hints.show_leak(retry)
 
+# ---- the four steps in order: the wrong first attempt, the hinted prompt, the hinted output, and the training
+# example stored from it with the hint removed, so one can check that what trains the model carries no hint
 row1 = st.columns(2, gap="large")
 with row1[0]:
     st.markdown("#### 1 · First attempt (plain prompt)")

@@ -12,6 +12,8 @@ from star_core import procs, queries, stats
 from star_dashboard import control, data, flags, front, launch_form, ui
 from star_dashboard.live import log_text, show_stage
 
+# ---- the header and "start here" (the showcase run and what to open first), because this is the landing page;
+# a link to a run that is not there stops with a message
 ui.page_header(
     "Runs",
     "Every STaR run found in the runs folders: its status, configuration and how far each "
@@ -27,6 +29,8 @@ if st.session_state.get("_bad_run"):
     ui.current_run()  # shows the error and stops
 
 
+# ---- the runs table: every run under the roots with its status, progress and audit version; a click picks the
+# run every page then shows
 def _pick_from_table() -> None:
     sel = st.session_state["runs_table"].selection
     rows = list(sel.rows) or [c[0] for c in sel.cells]  # a click on a cell opens its row too
@@ -82,6 +86,8 @@ def _table(runs: list[dict]) -> None:
         st.rerun()
 
 
+# ---- the picked run in detail: what it is, where it stands (status, stage, heartbeat, progress), how to resume
+# it when it stopped, and whether its adapters are on disk
 def _measures(measures: dict) -> dict[str, str]:
     """Each measure of an evaluation ("all" group of each task's splits) in words, with n and its interval."""
     out = {}
@@ -185,6 +191,8 @@ def _details(run_dir) -> None:
     _config_and_events(info, run_dir)
 
 
+# ---- iteration by iteration: what each sampled, kept, trained on and scored (with its interval), then the warm
+# start and the direct-answer baseline, the references a run's gains are read against
 def _iterations(s: dict) -> None:
     """One row per iteration (counts first), then the warm start and the direct-answer baseline in words."""
     rows = []
@@ -243,6 +251,7 @@ def _iterations(s: dict) -> None:
         )
 
 
+# ---- the run's settings (and "Reproduce this run") beside its latest events: what was asked, what happened last
 def _config_and_events(info: dict, run_dir) -> None:
     """The run's configuration (with "Reproduce this run") beside its latest events."""
     c1, c2 = st.columns(2)
@@ -283,6 +292,8 @@ def _config_and_events(info: dict, run_dir) -> None:
         st.dataframe(ev, hide_index=True, width="stretch")
 
 
+# ---- live refresh: the table and the details redraw every 3 s while a run is live, every 15 s when idle (so a run
+# started from a shell still shows up)
 def _any_live(runs: list[dict]) -> bool:
     """A run is running, or a process this dashboard started for one is alive (a resume not yet in its store)."""
     return any(r["status"] == "running" or procs.launched_alive(Path(r["path"])) for r in runs)
