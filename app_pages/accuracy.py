@@ -8,11 +8,9 @@ import html
 import plotly.graph_objects as go
 import streamlit as st
 
-from star_core import queries as Q
-from star_core import stats
+from star_core import queries, stats
 from star_core.tasks import task_names
-from star_dashboard import data, flags, ui
-from star_dashboard import inspect as I
+from star_dashboard import data, flags, review, ui
 from star_dashboard.charts import CUSTOM, HOVER, error_bars, in_percent, interval_words, markers, tick, x_axis
 
 PAGE = "acc"
@@ -55,9 +53,9 @@ with st.sidebar:
         ui.set_params({"ov": ",".join(overlays)})  # the overlaid runs are in the URL
     measure = st.radio(
         "Measure",
-        list(Q.MEASURES),
+        list(queries.MEASURES),
         key=f"{PAGE}_measure",
-        format_func=lambda m: Q.MEASURES[m],
+        format_func=lambda m: queries.MEASURES[m],
         help="accuracy: the right answer; right and faithful: the right answer with every audited "
         "step holding and at least one shown; shows a rationale: outputs whose audit verdict is "
         "not 'no rationale' (right or wrong)",
@@ -71,8 +69,8 @@ with st.sidebar:
 dirs = []
 for k in picked or [cur]:
     try:
-        dirs.append(Q.resolve_run(k, ui.roots()))
-    except Q.RunUnavailable:
+        dirs.append(data.resolve_run(k, ui.roots()))
+    except queries.RunUnavailable:
         continue
 if not dirs:
     dirs = [run_dir]
@@ -97,14 +95,14 @@ if allm.empty:
     )
 elif met.empty:
     st.info(
-        f"No '{Q.MEASURES[measure]}' numbers for these runs: their outputs were audited under audit version 1, "
+        f"No '{queries.MEASURES[measure]}' numbers for these runs: their outputs were audited under audit version 1, "
         "which took a bare answer for a faithful rationale, so only their accuracy is given.",
         icon=":material/info:",
     )
 if not met.empty:
     met = in_percent(met)
     direct = met[met["phase"] == "direct_eval"]
-    met = met[met["phase"].isin(Q.CHAINED_PHASES)]
+    met = met[met["phase"].isin(queries.CHAINED_PHASES)]
     combos = met[["task", "split"]].drop_duplicates().sort_values(["task", "split"]).values.tolist()
     cols = st.columns(min(len(combos), 2) or 1, gap="large")
     for n, (task, split) in enumerate(combos):
@@ -148,7 +146,9 @@ if not met.empty:
                     + "<extra></extra>",
                 )
         if show_ref and measure == "accuracy":
-            for (lab, v), dash in zip(Q.PAPER_REFERENCE.get((task, split), {}).items(), ("dot", "dash", "longdash")):
+            for (lab, v), dash in zip(
+                queries.PAPER_REFERENCE.get((task, split), {}).items(), ("dot", "dash", "longdash")
+            ):
                 fig.add_scatter(
                     x=[x0, x1],
                     y=[v, v],
@@ -159,11 +159,11 @@ if not met.empty:
                     meta="reference",
                 )
         fig.update_layout(
-            title=html.escape(f"{task} · {split} split · {Q.MEASURES[measure]}"),
+            title=html.escape(f"{task} · {split} split · {queries.MEASURES[measure]}"),
             height=380,
             margin=dict(l=10, r=10, t=40, b=10),
             xaxis=x_axis(sub["point"]),
-            yaxis=dict(title=f"{Q.MEASURES[measure]} %", range=[0, 101]),
+            yaxis=dict(title=f"{queries.MEASURES[measure]} %", range=[0, 101]),
             showlegend=True,
             legend=dict(orientation="h", y=-0.25),
         )
@@ -171,7 +171,7 @@ if not met.empty:
             st.plotly_chart(ui.phone_safe(fig), key=f"{PAGE}_curve_{task}_{split}")
     if (met["phase"] == "warm_eval").any():
         st.caption(
-            "◆ warm start: the model after the warm start, " + Q.WARM_NOTE + ". Iteration 1 samples with "
+            "◆ warm start: the model after the warm start, " + queries.WARM_NOTE + ". Iteration 1 samples with "
             "it, so the gain from there on is STaR's, and the gain up to it is supervision's."
         )
     if not direct.empty:
@@ -184,14 +184,16 @@ if not met.empty:
     # ---- the three measures of the first run side by side: a right answer is not yet right reasoning, and a run
     # can gain accuracy while its rationales fail the audit or disappear
     st.subheader("Accuracy, right and faithful, and rationale share")
-    first = allm[(allm["run_dir"] == str(dirs[0])) & (allm["grp"] == "all") & allm["phase"].isin(Q.CHAINED_PHASES)]
+    first = allm[
+        (allm["run_dir"] == str(dirs[0])) & (allm["grp"] == "all") & allm["phase"].isin(queries.CHAINED_PHASES)
+    ]
     first = in_percent(first)
     pairs = first[["task", "split"]].drop_duplicates().sort_values(["task", "split"]).values.tolist()
     cols = st.columns(min(len(pairs), 2) or 1, gap="large")
     for n, (task, split) in enumerate(pairs):
         fig = go.Figure()
         sub = first[(first["task"] == task) & (first["split"] == split)]
-        for j, (m, words) in enumerate(Q.MEASURES.items()):
+        for j, (m, words) in enumerate(queries.MEASURES.items()):
             g = sub[sub["measure"] == m].sort_values("point")
             if not g.empty:
                 fig.add_scatter(
@@ -256,9 +258,9 @@ if not met.empty:
         fig.update_layout(
             height=360,
             margin=dict(l=10, r=10, t=30, b=10),
-            title=html.escape(f"{split} {Q.MEASURES[measure]} per digit count"),
+            title=html.escape(f"{split} {queries.MEASURES[measure]} per digit count"),
             xaxis=x_axis(a["point"], "iteration"),
-            yaxis=dict(title=f"{Q.MEASURES[measure]} %", range=[0, 101]),
+            yaxis=dict(title=f"{queries.MEASURES[measure]} %", range=[0, 101]),
         )
         c1.plotly_chart(ui.phone_safe(fig), key=f"{PAGE}_digits")
         piv = a.pivot_table(index="digits", columns="point", values="pct", aggfunc="mean").sort_index()
@@ -293,7 +295,7 @@ if not met.empty:
             "rationalization the paper's GPT-J learned one digit length at a time; with it, 2-digit accuracy "
             "jumped from under 1 % to 32 % in one iteration."
         )
-        frontiers = ui.guard(Q.curriculum_frontiers, ar_run)
+        frontiers = ui.guard(data.curriculum_frontiers, ar_run)
         if frontiers:
             st.markdown("**Digit curriculum**: the frontier each iteration trained up to")
             st.dataframe(
@@ -301,7 +303,7 @@ if not met.empty:
                     {
                         "iteration": it,
                         "frontier (digits)": r["frontier"],
-                        "measured on": Q.eval_label(r["measured_on"]["iteration"], r["measured_on"]["phase"]),
+                        "measured on": queries.eval_label(r["measured_on"]["iteration"], r["measured_on"]["phase"]),
                         "questions drawn by digits": ", ".join(f"{d}: {n}" for d, n in r.get("questions", {}).items()),
                     }
                     for it, r in frontiers.items()
@@ -318,7 +320,7 @@ if not allm.empty:
     # ---- did STaR change each digit count? one sentence per group of the first run shown, its paired test in it
     # The model STaR starts from (the warm-started one, else the few-shot one) against the last iteration: a
     # per-group sentence, because a total can hide opposite moves of its groups.
-    effects = [e for e in ui.guard(Q.star_effect, dirs[0]) if e.measure == "faithful_accuracy"]
+    effects = [e for e in ui.guard(data.star_effect, dirs[0]) if e.measure == "faithful_accuracy"]
     if effects:
         st.subheader("Did STaR change each digit count?")
         for e in effects:
@@ -338,8 +340,8 @@ if not allm.empty:
     else:
         ch = ch.assign(
             run=ch["run_dir"].map(labels),
-            evaluation=[Q.eval_label(i, ph) for i, ph in zip(ch["iteration"], ch["phase"])],
-            compared_with=[Q.eval_label(i, ph) for i, ph in zip(ch["since"], ch["since_phase"])],
+            evaluation=[queries.eval_label(i, ph) for i, ph in zip(ch["iteration"], ch["phase"])],
+            compared_with=[queries.eval_label(i, ph) for i, ph in zip(ch["since"], ch["since_phase"])],
         )
         top = ch[ch["grp"] == "all"]
         for r in top.itertuples(index=False):
@@ -386,7 +388,7 @@ if not allm.empty:
     with st.expander("Table of every measure (with 95 % Wilson intervals)"):
         cell = allm.assign(
             label=allm["run_dir"].map(labels),
-            measure=allm["measure"].map(Q.MEASURES),
+            measure=allm["measure"].map(queries.MEASURES),
             column=[
                 ("direct answer" if ph == "direct_eval" else tick(p)) for ph, p in zip(allm["phase"], allm["point"])
             ],
@@ -450,4 +452,4 @@ else:
     c2.plotly_chart(ui.phone_safe(f2), key=f"{PAGE}_final_loss")
 
 # ---- how well people's labels agree with the audit (Cohen's kappa), so the audit's verdicts can be trusted
-I.agreement_view(dirs[0], labels.get(str(dirs[0]), dirs[0].name))
+review.agreement_view(dirs[0], labels.get(str(dirs[0]), dirs[0].name))

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from star_core import queries as Q
-from star_core.queries import comparison as C
-from star_core.queries import exports as X
-from star_dashboard import data, flags, hints, links, ui
-from star_dashboard import inspect as I
+from star_core import queries
+from star_core.queries import comparison, exports
+from star_dashboard import data, flags, hints, links, review, ui
 
 PAGE = "cmp"
 KEYS = ("ra", "ia", "rb", "ib", "task", "phase", "f", "qid", "sid")
 
+# ---- the runs that can be compared (the readable ones); side A starts on the run picked in the sidebar
 ui.page_header(
     "Compare",
     "One question under two runs, or under two iterations of one run: both rationales with "
@@ -32,12 +31,14 @@ if ui.run_key() in keys:
 
 def _run(k: str):
     try:
-        return Q.resolve_run(k, ui.roots())
-    except Q.RunUnavailable as e:
+        return data.resolve_run(k, ui.roots())
+    except queries.RunUnavailable as e:
         ui.show_unavailable(e)
         st.stop()
 
 
+# ---- the two sides (sidebar, in the URL): a run and an iteration each, on a task and phase both hold, since
+# questions are matched by id
 main = st.container()  # messages about the sidebar's choices go to the main area
 with st.sidebar:
     st.subheader("Side A")
@@ -56,7 +57,7 @@ with st.sidebar:
         )
         st.stop()
     task = ui.state_select(PAGE, state, "task", "Task", tasks, default=tasks[0])
-    phases = [p for p in Q.PHASES if p in set(both.loc[both["task"] == task, "phase"])]
+    phases = [p for p in queries.PHASES if p in set(both.loc[both["task"] == task, "phase"])]
     phase = ui.state_select(
         PAGE,
         state,
@@ -73,11 +74,13 @@ with st.sidebar:
     ia = ui.state_select(PAGE, state, "ia", "Iteration of A", its_a, default=its_a[0])
     ib = ui.state_select(PAGE, state, "ib", "Iteration of B", its_b, default=its_b[-1])
 
+# ---- the comparison: the questions both sides hold, how many B gained and lost against A (exact McNemar), so a
+# change can be told from noise, and which questions to show
 run_a, run_b = _run(ra), _run(rb)
 res = data.compare(run_a, int(ia), run_b, int(ib), task, phase)
 rows, counts = res["rows"], res["counts"]
-label_a = C.side_label(names.get(ra, ra), int(ia))
-label_b = C.side_label(names.get(rb, rb), int(ib))
+label_a = comparison.side_label(names.get(ra, ra), int(ia))
+label_b = comparison.side_label(names.get(rb, rb), int(ib))
 with st.sidebar:
     st.subheader("Show")
     flt = ui.state_select(
@@ -85,9 +88,9 @@ with st.sidebar:
         state,
         "f",
         "Questions",
-        list(C.FILTERS),
+        list(comparison.FILTERS),
         default="all",
-        format_func=lambda k: f"{C.FILTERS[k]} ({counts[k]:,})",
+        format_func=lambda k: f"{comparison.FILTERS[k]} ({counts[k]:,})",
     )
 
 st.markdown(
@@ -105,9 +108,9 @@ if res["only_a"] or res["only_b"]:
         f"{res['only_a']:,} only in A and {res['only_b']:,} only in B are left out.",
         icon=":material/join_inner:",
     )
-shown = rows[C.filter_mask(rows, flt)].reset_index(drop=True)
+shown = rows[comparison.filter_mask(rows, flt)].reset_index(drop=True)
 
-# where we are: the question id (in the URL), or A's sample id (the navigator's Prev / Next)
+# ---- where we are: the question id (in the URL), or A's sample id (the navigator's Prev / Next)
 ids = shown["a_id"].tolist()
 qids = shown["question_id"].tolist()
 if state.get("sid", "").isdigit() and int(state["sid"]) in ids:
@@ -144,9 +147,11 @@ def _go(sid: int) -> None:
 
 
 ui.navigator(PAGE, state, b, noun="question")
-I.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go)
-st.caption(I.KEYS_HELP)
+review.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go)
+st.caption(review.KEYS_HELP)
 
+# ---- one question: both rationales with their word differences marked, both decisions, answers and audits,
+# because a changed answer is only half the story; either side can be annotated or opened in Rationales
 with st.container(border=True):
     st.caption(
         ui.md_escape(
@@ -155,12 +160,13 @@ with st.container(border=True):
     )
     ui.show_text(row["question"], "Question")
     ui.show_text(row["gold"], "Gold answer")
-    ha, hb = C.diff_html(row["a_text"], row["b_text"])
-    marked = C.diff_fits(row["a_text"], row["b_text"])
+    ha, hb = comparison.diff_html(row["a_text"], row["b_text"])
+    marked = comparison.diff_fits(row["a_text"], row["b_text"])
     if not marked:
         st.caption(
-            f"These rationales are too long to mark word by word (over {C.DIFF_MAX_TOKENS:,} words, spaces and "
-            "marks on a side): both are shown whole, side by side, without marks."
+            "These rationales are too long to mark word by word "
+            f"(over {comparison.DIFF_MAX_TOKENS:,} words, spaces and marks on a side): both are shown whole, side by "
+            "side, without marks."
         )
     cols = st.columns(2, gap="large")
     for col, side, label, run_dir, html_ in ((cols[0], "a", label_a, run_a, ha), (cols[1], "b", label_b, run_b, hb)):
@@ -181,7 +187,7 @@ with st.container(border=True):
             )
             hints.show_audit(s)
             with st.expander(f"Annotate {side.upper()}'s sample"):
-                I.annotate(run_dir, int(s["id"]), key=f"{PAGE}_ann_{side}")
+                review.annotate(run_dir, int(s["id"]), key=f"{PAGE}_ann_{side}")
             st.page_link(
                 "app_pages/rationales.py",
                 label="Open in Rationales",
@@ -189,14 +195,15 @@ with st.container(border=True):
                 query_params={"run": ra if side == "a" else rb, "sid": str(int(s["id"]))},
             )
 
+# ---- the questions shown as a table, and a download of them with both sides
 st.subheader("The questions shown")
 view = shown[
     ["question_id", "a_answer", "b_answer", "gold", "a_correct", "b_correct", "answer_changed", "rationale_changed"]
 ]
 st.dataframe(view, hide_index=True, width="stretch", height=min(400, 35 * (len(view) + 1) + 3))
-I.downloads(
-    lambda: X.compare_frame(shown, label_a, label_b),
-    I.safe_stem("compare", label_a, "vs", label_b, flt),
+review.downloads(
+    lambda: exports.compare_frame(shown, label_a, label_b),
+    review.safe_stem("compare", label_a, "vs", label_b, flt),
     f"{PAGE}_dl",
     "these questions, both sides",
 )

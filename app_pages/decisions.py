@@ -7,14 +7,14 @@ import html
 import plotly.graph_objects as go
 import streamlit as st
 
-from star_core import queries as Q
-from star_core import stats
-from star_dashboard import data, ui
-from star_dashboard import reasons as R
+from star_core import queries, stats
+from star_dashboard import data, reasons, ui
 
 PAGE = "dec"
 COLORS = {d: hexa for d, (_, hexa) in ui.DECISION_COLOR.items()}
 
+# ---- the run, its warm-start examples (reference rationales: supervised, never sampled or filtered), and the task
+# and iteration every section below shows
 ui.page_header(
     "Filter decisions",
     "Per iteration: how many train questions were sampled, how many answers were "
@@ -67,7 +67,8 @@ def open_samples(it: int, phase: str, decision: str | None) -> None:
     st.switch_page("app_pages/rationales.py", query_params=params)
 
 
-# ---- the funnel of one iteration ------------------------------------------
+# ---- the funnel of one iteration: from samples to the training set, and why samples were not kept, because what
+# the filter keeps is all the next model learns from
 fn = data.funnel(run_dir, iteration, task_arg)
 m = st.columns(7)
 m[0].metric("Sampled", fn["sampled"], help="first attempts: train questions × samples per question, plain prompt")
@@ -154,8 +155,8 @@ with left:
     st.plotly_chart(ui.phone_safe(sankey(fn)), key=f"{PAGE}_sankey")
 with right:
     st.markdown("**Why samples were not kept, by kind**")
-    R.show(
-        R.group(fn["sample_decisions"], fn["retry_decisions"]),
+    reasons.show(
+        reasons.group(fn["sample_decisions"], fn["retry_decisions"]),
         lambda phase, d: open_samples(iteration, phase, d),
         f"{PAGE}_kind",
     )
@@ -163,22 +164,23 @@ with right:
     for phase, dec in (("sample", fn["sample_decisions"]), ("rationalize", fn["retry_decisions"])):
         if not dec:
             continue
-        st.caption(Q.PHASES[phase])
+        st.caption(queries.PHASES[phase])
         with st.container(horizontal=True):
             for d, n in sorted(dec.items(), key=lambda kv: -kv[1]):
                 if st.button(f"{ui.md_escape(d)} · {n}", key=f"{PAGE}_open_{phase}_{d}"):
                     open_samples(iteration, phase, d)
-    reasons = data.top_reasons(run_dir, iteration, task_arg, 12)
-    if not reasons.empty:
+    frequent = data.top_reasons(run_dir, iteration, task_arg, 12)
+    if not frequent.empty:
         with st.expander("The most frequent reasons, word for word"):
             st.dataframe(
-                reasons[["n", "decision", "phase", "reason"]],
+                frequent[["n", "decision", "phase", "reason"]],
                 hide_index=True,
                 width="stretch",
                 column_config={"reason": st.column_config.TextColumn(width="large")},
             )
 
-# ---- decisions per iteration (click a bar) ---------------------------------------
+# ---- decisions per iteration (click a bar to read those samples): how the filter's verdicts shift as the model
+# changes
 st.subheader("Decisions per iteration")
 st.caption("Click a bar segment to open those samples on the Rationales page.")
 tr = counts[counts["phase"].isin(["sample", "rationalize"])]
@@ -192,7 +194,7 @@ for phase in ("sample", "rationalize"):
         fig.add_bar(
             x=[f"{i}" for i in dd["iteration"]],
             y=dd["n"].tolist(),
-            name=f"{Q.PHASES[phase]}: {html.escape(d)}",
+            name=f"{queries.PHASES[phase]}: {html.escape(d)}",
             marker_color=COLORS.get(d, ui.OTHER_COLOR[1]),
             offsetgroup=phase,
             marker_pattern_shape="/" if phase == "rationalize" else "",
@@ -217,7 +219,8 @@ if pts:  # customdata carries (phase, decision, iteration): x is offset by the g
     if isinstance(cd, (list, tuple)) and len(cd) == 3 and (cd[0], cd[1]) in meta:
         open_samples(int(cd[2]), cd[0], cd[1])
 
-# ---- training set size -----------------------------------------------------------
+# ---- training examples per iteration, by source (right first attempts, rescued retries, warm-start references):
+# how much each adapter learned from
 c1, c2 = st.columns(2, gap="large")
 with c1:
     st.subheader("Training examples per iteration")
@@ -258,7 +261,8 @@ with c1:
         + (", with the warm start's reference examples (iteration 0: the warm start itself)." if n_warm else ".")
     )
 
-# ---- exploration: newly solved vs lost ---------------------------------------------
+# ---- exploration: questions newly solved and lost per iteration, each pair tested (exact McNemar), because STaR
+# stalls once few new questions are solved (B-STaR)
 with c2:
     st.subheader("Newly solved and lost questions")
     trans = data.solve_transitions(run_dir, task_arg)
@@ -323,6 +327,7 @@ with c2:
         column_config={"p_value": st.column_config.NumberColumn("p (McNemar)", format="%.3g")},
     )
 
+# ---- every decision count in one table, for reading off or copying
 with st.expander("All decision counts"):
     piv = counts.pivot_table(
         index=["iteration", "phase"], columns="decision", values="n", aggfunc="sum", fill_value=0

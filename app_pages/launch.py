@@ -7,13 +7,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from star_core import procs
-from star_core import queries as Q
+from star_core import procs, queries
 from star_core.tasks import TASKS
-from star_dashboard import control, ui
-from star_dashboard import launch_form as LF
-from star_dashboard import live as L
+from star_dashboard import control, data, launch_form, ui
+from star_dashboard.live import log_text, show_log, show_stage
 
+# ---- who may launch (procs.policy: a dashboard on this machine, or the session that gave its token; off with
+# STAR_DASHBOARD_LAUNCH=0), and the limit on runs at once (one per GPU by default: each run holds a model)
 ui.page_header(
     "Launch",
     "Start a STaR run in its own process (`star run ...`), follow its progress and log, "
@@ -34,8 +34,10 @@ st.caption(
     f"At most {pol.max_runs} launched run{'s' if pol.max_runs > 1 else ''} at once "
     f"(`STAR_DASHBOARD_MAX_RUNS`); Stop only stops runs this dashboard started."
 )
+# ---- the form: the common settings in rows and every other config field under "All settings" (built from the
+# config, so a new field appears without a page edit); "Reproduce this run" on Runs fills it
 task_default = "star"
-reproducing = LF.take_prefill()  # "Reproduce this run" on Runs fills the form; else the page's defaults
+reproducing = launch_form.take_prefill()  # "Reproduce this run" on Runs fills the form; else the page's defaults
 if reproducing:
     st.info(
         f"The form holds the settings of {ui.md_escape(reproducing)}; check them, then start.",
@@ -81,9 +83,10 @@ with st.form("launch_form"):
     )
     spq = c3.number_input("Samples per question", min_value=1, max_value=16, key="launch_f_samples_per_question")
     seed = c4.number_input("Seed", min_value=0, max_value=2**31 - 1, key="launch_f_seed")
-    LF.draw_advanced()
+    launch_form.draw_advanced()
     submitted = st.form_submit_button("Start run", type="primary", icon=":material/rocket_launch:")
 
+# ---- start: the name and the settings are checked (by the engine's own config check) before a process is spawned
 if submitted:
     name = name.strip()
     out = user_root / name
@@ -93,18 +96,18 @@ if submitted:
         st.error(ui.md_escape(f"{out} already exists; pick another name (or resume that run below)."))
     elif not model.strip():
         st.error("Model: give a model id or path.")
-    elif problem := LF.check(
+    elif problem := launch_form.check(
         {"task": task, "model": model.strip(), "iterations": int(iterations)},
         [f"rationalize={'true' if rationalize else 'false'}", f"n_train={int(n_train)}", f"n_eval={int(n_eval)}"]
         + [f"max_new_tokens={int(max_new_tokens)}", f"temperature={float(temperature)}"]
-        + [f"samples_per_question={int(spq)}", f"seed={int(seed)}", *LF.advanced_sets()],
+        + [f"samples_per_question={int(spq)}", f"seed={int(seed)}", *launch_form.advanced_sets()],
     ):
         st.error(problem)
     else:
         cmd = procs.run_command(
             out, task, model.strip(), iterations, rationalize, n_train, n_eval, max_new_tokens, temperature, spq, seed
         )
-        cmd += [a for kv in LF.advanced_sets() for a in ("--set", kv)]
+        cmd += [a for kv in launch_form.advanced_sets() for a in ("--set", kv)]
         pid, msg = control.start_run(cmd, out, pol)
         if pid is None:
             st.error(ui.md_escape(msg))
@@ -113,22 +116,24 @@ if submitted:
             ss["_pending_pick"] = name
             ss["launch_msg"] = msg
 
+# ---- the run to follow: the one just launched, else the one picked in the sidebar
 target: Path | None = Path(ss["launch_dir"]) if ss.get("launch_dir") else None
 if target is None and ss.get("_runs") and not ss.get("_bad_run"):
     try:
-        target = Q.resolve_run(ui.run_key() or "", ui.roots())
-    except Q.RunUnavailable:
+        target = data.resolve_run(ui.run_key() or "", ui.roots())
+    except queries.RunUnavailable:
         target = None
-live = target is not None and (procs.launched_alive(target) is not None or Q.run_status(target) == "running")
+live = target is not None and (procs.launched_alive(target) is not None or data.run_status(target) == "running")
 
 
+# ---- its status, stage and log, refreshed every 2 s while it is alive (10 s when idle), with Stop and Resume
 @st.fragment(run_every=2 if live else 10)  # idle: slow polling, so a run resumed elsewhere is picked up
 def monitor(run_dir: Path) -> None:
     st.subheader(f"Run: {ui.md_escape(run_dir.name)}")
     if ss.get("launch_msg") and ss.get("launch_dir") == str(run_dir):
         st.caption(ui.md_escape(ss["launch_msg"]))
     alive = procs.launched_alive(run_dir)
-    status = Q.run_status(run_dir) if Q.is_run_dir(run_dir) else "empty"
+    status = data.run_status(run_dir) if data.is_run_dir(run_dir) else "empty"
     if status == "empty":
         st.info(
             "Starting: the engine is loading the data and the model; the run's store appears shortly."
@@ -137,7 +142,7 @@ def monitor(run_dir: Path) -> None:
             icon=":material/hourglass_empty:",
         )
     else:
-        brief = Q.run_brief(run_dir)
+        brief = data.run_brief(run_dir)
         st.progress(
             brief["progress"],
             text=f"{ui.STATUS_ICON.get(status, '')} {ui.md_escape(status)} · "
@@ -150,15 +155,15 @@ def monitor(run_dir: Path) -> None:
         )
         if status == "corrupt":
             st.error(brief.get("problem") or "unreadable store")
-        elif status in Q.RESUMABLE:
+        elif status in queries.RESUMABLE:
             st.warning(
                 f"This run is {status}. Resume continues from the last stored batch.", icon=":material/pause_circle:"
             )
-    raw = L.log_text(run_dir)
+    raw = log_text(run_dir)
     if status == "running" or alive:
-        L.show_stage(run_dir, raw)
+        show_stage(run_dir, raw)
     control.run_controls(run_dir, status, "launch")
-    L.show_log(raw, "launch")
+    show_log(raw, "launch")
     alive = procs.launched_alive(run_dir)  # again: Resume or Stop may just have changed it
     seen = f"_store_seen_{run_dir}"
     if status != "empty" and not ss.get(seen) and ss.get("_pending_pick"):

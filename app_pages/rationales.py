@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from star_core import queries as Q
+from star_core import queries
 from star_core.annotations import LABELS, annotated_filter
-from star_core.queries import exports as X
+from star_core.queries import exports
 from star_core.tasks import task_names
-from star_dashboard import data, hints, links, ui
-from star_dashboard import inspect as I
+from star_dashboard import data, hints, links, review, ui
 
 PAGE = "rat"
 KEYS = ("task", "phase", "it", "decision", "correct", "digits", "q", "ann", "sid")
 TABLE_ROWS = 25
 
+# ---- the run, and a stop while it has no samples
 ui.page_header(
     "Rationales",
     "One model completion at a time: the question, the rationale the model wrote, its "
@@ -31,8 +31,11 @@ if not fac["tasks"]:
     st.stop()
 
 
+# ---- the filters (sidebar, kept in the URL so a link opens the same view): only values that occur with the
+# choices already made, so a combination does not come up empty by surprise; the annotation filter reads your
+# labels and tags
 def _any(v: str, cast: type = str):
-    """A filter's value for ``Q.occurring``: None for "(all)"."""
+    """A filter's value for ``queries.occurring``: None for "(all)"."""
     return None if v == ui.ALL else cast(v)
 
 
@@ -63,7 +66,7 @@ with st.sidebar:
         state,
         "it",
         "Iteration",
-        [ui.ALL] + [str(i) for i in Q.occurring(fac, "iteration", task=_any(task), phase=_any(phase))],
+        [ui.ALL] + [str(i) for i in queries.occurring(fac, "iteration", task=_any(task), phase=_any(phase))],
         help="0 = few-shot baseline. Iteration i samples with model i-1, then trains adapter i. "
         "Only the iterations that hold samples of the chosen task and phase.",
     )
@@ -72,7 +75,7 @@ with st.sidebar:
         state,
         "decision",
         "Decision",
-        [ui.ALL] + Q.occurring(fac, "decision", task=_any(task), phase=_any(phase), iteration=_any(it, int)),
+        [ui.ALL] + queries.occurring(fac, "decision", task=_any(task), phase=_any(phase), iteration=_any(it, int)),
         help="only the decisions that occur with the chosen task, phase and iteration",
     )
     correct = ui.state_select(PAGE, state, "correct", "Answer equals gold", [ui.ALL, "yes", "no"])
@@ -82,7 +85,7 @@ with st.sidebar:
     label = f"Digits ({', '.join(grouped)})"
     digits = ui.state_select(PAGE, state, "digits", label, [ui.ALL] + grps) if grps else ui.ALL
     search = ui.state_text(PAGE, state, "q", "Search text", placeholder="question, rationale or id")
-    anns = I.annotations_frame(run_dir)
+    anns = review.annotations_frame(run_dir)
     ann_tags = sorted({t for ts in anns["tags"] for t in ts}) if anns is not None and not anns.empty else []
     ann_opts = [ui.ALL, "any", *LABELS, "none", *[f"tag:{t}" for t in ann_tags]]
     ann = ui.state_select(
@@ -97,7 +100,9 @@ with st.sidebar:
         ),
     )
 
-f = Q.SampleFilter(
+# ---- where we are: the filter, and the sample the URL or a jump names (else the first match) with its position,
+# Prev and Next; a link to a sample the run does not hold says so
+f = queries.SampleFilter(
     task=None if task == ui.ALL else task,
     phase=None if phase == ui.ALL else phase,
     iteration=None if it == ui.ALL else int(it),
@@ -139,6 +144,9 @@ if b["sample_id"] is None:
     links.reset_button(PAGE, state, KEYS)
     st.stop()
 
+# ---- one sample (left): the question, the model's rationale, its answer against the gold, the filter's decision
+# and the audit, so a kept rationale can be checked by eye; then annotating it, its raw output, its prompt, its
+# training example and the same question in the other iterations
 s = data.get_sample(run_dir, b["sample_id"])
 left, right = st.columns([5, 4], gap="large")
 with left:
@@ -148,7 +156,7 @@ with left:
         state["sid"] = str(sid)
         state.pop("goto", None)
 
-    I.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go, I.label_setter(run_dir, int(s["id"])))
+    review.keyboard_moves(f"{PAGE}_keys", b["prev_id"], b["next_id"], _go, review.label_setter(run_dir, int(s["id"])))
     if not b["in_filter"]:
         st.warning(
             "This sample was opened by id and lies outside the current filters; Prev/Next move through "
@@ -184,7 +192,7 @@ with left:
         if s["phase"] == "warm_start":
             st.info(
                 "Warm start: a reference rationale written by the task, not by the model. It trained the "
-                f"warm-start adapter before iteration 1: {Q.WARM_NOTE}.",
+                f"warm-start adapter before iteration 1: {queries.WARM_NOTE}.",
                 icon=":material/school:",
             )
             st.markdown("**Reference rationale** (the task's, not the model's)")
@@ -213,7 +221,7 @@ with left:
         hints.show_audit(s)
 
     with st.expander("Annotate this sample", icon=":material/edit_note:", expanded=True):
-        I.annotate(run_dir, int(s["id"]), key=f"{PAGE}_ann")
+        review.annotate(run_dir, int(s["id"]), key=f"{PAGE}_ann")
     with st.expander("Raw model output" if s["phase"] != "warm_start" else "Reference text as stored"):
         ui.show_text(s["raw_output"])
     with st.expander("Full prompt (few-shot prefix included)"):
@@ -243,6 +251,7 @@ with left:
                 "Open sample #", others, index=None, key=f"{PAGE}_hist", on_change=_open, placeholder="pick a sample id"
             )
 
+# ---- the filtered samples as a table around the one shown (a click opens a row), and all of them as a download
 with right:
     pos = b["position"] or 1
     offset = (pos - 1) // TABLE_ROWS * TABLE_ROWS
@@ -256,9 +265,9 @@ with right:
     )
     st.caption(
         f"Rows {offset + 1:,}–{offset + len(df):,} of {b['total']:,} (click a row to open it). "
-        + I.KEYS_HELP
+        + review.KEYS_HELP
         + " "
-        + I.LABEL_KEYS_HELP
+        + review.LABEL_KEYS_HELP
     )
     ids = [int(x) for x in df["id"]]
 
@@ -284,12 +293,12 @@ with right:
         },
     )
     st.caption(
-        f"Download the {min(b['total'], X.EXPORT_LIMIT):,} samples of these filters"
-        + (f" (the first {X.EXPORT_LIMIT:,} of {b['total']:,})" if b["total"] > X.EXPORT_LIMIT else "")
+        f"Download the {min(b['total'], exports.EXPORT_LIMIT):,} samples of these filters"
+        + (f" (the first {exports.EXPORT_LIMIT:,} of {b['total']:,})" if b["total"] > exports.EXPORT_LIMIT else "")
     )
-    I.downloads(
-        lambda: X.filtered_samples(run_dir, f, annotations=anns)[0],
-        I.safe_stem(run_dir.name, "samples", *(v for v in (task, phase, it, decision) if v != ui.ALL)),
+    review.downloads(
+        lambda: data.filtered_samples(run_dir, f, annotations=anns)[0],
+        review.safe_stem(run_dir.name, "samples", *(v for v in (task, phase, it, decision) if v != ui.ALL)),
         f"{PAGE}_dl",
         "the filtered samples",
     )

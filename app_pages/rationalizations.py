@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from star_core import queries as Q
+from star_core import queries
 from star_dashboard import data, hints, links, ui
 
 PAGE = "rz"
 KEYS = ("task", "it", "decision", "sid")
 
+# ---- the run; without hinted retries the page says why (rationalization off, or none stored yet)
 ui.page_header(
     "Rationalizations",
     "For a question the model got wrong: its first attempt, the prompt retried "
@@ -20,7 +21,7 @@ run_dir = ui.current_run()
 ui.run_heading(run_dir)
 fac = data.facets(run_dir)
 if "rationalize" not in fac["phases"]:
-    info = ui.guard(Q.run_info, run_dir)
+    info = ui.guard(data.run_info, run_dir)
     if info.get("config", {}).get("rationalize") is False:
         st.info(
             "Rationalization is off in this run's config: wrong answers are not retried with a hint.",
@@ -34,12 +35,13 @@ if "rationalize" not in fac["phases"]:
         )
     st.stop()
 
+# ---- the filters (task, iteration, retry outcome), only the values that occur among the hinted retries
 state = ui.url_state(PAGE, KEYS)
 with st.sidebar:
     st.subheader("Filters")
     task = ui.state_select(PAGE, state, "task", "Task", [ui.ALL] + fac["tasks"])
     _task = None if task == ui.ALL else task
-    its = Q.occurring(fac, "iteration", task=_task, phase="rationalize")
+    its = queries.occurring(fac, "iteration", task=_task, phase="rationalize")
     it = ui.state_select(PAGE, state, "it", "Iteration", [ui.ALL] + [str(i) for i in its])
     decision = ui.state_select(
         PAGE,
@@ -47,11 +49,14 @@ with st.sidebar:
         "decision",
         "Retry outcome",
         [ui.ALL]
-        + Q.occurring(fac, "decision", task=_task, phase="rationalize", iteration=None if it == ui.ALL else int(it)),
+        + queries.occurring(
+            fac, "decision", task=_task, phase="rationalize", iteration=None if it == ui.ALL else int(it)
+        ),
         help="rationalized = kept; hint_leak = the rationale leans on the hint",
     )
 
-f = Q.SampleFilter(
+# ---- where we are: the retry the URL names, else the first match, with Prev and Next
+f = queries.SampleFilter(
     phase="rationalize",
     task=None if task == ui.ALL else task,
     iteration=None if it == ui.ALL else int(it),
@@ -66,6 +71,8 @@ if b["sample_id"] is None:
     links.reset_button(PAGE, state, KEYS)
     st.stop()
 
+# ---- the retry at a glance: its decision, the gold answer, the hint shown, and whether the hint leaks into the
+# output (a leak teaches the model to copy the hint, not to reason)
 rz = data.rationalization(run_dir, b["sample_id"])
 retry, first, te = rz["retry"], rz["first"], rz["train_example"]
 if retry["phase"] != "rationalize":
@@ -90,6 +97,8 @@ with st.container(border=True):
     st.text(retry["reason"])
     leak = hints.show_leak(retry)
 
+# ---- the four steps in order: the wrong first attempt, the hinted prompt, the hinted output, and the training
+# example stored from it with the hint removed, so one can check that what trains the model carries no hint
 row1 = st.columns(2, gap="large")
 with row1[0]:
     st.markdown("#### 1 · First attempt (plain prompt)")
@@ -127,7 +136,7 @@ with row2[1]:
         )
     else:
         st.caption(ui.md_escape(f"trains adapter {te['iteration']} · source {te['source']}"))
-        still = Q.find_all(te["prompt"], hint.strip()) if leak["checkable"] else []
+        still = queries.find_all(te["prompt"], hint.strip()) if leak["checkable"] else []
         if still:
             st.error("The stored training prompt still contains the hint text.", icon=":material/warning:")
         ui.show_highlighted(te["prompt"], still, hints.LEAK_BG)

@@ -8,12 +8,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from star_core import procs, stats
-from star_core import queries as Q
-from star_dashboard import control, data, flags, front, ui
-from star_dashboard import launch_form as LF
-from star_dashboard import live as L
+from star_core import procs, queries, stats
+from star_dashboard import control, data, flags, front, launch_form, ui
+from star_dashboard.live import log_text, show_stage
 
+# ---- the header and "start here" (the showcase run and what to open first), because this is the landing page;
+# a link to a run that is not there stops with a message
 ui.page_header(
     "Runs",
     "Every STaR run found in the runs folders: its status, configuration and how far each "
@@ -29,6 +29,8 @@ if st.session_state.get("_bad_run"):
     ui.current_run()  # shows the error and stops
 
 
+# ---- the runs table: every run under the roots with its status, progress and audit version; a click picks the
+# run every page then shows
 def _pick_from_table() -> None:
     sel = st.session_state["runs_table"].selection
     rows = list(sel.rows) or [c[0] for c in sel.cells]  # a click on a cell opens its row too
@@ -75,7 +77,8 @@ def _table(runs: list[dict]) -> None:
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
             "iterations": st.column_config.TextColumn(help="done / planned (iteration 0 included)"),
             "audit": st.column_config.TextColumn(
-                help=f"the audit rules' version the rationales were checked under (the engine's: v{Q.AUDIT_VERSION})"
+                help="the audit rules' version the rationales were checked under "
+                f"(the engine's: v{queries.AUDIT_VERSION})"
             ),
         },
     )
@@ -83,10 +86,12 @@ def _table(runs: list[dict]) -> None:
         st.rerun()
 
 
+# ---- the picked run in detail: what it is, where it stands (status, stage, heartbeat, progress), how to resume
+# it when it stopped, and whether its adapters are on disk
 def _measures(measures: dict) -> dict[str, str]:
     """Each measure of an evaluation ("all" group of each task's splits) in words, with n and its interval."""
     out = {}
-    for key in Q.MEASURES:
+    for key in queries.MEASURES:
         cells = [
             f"{t} {stats.describe(m[key]['k'], m[key]['n'])}"
             for t, sp in measures.items()
@@ -123,7 +128,7 @@ def _sampler(info: dict) -> str:
 
 
 def _details(run_dir) -> None:
-    info = ui.guard(Q.run_info, run_dir)
+    info = ui.guard(data.run_info, run_dir)
     s = data.summary(run_dir)
     status = info["status"]
     st.subheader(f"{ui.STATUS_ICON.get(status, '')} {ui.md_escape(info['name'])}")
@@ -151,12 +156,12 @@ def _details(run_dir) -> None:
     )
     m[3].metric("Last heartbeat", ui.ago(info.get("heartbeat_at")))
     st.progress(
-        Q.run_brief(run_dir)["progress"],
+        data.run_brief(run_dir)["progress"],
         text=f"{done} of {planned} iterations done (the few-shot baseline, iteration 0, included)",
     )
     flags.audit_banner(run_dir)
     if status == "running":
-        L.show_stage(run_dir, L.log_text(run_dir))
+        show_stage(run_dir, log_text(run_dir))
         st.caption("Live: this view refreshes every few seconds.")
     how = "with the button below, or from a shell:" if control.control_policy().allowed else "from a shell:"
     if status == "crashed":
@@ -169,7 +174,7 @@ def _details(run_dir) -> None:
         st.warning(f"This run was stopped. Resume it {how}", icon=":material/pause_circle:")
         st.code(f"star run --resume {run_dir}", language="bash")
     control.run_controls(run_dir, status, "runs")
-    gone = Q.missing_adapters(run_dir)
+    gone = data.missing_adapters(run_dir)
     if gone:
         st.info(
             f"The LoRA adapters of iteration{'s' if len(gone) > 1 else ''} {', '.join(map(str, gone))} are not "
@@ -186,6 +191,8 @@ def _details(run_dir) -> None:
     _config_and_events(info, run_dir)
 
 
+# ---- iteration by iteration: what each sampled, kept, trained on and scored (with its interval), then the warm
+# start and the direct-answer baseline, the references a run's gains are read against
 def _iterations(s: dict) -> None:
     """One row per iteration (counts first), then the warm start and the direct-answer baseline in words."""
     rows = []
@@ -231,7 +238,8 @@ def _iterations(s: dict) -> None:
             ui.warm_start_note(warm["examples"], warm["train_steps"])
             + " After it: "
             + ui.md_escape(
-                "; ".join(f"{Q.MEASURES[k]} {v}" for k, v in _measures(warm["measures"]).items()) or "not evaluated yet"
+                "; ".join(f"{queries.MEASURES[k]} {v}" for k, v in _measures(warm["measures"]).items())
+                or "not evaluated yet"
             )
             + "."
         )
@@ -243,6 +251,7 @@ def _iterations(s: dict) -> None:
         )
 
 
+# ---- the run's settings (and "Reproduce this run") beside its latest events: what was asked, what happened last
 def _config_and_events(info: dict, run_dir) -> None:
     """The run's configuration (with "Reproduce this run") beside its latest events."""
     c1, c2 = st.columns(2)
@@ -269,20 +278,22 @@ def _config_and_events(info: dict, run_dir) -> None:
             width="stretch",
             height=280,
         )
-        LF.reproduce_button(ui.run_key() or run_dir.name, cfg, "reproduce_runs")
+        launch_form.reproduce_button(ui.run_key() or run_dir.name, cfg, "reproduce_runs")
         if info.get("config_yaml"):
             with st.expander("config.yaml"):
                 st.code(info["config_yaml"], language="yaml")
         st.caption(f"Folder: {ui.md_escape(run_dir)}")
     with c2:
         st.markdown("**Latest events**")
-        ev = ui.guard(Q.events_frame, run_dir, 15)
+        ev = ui.guard(data.events_frame, run_dir, 15)
         ev["at"] = pd.to_datetime(ev["at"], unit="s").dt.strftime("%H:%M:%S")
         if "message" in ev:  # the engine names the device once it has picked one
             ev["message"] = ev["message"].str.replace("run started on starting", "run started", regex=False)
         st.dataframe(ev, hide_index=True, width="stretch")
 
 
+# ---- live refresh: the table and the details redraw every 3 s while a run is live, every 15 s when idle (so a run
+# started from a shell still shows up)
 def _any_live(runs: list[dict]) -> bool:
     """A run is running, or a process this dashboard started for one is alive (a resume not yet in its store)."""
     return any(r["status"] == "running" or procs.launched_alive(Path(r["path"])) for r in runs)
@@ -302,12 +313,12 @@ def live() -> None:
         return
     if row["status"] in ("corrupt", "empty"):
         ui.show_unavailable(
-            Q.RunUnavailable(
+            queries.RunUnavailable(
                 "corrupt" if row["status"] == "corrupt" else "empty", row.get("problem") or "unreadable run store"
             )
         )
         return
-    _details(Q.resolve_run(row["key"], ui.roots()))
+    _details(data.resolve_run(row["key"], ui.roots()))
 
 
 live()

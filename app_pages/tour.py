@@ -9,9 +9,8 @@ from typing import Any
 
 import streamlit as st
 
-from star_core import queries as Q
-from star_core import stats
-from star_core.queries import tour as T
+from star_core import queries, stats
+from star_core.queries import tour
 from star_dashboard import data, flags, hints, links, ui
 
 PAGE = "tour"
@@ -43,7 +42,7 @@ if not ov["n_samples"]:
 # even beyond the listed ones, and "Surprise me" for another of the best kind; the pick lives in the URL (?q=)
 cands = data.tour_candidates(run_dir)
 by_key = {c["key"]: c for c in cands["candidates"]}
-auto = T.auto_pick(cands)
+auto = tour.auto_pick(cands)
 if auto is None:
     st.info("No question of this run can be followed yet.", icon=":material/search_off:")
     st.stop()
@@ -53,7 +52,7 @@ state = ui.url_state(PAGE, KEYS)
 options = [c["key"] for c in cands["candidates"]]
 linked = state.get("q")
 if linked and linked not in by_key:  # a link to a question beyond the listed candidates
-    parts = T.split_key(linked)
+    parts = tour.split_key(linked)
     extra = data.tour_story(run_dir, *parts) if parts else None
     if extra is not None:
         by_key[linked] = {
@@ -61,7 +60,7 @@ if linked and linked not in by_key:  # a link to a question beyond the listed ca
             "task": parts[0],
             "question_id": parts[1],
             "kind": extra["kind"],
-            "label": f"[{T.KIND_TAG[extra['kind']]}] {parts[0]} · {parts[1]}",
+            "label": f"[{tour.KIND_TAG[extra['kind']]}] {parts[0]} · {parts[1]}",
         }
         options.insert(0, linked)
     else:
@@ -79,7 +78,7 @@ def _label(k: str) -> str:
 
 
 def _surprise() -> None:
-    pick = T.surprise(cands, ss.get(f"{PAGE}_q"))
+    pick = tour.surprise(cands, ss.get(f"{PAGE}_q"))
     if pick is not None:
         ss[f"{PAGE}_q"] = pick["key"]
         state["q"] = pick["key"]
@@ -117,7 +116,7 @@ if s is None:
 # what kind of story this is, and why the tour fell back when it did
 kind = s["kind"]
 lead = "Picked automatically. " if qkey == auto["key"] else ""
-st.markdown(f"**Story: {T.KIND_TAG[kind]}.** {lead}{T.KIND_TEXT[kind]}")
+st.markdown(f"**Story: {tour.KIND_TAG[kind]}.** {lead}{tour.KIND_TEXT[kind]}")
 if cands["best_kind"] != "learned":
     if not ov["sampled_iterations"]:
         why = (
@@ -204,7 +203,7 @@ with left:
                     else f"few-shot baseline: the untrained model; then the warm start fine-tunes M0 on "
                     f"{ov['warm_start']} reference rationales"
                     + (f" of {ov['warm_start_digits']}-digit sums" if ov.get("warm_start_digits") else "")
-                    + f" ({Q.WARM_NOTE}): what STaR then changes is measured against that model"
+                    + f" ({queries.WARM_NOTE}): what STaR then changes is measured against that model"
                 )
                 if i == 0
                 else f"model M{i - 1} answers the training questions; M{i} is then trained on the kept set"
@@ -409,7 +408,7 @@ with right:
         if W:
             st.info(
                 f"Warm start: the training set of M{i} also holds the {W} reference rationales of the warm "
-                f"start. They are {Q.WARM_NOTE}: a supervised term beside the STaR gradient, not samples of "
+                f"start. They are {queries.WARM_NOTE}: a supervised term beside the STaR gradient, not samples of "
                 f"p(r, y | x). M{i} trains on {K} + {W} examples"
                 + (", and M0, which sampled iteration 1, is the warm-started model." if i == 1 else "."),
                 icon=":material/school:",
@@ -484,7 +483,7 @@ with right:
     ui.write_url(PAGE, {"q": qkey, "it": it_param})
 
 # ---- the whole run in one sentence per digit count: did STaR change it? (its paired test in the sentence) -------
-_effects = [e for e in ui.guard(Q.star_effect, run_dir) if e.measure == "faithful_accuracy"]
+_effects = [e for e in ui.guard(data.star_effect, run_dir) if e.measure == "faithful_accuracy"]
 if _effects:
     with st.expander("Did STaR change each digit count? (right and faithful, first model vs last iteration)"):
         for e in _effects:

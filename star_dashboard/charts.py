@@ -5,8 +5,7 @@ over-read)."""
 
 from __future__ import annotations
 
-from star_core import queries as Q
-from star_core import stats
+from star_core import queries, stats
 
 
 def error_bars(g) -> dict:
@@ -29,13 +28,13 @@ CUSTOM = ["k", "n", "low_pct", "high_pct", "where"]
 
 
 def tick(point: float) -> str:
-    return "warm start" if point == Q.WARM_POINT else str(int(point))
+    return "warm start" if point == queries.WARM_POINT else str(int(point))
 
 
 def x_axis(points, title: str = "iteration (0 = few-shot)") -> dict:
     """Integer iterations, and the warm start's point between 0 and 1 when there is one."""
     pts = sorted(set(points))
-    if Q.WARM_POINT in pts:
+    if queries.WARM_POINT in pts:
         return dict(title=title + "; warm start = supervised", tickvals=pts, ticktext=[tick(x) for x in pts])
     return dict(title=title, dtick=1)
 
@@ -46,7 +45,7 @@ def in_percent(df):
         pct=100 * df["value"],
         low_pct=100 * df["low"],
         high_pct=100 * df["high"],
-        where=[Q.eval_label(i, ph) for i, ph in zip(df["iteration"], df["phase"])],
+        where=[queries.eval_label(i, ph) for i, ph in zip(df["iteration"], df["phase"])],
     )
 
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from star_core import procs
-from star_core import queries as Q
+from star_core import procs, queries
 
 from .ui import md_escape
 
@@ -106,7 +105,7 @@ def run_controls(run_dir: Path, status: str, key: str) -> None:
             f"not stop it: stop it where it runs (Ctrl-C), or with `kill -TERM {other}` on its machine."
         )
     if not pol.allowed:
-        if live_pid or status in Q.RESUMABLE:
+        if live_pid or status in queries.RESUMABLE:
             st.caption(pol.reason)
         return
     if live_pid:
@@ -119,7 +118,7 @@ def run_controls(run_dir: Path, status: str, key: str) -> None:
         ):
             ss[msg_key] = procs.stop_run(run_dir)
             st.rerun()  # the whole page, so that its live polling follows the stop
-    elif status in Q.RESUMABLE:
+    elif status in queries.RESUMABLE:
         if st.button(
             "Resume run",
             icon=":material/play_arrow:",

@@ -6,6 +6,10 @@ definition for the SQL) through ``st.cache_data``, keyed on the store's file sta
 (:class:`star_core.queries.RunUnavailable`) becomes a message and stops the page (:func:`guard`), never a
 traceback. Nothing is cached when a read fails.
 
+The reads a page makes on every rerun (a run's row, status and brief, its latest events, a live run's
+progress, a download) are plain pass-throughs below, not cached, as they always were; they are here so that
+every read of a run store a page makes goes through this module.
+
 Cache sizes: 512 entries a function for the reads of one run, 64 for the reads of several runs and for a run's
 comparison choices, 128 for the tour, 32 for a comparison of two runs and for the runs list (an hour; the runs
 list a minute, and every 3 s for liveness).
@@ -22,8 +26,23 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from star_core.queries import changes, comparison, decisions, measures, reads, run_summary, runs, tour, tour_objective
+from star_core.annotations import agreement as _agreement
+from star_core.queries import (
+    changes,
+    comparison,
+    decisions,
+    effect,
+    exports,
+    measures,
+    progress,
+    reads,
+    run_summary,
+    runs,
+    tour,
+    tour_objective,
+)
 from star_core.queries.connect import RunUnavailable, fingerprint
+from star_core.queries.effect import GroupEffect
 from star_core.queries.reads import SampleFilter
 
 from .safe_text import md_escape
@@ -344,3 +363,77 @@ def _eval_change(run_dir: str, fp: tuple, iteration: int, task: str | None) -> d
 def eval_change(run_dir: str | os.PathLike, iteration: int, task: str | None = None) -> dict[str, Any] | None:
     """:func:`star_core.queries.tour_objective.eval_change`: the paired change of one iteration's eval."""
     return guard(_eval_change, str(run_dir), fingerprint(run_dir), iteration, task)
+
+
+# --------------------------------------------------------------------------
+# not cached: read on every rerun, straight through to the query (runs, reads, effect, progress, exports, and
+# the annotations' agreement with the stored audit)
+# --------------------------------------------------------------------------
+def resolve_run(name_or_path: str | os.PathLike, roots: Sequence[str | os.PathLike]) -> Path:
+    """:func:`star_core.queries.runs.resolve_run`: the run folder a name or path names, only inside the roots."""
+    return runs.resolve_run(name_or_path, roots)
+
+
+def is_run_dir(p: Path) -> bool:
+    """:func:`star_core.queries.runs.is_run_dir`: whether the folder holds a run store."""
+    return runs.is_run_dir(p)
+
+
+def run_info(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """:func:`star_core.queries.runs.run_info`: the run row (config parsed), status, schema version, heartbeat."""
+    return runs.run_info(run_dir)
+
+
+def run_status(run_dir: str | os.PathLike) -> str:
+    """:func:`star_core.queries.runs.run_status`: finished, running, crashed, stopped, empty or corrupt."""
+    return runs.run_status(run_dir)
+
+
+def run_brief(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """:func:`star_core.queries.runs.run_brief`: one line of the runs list (never raises for an unreadable store)."""
+    return runs.run_brief(run_dir)
+
+
+def missing_adapters(run_dir: str | os.PathLike) -> list[int]:
+    """:func:`star_core.queries.runs.missing_adapters`: trained iterations whose adapter is not on disk."""
+    return runs.missing_adapters(run_dir)
+
+
+def curriculum_frontiers(run_dir: str | os.PathLike) -> dict[int, dict[str, Any]]:
+    """:func:`star_core.queries.runs.curriculum_frontiers`: the digit curriculum's frontier of each iteration."""
+    return runs.curriculum_frontiers(run_dir)
+
+
+def events_frame(run_dir: str | os.PathLike, limit: int = 50) -> pd.DataFrame:
+    """:func:`star_core.queries.reads.events_frame`: the latest events, newest first."""
+    return reads.events_frame(run_dir, limit)
+
+
+def nearest_sample(run_dir: str | os.PathLike, sample_id: int) -> int | None:
+    """:func:`star_core.queries.reads.nearest_sample`: the run's sample nearest to ``sample_id``."""
+    return reads.nearest_sample(run_dir, sample_id)
+
+
+def star_effect(run_dir: str | os.PathLike) -> list[GroupEffect]:
+    """:func:`star_core.queries.effect.star_effect`: did STaR change each digit count (one paired test a group)."""
+    return effect.star_effect(run_dir)
+
+
+def stage_progress(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """:func:`star_core.queries.progress.stage_progress`: the stage in flight, how far it got, the time left."""
+    return progress.stage_progress(run_dir)
+
+
+def filtered_samples(
+    run_dir: str | os.PathLike,
+    f: SampleFilter,
+    limit: int = exports.EXPORT_LIMIT,
+    annotations: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, int]:
+    """:func:`star_core.queries.exports.filtered_samples`: the samples of a filter for a download, and their count."""
+    return exports.filtered_samples(run_dir, f, limit, annotations)
+
+
+def agreement(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """:func:`star_core.annotations.agreement`: people's labels against the audit verdicts stored in the run."""
+    return _agreement(run_dir)

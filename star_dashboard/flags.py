@@ -11,8 +11,8 @@ from typing import Any
 
 import streamlit as st
 
-from star_core import queries as Q
-from star_core import stats
+from star_core import queries, stats
+from star_dashboard import data
 
 #: The run picker's and the runs table's mark of a run audited under older rules.
 OLD_AUDIT_MARK = "⚠ old audit"
@@ -22,25 +22,25 @@ def audit_words(version: int | None) -> str:
     """A run's audit version in words, for a table cell."""
     if version is None:
         return "–"
-    return (f"⚠ v{version}, old (now v{Q.AUDIT_VERSION})") if Q.audit_outdated(version) else f"v{version}"
+    return (f"⚠ v{version}, old (now v{queries.AUDIT_VERSION})") if queries.audit_outdated(version) else f"v{version}"
 
 
 def _brief(run_dir: str | os.PathLike) -> dict[str, Any]:
     for r in st.session_state.get("_runs") or []:
         if r.get("path") == str(run_dir):
             return r
-    return Q.run_brief(run_dir)
+    return data.run_brief(run_dir)
 
 
 def audit_banner(run_dir: str | os.PathLike, where: str = "") -> bool:
     """A warning when the run's outputs were audited under rules older than the engine's
-    (``Q.AUDIT_VERSION``, read at run time); returns whether it was shown."""
+    (``queries.AUDIT_VERSION``, read at run time); returns whether it was shown."""
     v = _brief(run_dir).get("audit_version")
-    if not Q.audit_outdated(v):
+    if not queries.audit_outdated(v):
         return False
     st.warning(
         f"**Audited under older rules.** This run's rationales were audited under audit rules version {v}; the "
-        f"engine's rules are now version {Q.AUDIT_VERSION}. Its stored verdicts may call a bare answer "
+        f"engine's rules are now version {queries.AUDIT_VERSION}. Its stored verdicts may call a bare answer "
         '(no intermediate step) faithful, so "right and faithful" and any story built on them are not checked '
         "by today's rules" + (f" {where}" if where else "") + ". Re-record the run to audit it again.",
         icon=":material/history:",

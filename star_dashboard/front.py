@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from star_core import queries as Q
+from star_core import queries
 from star_dashboard import ui
 
 #: What to look at, in order, on the showcase: (page file, label, what it shows).
@@ -22,7 +22,7 @@ LOOK_AT = (
 
 def start_here(runs: list[dict[str, Any]]) -> None:
     """A short "start here": the showcase, a button to its tour, and what to look at."""
-    row = Q.showcase(runs, ui.APP_DIR)
+    row = queries.showcase(runs, ui.APP_DIR)
     if row is None:
         return
     with st.container(border=True):

@@ -10,7 +10,7 @@ from typing import Any
 
 import streamlit as st
 
-from star_core import queries as Q
+from star_core import queries
 from star_dashboard import ui
 
 #: Highlight colours: the hint in a prompt, a leaked hint in an output, the first line an audit fails.
@@ -21,11 +21,11 @@ BAD_LINE_BG = "#ffc9c9"
 
 def show_audit(sample: dict[str, Any]) -> str | None:
     """One sample's audit (``ui.show_audit``: verdict, steps checked, wrong or missing steps) and, for a right
-    answer with a doubtful rationale, what the filter did with it as stored (``Q.audit_note``): a warning when
+    answer with a doubtful rationale, what the filter did with it as stored (``queries.audit_note``): a warning when
     the rationale is trained on, a note when it is not. Returns the verdict."""
     verdict = ui.show_audit(sample.get("audit"))
     show_first_bad_line(sample)
-    note = Q.audit_note(sample)
+    note = queries.audit_note(sample)
     if note is not None:
         trained, text = note
         if trained:
@@ -43,7 +43,7 @@ def show_first_bad_line(sample: dict[str, Any]) -> None:
     if not line or not audit.get("errors"):
         return
     text = sample.get("rationale") or ""
-    span = Q.line_span(text, line)
+    span = queries.line_span(text, line)
     first = str(audit["errors"][0])
     if span is not None:
         st.caption(ui.md_escape(f"the first line that fails, line {line} (highlighted): {first}"))
@@ -52,15 +52,15 @@ def show_first_bad_line(sample: dict[str, Any]) -> None:
         st.caption(ui.md_escape(f"the first line that fails is line {line}, the answer's: {first}"))
 
 
-def show_hinted_prompt(sample: dict[str, Any], show_hint: bool = True) -> Q.HintMarks:
+def show_hinted_prompt(sample: dict[str, Any], show_hint: bool = True) -> queries.HintMarks:
     """The hint (unless ``show_hint`` is False: the page shows it elsewhere), the hinted prompt's last question
-    block with the hint highlighted (``Q.hint_marks``), and the full prompt in an expander."""
+    block with the hint highlighted (``queries.hint_marks``), and the full prompt in an expander."""
     hint = sample.get("hint") or ""
     prompt = sample.get("prompt") or ""
     if show_hint:
         st.caption("the hint (the gold answer, given away)")
         st.code(hint if hint else "(no hint stored)", language="text")
-    marks = Q.hint_marks(prompt, hint)
+    marks = queries.hint_marks(prompt, hint)
     if marks.in_block:
         st.caption("the hinted prompt's last question block (hint highlighted; the few-shot exemplars come before it)")
         ui.show_highlighted(marks.block, marks.block_spans, HINT_BG)
@@ -73,14 +73,14 @@ def show_hinted_prompt(sample: dict[str, Any], show_hint: bool = True) -> Q.Hint
         if hint:
             st.caption("Neither the hint text nor a hint marker appears verbatim in this block.")
     with st.expander("Full hinted prompt (few-shot prefix included)"):
-        ui.show_highlighted(prompt, Q.find_all(prompt, hint) if hint.strip() else [], HINT_BG)
+        ui.show_highlighted(prompt, queries.find_all(prompt, hint) if hint.strip() else [], HINT_BG)
     return marks
 
 
 def show_leak(sample: dict[str, Any]) -> dict[str, Any]:
-    """Whether the hint shows up in a hinted output (``Q.hint_leak``), in words; returns the leak (its spans mark
+    """Whether the hint shows up in a hinted output (``queries.hint_leak``), in words; returns the leak (its spans mark
     the output with ``LEAK_BG``)."""
-    leak = Q.hint_leak(sample)
+    leak = queries.hint_leak(sample)
     if leak["flagged"] or leak["spans"]:
         msg = "Hint leak: "
         if leak["flagged"]:

@@ -14,13 +14,13 @@ from typing import Any, get_type_hints
 
 import streamlit as st
 
-from star_core import config as C
+from star_core import config
 
 #: The form's own first rows (the page draws them; keys ``launch_f_<field>``), with the page's defaults: a small
 #: run, not the config's defaults.
 BASIC: dict[str, Any] = {
     "task": "arithmetic",
-    "model": C.DEFAULT_MODEL,
+    "model": config.DEFAULT_MODEL,
     "iterations": 2,
     "n_train": 64,
     "n_eval": 50,
@@ -34,8 +34,8 @@ BASIC: dict[str, Any] = {
 HIDDEN = ("name", "eval_adapter")
 #: Closed vocabularies of some text fields (read from the config module, so new values show up).
 CHOICES: dict[str, tuple[str, ...]] = {
-    "arith_format": tuple(getattr(C, "FORMATS", ())),
-    "sampler": tuple(getattr(C, "SAMPLERS", ())),
+    "arith_format": tuple(getattr(config, "FORMATS", ())),
+    "sampler": tuple(getattr(config, "SAMPLERS", ())),
     "device": ("auto", "cpu", "cuda"),
     "quantization": ("auto", "4bit", "none"),
     "sample_from": ("auto", "full", "quantized"),
@@ -44,7 +44,7 @@ PREFIX = "launch_f_"
 
 
 def _fields() -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(C.StarConfig) if f.name not in HIDDEN]
+    return [f for f in dataclasses.fields(config.StarConfig) if f.name not in HIDDEN]
 
 
 def advanced_fields() -> list[str]:
@@ -71,7 +71,7 @@ def to_text(v: Any) -> str:
 
 
 def _kind(name: str) -> str:
-    hint = get_type_hints(C.StarConfig)[name]
+    hint = get_type_hints(config.StarConfig)[name]
     if hint is bool:
         return "bool"
     if hint is int:
@@ -116,7 +116,7 @@ def init_state(prefill: dict[str, Any] | None = None) -> None:
 
 def _draw(name: str, doc: str, where: Any) -> None:
     key = PREFIX + name
-    help_ = doc + (f" Range: {C.range_text(name)}." if C.range_text(name) else "")
+    help_ = doc + (f" Range: {config.range_text(name)}." if config.range_text(name) else "")
     kind = _kind(name)
     if kind == "bool":
         where.checkbox(name, key=key, help=help_)
@@ -135,7 +135,7 @@ def _draw(name: str, doc: str, where: Any) -> None:
 
 def draw_advanced() -> None:
     """Every other config field in an expander, three to a row, with its docstring as help."""
-    docs = C.field_docs()
+    docs = config.field_docs()
     names = advanced_fields()
     with st.expander(f"All settings ({len(names)} more, as in `star run --help-config`)"):
         cols = st.columns(3)
@@ -162,8 +162,8 @@ def advanced_sets() -> list[str]:
 def check(flags: dict[str, Any], sets: list[str]) -> str | None:
     """The engine's own check of the settings (``config.build``); its message, or None when they are valid."""
     try:
-        C.build(flags=flags, sets=sets)
-    except C.ConfigError as e:
+        config.build(flags=flags, sets=sets)
+    except config.ConfigError as e:
         return str(e)
     return None
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from star_core import queries as Q
-from star_dashboard import ui
+from star_dashboard import data, ui
 
 
 def linked_sample(state: Mapping[str, str]) -> int | None:
@@ -45,7 +44,7 @@ def note_missing_sample(
     sample the run holds."""
     if want is None or got == want:
         return
-    near = Q.nearest_sample(run_dir, want)
+    near = data.nearest_sample(run_dir, want)
     st.warning(
         f"The link asks for sample \\#{want}, which this run does not hold"
         + ("" if got is None else "; showing the first sample that matches the filters instead")

@@ -1,7 +1,7 @@
 """A launched run followed live: the stage in flight (samples x of N, training step x of K, time left) and its
 log with the libraries' noise filtered out.
 
-Samples come from the store (``Q.stage_progress``); a training step is not stored until training ends, so its
+Samples come from the store (``data.stage_progress``); a training step is not stored until training ends, so its
 count comes from the engine's own progress bar in the run's log (``bar_progress``). Log text is model-free but
 still shown literally (``ui.show_text``).
 """
@@ -14,9 +14,8 @@ from typing import Any
 
 import streamlit as st
 
-from star_core import procs
-from star_core import queries as Q
-from star_dashboard import ui
+from star_core import procs, queries
+from star_dashboard import data, ui
 
 #: A line of star's own logging (``cli.py``: "%(levelname)s %(message)s").
 _LEVEL = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL) \S")
@@ -82,8 +81,8 @@ def left_words(seconds: float | None) -> str:
 def stage_line(run_dir: Path, log_text: str | None) -> dict[str, Any] | None:
     """The stage in flight, with the training step from the log when the store has none yet."""
     try:
-        p = Q.stage_progress(run_dir)
-    except Q.RunUnavailable:
+        p = data.stage_progress(run_dir)
+    except queries.RunUnavailable:
         return None
     if p is None:
         return None

@@ -1,6 +1,6 @@
 """Rejection reasons grouped by kind, counts first: wrong answer, wrong step, no rationale, truncated, hint leak.
 
-:func:`group` is plain Python on the funnel's decision counts (``Q.funnel``); :func:`show` draws one line per
+:func:`group` is plain Python on the funnel's decision counts (``queries.funnel``); :func:`show` draws one line per
 kind with its count and a button per (phase, decision) that opens those samples on the Rationales page.
 """
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import streamlit as st
 
-from star_core import queries as Q
+from star_core import queries
 
 from . import data
 from .data import guard, show_unavailable
@@ -39,7 +39,7 @@ STATUS_ICON = {
 }
 #: Plain-text symbols (tables, select boxes).
 STATUS_SYMBOL = {"running": "●", "finished": "✓", "crashed": "✗", "stopped": "■", "empty": "○", "corrupt": "⚠"}
-#: Every decision (``Q.DECISIONS``) with its badge colour and its chart colour.
+#: Every decision (``queries.DECISIONS``) with its badge colour and its chart colour.
 DECISION_COLOR = {
     "correct": ("green", "#2f9e44"),
     "rationalized": ("blue", "#1c7ed6"),
@@ -54,22 +54,22 @@ DECISION_COLOR = {
     "over_limit": ("gray", "#868e96"),
 }
 OTHER_COLOR = ("gray", "#868e96")
-#: Badge colour of each audit verdict (``Q.VERDICTS`` says what each means).
+#: Badge colour of each audit verdict (``queries.VERDICTS`` says what each means).
 VERDICT_COLOR = {"faithful": "green", "unfaithful": "orange", "no_rationale": "red"}
 
 
 def phase_label(phase: str) -> str:
     """A phase for a filter or a heading: ``train · first attempt (sample)``."""
-    if phase not in Q.PHASES:
+    if phase not in queries.PHASES:
         return phase
-    return f"{Q.PHASE_SPLIT[phase]} · {Q.PHASES[phase]} ({phase})"
+    return f"{queries.PHASE_SPLIT[phase]} · {queries.PHASES[phase]} ({phase})"
 
 
 def warm_start_note(examples: int, steps: int | None = None) -> str:
     """The warm start in one sentence (markdown), wherever a page shows it."""
     steps_s = f", {steps} steps" if steps else ""
     return (
-        f"**Warm start** ({examples} reference rationales{steps_s}): {md_escape(Q.WARM_NOTE)}. "
+        f"**Warm start** ({examples} reference rationales{steps_s}): {md_escape(queries.WARM_NOTE)}. "
         "Iteration 1 samples with the warm-started model, and these examples join every iteration's "
         "training set."
     )
@@ -81,7 +81,7 @@ def init(app_file: str | os.PathLike) -> None:
 
 
 def roots() -> list[Path]:
-    return Q.runs_roots(APP_DIR)
+    return queries.runs_roots(APP_DIR)
 
 
 def phone_safe(fig: Any) -> Any:
@@ -99,7 +99,7 @@ def decision_badge(decision: str | None, where: Any = None) -> None:
 
 
 def show_audit(audit: dict[str, Any] | None) -> str | None:
-    """One sample's rationale audit (``Q.parse_audit``): the steps checked, the verdict in words, and
+    """One sample's rationale audit (``queries.parse_audit``): the steps checked, the verdict in words, and
     every wrong step or the missing one as literal text. Returns the verdict."""
     if not audit:
         st.caption("Rationale audit: none stored (nothing checkable for this task or output).")
@@ -107,13 +107,13 @@ def show_audit(audit: dict[str, Any] | None) -> str | None:
     v = audit.get("verdict")
     checked = audit.get("checked")
     checked = int(checked) if isinstance(checked, (int, float)) else 0
-    words = f":{VERDICT_COLOR[v]}[{md_escape(Q.VERDICTS[v])}]" if v in VERDICT_COLOR else "nothing checkable"
+    words = f":{VERDICT_COLOR[v]}[{md_escape(queries.VERDICTS[v])}]" if v in VERDICT_COLOR else "nothing checkable"
     st.markdown(f"**Rationale audit**: {checked} step(s) checked, {words}")
     notes = audit["errors"] + ([audit["no_rationale"]] if v == "no_rationale" and audit.get("no_rationale") else [])
     if notes:
         show_text("\n".join(f"• {e}" for e in notes))
     version = audit.get("version") or 1
-    if v == "faithful" and version < Q.AUDIT_VERSION:
+    if v == "faithful" and version < queries.AUDIT_VERSION:
         st.caption(
             f"Audited under rules version {version}, "
             + (
@@ -159,7 +159,7 @@ def no_runs_message() -> None:
         "No runs yet. Start one on the **Launch** page, or from a shell: "
         "`star run --task arithmetic --out runs/first`. The dashboard looks for run folders in: "
         + ", ".join(f"`{md_escape(r)}`" for r in rs)
-        + f" (set `{Q.RUNS_ROOT_ENV}` to change the first).",
+        + f" (set `{queries.RUNS_ROOT_ENV}` to change the first).",
         icon=":material/inbox:",
     )
 
@@ -187,8 +187,8 @@ def sidebar_run_picker() -> None:
     if qp is not None and qp != ss.get("_run_qp_applied"):  # a link (or a jump from another page)
         ss["_run_qp_applied"] = qp
         try:
-            real = Q.resolve_run(qp, roots())
-        except Q.RunUnavailable:
+            real = data.resolve_run(qp, roots())
+        except queries.RunUnavailable:
             real = None
         if real is not None and str(real) in by_path:
             ss["_run"] = by_path[str(real)]
@@ -201,7 +201,7 @@ def sidebar_run_picker() -> None:
             st.caption("No runs yet.")
             return
         if ss.get("_run") not in keys:  # the showcase until the user (or a link) picks another
-            ss["_run"] = Q.default_run_key(runs, APP_DIR) or keys[0]
+            ss["_run"] = queries.default_run_key(runs, APP_DIR) or keys[0]
         ss["run_pick"] = ss["_run"]
         labels = {r["key"]: _run_label(r) for r in runs}
         st.selectbox(
@@ -233,8 +233,8 @@ def current_run() -> Path:
         st.stop()
     key = ss.get("_run")
     try:
-        path = Q.resolve_run(key, roots())
-    except Q.RunUnavailable as e:
+        path = data.resolve_run(key, roots())
+    except queries.RunUnavailable as e:
         show_unavailable(e)
         st.stop()
     return path
@@ -247,7 +247,7 @@ def page_header(title: str, caption: str) -> None:
 
 def run_heading(run_dir: Path) -> dict[str, Any]:
     """A one-line heading with the run's name, status and task; stops the page on an unreadable store."""
-    info = guard(Q.run_info, run_dir)
+    info = guard(data.run_info, run_dir)
     status = info["status"]
     st.markdown(
         f"{STATUS_ICON.get(status, '')} **{md_escape(info['name'])}** · {md_escape(info['task'])} · "
@@ -388,7 +388,7 @@ def navigator(page: str, state: dict[str, str], b: dict[str, Any], noun: str = "
         )
 
 
-def browse_current(page: str, run_dir: Path, f: Q.SampleFilter, state: dict[str, str]) -> dict[str, Any]:
+def browse_current(page: str, run_dir: Path, f: queries.SampleFilter, state: dict[str, str]) -> dict[str, Any]:
     """Locate the current sample: a pending jump, else state['sid'], else the first match.
     Changing the filters (not by a link) goes back to the first match. The position shown last is carried
     to its Prev or Next neighbour while the filter and the store are unchanged, so a step is not a count."""
@@ -399,7 +399,7 @@ def browse_current(page: str, run_dir: Path, f: Q.SampleFilter, state: dict[str,
     state["_fkey"] = fkey
     goto = state.pop("goto", None)
     sid = state.get("sid")
-    fp = repr(Q.fingerprint(run_dir))
+    fp = repr(data.fingerprint(run_dir))
     came_from = None
     at_sid, _, rest = (state.get("_at") or "").partition(":")
     at_pos, _, at_fp = rest.partition(":")

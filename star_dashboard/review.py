@@ -21,9 +21,9 @@ import pandas as pd
 import streamlit as st
 
 from star_core.annotations import LABELS, SUGGESTED_TAGS, AnnotationError, Annotations
-from star_core.queries import exports as X
+from star_core.queries import exports
 
-from . import ui
+from . import data, ui
 
 # --------------------------------------------------------------------------
 # annotations
@@ -130,11 +130,9 @@ def annotate(run_dir: Path, sample_id: int, key: str) -> None:
 
 def agreement_view(run_dir: Path, name: str) -> None:
     """How the people's labels agree with the rationale audit: a confusion table and Cohen's kappa."""
-    from star_core.annotations import agreement
-
     st.subheader("Your labels and the rationale audit")
     try:
-        g = agreement(run_dir)
+        g = data.agreement(run_dir)
     except AnnotationError as e:
         st.error(f"Annotations unavailable: {ui.md_escape(e)}", icon=":material/error:")
         return
@@ -238,8 +236,8 @@ LABEL_KEYS_HELP = "1, 2, 3: your verdict " + ", ".join(f"{n} {_LABEL_WORDS[k]}" 
 def downloads(make: Callable[[], pd.DataFrame], stem: str, key: str, what: str) -> None:
     """CSV and JSONL download buttons; the frame is built only when a button is clicked."""
     formats = [
-        ("CSV", X.to_csv, "csv", "text/csv", "as CSV (a spreadsheet; formula-like cells get a leading ')"),
-        ("JSONL", X.to_jsonl, "jsonl", "application/jsonl", "as JSON lines, the text as stored"),
+        ("CSV", exports.to_csv, "csv", "text/csv", "as CSV (a spreadsheet; formula-like cells get a leading ')"),
+        ("JSONL", exports.to_jsonl, "jsonl", "application/jsonl", "as JSON lines, the text as stored"),
     ]
     for col, (label, write, ext, mime, says) in zip(st.columns(len(formats)), formats):
         col.download_button(
