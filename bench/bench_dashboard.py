@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from star_fixtures import synthetic as F  # noqa: E402
+from star_fixtures import synthetic  # noqa: E402
 
 #: Candidate indexes for the store's SCHEMA (only created here with --extra-index). Measured on 100k
 #: samples: no interaction got faster by more than noise, so none is proposed; the schema's own
@@ -192,7 +192,7 @@ def main() -> int:
         floor = None
         if a.floor:
             if not (runs / "floor" / "store.sqlite").exists():
-                F.build_bulk(runs / "floor", n_samples=a.floor, iterations=a.iterations)
+                synthetic.build_bulk(runs / "floor", n_samples=a.floor, iterations=a.iterations)
             measure(app, "floor", 1, a.floor // 2)
             floor = measure(app, "floor", a.repeat, a.floor // 2)
         extra = None
@@ -216,7 +216,7 @@ def build_store(run: Path, a: argparse.Namespace) -> int:
     if not (run / "store.sqlite").exists():
         timings: list[tuple[int, int, float]] = []
         t0 = time.perf_counter()
-        F.build_bulk(run, n_samples=a.samples, iterations=a.iterations, timings=timings)
+        synthetic.build_bulk(run, n_samples=a.samples, iterations=a.iterations, timings=timings)
         build_s = time.perf_counter() - t0
         report_writes(timings)
     else:

@@ -73,11 +73,10 @@ class TreeCPU:
 
 
 def load_prompts(n: int):
-    from star_core import config as C
-    from star_core import loop
+    from star_core import config, loop
 
-    cfg = C.StarConfig()
-    C.apply(cfg, {"n_eval": n, "threads": 1}, "bench")
+    cfg = config.StarConfig()
+    config.apply(cfg, {"n_eval": n, "threads": 1}, "bench")
     data = loop.load_data(cfg.validate())
     return cfg, data.task, [data.task.prompt(p, data.exemplars, hint=False) for p in data.eval]
 
@@ -116,10 +115,10 @@ def run_local(cfg, task, prompts, max_new_tokens: int, threads: int):
 def run_ray(cfg, prompts, max_new_tokens: int, workers: int):
     from pathlib import Path
 
-    from star_core import config as C
+    from star_core import config
     from star_core.backends import RayBackend
 
-    C.apply(
+    config.apply(
         cfg,
         {"sampler": "ray", "ray_workers": workers, "ray_cpus_per_worker": 1, "max_new_tokens": max_new_tokens},
         "bench",

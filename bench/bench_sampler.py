@@ -73,13 +73,13 @@ def _load(a):
     """The model in the asked dtype, its tokenizer, the task, the run's data and the prompts."""
     import torch
 
-    from star_core import config as C
+    from star_core import config
     from star_core.models import load_base
     from star_core.rundata import load_data
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    cfg = C.build(None, {"task": a.task, "model": a.model}, [f"n_eval={max(a.n, a.baseline_n)}"])
+    cfg = config.build(None, {"task": a.task, "model": a.model}, [f"n_eval={max(a.n, a.baseline_n)}"])
     data = load_data(cfg)
     loaded = load_base(a.model, a.quantization, a.device)
     model, tok = loaded.model, loaded.tokenizer

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from star_core.store import PROMPT_SQL, SAMPLES_V1, SCHEMA, TRAIN_SOURCE, RunStore  # noqa: E402
-from star_fixtures import synthetic as F  # noqa: E402
+from star_fixtures import synthetic  # noqa: E402
 
 _V1_COLS = (
     "run_id, iteration, task, split, phase, question_id, k, grp, question, prompt, hint, raw_output, "
@@ -139,7 +139,7 @@ def one_task(task: str, n: int, tmp: Path) -> None:
     per = n / (1.39 * 3 + 0.25 * 4)  # 3 iterations: samples, ~39 % hinted retries, evals
     recs = [
         r
-        for _, _, b in F.synth_records(
+        for _, _, b in synthetic.synth_records(
             (task,), 3, int(per), int(per * 0.25), True, 0, payload=False, real_prefixes=True
         )
         for r in b

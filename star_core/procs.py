@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import queries as Q
+from . import queries
 
 LOG_NAME = "launch.log"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # launch.log is opened without following a link out of the run folder
@@ -416,8 +416,8 @@ def stop_run(run_dir: Path) -> str:
 def foreign_pid(run_dir: Path) -> int | None:
     """The pid of a running run's process that no dashboard started (a shell's ``star run``)."""
     try:
-        info = Q.run_info(run_dir)
-    except Q.RunUnavailable:
+        info = queries.run_info(run_dir)
+    except queries.RunUnavailable:
         return None
     pid = info.get("pid")
     if info["status"] != "running" or not pid or launched_alive(run_dir) == pid:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import queries as Q
+from . import queries
 from .stats import describe
 
 #: The measures' line styles on the curves (colour, dash pattern).
@@ -45,10 +45,10 @@ def e(x: Any) -> str:
 def report_samples(run_dir: str | os.PathLike, limit: int = 5000) -> tuple[pd.DataFrame, int]:
     """The samples of a run for the report: at most ``limit`` (the latest iterations first, then in id order),
     sorted by iteration and id; and how many the run holds."""
-    with Q.open_store(run_dir) as con:
+    with queries.open_store(run_dir) as con:
         row = con.execute("SELECT id FROM runs ORDER BY id LIMIT 1").fetchone()
         if row is None:
-            raise Q.RunUnavailable("empty", "The run store holds no run yet.")
+            raise queries.RunUnavailable("empty", "The run store holds no run yet.")
         rid = row[0]
         total = int(con.execute("SELECT count(*) FROM samples WHERE run_id=?", (rid,)).fetchone()[0])
         df = pd.read_sql_query(
@@ -88,14 +88,14 @@ def svg_curves(df: pd.DataFrame, title: str, width: int = 620, height: int = 300
             f'<text x="{ml - 6}" y="{Y(v) + 4:.1f}" class="ax" text-anchor="end">{int(v * 100)}%</text>'
         )
     for p in pts:
-        lab = "warm" if p == Q.WARM_POINT else f"{p:g}"
+        lab = "warm" if p == queries.WARM_POINT else f"{p:g}"
         out.append(f'<text x="{X(p):.1f}" y="{mt + ph + 16}" class="ax" text-anchor="middle">{e(lab)}</text>')
     out.append(
         f'<text x="{ml + pw / 2:.1f}" y="{mt + ph + 32}" class="ax" text-anchor="middle">iteration '
         "(0 = few-shot)</text>"
     )
     legend_x = ml
-    for m, words in Q.MEASURES.items():
+    for m, words in queries.MEASURES.items():
         g = df[df["measure"] == m].sort_values("point")
         if g.empty:
             continue
@@ -110,7 +110,8 @@ def svg_curves(df: pd.DataFrame, title: str, width: int = 620, height: int = 300
         )
         for r in g.itertuples(index=False):
             x, lo, hi = X(r.point), Y(r.low), Y(r.high)
-            tip = f"{words}, {Q.eval_label(int(r.iteration), r.phase)}: {describe(int(r.k), int(r.n))}, 95 % interval"
+            label = queries.eval_label(int(r.iteration), r.phase)
+            tip = f"{words}, {label}: {describe(int(r.k), int(r.n))}, 95 % interval"
             out.append(
                 f'<g class="pt"><title>{e(tip)}</title>'
                 f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{lo:.1f}" y2="{hi:.1f}" stroke="{color}" class="ci"/>'
@@ -130,11 +131,11 @@ def svg_curves(df: pd.DataFrame, title: str, width: int = 620, height: int = 300
 
 
 def _curves_section(run_dir: Path) -> str:
-    m = Q.measures_frame(run_dir)
+    m = queries.measures_frame(run_dir)
     if m.empty:
         return "<p class='muted'>No evaluation yet.</p>"
     parts = []
-    chained = m[m["phase"].isin(Q.CHAINED_PHASES)]
+    chained = m[m["phase"].isin(queries.CHAINED_PHASES)]
     for (task, split), g in chained[chained["grp"] == "all"].groupby(["task", "split"], sort=True):
         parts.append('<div class="card">' + svg_curves(g, f"{task} · {split} split"))
         rows = m[(m["task"] == task) & (m["split"] == split)]
@@ -145,7 +146,7 @@ def _curves_section(run_dir: Path) -> str:
 def _measure_table(rows: pd.DataFrame) -> str:
     """Every evaluation of one task and split: each group and measure with n and its 95 % interval."""
     rows = rows.assign(
-        ev=[Q.eval_label(int(i), ph) for i, ph in zip(rows["iteration"], rows["phase"])],
+        ev=[queries.eval_label(int(i), ph) for i, ph in zip(rows["iteration"], rows["phase"])],
         order=[(ph == "direct_eval", p) for ph, p in zip(rows["phase"], rows["point"])],
     )
     evs = list(dict.fromkeys(rows.sort_values("order", kind="stable")["ev"]))
@@ -153,7 +154,7 @@ def _measure_table(rows: pd.DataFrame) -> str:
     body = []
     grps = sorted(rows["grp"].unique(), key=lambda g: (g != "all", int(g) if str(g).isdigit() else 0, str(g)))
     for grp in grps:
-        for m, words in Q.MEASURES.items():
+        for m, words in queries.MEASURES.items():
             sub = rows[(rows["grp"] == grp) & (rows["measure"] == m)]
             if sub.empty:
                 continue
@@ -184,10 +185,10 @@ _FUNNEL = (
 
 
 def _funnel_section(run_dir: Path) -> str:
-    its = Q.iterations_frame(run_dir)
+    its = queries.iterations_frame(run_dir)
     parts = []
     for it in [int(i) for i in its["iteration"] if int(i) >= 1]:
-        f = Q.funnel(run_dir, it)
+        f = queries.funnel(run_dir, it)
         top = max(f["sampled"], f["trained"] or 0, 1)
         rows = []
         for key, words in _FUNNEL:
@@ -216,7 +217,7 @@ def _options(name: str, label: str, values: Iterable[Any], fmt=str) -> str:
 
 
 def _sample_html(r: Any, ann: dict[int, dict[str, Any]]) -> str:
-    audit = Q.parse_audit(r.audit_json)
+    audit = queries.parse_audit(r.audit_json)
     verdict = (audit or {}).get("verdict") or ""
     a = ann.get(int(r.id), {})
     label = a.get("label") or ""
@@ -260,10 +261,10 @@ def _samples_section(df: pd.DataFrame, total: int, ann: dict[int, dict[str, Any]
         [
             _options("task", "task", sorted(df["task"].unique())),
             _options("it", "iteration", sorted(df["iteration"].unique())),
-            _options("phase", "phase", [p for p in Q.PHASES if p in set(df["phase"])]),
+            _options("phase", "phase", [p for p in queries.PHASES if p in set(df["phase"])]),
             _options("decision", "decision", sorted(df["decision"].unique())),
             _options("right", "answer", ["yes", "no"], lambda v: "right" if v == "yes" else "wrong"),
-            _options("verdict", "audit", list(Q.VERDICTS)),
+            _options("verdict", "audit", list(queries.VERDICTS)),
             (
                 _options("label", "annotation", sorted({a["label"] for a in ann.values() if a.get("label")}))
                 if ann
@@ -337,7 +338,7 @@ def render_report(run_dir: str | os.PathLike, max_samples: int = 5000) -> tuple[
     from .annotations import AnnotationError, Annotations
 
     run_dir = Path(run_dir)
-    info = Q.run_info(run_dir)
+    info = queries.run_info(run_dir)
     samples, total = report_samples(run_dir, max_samples)
     try:
         af = Annotations(run_dir).frame()
@@ -358,8 +359,8 @@ def render_report(run_dir: str | os.PathLike, max_samples: int = 5000) -> tuple[
         "base-uri 'none'; form-action 'none'"
     )
     warm = ""
-    if (samples["phase"] == "warm_start").any() or (Q.measures_frame(run_dir)["phase"] == "warm_eval").any():
-        warm = f"<p class='muted'>warm: the model after the warm start ({e(Q.WARM_NOTE)}).</p>"
+    if (samples["phase"] == "warm_start").any() or (queries.measures_frame(run_dir)["phase"] == "warm_eval").any():
+        warm = f"<p class='muted'>warm: the model after the warm start ({e(queries.WARM_NOTE)}).</p>"
     doc = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{e(csp)}">
