@@ -29,8 +29,6 @@ from typing import Any
 
 from .store.vocab import FRONTIER_PREFIX
 
-#: The ``meta`` key of iteration t's frontier record (the writer stores it: ``RunStore.save_frontier``).
-META_PREFIX = FRONTIER_PREFIX
 #: The curriculum settings (``curriculum``).
 CURRICULA = ("off", "digits")
 
@@ -79,21 +77,16 @@ def choose(problems: Sequence[Any], front: int, keep: float, seed: int) -> list[
     return [p for i, p in enumerate(problems) if i in take]
 
 
-def save(con: sqlite3.Connection, iteration: int, record: dict[str, Any]) -> None:
-    con.execute(
-        "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (f"{META_PREFIX}{iteration}", json.dumps(record))
-    )
-
-
 def load(con: sqlite3.Connection) -> dict[int, dict[str, Any]]:
-    """Every stored frontier record by iteration ({} for a run without the curriculum, or an older store)."""
+    """Every stored frontier record by iteration ({} for a run without the curriculum, or an older store); the
+    writer stores them (``RunStore.save_frontier``, in ``meta`` under ``FRONTIER_PREFIX``)."""
     out: dict[int, dict[str, Any]] = {}
     try:
-        rows = con.execute("SELECT key, value FROM meta WHERE key LIKE ?", (f"{META_PREFIX}%",)).fetchall()
+        rows = con.execute("SELECT key, value FROM meta WHERE key LIKE ?", (f"{FRONTIER_PREFIX}%",)).fetchall()
     except sqlite3.Error:
         return out
     for key, value in rows:
-        tail = key[len(META_PREFIX) :]
+        tail = key[len(FRONTIER_PREFIX) :]
         try:
             rec = json.loads(value)
         except ValueError:

@@ -92,8 +92,7 @@ def test_choice_of_digits_on_a_synthetic_store(tmp_path):
     assert got == {1: math.ceil(by[1] / 2), 2: math.ceil(by[2] / 2), 3: by[3], 4: 0, 5: 0}
     assert rec1["questions"] == {str(d): n for d, n in got.items() if n}
     assert chosen == curriculum.questions(rec1, train, cfg.seed, 1)  # seeded: the same on a resume
-    with store.tx() as c:
-        curriculum.save(c, 1, rec1)
+    store.save_frontier(1, rec1)
     assert curriculum.load(con) == {1: rec1}
     rec2 = curriculum.plan(con, store.run_id, 2, cfg, train)
     assert rec2["frontier"] == 4 and rec2["measured_on"] == {"iteration": 1, "phase": "eval"}

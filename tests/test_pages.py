@@ -471,16 +471,15 @@ def test_accuracy_shows_the_warm_start_and_the_direct_baseline(warm_env):
 def test_accuracy_shows_the_curriculum_frontier(env, tmp_path, monkeypatch):
     """A run with the digit curriculum: the Accuracy page lists each iteration's frontier, from the store's
     meta records; a run without one shows no such table."""
-    from star_core import curriculum
+    from star_core.store import RunStore
 
     run = F.build_run(tmp_path / "roots" / "eps", tasks=("arithmetic",), iterations=2, n_train=6, n_eval=4)
     monkeypatch.setenv("STAR_RUNS_ROOT", str(run.parent))
-    con = sqlite3.connect(run / "store.sqlite")
-    with con:
-        for it, front in ((1, 2), (2, 3)):
-            rec = {"frontier": front, "rate": 0.5, "keep": 0.25, "measured_on": {"iteration": it - 1, "phase": "eval"}}
-            curriculum.save(con, it, {**rec, "rates": {"1": [4, 4]}, "questions": {"1": 1, str(front): 2}})
-    con.close()
+    writer = RunStore(run)
+    for it, front in ((1, 2), (2, 3)):
+        rec = {"frontier": front, "rate": 0.5, "keep": 0.25, "measured_on": {"iteration": it - 1, "phase": "eval"}}
+        writer.save_frontier(it, {**rec, "rates": {"1": [4, 4]}, "questions": {"1": 1, str(front): 2}})
+    writer.close()
     at = open_page("accuracy", run="eps")
     assert any("Digit curriculum" in m for m in markdowns(at))
     (df,) = [d.value for d in at.dataframe if "frontier (digits)" in d.value.columns]

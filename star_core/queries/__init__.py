@@ -202,7 +202,6 @@ __all__ = [
     "diff_html",
     "diff_ops",
     "filter_mask",
-    "run_name",
     "side_label",
     # exports (lazy)
     "EXPORT_LIMIT",

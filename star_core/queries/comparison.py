@@ -17,13 +17,11 @@ import difflib
 import html
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .connect import RunUnavailable, open_store
-from .runs import run_info
 
 #: The filters of the comparison, in words (A and B are the two sides).
 FILTERS = {
@@ -184,10 +182,6 @@ def diff_html(a: str | None, b: str | None) -> tuple[str, str]:
 
 def side_label(run_name: str, iteration: int) -> str:
     return f"{run_name} · iteration {iteration}" + (" (few-shot)" if int(iteration) == 0 else "")
-
-
-def run_name(run_dir: str | os.PathLike) -> str:
-    return str(run_info(run_dir).get("name") or Path(run_dir).name)
 
 
 __all__ = [

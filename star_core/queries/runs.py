@@ -306,12 +306,9 @@ def showcase(runs: list[dict[str, Any]], app_dir: str | os.PathLike) -> dict[str
     """The showcase run's row in ``runs`` (:func:`list_runs`): the first name of ``sample_data/runs/ORDER`` under
     ``app_dir`` that is listed, or None."""
     demo = (Path(app_dir) / "sample_data" / "runs").resolve()
-    try:
-        names = (demo / ORDER_FILE).read_text(encoding="utf-8").split()
-    except OSError:
-        return None
+    order = _root_order(demo)
     by_path = {r["path"]: r for r in runs}
-    for name in names:
+    for name in sorted(order, key=order.__getitem__):
         row = by_path.get(str(demo / name))
         if row is not None:
             return row
