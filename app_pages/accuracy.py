@@ -451,5 +451,5 @@ else:
     )
     c2.plotly_chart(ui.phone_safe(f2), key=f"{PAGE}_final_loss")
 
-# ---- how well people's labels agree with the audit (Cohen's kappa), so the audit's verdicts can be trusted
+# ---- how far people's labels agree with the audit's verdicts (Cohen's kappa)
 review.agreement_view(dirs[0], labels.get(str(dirs[0]), dirs[0].name))

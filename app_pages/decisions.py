@@ -68,7 +68,8 @@ def open_samples(it: int, phase: str, decision: str | None) -> None:
 
 
 # ---- the funnel of one iteration: from samples to the training set, and why samples were not kept, because what
-# the filter keeps is all the next model learns from
+# the filter keeps (with the warm start's references, and earlier kept examples when they accumulate) is what
+# the next model learns from
 fn = data.funnel(run_dir, iteration, task_arg)
 m = st.columns(7)
 m[0].metric("Sampled", fn["sampled"], help="first attempts: train questions × samples per question, plain prompt")

@@ -72,7 +72,7 @@ if b["sample_id"] is None:
     st.stop()
 
 # ---- the retry at a glance: its decision, the gold answer, the hint shown, and whether the hint leaks into the
-# output (a leak teaches the model to copy the hint, not to reason)
+# output (training on a leak would teach the model to copy the hint, not to reason)
 rz = data.rationalization(run_dir, b["sample_id"])
 retry, first, te = rz["retry"], rz["first"], rz["train_example"]
 if retry["phase"] != "rationalize":

@@ -248,12 +248,11 @@ class DecodeWorker:
         import torch
 
         from . import config as config_mod
-        from .config import make_task
         from .models import full_precision_copy, load_adapter, load_base, merge_for_inference, want_sampling_copy
 
         torch.set_num_threads(threads)
         c = config_mod.apply(config_mod.StarConfig(), cfg, "the run's config (on a Ray worker)")
-        self.cfg, self.task, self.temperature = c, make_task(c), temperature
+        self.task, self.temperature = config_mod.make_task(c), temperature
         self.settings = DecodeSettings.of(c)
         loaded = load_base(c.model, c.quantization, device)
         use, _ = want_sampling_copy(c.sample_from, loaded)

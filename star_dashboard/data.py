@@ -1,4 +1,4 @@
-"""Every cached read of the dashboard: one function per query, with the query's own name and arguments.
+"""Every read of a run store the dashboard makes: one function per query, with the query's own name and arguments.
 
 A page calls ``data.summary(run_dir)``; that calls :func:`star_core.queries.run_summary.summary` (go to its
 definition for the SQL) through ``st.cache_data``, keyed on the store's file stats

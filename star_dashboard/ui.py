@@ -3,7 +3,7 @@
 All data logic lives in :mod:`star_core.queries`, read through the cached functions of
 :mod:`star_dashboard.data`; process control in :mod:`star_core.procs` (no Streamlit in either); this module keeps
 the pages short. Model and dataset text is never passed to markdown or HTML unescaped: use :func:`show_text` /
-``st.code`` / ``st.text``, or :func:`highlight` (all from :mod:`star_dashboard.safe_text`, re-exported here).
+``st.code`` / ``st.text``, or :func:`show_highlighted` (from :mod:`star_dashboard.safe_text`, re-exported here).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from star_core import queries
 
 from . import data
 from .data import guard, show_unavailable
-from .safe_text import highlight as highlight  # re-exported: pages call ui.highlight
 from .safe_text import md_escape, show_text
 from .safe_text import show_highlighted as show_highlighted  # re-exported
 

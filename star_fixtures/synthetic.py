@@ -1,4 +1,4 @@
-"""Synthetic run stores for the tests and the benchmarks (``tests/dash_fixtures.py`` re-exports this module).
+"""Synthetic run stores for the tests and the benchmarks (``tests/helpers/dash_fixtures.py`` re-exports this module).
 
 ``build_run`` writes a small, realistic run through the public ``RunStore`` API
 (create_run, begin_iteration, add_samples, finish_training, finish_iteration,

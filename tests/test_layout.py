@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("the command line", ("star_core.cli", "star_core.cli_errors", "star_core.__main__")),
     ("the dashboard's helpers", ("star_dashboard",)),
     ("the dashboard's pages", ("app_pages", "app")),
+    ("fixture builders, for the tests and the benchmarks", ("star_fixtures",)),
 ]
 
 
@@ -58,7 +59,7 @@ def _module_name(path: Path) -> str:
 
 def _sources() -> dict[str, Path]:
     files = [ROOT / "app.py", *(ROOT / "app_pages").glob("*.py")]
-    for pkg in ("star_core", "star_dashboard"):
+    for pkg in ("star_core", "star_dashboard", "star_fixtures"):
         files += (ROOT / pkg).rglob("*.py")
     return {_module_name(p): p for p in files}
 
@@ -148,6 +149,21 @@ def upward(graph: dict[str, set[str]]) -> list[str]:
 def test_every_module_has_a_layer():
     for mod in import_graph():
         layer_of(mod)
+
+
+def test_the_graph_holds_the_tree():
+    """A graph that lost its files would pass every check below."""
+    graph = import_graph()
+    assert {"star_core.loop", "star_core.store.writer", "star_dashboard.data", "app_pages.tour"} <= set(graph)
+    assert {"star_core.backends", "star_core.store", "star_core.queries"} <= graph["star_core.loop"]
+
+
+def test_the_run_folder_sits_below_the_store():
+    """runfolder owns the file names and imports only errors; the store imports runfolder."""
+    graph = import_graph()
+    assert graph["star_core.runfolder"] == {"star_core.errors"}
+    assert graph["star_core.errors"] == set()
+    assert "star_core.runfolder" in graph["star_core.store.writer"]
 
 
 def test_no_circle():

@@ -371,17 +371,3 @@ def test_out_takes_a_folder_whose_store_holds_no_run(tiny_model_dir, tmp_path):
     rc, out, err = star(*args, *[x for s in sets for x in ("--set", s)], timeout=240)
     assert rc == 0, err[-3000:]
     assert queries.run_status(run) == "finished"
-
-
-def test_the_run_folder_sits_below_the_store():
-    """No import circle: runfolder owns the file names and imports only errors; the store imports runfolder."""
-    import ast
-
-    def star_imports(path: Path) -> set[str]:
-        tree = ast.parse(path.read_text())
-        return {n.module or "." for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level}
-
-    core = ROOT / "star_core"
-    assert star_imports(core / "runfolder.py") == {"errors"}
-    assert star_imports(core / "errors.py") == set()
-    assert "runfolder" in {m.split(".")[-1] for m in star_imports(core / "store" / "writer.py")}

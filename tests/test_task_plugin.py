@@ -63,8 +63,9 @@ def test_warm_start_references(letters):
 
 def test_a_short_run_on_the_tiny_model(letters, tiny_model_dir, tmp_path):
     pytest.importorskip("torch")
+    from helpers.store_sql import rows
+    from helpers.tiny_runs import tiny_cfg
     from star_core import loop
-    from test_loop import rows, tiny_cfg
 
     cfg = tiny_cfg(tiny_model_dir, letters, iterations=1, warm_start=2, warm_start_steps=2)
     run = loop.start(cfg, tmp_path / "run", progress=False)

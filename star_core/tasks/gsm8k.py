@@ -128,12 +128,10 @@ class GSM8KTask(Task):
         n = cfg.warm_start
         # the training file in the run's seeded order: STaR's questions are its first n_train
         pool = self.load("train", path=cfg.train_file, limit=cfg.n_train + n, seed=cfg.seed)
-        used = {p.id for p in train} | {" ".join(p.question.split()).lower() for p in evals}
-        out = [
-            p
-            for p in pool
-            if p.id not in used and " ".join(p.question.split()).lower() not in used and self.reference_rationale(p)
-        ][:n]
+        used = {p.id for p in train} | {_qkey(p.question) for p in evals}
+        out = [p for p in pool if p.id not in used and _qkey(p.question) not in used and self.reference_rationale(p)][
+            :n
+        ]
         if len(out) < n:
             raise WarmStartError(
                 f"warm_start={n}: the training file holds only {len(out)} questions with a "

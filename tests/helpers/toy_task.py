@@ -1,6 +1,6 @@
 """A toy task, whole in this one module: count the letters of a made-up word.
 
-``tests/test_task_plugin.py`` registers it with one line, ``TASKS["letters"] = "toy_task:LettersTask"`` (what a
+``tests/test_task_plugin.py`` registers it with one line, ``TASKS["letters"] = "helpers.toy_task:LettersTask"`` (what a
 line of ``star_core.tasks.TASKS`` is), and the engine runs it with no other file changed.
 """
 
