@@ -174,7 +174,7 @@ class Annotations:
 
     def _sample_key(self, sample_id: int) -> tuple[str, str, int, str]:
         """(question_id, task, iteration, phase) of a sample in the run store; an error when it is not there."""
-        con = sqlite3.connect(f"file:{self.run_dir / DB_NAME}?mode=ro", uri=True, timeout=10)
+        con = _store_ro(self.run_dir)
         try:
             r = con.execute(
                 "SELECT question_id, task, iteration, phase FROM samples WHERE id=?", (int(sample_id),)
@@ -348,13 +348,22 @@ def normalize_tag(tag: str) -> str:
     return t
 
 
+def _store_ro(run_dir: Path) -> sqlite3.Connection:
+    """The run's store, read-only; refused (:class:`AnnotationError`) when it links out of the run folder."""
+    try:
+        p = safe_path(run_dir, DB_NAME)
+    except RunFolderError as e:
+        raise AnnotationError(str(e)) from None
+    return sqlite3.connect(f"file:{p}?mode=ro", uri=True, timeout=10)
+
+
 def _audit_verdicts(run_dir: Path, ids: list[int]) -> dict[int, str | None]:
     """The stored audit verdict of each sample (``queries.parse_audit``), None when nothing was checkable."""
     from .queries import parse_audit
 
     if not ids:
         return {}
-    con = sqlite3.connect(f"file:{Path(run_dir) / DB_NAME}?mode=ro", uri=True, timeout=10)
+    con = _store_ro(Path(run_dir))
     try:
         out: dict[int, str | None] = {}
         for i in range(0, len(ids), 500):

@@ -175,3 +175,17 @@ def test_the_annotation_filter_narrows_a_sample_filter(run):
     assert Q.samples_page(run, f)["id"].tolist() == [ids[1], ids[3]]
     assert a.sample_ids(label="faithful") == [ids[1]] and ids[3] in a.sample_ids(label="none")
     assert Q.count_samples(run, annotated_filter(Q.SampleFilter(), [])) == 0
+
+
+def test_a_store_linked_out_of_the_run_folder_is_not_read(run, tmp_path):
+    """The annotated sample and the audit's verdicts are read from the run's own store only: a store.sqlite that
+    links out of the folder is refused, as everywhere else."""
+    sid, other = _ids(run)[:2]
+    Annotations(run).set_label(sid, "faithful")  # a label, so that the agreement has samples to read
+    outside = tmp_path / "elsewhere.sqlite"
+    (run / "store.sqlite").rename(outside)
+    (run / "store.sqlite").symlink_to(outside)
+    with pytest.raises(AnnotationError, match="links out of the run folder"):
+        Annotations(run).set_label(other, "unfaithful")  # a new sample: its key is read from the store
+    with pytest.raises(AnnotationError, match="links out of the run folder"):
+        agreement(run)
