@@ -104,6 +104,39 @@ def _check_file(p: Path) -> None:
         )
 
 
+def _open(p: Path, write: bool) -> sqlite3.Connection:
+    """A connection to the annotations file; for writing, in WAL mode with its tables. Two writers creating the
+    file at the same moment can meet "database is locked" from the journal-mode switch, which SQLite does not
+    wait on: that is retried for up to the busy timeout (10 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        con = sqlite3.connect(p, timeout=10, isolation_level=None, check_same_thread=False)
+        try:
+            con.row_factory = sqlite3.Row
+            con.execute("PRAGMA busy_timeout=10000")
+            if write:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA synchronous=NORMAL")
+                # one transaction: a second writer never sees the tables without the 'kind' row (which
+                # _check_file would take for another program's file)
+                con.executescript(
+                    "BEGIN IMMEDIATE;\n"
+                    + _SCHEMA
+                    + "\nINSERT OR IGNORE INTO meta(key, value) VALUES ('kind', 'star-annotations');"
+                    + f"\nINSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '{int(SCHEMA_VERSION)}');"
+                    + "\nCOMMIT;"
+                )
+            return con
+        except sqlite3.OperationalError as e:
+            con.close()
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+        except BaseException:
+            con.close()
+            raise
+
+
 class Annotations:
     """The annotations of one run folder. Opens (and creates) ``RUN_DIR/annotations.sqlite`` lazily."""
 
@@ -128,21 +161,7 @@ class Annotations:
         elif not (self.run_dir / DB_NAME).is_file():
             raise AnnotationError(f"{self.run_dir}: not a run folder (no {DB_NAME}); annotations live beside a run")
         try:
-            con = sqlite3.connect(p, timeout=10, isolation_level=None, check_same_thread=False)
-            con.row_factory = sqlite3.Row
-            con.execute("PRAGMA busy_timeout=10000")
-            if write:
-                con.execute("PRAGMA journal_mode=WAL")
-                con.execute("PRAGMA synchronous=NORMAL")
-                # one transaction: a second writer never sees the tables without the 'kind' row (which
-                # _check_file would take for another program's file)
-                con.executescript(
-                    "BEGIN IMMEDIATE;\n"
-                    + _SCHEMA
-                    + "\nINSERT OR IGNORE INTO meta(key, value) VALUES ('kind', 'star-annotations');"
-                    + f"\nINSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '{int(SCHEMA_VERSION)}');"
-                    + "\nCOMMIT;"
-                )
+            con = _open(p, write)
         except sqlite3.OperationalError as e:
             raise AnnotationError(
                 f"{p}: cannot {'write' if write else 'read'} annotations ({e}); is the run folder writable?"
