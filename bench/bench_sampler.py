@@ -5,7 +5,12 @@ Same model, same few-shot prompts, same max_new_tokens, greedy, one process:
 - ``model.generate`` at batch 1 (reference);
 - ``model.generate`` batched, left padding and the task's ``stop_strings``, at the
   same batch size as ours (the baseline to beat);
-- star's decoder (continuous batching, shared prefix cache, stop on token ids).
+- star's decoder (continuous batching, shared prefix cache, stop on token ids, and on the
+  CPU the linear layers through oneDNN with packed weights).
+
+On the CPU it also times ``model.generate`` batched with the same packed linear layers,
+and star with torch's default linear kernel, so the two sources of star's speed
+(the kernel, the decoder) show apart.
 
 It reports rationales/s, tokens/s (tokens each sampler produced, up to where it
 stopped), the ratios, and how many parsed answers agree with the batched
@@ -109,6 +114,7 @@ def _timer(a):
 def throughput(a) -> None:
     import torch
 
+    from star_core.cpu_linear import packed_linears
     from star_core.sampling import generate, generate_plain
 
     model, tok, task, data, prompts = _load(a)
@@ -154,6 +160,18 @@ def throughput(a) -> None:
         rows.append(("model.generate, batch 1, no stop", len(b1), sum(g.output_tokens for g in b1), t))
     (hf_texts, hf_tok), t = timed(lambda: hf_batched(model, tok, prompts, a.max_new_tokens, bs, task.stop_strings))
     rows.append((f"model.generate, batch {bs}, left padding + stop_strings", len(hf_texts), sum(hf_tok), t))
+    if a.device == "cpu":  # the same generate with star's packed CPU linear layers: what is left is the decoder
+
+        def hf_packed():
+            with torch.no_grad(), packed_linears(model, bs) as n:
+                return hf_batched(model, tok, prompts, a.max_new_tokens, bs, task.stop_strings), n
+
+        ((_, hf_tok_p), n_packed), t = timed(hf_packed)
+        rows.append((f"model.generate, batch {bs}, + {n_packed} packed linear layers", len(prompts), sum(hf_tok_p), t))
+        plain, t = timed(lambda: star(bs, pack_linears=False))
+        rows.append(
+            (f"star, batch {bs}, torch's default linear kernel", len(plain), sum(g.output_tokens for g in plain), t)
+        )
     ours, t = timed(lambda: star(bs))
     before, t0 = timed(lambda: star(bs, shared_attention=False))
     rows.append(
@@ -174,16 +192,11 @@ def throughput(a) -> None:
 
 
 def _print_rows(rows) -> None:
-    """The table of samplers and star's ratio over each of the others."""
-    print(f"{'sampler':58} {'rationales':>10} {'tokens':>7} {'sec':>7} {'rat/s':>7} {'tok/s':>8}")
-    for label, n, ntok, t in rows:
-        print(f"{label:58} {n:10d} {ntok:7d} {t:7.2f} {n / t:7.2f} {ntok / t:8.1f}")
-    r = {label: n / t for label, n, _, t in rows}
+    """The table of samplers, with star's rationales/s over each row's (the last row is star's)."""
     star_r = rows[-1][1] / rows[-1][3]
-    print(
-        "star's rationales/s over: "
-        + ", ".join(f"{k.split(',')[0]} {k.split(',')[1].strip()}: {star_r / v:.2f}x" for k, v in list(r.items())[:-1])
-    )
+    print(f"{'sampler':58} {'rationales':>10} {'tokens':>7} {'sec':>7} {'rat/s':>7} {'tok/s':>8} {'star/this':>9}")
+    for label, n, ntok, t in rows:
+        print(f"{label:58} {n:10d} {ntok:7d} {t:7.2f} {n / t:7.2f} {ntok / t:8.1f} {star_r / (n / t):8.2f}x")
 
 
 def _tiny(layers: int = 1):

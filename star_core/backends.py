@@ -71,10 +71,11 @@ class DecodeSettings:
     top_p: float
     batch_size: int | str
     share_prefix: bool
+    pack_linears: bool = True
 
     @classmethod
     def of(cls, cfg: StarConfig) -> DecodeSettings:
-        return cls(cfg.max_new_tokens, cfg.top_p, cfg.batch_size, cfg.share_prefix_cache)
+        return cls(cfg.max_new_tokens, cfg.top_p, cfg.batch_size, cfg.share_prefix_cache, cfg.pack_cpu_linears)
 
 
 def decode(
@@ -97,6 +98,7 @@ def decode(
         seed=seed,
         stop_chars=task.stop_chars,
         on_batch=on_batch,
+        pack_linears=settings.pack_linears,
     )
 
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
+from star_core.cpu_linear import packed_linears
 from star_core.prefix_attention import shared_prefix_for, shared_prefix_mode, suffix_mask, supports
 from star_core.slot_cache import SlotCache
 
@@ -436,6 +437,7 @@ def generate(
     seed: int = 0,
     stop_chars: str | None = None,
     on_batch: Callable[[list[int], list[Generation]], None] | None = None,
+    pack_linears: bool = True,
 ) -> list[Generation]:
     """Generate one completion per prompt.
 
@@ -445,7 +447,9 @@ def generate(
     live row is asked every step. ``on_batch(indices, gens)`` receives finished rows
     in groups of about ``batch_size`` (each group one store transaction).
     ``shared_attention=False`` copies the prefix's cache into every slot (the path
-    before shared-prefix attention; for benchmarks and tests).
+    before shared-prefix attention; for benchmarks and tests). ``pack_linears``: on
+    the CPU, run the fp32 linear layers through oneDNN with packed weights for the
+    call (:mod:`star_core.cpu_linear`); False keeps torch's default kernel.
     """
     if not prompts:
         return []
@@ -461,9 +465,11 @@ def generate(
         seed=seed,
         on_batch=on_batch,
     )
-    slots = dec.share_prefix(share_prefix, shared_attention, batch_size)
-    dec.allocate(slots, tokenizer, stop_chars)
-    return dec.run()
+    hint = CPU_AUTO_BATCH if batch_size in ("auto", 0) else int(batch_size)
+    with packed_linears(model, min(hint, len(ids)), enabled=pack_linears):
+        slots = dec.share_prefix(share_prefix, shared_attention, batch_size)
+        dec.allocate(slots, tokenizer, stop_chars)
+        return dec.run()
 
 
 @torch.no_grad()

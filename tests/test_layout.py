@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "star_core.rayprobe",
             "star_core.prefix_attention",
             "star_core.slot_cache",
+            "star_core.cpu_linear",
         ),
     ),
     ("tasks: one module per task, the registry", ("star_core.tasks",)),
