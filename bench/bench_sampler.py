@@ -130,7 +130,7 @@ def throughput(a) -> None:
             is_complete=task.is_complete,
             stop_chars=task.stop_chars,
             batch_size=batch_size,
-            **kw,
+            **{"pack_linears": not a.no_pack, **kw},
         )
 
     # warm-up (first calls allocate, CUDA loads kernels)
@@ -317,6 +317,11 @@ def main() -> None:
         type=lambda v: [int(x) for x in v.split(",")],
         default=None,
         help="only star's decoder, at these batch sizes (e.g. 16,32,64)",
+    )
+    ap.add_argument(
+        "--no-pack",
+        action="store_true",
+        help="--sweep: star with torch's default linear kernel on the CPU (no oneDNN packing)",
     )
     ap.add_argument(
         "--cpu-time",

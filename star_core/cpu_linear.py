@@ -10,8 +10,9 @@ README's performance section).
 :func:`packed_linears` does that for the length of one decoding call: it packs every plain fp32
 ``nn.Linear`` of a CPU model, points the layer's ``forward`` at oneDNN's kernel, and puts
 everything back when the block ends (an exception included). Packing costs about 0.4 s for the
-bundled 135M model and holds a second copy of the weights while the call runs; nothing is
-cached between calls, so weights trained between calls are always the ones used.
+bundled 135M model and holds a second copy of the weights while the call runs (not done when
+that copy would take over half the memory still available); nothing is cached between calls, so
+weights trained between calls are always the ones used.
 
 The results are those of ``nn.Linear`` up to rounding (the sums run in another order, as they do
 between two BLAS kernels). The first packed layer is checked against ``nn.Linear`` on random
@@ -60,6 +61,29 @@ def _ops_missing() -> str | None:
     return None
 
 
+def _available_bytes() -> int | None:
+    """The memory the system can still give (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _no_room(layers: list[torch.nn.Module]) -> str | None:
+    """Why not, when the packed copies would take more than half the memory still available."""
+    need = sum(layer.weight.numel() * layer.weight.element_size() for layer in layers)
+    free = _available_bytes()
+    if free is not None and need > free // 2:
+        return (
+            f"the packed weights ({need / 2**30:.1f} GiB) would take over half the free memory ({free / 2**30:.1f} GiB)"
+        )
+    return None
+
+
 def _packed_forward(layer: torch.nn.Linear, packed: torch.Tensor):
     """A ``forward`` for ``layer`` through oneDNN with its packed weight (fp32 CPU input), else the layer's own."""
     bias = layer.bias
@@ -88,7 +112,7 @@ def packed_linears(model: torch.nn.Module, rows: int, enabled: bool = True) -> I
     layers = [m for m in model.modules() if _packable(m)] if enabled else []
     why = None
     if layers:
-        why = _ops_missing() or ("gradients are enabled" if torch.is_grad_enabled() else None)
+        why = _ops_missing() or ("gradients are enabled" if torch.is_grad_enabled() else None) or _no_room(layers)
     patched: list[torch.nn.Module] = []
     if layers and why is None:
         try:

@@ -136,3 +136,18 @@ def test_decoder_same_tokens_with_and_without_packing(tiny, monkeypatch):
     off = sampling.generate(tiny.model, tiny.tokenizer, prompts, pack_linears=False, **kw)
     assert packed_counts[0] == len(_plain_linears(tiny.model)) and packed_counts[1] == 0
     assert same(on, off)
+
+
+def test_no_packing_when_memory_is_short(tiny, monkeypatch, caplog):
+    from star_core import cpu_linear
+
+    need = sum(m.weight.numel() * 4 for m in _plain_linears(tiny.model))
+    monkeypatch.setattr(cpu_linear, "_available_bytes", lambda: 2 * need - 1)
+    cpu_linear._SAID.clear()
+    with caplog.at_level(logging.INFO, logger="star"), torch.no_grad():
+        with cpu_linear.packed_linears(tiny.model, rows=4) as n:
+            assert n == 0
+    assert "half the free memory" in caplog.text
+    monkeypatch.setattr(cpu_linear, "_available_bytes", lambda: 2 * need)
+    with torch.no_grad(), cpu_linear.packed_linears(tiny.model, rows=4) as n:
+        assert n == (len(_plain_linears(tiny.model)) if cpu_linear._ops_missing() is None else 0)
