@@ -75,3 +75,20 @@ def test_a_short_run_on_the_tiny_model(letters, tiny_model_dir, tmp_path):
     assert phases[(0, "warm_start")] == 2 and phases[(0, "eval")] == phases[(1, "eval")] == 4
     assert phases[(1, "sample")] == 6
     assert {r["task"] for r in rows(run, "SELECT DISTINCT task FROM samples")} == {"letters"}
+
+
+def test_register_adds_a_task_from_outside_the_tree():
+    """``register`` (usable as a decorator) is the line for a task defined in another package."""
+    from helpers.toy_task import LettersTask
+    from star_core.tasks import register, task_names
+
+    try:
+        assert register(LettersTask) is LettersTask
+        assert "letters" in task_names() and type(get_task("letters")) is LettersTask
+        assert C.build(None, {"task": "letters"}).task == "letters"
+    finally:
+        TASKS.pop("letters", None)
+    nameless = type("Nameless", (LettersTask,), {"name": ""})
+    with pytest.raises(ValueError, match="Nameless has no name"):
+        register(nameless)
+    assert "letters" not in TASKS
