@@ -44,12 +44,3 @@ def set_running(run_dir: str | os.PathLike, pid: int | None = None, heartbeat_ag
             (pid if pid is not None else os.getpid(), time.time() - heartbeat_age, time.time() - heartbeat_age),
         )
     con.close()
-
-
-def sql(run: Path, query: str, *params):
-    """Run one read query on a run's store (test helper)."""
-    con = sqlite3.connect(run / "store.sqlite")
-    try:
-        return con.execute(query, params).fetchall()
-    finally:
-        con.close()

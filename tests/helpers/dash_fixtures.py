@@ -1,6 +1,7 @@
 """The tests' synthetic run stores: ``star_fixtures`` (the benchmarks use it too, without importing tests/)."""
 
-from star_fixtures.stores import dead_pid, set_running, sql, write_corrupt, write_half
+from helpers.store_sql import query as sql
+from star_fixtures.stores import dead_pid, set_running, write_corrupt, write_half
 from star_fixtures.synthetic import PAYLOAD, PAYLOAD_QID, build_bulk, build_run, real_prefix, synth_records
 
 __all__ = [
