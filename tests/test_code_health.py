@@ -54,6 +54,13 @@ def test_queries_package_reexports_every_name():
         "print('missing', [n for n in names if not hasattr(Q, n)])"
     )
     assert r.returncode == 0 and r.stdout.strip() == "missing []", (r.stdout, r.stderr)
+    # a module's own __all__ is part of the package's (dir() and star-imports list it)
+    import importlib
+
+    from star_core import queries as Q
+
+    listed = {n for m in Q._LAZY for n in getattr(importlib.import_module(f"star_core.queries.{m}"), "__all__", ())}
+    assert sorted(listed - set(Q.__all__)) == []
 
 
 def _imports(path: Path) -> set[str]:

@@ -204,6 +204,7 @@ __all__ = [
     "filter_mask",
     "side_label",
     # exports (lazy)
+    "COMPARE_COLUMNS",
     "EXPORT_LIMIT",
     "SAMPLE_COLUMNS",
     "compare_frame",
