@@ -588,3 +588,17 @@ def test_hint_spans_mark_the_hint_in_the_last_question(prompt, hint, marked):
         assert spans == []
     else:
         assert [prompt[a:b] for a, b in spans] == [marked]
+
+
+@pytest.mark.parametrize("stored", ["[1, 2]", "{not json", ""])
+def test_run_info_reads_a_bad_stored_config_as_empty(tmp_path, stored):
+    """``run_info`` and ``run_config`` read the stored config the same way: a dict, else {}."""
+    run = tmp_path / "r"
+    F.build_run(run, tasks=("arithmetic",), iterations=1, n_train=4, n_eval=2)
+    assert Q.run_info(run)["config"]  # the synthetic run stores a config
+    con = sqlite3.connect(run / "store.sqlite")
+    with con:
+        con.execute("UPDATE runs SET config_json=?", (stored,))
+    con.close()
+    info = Q.run_info(run)
+    assert info["config"] == {} and "config_json" not in info

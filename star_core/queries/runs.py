@@ -5,7 +5,6 @@ No pandas here (``star run --resume`` and ``star runs`` read the status through 
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import time
@@ -18,7 +17,7 @@ from ..liveness import RESUMABLE, effective_status
 from ..runfolder import RunFolderError, safe_path
 from ..store import CONFIG_NAME, DB_NAME, SCHEMA_VERSION, STAGES
 from ..tasks.base import AUDIT_VERSION
-from .connect import RunUnavailable, _run_row, open_store
+from .connect import RunUnavailable, _run_row, open_store, run_config
 
 #: Environment variable overriding the user's runs root (``os.pathsep``-separated list allowed).
 RUNS_ROOT_ENV = "STAR_RUNS_ROOT"
@@ -267,10 +266,8 @@ def run_info(run_dir: str | os.PathLike) -> dict[str, Any]:
         except sqlite3.OperationalError:
             sv = None
     d = dict(row)
-    try:
-        d["config"] = json.loads(d.pop("config_json") or "{}")
-    except (TypeError, ValueError):
-        d["config"] = {}
+    d.pop("config_json", None)
+    d["config"] = run_config(row)
     d["status_stored"] = d["status"]
     d["status"] = effective_status(row)
     d["resumable"] = d["status"] in RESUMABLE
