@@ -186,6 +186,10 @@ def test_decision_counts_reasons_and_train_counts(runs):
     tc = Q.train_counts(run).set_index("iteration")
     for it in (1, 2, 3):
         assert tc.loc[it, "stored"] == tc.loc[it, "correct"] + tc.loc[it, "rationalized"] == tc.loc[it, "trained"]
+    assert (tc["reference"] == 0).all()
+    warm = runs / "warm"  # the warm start's references: stored for iteration 0, one count on every row
+    refs = sql(warm, "SELECT count(*) FROM train_examples WHERE iteration=0 AND source='reference'")[0][0]
+    assert refs > 0 and (Q.train_counts(warm)["reference"] == refs).all()
 
 
 def test_solve_transitions(runs):

@@ -148,11 +148,7 @@ def train_counts(run_dir: str | os.PathLike) -> pd.DataFrame:
             con,
             params=(rid,),
         )
-        warm = con.execute(
-            f"SELECT coalesce(sum(n), 0) FROM {_train_counts_from(con)} WHERE run_id=? AND iteration=0"
-            " AND source='reference'",
-            (rid,),
-        ).fetchone()[0]
+        warm = train_sources(con, rid, 0).get("reference", 0)
     df = it.merge(te, on="iteration", how="outer").sort_values("iteration").reset_index(drop=True)
     for c in ("correct", "rationalized", "stored"):
         df[c] = df[c].fillna(0).astype(int)

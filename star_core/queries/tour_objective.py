@@ -108,10 +108,7 @@ def objective_numbers(run_dir: str | os.PathLike, iteration: int, task: str | No
             "SELECT stage, n_train_examples, train_steps FROM iterations WHERE run_id=? AND iteration=?",
             (rid, iteration),
         ).fetchone()
-        warm = con.execute(
-            f"SELECT count(*) FROM train_examples WHERE run_id=? AND iteration=0 AND source='reference'{tsql}",
-            [rid] + tp,
-        ).fetchone()[0]
+        warm = train_sources(con, rid, 0, task).get("reference", 0)  # the warm start's, stored for iteration 0
         ev_prev = (_eval_accuracy(con, rid, 0, task, "warm_eval") if iteration == 1 and warm else None) or (
             _eval_accuracy(con, rid, iteration - 1, task) if iteration >= 1 else None
         )
