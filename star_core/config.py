@@ -98,7 +98,7 @@ class StarConfig:
     share_prefix_cache: bool = True
     """Compute the few-shot prefix's KV cache once and share it across each batch."""
     pack_cpu_linears: bool = True
-    """On the CPU, decode with the fp32 linear layers run through oneDNN, weights packed once per decoding call (same results up to rounding; how much faster depends on the CPU: the README's benchmarks give this project's figures). False: torch's default."""
+    """On the CPU, decode with the fp32 linear layers run through oneDNN, weights packed once per decoding call (the same sums rounded differently, which now and then turns a near-tie in greedy decoding; how much faster depends on the CPU: see the README's benchmarks). False: torch's default."""
     direct_baseline: bool = False
     """Also evaluate the few-shot base model without rationales (exemplars as bare `47 + 38 = 85. The answer is 85.`) at iteration 0, as a reference line beside the few-shot baseline. Arithmetic (decomposition, columns or carry format) only."""
 
