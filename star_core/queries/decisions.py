@@ -28,12 +28,14 @@ def decision_counts(run_dir: str | os.PathLike, task: str | None = None) -> pd.D
 
 
 def train_sources(con: sqlite3.Connection, rid: int, iteration: int, task: str | None = None) -> dict[str, int]:
-    """The training examples stored for one iteration, counted by source (``TRAIN_SOURCE`` values)."""
+    """The training examples stored for one iteration, counted by source (``TRAIN_SOURCE`` values), from the
+    store's per-source counts (:func:`_train_counts_from`)."""
     tsql, tp = (" AND task=?", [task]) if task else ("", [])
     return {
-        r[0]: r[1]
+        r[0]: int(r[1])
         for r in con.execute(
-            f"SELECT source, count(*) FROM train_examples WHERE run_id=? AND iteration=?{tsql} GROUP BY source",
+            f"SELECT source, sum(n) FROM {_train_counts_from(con)} WHERE run_id=? AND iteration=?{tsql}"
+            " GROUP BY source HAVING sum(n) > 0",
             [rid, iteration] + tp,
         )
     }
