@@ -4,8 +4,8 @@ On the CPU nearly all of a decoding step is the model's linear layers (a profile
 model at 16 rows: 76 % of the time in matrix products). PyTorch runs an fp32 ``nn.Linear``
 through its BLAS; oneDNN, which PyTorch also ships, can instead pack each weight once into the
 blocked layout its kernels read, and then multiply small row counts markedly faster on some CPUs
-(1.6-1.9x per model pass at 16 rows on this project's 2-core AMD EPYC test machine; see the
-README's performance section).
+(1.6-1.9x over random weights of the bundled model's shapes at 16 rows, on this project's
+2-core AMD EPYC test machine; see the README's benchmarks).
 
 :func:`packed_linears` does that for the length of one decoding call: it packs every plain fp32
 ``nn.Linear`` of a CPU model, points the layer's ``forward`` at oneDNN's kernel, and puts
