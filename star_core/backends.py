@@ -71,7 +71,7 @@ class DecodeSettings:
     top_p: float
     batch_size: int | str
     share_prefix: bool
-    pack_linears: bool = True
+    pack_linears: bool
 
     @classmethod
     def of(cls, cfg: StarConfig) -> DecodeSettings:

@@ -142,3 +142,16 @@ def test_no_packing_when_memory_is_short(tiny, monkeypatch, caplog):
     monkeypatch.setattr(cpu_linear, "_available_bytes", lambda: 2 * need)
     with torch.no_grad(), cpu_linear.packed_linears(tiny.model, rows=4) as n:
         assert n == (len(_plain_linears(tiny.model)) if cpu_linear._ops_missing() is None else 0)
+
+
+@pytest.mark.parametrize("setting", [True, False])
+def test_the_config_setting_reaches_the_decoder(monkeypatch, setting):
+    """``pack_cpu_linears`` in a run's config is what the decoder is called with (both backends call ``decode``)."""
+    from star_core import backends, config, sampling
+
+    seen = {}
+    monkeypatch.setattr(sampling, "generate", lambda *a, **kw: seen.update(kw) or [])
+    cfg = config.build(None, {}, [f"pack_cpu_linears={str(setting).lower()}"])
+    task = config.make_task(cfg)
+    backends.decode(None, None, backends.DecodeSettings.of(cfg), task, ["Q"], temperature=0.0, seed=0)
+    assert seen["pack_linears"] is setting
